@@ -1,0 +1,375 @@
+//! Local disk baselines: sequential write (timed through fsync) and read, O_DIRECT by default.
+//!
+//! The sequential passes here also fill `gen`'s files, so a test file is written exactly the way
+//! the write baseline writes.
+
+pub mod buffer;
+pub mod engine;
+mod uring;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+pub use buffer::{ALIGN, AlignedBuf};
+pub use engine::{Completion, Engine, EngineChoice, EngineKind, Op, Request};
+
+use crate::classes::{self, DevicePlacement, Direction, LinkPlacement};
+use crate::file::{self, PartialFile};
+use crate::interrupt::{self, Interrupted};
+use crate::measure::{Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage, Watcher};
+use crate::payload::RandomFill;
+use crate::warning::Warning;
+
+/// Block size and queue depth of a sequential pass (fio's `--bs` and `--iodepth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pattern {
+    pub block: usize,
+    pub depth: usize,
+}
+
+/// Largest block accepted: beyond this, bigger blocks buy nothing and cost memory.
+pub const MAX_BLOCK: usize = 64 << 20;
+/// Most blocks in flight; with MAX_BLOCK this bounds buffer memory too.
+pub const MAX_DEPTH: usize = 1024;
+/// Most buffer memory one pass may hold (block × depth).
+pub const MAX_BUFFER_MEMORY: usize = 1 << 30;
+
+impl Pattern {
+    /// Refuses patterns that O_DIRECT cannot do or that would need unbounded memory.
+    pub fn validate(&self, direct: bool) -> Result<()> {
+        if self.depth == 0 {
+            bail!("--iodepth 0: at least one block must be in flight; try --iodepth 8");
+        }
+        if self.depth > MAX_DEPTH {
+            bail!("--iodepth {} is more than {MAX_DEPTH}", self.depth);
+        }
+        if self.block == 0 || self.block > MAX_BLOCK {
+            bail!("--bs {} is out of range: give 4K to 64M", self.block);
+        }
+        if direct && self.block % ALIGN != 0 {
+            bail!("--bs {} is not a multiple of 4096, which O_DIRECT needs: try --bs 1M, or --buffered", self.block);
+        }
+        if self.block.saturating_mul(self.depth) > MAX_BUFFER_MEMORY {
+            bail!("--bs {} × --iodepth {} needs more than 1 GiB of buffers: lower one of them", self.block, self.depth);
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one sequential pass.
+#[derive(Debug, Clone)]
+pub struct Pass {
+    pub bytes: u64,
+    pub elapsed: Duration,
+    pub intervals: Vec<Interval>,
+}
+
+/// Writes `size` bytes from offset 0, `depth` blocks in flight, then fsyncs; the time includes the fsync.
+/// `fill` writes the payload into each block before it is submitted.
+pub fn write_sequential(
+    engine: &mut Engine,
+    file: &File,
+    size: u64,
+    pattern: Pattern,
+    fill: &mut dyn FnMut(&mut [u8]),
+    progress: &Counter,
+) -> Result<Pass> {
+    let mut pool: Vec<AlignedBuf> = (0..pattern.depth).map(|_| AlignedBuf::new(pattern.block)).collect();
+    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
+    let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
+    let mut failure: Option<anyhow::Error> = None;
+    loop {
+        while failure.is_none() && next_offset < size {
+            if interrupt::requested() {
+                failure = Some(Interrupted.into());
+                break;
+            }
+            let Some(mut buf) = pool.pop() else { break };
+            let len = (size - next_offset).min(pattern.block as u64) as usize;
+            // O_DIRECT needs whole pages: the tail block is padded and the file truncated after.
+            let io_len = buffer::round_up(len, ALIGN).min(buf.capacity());
+            fill(&mut buf.full_mut()[..io_len]);
+            buf.set_len(io_len);
+            engine.submit(Request { op: Op::Write, offset: next_offset, buf })?;
+            in_flight += 1;
+            next_offset += len as u64;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let completion = engine.wait()?;
+        in_flight -= 1;
+        match completion.result {
+            Ok(n) => {
+                let counted = (n as u64).min(size - completion.offset);
+                done += counted;
+                progress.add(counted);
+                clock.observe(done);
+            }
+            Err(err) => {
+                let offset = completion.offset;
+                failure.get_or_insert_with(|| anyhow!(err).context(format!("writing at offset {offset}")));
+            }
+        }
+        pool.push(completion.buf);
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    if size % ALIGN as u64 != 0 {
+        file.set_len(size).context("truncating the padded tail block")?;
+    }
+    file.sync_all().context("fsync")?;
+    let (elapsed, intervals) = clock.finish(done);
+    Ok(Pass { bytes: done, elapsed, intervals })
+}
+
+/// Reads up to `size` bytes from offset 0 (fewer if the file is shorter), `depth` blocks in flight.
+pub fn read_sequential(engine: &mut Engine, size: u64, pattern: Pattern, progress: &Counter) -> Result<Pass> {
+    let mut pool: Vec<AlignedBuf> = (0..pattern.depth).map(|_| AlignedBuf::new(pattern.block)).collect();
+    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
+    let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
+    let mut failure: Option<anyhow::Error> = None;
+    let mut end_of_file = false;
+    loop {
+        while failure.is_none() && !end_of_file && next_offset < size {
+            if interrupt::requested() {
+                failure = Some(Interrupted.into());
+                break;
+            }
+            let Some(buf) = pool.pop() else { break };
+            let len = (size - next_offset).min(pattern.block as u64) as usize;
+            let io_len = buffer::round_up(len, ALIGN).min(buf.capacity());
+            engine.submit(Request { op: Op::Read { len: io_len }, offset: next_offset, buf })?;
+            in_flight += 1;
+            next_offset += len as u64;
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let completion = engine.wait()?;
+        in_flight -= 1;
+        match completion.result {
+            Ok(n) => {
+                let counted = (n as u64).min(size - completion.offset);
+                end_of_file |= n == 0;
+                done += counted;
+                progress.add(counted);
+                clock.observe(done);
+            }
+            Err(err) => {
+                let offset = completion.offset;
+                failure.get_or_insert_with(|| anyhow!(err).context(format!("reading at offset {offset}")));
+            }
+        }
+        pool.push(completion.buf);
+    }
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let (elapsed, intervals) = clock.finish(done);
+    Ok(Pass { bytes: done, elapsed, intervals })
+}
+
+/// Which passes `xferbench disk` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passes {
+    WriteThenRead,
+    ReadOnly,
+    WriteOnly,
+}
+
+/// What `xferbench disk` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BaselineOptions {
+    /// A directory to write a test file in, or an existing file to read.
+    pub path: PathBuf,
+    /// Test size; for an existing file, defaults to its length.
+    pub size: Option<u64>,
+    pub pattern: Pattern,
+    pub direct: bool,
+    pub engine: EngineChoice,
+    pub passes: Passes,
+}
+
+/// Default size of the test file written in a directory.
+pub const DEFAULT_TEST_SIZE: u64 = 4 << 30;
+
+/// A disk figure placed against the device and link classes.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacedMeasurement {
+    #[serde(flatten)]
+    pub measurement: Measurement,
+    pub device_class: DevicePlacement,
+    pub link_class: LinkPlacement,
+}
+
+impl PlacedMeasurement {
+    pub fn new(measurement: Measurement) -> PlacedMeasurement {
+        let direction = if measurement.stage == Stage::DiskRead { Direction::Read } else { Direction::Write };
+        PlacedMeasurement {
+            device_class: classes::place_device(measurement.rate(), direction),
+            link_class: classes::place_link(measurement.rate()),
+            measurement,
+        }
+    }
+}
+
+/// The result of `xferbench disk`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Baseline {
+    pub path: PathBuf,
+    /// The file that was written and read (removed afterwards when it was a test file).
+    pub test_file: PathBuf,
+    pub engine: EngineKind,
+    pub measurements: Vec<PlacedMeasurement>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Runs the local baseline the options ask for.
+pub fn baseline(options: &BaselineOptions, watcher: &dyn Watcher) -> Result<Baseline> {
+    options.pattern.validate(options.direct)?;
+    let path = &options.path;
+    let meta = std::fs::metadata(path).map_err(|err| anyhow!(file::describe_path_error(path, err)))?;
+    let mut warnings = Vec::new();
+    if file::is_tmpfs(path) {
+        warnings.push(Warning::MemoryFileSystem { path: path.clone() });
+    }
+    if meta.is_dir() {
+        if options.passes == Passes::ReadOnly {
+            bail!("{} is a directory: --read-only needs an existing file to read", path.display());
+        }
+        baseline_in_dir(options, warnings, watcher)
+    } else if meta.is_file() {
+        if options.passes == Passes::WriteOnly {
+            bail!(
+                "{} is an existing file: a write test needs a directory to create its own file in (xferbench never overwrites your files)",
+                path.display()
+            );
+        }
+        baseline_of_file(options, meta.len(), warnings, watcher)
+    } else {
+        bail!("{} is neither a directory nor a regular file", path.display());
+    }
+}
+
+fn baseline_in_dir(options: &BaselineOptions, mut warnings: Vec<Warning>, watcher: &dyn Watcher) -> Result<Baseline> {
+    let size = options.size.unwrap_or(DEFAULT_TEST_SIZE);
+    if size < options.pattern.block as u64 {
+        bail!("--size {size} is smaller than one block (--bs {}): give a larger --size", options.pattern.block);
+    }
+    let dir = &options.path;
+    file::ensure_room(dir, size)?;
+    let test_path = dir.join(format!(".xferbench-disk-{}.tmp", std::process::id()));
+    let guard = PartialFile::new(test_path.clone());
+    let (handle, direct) = file::create_new(&test_path, options.direct)?;
+    if options.direct && !direct {
+        warnings.push(Warning::DirectUnsupported { path: dir.clone() });
+    }
+    file::allocate(&handle, &test_path, size)?;
+    let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
+        .with_context(|| format!("starting the disk engine on {}", test_path.display()))?;
+    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+    let conditions = Conditions {
+        direct,
+        fsync_included: true,
+        engine: Some(engine.kind()),
+        block_size: Some(options.pattern.block as u64),
+        iodepth: Some(options.pattern.depth),
+        cached_before: None,
+    };
+    let mut measurements = Vec::new();
+
+    let counter = Counter::new();
+    watcher.begin("write", size, &counter);
+    let mut random = RandomFill::new();
+    let written = write_sequential(&mut engine, &handle, size, options.pattern, &mut |b| random.fill(b), &counter)
+        .with_context(|| format!("write test on {}", test_path.display()));
+    watcher.end();
+    let written = written?;
+    measurements.push(Measurement::new(Stage::DiskWrite, written.bytes, written.elapsed, conditions.clone(), written.intervals));
+
+    if options.passes == Passes::WriteThenRead {
+        let mut read_conditions = Conditions { fsync_included: false, ..conditions };
+        if !direct {
+            read_conditions.cached_before = Some(evict(&handle, &test_path, &mut warnings)?);
+        }
+        let counter = Counter::new();
+        watcher.begin("read", size, &counter);
+        let read = read_sequential(&mut engine, size, options.pattern, &counter)
+            .with_context(|| format!("read test on {}", test_path.display()));
+        watcher.end();
+        let read = read?;
+        measurements.push(Measurement::new(Stage::DiskRead, read.bytes, read.elapsed, read_conditions, read.intervals));
+    }
+    drop(engine);
+    drop(handle);
+    drop(guard); // removes the test file
+    Ok(Baseline {
+        path: options.path.clone(),
+        test_file: test_path,
+        engine: measurements[0].conditions.engine.expect("set above"),
+        measurements: measurements.into_iter().map(PlacedMeasurement::new).collect(),
+        warnings,
+    })
+}
+
+fn baseline_of_file(options: &BaselineOptions, len: u64, mut warnings: Vec<Warning>, watcher: &dyn Watcher) -> Result<Baseline> {
+    let path = &options.path;
+    let size = match options.size {
+        Some(size) if size > len => bail!(
+            "--size {size} is larger than {} ({len} bytes): leave --size out to read the whole file",
+            path.display()
+        ),
+        Some(size) => size,
+        None => len,
+    };
+    if size == 0 {
+        bail!("{} is empty: nothing to read", path.display());
+    }
+    let (handle, direct) = file::open_read(path, options.direct)?;
+    if options.direct && !direct {
+        warnings.push(Warning::DirectUnsupported { path: path.clone() });
+    }
+    warnings.extend(file::unwritten_warning(&handle, path));
+    let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
+        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+    let cached_before = if direct { None } else { Some(evict(&handle, path, &mut warnings)?) };
+    let conditions = Conditions {
+        direct,
+        fsync_included: false,
+        engine: Some(engine.kind()),
+        block_size: Some(options.pattern.block as u64),
+        iodepth: Some(options.pattern.depth),
+        cached_before,
+    };
+    let counter = Counter::new();
+    watcher.begin("read", size, &counter);
+    let read = read_sequential(&mut engine, size, options.pattern, &counter).with_context(|| format!("reading {}", path.display()));
+    watcher.end();
+    let read = read?;
+    let engine_kind = engine.kind();
+    Ok(Baseline {
+        path: path.clone(),
+        test_file: path.clone(),
+        engine: engine_kind,
+        measurements: vec![PlacedMeasurement::new(Measurement::new(Stage::DiskRead, read.bytes, read.elapsed, conditions, read.intervals))],
+        warnings,
+    })
+}
+
+/// Drops a file from the page cache before a buffered read; warns about what stayed cached.
+fn evict(handle: &File, path: &Path, warnings: &mut Vec<Warning>) -> Result<f64> {
+    file::cache::drop_from_cache(handle).with_context(|| format!("dropping {} from the page cache", path.display()))?;
+    let cached = file::cache::cached_fraction(handle).unwrap_or(0.0);
+    // tmpfs pages are the file itself: the tmpfs warning already says the figure is memory.
+    if cached > 0.01 && !file::is_tmpfs(path) {
+        warnings.push(Warning::Cached { path: path.to_path_buf(), percent: cached * 100.0 });
+    }
+    Ok(cached)
+}

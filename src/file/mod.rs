@@ -1,0 +1,291 @@
+//! Test files done right: allocated up front, filled with random data by O_DIRECT writes,
+//! never left half-made under their final name.
+
+pub mod cache;
+pub mod extents;
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Serialize;
+
+use crate::disk::{self, Engine, EngineChoice, Pattern};
+use crate::measure::{Conditions, Counter, Measurement, Stage, Watcher};
+use crate::payload::RandomFill;
+use crate::units::format_bytes;
+use crate::warning::Warning;
+
+/// What `gen` writes into the file after allocating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum FillMode {
+    /// Fast pseudo-random data: incompressible, not dedupable, every read hits the disk.
+    Random,
+    /// Zeros, written for real (compressible: SSH and NAS figures will be inflated).
+    Zero,
+    /// Allocate only, like `fallocate -l`: reads return zeros without disk I/O.
+    None,
+}
+
+/// What `xferbench gen` was asked to make.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    pub path: PathBuf,
+    pub size: u64,
+    pub fill: FillMode,
+    pub force: bool,
+    pub pattern: Pattern,
+    pub engine: EngineChoice,
+}
+
+/// The file `gen` made, and how fast it was filled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub path: PathBuf,
+    pub size: u64,
+    pub fill: FillMode,
+    pub measurement: Option<Measurement>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Makes a test file: checks room, allocates the full size, fills it, fsyncs, and renames it
+/// into place. On error or Ctrl-C nothing is left under the final name or the temporary one.
+pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated> {
+    let path = &options.path;
+    options.pattern.validate(true)?;
+    if path.is_dir() {
+        bail!("{} is a directory: give a file name, e.g. {}", path.display(), path.join("bigfile.data").display());
+    }
+    let name = path.file_name().ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
+    let dir = parent_dir(path);
+    match std::fs::metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("cannot create {}: {} is not a directory", path.display(), dir.display()),
+        Err(err) => return Err(anyhow!("cannot create {}: {}", path.display(), describe_path_error(&dir, err))),
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !options.force => bail!(
+            "{} already exists ({}): add --force to replace it",
+            path.display(),
+            format_bytes(meta.len())
+        ),
+        Ok(meta) if !meta.is_file() => bail!("{} exists and is not a regular file: refusing to replace it", path.display()),
+        // Removed first so that its space counts as free for the new file.
+        Ok(_) => std::fs::remove_file(path).with_context(|| format!("removing the old {}", path.display()))?,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(anyhow!(describe_path_error(path, err))),
+    }
+    ensure_room(&dir, options.size)?;
+
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".xferbench-partial");
+    let temp_path = dir.join(temp_name);
+    let guard = PartialFile::new(temp_path.clone());
+    let wants_direct = options.fill != FillMode::None;
+    let (handle, direct) = create_new(&temp_path, wants_direct)
+        .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
+    let mut warnings = Vec::new();
+    if wants_direct && !direct {
+        warnings.push(Warning::DirectUnsupported { path: dir.clone() });
+    }
+    allocate(&handle, path, options.size)?;
+
+    let measurement = match options.fill {
+        FillMode::None => {
+            handle.sync_all().with_context(|| format!("fsync of {}", path.display()))?;
+            warnings.push(Warning::UnfilledFile { path: path.clone() });
+            None
+        }
+        fill => {
+            let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
+                .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+            warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+            let mut random = RandomFill::new();
+            let mut fill_block: Box<dyn FnMut(&mut [u8])> = match fill {
+                FillMode::Random => Box::new(move |block: &mut [u8]| random.fill(block)),
+                // Buffers start zeroed and a zero fill never writes into them.
+                _ => Box::new(|_: &mut [u8]| {}),
+            };
+            let counter = Counter::new();
+            watcher.begin("gen", options.size, &counter);
+            let pass = disk::write_sequential(&mut engine, &handle, options.size, options.pattern, &mut fill_block, &counter)
+                .with_context(|| format!("filling {}", path.display()));
+            watcher.end();
+            let pass = pass?;
+            if fill == FillMode::Zero {
+                warnings.push(Warning::ZeroFilled { path: path.clone() });
+            }
+            let conditions = Conditions {
+                direct,
+                fsync_included: true,
+                engine: Some(engine.kind()),
+                block_size: Some(options.pattern.block as u64),
+                iodepth: Some(options.pattern.depth),
+                cached_before: None,
+            };
+            Some(Measurement::new(Stage::Fill, pass.bytes, pass.elapsed, conditions, pass.intervals))
+        }
+    };
+    drop(handle);
+    std::fs::rename(&temp_path, path).with_context(|| format!("renaming the finished file to {}", path.display()))?;
+    guard.keep();
+    sync_dir(&dir);
+    Ok(Generated { path: path.clone(), size: options.size, fill: options.fill, measurement, warnings })
+}
+
+/// Removes a file when dropped, unless told to keep it: the cleanup for errors and Ctrl-C.
+#[derive(Debug)]
+pub struct PartialFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl PartialFile {
+    pub fn new(path: PathBuf) -> PartialFile {
+        PartialFile { path, keep: false }
+    }
+
+    /// The file is complete: leave it.
+    pub fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Creates a new file, with O_DIRECT when asked and supported; says whether O_DIRECT is on.
+pub fn create_new(path: &Path, direct: bool) -> Result<(File, bool)> {
+    open_with(path, direct, |options| {
+        options.read(true).write(true).create_new(true);
+    })
+}
+
+/// Opens an existing file for reading, with O_DIRECT when asked and supported.
+pub fn open_read(path: &Path, direct: bool) -> Result<(File, bool)> {
+    open_with(path, direct, |options| {
+        options.read(true);
+    })
+}
+
+fn open_with(path: &Path, direct: bool, set: impl Fn(&mut OpenOptions)) -> Result<(File, bool)> {
+    let mut options = OpenOptions::new();
+    set(&mut options);
+    if direct {
+        match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => return Ok((file, true)),
+            // EINVAL: the file system has no O_DIRECT; the file may have been created.
+            Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {
+                if path.exists() {
+                    options.create_new(false);
+                }
+            }
+            Err(err) => return Err(anyhow!(describe_path_error(path, err))),
+        }
+    }
+    let file = options.open(path).map_err(|err| anyhow!(describe_path_error(path, err)))?;
+    Ok((file, false))
+}
+
+/// Reserves `size` bytes for the file up front, so a full disk fails now, not half-way through.
+pub fn allocate(file: &File, path: &Path, size: u64) -> Result<()> {
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOSPC) => bail!(
+            "not enough free space for {} of {}: {} free; free some space or use a smaller --size",
+            format_bytes(size),
+            path.display(),
+            free_space(&parent_dir(path)).map(format_bytes).unwrap_or_else(|_| "unknown".into())
+        ),
+        Some(libc::EFBIG) => bail!("{} is larger than the file system allows for {}", format_bytes(size), path.display()),
+        // No fallocate on this file system: set the length; writes allocate as they go.
+        Some(libc::EOPNOTSUPP) => file.set_len(size).with_context(|| format!("setting the length of {}", path.display())),
+        _ => Err(anyhow!(err).context(format!("allocating {} for {}", format_bytes(size), path.display()))),
+    }
+}
+
+/// Fails with a clear message when `dir` has less than `size` bytes free.
+pub fn ensure_room(dir: &Path, size: u64) -> Result<()> {
+    let free = free_space(dir).map_err(|err| anyhow!(describe_path_error(dir, err)))?;
+    if size > free {
+        bail!(
+            "not enough free space in {}: {} needed, {} free; free some space or use a smaller --size",
+            dir.display(),
+            format_bytes(size),
+            format_bytes(free)
+        );
+    }
+    Ok(())
+}
+
+/// Bytes an unprivileged user may still write on the file system holding `path`.
+pub fn free_space(path: &Path) -> io::Result<u64> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// True when `path` lives on tmpfs or ramfs: memory, not a disk.
+pub fn is_tmpfs(path: &Path) -> bool {
+    const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+    const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return false;
+    }
+    matches!(stat.f_type as libc::c_long, TMPFS_MAGIC | RAMFS_MAGIC)
+}
+
+/// The warning for a file whose reads would skip the disk, if it has unwritten extents or holes.
+pub fn unwritten_warning(file: &File, path: &Path) -> Option<Warning> {
+    let map = extents::map_extents(file).ok()?;
+    let fraction = map.zero_fraction();
+    (fraction > 0.001).then(|| Warning::UnwrittenExtents { path: path.to_path_buf(), percent: fraction * 100.0 })
+}
+
+/// "cannot ...: X does not exist" style text for an error on a path, with what to do.
+pub fn describe_path_error(path: &Path, err: io::Error) -> String {
+    let shown = path.display();
+    match err.kind() {
+        io::ErrorKind::NotFound => format!("{shown} does not exist: check the path, or create the directory first"),
+        io::ErrorKind::PermissionDenied => format!("{shown}: permission denied (a read-only or protected location?)"),
+        io::ErrorKind::ReadOnlyFilesystem => format!("{shown}: the file system is read-only"),
+        io::ErrorKind::IsADirectory => format!("{shown} is a directory: give a file name"),
+        io::ErrorKind::NotADirectory => format!("{shown}: a part of the path is not a directory"),
+        _ => format!("{shown}: {err}"),
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Makes a rename durable; best effort, since some file systems refuse fsync on directories.
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}

@@ -1,0 +1,70 @@
+//! Things that make a figure less true than it looks, in plain words with the fix.
+//!
+//! Measuring code returns these as data; the command line prints each once and JSON carries them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    /// Reads of unwritten extents or holes return zeros without touching the disk.
+    UnwrittenExtents { path: PathBuf, percent: f64 },
+    /// The file system refused O_DIRECT, so the figure went through the page cache.
+    DirectUnsupported { path: PathBuf },
+    /// tmpfs and ramfs are memory: their figures say nothing about a disk.
+    MemoryFileSystem { path: PathBuf },
+    /// io_uring was refused and the psync engine ran instead.
+    EngineFallback { reason: String },
+    /// `gen --fill none`: the file is allocated but never written.
+    UnfilledFile { path: PathBuf },
+    /// `gen --fill zero`: zeros compress and dedup on SSH, NAS and some SSDs.
+    ZeroFilled { path: PathBuf },
+    /// Part of a file was still in the page cache when a buffered read began.
+    Cached { path: PathBuf, percent: f64 },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::UnwrittenExtents { path, percent } => write!(
+                f,
+                "{} has {percent:.0}% unwritten extents: reads return zeros without disk I/O; \
+                 run `xferbench gen` with --fill random",
+                path.display()
+            ),
+            Warning::DirectUnsupported { path } => write!(
+                f,
+                "{} does not support O_DIRECT: measured through the page cache, with fsync and a cache drop \
+                 (fadvise DONTNEED) before reading",
+                path.display()
+            ),
+            Warning::MemoryFileSystem { path } => write!(
+                f,
+                "{} is on tmpfs (memory): these figures are memory speed, not a disk's; point at a disk-backed directory",
+                path.display()
+            ),
+            Warning::EngineFallback { reason } => f.write_str(reason),
+            Warning::UnfilledFile { path } => write!(
+                f,
+                "{} is allocated but never written: reads of it return zeros without touching the disk; \
+                 use --fill random for a file that measures the disk",
+                path.display()
+            ),
+            Warning::ZeroFilled { path } => write!(
+                f,
+                "{} is all zeros: SSH compression, NAS dedup and some SSDs shrink zeros, inflating figures; \
+                 use --fill random",
+                path.display()
+            ),
+            Warning::Cached { path, percent } => write!(
+                f,
+                "{percent:.0}% of {} was in the page cache before the read: part of the read rate is memory speed; \
+                 use --direct",
+                path.display()
+            ),
+        }
+    }
+}
