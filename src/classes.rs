@@ -19,15 +19,29 @@ pub struct DeviceClass {
 }
 
 /// A 7200 rpm hard disk, outer tracks.
-pub const HDD: DeviceClass = DeviceClass { name: "HDD", read_mb_s: 200.0, write_mb_s: 200.0 };
+pub const HDD: DeviceClass = DeviceClass {
+    name: "HDD",
+    read_mb_s: 200.0,
+    write_mb_s: 200.0,
+};
 /// SATA III SSD: ~550 read / 520 write, the 6 Gb/s link caps it at 600.
-pub const SATA_SSD: DeviceClass = DeviceClass { name: "SATA SSD", read_mb_s: 550.0, write_mb_s: 520.0 };
+pub const SATA_SSD: DeviceClass = DeviceClass {
+    name: "SATA SSD",
+    read_mb_s: 550.0,
+    write_mb_s: 520.0,
+};
 /// NVMe on PCIe Gen3 x4: ~3,500 (3,940 raw link).
-pub const NVME_GEN3_X4: DeviceClass =
-    DeviceClass { name: "NVMe Gen3 x4", read_mb_s: 3500.0, write_mb_s: 3000.0 };
+pub const NVME_GEN3_X4: DeviceClass = DeviceClass {
+    name: "NVMe Gen3 x4",
+    read_mb_s: 3500.0,
+    write_mb_s: 3000.0,
+};
 /// NVMe on PCIe Gen4 x4: ~7,000 (7,880 raw link).
-pub const NVME_GEN4_X4: DeviceClass =
-    DeviceClass { name: "NVMe Gen4 x4", read_mb_s: 7000.0, write_mb_s: 6500.0 };
+pub const NVME_GEN4_X4: DeviceClass = DeviceClass {
+    name: "NVMe Gen4 x4",
+    read_mb_s: 7000.0,
+    write_mb_s: 6500.0,
+};
 
 /// Device classes, slowest first.
 pub const DEVICES: [DeviceClass; 4] = [HDD, SATA_SSD, NVME_GEN3_X4, NVME_GEN4_X4];
@@ -39,17 +53,46 @@ pub struct LinkClass {
     pub goodput_mb_s: f64,
 }
 
-pub const GBE_1: LinkClass = LinkClass { name: "1 GbE", goodput_mb_s: 117.0 };
-pub const GBE_2_5: LinkClass = LinkClass { name: "2.5 GbE", goodput_mb_s: 294.0 };
-pub const GBE_10: LinkClass = LinkClass { name: "10 GbE", goodput_mb_s: 1170.0 };
-pub const GBE_25: LinkClass = LinkClass { name: "25 GbE", goodput_mb_s: 2900.0 };
+pub const GBE_1: LinkClass = LinkClass {
+    name: "1 GbE",
+    goodput_mb_s: 117.0,
+};
+pub const GBE_2_5: LinkClass = LinkClass {
+    name: "2.5 GbE",
+    goodput_mb_s: 294.0,
+};
+pub const GBE_10: LinkClass = LinkClass {
+    name: "10 GbE",
+    goodput_mb_s: 1170.0,
+};
+pub const GBE_25: LinkClass = LinkClass {
+    name: "25 GbE",
+    goodput_mb_s: 2900.0,
+};
 /// The seed's ConnectX-3 cards sat behind a PCIe Gen3 x4 riser: 3,940 MB/s raw caps them.
-pub const PCIE_GEN3_X4_SLOT: LinkClass = LinkClass { name: "PCIe Gen3 x4 slot", goodput_mb_s: 3940.0 };
-pub const GBE_40: LinkClass = LinkClass { name: "40 GbE", goodput_mb_s: 4700.0 };
-pub const GBE_100: LinkClass = LinkClass { name: "100 GbE", goodput_mb_s: 11700.0 };
+pub const PCIE_GEN3_X4_SLOT: LinkClass = LinkClass {
+    name: "PCIe Gen3 x4 slot",
+    goodput_mb_s: 3940.0,
+};
+pub const GBE_40: LinkClass = LinkClass {
+    name: "40 GbE",
+    goodput_mb_s: 4700.0,
+};
+pub const GBE_100: LinkClass = LinkClass {
+    name: "100 GbE",
+    goodput_mb_s: 11700.0,
+};
 
 /// Link classes, slowest first.
-pub const LINKS: [LinkClass; 7] = [GBE_1, GBE_2_5, GBE_10, GBE_25, PCIE_GEN3_X4_SLOT, GBE_40, GBE_100];
+pub const LINKS: [LinkClass; 7] = [
+    GBE_1,
+    GBE_2_5,
+    GBE_10,
+    GBE_25,
+    PCIE_GEN3_X4_SLOT,
+    GBE_40,
+    GBE_100,
+];
 
 /// Which way the disk was driven, since devices write slower than they read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,10 +109,24 @@ const SAME_CLASS_TOLERANCE: f64 = 0.25;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "placement", rename_all = "snake_case")]
 pub enum DevicePlacement {
-    Like { class: &'static str, class_mb_s: f64 },
-    Below { class: &'static str, class_mb_s: f64 },
-    Between { lower: &'static str, lower_mb_s: f64, upper: &'static str, upper_mb_s: f64 },
-    Above { class: &'static str, class_mb_s: f64 },
+    Like {
+        class: &'static str,
+        class_mb_s: f64,
+    },
+    Below {
+        class: &'static str,
+        class_mb_s: f64,
+    },
+    Between {
+        lower: &'static str,
+        lower_mb_s: f64,
+        upper: &'static str,
+        upper_mb_s: f64,
+    },
+    Above {
+        class: &'static str,
+        class_mb_s: f64,
+    },
 }
 
 pub fn place_device(rate: Rate, direction: Direction) -> DevicePlacement {
@@ -86,17 +143,29 @@ pub fn place_device(rate: Rate, direction: Direction) -> DevicePlacement {
         })
         .expect("DEVICES is not empty");
     if (mb / figure(nearest) - 1.0).abs() <= SAME_CLASS_TOLERANCE {
-        return DevicePlacement::Like { class: nearest.name, class_mb_s: figure(nearest) };
+        return DevicePlacement::Like {
+            class: nearest.name,
+            class_mb_s: figure(nearest),
+        };
     }
     let first = &DEVICES[0];
     let last = &DEVICES[DEVICES.len() - 1];
     if mb < figure(first) {
-        return DevicePlacement::Below { class: first.name, class_mb_s: figure(first) };
+        return DevicePlacement::Below {
+            class: first.name,
+            class_mb_s: figure(first),
+        };
     }
     if mb > figure(last) {
-        return DevicePlacement::Above { class: last.name, class_mb_s: figure(last) };
+        return DevicePlacement::Above {
+            class: last.name,
+            class_mb_s: figure(last),
+        };
     }
-    let upper_index = DEVICES.iter().position(|c| figure(c) > mb).expect("mb is below the last class");
+    let upper_index = DEVICES
+        .iter()
+        .position(|c| figure(c) > mb)
+        .expect("mb is below the last class");
     let (lower, upper) = (&DEVICES[upper_index - 1], &DEVICES[upper_index]);
     DevicePlacement::Between {
         lower: lower.name,
@@ -148,7 +217,11 @@ impl fmt::Display for LinkPlacement {
             ),
             (Some(full), None) => write!(f, "would saturate even {}", full.name),
             (None, Some(next)) => {
-                write!(f, "would not fill {} ({:.0} MB/s)", next.name, next.goodput_mb_s)
+                write!(
+                    f,
+                    "would not fill {} ({:.0} MB/s)",
+                    next.name, next.goodput_mb_s
+                )
             }
             (None, None) => Ok(()),
         }
@@ -170,7 +243,10 @@ mod tests {
     #[test]
     fn a_rate_between_classes_names_both() {
         let placed = place_device(Rate::from_mb_per_sec(1500.0), Direction::Read);
-        assert_eq!(placed.to_string(), "between SATA SSD and NVMe Gen3 x4 class");
+        assert_eq!(
+            placed.to_string(),
+            "between SATA SSD and NVMe Gen3 x4 class"
+        );
     }
 
     #[test]
@@ -181,7 +257,10 @@ mod tests {
         ));
         assert!(matches!(
             place_device(Rate::from_mb_per_sec(20000.0), Direction::Read),
-            DevicePlacement::Above { class: "NVMe Gen4 x4", .. }
+            DevicePlacement::Above {
+                class: "NVMe Gen4 x4",
+                ..
+            }
         ));
     }
 
@@ -192,6 +271,10 @@ mod tests {
         assert_eq!(placed.short_of, Some(GBE_25));
         assert_eq!(place_link(Rate::from_mb_per_sec(50.0)).saturates, None);
         assert_eq!(place_link(Rate::from_mb_per_sec(50000.0)).short_of, None);
-        assert!(place_link(Rate::from_mb_per_sec(400.0)).to_string().starts_with("would saturate 2.5 GbE"));
+        assert!(
+            place_link(Rate::from_mb_per_sec(400.0))
+                .to_string()
+                .starts_with("would saturate 2.5 GbE")
+        );
     }
 }

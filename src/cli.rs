@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::disk::{EngineChoice, Pattern, Passes};
+use crate::disk::{EngineChoice, Passes, Pattern};
 use crate::file::FillMode;
 use crate::units::parse_size;
 
@@ -59,7 +59,10 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     pub fn pattern(&self) -> Pattern {
-        Pattern { block: self.block, depth: self.iodepth }
+        Pattern {
+            block: self.block,
+            depth: self.iodepth,
+        }
     }
 }
 
@@ -137,5 +140,7 @@ fn parse_size_arg(text: &str) -> Result<u64, String> {
 }
 
 fn parse_block(text: &str) -> Result<usize, String> {
-    parse_size_arg(text).and_then(|bytes| usize::try_from(bytes).map_err(|_| format!("block size '{text}' is too large")))
+    parse_size_arg(text).and_then(|bytes| {
+        usize::try_from(bytes).map_err(|_| format!("block size '{text}' is too large"))
+    })
 }

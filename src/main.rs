@@ -13,7 +13,9 @@ use xferbench::report;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = interrupt::install() {
-        eprintln!("xferbench: cannot catch Ctrl-C ({err}); an interrupted run may leave temporary files");
+        eprintln!(
+            "xferbench: cannot catch Ctrl-C ({err}); an interrupted run may leave temporary files"
+        );
     }
     let progress = Progress::new(Style::detect(cli.quiet));
     let outcome = match &cli.command {

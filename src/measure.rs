@@ -3,8 +3,8 @@
 //! One [`Measurement`] type for disks, networks and copies, so they land in the same table and JSON.
 //! Measuring code fills these and never prints; progress bars read a shared [`Counter`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -72,7 +72,13 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    pub fn new(stage: Stage, bytes: u64, elapsed: Duration, conditions: Conditions, intervals: Vec<Interval>) -> Measurement {
+    pub fn new(
+        stage: Stage,
+        bytes: u64,
+        elapsed: Duration,
+        conditions: Conditions,
+        intervals: Vec<Interval>,
+    ) -> Measurement {
         Measurement {
             stage,
             bytes,
@@ -84,7 +90,9 @@ impl Measurement {
     }
 
     pub fn rate(&self) -> Rate {
-        Rate { bytes_per_sec: self.bytes_per_sec }
+        Rate {
+            bytes_per_sec: self.bytes_per_sec,
+        }
     }
 }
 
@@ -142,7 +150,13 @@ pub struct IntervalClock {
 impl IntervalClock {
     pub fn start(every: Duration) -> IntervalClock {
         let now = Instant::now();
-        IntervalClock { start: now, every, mark: now, mark_bytes: 0, intervals: Vec::new() }
+        IntervalClock {
+            start: now,
+            every,
+            mark: now,
+            mark_bytes: 0,
+            intervals: Vec::new(),
+        }
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -12,12 +12,16 @@ pub struct RandomFill {
 impl RandomFill {
     /// A stream seeded from the operating system, different on every run.
     pub fn new() -> RandomFill {
-        RandomFill { rng: rand::make_rng() }
+        RandomFill {
+            rng: rand::make_rng(),
+        }
     }
 
     /// A reproducible stream, for tests and benches.
     pub fn with_seed(seed: u64) -> RandomFill {
-        RandomFill { rng: SmallRng::seed_from_u64(seed) }
+        RandomFill {
+            rng: SmallRng::seed_from_u64(seed),
+        }
     }
 
     pub fn fill(&mut self, bytes: &mut [u8]) {

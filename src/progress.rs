@@ -1,15 +1,15 @@
 //! Progress on stderr, in one place: an indicatif bar on a terminal, plain lines otherwise.
 
 use std::io::IsTerminal;
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::measure::{Counter, Watcher};
-use crate::units::{format_bytes, Rate};
+use crate::units::{Rate, format_bytes};
 
 /// How the user wants to be kept informed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(style: Style) -> Progress {
-        Progress { style, running: Mutex::new(None) }
+        Progress {
+            style,
+            running: Mutex::new(None),
+        }
     }
 }
 
@@ -60,7 +63,9 @@ impl Watcher for Progress {
         let worker = match style {
             Style::Quiet => return,
             Style::Bar => std::thread::spawn(move || draw_bar(&label, total, &counter, &stopped)),
-            Style::Lines => std::thread::spawn(move || print_lines(&label, total, &counter, &stopped)),
+            Style::Lines => {
+                std::thread::spawn(move || print_lines(&label, total, &counter, &stopped))
+            }
         };
         *self.running.lock().expect("progress lock") = Some((stop, worker));
     }
@@ -82,7 +87,11 @@ impl Drop for Progress {
 fn draw_bar(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Receiver<()>) {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let template = "{prefix:>6} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}";
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     bar.set_prefix(label.to_string());
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(BAR_TICK) {
         bar.set_position(counter.get());
@@ -95,7 +104,11 @@ fn print_lines(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Recei
     let start = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_EVERY) {
         let done = counter.get();
-        let percent = if total > 0 { done as f64 * 100.0 / total as f64 } else { 0.0 };
+        let percent = if total > 0 {
+            done as f64 * 100.0 / total as f64
+        } else {
+            0.0
+        };
         eprintln!(
             "{label}: {} of {} ({percent:.0}%) at {}",
             format_bytes(done),

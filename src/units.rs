@@ -21,7 +21,9 @@ pub enum SizeError {
     Zero(String),
     #[error("size '{0}' is not a number: give a size like 4G, 4GiB, 512M or 1.5TB")]
     NotANumber(String),
-    #[error("unknown unit '{unit}' in size '{input}': use K, M, G, T, P or KiB..PiB (powers of 1024) or KB, MB, GB, TB, PB (powers of 1000)")]
+    #[error(
+        "unknown unit '{unit}' in size '{input}': use K, M, G, T, P or KiB..PiB (powers of 1024) or KB, MB, GB, TB, PB (powers of 1000)"
+    )]
     UnknownUnit { input: String, unit: String },
     #[error("size '{0}' is too large (more than 16 EiB)")]
     TooLarge(String),
@@ -88,7 +90,7 @@ pub fn format_bytes(bytes: u64) -> String {
 /// A block size the way fio and the flags take it: "1 MiB", "4 KiB", "1000 B".
 pub fn format_block(bytes: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
         }
     }
@@ -191,10 +193,19 @@ mod tests {
     fn bad_sizes_are_refused_with_the_reason() {
         assert_eq!(parse_size("0"), Err(SizeError::Zero("0".into())));
         assert_eq!(parse_size("-5G"), Err(SizeError::Negative("-5G".into())));
-        assert!(matches!(parse_size("12XB"), Err(SizeError::UnknownUnit { .. })));
+        assert!(matches!(
+            parse_size("12XB"),
+            Err(SizeError::UnknownUnit { .. })
+        ));
         assert!(matches!(parse_size("G"), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("1.2.3G"), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("99999999P"), Err(SizeError::TooLarge(_))));
+        assert!(matches!(
+            parse_size("1.2.3G"),
+            Err(SizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_size("99999999P"),
+            Err(SizeError::TooLarge(_))
+        ));
         assert_eq!(parse_size(""), Err(SizeError::Empty));
     }
 
@@ -202,8 +213,14 @@ mod tests {
     fn rates_print_bytes_and_bits() {
         let rate = Rate::from_mb_per_sec(2710.0);
         assert_eq!(rate.to_string(), "2.71 GB/s (21.7 Gb/s)");
-        assert_eq!(Rate::from_mb_per_sec(117.5).to_string(), "118 MB/s (940 Mb/s)");
-        assert_eq!(Rate::new(1_000_000, Duration::from_secs(2)).mb_per_sec(), 0.5);
+        assert_eq!(
+            Rate::from_mb_per_sec(117.5).to_string(),
+            "118 MB/s (940 Mb/s)"
+        );
+        assert_eq!(
+            Rate::new(1_000_000, Duration::from_secs(2)).mb_per_sec(),
+            0.5
+        );
         assert_eq!(Rate::new(5, Duration::ZERO).bytes_per_sec, 0.0);
     }
 

@@ -28,7 +28,11 @@ impl AlignedBuf {
         // Zeroed so that no uninitialised memory is ever written to a disk or a socket.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, capacity, len: 0 }
+        AlignedBuf {
+            ptr,
+            capacity,
+            len: 0,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -45,7 +49,11 @@ impl AlignedBuf {
 
     /// Sets how many bytes are valid; panics past the capacity (a programming error).
     pub fn set_len(&mut self, len: usize) {
-        assert!(len <= self.capacity, "len {len} past capacity {}", self.capacity);
+        assert!(
+            len <= self.capacity,
+            "len {len} past capacity {}",
+            self.capacity
+        );
         self.len = len;
     }
 
@@ -75,7 +83,8 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        let layout = Layout::from_size_align(self.capacity, ALIGN).expect("layout was valid at creation");
+        let layout =
+            Layout::from_size_align(self.capacity, ALIGN).expect("layout was valid at creation");
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
     }
 }

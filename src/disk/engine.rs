@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::buffer::AlignedBuf;
 use super::uring;
@@ -85,17 +85,25 @@ const MAX_PSYNC_THREADS: usize = 64;
 impl Engine {
     /// Starts an engine on `file` for up to `depth` requests in flight.
     /// With [`EngineChoice::Auto`], a refused io_uring falls back to psync and the reason is returned.
-    pub fn start(choice: EngineChoice, file: &File, depth: usize) -> io::Result<(Engine, Option<String>)> {
+    pub fn start(
+        choice: EngineChoice,
+        file: &File,
+        depth: usize,
+    ) -> io::Result<(Engine, Option<String>)> {
         if choice == EngineChoice::Psync {
             return Ok((Engine::start_psync(file, depth)?, None));
         }
         match Engine::start_uring(file, depth) {
             Ok(engine) => Ok((engine, None)),
             Err(err) if choice == EngineChoice::Auto => {
-                let reason = format!("io_uring is unavailable ({err}); using psync (pread/pwrite threads)");
+                let reason =
+                    format!("io_uring is unavailable ({err}); using psync (pread/pwrite threads)");
                 Ok((Engine::start_psync(file, depth)?, Some(reason)))
             }
-            Err(err) => Err(io::Error::new(err.kind(), format!("io_uring is unavailable: {err}; try --engine psync"))),
+            Err(err) => Err(io::Error::new(
+                err.kind(),
+                format!("io_uring is unavailable: {err}; try --engine psync"),
+            )),
         }
     }
 
@@ -103,7 +111,12 @@ impl Engine {
         let (requests, request_rx) = unbounded_channel();
         let (completion_tx, completions) = unbounded_channel();
         let worker = uring::spawn(file.try_clone()?, depth, request_rx, completion_tx)?;
-        Ok(Engine { kind: EngineKind::IoUring, requests: Some(requests), completions, workers: vec![worker] })
+        Ok(Engine {
+            kind: EngineKind::IoUring,
+            requests: Some(requests),
+            completions,
+            workers: vec![worker],
+        })
     }
 
     fn start_psync(file: &File, depth: usize) -> io::Result<Engine> {
@@ -119,7 +132,12 @@ impl Engine {
                     .spawn(move || psync_worker(&file, &rx, &tx))
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Engine { kind: EngineKind::Psync, requests: Some(requests), completions, workers })
+        Ok(Engine {
+            kind: EngineKind::Psync,
+            requests: Some(requests),
+            completions,
+            workers,
+        })
     }
 
     pub fn kind(&self) -> EngineKind {
@@ -156,15 +174,36 @@ fn engine_stopped() -> io::Error {
     io::Error::other("the disk engine stopped unexpectedly")
 }
 
-fn psync_worker(file: &File, requests: &Mutex<UnboundedReceiver<Request>>, completions: &UnboundedSender<Completion>) {
+fn psync_worker(
+    file: &File,
+    requests: &Mutex<UnboundedReceiver<Request>>,
+    completions: &UnboundedSender<Completion>,
+) {
     loop {
         let next = requests.lock().map(|mut rx| rx.blocking_recv());
-        let Ok(Some(Request { op, offset, mut buf })) = next else { return };
+        let Ok(Some(Request {
+            op,
+            offset,
+            mut buf,
+        })) = next
+        else {
+            return;
+        };
         let result = match op {
-            Op::Write => file.write_all_at(buf.as_slice(), offset).map(|()| buf.len()),
+            Op::Write => file
+                .write_all_at(buf.as_slice(), offset)
+                .map(|()| buf.len()),
             Op::Read { len } => read_up_to(file, &mut buf, len, offset),
         };
-        if completions.send(Completion { op, offset, buf, result }).is_err() {
+        if completions
+            .send(Completion {
+                op,
+                offset,
+                buf,
+                result,
+            })
+            .is_err()
+        {
             return;
         }
     }

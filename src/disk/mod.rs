@@ -20,7 +20,9 @@ pub use engine::{Completion, Engine, EngineChoice, EngineKind, Op, Request};
 use crate::classes::{self, DevicePlacement, Direction, LinkPlacement};
 use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
-use crate::measure::{Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage, Watcher};
+use crate::measure::{
+    Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage, Watcher,
+};
 use crate::payload::RandomFill;
 use crate::warning::Warning;
 
@@ -50,13 +52,30 @@ impl Pattern {
         if self.block == 0 || self.block > MAX_BLOCK {
             bail!("--bs {} is out of range: give 4K to 64M", self.block);
         }
-        if direct && self.block % ALIGN != 0 {
-            bail!("--bs {} is not a multiple of 4096, which O_DIRECT needs: try --bs 1M, or --buffered", self.block);
+        if direct && !self.block.is_multiple_of(ALIGN) {
+            bail!(
+                "--bs {} is not a multiple of 4096, which O_DIRECT needs: try --bs 1M",
+                self.block
+            );
         }
         if self.block.saturating_mul(self.depth) > MAX_BUFFER_MEMORY {
-            bail!("--bs {} × --iodepth {} needs more than 1 GiB of buffers: lower one of them", self.block, self.depth);
+            bail!(
+                "--bs {} × --iodepth {} needs more than 1 GiB of buffers: lower one of them",
+                self.block,
+                self.depth
+            );
         }
         Ok(())
+    }
+
+    /// Bytes of I/O for a block of `len` bytes: O_DIRECT needs whole pages, so with page-sized
+    /// blocks the tail block is padded (the file is truncated after writing; reads stop at EOF).
+    fn io_len(&self, len: usize) -> usize {
+        if self.block.is_multiple_of(ALIGN) {
+            buffer::round_up(len, ALIGN)
+        } else {
+            len
+        }
     }
 }
 
@@ -78,7 +97,9 @@ pub fn write_sequential(
     fill: &mut dyn FnMut(&mut [u8]),
     progress: &Counter,
 ) -> Result<Pass> {
-    let mut pool: Vec<AlignedBuf> = (0..pattern.depth).map(|_| AlignedBuf::new(pattern.block)).collect();
+    let mut pool: Vec<AlignedBuf> = (0..pattern.depth)
+        .map(|_| AlignedBuf::new(pattern.block))
+        .collect();
     let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
     let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
     let mut failure: Option<anyhow::Error> = None;
@@ -90,11 +111,14 @@ pub fn write_sequential(
             }
             let Some(mut buf) = pool.pop() else { break };
             let len = (size - next_offset).min(pattern.block as u64) as usize;
-            // O_DIRECT needs whole pages: the tail block is padded and the file truncated after.
-            let io_len = buffer::round_up(len, ALIGN).min(buf.capacity());
+            let io_len = pattern.io_len(len);
             fill(&mut buf.full_mut()[..io_len]);
             buf.set_len(io_len);
-            engine.submit(Request { op: Op::Write, offset: next_offset, buf })?;
+            engine.submit(Request {
+                op: Op::Write,
+                offset: next_offset,
+                buf,
+            })?;
             in_flight += 1;
             next_offset += len as u64;
         }
@@ -112,7 +136,9 @@ pub fn write_sequential(
             }
             Err(err) => {
                 let offset = completion.offset;
-                failure.get_or_insert_with(|| anyhow!(err).context(format!("writing at offset {offset}")));
+                failure.get_or_insert_with(|| {
+                    anyhow!(err).context(format!("writing at offset {offset}"))
+                });
             }
         }
         pool.push(completion.buf);
@@ -120,17 +146,29 @@ pub fn write_sequential(
     if let Some(failure) = failure {
         return Err(failure);
     }
-    if size % ALIGN as u64 != 0 {
-        file.set_len(size).context("truncating the padded tail block")?;
+    if !size.is_multiple_of(ALIGN as u64) {
+        file.set_len(size)
+            .context("truncating the padded tail block")?;
     }
     file.sync_all().context("fsync")?;
     let (elapsed, intervals) = clock.finish(done);
-    Ok(Pass { bytes: done, elapsed, intervals })
+    Ok(Pass {
+        bytes: done,
+        elapsed,
+        intervals,
+    })
 }
 
 /// Reads up to `size` bytes from offset 0 (fewer if the file is shorter), `depth` blocks in flight.
-pub fn read_sequential(engine: &mut Engine, size: u64, pattern: Pattern, progress: &Counter) -> Result<Pass> {
-    let mut pool: Vec<AlignedBuf> = (0..pattern.depth).map(|_| AlignedBuf::new(pattern.block)).collect();
+pub fn read_sequential(
+    engine: &mut Engine,
+    size: u64,
+    pattern: Pattern,
+    progress: &Counter,
+) -> Result<Pass> {
+    let mut pool: Vec<AlignedBuf> = (0..pattern.depth)
+        .map(|_| AlignedBuf::new(pattern.block))
+        .collect();
     let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
     let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
     let mut failure: Option<anyhow::Error> = None;
@@ -143,8 +181,12 @@ pub fn read_sequential(engine: &mut Engine, size: u64, pattern: Pattern, progres
             }
             let Some(buf) = pool.pop() else { break };
             let len = (size - next_offset).min(pattern.block as u64) as usize;
-            let io_len = buffer::round_up(len, ALIGN).min(buf.capacity());
-            engine.submit(Request { op: Op::Read { len: io_len }, offset: next_offset, buf })?;
+            let io_len = pattern.io_len(len);
+            engine.submit(Request {
+                op: Op::Read { len: io_len },
+                offset: next_offset,
+                buf,
+            })?;
             in_flight += 1;
             next_offset += len as u64;
         }
@@ -163,7 +205,9 @@ pub fn read_sequential(engine: &mut Engine, size: u64, pattern: Pattern, progres
             }
             Err(err) => {
                 let offset = completion.offset;
-                failure.get_or_insert_with(|| anyhow!(err).context(format!("reading at offset {offset}")));
+                failure.get_or_insert_with(|| {
+                    anyhow!(err).context(format!("reading at offset {offset}"))
+                });
             }
         }
         pool.push(completion.buf);
@@ -172,7 +216,11 @@ pub fn read_sequential(engine: &mut Engine, size: u64, pattern: Pattern, progres
         return Err(failure);
     }
     let (elapsed, intervals) = clock.finish(done);
-    Ok(Pass { bytes: done, elapsed, intervals })
+    Ok(Pass {
+        bytes: done,
+        elapsed,
+        intervals,
+    })
 }
 
 /// Which passes `xferbench disk` runs.
@@ -210,7 +258,11 @@ pub struct PlacedMeasurement {
 
 impl PlacedMeasurement {
     pub fn new(measurement: Measurement) -> PlacedMeasurement {
-        let direction = if measurement.stage == Stage::DiskRead { Direction::Read } else { Direction::Write };
+        let direction = if measurement.stage == Stage::DiskRead {
+            Direction::Read
+        } else {
+            Direction::Write
+        };
         PlacedMeasurement {
             device_class: classes::place_device(measurement.rate(), direction),
             link_class: classes::place_link(measurement.rate()),
@@ -234,14 +286,18 @@ pub struct Baseline {
 pub fn baseline(options: &BaselineOptions, watcher: &dyn Watcher) -> Result<Baseline> {
     options.pattern.validate(options.direct)?;
     let path = &options.path;
-    let meta = std::fs::metadata(path).map_err(|err| anyhow!(file::describe_path_error(path, err)))?;
+    let meta =
+        std::fs::metadata(path).map_err(|err| anyhow!(file::describe_path_error(path, err)))?;
     let mut warnings = Vec::new();
     if file::is_tmpfs(path) {
         warnings.push(Warning::MemoryFileSystem { path: path.clone() });
     }
     if meta.is_dir() {
         if options.passes == Passes::ReadOnly {
-            bail!("{} is a directory: --read-only needs an existing file to read", path.display());
+            bail!(
+                "{} is a directory: --read-only needs an existing file to read",
+                path.display()
+            );
         }
         baseline_in_dir(options, warnings, watcher)
     } else if meta.is_file() {
@@ -253,14 +309,24 @@ pub fn baseline(options: &BaselineOptions, watcher: &dyn Watcher) -> Result<Base
         }
         baseline_of_file(options, meta.len(), warnings, watcher)
     } else {
-        bail!("{} is neither a directory nor a regular file", path.display());
+        bail!(
+            "{} is neither a directory nor a regular file",
+            path.display()
+        );
     }
 }
 
-fn baseline_in_dir(options: &BaselineOptions, mut warnings: Vec<Warning>, watcher: &dyn Watcher) -> Result<Baseline> {
+fn baseline_in_dir(
+    options: &BaselineOptions,
+    mut warnings: Vec<Warning>,
+    watcher: &dyn Watcher,
+) -> Result<Baseline> {
     let size = options.size.unwrap_or(DEFAULT_TEST_SIZE);
     if size < options.pattern.block as u64 {
-        bail!("--size {size} is smaller than one block (--bs {}): give a larger --size", options.pattern.block);
+        bail!(
+            "--size {size} is smaller than one block (--bs {}): give a larger --size",
+            options.pattern.block
+        );
     }
     let dir = &options.path;
     file::ensure_room(dir, size)?;
@@ -287,14 +353,30 @@ fn baseline_in_dir(options: &BaselineOptions, mut warnings: Vec<Warning>, watche
     let counter = Counter::new();
     watcher.begin("write", size, &counter);
     let mut random = RandomFill::new();
-    let written = write_sequential(&mut engine, &handle, size, options.pattern, &mut |b| random.fill(b), &counter)
-        .with_context(|| format!("write test on {}", test_path.display()));
+    let written = write_sequential(
+        &mut engine,
+        &handle,
+        size,
+        options.pattern,
+        &mut |b| random.fill(b),
+        &counter,
+    )
+    .with_context(|| format!("write test on {}", test_path.display()));
     watcher.end();
     let written = written?;
-    measurements.push(Measurement::new(Stage::DiskWrite, written.bytes, written.elapsed, conditions.clone(), written.intervals));
+    measurements.push(Measurement::new(
+        Stage::DiskWrite,
+        written.bytes,
+        written.elapsed,
+        conditions.clone(),
+        written.intervals,
+    ));
 
     if options.passes == Passes::WriteThenRead {
-        let mut read_conditions = Conditions { fsync_included: false, ..conditions };
+        let mut read_conditions = Conditions {
+            fsync_included: false,
+            ..conditions
+        };
         if !direct {
             read_conditions.cached_before = Some(evict(&handle, &test_path, &mut warnings)?);
         }
@@ -304,7 +386,13 @@ fn baseline_in_dir(options: &BaselineOptions, mut warnings: Vec<Warning>, watche
             .with_context(|| format!("read test on {}", test_path.display()));
         watcher.end();
         let read = read?;
-        measurements.push(Measurement::new(Stage::DiskRead, read.bytes, read.elapsed, read_conditions, read.intervals));
+        measurements.push(Measurement::new(
+            Stage::DiskRead,
+            read.bytes,
+            read.elapsed,
+            read_conditions,
+            read.intervals,
+        ));
     }
     drop(engine);
     drop(handle);
@@ -313,12 +401,20 @@ fn baseline_in_dir(options: &BaselineOptions, mut warnings: Vec<Warning>, watche
         path: options.path.clone(),
         test_file: test_path,
         engine: measurements[0].conditions.engine.expect("set above"),
-        measurements: measurements.into_iter().map(PlacedMeasurement::new).collect(),
+        measurements: measurements
+            .into_iter()
+            .map(PlacedMeasurement::new)
+            .collect(),
         warnings,
     })
 }
 
-fn baseline_of_file(options: &BaselineOptions, len: u64, mut warnings: Vec<Warning>, watcher: &dyn Watcher) -> Result<Baseline> {
+fn baseline_of_file(
+    options: &BaselineOptions,
+    len: u64,
+    mut warnings: Vec<Warning>,
+    watcher: &dyn Watcher,
+) -> Result<Baseline> {
     let path = &options.path;
     let size = match options.size {
         Some(size) if size > len => bail!(
@@ -339,7 +435,11 @@ fn baseline_of_file(options: &BaselineOptions, len: u64, mut warnings: Vec<Warni
     let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
         .with_context(|| format!("starting the disk engine on {}", path.display()))?;
     warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
-    let cached_before = if direct { None } else { Some(evict(&handle, path, &mut warnings)?) };
+    let cached_before = if direct {
+        None
+    } else {
+        Some(evict(&handle, path, &mut warnings)?)
+    };
     let conditions = Conditions {
         direct,
         fsync_included: false,
@@ -350,7 +450,8 @@ fn baseline_of_file(options: &BaselineOptions, len: u64, mut warnings: Vec<Warni
     };
     let counter = Counter::new();
     watcher.begin("read", size, &counter);
-    let read = read_sequential(&mut engine, size, options.pattern, &counter).with_context(|| format!("reading {}", path.display()));
+    let read = read_sequential(&mut engine, size, options.pattern, &counter)
+        .with_context(|| format!("reading {}", path.display()));
     watcher.end();
     let read = read?;
     let engine_kind = engine.kind();
@@ -358,18 +459,28 @@ fn baseline_of_file(options: &BaselineOptions, len: u64, mut warnings: Vec<Warni
         path: path.clone(),
         test_file: path.clone(),
         engine: engine_kind,
-        measurements: vec![PlacedMeasurement::new(Measurement::new(Stage::DiskRead, read.bytes, read.elapsed, conditions, read.intervals))],
+        measurements: vec![PlacedMeasurement::new(Measurement::new(
+            Stage::DiskRead,
+            read.bytes,
+            read.elapsed,
+            conditions,
+            read.intervals,
+        ))],
         warnings,
     })
 }
 
 /// Drops a file from the page cache before a buffered read; warns about what stayed cached.
 fn evict(handle: &File, path: &Path, warnings: &mut Vec<Warning>) -> Result<f64> {
-    file::cache::drop_from_cache(handle).with_context(|| format!("dropping {} from the page cache", path.display()))?;
+    file::cache::drop_from_cache(handle)
+        .with_context(|| format!("dropping {} from the page cache", path.display()))?;
     let cached = file::cache::cached_fraction(handle).unwrap_or(0.0);
     // tmpfs pages are the file itself: the tmpfs warning already says the figure is memory.
     if cached > 0.01 && !file::is_tmpfs(path) {
-        warnings.push(Warning::Cached { path: path.to_path_buf(), percent: cached * 100.0 });
+        warnings.push(Warning::Cached {
+            path: path.to_path_buf(),
+            percent: cached * 100.0,
+        });
     }
     Ok(cached)
 }

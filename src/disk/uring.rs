@@ -10,8 +10,8 @@ use std::io;
 use std::rc::Rc;
 use std::thread::JoinHandle;
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_uring::buf::{BoundedBuf, IoBuf, IoBufMut};
 
 use super::buffer::AlignedBuf;
@@ -50,17 +50,19 @@ pub(super) fn spawn(
 ) -> io::Result<JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let entries = (depth.max(1) * 2).next_power_of_two().clamp(8, 4096) as u32;
-    let worker = std::thread::Builder::new().name("io_uring".into()).spawn(move || {
-        let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(entries)) {
-            Ok(runtime) => runtime,
-            Err(err) => {
-                let _ = ready_tx.send(Err(err));
-                return;
-            }
-        };
-        let _ = ready_tx.send(Ok(()));
-        runtime.block_on(serve(file, requests, completions));
-    })?;
+    let worker = std::thread::Builder::new()
+        .name("io_uring".into())
+        .spawn(move || {
+            let runtime = match tokio_uring::Runtime::new(tokio_uring::builder().entries(entries)) {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            runtime.block_on(serve(file, requests, completions));
+        })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(worker),
         Ok(Err(err)) => {
@@ -71,12 +73,21 @@ pub(super) fn spawn(
     }
 }
 
-async fn serve(file: File, mut requests: UnboundedReceiver<Request>, completions: UnboundedSender<Completion>) {
+async fn serve(
+    file: File,
+    mut requests: UnboundedReceiver<Request>,
+    completions: UnboundedSender<Completion>,
+) {
     let file = Rc::new(tokio_uring::fs::File::from_std(file));
     let in_flight = Rc::new(Cell::new(0usize));
     let drained = Rc::new(Notify::new());
     while let Some(request) = requests.recv().await {
-        let (file, completions, in_flight, drained) = (file.clone(), completions.clone(), in_flight.clone(), drained.clone());
+        let (file, completions, in_flight, drained) = (
+            file.clone(),
+            completions.clone(),
+            in_flight.clone(),
+            drained.clone(),
+        );
         in_flight.set(in_flight.get() + 1);
         tokio_uring::spawn(async move {
             let completion = execute(&file, request).await;
@@ -92,7 +103,11 @@ async fn serve(file: File, mut requests: UnboundedReceiver<Request>, completions
 }
 
 async fn execute(file: &tokio_uring::fs::File, request: Request) -> Completion {
-    let Request { op, offset, mut buf } = request;
+    let Request {
+        op,
+        offset,
+        mut buf,
+    } = request;
     let mut done = 0usize;
     let result = match op {
         Op::Write => loop {
@@ -100,10 +115,18 @@ async fn execute(file: &tokio_uring::fs::File, request: Request) -> Completion {
             if done == total {
                 break Ok(total);
             }
-            let (result, slice) = file.write_at(buf.slice(done..total), offset + done as u64).submit().await;
+            let (result, slice) = file
+                .write_at(buf.slice(done..total), offset + done as u64)
+                .submit()
+                .await;
             buf = slice.into_inner();
             match result {
-                Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "the disk accepted no bytes")),
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the disk accepted no bytes",
+                    ));
+                }
                 Ok(n) => done += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => break Err(err),
@@ -115,7 +138,9 @@ async fn execute(file: &tokio_uring::fs::File, request: Request) -> Completion {
                 if done == len {
                     break Ok(done);
                 }
-                let (result, slice) = file.read_at(buf.slice(done..len), offset + done as u64).await;
+                let (result, slice) = file
+                    .read_at(buf.slice(done..len), offset + done as u64)
+                    .await;
                 buf = slice.into_inner();
                 match result {
                     Ok(0) => break Ok(done),
@@ -126,5 +151,10 @@ async fn execute(file: &tokio_uring::fs::File, request: Request) -> Completion {
             }
         }
     };
-    Completion { op, offset, buf, result }
+    Completion {
+        op,
+        offset,
+        buf,
+        result,
+    }
 }

@@ -15,7 +15,16 @@ pub fn cached_fraction(file: &File) -> io::Result<f64> {
     }
     let page = page_size();
     let pages = len.div_ceil(page);
-    let map = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
     if map == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
@@ -42,11 +51,7 @@ pub fn drop_from_cache(file: &File) -> io::Result<()> {
 
 fn page_size() -> usize {
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
-    }
+    if size > 0 { size as usize } else { 4096 }
 }
 
 #[cfg(test)]
@@ -58,7 +63,13 @@ mod tests {
     fn a_file_just_written_is_cached_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cached");
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
         file.write_all(&vec![7u8; 1 << 20]).unwrap();
         assert!(cached_fraction(&file).unwrap() > 0.9);
         drop_from_cache(&file).unwrap();

@@ -62,7 +62,11 @@ struct Fiemap {
 /// Maps the file's extents. Fails with `Unsupported` on file systems without FIEMAP (tmpfs, NFS).
 pub fn map_extents(file: &File) -> io::Result<ExtentMap> {
     let size = file.metadata()?.len();
-    let mut map = ExtentMap { size, unwritten_bytes: 0, hole_bytes: 0 };
+    let mut map = ExtentMap {
+        size,
+        unwritten_bytes: 0,
+        hole_bytes: 0,
+    };
     let mut covered_to = 0u64;
     let mut request = Box::new(Fiemap {
         start: 0,
@@ -79,11 +83,19 @@ pub fn map_extents(file: &File) -> io::Result<ExtentMap> {
         request.flags = FIEMAP_FLAG_SYNC;
         request.mapped_extents = 0;
         request.extent_count = EXTENTS_PER_CALL as u32;
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP as _, &mut *request as *mut Fiemap) };
+        let rc = unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                FS_IOC_FIEMAP as _,
+                &mut *request as *mut Fiemap,
+            )
+        };
         if rc < 0 {
             let err = io::Error::last_os_error();
             return Err(match err.raw_os_error() {
-                Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) => io::Error::new(io::ErrorKind::Unsupported, err),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) => {
+                    io::Error::new(io::ErrorKind::Unsupported, err)
+                }
                 _ => err,
             });
         }

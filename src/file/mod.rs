@@ -60,14 +60,30 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
     let path = &options.path;
     options.pattern.validate(true)?;
     if path.is_dir() {
-        bail!("{} is a directory: give a file name, e.g. {}", path.display(), path.join("bigfile.data").display());
+        bail!(
+            "{} is a directory: give a file name, e.g. {}",
+            path.display(),
+            path.join("bigfile.data").display()
+        );
     }
-    let name = path.file_name().ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
     let dir = parent_dir(path);
     match std::fs::metadata(&dir) {
         Ok(meta) if meta.is_dir() => {}
-        Ok(_) => bail!("cannot create {}: {} is not a directory", path.display(), dir.display()),
-        Err(err) => return Err(anyhow!("cannot create {}: {}", path.display(), describe_path_error(&dir, err))),
+        Ok(_) => bail!(
+            "cannot create {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        ),
+        Err(err) => {
+            return Err(anyhow!(
+                "cannot create {}: {}",
+                path.display(),
+                describe_path_error(&dir, err)
+            ));
+        }
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !options.force => bail!(
@@ -75,13 +91,20 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             path.display(),
             format_bytes(meta.len())
         ),
-        Ok(meta) if !meta.is_file() => bail!("{} exists and is not a regular file: refusing to replace it", path.display()),
-        // Removed first so that its space counts as free for the new file.
-        Ok(_) => std::fs::remove_file(path).with_context(|| format!("removing the old {}", path.display()))?,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Ok(meta) if !meta.is_file() => bail!(
+            "{} exists and is not a regular file: refusing to replace it",
+            path.display()
+        ),
+        Ok(meta) => {
+            // The old file's space counts as free, since it is removed before the new one is made;
+            // but a size that cannot fit even then must not cost the user the old file.
+            ensure_room_beyond(&dir, options.size, meta.len())?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the old {}", path.display()))?;
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => ensure_room(&dir, options.size)?,
         Err(err) => return Err(anyhow!(describe_path_error(path, err))),
     }
-    ensure_room(&dir, options.size)?;
 
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
@@ -99,24 +122,35 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
 
     let measurement = match options.fill {
         FillMode::None => {
-            handle.sync_all().with_context(|| format!("fsync of {}", path.display()))?;
+            handle
+                .sync_all()
+                .with_context(|| format!("fsync of {}", path.display()))?;
             warnings.push(Warning::UnfilledFile { path: path.clone() });
             None
         }
         fill => {
-            let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
-                .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+            let (mut engine, fallback) =
+                Engine::start(options.engine, &handle, options.pattern.depth)
+                    .with_context(|| format!("starting the disk engine on {}", path.display()))?;
             warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
-            let mut random = RandomFill::new();
-            let mut fill_block: Box<dyn FnMut(&mut [u8])> = match fill {
-                FillMode::Random => Box::new(move |block: &mut [u8]| random.fill(block)),
-                // Buffers start zeroed and a zero fill never writes into them.
-                _ => Box::new(|_: &mut [u8]| {}),
+            // Buffers start zeroed and a zero fill never writes into them.
+            let mut random = (fill == FillMode::Random).then(RandomFill::new);
+            let mut fill_block = |block: &mut [u8]| {
+                if let Some(random) = random.as_mut() {
+                    random.fill(block);
+                }
             };
             let counter = Counter::new();
             watcher.begin("gen", options.size, &counter);
-            let pass = disk::write_sequential(&mut engine, &handle, options.size, options.pattern, &mut fill_block, &counter)
-                .with_context(|| format!("filling {}", path.display()));
+            let pass = disk::write_sequential(
+                &mut engine,
+                &handle,
+                options.size,
+                options.pattern,
+                &mut fill_block,
+                &counter,
+            )
+            .with_context(|| format!("filling {}", path.display()));
             watcher.end();
             let pass = pass?;
             if fill == FillMode::Zero {
@@ -130,14 +164,27 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
                 iodepth: Some(options.pattern.depth),
                 cached_before: None,
             };
-            Some(Measurement::new(Stage::Fill, pass.bytes, pass.elapsed, conditions, pass.intervals))
+            Some(Measurement::new(
+                Stage::Fill,
+                pass.bytes,
+                pass.elapsed,
+                conditions,
+                pass.intervals,
+            ))
         }
     };
     drop(handle);
-    std::fs::rename(&temp_path, path).with_context(|| format!("renaming the finished file to {}", path.display()))?;
+    std::fs::rename(&temp_path, path)
+        .with_context(|| format!("renaming the finished file to {}", path.display()))?;
     guard.keep();
     sync_dir(&dir);
-    Ok(Generated { path: path.clone(), size: options.size, fill: options.fill, measurement, warnings })
+    Ok(Generated {
+        path: path.clone(),
+        size: options.size,
+        fill: options.fill,
+        measurement,
+        warnings,
+    })
 }
 
 /// Removes a file when dropped, unless told to keep it: the cleanup for errors and Ctrl-C.
@@ -195,7 +242,9 @@ fn open_with(path: &Path, direct: bool, set: impl Fn(&mut OpenOptions)) -> Resul
             Err(err) => return Err(anyhow!(describe_path_error(path, err))),
         }
     }
-    let file = options.open(path).map_err(|err| anyhow!(describe_path_error(path, err)))?;
+    let file = options
+        .open(path)
+        .map_err(|err| anyhow!(describe_path_error(path, err)))?;
     Ok((file, false))
 }
 
@@ -211,24 +260,41 @@ pub fn allocate(file: &File, path: &Path, size: u64) -> Result<()> {
             "not enough free space for {} of {}: {} free; free some space or use a smaller --size",
             format_bytes(size),
             path.display(),
-            free_space(&parent_dir(path)).map(format_bytes).unwrap_or_else(|_| "unknown".into())
+            free_space(&parent_dir(path))
+                .map(format_bytes)
+                .unwrap_or_else(|_| "unknown".into())
         ),
-        Some(libc::EFBIG) => bail!("{} is larger than the file system allows for {}", format_bytes(size), path.display()),
+        Some(libc::EFBIG) => bail!(
+            "{} is larger than the file system allows for {}",
+            format_bytes(size),
+            path.display()
+        ),
         // No fallocate on this file system: set the length; writes allocate as they go.
-        Some(libc::EOPNOTSUPP) => file.set_len(size).with_context(|| format!("setting the length of {}", path.display())),
-        _ => Err(anyhow!(err).context(format!("allocating {} for {}", format_bytes(size), path.display()))),
+        Some(libc::EOPNOTSUPP) => file
+            .set_len(size)
+            .with_context(|| format!("setting the length of {}", path.display())),
+        _ => Err(anyhow!(err).context(format!(
+            "allocating {} for {}",
+            format_bytes(size),
+            path.display()
+        ))),
     }
 }
 
 /// Fails with a clear message when `dir` has less than `size` bytes free.
 pub fn ensure_room(dir: &Path, size: u64) -> Result<()> {
+    ensure_room_beyond(dir, size, 0)
+}
+
+/// Like [`ensure_room`], counting `reclaimable` bytes (a file about to be replaced) as free.
+fn ensure_room_beyond(dir: &Path, size: u64, reclaimable: u64) -> Result<()> {
     let free = free_space(dir).map_err(|err| anyhow!(describe_path_error(dir, err)))?;
-    if size > free {
+    if size > free.saturating_add(reclaimable) {
         bail!(
             "not enough free space in {}: {} needed, {} free; free some space or use a smaller --size",
             dir.display(),
             format_bytes(size),
-            format_bytes(free)
+            format_bytes(free.saturating_add(reclaimable))
         );
     }
     Ok(())
@@ -236,7 +302,8 @@ pub fn ensure_room(dir: &Path, size: u64) -> Result<()> {
 
 /// Bytes an unprivileged user may still write on the file system holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
         return Err(io::Error::last_os_error());
@@ -248,7 +315,9 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
 pub fn is_tmpfs(path: &Path) -> bool {
     const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
     const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
         return false;
@@ -260,15 +329,22 @@ pub fn is_tmpfs(path: &Path) -> bool {
 pub fn unwritten_warning(file: &File, path: &Path) -> Option<Warning> {
     let map = extents::map_extents(file).ok()?;
     let fraction = map.zero_fraction();
-    (fraction > 0.001).then(|| Warning::UnwrittenExtents { path: path.to_path_buf(), percent: fraction * 100.0 })
+    (fraction > 0.001).then(|| Warning::UnwrittenExtents {
+        path: path.to_path_buf(),
+        percent: fraction * 100.0,
+    })
 }
 
 /// "cannot ...: X does not exist" style text for an error on a path, with what to do.
 pub fn describe_path_error(path: &Path, err: io::Error) -> String {
     let shown = path.display();
     match err.kind() {
-        io::ErrorKind::NotFound => format!("{shown} does not exist: check the path, or create the directory first"),
-        io::ErrorKind::PermissionDenied => format!("{shown}: permission denied (a read-only or protected location?)"),
+        io::ErrorKind::NotFound => {
+            format!("{shown} does not exist: check the path, or create the directory first")
+        }
+        io::ErrorKind::PermissionDenied => {
+            format!("{shown}: permission denied (a read-only or protected location?)")
+        }
         io::ErrorKind::ReadOnlyFilesystem => format!("{shown}: the file system is read-only"),
         io::ErrorKind::IsADirectory => format!("{shown} is a directory: give a file name"),
         io::ErrorKind::NotADirectory => format!("{shown}: a part of the path is not a directory"),

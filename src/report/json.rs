@@ -15,6 +15,11 @@ struct Envelope<'a, T: Serialize> {
 
 /// `{"schema": 1, "command": ..., "host": {...}, ...result fields}` as pretty JSON.
 pub fn render<T: Serialize>(command: &str, result: &T) -> String {
-    let envelope = Envelope { schema: SCHEMA, command, host: HostInfo::current(), result };
+    let envelope = Envelope {
+        schema: SCHEMA,
+        command,
+        host: HostInfo::current(),
+        result,
+    };
     serde_json::to_string_pretty(&envelope).expect("reports serialise")
 }

@@ -17,7 +17,11 @@ pub fn baseline(result: &Baseline) -> String {
         "disk {}: {} {}, {}",
         result.path.display(),
         format_bytes(first.bytes),
-        if result.test_file == result.path { "read of the file" } else { "test file" },
+        if result.test_file == result.path {
+            "read of the file"
+        } else {
+            "test file"
+        },
         conditions(&first.conditions)
     );
     for placed in &result.measurements {
@@ -28,7 +32,11 @@ pub fn baseline(result: &Baseline) -> String {
 
 fn measurement_line(placed: &PlacedMeasurement) -> String {
     let m = &placed.measurement;
-    let fsync = if m.conditions.fsync_included { ", fsync included" } else { "" };
+    let fsync = if m.conditions.fsync_included {
+        ", fsync included"
+    } else {
+        ""
+    };
     format!(
         "  {:<5} {:>22} in {:.2} s{fsync} — {}, {}",
         m.stage.label(),
@@ -41,10 +49,22 @@ fn measurement_line(placed: &PlacedMeasurement) -> String {
 
 /// `xferbench gen`: what was made and how fast.
 pub fn generated(result: &Generated) -> String {
-    let mut out = format!("{}: {} ({} bytes)", result.path.display(), format_bytes(result.size), result.size);
+    let mut out = format!(
+        "{}: {} ({} bytes)",
+        result.path.display(),
+        format_bytes(result.size),
+        result.size
+    );
     match &result.measurement {
         Some(m) => {
-            let _ = write!(out, ", {} fill at {} in {:.2} s ({})", fill_name(result.fill), m.rate(), m.secs, conditions(&m.conditions));
+            let _ = write!(
+                out,
+                ", {} fill at {} in {:.2} s ({})",
+                fill_name(result.fill),
+                m.rate(),
+                m.secs,
+                conditions(&m.conditions)
+            );
         }
         None => out.push_str(", allocated only (not written)"),
     }
@@ -54,7 +74,11 @@ pub fn generated(result: &Generated) -> String {
 
 /// "O_DIRECT, 1 MiB blocks, iodepth 16, io_uring".
 pub fn conditions(c: &Conditions) -> String {
-    let mut parts = vec![if c.direct { "O_DIRECT".to_string() } else { "buffered (page cache)".to_string() }];
+    let mut parts = vec![if c.direct {
+        "O_DIRECT".to_string()
+    } else {
+        "buffered (page cache)".to_string()
+    }];
     if let Some(block) = c.block_size {
         parts.push(format!("{} blocks", format_block(block)));
     }

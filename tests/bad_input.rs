@@ -1,0 +1,393 @@
+//! Bad input: a non-zero exit, one line on stderr that says what is wrong, no panic, no file left.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{entries, run, temp_dir};
+
+const CLAP_HINT: &str = "For more information, try '--help'.";
+
+/// Runs xferbench with `args`, expecting a failure whose first stderr line contains every one of
+/// `keys`; returns that line. Our own errors exit 1 with exactly one `xferbench: ` line; clap's
+/// usage errors exit 2 with an `error: ` line and maybe its "--help" hint.
+fn fails_with(args: &[&OsStr], keys: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args);
+    let shown =
+        format!("xferbench {args:?}\nexit code {code}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_ne!(code, 0, "{shown}");
+    assert!(!stderr.contains("panicked"), "{shown}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let first = *lines
+        .first()
+        .unwrap_or_else(|| panic!("nothing on stderr\n{shown}"));
+    if first.starts_with("xferbench: ") {
+        assert_eq!(code, 1, "{shown}");
+        assert_eq!(lines.len(), 1, "more than one line on stderr\n{shown}");
+    } else if first.starts_with("error: ") {
+        assert_eq!(code, 2, "{shown}");
+        let rest: Vec<&str> = lines[1..]
+            .iter()
+            .copied()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        assert!(
+            rest.is_empty() || rest == [CLAP_HINT],
+            "more than the error and clap's hint on stderr\n{shown}"
+        );
+    } else {
+        panic!("stderr does not start with 'xferbench: ' or 'error: '\n{shown}");
+    }
+    for key in keys {
+        assert!(
+            first.contains(key),
+            "the error does not say {key:?}\n{shown}"
+        );
+    }
+    first.to_string()
+}
+
+/// `xferbench gen DIR/NAME --size SIZE EXTRA...` in a fresh directory, which must stay empty.
+fn gen_fails_with(size: &str, extra: &[&str], keys: &[&str]) -> String {
+    let dir = temp_dir();
+    let path = dir.path().join("out.data");
+    let mut args: Vec<&OsStr> = vec![
+        "gen".as_ref(),
+        path.as_os_str(),
+        "--size".as_ref(),
+        size.as_ref(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    let line = fails_with(&args, keys);
+    assert!(
+        entries(dir.path()).is_empty(),
+        "left behind: {:?}",
+        entries(dir.path())
+    );
+    line
+}
+
+/// `xferbench disk PATH EXTRA...`, after which `dir` must hold exactly what it held before.
+fn disk_fails_with(dir: &Path, path: &Path, extra: &[&str], keys: &[&str]) -> String {
+    let before = entries(dir);
+    let mut args: Vec<&OsStr> = vec!["disk".as_ref(), path.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    let line = fails_with(&args, keys);
+    assert_eq!(entries(dir), before, "the directory changed");
+    line
+}
+
+const PLENTY: &str = "900T";
+
+fn assert_plenty_is_more_than_free() {
+    let free = common::free_space();
+    assert!(
+        free < 900 << 40,
+        "the test directory has more than 900 TiB free ({free} bytes)"
+    );
+}
+
+// gen
+
+#[test]
+fn gen_rejects_a_zero_size() {
+    gen_fails_with("0", &[], &["--size", "zero"]);
+}
+
+#[test]
+fn gen_rejects_a_negative_size() {
+    gen_fails_with("-5G", &[], &["--size", "negative"]);
+}
+
+#[test]
+fn gen_rejects_an_unknown_size_unit() {
+    gen_fails_with("12XB", &[], &["--size", "unknown unit", "XB"]);
+}
+
+#[test]
+fn gen_rejects_a_size_larger_than_the_free_space() {
+    assert_plenty_is_more_than_free();
+    gen_fails_with(PLENTY, &[], &["not enough free space", "smaller --size"]);
+}
+
+#[test]
+fn gen_rejects_a_path_in_a_missing_directory() {
+    let dir = temp_dir();
+    let missing = dir.path().join("missing");
+    let path = missing.join("out.data");
+    fails_with(
+        &[
+            "gen".as_ref(),
+            path.as_os_str(),
+            "--size".as_ref(),
+            "8M".as_ref(),
+        ],
+        &["missing", "does not exist"],
+    );
+    assert!(!missing.exists(), "the missing directory was created");
+    assert!(
+        entries(dir.path()).is_empty(),
+        "left behind: {:?}",
+        entries(dir.path())
+    );
+}
+
+/// A directory nobody can write in, even root: mode 0555 and, for root, the immutable flag.
+/// Drop clears the flag and restores the mode so that the scratch directory can be removed.
+struct ReadOnlyDir {
+    path: PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyDir {
+    fn new(path: PathBuf) -> ReadOnlyDir {
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let mut dir = ReadOnlyDir {
+            path,
+            immutable: false,
+        };
+        if unsafe { libc::geteuid() } == 0 {
+            // Set before chattr runs: if chattr half-succeeds, Drop still tries to undo it.
+            dir.immutable = true;
+            match Command::new("chattr").arg("+i").arg(&dir.path).status() {
+                Ok(status) if status.success() => {}
+                other => eprintln!("chattr +i {}: {other:?}", dir.path.display()),
+            }
+        }
+        dir
+    }
+
+    /// Whether this process really cannot create a file in it.
+    fn is_unwritable(&self) -> bool {
+        let probe = self.path.join("probe");
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = Command::new("chattr").arg("-i").arg(&self.path).status();
+        }
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+#[test]
+fn gen_rejects_a_read_only_directory() {
+    let dir = temp_dir();
+    let locked = ReadOnlyDir::new(dir.path().join("locked"));
+    if !locked.is_unwritable() {
+        eprintln!(
+            "skipping: cannot make {} unwritable for this user",
+            locked.path.display()
+        );
+        return;
+    }
+    let path = locked.path.join("out.data");
+    fails_with(
+        &[
+            "gen".as_ref(),
+            path.as_os_str(),
+            "--size".as_ref(),
+            "8M".as_ref(),
+        ],
+        &["cannot create", "permission denied"],
+    );
+    assert!(
+        entries(&locked.path).is_empty(),
+        "left behind: {:?}",
+        entries(&locked.path)
+    );
+}
+
+#[test]
+fn gen_rejects_a_directory_as_the_file() {
+    let dir = temp_dir();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    fails_with(
+        &[
+            "gen".as_ref(),
+            sub.as_os_str(),
+            "--size".as_ref(),
+            "8M".as_ref(),
+        ],
+        &["is a directory", "give a file name"],
+    );
+    assert!(
+        entries(&sub).is_empty(),
+        "left in the directory: {:?}",
+        entries(&sub)
+    );
+    assert_eq!(entries(dir.path()), ["sub"]);
+}
+
+#[test]
+fn gen_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
+    gen_fails_with("8M", &["--bs", "5000"], &["--bs 5000", "multiple of 4096"]);
+}
+
+#[test]
+fn gen_rejects_an_iodepth_of_zero() {
+    gen_fails_with("8M", &["--iodepth", "0"], &["--iodepth 0"]);
+}
+
+/// The `--options` an error line mentions.
+fn options_mentioned(line: &str) -> BTreeSet<String> {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| word.len() > 2 && word.starts_with("--"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn options_accepted(subcommand: &str) -> String {
+    let (code, help, stderr) = run([subcommand, "--help"]);
+    assert_eq!(code, 0, "{stderr}");
+    help
+}
+
+fn assert_advice_uses_only_accepted_options(subcommand: &str, line: &str) {
+    let help = options_accepted(subcommand);
+    for option in options_mentioned(line) {
+        assert!(
+            help.contains(&format!("{option} "))
+                || help.contains(&format!("{option},"))
+                || help.contains(&format!("{option}\n")),
+            "`xferbench {subcommand}` has no {option}, yet its error mentions it: {line}"
+        );
+    }
+}
+
+#[test]
+fn gen_errors_only_suggest_options_gen_accepts() {
+    let lines = [
+        gen_fails_with("0", &[], &[]),
+        gen_fails_with(PLENTY, &[], &[]),
+        gen_fails_with("8M", &["--bs", "5000"], &[]),
+        gen_fails_with("8M", &["--iodepth", "0"], &[]),
+    ];
+    for line in &lines {
+        assert_advice_uses_only_accepted_options("gen", line);
+    }
+}
+
+// disk
+
+#[test]
+fn disk_rejects_a_missing_path() {
+    let dir = temp_dir();
+    let missing = dir.path().join("missing");
+    disk_fails_with(dir.path(), &missing, &[], &["missing", "does not exist"]);
+    assert!(!missing.exists());
+}
+
+#[test]
+fn disk_rejects_an_iodepth_of_zero() {
+    let dir = temp_dir();
+    disk_fails_with(
+        dir.path(),
+        dir.path(),
+        &["--size", "8M", "--iodepth", "0"],
+        &["--iodepth 0"],
+    );
+}
+
+#[test]
+fn disk_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
+    let dir = temp_dir();
+    disk_fails_with(
+        dir.path(),
+        dir.path(),
+        &["--size", "8M", "--bs", "5000"],
+        &["--bs 5000", "multiple of 4096"],
+    );
+}
+
+#[test]
+fn disk_rejects_a_zero_size() {
+    let dir = temp_dir();
+    disk_fails_with(
+        dir.path(),
+        dir.path(),
+        &["--size", "0"],
+        &["--size", "zero"],
+    );
+}
+
+#[test]
+fn disk_read_only_rejects_a_directory() {
+    let dir = temp_dir();
+    disk_fails_with(
+        dir.path(),
+        dir.path(),
+        &["--read-only"],
+        &["is a directory", "--read-only", "existing file"],
+    );
+}
+
+#[test]
+fn disk_write_only_refuses_an_existing_file() {
+    let dir = temp_dir();
+    let path = dir.path().join("precious.data");
+    std::fs::write(&path, b"keep me").unwrap();
+    disk_fails_with(
+        dir.path(),
+        &path,
+        &["--write-only"],
+        &["is an existing file", "directory"],
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+}
+
+#[test]
+fn disk_rejects_a_size_larger_than_the_free_space() {
+    assert_plenty_is_more_than_free();
+    let dir = temp_dir();
+    disk_fails_with(
+        dir.path(),
+        dir.path(),
+        &["--size", PLENTY],
+        &["not enough free space", "smaller --size"],
+    );
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn disk_errors_only_suggest_options_disk_accepts() {
+    let dir = temp_dir();
+    let file = dir.path().join("file.data");
+    std::fs::write(&file, b"data").unwrap();
+    let lines = [
+        disk_fails_with(dir.path(), &dir.path().join("missing"), &[], &[]),
+        disk_fails_with(
+            dir.path(),
+            dir.path(),
+            &["--size", "8M", "--iodepth", "0"],
+            &[],
+        ),
+        disk_fails_with(
+            dir.path(),
+            dir.path(),
+            &["--size", "8M", "--bs", "5000"],
+            &[],
+        ),
+        disk_fails_with(dir.path(), dir.path(), &["--read-only"], &[]),
+        disk_fails_with(dir.path(), &file, &["--write-only"], &[]),
+        disk_fails_with(dir.path(), dir.path(), &["--size", PLENTY], &[]),
+    ];
+    for line in &lines {
+        assert_advice_uses_only_accepted_options("disk", line);
+    }
+}
