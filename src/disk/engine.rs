@@ -154,6 +154,11 @@ impl Engine {
         self.completions.blocking_recv().ok_or_else(engine_stopped)
     }
 
+    /// A completion that is already there, without waiting.
+    pub fn try_next(&mut self) -> Option<Completion> {
+        self.completions.try_recv().ok()
+    }
+
     /// Waits for a request to complete; for async callers.
     pub async fn next(&mut self) -> io::Result<Completion> {
         self.completions.recv().await.ok_or_else(engine_stopped)

@@ -97,66 +97,14 @@ pub fn write_sequential(
     fill: &mut dyn FnMut(&mut [u8]),
     progress: &Counter,
 ) -> Result<Pass> {
-    let mut pool: Vec<AlignedBuf> = (0..pattern.depth)
-        .map(|_| AlignedBuf::new(pattern.block))
-        .collect();
-    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
-    let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
-    let mut failure: Option<anyhow::Error> = None;
-    loop {
-        while failure.is_none() && next_offset < size {
-            if interrupt::requested() {
-                failure = Some(Interrupted.into());
-                break;
-            }
-            let Some(mut buf) = pool.pop() else { break };
-            let len = (size - next_offset).min(pattern.block as u64) as usize;
-            let io_len = pattern.io_len(len);
-            fill(&mut buf.full_mut()[..io_len]);
-            buf.set_len(io_len);
-            engine.submit(Request {
-                op: Op::Write,
-                offset: next_offset,
-                buf,
-            })?;
-            in_flight += 1;
-            next_offset += len as u64;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let completion = engine.wait()?;
-        in_flight -= 1;
-        match completion.result {
-            Ok(n) => {
-                let counted = (n as u64).min(size - completion.offset);
-                done += counted;
-                progress.add(counted);
-                clock.observe(done);
-            }
-            Err(err) => {
-                let offset = completion.offset;
-                failure.get_or_insert_with(|| {
-                    anyhow!(err).context(format!("writing at offset {offset}"))
-                });
-            }
-        }
-        pool.push(completion.buf);
-    }
-    if let Some(failure) = failure {
-        return Err(failure);
-    }
+    let clock = IntervalClock::start(DEFAULT_INTERVAL);
+    let moved = sequential(engine, size, pattern, Some(fill), progress, clock)?;
     if !size.is_multiple_of(ALIGN as u64) {
         file.set_len(size)
             .context("truncating the padded tail block")?;
     }
     file.sync_all().context("fsync")?;
-    let (elapsed, intervals) = clock.finish(done);
-    Ok(Pass {
-        bytes: done,
-        elapsed,
-        intervals,
-    })
+    Ok(moved.finish())
 }
 
 /// Reads up to `size` bytes from offset 0 (fewer if the file is shorter), `depth` blocks in flight.
@@ -166,10 +114,41 @@ pub fn read_sequential(
     pattern: Pattern,
     progress: &Counter,
 ) -> Result<Pass> {
+    let clock = IntervalClock::start(DEFAULT_INTERVAL);
+    Ok(sequential(engine, size, pattern, None, progress, clock)?.finish())
+}
+
+/// Bytes moved by a sequential pass, with its clock still running (a write adds its fsync).
+struct Moved {
+    bytes: u64,
+    clock: IntervalClock,
+}
+
+impl Moved {
+    fn finish(self) -> Pass {
+        let (elapsed, intervals) = self.clock.finish(self.bytes);
+        Pass {
+            bytes: self.bytes,
+            elapsed,
+            intervals,
+        }
+    }
+}
+
+/// The sequential pass behind both directions: writes when `fill` is given, reads otherwise.
+/// Keeps `depth` blocks in flight, and refills every block that completed in one go, so the
+/// io_uring engine submits them in one batch the block layer can merge, as fio does.
+fn sequential(
+    engine: &mut Engine,
+    size: u64,
+    pattern: Pattern,
+    mut fill: Option<&mut dyn FnMut(&mut [u8])>,
+    progress: &Counter,
+    mut clock: IntervalClock,
+) -> Result<Moved> {
     let mut pool: Vec<AlignedBuf> = (0..pattern.depth)
         .map(|_| AlignedBuf::new(pattern.block))
         .collect();
-    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
     let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
     let mut failure: Option<anyhow::Error> = None;
     let mut end_of_file = false;
@@ -179,11 +158,19 @@ pub fn read_sequential(
                 failure = Some(Interrupted.into());
                 break;
             }
-            let Some(buf) = pool.pop() else { break };
+            let Some(mut buf) = pool.pop() else { break };
             let len = (size - next_offset).min(pattern.block as u64) as usize;
             let io_len = pattern.io_len(len);
+            let op = match fill.as_mut() {
+                Some(fill) => {
+                    fill(&mut buf.full_mut()[..io_len]);
+                    buf.set_len(io_len);
+                    Op::Write
+                }
+                None => Op::Read { len: io_len },
+            };
             engine.submit(Request {
-                op: Op::Read { len: io_len },
+                op,
                 offset: next_offset,
                 buf,
             })?;
@@ -193,34 +180,35 @@ pub fn read_sequential(
         if in_flight == 0 {
             break;
         }
-        let completion = engine.wait()?;
-        in_flight -= 1;
-        match completion.result {
-            Ok(n) => {
-                let counted = (n as u64).min(size - completion.offset);
-                end_of_file |= n == 0;
-                done += counted;
-                progress.add(counted);
-                clock.observe(done);
+        let mut completion = Some(engine.wait()?);
+        while let Some(finished) = completion {
+            in_flight -= 1;
+            match finished.result {
+                Ok(n) => {
+                    let counted = (n as u64).min(size - finished.offset);
+                    end_of_file |= n == 0;
+                    done += counted;
+                    progress.add(counted);
+                    clock.observe(done);
+                }
+                Err(err) => {
+                    let (verb, offset) = (
+                        if fill.is_some() { "writing" } else { "reading" },
+                        finished.offset,
+                    );
+                    failure.get_or_insert_with(|| {
+                        anyhow!(err).context(format!("{verb} at offset {offset}"))
+                    });
+                }
             }
-            Err(err) => {
-                let offset = completion.offset;
-                failure.get_or_insert_with(|| {
-                    anyhow!(err).context(format!("reading at offset {offset}"))
-                });
-            }
+            pool.push(finished.buf);
+            completion = engine.try_next();
         }
-        pool.push(completion.buf);
     }
-    if let Some(failure) = failure {
-        return Err(failure);
+    match failure {
+        Some(failure) => Err(failure),
+        None => Ok(Moved { bytes: done, clock }),
     }
-    let (elapsed, intervals) = clock.finish(done);
-    Ok(Pass {
-        bytes: done,
-        elapsed,
-        intervals,
-    })
 }
 
 /// Which passes `xferbench disk` runs.
