@@ -4,7 +4,7 @@
 # Prints each round, the median of each tool, and the ratio xferbench / fio.
 #
 # usage: scripts/compare-disk.sh [DIR] [SIZE] [BS] [IODEPTH] [ROUNDS]
-#        defaults: a temp dir under /var/tmp, 4G, 1M, 16, 5
+#        defaults: a temp dir under /var/tmp, 4G, 1M, 16, 7
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ dir=${1:-}
 size=${2:-4G}
 bs=${3:-1M}
 depth=${4:-16}
-rounds=${5:-5}
+rounds=${5:-7}
 
 command -v fio >/dev/null || { echo "compare-disk: fio is not installed (Debian: apt-get install fio)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "compare-disk: python3 is needed to read the JSON" >&2; exit 1; }

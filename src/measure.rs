@@ -134,6 +134,20 @@ impl Watcher for Unwatched {
     fn end(&self) {}
 }
 
+/// Runs one phase under a watcher: announces it, hands `run` the counter, and ends it either way.
+pub fn watch<T>(
+    watcher: &dyn Watcher,
+    label: &str,
+    total: u64,
+    run: impl FnOnce(&Counter) -> T,
+) -> T {
+    let counter = Counter::new();
+    watcher.begin(label, total, &counter);
+    let outcome = run(&counter);
+    watcher.end();
+    outcome
+}
+
 /// How often intervals are cut, like iperf3's default `-i 1`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -3,7 +3,6 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use common::{assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir};
@@ -315,19 +314,7 @@ fn disk_removes_its_test_file_when_the_write_fails() {
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let limit = libc::rlimit {
-                rlim_cur: 8 << 20,
-                rlim_max: 8 << 20,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
     assert_eq!(
         out.code, 1,

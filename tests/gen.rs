@@ -5,7 +5,6 @@ mod common;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -232,20 +231,7 @@ fn gen_leaves_no_partial_file_when_allocation_fails() {
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    unsafe {
-        cmd.pre_exec(|| {
-            // Ignored, SIGXFSZ would kill the process instead of failing the call.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let limit = libc::rlimit {
-                rlim_cur: 8 << 20,
-                rlim_max: 8 << 20,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
     assert_eq!(
         out.code, 1,

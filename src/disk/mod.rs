@@ -22,6 +22,7 @@ use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{
     Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage, Watcher,
+    watch,
 };
 use crate::payload::RandomFill;
 use crate::warning::Warning;
@@ -68,6 +69,18 @@ impl Pattern {
         Ok(())
     }
 
+    /// The conditions of a pass driven with this pattern.
+    pub fn conditions(&self, direct: bool, fsync_included: bool, engine: EngineKind) -> Conditions {
+        Conditions {
+            direct,
+            fsync_included,
+            engine: Some(engine),
+            block_size: Some(self.block as u64),
+            iodepth: Some(self.depth),
+            cached_before: None,
+        }
+    }
+
     /// Bytes of I/O for a block of `len` bytes: O_DIRECT needs whole pages, so with page-sized
     /// blocks the tail block is padded (the file is truncated after writing; reads stop at EOF).
     fn io_len(&self, len: usize) -> usize {
@@ -79,12 +92,21 @@ impl Pattern {
     }
 }
 
+/// Writes the payload into a block just before it is submitted.
+pub type Fill<'a> = &'a mut dyn FnMut(&mut [u8]);
+
 /// The outcome of one sequential pass.
 #[derive(Debug, Clone)]
 pub struct Pass {
     pub bytes: u64,
     pub elapsed: Duration,
     pub intervals: Vec<Interval>,
+}
+
+impl Pass {
+    pub fn into_measurement(self, stage: Stage, conditions: Conditions) -> Measurement {
+        Measurement::new(stage, self.bytes, self.elapsed, conditions, self.intervals)
+    }
 }
 
 /// Writes `size` bytes from offset 0, `depth` blocks in flight, then fsyncs; the time includes the fsync.
@@ -94,7 +116,7 @@ pub fn write_sequential(
     file: &File,
     size: u64,
     pattern: Pattern,
-    fill: &mut dyn FnMut(&mut [u8]),
+    fill: Fill<'_>,
     progress: &Counter,
 ) -> Result<Pass> {
     let clock = IntervalClock::start(DEFAULT_INTERVAL);
@@ -142,7 +164,7 @@ fn sequential(
     engine: &mut Engine,
     size: u64,
     pattern: Pattern,
-    mut fill: Option<&mut dyn FnMut(&mut [u8])>,
+    mut fill: Option<Fill<'_>>,
     progress: &Counter,
     mut clock: IntervalClock,
 ) -> Result<Moved> {
@@ -325,70 +347,51 @@ fn baseline_in_dir(
         warnings.push(Warning::DirectUnsupported { path: dir.clone() });
     }
     file::allocate(&handle, &test_path, size)?;
-    let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
-        .with_context(|| format!("starting the disk engine on {}", test_path.display()))?;
-    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
-    let conditions = Conditions {
-        direct,
-        fsync_included: true,
-        engine: Some(engine.kind()),
-        block_size: Some(options.pattern.block as u64),
-        iodepth: Some(options.pattern.depth),
-        cached_before: None,
-    };
-    let mut measurements = Vec::new();
-
-    let counter = Counter::new();
-    watcher.begin("write", size, &counter);
-    let mut random = RandomFill::new();
-    let written = write_sequential(
-        &mut engine,
+    let mut engine = start_engine(
+        options.engine,
         &handle,
-        size,
-        options.pattern,
-        &mut |b| random.fill(b),
-        &counter,
-    )
-    .with_context(|| format!("write test on {}", test_path.display()));
-    watcher.end();
-    let written = written?;
-    measurements.push(Measurement::new(
-        Stage::DiskWrite,
-        written.bytes,
-        written.elapsed,
-        conditions.clone(),
-        written.intervals,
-    ));
+        &test_path,
+        options.pattern.depth,
+        &mut warnings,
+    )?;
+    let write_conditions = options.pattern.conditions(direct, true, engine.kind());
+    let mut random = RandomFill::new();
+    let written = watch(watcher, "write", size, |counter| {
+        write_sequential(
+            &mut engine,
+            &handle,
+            size,
+            options.pattern,
+            &mut |b| random.fill(b),
+            counter,
+        )
+    })
+    .with_context(|| format!("write test on {}", test_path.display()))?;
+    let mut measurements =
+        vec![written.into_measurement(Stage::DiskWrite, write_conditions.clone())];
 
     if options.passes == Passes::WriteThenRead {
         let mut read_conditions = Conditions {
             fsync_included: false,
-            ..conditions
+            ..write_conditions
         };
         if !direct {
             read_conditions.cached_before = Some(evict(&handle, &test_path, &mut warnings)?);
         }
-        let counter = Counter::new();
-        watcher.begin("read", size, &counter);
-        let read = read_sequential(&mut engine, size, options.pattern, &counter)
-            .with_context(|| format!("read test on {}", test_path.display()));
-        watcher.end();
-        let read = read?;
-        measurements.push(Measurement::new(
-            Stage::DiskRead,
-            read.bytes,
-            read.elapsed,
-            read_conditions,
-            read.intervals,
-        ));
+        let read = watch(watcher, "read", size, |counter| {
+            read_sequential(&mut engine, size, options.pattern, counter)
+        })
+        .with_context(|| format!("read test on {}", test_path.display()))?;
+        measurements.push(read.into_measurement(Stage::DiskRead, read_conditions));
     }
+    let engine_kind = engine.kind();
     drop(engine);
     drop(handle);
     drop(guard); // removes the test file
     Ok(Baseline {
         path: options.path.clone(),
         test_file: test_path,
-        engine: measurements[0].conditions.engine.expect("set above"),
+        engine: engine_kind,
         measurements: measurements
             .into_iter()
             .map(PlacedMeasurement::new)
@@ -420,42 +423,44 @@ fn baseline_of_file(
         warnings.push(Warning::DirectUnsupported { path: path.clone() });
     }
     warnings.extend(file::unwritten_warning(&handle, path));
-    let (mut engine, fallback) = Engine::start(options.engine, &handle, options.pattern.depth)
-        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
-    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
-    let cached_before = if direct {
-        None
-    } else {
-        Some(evict(&handle, path, &mut warnings)?)
-    };
-    let conditions = Conditions {
-        direct,
-        fsync_included: false,
-        engine: Some(engine.kind()),
-        block_size: Some(options.pattern.block as u64),
-        iodepth: Some(options.pattern.depth),
-        cached_before,
-    };
-    let counter = Counter::new();
-    watcher.begin("read", size, &counter);
-    let read = read_sequential(&mut engine, size, options.pattern, &counter)
-        .with_context(|| format!("reading {}", path.display()));
-    watcher.end();
-    let read = read?;
-    let engine_kind = engine.kind();
+    let mut engine = start_engine(
+        options.engine,
+        &handle,
+        path,
+        options.pattern.depth,
+        &mut warnings,
+    )?;
+    let mut conditions = options.pattern.conditions(direct, false, engine.kind());
+    if !direct {
+        conditions.cached_before = Some(evict(&handle, path, &mut warnings)?);
+    }
+    let read = watch(watcher, "read", size, |counter| {
+        read_sequential(&mut engine, size, options.pattern, counter)
+    })
+    .with_context(|| format!("reading {}", path.display()))?;
     Ok(Baseline {
         path: path.clone(),
         test_file: path.clone(),
-        engine: engine_kind,
-        measurements: vec![PlacedMeasurement::new(Measurement::new(
-            Stage::DiskRead,
-            read.bytes,
-            read.elapsed,
-            conditions,
-            read.intervals,
-        ))],
+        engine: engine.kind(),
+        measurements: vec![PlacedMeasurement::new(
+            read.into_measurement(Stage::DiskRead, conditions),
+        )],
         warnings,
     })
+}
+
+/// Starts the engine on an open file; a fallback from io_uring to psync becomes a warning.
+pub fn start_engine(
+    choice: EngineChoice,
+    handle: &File,
+    path: &Path,
+    depth: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<Engine> {
+    let (engine, fallback) = Engine::start(choice, handle, depth)
+        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+    Ok(engine)
 }
 
 /// Drops a file from the page cache before a buffered read; warns about what stayed cached.

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::disk::{self, Engine, EngineChoice, Pattern};
-use crate::measure::{Conditions, Counter, Measurement, Stage, Watcher};
+use crate::disk::{self, EngineChoice, Pattern};
+use crate::measure::{Measurement, Stage, Watcher, watch};
 use crate::payload::RandomFill;
 use crate::units::format_bytes;
 use crate::warning::Warning;
@@ -129,10 +129,13 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             None
         }
         fill => {
-            let (mut engine, fallback) =
-                Engine::start(options.engine, &handle, options.pattern.depth)
-                    .with_context(|| format!("starting the disk engine on {}", path.display()))?;
-            warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+            let mut engine = disk::start_engine(
+                options.engine,
+                &handle,
+                path,
+                options.pattern.depth,
+                &mut warnings,
+            )?;
             // Buffers start zeroed and a zero fill never writes into them.
             let mut random = (fill == FillMode::Random).then(RandomFill::new);
             let mut fill_block = |block: &mut [u8]| {
@@ -140,36 +143,23 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
                     random.fill(block);
                 }
             };
-            let counter = Counter::new();
-            watcher.begin("gen", options.size, &counter);
-            let pass = disk::write_sequential(
-                &mut engine,
-                &handle,
-                options.size,
-                options.pattern,
-                &mut fill_block,
-                &counter,
-            )
-            .with_context(|| format!("filling {}", path.display()));
-            watcher.end();
-            let pass = pass?;
+            let pass = watch(watcher, "gen", options.size, |counter| {
+                disk::write_sequential(
+                    &mut engine,
+                    &handle,
+                    options.size,
+                    options.pattern,
+                    &mut fill_block,
+                    counter,
+                )
+            })
+            .with_context(|| format!("filling {}", path.display()))?;
             if fill == FillMode::Zero {
                 warnings.push(Warning::ZeroFilled { path: path.clone() });
             }
-            let conditions = Conditions {
-                direct,
-                fsync_included: true,
-                engine: Some(engine.kind()),
-                block_size: Some(options.pattern.block as u64),
-                iodepth: Some(options.pattern.depth),
-                cached_before: None,
-            };
-            Some(Measurement::new(
+            Some(pass.into_measurement(
                 Stage::Fill,
-                pass.bytes,
-                pass.elapsed,
-                conditions,
-                pass.intervals,
+                options.pattern.conditions(direct, true, engine.kind()),
             ))
         }
     };

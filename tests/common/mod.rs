@@ -167,3 +167,23 @@ pub fn assert_success(code: i32, stdout: &str, stderr: &str) {
 pub fn free_space() -> u64 {
     xferbench::file::free_space(&test_root()).expect("statvfs of the test directory")
 }
+
+/// Makes file writes past `bytes` fail with EFBIG in the child (RLIMIT_FSIZE), to provoke a
+/// failure after the output file was created.
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(move || {
+            // Ignored, SIGXFSZ would kill the process instead of failing the call.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
