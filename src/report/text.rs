@@ -59,7 +59,7 @@ pub fn generated(result: &Generated) -> String {
         Some(m) => {
             let _ = write!(
                 out,
-                ", {} fill at {} in {:.2} s ({})",
+                ", {} fill at {} in {:.2} s, fsync included ({})",
                 fill_name(result.fill),
                 m.rate(),
                 m.secs,
