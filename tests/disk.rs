@@ -316,17 +316,7 @@ fn disk_removes_its_test_file_when_the_write_fails() {
     ]);
     common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
-    assert_eq!(
-        out.code, 1,
-        "stdout: {}\nstderr: {}",
-        out.stdout, out.stderr
-    );
-    assert!(
-        out.stderr.starts_with("xferbench: "),
-        "stderr: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"));
+    common::assert_failed_cleanly(&out);
     assert!(
         entries(dir.path()).is_empty(),
         "left in the directory: {:?}",

@@ -233,17 +233,7 @@ fn gen_leaves_no_partial_file_when_allocation_fails() {
     ]);
     common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
-    assert_eq!(
-        out.code, 1,
-        "stdout: {}\nstderr: {}",
-        out.stdout, out.stderr
-    );
-    assert!(
-        out.stderr.starts_with("xferbench: "),
-        "stderr: {}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("panicked"));
+    common::assert_failed_cleanly(&out);
     assert_no_leftovers(dir.path());
     assert!(
         entries(dir.path()).is_empty(),

@@ -187,3 +187,19 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
         });
     }
 }
+
+/// A failure as the tool promises it: exit 1, one "xferbench: ..." line, no panic.
+pub fn assert_failed_cleanly(out: &Run) {
+    assert_eq!(
+        out.code, 1,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.starts_with("xferbench: "),
+        "stderr: {}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"));
+}
