@@ -39,6 +39,207 @@ pub enum Command {
     /// to read. Each figure is placed against device classes (HDD, SATA SSD, NVMe) and link
     /// classes (1/10/25/40 GbE).
     Disk(DiskArgs),
+    /// The peer daemon: receives and sends files, sinks and sources memory, measures its disk.
+    ///
+    /// Every path a client names stays inside --root. Off loopback a token is required: give one
+    /// with --token or --token-file, or one is generated and printed. Stops on Ctrl-C or SIGTERM,
+    /// removing partial files.
+    Serve(ServeArgs),
+    /// Memory to memory over the network, like iperf3 (same flags): the network alone.
+    ///
+    /// Random payload, per-interval lines (per stream with -P, and SUM), sender and receiver
+    /// rates, TCP retransmits and CPU use on both ends. Needs `xferbench serve` on HOST.
+    Net(NetArgs),
+    /// Copy a file disk to disk through `xferbench serve`, with a progress bar.
+    ///
+    /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like;
+    /// a trailing / or an empty PATH keeps the file's name). The file is read with O_DIRECT into
+    /// a fixed pool of buffers, spread over -P streams, written at its offsets, fsynced and
+    /// renamed into place: an interrupted copy never leaves a file under the final name.
+    Copy(CopyArgs),
+}
+
+/// How a client proves itself to a server that requires a token.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token `xferbench serve` printed (or was given).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+
+    /// Read the token from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    /// The token given, read from its file if need be.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        read_token(self.token.as_deref(), self.token_file.as_deref())
+    }
+}
+
+fn read_token(
+    token: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(token) = token {
+        return Ok(Some(token.to_string()));
+    }
+    let Some(file) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(file).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot read the token: {}",
+            crate::file::describe_path_error(file, err)
+        )
+    })?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    if token.is_empty() {
+        anyhow::bail!(
+            "{} is empty: put the token on its first line",
+            file.display()
+        );
+    }
+    Ok(Some(token))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one, printed at start).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:5301")]
+    pub listen: std::net::SocketAddr,
+
+    /// Directory clients read from and write to [default: a fresh temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Token clients must give (required off loopback; generated if not given).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+
+    /// Read the token from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Refuse files (and disk tests) larger than SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+    pub max_bytes: Option<u64>,
+
+    /// Clients served at once; more are told the server is busy.
+    #[arg(long, value_name = "N", default_value_t = crate::serve::DEFAULT_MAX_CLIENTS,
+          value_parser = parse_max_clients)]
+    pub max_clients: usize,
+
+    /// Seconds a control connection may stay silent before its request.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
+    pub idle_timeout: f64,
+}
+
+impl ServeArgs {
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        read_token(self.token.as_deref(), self.token_file.as_deref())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
+    pub host: String,
+
+    /// Parallel streams (connections) in each direction.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
+          value_parser = parse_streams)]
+    pub parallel: usize,
+
+    /// Seconds to transmit (after the omitted start).
+    #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 10.0, value_parser = parse_secs)]
+    pub secs: f64,
+
+    /// Reverse: the server sends, the client receives.
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
+    pub reverse: bool,
+
+    /// Both directions at once.
+    #[arg(long)]
+    pub bidir: bool,
+
+    /// Seconds at the start not counted (TCP slow start), shown as (omitted).
+    #[arg(short = 'O', long, value_name = "SECS", default_value_t = 0.0, value_parser = parse_omit)]
+    pub omit: f64,
+
+    /// Seconds between interval lines.
+    #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+
+    /// Bytes per write.
+    #[arg(short = 'l', long, value_name = "LEN", default_value = "128K", value_parser = parse_len)]
+    pub length: usize,
+
+    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends.
+    #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
+    pub window: Option<usize>,
+
+    /// Transfer path.
+    #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
+    pub via: crate::transport::TransportKind,
+
+    /// Print the result as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+impl NetArgs {
+    pub fn directions(&self) -> crate::transport::Directions {
+        use crate::transport::Directions;
+        match (self.reverse, self.bidir) {
+            (_, true) => Directions::Both,
+            (true, _) => Directions::Download,
+            _ => Directions::Upload,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The file to copy: a local path, or HOST[:PORT]:PATH to download.
+    pub source: String,
+
+    /// Where to: HOST[:PORT]:PATH to upload, or a local path (or directory) to download into.
+    pub destination: String,
+
+    /// Parallel streams.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4,
+          value_parser = parse_streams)]
+    pub parallel: usize,
+
+    /// Compute a digest of the data on both sides (xxh3-128) and fail on a mismatch.
+    #[arg(long)]
+    pub verify: bool,
+
+    /// Replace the destination file if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+
+    /// Transfer path.
+    #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
+    pub via: crate::transport::TransportKind,
+
+    /// Chunk size: bytes per disk I/O and per message on a stream (a multiple of 4K).
+    #[arg(long = "bs", value_name = "SIZE", default_value = "1M", value_parser = parse_block)]
+    pub block: usize,
+
+    /// Disk I/Os in flight on each side; with --bs this bounds buffer memory (16 × 1M = 16 MiB).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub iodepth: usize,
+
+    /// Print the result as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
 }
 
 /// Options shared by everything that drives the disk engine.
@@ -143,4 +344,53 @@ fn parse_block(text: &str) -> Result<usize, String> {
     parse_size_arg(text).and_then(|bytes| {
         usize::try_from(bytes).map_err(|_| format!("block size '{text}' is too large"))
     })
+}
+
+fn parse_secs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+fn parse_omit(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.0..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{text}' is not a number of seconds between 0 and 3600"
+        )),
+    }
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.1..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{text}': give an interval from 0.1 to 3600 seconds"
+        )),
+    }
+}
+
+fn parse_len(text: &str) -> Result<usize, String> {
+    match parse_block(text)? {
+        len @ 1..=0x400_0000 => Ok(len),
+        _ => Err(format!("'{text}' is out of range: give 1 byte to 64M")),
+    }
+}
+
+fn parse_streams(text: &str) -> Result<usize, String> {
+    let limit = crate::serve::MAX_STREAMS as usize;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=limit).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' streams: give 1 to {limit}")),
+    }
+}
+
+fn parse_max_clients(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}': give 1 to 1024 clients")),
+    }
 }

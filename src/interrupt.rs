@@ -39,3 +39,10 @@ pub fn check() -> Result<(), Interrupted> {
         Ok(())
     }
 }
+
+/// Resolves once the user asked to stop; for `select!` in async loops.
+pub async fn wait() {
+    while !requested() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod classes;
 pub mod cli;
+pub mod control;
 pub mod disk;
 pub mod file;
 pub mod interrupt;
@@ -11,5 +12,7 @@ pub mod measure;
 pub mod payload;
 pub mod progress;
 pub mod report;
+pub mod serve;
+pub mod transport;
 pub mod units;
 pub mod warning;

@@ -3,12 +3,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use xferbench::cli::{Cli, Command, DiskArgs, GenArgs};
+use xferbench::cli::{Cli, Command, CopyArgs, DiskArgs, GenArgs, NetArgs, ServeArgs};
 use xferbench::disk::{self, BaselineOptions};
 use xferbench::file::{self, GenOptions};
 use xferbench::interrupt::{self, Interrupted};
-use xferbench::progress::{Progress, Style};
+use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
+use xferbench::serve::{self, ServeOptions};
+use xferbench::transport::tcp::Tcp;
+use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,6 +24,9 @@ fn main() -> ExitCode {
     let outcome = match &cli.command {
         Command::Gen(args) => generate(args, &progress),
         Command::Disk(args) => disk(args, &progress),
+        Command::Serve(args) => serve(args),
+        Command::Net(args) => net(args),
+        Command::Copy(args) => copy(args, &progress),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,5 +72,97 @@ fn disk(args: &DiskArgs, progress: &Progress) -> Result<()> {
         print!("{}", report::text::baseline(&result));
     }
     eprint!("{}", report::text::warnings(&result.warnings));
+    Ok(())
+}
+
+fn serve(args: &ServeArgs) -> Result<()> {
+    let options = ServeOptions {
+        listen: args.listen,
+        root: args.root.clone(),
+        token: args.token()?,
+        max_bytes: args.max_bytes,
+        max_clients: args.max_clients,
+        idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout),
+    };
+    serve::run(
+        options,
+        |listening| {
+            use std::io::Write;
+            println!("listening on {}", listening.addr);
+            println!("root {}", listening.root.display());
+            match (&listening.token, listening.token_generated) {
+                (Some(token), true) => {
+                    println!("token {token} (generated: clients pass --token {token})")
+                }
+                (Some(_), false) => println!("token required (as given)"),
+                (None, _) => println!("no token required (loopback only)"),
+            }
+            let _ = std::io::stdout().flush();
+        },
+        |line| {
+            use std::io::Write;
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        },
+    )
+}
+
+fn net(args: &NetArgs) -> Result<()> {
+    let peer = Peer::parse(&args.host)?;
+    let plan = NetPlan {
+        streams: args.parallel,
+        secs: args.secs,
+        omit_secs: args.omit,
+        interval_secs: args.interval,
+        len: args.length,
+        window: args.window,
+        directions: args.directions(),
+    };
+    let transport = Tcp::new(peer, args.token.token()?)?;
+    let lines = IntervalLines::new(args.bidir, !args.json);
+    let report = transport.mem_to_mem(&plan, &lines)?;
+    if args.json {
+        println!("{}", report::json::render("net", &report));
+    } else {
+        print!("{}", report::text::net_summary(&report));
+    }
+    eprint!("{}", report::text::warnings(&report.warnings));
+    Ok(())
+}
+
+fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
+    let source = Location::parse(&args.source)?;
+    let destination = Location::parse(&args.destination)?;
+    let peer = match (&source, &destination) {
+        (Location::Local(_), Location::Remote { peer, .. }) => peer.clone(),
+        (Location::Remote { peer, .. }, Location::Local(_)) => peer.clone(),
+        (Location::Local(_), Location::Local(_)) => anyhow::bail!(
+            "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
+            args.source,
+            args.destination
+        ),
+        (Location::Remote { .. }, Location::Remote { .. }) => anyhow::bail!(
+            "both {} and {} are remote: copy goes between this machine and one server",
+            args.source,
+            args.destination
+        ),
+    };
+    let plan = CopyPlan {
+        source,
+        destination,
+        streams: args.parallel,
+        chunk: args.block,
+        iodepth: args.iodepth,
+        verify: args.verify,
+        force: args.force,
+    };
+    let transport = Tcp::new(peer, args.token.token()?)?;
+    let report = transport.copy(&plan, progress)?;
+    if args.json {
+        println!("{}", report::json::render("copy", &report));
+    } else {
+        print!("{}", report::text::copy(&report));
+    }
+    eprint!("{}", report::text::warnings(&report.warnings));
     Ok(())
 }

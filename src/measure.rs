@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::disk::EngineKind;
+use crate::transport::TransportKind;
 use crate::units::Rate;
 
 /// What was measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Sequential write of a test file, timed through fsync.
@@ -22,6 +23,12 @@ pub enum Stage {
     DiskRead,
     /// `gen` filling a test file.
     Fill,
+    /// Memory to memory, as counted by the sender.
+    NetSend,
+    /// Memory to memory, as counted by the receiver.
+    NetReceive,
+    /// A file read from one disk, sent, written and fsynced on the other.
+    Copy,
 }
 
 impl Stage {
@@ -30,12 +37,15 @@ impl Stage {
             Stage::DiskWrite => "write",
             Stage::DiskRead => "read",
             Stage::Fill => "fill",
+            Stage::NetSend => "sender",
+            Stage::NetReceive => "receiver",
+            Stage::Copy => "copy",
         }
     }
 }
 
 /// The conditions a figure was taken under, so that it says what it measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Conditions {
     /// O_DIRECT (true) or through the page cache (false).
     pub direct: bool,
@@ -50,10 +60,22 @@ pub struct Conditions {
     /// Fraction of the file in the page cache just before a buffered read (0 to 1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_before: Option<f64>,
+    /// The transfer path (tcp, ssh, rdma, udp) for network figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<TransportKind>,
+    /// Parallel streams (connections) of a network figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<usize>,
+    /// MTU of the route to the peer, from the connected socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// Socket buffer size asked for with -w (the kernel may double it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
 }
 
 /// Bytes moved during one reporting interval, from the start of the measurement.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub start_secs: f64,
     pub secs: f64,
@@ -61,7 +83,7 @@ pub struct Interval {
 }
 
 /// One figure: so many bytes in so much time, under stated conditions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
     pub stage: Stage,
     pub bytes: u64,
@@ -120,6 +142,8 @@ pub trait Watcher {
     fn begin(&self, label: &str, total: u64, counter: &Counter);
     /// The phase ended, well or not.
     fn end(&self);
+    /// An interval of a network test closed (iperf3's per-second line).
+    fn tick(&self, _tick: &crate::transport::memory::Tick) {}
 }
 
 /// Nobody watches: for tests, benches and `--quiet`.
@@ -199,6 +223,155 @@ impl IntervalClock {
         self.mark = now;
         self.mark_bytes = total;
     }
+}
+
+/// Time during which at least one of several overlapping operations was under way: how busy a
+/// pipeline stage was. Shared between the tasks of one stage.
+#[derive(Debug, Clone, Default)]
+pub struct BusyClock(Arc<std::sync::Mutex<Busy>>);
+
+#[derive(Debug, Default)]
+struct Busy {
+    active: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl BusyClock {
+    pub fn new() -> BusyClock {
+        BusyClock::default()
+    }
+
+    /// One more operation under way.
+    pub fn enter(&self) {
+        let mut busy = self.0.lock().expect("busy clock lock");
+        if busy.active == 0 {
+            busy.since = Some(Instant::now());
+        }
+        busy.active += 1;
+    }
+
+    /// One operation done.
+    pub fn leave(&self) {
+        let mut busy = self.0.lock().expect("busy clock lock");
+        busy.active = busy.active.saturating_sub(1);
+        if busy.active == 0
+            && let Some(since) = busy.since.take()
+        {
+            busy.total += since.elapsed();
+        }
+    }
+
+    /// Busy time so far, an operation still under way counted up to now.
+    pub fn total(&self) -> Duration {
+        let busy = self.0.lock().expect("busy clock lock");
+        busy.total + busy.since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+/// CPU time the process used during a measurement; 100 % is one core busy, as in iperf3.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuUse {
+    pub user_secs: f64,
+    pub system_secs: f64,
+    pub percent: f64,
+}
+
+/// Reads the process's CPU time at the start of a measurement and again at its end.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuClock {
+    start: Instant,
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuClock {
+    pub fn start() -> CpuClock {
+        let (user, system) = process_cpu_time();
+        CpuClock {
+            start: Instant::now(),
+            user,
+            system,
+        }
+    }
+
+    pub fn finish(&self) -> CpuUse {
+        let wall = self.start.elapsed().as_secs_f64();
+        let (user, system) = process_cpu_time();
+        let user_secs = user.saturating_sub(self.user).as_secs_f64();
+        let system_secs = system.saturating_sub(self.system).as_secs_f64();
+        CpuUse {
+            user_secs,
+            system_secs,
+            percent: if wall > 0.0 {
+                (user_secs + system_secs) * 100.0 / wall
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+fn process_cpu_time() -> (Duration, Duration) {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    let time = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    (time(usage.ru_utime), time(usage.ru_stime))
+}
+
+/// What the kernel knows of one TCP connection (TCP_INFO), for the figures iperf3 shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpFacts {
+    /// Segments retransmitted since the connection opened.
+    pub retransmits: u64,
+    /// Congestion window in bytes.
+    pub cwnd_bytes: u64,
+    pub rtt_us: u32,
+}
+
+/// Reads TCP_INFO of a connected socket; None where the kernel refuses.
+pub fn tcp_facts(fd: std::os::fd::RawFd) -> Option<TcpFacts> {
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| TcpFacts {
+        retransmits: info.tcpi_total_retrans as u64,
+        cwnd_bytes: info.tcpi_snd_cwnd as u64 * info.tcpi_snd_mss as u64,
+        rtt_us: info.tcpi_rtt,
+    })
+}
+
+/// The path MTU the kernel holds for a connected socket (IP_MTU, or IPV6_MTU).
+pub fn path_mtu(fd: std::os::fd::RawFd, ipv6: bool) -> Option<u32> {
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    };
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut mtu as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && mtu > 0).then_some(mtu as u32)
 }
 
 #[cfg(test)]

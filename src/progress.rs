@@ -117,3 +117,40 @@ fn print_lines(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Recei
         );
     }
 }
+
+/// Prints `net`'s interval lines on stdout as they close, like iperf3 (nothing with -J).
+pub struct IntervalLines {
+    pub bidir: bool,
+    pub enabled: bool,
+    header_shown: std::sync::atomic::AtomicBool,
+}
+
+impl IntervalLines {
+    pub fn new(bidir: bool, enabled: bool) -> IntervalLines {
+        IntervalLines {
+            bidir,
+            enabled,
+            header_shown: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Watcher for IntervalLines {
+    fn begin(&self, _label: &str, _total: u64, _counter: &Counter) {}
+    fn end(&self) {}
+    fn tick(&self, tick: &crate::transport::memory::Tick) {
+        use std::io::Write;
+        if !self.enabled {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if !self
+            .header_shown
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            let _ = write!(out, "{}", crate::report::text::net_header(self.bidir));
+        }
+        let _ = write!(out, "{}", crate::report::text::net_tick(tick, self.bidir));
+        let _ = out.flush();
+    }
+}

@@ -24,6 +24,8 @@ pub enum Warning {
     ZeroFilled { path: PathBuf },
     /// Part of a file was still in the page cache when a buffered read began.
     Cached { path: PathBuf, percent: f64 },
+    /// The peer is this machine: the figure is memory and CPU, not a network.
+    Loopback,
 }
 
 impl fmt::Display for Warning {
@@ -64,6 +66,10 @@ impl fmt::Display for Warning {
                 "{percent:.0}% of {} was in the page cache before the read: part of the read rate is memory speed; \
                  use --direct",
                 path.display()
+            ),
+            Warning::Loopback => f.write_str(
+                "the server is on this machine (loopback): the figure is memory and CPU speed, not a network's; \
+                 run `xferbench serve` on the far host",
             ),
         }
     }

@@ -77,7 +77,7 @@ impl Pattern {
             engine: Some(engine),
             block_size: Some(self.block as u64),
             iodepth: Some(self.depth),
-            cached_before: None,
+            ..Conditions::default()
         }
     }
 

@@ -59,66 +59,15 @@ pub struct Generated {
 pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated> {
     let path = &options.path;
     options.pattern.validate(true)?;
-    if path.is_dir() {
-        bail!(
-            "{} is a directory: give a file name, e.g. {}",
-            path.display(),
-            path.join("bigfile.data").display()
-        );
-    }
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
-    let dir = parent_dir(path);
-    match std::fs::metadata(&dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => bail!(
-            "cannot create {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        ),
-        Err(err) => {
-            return Err(anyhow!(
-                "cannot create {}: {}",
-                path.display(),
-                describe_path_error(&dir, err)
-            ));
-        }
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !options.force => bail!(
-            "{} already exists ({}): add --force to replace it",
-            path.display(),
-            format_bytes(meta.len())
-        ),
-        Ok(meta) if !meta.is_file() => bail!(
-            "{} exists and is not a regular file: refusing to replace it",
-            path.display()
-        ),
-        Ok(meta) => {
-            // The old file's space counts as free, since it is removed before the new one is made;
-            // but a size that cannot fit even then must not cost the user the old file.
-            ensure_room_beyond(&dir, options.size, meta.len())?;
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing the old {}", path.display()))?;
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => ensure_room(&dir, options.size)?,
-        Err(err) => return Err(anyhow!(describe_path_error(path, err))),
-    }
-
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".xferbench-partial");
-    let temp_path = dir.join(temp_name);
-    let guard = PartialFile::new(temp_path.clone());
     let wants_direct = options.fill != FillMode::None;
-    let (handle, direct) = create_new(&temp_path, wants_direct)
-        .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
+    let landing = Landing::prepare(path, options.size, options.force, wants_direct)?;
     let mut warnings = Vec::new();
-    if wants_direct && !direct {
-        warnings.push(Warning::DirectUnsupported { path: dir.clone() });
+    if wants_direct && !landing.direct {
+        warnings.push(Warning::DirectUnsupported {
+            path: parent_dir(path),
+        });
     }
-    allocate(&handle, path, options.size)?;
+    let handle = &landing.file;
 
     let measurement = match options.fill {
         FillMode::None => {
@@ -131,7 +80,7 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
         fill => {
             let mut engine = disk::start_engine(
                 options.engine,
-                &handle,
+                handle,
                 path,
                 options.pattern.depth,
                 &mut warnings,
@@ -146,7 +95,7 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             let pass = watch(watcher, "gen", options.size, |counter| {
                 disk::write_sequential(
                     &mut engine,
-                    &handle,
+                    handle,
                     options.size,
                     options.pattern,
                     &mut fill_block,
@@ -157,17 +106,17 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             if fill == FillMode::Zero {
                 warnings.push(Warning::ZeroFilled { path: path.clone() });
             }
-            Some(pass.into_measurement(
-                Stage::Fill,
-                options.pattern.conditions(direct, true, engine.kind()),
-            ))
+            Some(
+                pass.into_measurement(
+                    Stage::Fill,
+                    options
+                        .pattern
+                        .conditions(landing.direct, true, engine.kind()),
+                ),
+            )
         }
     };
-    drop(handle);
-    std::fs::rename(&temp_path, path)
-        .with_context(|| format!("renaming the finished file to {}", path.display()))?;
-    guard.keep();
-    sync_dir(&dir);
+    landing.commit()?;
     Ok(Generated {
         path: path.clone(),
         size: options.size,
@@ -175,6 +124,105 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
         measurement,
         warnings,
     })
+}
+
+/// A file being made under a temporary name beside its final path (`.NAME.xferbench-partial`):
+/// renamed into place by [`Landing::commit`], removed if dropped before that.
+#[derive(Debug)]
+pub struct Landing {
+    pub path: PathBuf,
+    pub temp_path: PathBuf,
+    pub file: File,
+    /// O_DIRECT is on.
+    pub direct: bool,
+    guard: PartialFile,
+}
+
+impl Landing {
+    /// Checks the directory, an existing file (replaced only with `force`) and free space,
+    /// then creates the temporary file and allocates `size` bytes.
+    pub fn prepare(path: &Path, size: u64, force: bool, direct: bool) -> Result<Landing> {
+        if path.is_dir() {
+            bail!(
+                "{} is a directory: give a file name, e.g. {}",
+                path.display(),
+                path.join("bigfile.data").display()
+            );
+        }
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
+        let dir = parent_dir(path);
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!(
+                "cannot create {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            ),
+            Err(err) => {
+                return Err(anyhow!(
+                    "cannot create {}: {}",
+                    path.display(),
+                    describe_path_error(&dir, err)
+                ));
+            }
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !force => bail!(
+                "{} already exists ({}): add --force to replace it",
+                path.display(),
+                format_bytes(meta.len())
+            ),
+            Ok(meta) if !meta.is_file() => bail!(
+                "{} exists and is not a regular file: refusing to replace it",
+                path.display()
+            ),
+            Ok(meta) => {
+                // The old file's space counts as free, since it is removed before the new one is
+                // made; but a size that cannot fit even then must not cost the user the old file.
+                ensure_room_beyond(&dir, size, meta.len())?;
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the old {}", path.display()))?;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => ensure_room(&dir, size)?,
+            Err(err) => return Err(anyhow!(describe_path_error(path, err))),
+        }
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(".xferbench-partial");
+        let temp_path = dir.join(temp_name);
+        let guard = PartialFile::new(temp_path.clone());
+        let (file, direct) = create_new(&temp_path, direct)
+            .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
+        if size > 0 {
+            allocate(&file, path, size)?;
+        }
+        Ok(Landing {
+            path: path.to_path_buf(),
+            temp_path,
+            file,
+            direct,
+            guard,
+        })
+    }
+
+    /// Renames the finished file into place (the caller has written and fsynced it).
+    pub fn commit(self) -> Result<()> {
+        let Landing {
+            path,
+            temp_path,
+            file,
+            guard,
+            ..
+        } = self;
+        drop(file);
+        std::fs::rename(&temp_path, &path)
+            .with_context(|| format!("renaming the finished file to {}", path.display()))?;
+        guard.keep();
+        sync_dir(&parent_dir(&path));
+        Ok(())
+    }
 }
 
 /// Removes a file when dropped, unless told to keep it: the cleanup for errors and Ctrl-C.

@@ -4,8 +4,12 @@ use std::fmt::Write;
 
 use crate::disk::{Baseline, PlacedMeasurement};
 use crate::file::{FillMode, Generated};
-use crate::measure::Conditions;
-use crate::units::{format_block, format_bytes};
+use std::time::Duration;
+
+use crate::measure::{Conditions, CpuUse, Stage};
+use crate::transport::memory::{Role, Tick};
+use crate::transport::{CopyReport, Direction, DirectionReport, NetReport};
+use crate::units::{Rate, format_block, format_bytes};
 use crate::warning::Warning;
 
 /// `xferbench disk`: one line per pass, placed against the classes.
@@ -110,4 +114,198 @@ fn fill_name(fill: FillMode) -> &'static str {
         FillMode::Zero => "zero",
         FillMode::None => "no",
     }
+}
+
+/// The column header above `net`'s interval lines.
+pub fn net_header(bidir: bool) -> String {
+    format!(
+        "[ ID]{} Interval         Transfer      Bitrate                    Retr   Cwnd\n",
+        if bidir { " role" } else { "" }
+    )
+}
+
+/// One interval of `net`: a line per stream, and a SUM line per role with several streams.
+pub fn net_tick(tick: &Tick, bidir: bool) -> String {
+    let mut out = String::new();
+    let span = format!(
+        "{:6.2}-{:<6.2} s",
+        tick.start_secs,
+        tick.start_secs + tick.secs
+    );
+    let omitted = if tick.omitted { "  (omitted)" } else { "" };
+    let role_name = |role: Role| match (bidir, role) {
+        (false, _) => "",
+        (true, Role::Send) => " send",
+        (true, Role::Receive) => " recv",
+    };
+    for (i, stream) in tick.streams.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "[{:>3}]{} {span} {}{}",
+            i + 1,
+            role_name(stream.role),
+            interval_figures(
+                stream.bytes,
+                tick.secs,
+                stream.retransmits,
+                stream.cwnd_bytes
+            ),
+            omitted
+        );
+    }
+    for role in [Role::Send, Role::Receive] {
+        let streams: Vec<_> = tick.streams.iter().filter(|s| s.role == role).collect();
+        if streams.len() > 1 {
+            let bytes = streams.iter().map(|s| s.bytes).sum();
+            let retransmits = streams
+                .iter()
+                .map(|s| s.retransmits)
+                .try_fold(0u64, |sum, r| r.map(|r| sum + r));
+            let _ = writeln!(
+                out,
+                "[SUM]{} {span} {}{}",
+                role_name(role),
+                interval_figures(bytes, tick.secs, retransmits, None),
+                omitted
+            );
+        }
+    }
+    out
+}
+
+fn interval_figures(bytes: u64, secs: f64, retransmits: Option<u64>, cwnd: Option<u64>) -> String {
+    let rate = Rate::new(bytes, Duration::from_secs_f64(secs.max(1e-9)));
+    let mut text = format!("{:>9}  {:>26}", format_bytes(bytes), rate.to_string());
+    if let Some(retransmits) = retransmits {
+        let _ = write!(text, "  {retransmits:>5}");
+    }
+    if let Some(cwnd) = cwnd {
+        let _ = write!(text, "  {:>8}", format_bytes(cwnd));
+    }
+    text
+}
+
+/// `net`'s summary: sender and receiver per direction, retransmits, CPU on both ends.
+pub fn net_summary(report: &NetReport) -> String {
+    let mut out = String::from("- - - - - - - - - - - - - - - - - - - - - - - - -\n");
+    for direction in &report.directions {
+        let name = match direction.direction {
+            Direction::Upload => "upload (client → server)",
+            Direction::Download => "download (server → client)",
+        };
+        let _ = writeln!(out, "{name}, {}:", net_conditions(report, direction));
+        for m in [&direction.sender, &direction.receiver] {
+            let retransmits = match (m.stage, direction.retransmits) {
+                (Stage::NetSend, Some(r)) => format!(", {r} retransmits"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<8} {:>9} in {:5.2} s  {:>26}{retransmits}",
+                m.stage.label(),
+                format_bytes(m.bytes),
+                m.secs,
+                m.rate().to_string()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {}",
+            crate::classes::place_link(direction.receiver.rate())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "CPU: local {}, remote {}",
+        cpu(&report.cpu.local),
+        cpu(&report.cpu.remote)
+    );
+    out
+}
+
+fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
+    let c = &direction.receiver.conditions;
+    let mut parts = vec![
+        report.path.to_string(),
+        format!(
+            "{} stream{}",
+            report.streams,
+            if report.streams == 1 { "" } else { "s" }
+        ),
+        format!("{} writes", format_block(report.len as u64)),
+    ];
+    if let Some(mtu) = c.mtu {
+        parts.push(format!("MTU {mtu}"));
+    }
+    if let Some(window) = report.window {
+        parts.push(format!("window {}", format_block(window as u64)));
+    }
+    if report.omit_secs > 0.0 {
+        parts.push(format!("first {} s omitted", report.omit_secs));
+    }
+    parts.join(", ")
+}
+
+fn cpu(cpu: &CpuUse) -> String {
+    format!(
+        "{:.0}% of a core (user {:.1} s, system {:.1} s)",
+        cpu.percent, cpu.user_secs, cpu.system_secs
+    )
+}
+
+/// `copy`: the rate, where the time went, and the verification.
+pub fn copy(report: &CopyReport) -> String {
+    let m = &report.measurement;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "copy {} → {} over {}, {} streams, {}, fsync included",
+        report.source,
+        report.destination,
+        report.path,
+        m.conditions.streams.unwrap_or(1),
+        conditions(&m.conditions)
+    );
+    let _ = writeln!(
+        out,
+        "  {} in {:.2} s: {} — {}, {}",
+        format_bytes(m.bytes),
+        m.secs,
+        m.rate(),
+        crate::classes::place_device(m.rate(), crate::classes::Direction::Write),
+        crate::classes::place_link(m.rate())
+    );
+    let busy = |secs: f64| {
+        format!(
+            "{secs:.2} s ({:.0}%)",
+            if m.secs > 0.0 {
+                secs * 100.0 / m.secs
+            } else {
+                0.0
+            }
+        )
+    };
+    let split = &report.split;
+    let _ = writeln!(
+        out,
+        "  busy: reading {}, sending {}, writing {} + fsync {:.2} s (stages overlap; the busiest holds the copy back)",
+        busy(split.reading_secs),
+        busy(split.sending_secs),
+        busy(split.writing_secs),
+        split.fsync_secs
+    );
+    if let Some(verify) = &report.verify {
+        let _ = writeln!(
+            out,
+            "  verified: {} digests match on both sides ({})",
+            verify.algorithm, verify.source
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  CPU: local {}, remote {}",
+        cpu(&report.cpu.local),
+        cpu(&report.cpu.remote)
+    );
+    out
 }

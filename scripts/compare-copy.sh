@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Does `xferbench copy` reach the bound? Copies a SIZE file of random data between the two network
+# namespaces of scripts/lab.sh and checks copy >= 0.9 x min(source read, network, destination write),
+# with all four measured here, in every round, in alternating order so drift hits all alike.
+# Prints each round, the medians in MB/s (10^6 B/s) and Gb/s, the bound and which stage sets it,
+# and PASS or BELOW. Exit status: 0 PASS, 3 BELOW, 1 error, 2 bad usage.
+#
+# usage: sudo scripts/compare-copy.sh [SIZE] [ROUNDS] [STREAMS]
+#        defaults: 4G, 3, 4
+# environment: XFERBENCH       the binary to test (default: target/release/xferbench, built here)
+#              COPY_DIR        where the work dir goes (default: the project's target/); source file
+#                              and destination root both live there, on one disk
+#              XFERBENCH_PORT  serve port (default 5301)
+#              NET_SECS        duration of the network run (default 5)
+#              LAB_ARGS        options for `scripts/lab.sh up`, e.g. "--rate 10gbit"
+#              LAB_PREFIX, LAB_SUBNET   passed on to scripts/lab.sh
+# Only the lab's own addresses are used. The lab is (re)created at the start and taken down at the end.
+set -euo pipefail
+shopt -s inherit_errexit
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+size=${1:-4G}
+rounds=${2:-3}
+streams=${3:-4}
+port=${XFERBENCH_PORT:-5301}
+net_secs=${NET_SECS:-5}
+copy_dir=${COPY_DIR:-$root/target}
+lab_args=${LAB_ARGS:-}
+ns_a=${LAB_PREFIX:-xfb}-a
+ns_b=${LAB_PREFIX:-xfb}-b
+addr=${LAB_SUBNET:-10.77.0}.2
+need=0.9
+
+die() { echo "compare-copy: $*" >&2; exit 1; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
+[[ $streams =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: STREAMS must be a positive integer (got '$streams')" >&2; exit 2; }
+[[ $net_secs =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: NET_SECS must be a positive integer (got '$net_secs')" >&2; exit 2; }
+[ "$(id -u)" -eq 0 ] || die "must run as root (the lab uses network namespaces): sudo scripts/compare-copy.sh $*"
+command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+
+# SIZE the way xferbench reads it: 4G = 4 GiB, 4GB = 4x10^9 bytes.
+size_bytes=$(python3 - "$size" <<'EOF'
+import re, sys
+m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgtp])(i|ib|b)?|b)?", sys.argv[1].strip().lower())
+if not m:
+    sys.exit(1)
+power = " kmgtp".index(m.group(2)) if m.group(2) else 0
+base = 1000 if m.group(3) == "b" else 1024
+print(round(float(m.group(1)) * base ** power))
+EOF
+) || { echo "compare-copy: SIZE must look like 4G, 512M or 8GB (got '$size')" >&2; exit 2; }
+[ "$size_bytes" -gt 0 ] || { echo "compare-copy: SIZE must be above zero" >&2; exit 2; }
+
+if [ -z "${XFERBENCH:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+  xferbench=$root/target/release/xferbench
+else
+  xferbench=$XFERBENCH
+fi
+[ -x "$xferbench" ] || die "$xferbench is not an executable"
+
+mkdir -p "$copy_dir"
+# Room for the source plus one SIZE written at a time (disk test file or the copy), and 1 GiB spare.
+free=$(df -PB1 "$copy_dir" | awk 'NR == 2 {print $4}')
+[ "$free" -ge $((2 * size_bytes + 1073741824)) ] ||
+  die "$copy_dir has $((free / 1000000)) MB free; SIZE $size needs $(((2 * size_bytes + 1073741824) / 1000000)) MB (set COPY_DIR)"
+
+work=$(mktemp -d "$copy_dir/xferbench-compare-copy.XXXXXX")
+src=$work/src.bin
+dest=$work/dest
+mkdir "$dest"
+serve_pid=
+lab_made=
+cleanup() {
+  local n
+  if [ -n "$serve_pid" ]; then
+    kill "$serve_pid" 2>/dev/null || true
+    for n in $(seq 1 50); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+  fi
+  if [ -n "$lab_made" ]; then "$root/scripts/lab.sh" down || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+# Generous bounds for one step: 2 minutes plus SIZE at 20 MB/s.
+tmo=$((120 + size_bytes / 20000000))
+
+# Drop SRC from the page cache, so every read of it goes to the disk (only this file is touched).
+uncache() {
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$1"
+}
+
+# step NAME KEY CMD...: run CMD with a time limit; print the number at KEY (a.b.c, digits index)
+step() {
+  local name=$1 key=$2
+  shift 2
+  if ! timeout "$tmo" "$@" >"$work/$name.json" 2>"$work/$name.err"; then
+    echo "compare-copy: $name failed: $*" >&2; cat "$work/$name.err" >&2; exit 1
+  fi
+  python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if k.isdigit() else v[k]
+print(float(v))' "$work/$name.json" "$key" ||
+    { echo "compare-copy: no $key in the output of $name:" >&2; cat "$work/$name.json" >&2; exit 1; }
+}
+
+measure_read() {
+  uncache "$src"
+  step read measurements.0.bytes_per_sec "$xferbench" disk "$src" --read-only -J
+}
+measure_net() {
+  step net directions.0.receiver.bytes_per_sec \
+    ip netns exec "$ns_a" "$xferbench" net "$addr:$port" -P "$streams" -t "$net_secs" --token "$token" -J
+}
+measure_write() {
+  step write measurements.0.bytes_per_sec "$xferbench" disk "$dest" --write-only --size "$size" -J
+}
+measure_copy() {
+  uncache "$src"
+  step copy measurement.bytes_per_sec \
+    ip netns exec "$ns_a" "$xferbench" copy "$src" "$addr:$port:copy.bin" -P "$streams" --token "$token" -J
+  local got
+  if [ ! -f "$dest/copy.bin" ]; then
+    echo "compare-copy: warning: no copy.bin in the destination root after the copy" >&2
+  else
+    got=$(stat -c %s "$dest/copy.bin")
+    if [ "$got" != "$size_bytes" ]; then
+      echo "compare-copy: warning: the copy on the destination is $got bytes, expected $size_bytes" >&2
+    fi
+  fi
+  rm -f "$dest/copy.bin"
+}
+
+lab_made=1
+# shellcheck disable=SC2086 # LAB_ARGS is a list of options
+"$root/scripts/lab.sh" up $lab_args | sed 's/^/  /'
+
+echo "making the source: $size of random data"
+"$xferbench" gen "$src" --size "$size" >&2
+
+ip netns exec "$ns_b" "$xferbench" serve --listen "$addr:$port" --root "$dest" --token "$token" \
+  >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+ready=
+for n in $(seq 1 100); do
+  if grep -q '^listening on' "$work/serve.out" 2>/dev/null; then ready=1; break; fi
+  kill -0 "$serve_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$ready" ]; then
+  echo "compare-copy: xferbench serve on $addr:$port did not start within 10 s:" >&2
+  cat "$work/serve.out" "$work/serve.err" >&2
+  exit 1
+fi
+
+echo "copy $size ($size_bytes bytes) from $ns_a to $ns_b ($addr), -P $streams, $rounds rounds, alternating order"
+echo "xferbench $("$xferbench" --version | cut -d' ' -f2)"
+results=$work/results
+: >"$results"
+mb() { python3 -c "print(f'{float(\"$1\")/1e6:,.0f}')"; }
+for round in $(seq 1 "$rounds"); do
+  if [ $((round % 2)) -eq 1 ]; then
+    r=$(measure_read); n=$(measure_net); w=$(measure_write); c=$(measure_copy)
+  else
+    c=$(measure_copy); w=$(measure_write); n=$(measure_net); r=$(measure_read)
+  fi
+  echo "$r $n $w $c" >>"$results"
+  printf 'round %d: source read %s  network %s  destination write %s  copy %s MB/s\n' \
+    "$round" "$(mb "$r")" "$(mb "$n")" "$(mb "$w")" "$(mb "$c")"
+done
+
+dev=$(df -P "$work" | awk 'NR == 2 {print $1}')
+set +e
+python3 - "$results" "$need" "$streams" "$dev" <<'EOF'
+import statistics, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
+need, streams, dev = float(sys.argv[2]), sys.argv[3], sys.argv[4]
+names = ["source read", f"network -P {streams}", "destination write", f"copy -P {streams}"]
+med = [statistics.median(r[i] for r in rows) for i in range(4)]
+fmt = lambda v, w=(8, 7): f"{v/1e6:>{w[0]},.0f} MB/s {v*8/1e9:>{w[1]}.2f} Gb/s"
+print(f"\nmedians of {len(rows)} rounds (MB/s = 10^6 B/s):")
+for name, v in zip(names, med):
+    print(f"  {name:<20} {fmt(v)}")
+stage = min(range(3), key=lambda i: med[i])
+bound, copy = med[stage], med[3]
+ratio = copy / bound if bound else float("nan")
+verdict = "PASS" if ratio >= need else "BELOW"
+print(f"bound (slowest stage): {names[stage]}  {fmt(bound, (0, 0))}")
+print(f"copy / bound: {ratio:.3f}  {verdict} (needs >= {need})")
+print(f"note: source and destination share one disk here ({dev}): during the copy, reading and "
+      "writing compete for it, while each stage was measured alone")
+sys.exit(0 if verdict == "PASS" else 3)
+EOF
+status=$?
+set -e
+exit "$status"

@@ -1,0 +1,155 @@
+//! The control protocol between a client and `xferbench serve`: versioned, length-prefixed frames.
+//!
+//! A client opens a control connection, says [`Opening::Hello`] with the protocol version and its
+//! token, sends one [`Request`], and gets [`Reply::Ready`] with a session id and the data port.
+//! It then opens the data connections (each starts with [`Opening::Join`]), waits for
+//! [`Reply::Started`] once the server has them all, moves the bytes, and reads the results
+//! ([`Reply::NetDone`], [`Reply::CopyDone`], [`Reply::DiskDone`]) on the control connection.
+//! Anything the server refuses comes back as [`Reply::Error`] with a sentence for the user.
+
+pub mod connection;
+pub mod frame;
+
+use serde::{Deserialize, Serialize};
+
+pub use connection::Connection;
+
+use crate::measure::{CpuUse, Measurement};
+use crate::transport::memory::Flow;
+
+/// Bumped on any change a peer of the previous version would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Sent in every hello, so a stray client of another protocol is told apart from a version mismatch.
+pub const PROTOCOL_NAME: &str = "xferbench";
+/// The port `serve` listens on and clients dial when none is given.
+pub const DEFAULT_PORT: u16 = 5301;
+
+/// The first frame on every connection to the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Opening {
+    /// Opens a control connection.
+    Hello {
+        protocol: String,
+        version: u32,
+        token: Option<String>,
+    },
+    /// Opens data connection `stream` (0-based) of a session the server made ready.
+    Join { session: String, stream: u32 },
+}
+
+/// What a client asks of the server, one per control connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Memory to memory: the server sinks `upload_streams` and sources `download_streams`.
+    Net(NetRequest),
+    /// Receive a file into `path` (relative to the server's root), then fsync and rename it.
+    Receive(FileRequest),
+    /// Send the file at `path` (relative to the server's root).
+    Send(FileRequest),
+    /// Run a disk baseline in the server's root.
+    Disk(DiskRequest),
+}
+
+/// The server's side of a memory-to-memory test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetRequest {
+    /// Streams the client sends on (the server counts and discards).
+    pub upload_streams: u32,
+    /// Streams the server sends on (after the upload streams, in join order).
+    pub download_streams: u32,
+    /// How long the server sends, omitted seconds included.
+    pub secs: f64,
+    /// Seconds at the start that are not counted (TCP slow start), like iperf3's -O.
+    pub omit_secs: f64,
+    /// Bytes per write.
+    pub len: u32,
+    /// Socket buffer size to set on the server's data sockets, like iperf3's -w.
+    pub window: Option<u32>,
+}
+
+/// A file to move, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRequest {
+    pub path: String,
+    /// File size (receive only; a send answers with the size in [`Reply::Ready`]).
+    pub size: u64,
+    pub streams: u32,
+    /// Bytes per chunk on the wire and per disk I/O.
+    pub chunk: u32,
+    /// Disk I/Os in flight on the server.
+    pub iodepth: u32,
+    /// Compute a digest of the data as it passes.
+    pub verify: bool,
+    /// Replace an existing file at `path` (receive only).
+    pub force: bool,
+}
+
+/// A disk baseline on the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskRequest {
+    pub size: u64,
+    pub block: u32,
+    pub iodepth: u32,
+}
+
+/// Everything the server says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    Welcome {
+        version: u32,
+        server: String,
+    },
+    /// The session is set up: join `streams` data connections on `port` with `session`.
+    Ready {
+        session: String,
+        port: u16,
+        /// The file's size, for a send.
+        size: Option<u64>,
+    },
+    /// Every data connection joined; bytes may flow.
+    Started,
+    NetDone(NetDone),
+    CopyDone(CopyDone),
+    DiskDone(DiskDone),
+    /// A refusal or failure, in words for the user.
+    Error {
+        message: String,
+    },
+}
+
+/// The server's figures of a memory-to-memory test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetDone {
+    /// What the server received (the upload streams).
+    pub received: Option<Flow>,
+    /// What the server sent (the download streams).
+    pub sent: Option<Flow>,
+    pub cpu: CpuUse,
+}
+
+/// The server's side of a file copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyDone {
+    /// Bytes written (receive) or read (send) on the server's disk.
+    pub bytes: u64,
+    /// Seconds the server's disk had at least one I/O in flight.
+    pub disk_busy_secs: f64,
+    /// Seconds at least one stream was sending (send only).
+    pub stream_busy_secs: f64,
+    /// Seconds of the final fsync (receive only).
+    pub fsync_secs: f64,
+    /// O_DIRECT on the server's file.
+    pub direct: bool,
+    pub digest: Option<String>,
+    pub cpu: CpuUse,
+}
+
+/// A baseline of the server's disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiskDone {
+    pub measurements: Vec<Measurement>,
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,153 @@
+//! `xferbench serve`: the peer that receives, sends and measures its own disk.
+//!
+//! Shaped like tokio's mini-redis: `control` has the frames, this file the accept loop and its
+//! limits, `session` one control connection and the request it carries, `root` the confinement
+//! of every path to the served directory. Ctrl-C or SIGTERM stops it; sessions under way are
+//! dropped, which removes their partial files.
+
+mod root;
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+pub use root::Root;
+
+use crate::interrupt;
+
+/// Clients served at once by default: each copy holds `iodepth` chunk buffers and a disk's
+/// attention, and a benchmark wants the machine to itself anyway.
+pub const DEFAULT_MAX_CLIENTS: usize = 4;
+/// How long a control connection may stay silent before a request; a stuck or hostile client
+/// cannot keep a slot forever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the data connections of a session have to join once it is ready.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most data streams one request may ask for.
+pub const MAX_STREAMS: u32 = 128;
+
+/// What `xferbench serve` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// None: a fresh temporary directory.
+    pub root: Option<PathBuf>,
+    /// None: no token on loopback, a generated one otherwise.
+    pub token: Option<String>,
+    pub max_bytes: Option<u64>,
+    pub max_clients: usize,
+    pub idle_timeout: Duration,
+}
+
+/// What the server tells its operator as it starts.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    /// A token was generated here (the operator must hand it to clients).
+    pub token: Option<String>,
+    pub token_generated: bool,
+}
+
+/// State every connection shares.
+pub(crate) struct Shared {
+    root: Root,
+    token: Option<String>,
+    max_bytes: Option<u64>,
+    idle_timeout: Duration,
+    port: u16,
+    clients: Semaphore,
+    max_clients: usize,
+    /// Sessions waiting for their data connections, by session id.
+    pending: Mutex<HashMap<String, mpsc::Sender<(u32, TcpStream)>>>,
+    log: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM. `announce` hears where it listens before any client
+/// is served; `log` gets one line per session.
+pub fn run(
+    options: ServeOptions,
+    announce: impl FnOnce(&Listening),
+    log: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<()> {
+    let (root_dir, _temp_root) = match &options.root {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("xferbench-serve-")
+                .tempdir()
+                .context("creating a temporary root directory")?;
+            (temp.path().to_path_buf(), Some(temp))
+        }
+    };
+    let root = Root::new(&root_dir)?;
+    let (token, token_generated) = match options.token.clone() {
+        Some(token) => (Some(token), false),
+        None if options.listen.ip().is_loopback() => (None, false),
+        None => (Some(format!("{:032x}", rand::random::<u128>())), true),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("xferbench-serve")
+        .build()
+        .context("starting the server runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(options.listen).await.map_err(|err| {
+            anyhow!(
+                "cannot listen on {}: {err}{}",
+                options.listen,
+                if err.kind() == std::io::ErrorKind::AddrInUse {
+                    ": another server has the port; pick another with --listen ADDR:PORT"
+                } else {
+                    ""
+                }
+            )
+        })?;
+        let addr = listener.local_addr()?;
+        announce(&Listening {
+            addr,
+            root: root.dir().to_path_buf(),
+            token: token.clone(),
+            token_generated,
+        });
+        let shared = Arc::new(Shared {
+            root,
+            token,
+            max_bytes: options.max_bytes,
+            idle_timeout: options.idle_timeout,
+            port: addr.port(),
+            clients: Semaphore::new(options.max_clients),
+            max_clients: options.max_clients,
+            pending: Mutex::new(HashMap::new()),
+            log: Box::new(log),
+        });
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(session::serve_connection(shared.clone(), stream, peer));
+                    }
+                    // Out of file descriptors and the like: keep serving, after a breath.
+                    Err(err) => {
+                        (shared.log)(&format!("accept failed: {err}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next() => {}
+                _ = interrupt::wait() => break,
+            }
+        }
+        // Dropping the sessions removes their partial files.
+        connections.shutdown().await;
+        Ok(())
+    })
+}

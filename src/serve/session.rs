@@ -1,0 +1,414 @@
+//! One control connection: hello, one request, its data connections, the results.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::{JOIN_TIMEOUT, MAX_STREAMS, Shared};
+use crate::control::frame::{FrameError, MAX_REQUEST_FRAME};
+use crate::control::{
+    Connection, CopyDone, DiskDone, DiskRequest, FileRequest, NetDone, NetRequest, Opening,
+    PROTOCOL_NAME, PROTOCOL_VERSION, Reply, Request,
+};
+use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
+use crate::file::{self, Landing};
+use crate::measure::{Counter, CpuClock, Unwatched};
+use crate::transport::memory::{self, Role, Timing};
+use crate::transport::pipeline::{self, ChunkPlan};
+use crate::units::format_bytes;
+
+/// Longest memory-to-memory test a client may ask for.
+const MAX_NET_SECS: f64 = 24.0 * 3600.0;
+/// Largest write length a client may ask for.
+const MAX_LEN: u32 = 64 << 20;
+
+/// Serves one accepted connection: a control session, or a data connection joining one.
+pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let mut control = Connection::new(stream, MAX_REQUEST_FRAME);
+    let opening = match control.read::<Opening>(shared.idle_timeout).await {
+        Ok(opening) => opening,
+        Err(FrameError::Closed) => return,
+        Err(err) => {
+            (shared.log)(&format!("{peer}: refused: {err}"));
+            let _ = control
+                .write(&Reply::Error {
+                    message: format!("{err}"),
+                })
+                .await;
+            return;
+        }
+    };
+    match opening {
+        Opening::Join { session, stream } => join(&shared, &session, stream, control.into_stream()),
+        Opening::Hello {
+            protocol,
+            version,
+            token,
+        } => {
+            let outcome = session(&shared, &mut control, peer, &protocol, version, token).await;
+            if let Err(err) = outcome {
+                let message = format!("{err:#}");
+                (shared.log)(&format!("{peer}: {message}"));
+                let _ = control.write(&Reply::Error { message }).await;
+            }
+        }
+    }
+}
+
+/// Hands a data connection to the session waiting for it; unknown sessions are dropped.
+fn join(shared: &Shared, session: &str, stream: u32, data: TcpStream) {
+    let waiting = shared
+        .pending
+        .lock()
+        .expect("pending sessions lock")
+        .get(session)
+        .cloned();
+    if let Some(waiting) = waiting {
+        let _ = waiting.try_send((stream, data));
+    }
+}
+
+async fn session(
+    shared: &Arc<Shared>,
+    control: &mut Connection,
+    peer: SocketAddr,
+    protocol: &str,
+    version: u32,
+    token: Option<String>,
+) -> Result<()> {
+    if protocol != PROTOCOL_NAME {
+        bail!("not an xferbench client (protocol '{protocol}')");
+    }
+    if version != PROTOCOL_VERSION {
+        bail!(
+            "the client speaks protocol {version}, this server (xferbench {}) speaks {PROTOCOL_VERSION}: use the same xferbench version on both sides",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    if let Some(expected) = &shared.token
+        && token
+            .as_deref()
+            .map(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
+            != Some(true)
+    {
+        bail!(
+            "{} token: pass the token this server printed at start with --token or --token-file",
+            if token.is_some() { "wrong" } else { "missing" }
+        );
+    }
+    let Ok(_permit) = shared.clients.try_acquire() else {
+        bail!(
+            "busy: {} clients are being served already; try again when they finish",
+            shared.max_clients
+        );
+    };
+    control
+        .write(&Reply::Welcome {
+            version: PROTOCOL_VERSION,
+            server: env!("CARGO_PKG_VERSION").into(),
+        })
+        .await?;
+    let request = match control.read::<Request>(shared.idle_timeout).await {
+        Ok(request) => request,
+        Err(FrameError::Closed) => return Ok(()),
+        Err(err) => return Err(anyhow!(err)),
+    };
+    let started = Instant::now();
+    let what = match &request {
+        Request::Net(net) => format!(
+            "net {} up, {} down streams, {} s",
+            net.upload_streams, net.download_streams, net.secs
+        ),
+        Request::Receive(file) => format!("receive {} ({})", file.path, format_bytes(file.size)),
+        Request::Send(file) => format!("send {}", file.path),
+        Request::Disk(disk) => format!("disk baseline of {}", format_bytes(disk.size)),
+    };
+    let reply = match request {
+        Request::Net(net) => serve_net(shared, control, net).await,
+        Request::Receive(file) => receive(shared, control, file).await,
+        Request::Send(file) => send(shared, control, file).await,
+        Request::Disk(disk) => baseline(shared, disk).await,
+    }
+    .with_context(|| what.clone())?;
+    control.write(&reply).await?;
+    (shared.log)(&format!(
+        "{peer}: {what}: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Says Ready, waits for `streams` data connections, says Started; returns them in stream order.
+async fn ready_and_join(
+    shared: &Shared,
+    control: &mut Connection,
+    streams: u32,
+    window: Option<u32>,
+    size: Option<u64>,
+) -> Result<Vec<TcpStream>> {
+    if streams == 0 || streams > MAX_STREAMS {
+        bail!("{streams} streams asked: give 1 to {MAX_STREAMS}");
+    }
+    let id = format!("{:032x}", rand::random::<u128>());
+    let (tx, mut rx) = mpsc::channel(streams as usize);
+    let pending = Pending::register(shared, id.clone(), tx);
+    control
+        .write(&Reply::Ready {
+            session: id,
+            port: shared.port,
+            size,
+        })
+        .await?;
+    let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut count = 0;
+    while count < streams {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((index, stream))) => {
+                if let Some(slot) = joined.get_mut(index as usize)
+                    && slot.is_none()
+                {
+                    if let Some(window) = window {
+                        set_window(&stream, window);
+                    }
+                    *slot = Some(stream);
+                    count += 1;
+                }
+            }
+            _ => bail!(
+                "only {count} of {streams} data connections arrived within {} s: is a firewall blocking port {}?",
+                JOIN_TIMEOUT.as_secs(),
+                shared.port
+            ),
+        }
+    }
+    drop(pending);
+    control.write(&Reply::Started).await?;
+    Ok(joined.into_iter().flatten().collect())
+}
+
+/// A session's entry in the table of sessions waiting for data connections, removed on drop.
+struct Pending<'a> {
+    shared: &'a Shared,
+    id: String,
+}
+
+impl<'a> Pending<'a> {
+    fn register(shared: &'a Shared, id: String, tx: mpsc::Sender<(u32, TcpStream)>) -> Pending<'a> {
+        shared
+            .pending
+            .lock()
+            .expect("pending sessions lock")
+            .insert(id.clone(), tx);
+        Pending { shared, id }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .pending
+            .lock()
+            .expect("pending sessions lock")
+            .remove(&self.id);
+    }
+}
+
+async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -> Result<Reply> {
+    if !(net.secs > 0.0 && net.secs <= MAX_NET_SECS)
+        || !(0.0..=MAX_NET_SECS).contains(&net.omit_secs)
+    {
+        bail!(
+            "a test of {} s (omit {} s) is out of range",
+            net.secs,
+            net.omit_secs
+        );
+    }
+    if net.len == 0 || net.len > MAX_LEN {
+        bail!(
+            "a write length of {} bytes is out of range (1 to 64M)",
+            net.len
+        );
+    }
+    let total = net.upload_streams.saturating_add(net.download_streams);
+    let streams = ready_and_join(shared, control, total, net.window, None).await?;
+    let timing = Timing {
+        start: tokio::time::Instant::now(),
+        omit: Duration::from_secs_f64(net.omit_secs),
+        secs: Duration::from_secs_f64(net.secs),
+        every: Duration::from_secs(1),
+        len: net.len as usize,
+    };
+    let cpu = CpuClock::start();
+    let streams = streams
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let role = if (i as u32) < net.upload_streams {
+                Role::Receive
+            } else {
+                Role::Send
+            };
+            (s, role)
+        })
+        .collect();
+    let exchanged = memory::exchange(streams, timing, |_| {}).await?;
+    Ok(Reply::NetDone(NetDone {
+        received: (net.upload_streams > 0).then_some(exchanged.received),
+        sent: (net.download_streams > 0).then_some(exchanged.sent),
+        cpu: cpu.finish(),
+    }))
+}
+
+fn chunk_plan(file: &FileRequest) -> Result<ChunkPlan> {
+    let plan = ChunkPlan {
+        chunk: file.chunk as usize,
+        depth: file.iodepth as usize,
+        verify: file.verify,
+    };
+    plan.validate()?;
+    Ok(plan)
+}
+
+async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
+    let plan = chunk_plan(&request)?;
+    if let Some(max) = shared.max_bytes
+        && request.size > max
+    {
+        bail!(
+            "{} is more than this server accepts (--max-bytes {})",
+            format_bytes(request.size),
+            format_bytes(max)
+        );
+    }
+    let path = shared.root.new_file(&request.path)?;
+    let landing = Landing::prepare(&path, request.size, request.force, true)
+        .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
+    let mut warnings = Vec::new();
+    let engine = disk::start_engine(
+        EngineChoice::Auto,
+        &landing.file,
+        &path,
+        plan.depth,
+        &mut warnings,
+    )?;
+    let streams = ready_and_join(shared, control, request.streams, None, None).await?;
+    let cpu = CpuClock::start();
+    let received =
+        pipeline::receive_file(engine, request.size, streams, plan, &Counter::new()).await?;
+    let fsync_start = Instant::now();
+    if !request.size.is_multiple_of(disk::ALIGN as u64) {
+        landing
+            .file
+            .set_len(request.size)
+            .context("truncating the padded tail")?;
+    }
+    landing.file.sync_all().context("fsync")?;
+    let fsync = fsync_start.elapsed();
+    let direct = landing.direct;
+    landing.commit()?;
+    Ok(Reply::CopyDone(CopyDone {
+        bytes: received.bytes,
+        disk_busy_secs: received.writing.as_secs_f64(),
+        stream_busy_secs: 0.0,
+        fsync_secs: fsync.as_secs_f64(),
+        direct,
+        digest: received.digest.map(|d| d.hex()),
+        cpu: cpu.finish(),
+    }))
+}
+
+async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
+    let plan = chunk_plan(&request)?;
+    let path = shared.root.existing_file(&request.path)?;
+    let (handle, direct) = file::open_read(&path, true)?;
+    let size = handle.metadata()?.len();
+    let mut warnings = Vec::new();
+    let engine = disk::start_engine(
+        EngineChoice::Auto,
+        &handle,
+        &path,
+        plan.depth,
+        &mut warnings,
+    )?;
+    let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
+    let cpu = CpuClock::start();
+    let sent = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
+    Ok(Reply::CopyDone(CopyDone {
+        bytes: sent.bytes,
+        disk_busy_secs: sent.reading.as_secs_f64(),
+        stream_busy_secs: sent.sending.as_secs_f64(),
+        fsync_secs: 0.0,
+        direct,
+        digest: sent.digest.map(|d| d.hex()),
+        cpu: cpu.finish(),
+    }))
+}
+
+async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {
+    if let Some(max) = shared.max_bytes
+        && request.size > max
+    {
+        bail!(
+            "a {} test file is more than this server accepts (--max-bytes {})",
+            format_bytes(request.size),
+            format_bytes(max)
+        );
+    }
+    let options = BaselineOptions {
+        path: shared.root.dir().to_path_buf(),
+        size: Some(request.size),
+        pattern: Pattern {
+            block: request.block as usize,
+            depth: request.iodepth as usize,
+        },
+        direct: true,
+        engine: EngineChoice::Auto,
+        passes: Passes::WriteThenRead,
+    };
+    let result = tokio::task::spawn_blocking(move || disk::baseline(&options, &Unwatched))
+        .await
+        .map_err(|err| anyhow!("the disk baseline failed: {err}"))??;
+    Ok(Reply::DiskDone(DiskDone {
+        measurements: result
+            .measurements
+            .into_iter()
+            .map(|placed| placed.measurement)
+            .collect(),
+        warnings: result.warnings.iter().map(|w| w.to_string()).collect(),
+    }))
+}
+
+/// Paths in messages to clients are shown relative to the root.
+fn hide_root(message: &str, shared: &Shared) -> String {
+    let root = shared.root.dir().display().to_string();
+    message
+        .replace(&format!("{root}/"), "")
+        .replace(&root, "the server's root")
+}
+
+fn set_window(stream: &TcpStream, bytes: u32) {
+    let fd = stream.as_raw_fd();
+    let value = bytes as libc::c_int;
+    for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// Compares tokens without leaking through timing how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,400 @@
+//! Memory to memory: random bytes written as fast as a stream takes them, counted and thrown
+//! away on arrival, sampled every interval like iperf3.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::measure::{Counter, Interval, tcp_facts};
+use crate::payload::RandomFill;
+
+/// One buffer of random bytes, made once and written over and over: incompressible, and cheap.
+pub fn payload(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    RandomFill::new().fill(&mut bytes);
+    bytes
+}
+
+/// Writes `payload` until `until`, then closes the sending half so the receiver sees the end.
+pub async fn source<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    payload: &[u8],
+    until: Instant,
+    counter: &Counter,
+) -> io::Result<()> {
+    while Instant::now() < until {
+        stream.write_all(payload).await?;
+        counter.add(payload.len() as u64);
+    }
+    stream.shutdown().await
+}
+
+/// Reads and discards until the sender closes.
+pub async fn sink<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    len: usize,
+    counter: &Counter,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; len.max(4096)];
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => counter.add(n as u64),
+        }
+    }
+}
+
+/// Whether a stream sends or receives, from the side that samples it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Send,
+    Receive,
+}
+
+/// One stream a sampler watches.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub counter: Counter,
+    pub role: Role,
+    /// The socket, for TCP_INFO; None where the path has no TCP socket of its own.
+    pub fd: Option<RawFd>,
+}
+
+/// One stream's share of one interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickStream {
+    pub role: Role,
+    pub bytes: u64,
+    /// Retransmits during the interval (senders only).
+    pub retransmits: Option<u64>,
+    /// Congestion window at the end of the interval (senders only).
+    pub cwnd_bytes: Option<u64>,
+}
+
+/// One interval report, iperf3's per-second line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Seconds from the end of the omitted start (negative-free: omitted ticks count from 0 too).
+    pub start_secs: f64,
+    pub secs: f64,
+    /// Inside the omitted start: shown, not counted.
+    pub omitted: bool,
+    pub streams: Vec<TickStream>,
+}
+
+/// What one side saw of its streams, the omitted start left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Flow {
+    pub stream_bytes: Vec<u64>,
+    pub stream_retransmits: Vec<Option<u64>>,
+    pub stream_intervals: Vec<Vec<Interval>>,
+    /// From the end of the omitted start to the last byte.
+    pub secs: f64,
+}
+
+impl Flow {
+    pub fn bytes(&self) -> u64 {
+        self.stream_bytes.iter().sum()
+    }
+
+    pub fn retransmits(&self) -> Option<u64> {
+        self.stream_retransmits
+            .iter()
+            .copied()
+            .try_fold(0u64, |sum, r| r.map(|r| sum + r))
+    }
+}
+
+/// Cuts the streams' running counts into intervals; the omitted start is cut apart from the rest.
+pub struct Sampler {
+    tracked: Vec<Tracked>,
+    start: Instant,
+    omit_end: Instant,
+    every: Duration,
+    mark: Instant,
+    mark_bytes: Vec<u64>,
+    mark_retransmits: Vec<u64>,
+    /// Counts at the end of the omitted start.
+    base_bytes: Vec<u64>,
+    base_retransmits: Vec<u64>,
+    intervals: Vec<Vec<Interval>>,
+}
+
+impl Sampler {
+    pub fn start(
+        tracked: Vec<Tracked>,
+        start: Instant,
+        omit: Duration,
+        every: Duration,
+    ) -> Sampler {
+        let n = tracked.len();
+        let retransmits = retransmits_now(&tracked);
+        Sampler {
+            start,
+            omit_end: start + omit,
+            every,
+            mark: start,
+            mark_bytes: vec![0; n],
+            mark_retransmits: retransmits.clone(),
+            base_bytes: vec![0; n],
+            base_retransmits: retransmits,
+            intervals: vec![Vec::new(); n],
+            tracked,
+        }
+    }
+
+    /// When the next interval ends: every `every`, with an extra cut at the end of the omitted start.
+    pub fn next_cut(&self) -> Instant {
+        let next = self.mark + self.every;
+        if self.mark < self.omit_end && next > self.omit_end {
+            self.omit_end
+        } else {
+            next
+        }
+    }
+
+    /// Closes the interval ending `now`.
+    pub fn cut(&mut self, now: Instant) -> Tick {
+        let omitted = self.mark < self.omit_end;
+        let bytes: Vec<u64> = self.tracked.iter().map(|t| t.counter.get()).collect();
+        let retransmits = retransmits_now(&self.tracked);
+        let origin = if omitted { self.start } else { self.omit_end };
+        let start_secs = self.mark.saturating_duration_since(origin).as_secs_f64();
+        let secs = now.saturating_duration_since(self.mark).as_secs_f64();
+        let streams = self
+            .tracked
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let sender = t.role == Role::Send && t.fd.is_some();
+                TickStream {
+                    role: t.role,
+                    bytes: bytes[i] - self.mark_bytes[i],
+                    retransmits: sender
+                        .then(|| retransmits[i].saturating_sub(self.mark_retransmits[i])),
+                    cwnd_bytes: if sender {
+                        t.fd.and_then(tcp_facts).map(|f| f.cwnd_bytes)
+                    } else {
+                        None
+                    },
+                }
+            })
+            .collect::<Vec<_>>();
+        if omitted {
+            if now >= self.omit_end {
+                self.base_bytes = bytes.clone();
+                self.base_retransmits = retransmits.clone();
+            }
+        } else {
+            for (i, stream) in streams.iter().enumerate() {
+                self.intervals[i].push(Interval {
+                    start_secs,
+                    secs,
+                    bytes: stream.bytes,
+                });
+            }
+        }
+        self.mark = now;
+        self.mark_bytes = bytes;
+        self.mark_retransmits = retransmits;
+        Tick {
+            start_secs,
+            secs,
+            omitted,
+            streams,
+        }
+    }
+
+    /// Closes the last interval (if it holds anything) and returns the flow of the streams with
+    /// `role`. `end` is when the last of them finished.
+    pub fn finish(&mut self, end: Instant) -> Option<Tick> {
+        let pending = self
+            .tracked
+            .iter()
+            .enumerate()
+            .any(|(i, t)| t.counter.get() > self.mark_bytes[i]);
+        (pending || self.intervals.iter().all(Vec::is_empty)).then(|| self.cut(end))
+    }
+
+    /// The flow of the streams with `role`, counted from the end of the omitted start to `end`.
+    pub fn flow(&self, role: Role, end: Instant) -> Flow {
+        let retransmits = retransmits_now(&self.tracked);
+        let mut flow = Flow {
+            secs: end.saturating_duration_since(self.omit_end).as_secs_f64(),
+            ..Flow::default()
+        };
+        for (i, t) in self.tracked.iter().enumerate() {
+            if t.role != role {
+                continue;
+            }
+            flow.stream_bytes
+                .push(t.counter.get().saturating_sub(self.base_bytes[i]));
+            flow.stream_retransmits.push(
+                (role == Role::Send && t.fd.is_some())
+                    .then(|| retransmits[i].saturating_sub(self.base_retransmits[i])),
+            );
+            flow.stream_intervals.push(self.intervals[i].clone());
+        }
+        flow
+    }
+}
+
+fn retransmits_now(tracked: &[Tracked]) -> Vec<u64> {
+    tracked
+        .iter()
+        .map(|t| t.fd.and_then(tcp_facts).map_or(0, |f| f.retransmits))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sink_counts_every_byte_a_source_sends() {
+        let (mut client, mut server) = tokio::io::duplex(64 << 10);
+        let sent = Counter::new();
+        let received = Counter::new();
+        let data = payload(8192);
+        let until = Instant::now() + Duration::from_millis(50);
+        let (a, b) = tokio::join!(
+            source(&mut client, &data, until, &sent),
+            sink(&mut server, 8192, &received)
+        );
+        a.unwrap();
+        b.unwrap();
+        assert!(sent.get() > 0);
+        assert_eq!(sent.get(), received.get());
+    }
+
+    #[test]
+    fn the_payload_is_not_zeros() {
+        let data = payload(1 << 16);
+        assert!(data.iter().filter(|&&b| b == 0).count() < 1024);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_omitted_start_is_shown_but_not_counted() {
+        let counter = Counter::new();
+        let tracked = vec![Tracked {
+            counter: counter.clone(),
+            role: Role::Receive,
+            fd: None,
+        }];
+        let start = Instant::now();
+        let mut sampler = Sampler::start(
+            tracked,
+            start,
+            Duration::from_millis(1500),
+            Duration::from_secs(1),
+        );
+        let mut ticks = Vec::new();
+        for _ in 0..4 {
+            let at = sampler.next_cut();
+            tokio::time::sleep_until(at).await;
+            counter.add(100);
+            ticks.push(sampler.cut(at));
+        }
+        let omitted: Vec<bool> = ticks.iter().map(|t| t.omitted).collect();
+        assert_eq!(omitted, vec![true, true, false, false]);
+        assert_eq!(ticks[1].secs, 0.5);
+        let flow = sampler.flow(Role::Receive, start + Duration::from_millis(3500));
+        assert_eq!(flow.stream_bytes, vec![200]);
+        assert_eq!(flow.secs, 2.0);
+        assert_eq!(flow.stream_intervals[0].len(), 2);
+    }
+}
+
+/// The timing of a memory-to-memory test, the same on both ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub start: Instant,
+    pub omit: Duration,
+    /// Counted time after the omitted start.
+    pub secs: Duration,
+    pub every: Duration,
+    /// Bytes per write and per read.
+    pub len: usize,
+}
+
+/// What one end of a memory-to-memory test saw.
+#[derive(Debug, Clone)]
+pub struct Exchanged {
+    pub sent: Flow,
+    pub received: Flow,
+}
+
+/// Runs sources on the `Send` streams and sinks on the `Receive` streams until the senders'
+/// time is up and every receiver saw its stream close; `on_tick` gets every interval.
+pub async fn exchange<S>(
+    streams: Vec<(S, Role)>,
+    timing: Timing,
+    mut on_tick: impl FnMut(&Tick),
+) -> anyhow::Result<Exchanged>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + std::os::fd::AsRawFd + 'static,
+{
+    use anyhow::{Context, anyhow};
+    let until = timing.start + timing.omit + timing.secs;
+    let payload: std::sync::Arc<[u8]> = payload(timing.len).into();
+    let mut tracked = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut stream, role) in streams {
+        let counter = Counter::new();
+        tracked.push(Tracked {
+            counter: counter.clone(),
+            role,
+            fd: Some(stream.as_raw_fd()),
+        });
+        let (payload, len) = (payload.clone(), timing.len);
+        tasks.spawn(async move {
+            let moved = match role {
+                Role::Send => source(&mut stream, &payload, until, &counter).await,
+                Role::Receive => sink(&mut stream, len, &counter).await,
+            };
+            // The stream is handed back, not dropped, so its socket stays open for TCP_INFO.
+            (role, Instant::now(), moved.map(|()| stream))
+        });
+    }
+    let mut sampler = Sampler::start(tracked, timing.start, timing.omit, timing.every);
+    let (mut send_end, mut receive_end) = (timing.start, timing.start);
+    let mut finished = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(sampler.next_cut()) => {
+                let at = sampler.next_cut();
+                on_tick(&sampler.cut(at));
+            }
+            ended = tasks.join_next() => match ended {
+                None => break,
+                Some(ended) => {
+                    let (role, at, moved) = ended.map_err(|err| anyhow!("a stream failed: {err}"))?;
+                    let stream = moved.with_context(|| match role {
+                        Role::Send => "sending on a data stream",
+                        Role::Receive => "receiving on a data stream",
+                    })?;
+                    match role {
+                        Role::Send => send_end = send_end.max(at),
+                        Role::Receive => receive_end = receive_end.max(at),
+                    }
+                    finished.push(stream);
+                }
+            },
+            _ = crate::interrupt::wait() => return Err(crate::interrupt::Interrupted.into()),
+        }
+    }
+    if let Some(last) = sampler.finish(send_end.max(receive_end)) {
+        on_tick(&last);
+    }
+    let exchanged = Exchanged {
+        sent: sampler.flow(Role::Send, send_end),
+        received: sampler.flow(Role::Receive, receive_end),
+    };
+    drop(finished);
+    Ok(exchanged)
+}

@@ -1,0 +1,190 @@
+//! Transfer paths: how bytes cross the network. One small trait, one file per path.
+//!
+//! A path runs the two measurements every report needs: memory to memory (the network alone)
+//! and a real copy (disk to network to disk). It moves and counts bytes and never prints; the
+//! data plane shared by every stream-based path lives in `memory` and `pipeline`.
+
+pub mod address;
+pub mod memory;
+pub mod pipeline;
+pub mod tcp;
+
+use std::fmt;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+pub use address::{Location, Peer};
+
+use crate::measure::{CpuUse, Interval, Measurement, Watcher};
+use crate::warning::Warning;
+
+/// The transfer paths xferbench knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// Plain TCP to `xferbench serve`, parallel streams.
+    Tcp,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Tcp => "tcp",
+        })
+    }
+}
+
+/// One transfer path to one peer.
+pub trait Transport {
+    fn kind(&self) -> TransportKind;
+    /// Memory to memory: the network alone, like iperf3.
+    fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport>;
+    /// A real copy: read from one disk, sent, written and fsynced on the other.
+    fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport>;
+}
+
+/// Which way the bytes of a memory-to-memory test go, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Client to server (iperf3's default).
+    Upload,
+    /// Server to client (`-R`).
+    Download,
+}
+
+/// Which directions a memory-to-memory test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Directions {
+    Upload,
+    Download,
+    /// Both at once (`--bidir`).
+    Both,
+}
+
+impl Directions {
+    pub fn uploads(self) -> bool {
+        self != Directions::Download
+    }
+
+    pub fn downloads(self) -> bool {
+        self != Directions::Upload
+    }
+}
+
+/// What a memory-to-memory test does.
+#[derive(Debug, Clone)]
+pub struct NetPlan {
+    /// Parallel streams in each direction.
+    pub streams: usize,
+    /// Counted seconds.
+    pub secs: f64,
+    /// Seconds at the start not counted.
+    pub omit_secs: f64,
+    /// Seconds between interval reports.
+    pub interval_secs: f64,
+    /// Bytes per write.
+    pub len: usize,
+    /// Socket buffer size to ask for.
+    pub window: Option<usize>,
+    pub directions: Directions,
+}
+
+/// The figures of one stream in one direction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamReport {
+    /// 1-based, as printed.
+    pub id: usize,
+    pub sender_bytes: u64,
+    pub receiver_bytes: u64,
+    /// Retransmitted segments (TCP_INFO of the sender's socket).
+    pub retransmits: Option<u64>,
+    /// As counted on this (the client's) side.
+    pub intervals: Vec<Interval>,
+}
+
+/// The figures of one direction of a memory-to-memory test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectionReport {
+    pub direction: Direction,
+    /// What the sender wrote, over the sending time.
+    pub sender: Measurement,
+    /// What the receiver read, over the receiving time: the figure to trust.
+    pub receiver: Measurement,
+    pub retransmits: Option<u64>,
+    pub streams: Vec<StreamReport>,
+}
+
+/// CPU use on both ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CpuBoth {
+    pub local: CpuUse,
+    pub remote: CpuUse,
+}
+
+/// The result of `xferbench net`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetReport {
+    pub server: String,
+    pub path: TransportKind,
+    pub streams: usize,
+    pub secs: f64,
+    pub omit_secs: f64,
+    pub len: usize,
+    pub window: Option<usize>,
+    pub directions: Vec<DirectionReport>,
+    pub cpu: CpuBoth,
+    pub warnings: Vec<Warning>,
+}
+
+/// What a copy does.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    pub source: Location,
+    pub destination: Location,
+    pub streams: usize,
+    /// Bytes per chunk on the wire and per disk I/O.
+    pub chunk: usize,
+    /// Disk I/Os in flight on each side.
+    pub iodepth: usize,
+    pub verify: bool,
+    /// Replace an existing destination file.
+    pub force: bool,
+}
+
+/// Where the time of a copy went. The stages overlap, so each is the time that stage was busy;
+/// the stage busy for nearly the whole copy is the one holding it back.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct TimeSplit {
+    /// Seconds the source disk had a read in flight.
+    pub reading_secs: f64,
+    /// Seconds at least one stream was sending a chunk (waiting on the network included).
+    pub sending_secs: f64,
+    /// Seconds the destination disk had a write in flight.
+    pub writing_secs: f64,
+    /// Seconds of the final fsync on the destination.
+    pub fsync_secs: f64,
+}
+
+/// Both digests of a verified copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub algorithm: String,
+    pub source: String,
+    pub destination: String,
+    pub matched: bool,
+}
+
+/// The result of `xferbench copy`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    pub source: String,
+    pub destination: String,
+    pub path: TransportKind,
+    pub measurement: Measurement,
+    pub split: TimeSplit,
+    pub verify: Option<Verification>,
+    pub cpu: CpuBoth,
+    pub warnings: Vec<Warning>,
+}

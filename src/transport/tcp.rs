@@ -1,0 +1,666 @@
+//! The plain TCP path: a control connection to `xferbench serve`, then N data connections.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use super::memory::{self, Flow, Role, Timing};
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM};
+use super::{
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Location, NetPlan, NetReport, Peer,
+    StreamReport, TimeSplit, Transport, TransportKind, Verification,
+};
+use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
+use crate::control::{
+    Connection, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply,
+    Request,
+};
+use crate::disk::{self, EngineChoice};
+use crate::file::{self, Landing};
+use crate::interrupt::Interrupted;
+use crate::measure::{
+    Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher, path_mtu,
+};
+use crate::warning::Warning;
+
+/// How long to wait for a connection or a handshake answer before calling the server unreachable.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the results of a copy may take after the last byte: the far side fsyncs first.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long to wait for the server's explanation after a data stream broke.
+const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The TCP path to one server.
+pub struct Tcp {
+    peer: Peer,
+    token: Option<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Tcp {
+    pub fn new(peer: Peer, token: Option<String>) -> Result<Tcp> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("xferbench-net")
+            .build()
+            .context("starting the network runtime")?;
+        Ok(Tcp {
+            peer,
+            token,
+            runtime,
+        })
+    }
+}
+
+impl Transport for Tcp {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Tcp
+    }
+
+    fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        self.runtime.block_on(self.net(plan, watcher))
+    }
+
+    fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+        let chunks = ChunkPlan {
+            chunk: plan.chunk,
+            depth: plan.iodepth,
+            verify: plan.verify,
+        };
+        chunks.validate()?;
+        match (&plan.source, &plan.destination) {
+            (Location::Local(source), Location::Remote { path, .. }) => self
+                .runtime
+                .block_on(self.upload(plan, source, path, chunks, watcher)),
+            (Location::Remote { path, .. }, Location::Local(destination)) => self
+                .runtime
+                .block_on(self.download(plan, path, destination, chunks, watcher)),
+            _ => bail!("one side of a copy must be local and the other host:path"),
+        }
+    }
+}
+
+/// A session the server made ready, with its data connections joined.
+struct Session {
+    control: Connection,
+    streams: Vec<TcpStream>,
+    /// The file's size, for a download.
+    size: Option<u64>,
+    id: String,
+    port: u16,
+    window: Option<usize>,
+}
+
+impl Tcp {
+    /// Connects, says hello, sends `request`, and joins `streams` data connections.
+    async fn open(
+        &self,
+        request: Request,
+        streams: usize,
+        window: Option<usize>,
+    ) -> Result<Session> {
+        let mut control = self.handshake().await?;
+        control.write(&request).await?;
+        let session = self.ready(control, window).await?;
+        self.start(session, streams).await
+    }
+
+    /// Waits for the server to make the session ready.
+    async fn ready(&self, mut control: Connection, window: Option<usize>) -> Result<Session> {
+        match self.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
+            Reply::Ready {
+                session,
+                port,
+                size,
+            } => Ok(Session {
+                control,
+                streams: Vec::new(),
+                size,
+                id: session,
+                port,
+                window,
+            }),
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        }
+    }
+
+    /// Joins the data connections and waits until the server has them all.
+    async fn start(&self, mut session: Session, streams: usize) -> Result<Session> {
+        let mut data_addr = session.control.stream().peer_addr()?;
+        data_addr.set_port(session.port);
+        for stream in 0..streams {
+            let joined = self
+                .join(data_addr, &session.id, stream as u32, session.window)
+                .await?;
+            session.streams.push(joined);
+        }
+        match self.reply(&mut session.control, HANDSHAKE_TIMEOUT).await? {
+            Reply::Started => Ok(session),
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        }
+    }
+
+    async fn handshake(&self) -> Result<Connection> {
+        let authority = self.peer.authority();
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio::net::lookup_host(&authority))
+                .await
+                .map_err(|_| anyhow!("cannot resolve {}: timed out", self.peer.host))?
+                .map_err(|err| {
+                    anyhow!(
+                        "cannot resolve {}: {err}: check the host name",
+                        self.peer.host
+                    )
+                })?
+                .collect();
+        let mut last_error = None;
+        let mut connected = None;
+        for addr in addrs {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Ok(Err(err)) => last_error = Some(err.to_string()),
+                Err(_) => last_error = Some("timed out".into()),
+            }
+        }
+        let Some(stream) = connected else {
+            bail!(
+                "cannot connect to {}: {}: is `xferbench serve` running there, on that port?",
+                self.peer,
+                last_error.unwrap_or_else(|| "no address".into())
+            );
+        };
+        let mut control = Connection::new(stream, MAX_RESULT_FRAME);
+        control
+            .write(&Opening::Hello {
+                protocol: PROTOCOL_NAME.into(),
+                version: PROTOCOL_VERSION,
+                token: self.token.clone(),
+            })
+            .await?;
+        match self.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
+            Reply::Welcome { version, .. } if version == PROTOCOL_VERSION => Ok(control),
+            Reply::Welcome { version, server } => bail!(
+                "{} runs xferbench {server} speaking protocol {version}, this one speaks {PROTOCOL_VERSION}: use the same version on both sides",
+                self.peer
+            ),
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        }
+    }
+
+    /// Reads the next reply; a server error becomes ours, with the server named.
+    async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
+        match control.read::<Reply>(timeout).await {
+            Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
+            Ok(reply) => Ok(reply),
+            Err(FrameError::Closed) => bail!(
+                "{} closed the connection: the server stopped or refused us (see its log)",
+                self.peer
+            ),
+            Err(err) => bail!("{}: {err}", self.peer),
+        }
+    }
+
+    async fn join(
+        &self,
+        addr: SocketAddr,
+        session: &str,
+        stream: u32,
+        window: Option<usize>,
+    ) -> Result<TcpStream> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(window) = window {
+            socket.set_send_buffer_size(window as u32)?;
+            socket.set_recv_buffer_size(window as u32)?;
+        }
+        let mut data = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.connect(addr))
+            .await
+            .map_err(|_| anyhow!("data connection {} to {addr}: timed out", stream + 1))?
+            .with_context(|| format!("data connection {} to {addr}", stream + 1))?;
+        crate::control::frame::write(
+            &mut data,
+            &Opening::Join {
+                session: session.to_string(),
+                stream,
+            },
+        )
+        .await?;
+        Ok(data)
+    }
+
+    async fn net(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        let uploads = if plan.directions.uploads() {
+            plan.streams
+        } else {
+            0
+        };
+        let downloads = if plan.directions.downloads() {
+            plan.streams
+        } else {
+            0
+        };
+        let request = NetRequest {
+            upload_streams: uploads as u32,
+            download_streams: downloads as u32,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len: plan.len as u32,
+            window: plan.window.map(|w| w as u32),
+        };
+        let mut session = self
+            .open(Request::Net(request), uploads + downloads, plan.window)
+            .await?;
+        let mut warnings = Vec::new();
+        let peer_addr = session.control.stream().peer_addr()?;
+        if peer_addr.ip().is_loopback() {
+            warnings.push(Warning::Loopback);
+        }
+        let mtu = session
+            .streams
+            .first()
+            .and_then(|s| path_mtu(s.as_raw_fd(), peer_addr.is_ipv6()));
+
+        let timing = Timing {
+            start: Instant::now(),
+            omit: Duration::from_secs_f64(plan.omit_secs),
+            secs: Duration::from_secs_f64(plan.secs),
+            every: Duration::from_secs_f64(plan.interval_secs),
+            len: plan.len,
+        };
+        let cpu = CpuClock::start();
+        let streams = session
+            .streams
+            .drain(..)
+            .enumerate()
+            .map(|(index, stream)| {
+                (
+                    stream,
+                    if index < uploads {
+                        Role::Send
+                    } else {
+                        Role::Receive
+                    },
+                )
+            })
+            .collect();
+        let exchanged = memory::exchange(streams, timing, |tick| watcher.tick(tick))
+            .await
+            .map_err(|err| err.context(format!("memory-to-memory test with {}", self.peer)))?;
+        let local_cpu = cpu.finish();
+        let (sent_here, received_here) = (exchanged.sent, exchanged.received);
+        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
+            Reply::NetDone(done) => done,
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        };
+        let NetDone {
+            received: received_there,
+            sent: sent_there,
+            cpu: remote_cpu,
+        } = done;
+        let conditions = Conditions {
+            path: Some(TransportKind::Tcp),
+            streams: Some(plan.streams),
+            mtu,
+            window: plan.window.map(|w| w as u64),
+            ..Conditions::default()
+        };
+        let mut directions = Vec::new();
+        if uploads > 0 {
+            let there =
+                received_there.ok_or_else(|| anyhow!("{}: no upload figures", self.peer))?;
+            directions.push(direction_report(
+                Direction::Upload,
+                &sent_here,
+                &there,
+                true,
+                &conditions,
+            ));
+        }
+        if downloads > 0 {
+            let there = sent_there.ok_or_else(|| anyhow!("{}: no download figures", self.peer))?;
+            directions.push(direction_report(
+                Direction::Download,
+                &there,
+                &received_here,
+                false,
+                &conditions,
+            ));
+        }
+        Ok(NetReport {
+            server: self.peer.to_string(),
+            path: TransportKind::Tcp,
+            streams: plan.streams,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len: plan.len,
+            window: plan.window,
+            directions,
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: remote_cpu,
+            },
+            warnings,
+        })
+    }
+
+    async fn upload(
+        &self,
+        plan: &CopyPlan,
+        source: &Path,
+        remote_path: &str,
+        chunks: ChunkPlan,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let mut warnings = Vec::new();
+        let meta = std::fs::metadata(source)
+            .map_err(|err| anyhow!("cannot copy {}", file::describe_path_error(source, err)))?;
+        if meta.is_dir() {
+            bail!("{} is a directory: copy takes one file", source.display());
+        }
+        if !meta.is_file() {
+            bail!("{} is not a regular file", source.display());
+        }
+        let size = meta.len();
+        let (handle, direct) = file::open_read(source, true)?;
+        if !direct {
+            warnings.push(Warning::DirectUnsupported {
+                path: source.to_path_buf(),
+            });
+        }
+        warnings.extend(file::unwritten_warning(&handle, source));
+        let engine = disk::start_engine(
+            EngineChoice::Auto,
+            &handle,
+            source,
+            chunks.depth,
+            &mut warnings,
+        )?;
+        let engine_kind = engine.kind();
+        let remote_path = with_file_name(remote_path, source);
+        let request = Request::Receive(FileRequest {
+            path: remote_path.clone(),
+            size,
+            streams: plan.streams as u32,
+            chunk: chunks.chunk as u32,
+            iodepth: chunks.depth as u32,
+            verify: chunks.verify,
+            force: plan.force,
+        });
+        let mut session = self.open(request, plan.streams, None).await?;
+        let cpu = CpuClock::start();
+        let counter = Counter::new();
+        watcher.begin("copy", size, &counter);
+        let start = Instant::now();
+        let streams = std::mem::take(&mut session.streams);
+        let sent = pipeline::send_file(engine, size, streams, chunks, &counter).await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(err) => {
+                watcher.end();
+                return Err(self.explain(&mut session.control, err).await);
+            }
+        };
+        let done = self.reply(&mut session.control, RESULT_TIMEOUT).await;
+        watcher.end();
+        let done = match done? {
+            Reply::CopyDone(done) => done,
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        };
+        let elapsed = start.elapsed();
+        let verify = verification(sent.digest, done.digest.as_deref(), false, &self.peer)?;
+        let conditions = copy_conditions(plan, chunks, direct && done.direct, engine_kind);
+        Ok(CopyReport {
+            source: source.display().to_string(),
+            destination: format!("{}:{remote_path}", self.peer),
+            path: TransportKind::Tcp,
+            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, Vec::new()),
+            split: TimeSplit {
+                reading_secs: sent.reading.as_secs_f64(),
+                sending_secs: sent.sending.as_secs_f64(),
+                writing_secs: done.disk_busy_secs,
+                fsync_secs: done.fsync_secs,
+            },
+            verify,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: done.cpu,
+            },
+            warnings,
+        })
+    }
+
+    async fn download(
+        &self,
+        plan: &CopyPlan,
+        remote_path: &str,
+        destination: &Path,
+        chunks: ChunkPlan,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let mut warnings = Vec::new();
+        let destination = if destination.is_dir() {
+            let name = Path::new(remote_path)
+                .file_name()
+                .ok_or_else(|| anyhow!("'{remote_path}' does not name a file"))?;
+            destination.join(name)
+        } else {
+            destination.to_path_buf()
+        };
+        let request = Request::Send(FileRequest {
+            path: remote_path.to_string(),
+            size: 0,
+            streams: plan.streams as u32,
+            chunk: chunks.chunk as u32,
+            iodepth: chunks.depth as u32,
+            verify: chunks.verify,
+            force: false,
+        });
+        // The destination is checked before the server starts sending.
+        let mut control = self.handshake().await?;
+        control.write(&request).await?;
+        let session = self.ready(control, None).await?;
+        let size = session
+            .size
+            .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.peer))?;
+        let landing = Landing::prepare(&destination, size, plan.force, true)?;
+        if !landing.direct {
+            warnings.push(Warning::DirectUnsupported {
+                path: destination.clone(),
+            });
+        }
+        let engine = disk::start_engine(
+            EngineChoice::Auto,
+            &landing.file,
+            &destination,
+            chunks.depth,
+            &mut warnings,
+        )?;
+        let engine_kind = engine.kind();
+        let landing_direct = landing.direct;
+        let mut session = self.start(session, plan.streams).await?;
+        let cpu = CpuClock::start();
+        let counter = Counter::new();
+        watcher.begin("copy", size, &counter);
+        let start = Instant::now();
+        let streams = std::mem::take(&mut session.streams);
+        let received = pipeline::receive_file(engine, size, streams, chunks, &counter).await;
+        watcher.end();
+        let received = match received {
+            Ok(received) => received,
+            Err(err) => return Err(self.explain(&mut session.control, err).await),
+        };
+        let fsync_start = Instant::now();
+        if !size.is_multiple_of(disk::ALIGN as u64) {
+            landing
+                .file
+                .set_len(size)
+                .context("truncating the padded tail")?;
+        }
+        landing
+            .file
+            .sync_all()
+            .with_context(|| format!("fsync of {}", destination.display()))?;
+        let fsync = fsync_start.elapsed();
+        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
+            Reply::CopyDone(done) => done,
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        };
+        let verify = verification(received.digest, done.digest.as_deref(), true, &self.peer)?;
+        let elapsed = start.elapsed();
+        landing.commit()?;
+        let conditions = copy_conditions(plan, chunks, landing_direct && done.direct, engine_kind);
+        Ok(CopyReport {
+            source: format!("{}:{remote_path}", self.peer),
+            destination: destination.display().to_string(),
+            path: TransportKind::Tcp,
+            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, Vec::new()),
+            split: TimeSplit {
+                reading_secs: done.disk_busy_secs,
+                sending_secs: done.stream_busy_secs,
+                writing_secs: received.writing.as_secs_f64(),
+                fsync_secs: fsync.as_secs_f64(),
+            },
+            verify,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: done.cpu,
+            },
+            warnings,
+        })
+    }
+
+    /// After a data stream broke, the server usually said why on the control connection.
+    async fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
+        if err.chain().any(|cause| cause.is::<Interrupted>()) {
+            return err;
+        }
+        match control.read::<Reply>(EXPLANATION_TIMEOUT).await {
+            Ok(Reply::Error { message }) => anyhow!("{}: {message}", self.peer),
+            Err(FrameError::Closed) => err.context(format!(
+                "{} went away in the middle of the copy (server stopped or killed?)",
+                self.peer
+            )),
+            _ => err,
+        }
+    }
+}
+
+/// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which
+/// side this one is (the destination of a download, or the source of an upload).
+fn verification(
+    here: Option<pipeline::Digest>,
+    there: Option<&str>,
+    here_received: bool,
+    peer: &Peer,
+) -> Result<Option<Verification>> {
+    let (Some(here), Some(there)) = (here, there) else {
+        return Ok(None);
+    };
+    let here = here.hex();
+    let (source, destination) = if here_received {
+        (there.to_string(), here)
+    } else {
+        (here, there.to_string())
+    };
+    if source != destination {
+        bail!(
+            "verify failed: the source's digest is {source} but the destination's is {destination} \
+             ({peer} is one side); the copy was discarded"
+        );
+    }
+    Ok(Some(Verification {
+        algorithm: DIGEST_ALGORITHM.into(),
+        source,
+        destination,
+        matched: true,
+    }))
+}
+
+fn copy_conditions(
+    plan: &CopyPlan,
+    chunks: ChunkPlan,
+    direct: bool,
+    engine: disk::EngineKind,
+) -> Conditions {
+    Conditions {
+        direct,
+        fsync_included: true,
+        engine: Some(engine),
+        block_size: Some(chunks.chunk as u64),
+        iodepth: Some(chunks.depth),
+        path: Some(TransportKind::Tcp),
+        streams: Some(plan.streams),
+        ..Conditions::default()
+    }
+}
+
+/// `dir/` or an empty path takes the source's file name, like cp and scp.
+fn with_file_name(remote_path: &str, source: &Path) -> String {
+    if remote_path.is_empty() || remote_path.ends_with('/') {
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{remote_path}{name}")
+    } else {
+        remote_path.to_string()
+    }
+}
+
+/// Puts the two sides' flows of one direction together.
+fn direction_report(
+    direction: Direction,
+    sender: &Flow,
+    receiver: &Flow,
+    sender_is_here: bool,
+    conditions: &Conditions,
+) -> DirectionReport {
+    let here = if sender_is_here { sender } else { receiver };
+    let streams = (0..sender.stream_bytes.len().max(receiver.stream_bytes.len()))
+        .map(|i| StreamReport {
+            id: i + 1,
+            sender_bytes: sender.stream_bytes.get(i).copied().unwrap_or(0),
+            receiver_bytes: receiver.stream_bytes.get(i).copied().unwrap_or(0),
+            retransmits: sender.stream_retransmits.get(i).copied().flatten(),
+            intervals: here.stream_intervals.get(i).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let measurement = |stage, flow: &Flow| {
+        Measurement::new(
+            stage,
+            flow.bytes(),
+            Duration::from_secs_f64(flow.secs),
+            conditions.clone(),
+            sum_intervals(&flow.stream_intervals),
+        )
+    };
+    DirectionReport {
+        direction,
+        sender: measurement(Stage::NetSend, sender),
+        receiver: measurement(Stage::NetReceive, receiver),
+        retransmits: sender.retransmits(),
+        streams,
+    }
+}
+
+/// Adds the streams' intervals up, interval by interval (they share one clock).
+pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
+    let mut sum: Vec<Interval> = streams.first().cloned().unwrap_or_default();
+    for stream in streams.iter().skip(1) {
+        for (total, interval) in sum.iter_mut().zip(stream) {
+            total.bytes += interval.bytes;
+        }
+    }
+    sum
+}
