@@ -254,9 +254,9 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
             } else {
                 Role::Send
             };
-            (s, role)
+            Ok((s.into_std()?, role))
         })
-        .collect();
+        .collect::<std::io::Result<Vec<_>>>()?;
     let exchanged = memory::exchange(streams, timing, |_| {}).await?;
     Ok(Reply::NetDone(NetDone {
         received: (net.upload_streams > 0).then_some(exchanged.received),

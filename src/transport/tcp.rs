@@ -284,16 +284,14 @@ impl Tcp {
             .drain(..)
             .enumerate()
             .map(|(index, stream)| {
-                (
-                    stream,
-                    if index < uploads {
-                        Role::Send
-                    } else {
-                        Role::Receive
-                    },
-                )
+                let role = if index < uploads {
+                    Role::Send
+                } else {
+                    Role::Receive
+                };
+                Ok((stream.into_std()?, role))
             })
-            .collect();
+            .collect::<std::io::Result<Vec<_>>>()?;
         let exchanged = memory::exchange(streams, timing, |tick| watcher.tick(tick))
             .await
             .map_err(|err| err.context(format!("memory-to-memory test with {}", self.peer)))?;
