@@ -16,6 +16,7 @@ pub use connection::Connection;
 
 use crate::measure::{CpuUse, Measurement};
 use crate::transport::memory::Flow;
+use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -145,6 +146,8 @@ pub struct CopyDone {
     pub direct: bool,
     pub digest: Option<String>,
     pub cpu: CpuUse,
+    /// What makes the server's side of the figure less true (paths relative to its root).
+    pub warnings: Vec<Warning>,
 }
 
 /// A baseline of the server's disk.

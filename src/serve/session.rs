@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use crate::measure::{Counter, CpuClock, Unwatched};
 use crate::transport::memory::{self, Role, Timing};
 use crate::transport::pipeline::{self, ChunkPlan};
 use crate::units::format_bytes;
+use crate::warning::Warning;
 
 /// Longest memory-to-memory test a client may ask for.
 const MAX_NET_SECS: f64 = 24.0 * 3600.0;
@@ -290,6 +292,11 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     let landing = Landing::prepare(&path, request.size, request.force, true)
         .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
     let mut warnings = Vec::new();
+    if !landing.direct {
+        warnings.push(Warning::DirectUnsupported {
+            path: PathBuf::from(&request.path),
+        });
+    }
     let engine = disk::start_engine(
         EngineChoice::Auto,
         &landing.file,
@@ -320,6 +327,7 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
         direct,
         digest: received.digest.map(|d| d.hex()),
         cpu: cpu.finish(),
+        warnings,
     }))
 }
 
@@ -329,6 +337,12 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
     let (handle, direct) = file::open_read(&path, true)?;
     let size = handle.metadata()?.len();
     let mut warnings = Vec::new();
+    if !direct {
+        warnings.push(Warning::DirectUnsupported {
+            path: PathBuf::from(&request.path),
+        });
+    }
+    warnings.extend(file::unwritten_warning(&handle, Path::new(&request.path)));
     let engine = disk::start_engine(
         EngineChoice::Auto,
         &handle,
@@ -347,6 +361,7 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
         direct,
         digest: sent.digest.map(|d| d.hex()),
         cpu: cpu.finish(),
+        warnings,
     }))
 }
 

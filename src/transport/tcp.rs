@@ -24,7 +24,8 @@ use crate::disk::{self, EngineChoice};
 use crate::file::{self, Landing};
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher, path_mtu,
+    Conditions, Counter, CpuClock, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage,
+    Watcher, path_mtu,
 };
 use crate::warning::Warning;
 
@@ -401,7 +402,11 @@ impl Tcp {
         watcher.begin("copy", size, &counter);
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
-        let sent = pipeline::send_file(engine, size, streams, chunks, &counter).await;
+        let (sent, intervals) = watched(
+            pipeline::send_file(engine, size, streams, chunks, &counter),
+            &counter,
+        )
+        .await;
         let sent = match sent {
             Ok(sent) => sent,
             Err(err) => {
@@ -415,6 +420,7 @@ impl Tcp {
             Reply::CopyDone(done) => done,
             other => bail!("{}: unexpected answer {other:?}", self.peer),
         };
+        warnings.extend(done.warnings.iter().cloned());
         let elapsed = start.elapsed();
         let verify = verification(sent.digest, done.digest.as_deref(), false, &self.peer)?;
         let conditions = copy_conditions(plan, chunks, direct && done.direct, engine_kind);
@@ -422,7 +428,7 @@ impl Tcp {
             source: source.display().to_string(),
             destination: format!("{}:{remote_path}", self.peer),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, Vec::new()),
+            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit {
                 reading_secs: sent.reading.as_secs_f64(),
                 sending_secs: sent.sending.as_secs_f64(),
@@ -492,7 +498,11 @@ impl Tcp {
         watcher.begin("copy", size, &counter);
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
-        let received = pipeline::receive_file(engine, size, streams, chunks, &counter).await;
+        let (received, intervals) = watched(
+            pipeline::receive_file(engine, size, streams, chunks, &counter),
+            &counter,
+        )
+        .await;
         watcher.end();
         let received = match received {
             Ok(received) => received,
@@ -514,6 +524,7 @@ impl Tcp {
             Reply::CopyDone(done) => done,
             other => bail!("{}: unexpected answer {other:?}", self.peer),
         };
+        warnings.extend(done.warnings.iter().cloned());
         let verify = verification(received.digest, done.digest.as_deref(), true, &self.peer)?;
         let elapsed = start.elapsed();
         landing.commit()?;
@@ -522,7 +533,7 @@ impl Tcp {
             source: format!("{}:{remote_path}", self.peer),
             destination: destination.display().to_string(),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, Vec::new()),
+            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit {
                 reading_secs: done.disk_busy_secs,
                 sending_secs: done.stream_busy_secs,
@@ -661,4 +672,39 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
         }
     }
     sum
+}
+
+/// How long a copy may make no progress at all before the peer counts as gone (stopped, or a
+/// network that drops everything): long enough for any fsync, short enough not to hang.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a copy's pipeline while cutting its progress into 1 s intervals, and fails it when
+/// nothing moves for [`STALL_TIMEOUT`].
+async fn watched<T>(
+    pipeline: impl Future<Output = Result<T>>,
+    counter: &Counter,
+) -> (Result<T>, Vec<Interval>) {
+    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let (mut last, mut last_change) = (0, Instant::now());
+    tokio::pin!(pipeline);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut pipeline => break outcome,
+            _ = ticker.tick() => {
+                let now = counter.get();
+                clock.observe(now);
+                if now != last {
+                    (last, last_change) = (now, Instant::now());
+                } else if last_change.elapsed() > STALL_TIMEOUT {
+                    break Err(anyhow!(
+                        "no progress for {} s: the peer stopped answering",
+                        STALL_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
+    };
+    let (_, intervals) = clock.finish(counter.get());
+    (outcome, intervals)
 }
