@@ -17,7 +17,7 @@ use super::{
 };
 use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
 use crate::control::{
-    Connection, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply,
+    Connection, DiskRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply,
     Request,
 };
 use crate::disk::{self, EngineChoice};
@@ -83,6 +83,37 @@ impl Transport for Tcp {
                 .block_on(self.download(plan, path, destination, chunks, watcher)),
             _ => bail!("one side of a copy must be local and the other host:path"),
         }
+    }
+}
+
+/// A baseline of the server's disk, measured there in its root (write then read, O_DIRECT).
+#[derive(Debug, Clone)]
+pub struct RemoteBaseline {
+    pub measurements: Vec<Measurement>,
+    /// The server's warnings, in words.
+    pub warnings: Vec<String>,
+}
+
+impl Tcp {
+    /// Asks the server to measure its own disk, so a verdict can know the far side's write rate.
+    pub fn remote_baseline(&self, size: u64, pattern: disk::Pattern) -> Result<RemoteBaseline> {
+        self.runtime.block_on(async {
+            let mut control = self.handshake().await?;
+            control
+                .write(&Request::Disk(DiskRequest {
+                    size,
+                    block: pattern.block as u32,
+                    iodepth: pattern.depth as u32,
+                }))
+                .await?;
+            match self.reply(&mut control, RESULT_TIMEOUT).await? {
+                Reply::DiskDone(done) => Ok(RemoteBaseline {
+                    measurements: done.measurements,
+                    warnings: done.warnings,
+                }),
+                other => bail!("{}: unexpected answer {other:?}", self.peer),
+            }
+        })
     }
 }
 
