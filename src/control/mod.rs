@@ -68,6 +68,8 @@ pub struct NetRequest {
     pub len: u32,
     /// Socket buffer size to set on the server's data sockets, like iperf3's -w.
     pub window: Option<u32>,
+    /// Seconds between the server's interval samples, like iperf3's -i.
+    pub interval_secs: f64,
 }
 
 /// A file to move, and how.

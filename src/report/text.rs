@@ -227,11 +227,7 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     let c = &direction.receiver.conditions;
     let mut parts = vec![
         report.path.to_string(),
-        format!(
-            "{} stream{}",
-            report.streams,
-            if report.streams == 1 { "" } else { "s" }
-        ),
+        plural(report.streams, "stream"),
         format!("{} writes", format_block(report.len as u64)),
     ];
     if let Some(mtu) = c.mtu {
@@ -259,11 +255,11 @@ pub fn copy(report: &CopyReport) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "copy {} → {} over {}, {} streams, {}, fsync included",
+        "copy {} → {} over {}, {}, {}, fsync included",
         report.source,
         report.destination,
         report.path,
-        m.conditions.streams.unwrap_or(1),
+        plural(m.conditions.streams.unwrap_or(1), "stream"),
         conditions(&m.conditions)
     );
     let _ = writeln!(
@@ -308,4 +304,9 @@ pub fn copy(report: &CopyReport) -> String {
         cpu(&report.cpu.remote)
     );
     out
+}
+
+/// "1 stream", "4 streams".
+fn plural(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 pub use root::Root;
 
-use crate::interrupt;
+use crate::interrupt::{self, Interrupted};
 
 /// Clients served at once by default: each copy holds `iodepth` chunk buffers and a disk's
 /// attention, and a benchmark wants the machine to itself anyway.
@@ -71,8 +71,9 @@ pub(crate) struct Shared {
     log: Box<dyn Fn(&str) + Send + Sync>,
 }
 
-/// Runs the server until Ctrl-C or SIGTERM. `announce` hears where it listens before any client
-/// is served; `log` gets one line per session.
+/// Runs the server until Ctrl-C or SIGTERM, then fails with [`Interrupted`] (exit 130, like
+/// every command stopped that way). `announce` hears where it listens before any client is
+/// served; `log` gets one line per session.
 pub fn run(
     options: ServeOptions,
     announce: impl FnOnce(&Listening),
@@ -148,6 +149,6 @@ pub fn run(
         }
         // Dropping the sessions removes their partial files.
         connections.shutdown().await;
-        Ok(())
+        Err(Interrupted.into())
     })
 }

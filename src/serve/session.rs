@@ -222,8 +222,11 @@ impl Drop for Pending<'_> {
 }
 
 async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -> Result<Reply> {
-    if !(net.secs > 0.0 && net.secs <= MAX_NET_SECS)
-        || !(0.0..=MAX_NET_SECS).contains(&net.omit_secs)
+    let in_range = |secs: f64, low: f64| secs >= low && secs <= MAX_NET_SECS;
+    if net.secs <= 0.0
+        || !in_range(net.secs, 0.0)
+        || !in_range(net.omit_secs, 0.0)
+        || !in_range(net.interval_secs, 0.1)
     {
         bail!(
             "a test of {} s (omit {} s) is out of range",
@@ -243,7 +246,7 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
         start: tokio::time::Instant::now(),
         omit: Duration::from_secs_f64(net.omit_secs),
         secs: Duration::from_secs_f64(net.secs),
-        every: Duration::from_secs(1),
+        every: Duration::from_secs_f64(net.interval_secs),
         len: net.len as usize,
     };
     let cpu = CpuClock::start();

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
 use crate::control::{
-    Connection, DiskRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply,
-    Request,
+    Connection, DiskRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
+    PROTOCOL_VERSION, Reply, Request,
 };
 use crate::disk::{self, EngineChoice};
 use crate::file::{self, Landing};
@@ -289,15 +289,13 @@ impl Tcp {
             omit_secs: plan.omit_secs,
             len: plan.len as u32,
             window: plan.window.map(|w| w as u32),
+            interval_secs: plan.interval_secs,
         };
         let mut session = self
             .open(Request::Net(request), uploads + downloads, plan.window)
             .await?;
-        let mut warnings = Vec::new();
+        let warnings: Vec<Warning> = loopback_warning(&session.control).into_iter().collect();
         let peer_addr = session.control.stream().peer_addr()?;
-        if peer_addr.ip().is_loopback() {
-            warnings.push(Warning::Loopback);
-        }
         let mtu = session
             .streams
             .first()
@@ -394,7 +392,7 @@ impl Tcp {
     ) -> Result<CopyReport> {
         let mut warnings = Vec::new();
         let meta = std::fs::metadata(source)
-            .map_err(|err| anyhow!("cannot copy {}", file::describe_path_error(source, err)))?;
+            .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
         if meta.is_dir() {
             bail!("{} is a directory: copy takes one file", source.display());
         }
@@ -428,6 +426,7 @@ impl Tcp {
             force: plan.force,
         });
         let mut session = self.open(request, plan.streams, None).await?;
+        warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let counter = Counter::new();
         watcher.begin("copy", size, &counter);
@@ -524,6 +523,7 @@ impl Tcp {
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         let mut session = self.start(session, plan.streams).await?;
+        warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let counter = Counter::new();
         watcher.begin("copy", size, &counter);
@@ -738,4 +738,16 @@ async fn watched<T>(
     };
     let (_, intervals) = clock.finish(counter.get());
     (outcome, intervals)
+}
+
+/// A server on this machine measures memory and CPU, not a network: say so.
+fn loopback_warning(control: &Connection) -> Option<Warning> {
+    let peer = control.stream().peer_addr().ok()?;
+    let loopback = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    };
+    loopback.then_some(Warning::Loopback)
 }

@@ -203,3 +203,561 @@ pub fn assert_failed_cleanly(out: &Run) {
     assert_eq!(out.stderr.lines().count(), 1, "stderr: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"));
 }
+
+// ---- Files ----
+
+/// Makes a file of random bytes with `xferbench gen` (SIZE as gen takes it: "16M", "5243003").
+pub fn make_file(path: &Path, size: &str) {
+    let out = run_command(command([
+        "gen".as_ref(),
+        path.as_os_str(),
+        "--size".as_ref(),
+        OsStr::new(size),
+        "-q".as_ref(),
+    ]));
+    assert_success(out.code, &out.stdout, &out.stderr);
+}
+
+/// Asserts two files hold the same bytes; on a difference names the first offset, not megabytes.
+pub fn assert_same_content(expected: &Path, actual: &Path) {
+    let want = std::fs::read(expected)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", expected.display()));
+    let got =
+        std::fs::read(actual).unwrap_or_else(|err| panic!("reading {}: {err}", actual.display()));
+    if want != got {
+        let first = want.iter().zip(&got).position(|(a, b)| a != b);
+        panic!(
+            "{} ({} bytes) differs from {} ({} bytes), first at byte {}",
+            actual.display(),
+            got.len(),
+            expected.display(),
+            want.len(),
+            first.map_or("(one is a prefix of the other)".into(), |at| at.to_string())
+        );
+    }
+}
+
+/// Parses the JSON report of a successful `-J` run.
+pub fn json_report(out: &Run) -> serde_json::Value {
+    assert_success(out.code, &out.stdout, &out.stderr);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{}", out.stdout))
+}
+
+/// Waits at most `limit` for `condition`, checking every 10 ms; returns whether it held.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to a process the test started.
+pub fn send_signal(pid: u32, signal: libc::c_int) {
+    let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(
+        sent,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Makes the child die with the test thread that started it, so a test run killed half-way
+/// leaves no server behind (in a namespace nobody would look in).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// A child killed and reaped on drop, for clients run in the background.
+pub struct Background(pub Child);
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// True while the process runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Waits at most `limit` for it to end and returns what it printed; fails the test if it
+    /// is still running by then.
+    pub fn finish(mut self, limit: Duration) -> Run {
+        let stdout = drain(self.0.stdout.take().expect("piped stdout"));
+        let stderr = drain(self.0.stderr.take().expect("piped stderr"));
+        let status = wait_bounded(&mut self.0, limit)
+            .unwrap_or_else(|| panic!("still running {limit:?} later; killed"));
+        Run {
+            code: exit_code(status),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+// ---- Two hosts: a lab of network namespaces when root, else loopback ----
+
+/// The token servers get in tests unless a test says otherwise (off loopback one is required).
+pub const TEST_TOKEN: &str = "xferbench-test-token";
+
+/// Two network namespaces joined by veth, made by `scripts/lab.sh`, torn down on drop.
+/// Each lab has its own names (from the pid and a counter), so tests run in parallel and
+/// alongside other runs of the suite.
+pub struct Lab {
+    prefix: String,
+    subnet: String,
+}
+
+/// Set (to anything) to run the network tests on loopback even as root.
+const NO_NETNS_VAR: &str = "XFERBENCH_TEST_NO_NETNS";
+
+impl Lab {
+    /// A lab of its own, shaped by `lab_args` (e.g. `["--rate", "200mbit"]`), or None when the
+    /// tests cannot make one here (not root, no iproute2, or XFERBENCH_TEST_NO_NETNS set).
+    /// As root with iproute2, a lab that fails to come up fails the test.
+    pub fn up(lab_args: &[&str]) -> Option<Lab> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if std::env::var_os(NO_NETNS_VAR).is_some() || unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        let has_ip = Command::new("ip")
+            .args(["netns", "list"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !has_ip {
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 100, "more than 100 labs in one test run");
+        let pid = std::process::id();
+        // At most 12 characters: "xt" + 7 digits of pid + "-" + 2 digits.
+        let lab = Lab {
+            prefix: format!("xt{}-{n}", pid % 10_000_000),
+            subnet: format!("10.{}.{n}", 100 + pid % 100),
+        };
+        let out = run_command(lab.script(&["up"], lab_args));
+        // From here on, drop tears down whatever `up` made.
+        assert_eq!(
+            out.code, 0,
+            "scripts/lab.sh up failed (set {NO_NETNS_VAR}=1 to test on loopback):\n{}{}",
+            out.stdout, out.stderr
+        );
+        Some(lab)
+    }
+
+    fn script(&self, command: &[&str], args: &[&str]) -> Command {
+        let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"));
+        cmd.args(command)
+            .args(args)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_SUBNET", &self.subnet);
+        cmd
+    }
+
+    /// The namespace clients run in.
+    pub fn client_ns(&self) -> String {
+        format!("{}-a", self.prefix)
+    }
+
+    /// The namespace the server runs in.
+    pub fn server_ns(&self) -> String {
+        format!("{}-b", self.prefix)
+    }
+
+    /// The server's address, inside its namespace.
+    pub fn server_ip(&self) -> String {
+        format!("{}.2", self.subnet)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let mut down = self.script(&["down"], &[]);
+        down.stdout(Stdio::null()).stderr(Stdio::null());
+        let _ = down.status();
+    }
+}
+
+/// Where a test's server and clients run: the two ends of a lab of its own when the machine
+/// allows it, else both on loopback.
+pub struct Hosts {
+    lab: Option<Lab>,
+}
+
+impl Hosts {
+    /// Two namespaces joined by an unshaped veth when possible, else loopback.
+    pub fn two() -> Hosts {
+        Hosts { lab: Lab::up(&[]) }
+    }
+
+    /// Two namespaces joined by a link shaped to `rate` (e.g. "200mbit") when possible, else
+    /// loopback (unshaped: see [`Hosts::slow_copy_args`]).
+    pub fn shaped(rate: &str) -> Hosts {
+        Hosts {
+            lab: Lab::up(&["--rate", rate]),
+        }
+    }
+
+    /// Both ends on loopback, whatever the machine allows.
+    pub fn loopback() -> Hosts {
+        Hosts { lab: None }
+    }
+
+    pub fn lab(&self) -> Option<&Lab> {
+        self.lab.as_ref()
+    }
+
+    /// Copy options that slow a copy down enough to interrupt it: none on a shaped lab link,
+    /// small synchronous chunks on one stream on loopback (~20 MB/s in a debug build).
+    pub fn slow_copy_args(&self) -> &'static [&'static str] {
+        match self.lab {
+            Some(_) => &[],
+            None => &["--bs", "4K", "--iodepth", "1", "-P", "1"],
+        }
+    }
+
+    /// Starts `xferbench serve --listen IP:0 --root ROOT --token TEST_TOKEN EXTRA...` on the
+    /// server's end (no --token added when EXTRA gives one).
+    pub fn serve(&self, root: &Path, extra: &[&str]) -> Server {
+        let gives_token = extra.iter().any(|arg| arg.starts_with("--token"));
+        let mut args = Vec::new();
+        if !gives_token {
+            args.extend(["--token", TEST_TOKEN]);
+        }
+        args.extend_from_slice(extra);
+        self.serve_tokenless(root, &args)
+    }
+
+    /// Starts `xferbench serve --listen IP:0 --root ROOT EXTRA...`: no token unless EXTRA gives
+    /// one (so a generated one off loopback).
+    pub fn serve_tokenless(&self, root: &Path, extra: &[&str]) -> Server {
+        let ip = match &self.lab {
+            Some(lab) => lab.server_ip(),
+            None => "127.0.0.1".to_string(),
+        };
+        let listen = format!("{ip}:0");
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("serve"),
+            OsStr::new("--listen"),
+            OsStr::new(&listen),
+            OsStr::new("--root"),
+            root.as_os_str(),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        let ns = self.lab.as_ref().map(Lab::server_ns);
+        let cmd = in_namespace(ns.as_deref(), &args);
+        Server::start(cmd, ip, root, self.lab.as_ref().map(Lab::client_ns))
+    }
+}
+
+/// `xferbench ARGS...`, inside network namespace `ns` when given.
+fn in_namespace(ns: Option<&str>, args: &[&OsStr]) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(bin()).args(args);
+            cmd
+        }
+        None => command(args),
+    }
+}
+
+/// How long a server may take to say where it listens.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running `xferbench serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `IP:PORT` as clients dial it.
+    pub addr: String,
+    pub port: u16,
+    /// The --root it was given.
+    pub root: PathBuf,
+    /// The token clients must give: the one given, the one generated, or none.
+    pub token: Option<String>,
+    /// The three lines it printed on start.
+    pub banner: Vec<String>,
+    /// Lines it printed after those (one per finished session), as they come.
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    client_ns: Option<String>,
+}
+
+impl Server {
+    fn start(mut cmd: Command, ip: String, root: &Path, client_ns: Option<String>) -> Server {
+        use std::io::BufRead;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().expect("start xferbench serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            port: 0,
+            root: root.to_path_buf(),
+            token: None,
+            banner: Vec::new(),
+            lines,
+            log: Vec::new(),
+            stderr: Some(stderr),
+            client_ns,
+        };
+        let deadline = Instant::now() + SERVER_START_TIMEOUT;
+        while server.banner.len() < 3 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.lines.recv_timeout(left) {
+                Ok(line) => server.banner.push(line),
+                Err(_) => {
+                    let _ = server.child.kill();
+                    let _ = server.child.wait();
+                    let stderr = server.stderr_text();
+                    panic!(
+                        "serve did not announce itself within {SERVER_START_TIMEOUT:?}: {:?}\nstderr:\n{stderr}",
+                        server.banner
+                    );
+                }
+            }
+        }
+        let port = server.banner[0]
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "first line is not 'listening on ADDR:PORT': {:?}",
+                    server.banner
+                )
+            });
+        assert_ne!(port, 0, "serve announced port 0: {:?}", server.banner);
+        server.port = port;
+        server.addr = format!("{ip}:{port}");
+        server.token = match server.banner[2].strip_prefix("token ") {
+            Some("required (as given)") => Some(given_token(&cmd_args(&cmd))),
+            Some(rest) => rest.split_whitespace().next().map(str::to_string),
+            None => None,
+        };
+        server
+    }
+
+    /// `HOST:PORT:PATH`, PATH relative to the server's root.
+    pub fn remote(&self, path: &str) -> String {
+        format!("{}:{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `xferbench ARGS...` where clients run; no token added.
+    pub fn client(&self, args: &[&OsStr]) -> Command {
+        in_namespace(self.client_ns.as_deref(), args)
+    }
+
+    /// `xferbench -q ARGS... [--token T]` where clients run, with the server's token if it has one.
+    pub fn client_with_token(&self, args: &[&OsStr]) -> Command {
+        let mut all: Vec<&OsStr> = vec!["-q".as_ref()];
+        all.extend_from_slice(args);
+        if let Some(token) = &self.token {
+            all.extend(["--token".as_ref(), OsStr::new(token.as_str())]);
+        }
+        self.client(&all)
+    }
+
+    /// Runs `xferbench -q ARGS... [--token T]` where clients run.
+    pub fn run(&self, args: &[&OsStr]) -> Run {
+        run_command(self.client_with_token(args))
+    }
+
+    /// Starts `xferbench -q ARGS... [--token T]` in the background where clients run.
+    pub fn spawn(&self, args: &[&OsStr]) -> Background {
+        let mut cmd = self.client_with_token(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut cmd);
+        Background(cmd.spawn().expect("start an xferbench client"))
+    }
+
+    /// Proves the server still serves: uploads a small new file and reads it back from the root.
+    pub fn assert_serves(&self) {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = temp_dir();
+        let name = format!("still-serving-{n}.data");
+        let source = dir.path().join(&name);
+        make_file(&source, "1M");
+        let out = self.run(&[
+            "copy".as_ref(),
+            source.as_os_str(),
+            self.remote(&name).as_ref(),
+            "-P".as_ref(),
+            "2".as_ref(),
+        ]);
+        assert_success(out.code, &out.stdout, &out.stderr);
+        assert_same_content(&source, &self.root.join(&name));
+        std::fs::remove_file(self.root.join(&name)).expect("remove the probe file");
+    }
+
+    /// Waits at most `limit` for a log line (after the banner) containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log.iter().find(|line| line.contains(needle)) {
+                return Some(line.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.log.push(line),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The log lines seen so far (after the banner).
+    pub fn log(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.clone()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        send_signal(self.pid(), signal);
+    }
+
+    /// Waits at most `limit` for the server to exit; None (and the server killed) if it does not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        wait_bounded(&mut self.child, limit)
+    }
+
+    /// What it printed on stderr; only once it has exited (or been killed).
+    pub fn stderr_text(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|handle| handle.join().expect("stderr reader"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn cmd_args(cmd: &Command) -> Vec<String> {
+    cmd.get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The token a serve command line gives, with --token or --token-file.
+fn given_token(args: &[String]) -> String {
+    let after = |flag: &str| {
+        args.iter()
+            .position(|arg| arg == flag)
+            .and_then(|at| args.get(at + 1))
+    };
+    if let Some(token) = after("--token") {
+        return token.clone();
+    }
+    let file = after("--token-file").expect("a token was required, but none was given");
+    std::fs::read_to_string(file)
+        .expect("read the token file")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+// ---- Copies to interrupt ----
+
+/// Which way a copy goes, seen from the client.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Way {
+    Upload,
+    Download,
+}
+
+/// How long a slow copy may take to get under way.
+const UNDER_WAY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a slow copy of a 64 MiB file `big.data` (`way`, between `local` and the server's
+/// root) and waits until it is under way: its partial file exists at the destination and bytes
+/// have flowed for a while. Slow means a lab link of [`Hosts::shaped`] at 200mbit (~3 s), or
+/// [`Hosts::slow_copy_args`] on loopback. Returns the client, the final destination and the
+/// partial file.
+pub fn copy_under_way(
+    hosts: &Hosts,
+    server: &Server,
+    local: &Path,
+    way: Way,
+) -> (Background, PathBuf, PathBuf) {
+    let (source, landing) = match way {
+        Way::Upload => (local.join("big.data"), server.root.clone()),
+        Way::Download => (server.root.join("big.data"), local.to_path_buf()),
+    };
+    make_file(&source, "64M");
+    let remote = server.remote("big.data");
+    let mut args: Vec<&OsStr> = match way {
+        Way::Upload => vec!["copy".as_ref(), source.as_os_str(), remote.as_ref()],
+        Way::Download => vec!["copy".as_ref(), remote.as_ref(), local.as_os_str()],
+    };
+    args.extend(hosts.slow_copy_args().iter().map(OsStr::new));
+    let final_path = landing.join("big.data");
+    let partial = landing.join(".big.data.xferbench-partial");
+    let mut client = server.spawn(&args);
+    assert!(
+        wait_until(UNDER_WAY_TIMEOUT, || partial.exists() || !client.running()),
+        "no partial file at the destination within {UNDER_WAY_TIMEOUT:?}"
+    );
+    // Let bytes flow for a while, so the copy is well under way.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        client.running(),
+        "the copy ended before it could be interrupted: {:?}",
+        client.finish(UNDER_WAY_TIMEOUT)
+    );
+    (client, final_path, partial)
+}

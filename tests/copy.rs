@@ -1,0 +1,685 @@
+//! `xferbench copy SRC DEST` through `xferbench serve`: round trips checked byte for byte, the
+//! report, and every way a copy can go wrong. Server and client run in two network namespaces
+//! of a lab of the test's own when root, else on loopback.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{
+    Hosts, Run, Server, Way, assert_failed_cleanly, assert_no_leftovers, assert_same_content,
+    assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
+};
+use serde_json::Value;
+
+/// The longest a client may take to fail once its server is gone.
+const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Copies a file of `size` (as gen takes it) one `way` with `-P streams` and maybe `--verify`,
+/// checks the copy byte for byte and the report's figures, and that no temporary file is left.
+fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let (source, destination) = match way {
+        Way::Upload => (local.path().join("a.data"), root.path().join("b.data")),
+        Way::Download => (root.path().join("a.data"), local.path().join("b.data")),
+    };
+    make_file(&source, size);
+    let (from, to) = match way {
+        Way::Upload => (
+            source.as_os_str().to_owned(),
+            server.remote("b.data").into(),
+        ),
+        Way::Download => (
+            server.remote("a.data").into(),
+            destination.as_os_str().to_owned(),
+        ),
+    };
+    let streams = streams.to_string();
+    let mut args: Vec<&OsStr> = vec![
+        "copy".as_ref(),
+        &from,
+        &to,
+        "-P".as_ref(),
+        streams.as_ref(),
+        "-J".as_ref(),
+    ];
+    if verify {
+        args.push("--verify".as_ref());
+    }
+    let report = json_report(&server.run(&args));
+    assert_same_content(&source, &destination);
+
+    let bytes = std::fs::metadata(&source).unwrap().len();
+    assert_eq!(report["schema"], 1, "{report:#}");
+    assert_eq!(report["command"], "copy", "{report:#}");
+    assert_eq!(report["path"], "tcp", "{report:#}");
+    assert_eq!(report["source"], from.to_str().unwrap(), "{report:#}");
+    assert_eq!(report["destination"], to.to_str().unwrap(), "{report:#}");
+    let measurement = &report["measurement"];
+    assert_eq!(measurement["stage"], "copy", "{report:#}");
+    assert_eq!(measurement["bytes"], bytes, "{report:#}");
+    assert_eq!(
+        measurement["conditions"]["streams"],
+        streams.parse::<u64>().unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(
+        measurement["conditions"]["fsync_included"], true,
+        "{report:#}"
+    );
+    assert_rate_is_bytes_over_secs(measurement);
+    if verify {
+        let check = &report["verify"];
+        assert_eq!(check["matched"], true, "{report:#}");
+        assert_eq!(check["source"], check["destination"], "{report:#}");
+        assert!(
+            check["source"].as_str().is_some_and(|d| !d.is_empty()),
+            "{report:#}"
+        );
+    } else {
+        assert_eq!(report["verify"], Value::Null, "{report:#}");
+    }
+    assert!(report["warnings"].is_array(), "{report:#}");
+    assert_no_leftovers(root.path());
+    assert_no_leftovers(local.path());
+}
+
+fn assert_rate_is_bytes_over_secs(measurement: &Value) {
+    let bytes = measurement["bytes"].as_f64().unwrap();
+    let secs = measurement["secs"].as_f64().unwrap();
+    let rate = measurement["bytes_per_sec"].as_f64().unwrap();
+    assert!(secs > 0.0, "{measurement:#}");
+    assert!(
+        (rate - bytes / secs).abs() <= 1e-6 * rate.max(1.0),
+        "bytes_per_sec {rate} is not bytes / secs = {}: {measurement:#}",
+        bytes / secs
+    );
+}
+
+#[test]
+fn copy_upload_with_one_stream_arrives_byte_for_byte() {
+    round_trip(Way::Upload, "16M", 1, false);
+}
+
+#[test]
+fn copy_upload_with_one_stream_and_verify_arrives_byte_for_byte_with_matching_digests() {
+    round_trip(Way::Upload, "16M", 1, true);
+}
+
+#[test]
+fn copy_upload_with_four_streams_arrives_byte_for_byte() {
+    round_trip(Way::Upload, "16M", 4, false);
+}
+
+#[test]
+fn copy_upload_with_four_streams_and_verify_arrives_byte_for_byte_with_matching_digests() {
+    round_trip(Way::Upload, "16M", 4, true);
+}
+
+#[test]
+fn copy_download_with_one_stream_arrives_byte_for_byte() {
+    round_trip(Way::Download, "16M", 1, false);
+}
+
+#[test]
+fn copy_download_with_one_stream_and_verify_arrives_byte_for_byte_with_matching_digests() {
+    round_trip(Way::Download, "16M", 1, true);
+}
+
+#[test]
+fn copy_download_with_four_streams_arrives_byte_for_byte() {
+    round_trip(Way::Download, "16M", 4, false);
+}
+
+#[test]
+fn copy_download_with_four_streams_and_verify_arrives_byte_for_byte_with_matching_digests() {
+    round_trip(Way::Download, "16M", 4, true);
+}
+
+/// 5 MiB + 123 bytes: the last chunk is short and not a multiple of 4096.
+const ODD_SIZE: &str = "5243003";
+
+#[test]
+fn copy_upload_of_an_odd_size_arrives_to_the_last_byte() {
+    round_trip(Way::Upload, ODD_SIZE, 4, true);
+}
+
+#[test]
+fn copy_download_of_an_odd_size_arrives_to_the_last_byte() {
+    round_trip(Way::Download, ODD_SIZE, 4, true);
+}
+
+#[test]
+fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let empty = local.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let up = server.run(&[
+        "copy".as_ref(),
+        empty.as_os_str(),
+        server.remote("empty").as_ref(),
+        "--verify".as_ref(),
+    ]);
+    assert_success(up.code, &up.stdout, &up.stderr);
+    assert_eq!(std::fs::read(root.path().join("empty")).unwrap(), b"");
+
+    let back = local.path().join("back");
+    let down = server.run(&[
+        "copy".as_ref(),
+        server.remote("empty").as_ref(),
+        back.as_os_str(),
+        "--verify".as_ref(),
+    ]);
+    assert_success(down.code, &down.stdout, &down.stderr);
+    assert_eq!(std::fs::read(&back).unwrap(), b"");
+    assert_eq!(entries(root.path()), ["empty"]);
+    assert_eq!(entries(local.path()), ["back", "empty"]);
+}
+
+#[test]
+fn copy_into_a_remote_directory_or_the_root_keeps_the_source_name() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    std::fs::create_dir(root.path().join("in")).unwrap();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let source = local.path().join("named.data");
+    make_file(&source, "1M");
+    for (remote, landed) in [("in/", "in/named.data"), ("", "named.data")] {
+        let out = server.run(&[
+            "copy".as_ref(),
+            source.as_os_str(),
+            server.remote(remote).as_ref(),
+        ]);
+        assert_success(out.code, &out.stdout, &out.stderr);
+        assert_same_content(&source, &root.path().join(landed));
+    }
+}
+
+#[test]
+fn copy_download_into_a_local_directory_keeps_the_remote_name() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    std::fs::create_dir(root.path().join("in")).unwrap();
+    let server = hosts.serve(root.path(), &[]);
+    make_file(&root.path().join("in/remote.data"), "1M");
+    let local = temp_dir();
+    let out = server.run(&[
+        "copy".as_ref(),
+        server.remote("in/remote.data").as_ref(),
+        local.path().as_os_str(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert_same_content(
+        &root.path().join("in/remote.data"),
+        &local.path().join("remote.data"),
+    );
+    assert_eq!(entries(local.path()), ["remote.data"]);
+}
+
+#[test]
+fn copy_replaces_an_existing_destination_only_with_force() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let existing = root.path().join("there.data");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let local = temp_dir();
+    let source = local.path().join("new.data");
+    make_file(&source, "1M");
+    let remote = server.remote("there.data");
+    let refused = server.run(&["copy".as_ref(), source.as_os_str(), remote.as_ref()]);
+    assert_failed_cleanly(&refused);
+    assert!(
+        refused.stderr.contains("already exists") && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+    assert_no_leftovers(root.path());
+
+    let forced = server.run(&[
+        "copy".as_ref(),
+        source.as_os_str(),
+        remote.as_ref(),
+        "--force".as_ref(),
+    ]);
+    assert_success(forced.code, &forced.stdout, &forced.stderr);
+    assert_same_content(&source, &existing);
+    assert_eq!(entries(root.path()), ["there.data"]);
+}
+
+#[test]
+fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let source = local.path().join("fallocated.data");
+    let out = common::run_command(common::command([
+        "gen".as_ref(),
+        source.as_os_str(),
+        "--size".as_ref(),
+        "8M".as_ref(),
+        "--fill".as_ref(),
+        "none".as_ref(),
+        "-q".as_ref(),
+    ]));
+    assert_success(out.code, &out.stdout, &out.stderr);
+    let remote = server.remote("fallocated.data");
+    let out = server.run(&[
+        "copy".as_ref(),
+        source.as_os_str(),
+        remote.as_ref(),
+        "-J".as_ref(),
+    ]);
+    let report = json_report(&out);
+    assert!(
+        out.stderr.contains("unwritten extents"),
+        "no warning on stderr: {}",
+        out.stderr
+    );
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "unwritten_extents"),
+        "{report:#}"
+    );
+    assert_same_content(&source, &root.path().join("fallocated.data"));
+}
+
+// ---- Bad input and faults: one clean line, nothing under the final name, server serving ----
+
+/// A server of its own with an empty root, a local scratch dir and a 1 MiB source in it.
+struct Setup {
+    local: tempfile::TempDir,
+    root: tempfile::TempDir,
+    server: Server,
+    source: PathBuf,
+    _hosts: Hosts,
+}
+
+impl Setup {
+    fn new(serve_args: &[&str]) -> Setup {
+        let hosts = Hosts::two();
+        let root = temp_dir();
+        let server = hosts.serve(root.path(), serve_args);
+        let local = temp_dir();
+        let source = local.path().join("source.data");
+        make_file(&source, "1M");
+        // Dropped last: the server dies before its lab.
+        Setup {
+            local,
+            root,
+            server,
+            source,
+            _hosts: hosts,
+        }
+    }
+
+    /// `copy ARGS...` with the server's token, expected to fail cleanly saying all of `keys`;
+    /// the root and the local dir must hold what they held before.
+    fn fails(&self, args: &[&OsStr], keys: &[&str]) -> Run {
+        let root_before = entries(self.root.path());
+        let local_before = entries(self.local.path());
+        let mut all: Vec<&OsStr> = vec!["copy".as_ref()];
+        all.extend_from_slice(args);
+        let out = self.server.run(&all);
+        assert_failed_cleanly(&out);
+        for key in keys {
+            assert!(
+                out.stderr.contains(key),
+                "the error does not say {key:?}: {}",
+                out.stderr
+            );
+        }
+        assert_eq!(
+            entries(self.root.path()),
+            root_before,
+            "the server's root changed"
+        );
+        assert_eq!(
+            entries(self.local.path()),
+            local_before,
+            "the local dir changed"
+        );
+        out
+    }
+}
+
+#[test]
+fn copy_to_an_unknown_host_fails_cleanly() {
+    // .invalid never resolves (RFC 6761): the lookup fails locally, nothing is sent.
+    let local = temp_dir();
+    let source = local.path().join("source.data");
+    make_file(&source, "1M");
+    let out = common::run_command(common::command([
+        "-q".as_ref(),
+        "copy".as_ref(),
+        source.as_os_str(),
+        "no-such-host.invalid:x.data".as_ref(),
+    ]));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("no-such-host.invalid"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(entries(local.path()), ["source.data"]);
+}
+
+#[test]
+fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let local = temp_dir();
+    let source = local.path().join("source.data");
+    make_file(&source, "1M");
+    let out = common::run_command(common::command([
+        "-q".as_ref(),
+        "copy".as_ref(),
+        source.as_os_str(),
+        format!("127.0.0.1:{port}:x.data").as_ref(),
+    ]));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}")) && out.stderr.contains("refused"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(entries(local.path()), ["source.data"]);
+}
+
+#[test]
+fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
+    let setup = Setup::new(&[]);
+    let remote = setup.server.remote("x.data");
+    let out = common::run_command(setup.server.client(&[
+        "copy".as_ref(),
+        setup.source.as_os_str(),
+        remote.as_ref(),
+        "--token".as_ref(),
+        "not-the-token".as_ref(),
+    ]));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&setup.server.addr) && out.stderr.contains("wrong token"),
+        "{}",
+        out.stderr
+    );
+    assert!(entries(setup.root.path()).is_empty());
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_without_a_token_is_refused_and_the_server_keeps_serving() {
+    let setup = Setup::new(&[]);
+    let remote = setup.server.remote("x.data");
+    let out = common::run_command(setup.server.client(&[
+        "copy".as_ref(),
+        setup.source.as_os_str(),
+        remote.as_ref(),
+    ]));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&setup.server.addr) && out.stderr.contains("missing token"),
+        "{}",
+        out.stderr
+    );
+    assert!(entries(setup.root.path()).is_empty());
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_of_a_missing_source_fails_cleanly_both_ways() {
+    let setup = Setup::new(&[]);
+    let missing = setup.local.path().join("missing.data");
+    let remote = setup.server.remote("x.data");
+    setup.fails(&[missing.as_os_str(), remote.as_ref()], &["missing.data"]);
+    let remote_missing = setup.server.remote("missing.data");
+    setup.fails(
+        &[remote_missing.as_ref(), setup.local.path().as_os_str()],
+        &[&setup.server.addr, "missing.data", "does not exist"],
+    );
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_of_a_directory_fails_cleanly_both_ways() {
+    let setup = Setup::new(&[]);
+    std::fs::create_dir(setup.root.path().join("dir")).unwrap();
+    let remote = setup.server.remote("x.data");
+    setup.fails(
+        &[setup.local.path().as_os_str(), remote.as_ref()],
+        &["is a directory"],
+    );
+    let remote_dir = setup.server.remote("dir");
+    setup.fails(
+        &[remote_dir.as_ref(), setup.local.path().as_os_str()],
+        &[&setup.server.addr, "is a directory"],
+    );
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_into_a_missing_directory_fails_cleanly_both_ways() {
+    let setup = Setup::new(&[]);
+    let remote = setup.server.remote("no-dir/x.data");
+    setup.fails(
+        &[setup.source.as_os_str(), remote.as_ref()],
+        &[&setup.server.addr, "no-dir", "does not exist"],
+    );
+    make_file(&setup.root.path().join("there.data"), "1M");
+    let remote_file = setup.server.remote("there.data");
+    let local_missing = setup.local.path().join("no-dir/x.data");
+    setup.fails(
+        &[remote_file.as_ref(), local_missing.as_os_str()],
+        &["no-dir"],
+    );
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_refuses_paths_that_leave_the_servers_root() {
+    let setup = Setup::new(&[]);
+    let root = setup.root.path();
+    let outside = temp_dir();
+    std::fs::write(outside.path().join("secret"), b"outside the root").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), root.join("secret-link")).unwrap();
+    let root_before = entries(root);
+
+    for path in [
+        "../x.data",
+        "/etc/x.data",
+        "out/x.data",
+        "secret-link",
+        "out/",
+    ] {
+        let remote = setup.server.remote(path);
+        let out = setup.fails(
+            &[setup.source.as_os_str(), remote.as_ref()],
+            &[&setup.server.addr],
+        );
+        assert!(
+            out.stderr.contains("root") || out.stderr.contains("symlink"),
+            "upload to {path}: {}",
+            out.stderr
+        );
+    }
+    for path in ["../etc/passwd", "/etc/passwd", "out/secret", "secret-link"] {
+        let remote = setup.server.remote(path);
+        let out = setup.fails(
+            &[remote.as_ref(), setup.local.path().as_os_str()],
+            &[&setup.server.addr],
+        );
+        assert!(
+            out.stderr.contains("root") || out.stderr.contains("symlink"),
+            "download of {path}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(entries(outside.path()), ["secret"]);
+    assert_eq!(entries(root), root_before);
+    assert_eq!(entries(setup.local.path()), ["source.data"]);
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_larger_than_max_bytes_is_refused_and_the_server_keeps_serving() {
+    let setup = Setup::new(&["--max-bytes", "2M"]);
+    let big = setup.local.path().join("big.data");
+    make_file(&big, "3M");
+    let remote = setup.server.remote("big.data");
+    setup.fails(
+        &[big.as_os_str(), remote.as_ref()],
+        &[&setup.server.addr, "--max-bytes"],
+    );
+    std::fs::remove_file(&big).unwrap();
+    // The 1 MiB probe is under the limit.
+    setup.server.assert_serves();
+}
+
+#[test]
+fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
+    let local = temp_dir();
+    let source = local.path().join("source.data");
+    std::fs::write(&source, b"x").unwrap();
+    for streams in ["0", "10000"] {
+        // Rejected before any connection: the address is never dialled.
+        let out = common::run_command(common::command([
+            "copy".as_ref(),
+            source.as_os_str(),
+            "127.0.0.1:9:x".as_ref(),
+            "-P".as_ref(),
+            streams.as_ref(),
+        ]));
+        assert_eq!(out.code, 2, "-P {streams}: {out:?}");
+        assert!(
+            out.stderr.starts_with("error: ") && out.stderr.contains("--parallel"),
+            "-P {streams}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"));
+    }
+    assert_eq!(entries(local.path()), ["source.data"]);
+}
+
+// ---- Interrupted copies ----
+
+#[test]
+fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let (client, final_path, _) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+
+    server.signal(libc::SIGKILL);
+    server
+        .wait_exit(FAIL_TIMEOUT)
+        .expect("the server outlived SIGKILL");
+    let out = client.finish(FAIL_TIMEOUT);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains(&server.addr), "{}", out.stderr);
+    // A killed server cannot clean up, but it never renames a partial file into place.
+    assert!(
+        !final_path.exists(),
+        "a final file from an interrupted copy"
+    );
+    assert_eq!(entries(local.path()), ["big.data"]);
+}
+
+#[test]
+fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_killed_mid_download() {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let (client, final_path, partial) =
+        copy_under_way(&hosts, &server, local.path(), Way::Download);
+
+    server.signal(libc::SIGKILL);
+    server
+        .wait_exit(FAIL_TIMEOUT)
+        .expect("the server outlived SIGKILL");
+    let out = client.finish(FAIL_TIMEOUT);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains(&server.addr), "{}", out.stderr);
+    assert!(
+        !final_path.exists(),
+        "a final file from an interrupted copy"
+    );
+    assert!(!partial.exists(), "the client left its partial file");
+    assert!(
+        entries(local.path()).is_empty(),
+        "{:?}",
+        entries(local.path())
+    );
+    assert_eq!(entries(root.path()), ["big.data"]);
+}
+
+#[test]
+fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_server_keeps_serving() {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let (client, final_path, partial) =
+        copy_under_way(&hosts, &server, local.path(), Way::Download);
+
+    common::send_signal(client.pid(), libc::SIGINT);
+    let out = client.finish(FAIL_TIMEOUT);
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        !final_path.exists(),
+        "a final file from an interrupted copy"
+    );
+    assert!(!partial.exists(), "the client left its partial file");
+    assert!(
+        entries(local.path()).is_empty(),
+        "{:?}",
+        entries(local.path())
+    );
+    server.assert_serves();
+    assert_eq!(entries(root.path()), ["big.data"]);
+}
+
+#[test]
+fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
+    // Not a speed test: the shaped link drops packets (tbf), so TCP recovers losses across
+    // several streams while chunks land out of order.
+    let hosts = Hosts::shaped("1gbit");
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let source = local.path().join("a.data");
+    make_file(&source, "32M");
+    let remote = server.remote("a.data");
+    let out = server.run(&[
+        "copy".as_ref(),
+        source.as_os_str(),
+        remote.as_ref(),
+        "-P".as_ref(),
+        "8".as_ref(),
+        "--bs".as_ref(),
+        "256K".as_ref(),
+        "--verify".as_ref(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert_same_content(&source, &root.path().join("a.data"));
+}
