@@ -104,11 +104,46 @@ pub struct Flow {
     pub stream_bytes: Vec<u64>,
     pub stream_retransmits: Vec<Option<u64>>,
     pub stream_intervals: Vec<Vec<Interval>>,
+    /// Bytes each stream moved during the omitted start.
+    pub stream_omitted_bytes: Vec<u64>,
     /// From the end of the omitted start to the last byte.
     pub secs: f64,
 }
 
 impl Flow {
+    /// Moves the receiver's omitted-start cut to the sender's, by bytes: each end starts counting
+    /// on its own clock, so bytes in flight when the sender's omitted start ended would otherwise
+    /// count for the receiver only. Afterwards a receiver never counts more than its sender.
+    pub fn align_to_sender(&mut self, sender: &Flow) {
+        for i in 0..self
+            .stream_bytes
+            .len()
+            .min(sender.stream_omitted_bytes.len())
+        {
+            let received =
+                self.stream_omitted_bytes.get(i).copied().unwrap_or(0) + self.stream_bytes[i];
+            let counted = received.saturating_sub(sender.stream_omitted_bytes[i]);
+            let counted_here = self.stream_bytes[i];
+            self.stream_bytes[i] = counted;
+            let Some(intervals) = self.stream_intervals.get_mut(i) else {
+                continue;
+            };
+            // The difference belongs to the first counted intervals.
+            if counted >= counted_here {
+                if let Some(first) = intervals.first_mut() {
+                    first.bytes += counted - counted_here;
+                }
+            } else {
+                let mut excess = counted_here - counted;
+                for interval in intervals.iter_mut() {
+                    let taken = excess.min(interval.bytes);
+                    interval.bytes -= taken;
+                    excess -= taken;
+                }
+            }
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         self.stream_bytes.iter().sum()
     }
@@ -250,6 +285,7 @@ impl Sampler {
                     .then(|| retransmits[i].saturating_sub(self.base_retransmits[i])),
             );
             flow.stream_intervals.push(self.intervals[i].clone());
+            flow.stream_omitted_bytes.push(self.base_bytes[i]);
         }
         flow
     }
@@ -265,6 +301,32 @@ fn retransmits_now(tracked: &[Tracked]) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_receiver_aligned_to_its_sender_never_counts_more_than_was_sent() {
+        let interval = |bytes| Interval {
+            start_secs: 0.0,
+            secs: 1.0,
+            bytes,
+        };
+        let sender = Flow {
+            stream_bytes: vec![1000],
+            stream_omitted_bytes: vec![500],
+            ..Flow::default()
+        };
+        // 100 bytes sent during the omitted start arrived after the receiver's cut.
+        let mut receiver = Flow {
+            stream_bytes: vec![1080],
+            stream_omitted_bytes: vec![400],
+            stream_intervals: vec![vec![interval(60), interval(1020)]],
+            ..Flow::default()
+        };
+        receiver.align_to_sender(&sender);
+        assert_eq!(receiver.stream_bytes, vec![980]);
+        let sum: u64 = receiver.stream_intervals[0].iter().map(|i| i.bytes).sum();
+        assert_eq!(sum, 980);
+        assert_eq!(receiver.stream_intervals[0][0].bytes, 0);
+    }
 
     #[test]
     fn a_sink_counts_every_byte_a_source_sends() {
@@ -317,6 +379,7 @@ mod tests {
         assert_eq!(ticks[1].secs, 0.5);
         let flow = sampler.flow(Role::Receive, start + Duration::from_millis(3500));
         assert_eq!(flow.stream_bytes, vec![200]);
+        assert_eq!(flow.stream_omitted_bytes, vec![200]);
         assert_eq!(flow.secs, 2.0);
         assert_eq!(flow.stream_intervals[0].len(), 2);
     }

@@ -345,8 +345,9 @@ impl Tcp {
         };
         let mut directions = Vec::new();
         if uploads > 0 {
-            let there =
+            let mut there =
                 received_there.ok_or_else(|| anyhow!("{}: no upload figures", self.peer))?;
+            there.align_to_sender(&sent_here);
             directions.push(direction_report(
                 Direction::Upload,
                 &sent_here,
@@ -357,6 +358,8 @@ impl Tcp {
         }
         if downloads > 0 {
             let there = sent_there.ok_or_else(|| anyhow!("{}: no download figures", self.peer))?;
+            let mut received_here = received_here;
+            received_here.align_to_sender(&there);
             directions.push(direction_report(
                 Direction::Download,
                 &there,
