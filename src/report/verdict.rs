@@ -1,0 +1,265 @@
+//! The verdict: which stage bounds a copy, and how close the copy came to that bound.
+//!
+//! bound = min(source read, the path's memory-to-memory rate, destination write); the bottleneck
+//! is the stage at that minimum; efficiency = disk-to-disk rate ÷ bound. A copy far below its
+//! bound while one end's CPU is saturated is called CPU (or cipher) bound.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::classes::{self, Direction};
+use crate::measure::CpuUse;
+use crate::transport::TransportKind;
+use crate::units::Rate;
+
+/// A stage of a disk-to-disk copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    SourceDisk,
+    Network,
+    DestinationDisk,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::SourceDisk => "the source disk",
+            Stage::Network => "the network",
+            Stage::DestinationDisk => "the destination disk",
+        }
+    }
+}
+
+/// Stages within this fraction of the slowest are named with it: a tie, not a single culprit.
+pub const TIE: f64 = 0.05;
+/// Below this efficiency, a saturated CPU explains the gap better than the bound does.
+pub const LOW_EFFICIENCY: f64 = 0.7;
+/// A CPU this busy (percent of one core, as measured) counts as saturated.
+pub const SATURATED_CPU_PERCENT: f64 = 90.0;
+
+/// What one path's verdict is made from; any figure may be missing.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub source_read: Option<Rate>,
+    pub network: Option<Rate>,
+    pub destination_write: Option<Rate>,
+    pub copy: Option<Rate>,
+    /// CPU use of each end during the copy.
+    pub cpu: Vec<CpuUse>,
+}
+
+/// The verdict for one path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub path: TransportKind,
+    /// The slowest stage, and any within [`TIE`] of it.
+    pub bottleneck: Vec<Stage>,
+    pub bound_bytes_per_sec: f64,
+    /// Copy rate ÷ bound; None without a copy.
+    pub efficiency: Option<f64>,
+    /// Low efficiency with a saturated CPU on one end.
+    pub cpu_bound: bool,
+    /// Stages that were not measured, so the bound may be too high.
+    pub missing: Vec<Stage>,
+}
+
+/// Judges one path; None when no stage was measured at all.
+pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
+    let stages = [
+        (Stage::SourceDisk, figures.source_read),
+        (Stage::Network, figures.network),
+        (Stage::DestinationDisk, figures.destination_write),
+    ];
+    let measured: Vec<(Stage, f64)> = stages
+        .iter()
+        .filter_map(|&(stage, rate)| rate.map(|r| (stage, r.bytes_per_sec)))
+        .collect();
+    let bound = measured
+        .iter()
+        .map(|&(_, rate)| rate)
+        .min_by(f64::total_cmp)?;
+    let bottleneck = measured
+        .iter()
+        .filter(|&&(_, rate)| rate <= bound * (1.0 + TIE))
+        .map(|&(stage, _)| stage)
+        .collect();
+    let efficiency = figures
+        .copy
+        .filter(|_| bound > 0.0)
+        .map(|copy| copy.bytes_per_sec / bound);
+    let cpu_bound = efficiency.is_some_and(|e| e < LOW_EFFICIENCY)
+        && figures
+            .cpu
+            .iter()
+            .any(|cpu| cpu.percent >= SATURATED_CPU_PERCENT);
+    Some(Verdict {
+        path,
+        bottleneck,
+        bound_bytes_per_sec: bound,
+        efficiency,
+        cpu_bound,
+        missing: stages
+            .iter()
+            .filter(|(_, rate)| rate.is_none())
+            .map(|&(stage, _)| stage)
+            .collect(),
+    })
+}
+
+impl Verdict {
+    pub fn bound(&self) -> Rate {
+        Rate {
+            bytes_per_sec: self.bound_bytes_per_sec,
+        }
+    }
+}
+
+/// The verdict in one plain sentence, each figure placed against the classes.
+pub struct Sentence<'a> {
+    pub verdict: &'a Verdict,
+    pub figures: &'a Figures,
+}
+
+impl fmt::Display for Sentence<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (verdict, figures) = (self.verdict, self.figures);
+        write!(f, "{}: ", verdict.path)?;
+        match figures.copy {
+            Some(copy) => write!(f, "{copy} disk to disk — ")?,
+            None => write!(f, "no copy measured — ")?,
+        }
+        if verdict.cpu_bound {
+            write!(f, "CPU/cipher bound: ")?;
+        }
+        let names: Vec<&str> = verdict.bottleneck.iter().map(|s| s.name()).collect();
+        write!(f, "limited by {}", names.join(" and "))?;
+        for stage in &verdict.bottleneck {
+            write!(f, " ({})", stage_figure(*stage, figures))?;
+        }
+        let others: Vec<String> = [Stage::SourceDisk, Stage::Network, Stage::DestinationDisk]
+            .into_iter()
+            .filter(|s| !verdict.bottleneck.contains(s) && !verdict.missing.contains(s))
+            .map(|s| format!("{} {}", s.name(), stage_figure(s, figures)))
+            .collect();
+        if !others.is_empty() {
+            write!(f, "; {}", others.join(", "))?;
+        }
+        if let Some(efficiency) = verdict.efficiency {
+            write!(f, ". Efficiency {:.0}%", efficiency * 100.0)?;
+        }
+        if !verdict.missing.is_empty() {
+            let missing: Vec<&str> = verdict.missing.iter().map(|s| s.name()).collect();
+            write!(f, " (not measured: {})", missing.join(", "))?;
+        }
+        f.write_str(".")
+    }
+}
+
+/// "write 410 MB/s (3.28 Gb/s), SATA SSD class" and the like.
+fn stage_figure(stage: Stage, figures: &Figures) -> String {
+    match stage {
+        Stage::SourceDisk => figures
+            .source_read
+            .map(|r| format!("read {r}, {}", classes::place_device(r, Direction::Read))),
+        Stage::DestinationDisk => figures
+            .destination_write
+            .map(|r| format!("write {r}, {}", classes::place_device(r, Direction::Write))),
+        Stage::Network => figures
+            .network
+            .map(|r| format!("carries {r}, {}", classes::place_link(r))),
+    }
+    .unwrap_or_else(|| "not measured".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mb(rate: f64) -> Option<Rate> {
+        Some(Rate::from_mb_per_sec(rate))
+    }
+
+    fn cpu(percent: f64) -> CpuUse {
+        CpuUse {
+            percent,
+            ..CpuUse::default()
+        }
+    }
+
+    #[test]
+    fn the_slowest_stage_is_the_bottleneck_and_efficiency_is_copy_over_it() {
+        let figures = Figures {
+            source_read: mb(3000.0),
+            network: mb(2600.0),
+            destination_write: mb(410.0),
+            copy: mb(398.0),
+            cpu: vec![cpu(20.0)],
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
+        assert!((verdict.bound().mb_per_sec() - 410.0).abs() < 1e-9);
+        assert!((verdict.efficiency.unwrap() - 398.0 / 410.0).abs() < 1e-9);
+        assert!(!verdict.cpu_bound);
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        assert!(
+            sentence.starts_with("tcp: 398 MB/s (3.18 Gb/s) disk to disk — limited by the destination disk (write 410 MB/s"),
+            "{sentence}"
+        );
+        assert!(sentence.contains("SATA SSD class"), "{sentence}");
+        assert!(sentence.contains("Efficiency 97%"), "{sentence}");
+    }
+
+    #[test]
+    fn stages_within_five_percent_of_the_slowest_tie() {
+        let figures = Figures {
+            source_read: mb(1000.0),
+            network: mb(1040.0),
+            destination_write: mb(2000.0),
+            ..Figures::default()
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::SourceDisk, Stage::Network]);
+        assert_eq!(verdict.efficiency, None);
+    }
+
+    #[test]
+    fn a_missing_stage_is_named_and_the_bound_comes_from_the_rest() {
+        let figures = Figures {
+            source_read: mb(1000.0),
+            network: None,
+            destination_write: mb(500.0),
+            copy: mb(450.0),
+            cpu: Vec::new(),
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
+        assert_eq!(verdict.missing, vec![Stage::Network]);
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        assert!(sentence.contains("not measured: the network"), "{sentence}");
+        assert_eq!(judge(TransportKind::Tcp, &Figures::default()), None);
+    }
+
+    #[test]
+    fn a_slow_copy_with_a_saturated_cpu_is_cpu_bound() {
+        let mut figures = Figures {
+            source_read: mb(3000.0),
+            network: mb(2500.0),
+            destination_write: mb(3000.0),
+            copy: mb(600.0),
+            cpu: vec![cpu(35.0), cpu(99.0)],
+        };
+        assert!(judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
+        figures.cpu = vec![cpu(35.0), cpu(40.0)];
+        assert!(!judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
+    }
+}
