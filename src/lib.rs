@@ -10,6 +10,7 @@ pub mod file;
 pub mod interrupt;
 pub mod measure;
 pub mod payload;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod serve;
