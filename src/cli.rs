@@ -57,6 +57,14 @@ pub enum Command {
     /// a fixed pool of buffers, spread over -P streams, written at its offsets, fsynced and
     /// renamed into place: an interrupted copy never leaves a file under the final name.
     Copy(CopyArgs),
+    /// Everything, then the verdict: which stage holds a copy back.
+    ///
+    /// Stages: (1) a random test file in --dir (reused when valid); (2) the source disk's read
+    /// here and the destination disk's write on the server; (3) memory to memory for each path;
+    /// (4) a verified disk-to-disk copy for each path; (5) the verdict: bound = min(source read,
+    /// network, destination write), the stage at the bound, and copy ÷ bound. Without HOST a
+    /// server is started inside this process on loopback, its root a directory in --dir.
+    Run(RunArgs),
 }
 
 /// How a client proves itself to a server that requires a token.
@@ -392,5 +400,74 @@ fn parse_max_clients(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
         _ => Err(format!("'{text}': give 1 to 1024 clients")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A running `xferbench serve`: HOST or HOST:PORT [default: one inside this process].
+    pub host: Option<String>,
+
+    /// Paths to measure, comma-separated: tcp, ssh, rdma, udp (those this build lacks are
+    /// listed as skipped).
+    #[arg(
+        long,
+        value_name = "PATHS",
+        default_value = "tcp",
+        value_delimiter = ','
+    )]
+    pub via: Vec<String>,
+
+    /// Size of the test file and of each disk test.
+    #[arg(short, long, value_name = "SIZE", default_value = "4G", value_parser = parse_size_arg)]
+    pub size: u64,
+
+    /// Directory of the test file (kept for the next run as .xferbench-run-SIZE.data).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Parallel streams for the network and the copy.
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = parse_streams)]
+    pub parallel: usize,
+
+    /// Seconds of each memory-to-memory test.
+    #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 5.0, value_parser = parse_secs)]
+    pub secs: f64,
+
+    /// Run each measurement N times; report min / median / max / stddev (the verdict uses medians).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_repeat)]
+    pub repeat: usize,
+
+    /// Print the report as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json_stdout: bool,
+
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Also write every measurement as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the report as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Also plot throughput over time, with the baselines and link classes, to FILE.svg.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+fn parse_repeat(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}': give 1 to 100 repeats")),
     }
 }

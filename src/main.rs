@@ -3,10 +3,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use xferbench::cli::{Cli, Command, CopyArgs, DiskArgs, GenArgs, NetArgs, ServeArgs};
+use xferbench::cli::{Cli, Command, CopyArgs, DiskArgs, GenArgs, NetArgs, RunArgs, ServeArgs};
 use xferbench::disk::{self, BaselineOptions};
 use xferbench::file::{self, GenOptions};
 use xferbench::interrupt::{self, Interrupted};
+use xferbench::plan::{self, RunOptions};
 use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
 use xferbench::serve::{self, ServeOptions};
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Net(args) => net(args),
         Command::Copy(args) => copy(args, &progress),
+        Command::Run(args) => run(args, &progress),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +164,28 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
         println!("{}", report::json::render("copy", &report));
     } else {
         print!("{}", report::text::copy(&report));
+    }
+    eprint!("{}", report::text::warnings(&report.warnings));
+    Ok(())
+}
+
+fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
+    let options = RunOptions {
+        host: args.host.clone(),
+        token: args.token.token()?,
+        paths: args.via.clone(),
+        dir: args.dir.clone(),
+        size: args.size,
+        streams: args.parallel,
+        net_secs: args.secs,
+        repeat: args.repeat,
+        pattern: args.engine.pattern(),
+    };
+    let report = plan::run(&options, progress)?;
+    if args.json_stdout {
+        println!("{}", report::json::render("run", &report));
+    } else {
+        print!("{}", report::text::run(&report));
     }
     eprint!("{}", report::text::warnings(&report.warnings));
     Ok(())

@@ -144,6 +144,8 @@ pub trait Watcher {
     fn end(&self);
     /// An interval of a network test closed (iperf3's per-second line).
     fn tick(&self, _tick: &crate::transport::memory::Tick) {}
+    /// A stage of a longer run begins (`run`'s numbered headings).
+    fn heading(&self, _title: &str) {}
 }
 
 /// Nobody watches: for tests, benches and `--quiet`.

@@ -4,11 +4,18 @@
 //! disk to disk for each path (verified) → the verdict. Paths this build or peer cannot do are
 //! listed as skipped with the reason, never dropped.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
-use crate::measure::{CpuUse, Measurement};
-use crate::report::verdict::Verdict;
-use crate::transport::TransportKind;
+use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
+use crate::file::{self, FillMode, GenOptions};
+use crate::measure::{CpuUse, Measurement, Stage as MeasuredStage, Watcher};
+use crate::report::verdict::{self, Figures, Sentence, Verdict};
+use crate::serve;
+use crate::transport::tcp::Tcp;
+use crate::transport::{CopyPlan, Directions, Location, NetPlan, Peer, Transport, TransportKind};
 use crate::units::Rate;
 use crate::warning::Warning;
 
@@ -142,4 +149,272 @@ mod tests {
         let even = Summary::of(vec![measured(100.0), measured(200.0)]).unwrap();
         assert_eq!(even.median_bytes_per_sec, 150e6);
     }
+}
+
+/// What `xferbench run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `HOST[:PORT]` of a running `serve`; None starts one inside this process on loopback.
+    pub host: Option<String>,
+    pub token: Option<String>,
+    /// Names from `--via`, in order.
+    pub paths: Vec<String>,
+    /// Where the test file lives (and, with the embedded server, the destination root).
+    pub dir: PathBuf,
+    pub size: u64,
+    pub streams: usize,
+    pub net_secs: f64,
+    pub repeat: usize,
+    pub pattern: Pattern,
+}
+
+/// Where a run keeps its test file, so the next run can reuse it.
+pub fn test_file_path(dir: &Path, size: u64) -> PathBuf {
+    dir.join(format!(".xferbench-run-{size}.data"))
+}
+
+/// Name of the copy on the server, inside its root (replaced by every run).
+pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
+
+/// Runs everything, stage by stage, and judges each path.
+pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
+    let (wanted, skipped) = choose_paths(&options.paths)?;
+    options.pattern.validate(true)?;
+    if options.size < options.pattern.block as u64 {
+        bail!(
+            "--size {} is smaller than one block (--bs {}): give a larger --size",
+            options.size,
+            options.pattern.block
+        );
+    }
+    if options.repeat == 0 {
+        bail!("--repeat 0: give at least 1");
+    }
+    let meta = std::fs::metadata(&options.dir)
+        .map_err(|err| anyhow!(file::describe_path_error(&options.dir, err)))?;
+    if !meta.is_dir() {
+        bail!("--dir {} is not a directory", options.dir.display());
+    }
+    let mut warnings = Vec::new();
+
+    // The server: the one given, or one in this process whose root is a directory beside the
+    // test file (on one machine, the destination disk is this disk).
+    let embedded_root;
+    let embedded;
+    let (peer, server_name) = match &options.host {
+        Some(host) => (Peer::parse(host)?, host.clone()),
+        None => {
+            embedded_root = tempfile::Builder::new()
+                .prefix(".xferbench-run-")
+                .tempdir_in(&options.dir)
+                .with_context(|| {
+                    format!("creating a destination root in {}", options.dir.display())
+                })?;
+            embedded = serve::Embedded::start(embedded_root.path().to_path_buf())?;
+            (
+                Peer::parse(&embedded.addr.to_string())?,
+                "embedded".to_string(),
+            )
+        }
+    };
+    let tcp = Tcp::new(peer, options.token.clone())?;
+
+    watcher.heading("1/5 test file");
+    let test_file = test_file_path(&options.dir, options.size);
+    let reused = reusable(&test_file, options.size);
+    if !reused {
+        let made = file::generate(
+            &GenOptions {
+                path: test_file.clone(),
+                size: options.size,
+                fill: FillMode::Random,
+                force: true,
+                pattern: options.pattern,
+                engine: EngineChoice::Auto,
+            },
+            watcher,
+        )?;
+        warnings.extend(made.warnings);
+    }
+
+    watcher.heading("2/5 disk baselines: source read here, destination write on the server");
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    for _ in 0..options.repeat {
+        let read = disk::baseline(
+            &BaselineOptions {
+                path: test_file.clone(),
+                size: None,
+                pattern: options.pattern,
+                direct: true,
+                engine: EngineChoice::Auto,
+                passes: Passes::ReadOnly,
+            },
+            watcher,
+        )?;
+        warnings.extend(read.warnings);
+        reads.extend(read.measurements.into_iter().map(|p| p.measurement));
+        let far = tcp
+            .remote_baseline(options.size, options.pattern)
+            .context("the server's disk baseline")?;
+        writes.extend(
+            far.measurements
+                .into_iter()
+                .filter(|m| m.stage == MeasuredStage::DiskWrite),
+        );
+    }
+    let source_read = Summary::of(reads);
+    let destination_write = Summary::of(writes);
+
+    let mut paths = Vec::new();
+    for (index, kind) in wanted.iter().enumerate() {
+        let transport: &dyn Transport = match kind {
+            TransportKind::Tcp => &tcp,
+        };
+        watcher.heading(&format!(
+            "3/5 memory to memory over {kind} ({}/{})",
+            index + 1,
+            wanted.len()
+        ));
+        let net_plan = NetPlan {
+            streams: options.streams,
+            secs: options.net_secs,
+            omit_secs: 0.0,
+            interval_secs: 1.0,
+            len: 128 << 10,
+            window: None,
+            directions: Directions::Upload,
+        };
+        let mut nets = Vec::new();
+        for _ in 0..options.repeat {
+            let report = transport.mem_to_mem(&net_plan, watcher)?;
+            warnings.extend(report.warnings);
+            nets.extend(report.directions.into_iter().map(|d| d.receiver));
+        }
+        watcher.heading(&format!("4/5 disk to disk over {kind}, verified"));
+        let copy_plan = CopyPlan {
+            source: Location::Local(test_file.clone()),
+            destination: Location::Remote {
+                peer: Peer::parse(&server_peer(&tcp))?,
+                path: REMOTE_COPY.into(),
+            },
+            streams: options.streams,
+            chunk: options.pattern.block,
+            iodepth: options.pattern.depth,
+            verify: true,
+            force: true,
+        };
+        let mut copies = Vec::new();
+        let mut copy_cpu = Vec::new();
+        for _ in 0..options.repeat {
+            let report = transport.copy(&copy_plan, watcher)?;
+            warnings.extend(report.warnings);
+            copy_cpu = vec![report.cpu.local, report.cpu.remote];
+            copies.push(report.measurement);
+        }
+        let network = Summary::of(nets);
+        let copy = Summary::of(copies);
+        let figures = Figures {
+            source_read: source_read.as_ref().map(Summary::rate),
+            network: network.as_ref().map(Summary::rate),
+            destination_write: destination_write.as_ref().map(Summary::rate),
+            copy: copy.as_ref().map(Summary::rate),
+            cpu: copy_cpu.clone(),
+            // The embedded server's root sits beside the test file: one disk does both.
+            shared_disk: options.host.is_none(),
+        };
+        let verdict = verdict::judge(*kind, &figures);
+        let sentence = verdict
+            .as_ref()
+            .map(|v| {
+                Sentence {
+                    verdict: v,
+                    figures: &figures,
+                }
+                .to_string()
+            })
+            .unwrap_or_else(|| format!("{kind}: nothing measured"));
+        paths.push(PathResult {
+            path: *kind,
+            network,
+            copy,
+            copy_cpu,
+            verdict,
+            sentence,
+        });
+    }
+    watcher.heading("5/5 verdict");
+    dedup(&mut warnings);
+    Ok(RunReport {
+        parameters: Parameters {
+            server: server_name,
+            paths: options.paths.clone(),
+            size: options.size,
+            streams: options.streams,
+            net_secs: options.net_secs,
+            repeat: options.repeat,
+            block_size: options.pattern.block as u64,
+            iodepth: options.pattern.depth,
+        },
+        test_file: test_file.display().to_string(),
+        test_file_reused: reused,
+        source_read,
+        destination_write,
+        paths,
+        skipped,
+        warnings,
+    })
+}
+
+/// The paths to run and the ones skipped with the reason; an unknown name is an error.
+fn choose_paths(names: &[String]) -> Result<(Vec<TransportKind>, Vec<Skipped>)> {
+    let mut wanted = Vec::new();
+    let mut skipped = Vec::new();
+    for name in names {
+        match name.as_str() {
+            "tcp" => wanted.push(TransportKind::Tcp),
+            known if PATH_NAMES.contains(&known) => skipped.push(Skipped {
+                path: known.to_string(),
+                reason: format!("this build of xferbench has no {known} path yet"),
+            }),
+            unknown => bail!(
+                "--via {unknown}: unknown path; give a comma-separated list of {}",
+                PATH_NAMES.join(", ")
+            ),
+        }
+    }
+    if wanted.is_empty() && skipped.is_empty() {
+        bail!("--via names no path: give e.g. --via tcp");
+    }
+    Ok((wanted, skipped))
+}
+
+/// A test file can be reused when it has the size asked for and every byte is written.
+fn reusable(path: &Path, size: u64) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() != size {
+        return false;
+    }
+    let Ok(handle) = std::fs::File::open(path) else {
+        return false;
+    };
+    file::unwritten_warning(&handle, path).is_none()
+}
+
+fn server_peer(tcp: &Tcp) -> String {
+    tcp.peer().authority()
+}
+
+fn dedup(warnings: &mut Vec<Warning>) {
+    let mut seen: Vec<Warning> = Vec::new();
+    warnings.retain(|w| {
+        if seen.contains(w) {
+            false
+        } else {
+            seen.push(w.clone());
+            true
+        }
+    });
 }

@@ -70,6 +70,12 @@ impl Watcher for Progress {
         *self.running.lock().expect("progress lock") = Some((stop, worker));
     }
 
+    fn heading(&self, title: &str) {
+        if self.style != Style::Quiet {
+            eprintln!("== {title}");
+        }
+    }
+
     fn end(&self) {
         if let Some((stop, worker)) = self.running.lock().expect("progress lock").take() {
             drop(stop);

@@ -310,3 +310,73 @@ pub fn copy(report: &CopyReport) -> String {
 fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
+
+/// `run`: the verdict first, one sentence per path, then the figures behind it.
+pub fn run(report: &crate::plan::RunReport) -> String {
+    let mut out = String::new();
+    for path in &report.paths {
+        let _ = writeln!(out, "{}", path.sentence);
+    }
+    for skipped in &report.skipped {
+        let _ = writeln!(out, "{}: skipped — {}", skipped.path, skipped.reason);
+    }
+    let _ = writeln!(
+        out,
+        "\n{} test file {} ({}), server {}, {}, {} run{} each (medians; min–max):",
+        if report.test_file_reused {
+            "reused"
+        } else {
+            "new"
+        },
+        report.test_file,
+        format_bytes(report.parameters.size),
+        report.parameters.server,
+        plural(report.parameters.streams, "stream"),
+        report.parameters.repeat,
+        if report.parameters.repeat == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    let mut row = |name: &str, summary: Option<&crate::plan::Summary>, note: &str| {
+        let Some(summary) = summary else {
+            let _ = writeln!(out, "  {name:<28} not measured");
+            return;
+        };
+        let spread = if summary.measurements.len() > 1 {
+            format!(
+                "  ({:.0}–{:.0} MB/s, sd {:.0})",
+                summary.min_bytes_per_sec / 1e6,
+                summary.max_bytes_per_sec / 1e6,
+                summary.stddev_bytes_per_sec / 1e6
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {name:<28} {:>26}{spread}  {note}",
+            summary.rate().to_string()
+        );
+    };
+    row("source read (O_DIRECT)", report.source_read.as_ref(), "");
+    row(
+        "destination write (+fsync)",
+        report.destination_write.as_ref(),
+        "",
+    );
+    for path in &report.paths {
+        row(
+            &format!("{} memory to memory", path.path),
+            path.network.as_ref(),
+            "",
+        );
+        row(
+            &format!("{} disk to disk", path.path),
+            path.copy.as_ref(),
+            "verified, fsync included",
+        );
+    }
+    out
+}

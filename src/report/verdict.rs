@@ -20,6 +20,8 @@ pub enum Stage {
     SourceDisk,
     Network,
     DestinationDisk,
+    /// One disk serving both the reads and the writes of the copy (a copy within one machine).
+    SharedDisk,
 }
 
 impl Stage {
@@ -28,6 +30,7 @@ impl Stage {
             Stage::SourceDisk => "the source disk",
             Stage::Network => "the network",
             Stage::DestinationDisk => "the destination disk",
+            Stage::SharedDisk => "the one disk both ends share",
         }
     }
 }
@@ -48,6 +51,18 @@ pub struct Figures {
     pub copy: Option<Rate>,
     /// CPU use of each end during the copy.
     pub cpu: Vec<CpuUse>,
+    /// Source and destination are one device: it must serve reads and writes in turn.
+    pub shared_disk: bool,
+}
+
+impl Figures {
+    /// The rate of a disk that reads and writes in turn: 1 / (1/read + 1/write).
+    pub fn shared_disk_rate(&self) -> Option<Rate> {
+        let (read, write) = (self.source_read?, self.destination_write?);
+        (read.bytes_per_sec > 0.0 && write.bytes_per_sec > 0.0).then(|| Rate {
+            bytes_per_sec: 1.0 / (1.0 / read.bytes_per_sec + 1.0 / write.bytes_per_sec),
+        })
+    }
 }
 
 /// The verdict for one path.
@@ -72,7 +87,19 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
         (Stage::Network, figures.network),
         (Stage::DestinationDisk, figures.destination_write),
     ];
-    let measured: Vec<(Stage, f64)> = stages
+    let shared = figures
+        .shared_disk
+        .then(|| figures.shared_disk_rate())
+        .flatten();
+    let considered: Vec<(Stage, Option<Rate>)> = match shared {
+        // The shared disk replaces its two halves: it is slower than either.
+        Some(rate) => vec![
+            (Stage::Network, figures.network),
+            (Stage::SharedDisk, Some(rate)),
+        ],
+        None => stages.to_vec(),
+    };
+    let measured: Vec<(Stage, f64)> = considered
         .iter()
         .filter_map(|&(stage, rate)| rate.map(|r| (stage, r.bytes_per_sec)))
         .collect();
@@ -138,7 +165,12 @@ impl fmt::Display for Sentence<'_> {
         for stage in &verdict.bottleneck {
             write!(f, " ({})", stage_figure(*stage, figures))?;
         }
-        let others: Vec<String> = [Stage::SourceDisk, Stage::Network, Stage::DestinationDisk]
+        let all = if verdict.bottleneck.contains(&Stage::SharedDisk) || figures.shared_disk {
+            vec![Stage::Network, Stage::SharedDisk]
+        } else {
+            vec![Stage::SourceDisk, Stage::Network, Stage::DestinationDisk]
+        };
+        let others: Vec<String> = all
             .into_iter()
             .filter(|s| !verdict.bottleneck.contains(s) && !verdict.missing.contains(s))
             .map(|s| format!("{} {}", s.name(), stage_figure(s, figures)))
@@ -169,6 +201,19 @@ fn stage_figure(stage: Stage, figures: &Figures) -> String {
         Stage::Network => figures
             .network
             .map(|r| format!("carries {r}, {}", classes::place_link(r))),
+        Stage::SharedDisk => figures.shared_disk_rate().map(|r| {
+            format!(
+                "read {} and write {} in turn: {r}",
+                figures
+                    .source_read
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+                figures
+                    .destination_write
+                    .map(|r| r.to_string())
+                    .unwrap_or_default()
+            )
+        }),
     }
     .unwrap_or_else(|| "not measured".into())
 }
@@ -196,6 +241,7 @@ mod tests {
             destination_write: mb(410.0),
             copy: mb(398.0),
             cpu: vec![cpu(20.0)],
+            shared_disk: false,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -236,6 +282,7 @@ mod tests {
             destination_write: mb(500.0),
             copy: mb(450.0),
             cpu: Vec::new(),
+            shared_disk: false,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -250,6 +297,33 @@ mod tests {
     }
 
     #[test]
+    fn one_disk_serving_both_ends_is_judged_at_its_read_and_write_in_turn() {
+        let figures = Figures {
+            source_read: mb(1300.0),
+            network: mb(10_000.0),
+            destination_write: mb(2600.0),
+            copy: mb(800.0),
+            cpu: Vec::new(),
+            shared_disk: true,
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
+        let in_turn = 1.0 / (1.0 / 1300.0 + 1.0 / 2600.0);
+        assert!((verdict.bound().mb_per_sec() - in_turn).abs() < 1e-6);
+        assert!((verdict.efficiency.unwrap() - 800.0 / in_turn).abs() < 1e-9);
+        assert!(verdict.missing.is_empty());
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        assert!(
+            sentence.contains("limited by the one disk both ends share"),
+            "{sentence}"
+        );
+    }
+
+    #[test]
     fn a_slow_copy_with_a_saturated_cpu_is_cpu_bound() {
         let mut figures = Figures {
             source_read: mb(3000.0),
@@ -257,6 +331,7 @@ mod tests {
             destination_write: mb(3000.0),
             copy: mb(600.0),
             cpu: vec![cpu(35.0), cpu(99.0)],
+            shared_disk: false,
         };
         assert!(judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
         figures.cpu = vec![cpu(35.0), cpu(40.0)];

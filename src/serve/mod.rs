@@ -79,6 +79,76 @@ pub fn run(
     announce: impl FnOnce(&Listening),
     log: impl Fn(&str) + Send + Sync + 'static,
 ) -> Result<()> {
+    serve_until(options, announce, log, interrupt::wait())?;
+    Err(Interrupted.into())
+}
+
+/// A server running inside this process on loopback: `run`'s default peer, so a first run
+/// needs nothing else installed. Stopped (and its sessions dropped) when this is dropped.
+pub struct Embedded {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Embedded {
+    /// Starts a server on 127.0.0.1 (any free port) serving `root`.
+    pub fn start(root: PathBuf) -> Result<Embedded> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (listening, addr) = std::sync::mpsc::channel();
+        let options = ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            root: Some(root),
+            token: None,
+            max_bytes: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        };
+        let thread = std::thread::Builder::new()
+            .name("xferbench-embedded-serve".into())
+            .spawn(move || {
+                serve_until(
+                    options,
+                    |l| {
+                        let _ = listening.send(l.addr);
+                    },
+                    |_| {},
+                    async {
+                        let _ = stopped.await;
+                    },
+                )
+            })
+            .context("starting the embedded server")?;
+        match addr.recv_timeout(Duration::from_secs(10)) {
+            Ok(addr) => Ok(Embedded {
+                addr,
+                stop: Some(stop),
+                thread: Some(thread),
+            }),
+            Err(_) => Err(match thread.join() {
+                Ok(Err(err)) => err.context("the embedded server did not start"),
+                _ => anyhow!("the embedded server did not start"),
+            }),
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Serves until `stop` resolves.
+fn serve_until(
+    options: ServeOptions,
+    announce: impl FnOnce(&Listening),
+    log: impl Fn(&str) + Send + Sync + 'static,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let (root_dir, _temp_root) = match &options.root {
         Some(dir) => (dir.clone(), None),
         None => {
@@ -131,6 +201,7 @@ pub fn run(
             log: Box::new(log),
         });
         let mut connections = JoinSet::new();
+        tokio::pin!(stop);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -144,11 +215,11 @@ pub fn run(
                     }
                 },
                 Some(_) = connections.join_next() => {}
-                _ = interrupt::wait() => break,
+                _ = &mut stop => break,
             }
         }
         // Dropping the sessions removes their partial files.
         connections.shutdown().await;
-        Err(Interrupted.into())
+        Ok(())
     })
 }

@@ -58,6 +58,13 @@ impl Tcp {
     }
 }
 
+impl Tcp {
+    /// The server this path talks to.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+}
+
 impl Transport for Tcp {
     fn kind(&self) -> TransportKind {
         TransportKind::Tcp
