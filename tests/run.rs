@@ -1,0 +1,311 @@
+//! `xferbench run`: everything in one command, the verdict first. Without HOST it starts its own
+//! server on loopback; with a lab of the test's own (as root) the verdict is checked against a
+//! link shaped to 1 Gbit (the network must be named) and an unshaped one (a disk must be).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::{
+    Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, run_command,
+    temp_dir,
+};
+use serde_json::Value;
+
+/// The tests of this file take turns: the verdict tests compare rates, which other runs on the
+/// same two cores would disturb.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
+const SIZE: &str = "16M";
+
+fn run_here(dir: &std::path::Path, extra: &[&str]) -> common::Run {
+    let mut cmd = command(["-q", "run", "--size", SIZE, "-t", "1", "--dir"]);
+    cmd.arg(dir).args(extra);
+    run_command(cmd)
+}
+
+#[test]
+fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let first = run_here(dir.path(), &[]);
+    assert_success(first.code, &first.stdout, &first.stderr);
+    let line = first.stdout.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("tcp: ") && line.contains("disk to disk") && line.contains("limited by"),
+        "the first line is not the verdict: {}",
+        first.stdout
+    );
+    // One machine: the embedded server's root is on the same disk as the test file.
+    assert!(
+        line.contains("the one disk both ends share") || line.contains("the network"),
+        "{line}"
+    );
+    assert!(first.stdout.contains("new test file"), "{}", first.stdout);
+    assert_eq!(entries(dir.path()), vec![".xferbench-run-16777216.data"]);
+
+    let second = run_here(dir.path(), &[]);
+    assert_success(second.code, &second.stdout, &second.stderr);
+    assert!(
+        second.stdout.contains("reused test file"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(entries(dir.path()), vec![".xferbench-run-16777216.data"]);
+}
+
+#[test]
+fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let out = run_here(dir.path(), &["-J", "--via", "tcp,ssh", "--repeat", "2"]);
+    let report = json_report(&out);
+    assert_eq!(report["schema"], 1, "{report:#}");
+    assert_eq!(report["command"], "run", "{report:#}");
+    assert_eq!(report["parameters"]["server"], "embedded", "{report:#}");
+    assert_eq!(report["parameters"]["repeat"], 2, "{report:#}");
+    for (stage, kind) in [
+        ("source_read", "disk_read"),
+        ("destination_write", "disk_write"),
+    ] {
+        let runs = report[stage]["measurements"]
+            .as_array()
+            .expect("measurements");
+        assert_eq!(runs.len(), 2, "{stage}: {report:#}");
+        assert!(runs.iter().all(|m| m["stage"] == kind), "{report:#}");
+        let (min, median, max) = (
+            report[stage]["min_bytes_per_sec"].as_f64().unwrap(),
+            report[stage]["median_bytes_per_sec"].as_f64().unwrap(),
+            report[stage]["max_bytes_per_sec"].as_f64().unwrap(),
+        );
+        assert!(min <= median && median <= max && min > 0.0, "{report:#}");
+    }
+    let path = &report["paths"][0];
+    assert_eq!(path["path"], "tcp", "{report:#}");
+    assert_eq!(path["copy"]["measurements"].as_array().unwrap().len(), 2);
+    assert_eq!(path["network"]["measurements"][0]["stage"], "net_receive");
+    let verdict = &path["verdict"];
+    assert!(
+        !verdict["bottleneck"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(verdict["efficiency"].as_f64().unwrap() > 0.0, "{report:#}");
+    assert_eq!(report["skipped"][0]["path"], "ssh", "{report:#}");
+    assert!(
+        report["skipped"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no ssh path")
+    );
+}
+
+#[test]
+fn run_with_an_unknown_path_fails_before_measuring_anything() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("carrier-pigeon"), "{}", out.stderr);
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+#[test]
+fn run_with_a_size_below_one_block_fails_cleanly() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let mut cmd = command(["-q", "run", "--size", "4K", "--dir"]);
+    cmd.arg(dir.path());
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("smaller than one block"),
+        "{}",
+        out.stderr
+    );
+    assert!(entries(dir.path()).is_empty());
+}
+
+#[test]
+fn run_against_a_host_without_serve_fails_cleanly() {
+    let _turn = turn();
+    let unused = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = unused.local_addr().unwrap();
+    drop(unused);
+    let dir = temp_dir();
+    let out = run_here(dir.path(), &[&addr.to_string()]);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+    // The test file was made before the server was needed; nothing else is left.
+    assert!(
+        entries(dir.path())
+            .iter()
+            .all(|name| name == ".xferbench-run-16777216.data"),
+        "{:?}",
+        entries(dir.path())
+    );
+}
+
+#[test]
+fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
+    let _turn = turn();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A server that says hello with a version from the future, to whoever calls.
+    let fake = std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let mut len = [0u8; 4];
+            if stream.read_exact(&mut len).is_ok() {
+                let mut hello = vec![0u8; u32::from_be_bytes(len) as usize];
+                let _ = stream.read_exact(&mut hello);
+                let body = br#"{"type":"welcome","version":999,"server":"9.9.9"}"#;
+                let _ = stream.write_all(&(body.len() as u32).to_be_bytes());
+                let _ = stream.write_all(body);
+            }
+        }
+    });
+    let dir = temp_dir();
+    let out = run_here(dir.path(), &[&addr.to_string()]);
+    fake.join().unwrap();
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("protocol 999") && out.stderr.contains("same version"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn run_without_room_for_the_test_file_fails_cleanly() {
+    let _turn = turn();
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to mount a small tmpfs");
+        return;
+    }
+    let dir = temp_dir();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4M", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mount a 4M tmpfs");
+    let out = run_here(dir.path(), &[]);
+    let listed = entries(dir.path());
+    let _ = Command::new("umount").arg(dir.path()).status();
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("not enough free space"),
+        "{}",
+        out.stderr
+    );
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+/// `run` against a server in a lab of the test's own, from the client's namespace.
+fn run_in_lab(hosts: &Hosts, extra: &[&str]) -> Option<Value> {
+    hosts.lab()?;
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let dir = temp_dir();
+    let mut args: Vec<&OsStr> = vec![
+        "run".as_ref(),
+        server.addr.as_ref(),
+        "--size".as_ref(),
+        "64M".as_ref(),
+        "-t".as_ref(),
+        "2".as_ref(),
+        "-J".as_ref(),
+        "--dir".as_ref(),
+        dir.path().as_os_str(),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    Some(json_report(&server.run(&args)))
+}
+
+fn bottleneck(report: &Value) -> Vec<String> {
+    report["paths"][0]["verdict"]["bottleneck"]
+        .as_array()
+        .expect("a bottleneck")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
+    let _turn = turn();
+    let hosts = Hosts::shaped("1gbit");
+    let Some(report) = run_in_lab(&hosts, &["-P", "1"]) else {
+        eprintln!("skipped: needs root and iproute2 for a lab");
+        return;
+    };
+    assert_eq!(bottleneck(&report), vec!["network"], "{report:#}");
+    let ours = report["paths"][0]["network"]["median_bytes_per_sec"]
+        .as_f64()
+        .unwrap()
+        * 8.0;
+    let lab = hosts.lab().unwrap();
+    let Some(iperf3) = iperf3_bits_per_sec(&lab.server_ns(), &lab.client_ns(), &lab.server_ip())
+    else {
+        eprintln!("iperf3 is not installed: the network figure was not compared");
+        return;
+    };
+    let ratio = ours / iperf3;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "xferbench {ours:.3e} b/s vs iperf3 {iperf3:.3e} b/s on the same 1 Gbit link"
+    );
+}
+
+#[test]
+fn run_over_an_unshaped_link_names_a_disk_not_the_network() {
+    let _turn = turn();
+    let hosts = Hosts::two();
+    let Some(report) = run_in_lab(&hosts, &[]) else {
+        eprintln!("skipped: needs root and iproute2 for a lab");
+        return;
+    };
+    let named = bottleneck(&report);
+    assert!(!named.contains(&"network".to_string()), "{report:#}");
+    assert!(
+        named.iter().any(|s| s.ends_with("disk"))
+            || report["paths"][0]["verdict"]["cpu_bound"] == true,
+        "{report:#}"
+    );
+}
+
+/// iperf3's received rate between the lab's namespaces, -P 1 for 2 s; None without iperf3.
+fn iperf3_bits_per_sec(server_ns: &str, client_ns: &str, server_ip: &str) -> Option<f64> {
+    let has_iperf3 = Command::new("iperf3").arg("--version").output().is_ok();
+    if !has_iperf3 {
+        return None;
+    }
+    let mut server = Command::new("ip")
+        .args([
+            "netns", "exec", server_ns, "iperf3", "-s", "-1", "-p", "5399", "-B", server_ip,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iperf3 -s");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = Command::new("timeout")
+        .args([
+            "20", "ip", "netns", "exec", client_ns, "iperf3", "-c", server_ip, "-p", "5399", "-t",
+            "2", "-J",
+        ])
+        .output()
+        .expect("run iperf3 -c");
+    let _ = server.kill();
+    let _ = server.wait();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    report["end"]["sum_received"]["bits_per_second"].as_f64()
+}
