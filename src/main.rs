@@ -10,6 +10,7 @@ use xferbench::interrupt::{self, Interrupted};
 use xferbench::plan::{self, RunOptions};
 use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
+use xferbench::report::export::{ExportManager, Format};
 use xferbench::serve::{self, ServeOptions};
 use xferbench::transport::tcp::Tcp;
 use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport};
@@ -181,7 +182,20 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
         repeat: args.repeat,
         pattern: args.engine.pattern(),
     };
+    // Files are created now, so a bad path fails before a long run, not after it.
+    let mut exports = ExportManager::new();
+    for (format, path) in [
+        (Format::Json, &args.json),
+        (Format::Csv, &args.csv),
+        (Format::Markdown, &args.markdown),
+        (Format::Svg, &args.plot),
+    ] {
+        if let Some(path) = path {
+            exports.add(format, path)?;
+        }
+    }
     let report = plan::run(&options, progress)?;
+    exports.write_all(&report)?;
     if args.json_stdout {
         println!("{}", report::json::render("run", &report));
     } else {

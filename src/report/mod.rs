@@ -1,6 +1,11 @@
-//! Turning results into words and files. Nothing here measures or touches a disk or socket.
+//! Turning results into words and files. Nothing here measures or touches a socket; `export`
+//! writes the report files the user asked for.
 
+pub mod csv;
+pub mod export;
 pub mod json;
+pub mod markdown;
+pub mod svg;
 pub mod text;
 pub mod verdict;
 

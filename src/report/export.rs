@@ -1,0 +1,348 @@
+//! Report files: one small trait, one file per format, and a manager that writes every file the
+//! user asked for (`--json`, `--csv`, `--markdown`, `--plot`), after hyperfine's `src/export/`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+
+use crate::plan::RunReport;
+
+/// Turns a run report into the bytes of one file.
+pub trait Exporter {
+    fn render(&self, report: &RunReport) -> Result<Vec<u8>>;
+}
+
+/// The file formats a run report can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The versioned JSON report (`schema: 1`), the contract for scripts.
+    Json,
+    /// One row per measurement, every repeat, for spreadsheets.
+    Csv,
+    /// The verdict and a table of medians, for a README or an issue.
+    Markdown,
+    /// Throughput over time per path against the baselines and link classes.
+    Svg,
+}
+
+impl Format {
+    pub fn exporter(self) -> Box<dyn Exporter> {
+        match self {
+            Format::Json => Box::new(JsonExporter),
+            Format::Csv => Box::new(super::csv::CsvExporter),
+            Format::Markdown => Box::new(super::markdown::MarkdownExporter),
+            Format::Svg => Box::new(super::svg::SvgExporter),
+        }
+    }
+}
+
+/// The JSON report: the envelope of [`super::json::render`] around the run report.
+pub struct JsonExporter;
+
+impl Exporter for JsonExporter {
+    fn render(&self, report: &RunReport) -> Result<Vec<u8>> {
+        let mut text = super::json::render("run", report);
+        text.push('\n');
+        Ok(text.into_bytes())
+    }
+}
+
+/// Every report file asked for, written together once the run is done.
+#[derive(Default)]
+pub struct ExportManager {
+    exporters: Vec<(Box<dyn Exporter>, PathBuf)>,
+}
+
+impl ExportManager {
+    pub fn new() -> ExportManager {
+        ExportManager::default()
+    }
+
+    /// Adds a file to write. It is created (empty) now, so that a path that cannot be written
+    /// fails before a run of many minutes rather than after it.
+    pub fn add(&mut self, format: Format, path: impl Into<PathBuf>) -> Result<()> {
+        let path = path.into();
+        if self.exporters.iter().any(|(_, known)| *known == path) {
+            bail!(
+                "{} is named for two reports: give each report its own file",
+                path.display()
+            );
+        }
+        File::create(&path).map_err(|err| cannot_write(&path, err))?;
+        self.exporters.push((format.exporter(), path));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exporters.is_empty()
+    }
+
+    /// Writes every file; one that fails does not stop the others, and the error names each failure.
+    pub fn write_all(&self, report: &RunReport) -> Result<()> {
+        let mut failures = Vec::new();
+        for (exporter, path) in &self.exporters {
+            let written = exporter
+                .render(report)
+                .map_err(|err| anyhow!("cannot write {}: {err:#}", path.display()))
+                .and_then(|bytes| write_file(path, &bytes));
+            if let Err(err) = written {
+                failures.push(err.to_string());
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failures.join("; "))
+        }
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(|err| cannot_write(path, err))?;
+    file.write_all(bytes)
+        .and_then(|()| file.flush())
+        .map_err(|err| cannot_write(path, err))
+}
+
+/// "cannot write report.csv: permission denied", with the fix where there is one.
+fn cannot_write(path: &Path, err: io::Error) -> anyhow::Error {
+    let reason = match err.kind() {
+        io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        io::ErrorKind::NotFound => match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => format!(
+                "the directory {} does not exist: create it first",
+                dir.display()
+            ),
+            _ => "no such file or directory".to_string(),
+        },
+        io::ErrorKind::IsADirectory => "it is a directory: give a file name".to_string(),
+        io::ErrorKind::NotADirectory => "a part of the path is not a directory".to_string(),
+        io::ErrorKind::ReadOnlyFilesystem => "the file system is read-only".to_string(),
+        io::ErrorKind::StorageFull => "the disk is full".to_string(),
+        _ => err.to_string(),
+    };
+    anyhow!("cannot write {}: {reason}", path.display())
+}
+
+/// A small run report with every part a renderer meets: baselines, one measured path with
+/// intervals and a verdict, a skipped path, and a warning.
+#[cfg(test)]
+pub(crate) fn sample_report() -> RunReport {
+    use crate::measure::{Conditions, CpuUse, Interval, Measurement, Stage};
+    use crate::plan::{Parameters, PathResult, Skipped, Summary};
+    use crate::report::verdict::{self, Figures, Sentence};
+    use crate::transport::TransportKind;
+    use crate::warning::Warning;
+    use std::time::Duration;
+
+    const MIB: u64 = 1 << 20;
+    let size: u64 = 2_000_000_000;
+    let disk = |stage, mb_per_sec: f64| {
+        let secs = size as f64 / (mb_per_sec * 1e6);
+        Measurement::new(
+            stage,
+            size,
+            Duration::from_secs_f64(secs),
+            Conditions {
+                direct: true,
+                fsync_included: stage == Stage::DiskWrite,
+                block_size: Some(MIB),
+                iodepth: Some(32),
+                ..Conditions::default()
+            },
+            Vec::new(),
+        )
+    };
+    // One-second intervals whose rates follow `shape` (MB/s), the last one half a second.
+    let over_time = |stage, shape: &[f64]| {
+        let mut intervals = Vec::new();
+        let mut start = 0.0;
+        for (i, &mb_per_sec) in shape.iter().enumerate() {
+            let secs = if i + 1 == shape.len() { 0.5 } else { 1.0 };
+            intervals.push(Interval {
+                start_secs: start,
+                secs,
+                bytes: (mb_per_sec * 1e6 * secs) as u64,
+            });
+            start += secs;
+        }
+        let bytes = intervals.iter().map(|i| i.bytes).sum();
+        Measurement::new(
+            stage,
+            bytes,
+            Duration::from_secs_f64(start),
+            Conditions {
+                direct: stage == Stage::Copy,
+                fsync_included: stage == Stage::Copy,
+                path: Some(TransportKind::Tcp),
+                streams: Some(4),
+                mtu: Some(9000),
+                block_size: Some(MIB),
+                iodepth: Some(16),
+                ..Conditions::default()
+            },
+            intervals,
+        )
+    };
+
+    let source_read = Summary::of(vec![
+        disk(Stage::DiskRead, 1480.0),
+        disk(Stage::DiskRead, 1610.0),
+        disk(Stage::DiskRead, 1550.0),
+    ]);
+    let destination_write = Summary::of(vec![
+        disk(Stage::DiskWrite, 402.0),
+        disk(Stage::DiskWrite, 431.0),
+        disk(Stage::DiskWrite, 415.0),
+    ]);
+    let network = Summary::of(vec![over_time(
+        Stage::NetReceive,
+        &[
+            980.0, 1160.0, 1172.0, 1168.0, 1175.0, 1170.0, 1166.0, 1174.0, 1171.0, 1169.0,
+        ],
+    )]);
+    let copy = Summary::of(vec![
+        over_time(Stage::Copy, &[360.0, 402.0, 398.0, 405.0, 391.0, 400.0]),
+        over_time(
+            Stage::Copy,
+            &[520.0, 410.0, 396.0, 401.0, 388.0, 399.0, 402.0, 210.0],
+        ),
+    ]);
+    let cpu = vec![CpuUse {
+        user_secs: 0.4,
+        system_secs: 1.9,
+        percent: 38.0,
+    }];
+    let figures = Figures {
+        source_read: source_read.as_ref().map(Summary::rate),
+        network: network.as_ref().map(Summary::rate),
+        destination_write: destination_write.as_ref().map(Summary::rate),
+        copy: copy.as_ref().map(Summary::rate),
+        cpu: cpu.clone(),
+        shared_disk: false,
+    };
+    let verdict = verdict::judge(TransportKind::Tcp, &figures);
+    let sentence = Sentence {
+        verdict: verdict.as_ref().expect("stages were measured"),
+        figures: &figures,
+    }
+    .to_string();
+
+    RunReport {
+        parameters: Parameters {
+            server: "peer-b:7766".into(),
+            paths: vec!["tcp".into(), "rdma".into()],
+            size,
+            streams: 4,
+            net_secs: 10.0,
+            repeat: 3,
+            block_size: MIB,
+            iodepth: 32,
+        },
+        test_file: "/data/bench, fast/.xferbench-run-2000000000.data".into(),
+        test_file_reused: false,
+        source_read,
+        destination_write,
+        paths: vec![PathResult {
+            path: TransportKind::Tcp,
+            network,
+            copy,
+            copy_cpu: cpu,
+            verdict,
+            sentence,
+        }],
+        skipped: vec![Skipped {
+            path: "rdma".into(),
+            reason: "this build has no RDMA support, rebuild with --features rdma".into(),
+        }],
+        warnings: vec![Warning::Loopback],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+
+    #[test]
+    fn the_json_report_is_the_versioned_run_envelope() {
+        let bytes = JsonExporter.render(&sample_report()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["schema"], 1);
+        assert_eq!(json["command"], "run");
+        assert!(json["host"]["hostname"].is_string());
+        assert_eq!(json["paths"][0]["path"], "tcp");
+        assert_eq!(
+            json["paths"][0]["verdict"]["bottleneck"],
+            serde_json::json!(["destination_disk"])
+        );
+        assert_eq!(json["skipped"][0]["path"], "rdma");
+    }
+
+    #[test]
+    fn the_manager_writes_every_file_asked_for() {
+        let dir = temp_dir();
+        let mut manager = ExportManager::new();
+        assert!(manager.is_empty());
+        for (format, name) in [
+            (Format::Json, "r.json"),
+            (Format::Csv, "r.csv"),
+            (Format::Markdown, "r.md"),
+            (Format::Svg, "r.svg"),
+        ] {
+            manager.add(format, dir.path().join(name)).unwrap();
+        }
+        manager.write_all(&sample_report()).unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(read("r.json").contains("\"schema\": 1"));
+        assert!(read("r.csv").starts_with("stage,path,run,"));
+        assert!(read("r.md").starts_with("# "));
+        assert!(read("r.svg").contains("<svg"));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_fails_when_added_and_names_the_directory() {
+        let dir = temp_dir();
+        let path = dir.path().join("missing").join("report.csv");
+        let err = ExportManager::new()
+            .add(Format::Csv, &path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("cannot write "), "{err}");
+        assert!(err.contains("report.csv"), "{err}");
+        assert!(err.contains("missing does not exist"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_file_is_named_and_the_others_are_still_written() {
+        let dir = temp_dir();
+        let mut manager = ExportManager::new();
+        let doomed = dir.path().join("gone").join("report.md");
+        std::fs::create_dir(dir.path().join("gone")).unwrap();
+        manager.add(Format::Markdown, &doomed).unwrap();
+        manager.add(Format::Csv, dir.path().join("r.csv")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("gone")).unwrap();
+        let err = manager.write_all(&sample_report()).unwrap_err().to_string();
+        assert!(err.contains("cannot write"), "{err}");
+        assert!(err.contains("report.md"), "{err}");
+        assert!(!err.contains("r.csv"), "{err}");
+        assert!(dir.path().join("r.csv").metadata().unwrap().len() > 0);
+    }
+
+    #[test]
+    fn one_file_cannot_take_two_reports() {
+        let dir = temp_dir();
+        let mut manager = ExportManager::new();
+        manager.add(Format::Json, dir.path().join("r.out")).unwrap();
+        let err = manager
+            .add(Format::Csv, dir.path().join("r.out"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("named for two reports"), "{err}");
+    }
+}

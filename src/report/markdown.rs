@@ -1,0 +1,230 @@
+//! The Markdown report: the verdict first, then the figures behind it, for a README or an issue.
+
+use std::fmt::Write;
+
+use anyhow::Result;
+
+use super::export::Exporter;
+use crate::classes::{self, Direction};
+use crate::plan::{RunReport, Summary};
+use crate::units::{format_block, format_bytes};
+
+pub struct MarkdownExporter;
+
+impl Exporter for MarkdownExporter {
+    fn render(&self, report: &RunReport) -> Result<Vec<u8>> {
+        Ok(render(report).into_bytes())
+    }
+}
+
+/// What a table row's figure is placed against: a disk against devices, a transfer against links.
+#[derive(Clone, Copy)]
+enum ClassKind {
+    Device(Direction),
+    Link,
+}
+
+fn render(report: &RunReport) -> String {
+    let p = &report.parameters;
+    let mut out = String::new();
+    let _ = writeln!(out, "# xferbench run to {}\n", p.server);
+    let _ = writeln!(
+        out,
+        "Test file `{}` ({}, {}); {} stream{}, {} run{} per stage, {} blocks, iodepth {}.\n",
+        report.test_file,
+        format_bytes(p.size),
+        if report.test_file_reused {
+            "reused"
+        } else {
+            "written for this run"
+        },
+        p.streams,
+        plural(p.streams),
+        p.repeat,
+        plural(p.repeat),
+        format_block(p.block_size),
+        p.iodepth
+    );
+
+    out.push_str("## Verdict\n\n");
+    if report.paths.is_empty() {
+        out.push_str("- No path was measured.\n");
+    }
+    for result in &report.paths {
+        let _ = writeln!(out, "- {}", result.sentence);
+    }
+
+    out.push_str("\n## Figures\n\n");
+    out.push_str(
+        "| stage | path | median MB/s | median Gb/s | min | max | stddev | runs | class |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    let read = ClassKind::Device(Direction::Read);
+    let write = ClassKind::Device(Direction::Write);
+    table_row(&mut out, "source read", "", &report.source_read, read);
+    table_row(
+        &mut out,
+        "destination write",
+        "",
+        &report.destination_write,
+        write,
+    );
+    for result in &report.paths {
+        let path = result.path.to_string();
+        table_row(
+            &mut out,
+            "network, memory to memory",
+            &path,
+            &result.network,
+            ClassKind::Link,
+        );
+        table_row(
+            &mut out,
+            "copy, disk to disk",
+            &path,
+            &result.copy,
+            ClassKind::Link,
+        );
+    }
+    out.push_str("\nMB/s = 10^6 B/s; min, max and stddev are MB/s over the runs.\n");
+
+    if !report.skipped.is_empty() {
+        out.push_str("\n## Skipped\n\n");
+        for skipped in &report.skipped {
+            let _ = writeln!(out, "- {}: {}", skipped.path, skipped.reason);
+        }
+    }
+    if !report.warnings.is_empty() {
+        out.push_str("\n## Warnings\n\n");
+        for warning in &report.warnings {
+            let _ = writeln!(out, "- {warning}");
+        }
+    }
+    out
+}
+
+fn table_row(
+    out: &mut String,
+    stage: &str,
+    path: &str,
+    summary: &Option<Summary>,
+    kind: ClassKind,
+) {
+    let Some(summary) = summary else {
+        let _ = writeln!(out, "| {stage} | {path} | not measured | | | | | 0 | |");
+        return;
+    };
+    let rate = summary.rate();
+    let class = match kind {
+        ClassKind::Device(direction) => classes::place_device(rate, direction).to_string(),
+        ClassKind::Link => classes::place_link(rate).to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "| {stage} | {path} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {} | {} |",
+        rate.mb_per_sec(),
+        rate.gbit_per_sec(),
+        summary.min_bytes_per_sec / 1e6,
+        summary.max_bytes_per_sec / 1e6,
+        summary.stddev_bytes_per_sec / 1e6,
+        summary.measurements.len(),
+        cell(&class)
+    );
+}
+
+/// A table cell's text with pipes escaped, so it cannot split the row.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::export::sample_report;
+
+    fn rendered() -> String {
+        String::from_utf8(MarkdownExporter.render(&sample_report()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_verdict_sentence_comes_before_the_figures() {
+        let text = rendered();
+        let report = sample_report();
+        let sentence = &report.paths[0].sentence;
+        assert!(sentence.starts_with("tcp: "), "{sentence}");
+        let verdict = text
+            .find(&format!("- {sentence}\n"))
+            .expect("the sentence as a bullet");
+        let table = text
+            .find("| stage | path | median MB/s")
+            .expect("the table");
+        assert!(verdict < table, "{text}");
+        assert!(
+            text.starts_with("# xferbench run to peer-b:7766\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_stage_with_medians_and_classes() {
+        let text = rendered();
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| stage") && !l.starts_with("| ---"))
+            .collect();
+        assert_eq!(rows.len(), 4, "{text}");
+        assert!(rows[0].starts_with("| source read |  | 1550.0 | 12.40 | 1480.0 | 1610.0 | 65.1 | 3 | between SATA SSD and NVMe Gen3 x4 class |"), "{}", rows[0]);
+        assert!(
+            rows[1].starts_with("| destination write |  | 415.0 | 3.32 | 402.0 | 431.0 |"),
+            "{}",
+            rows[1]
+        );
+        assert!(rows[1].ends_with("| 3 | SATA SSD class |"), "{}", rows[1]);
+        assert!(
+            rows[2].starts_with(
+                "| network, memory to memory | tcp | 1149.5 | 9.20 | 1149.5 | 1149.5 | 0.0 | 1 |"
+            ),
+            "{}",
+            rows[2]
+        );
+        assert!(rows[2].ends_with("not 10 GbE (1170 MB/s) |"), "{}", rows[2]);
+        assert!(
+            rows[3].starts_with("| copy, disk to disk | tcp |"),
+            "{}",
+            rows[3]
+        );
+        assert!(
+            rows[3].ends_with("| 2 | would saturate 2.5 GbE (294 MB/s), not 10 GbE (1170 MB/s) |"),
+            "{}",
+            rows[3]
+        );
+    }
+
+    #[test]
+    fn skipped_paths_and_warnings_follow_the_table_with_their_reasons() {
+        let text = rendered();
+        let table = text.find("## Figures").unwrap();
+        let skipped = text
+            .find("## Skipped\n\n- rdma: this build has no RDMA support")
+            .unwrap();
+        let warnings = text
+            .find("## Warnings\n\n- the server is on this machine")
+            .unwrap();
+        assert!(table < skipped && skipped < warnings, "{text}");
+    }
+
+    #[test]
+    fn a_stage_not_measured_says_so() {
+        let mut report = sample_report();
+        report.paths[0].copy = None;
+        let text = render(&report);
+        assert!(
+            text.contains("| copy, disk to disk | tcp | not measured |"),
+            "{text}"
+        );
+    }
+}
