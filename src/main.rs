@@ -198,9 +198,9 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
     exports.write_all(&report)?;
     if args.json_stdout {
         println!("{}", report::json::render("run", &report));
+        eprint!("{}", report::text::warnings(&report.warnings));
     } else {
         print!("{}", report::text::run(&report));
     }
-    eprint!("{}", report::text::warnings(&report.warnings));
     Ok(())
 }

@@ -20,7 +20,9 @@ use serde_json::Value;
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
@@ -308,4 +310,120 @@ fn iperf3_bits_per_sec(server_ns: &str, client_ns: &str, server_ip: &str) -> Opt
     let _ = server.wait();
     let report: Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
     report["end"]["sum_received"]["bits_per_second"].as_f64()
+}
+
+#[test]
+fn run_writes_every_report_file_asked_for() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let out_dir = temp_dir();
+    let file = |name: &str| out_dir.path().join(name);
+    let (json, csv, markdown, plot) = (file("r.json"), file("r.csv"), file("r.md"), file("r.svg"));
+    let mut cmd = command([
+        "-q", "run", "--size", SIZE, "-t", "1", "--repeat", "2", "--dir",
+    ]);
+    cmd.arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--markdown")
+        .arg(&markdown)
+        .arg("--plot")
+        .arg(&plot);
+    let out = run_command(cmd);
+    assert_success(out.code, &out.stdout, &out.stderr);
+
+    // JSON: the documented layout (README, "xferbench run -J").
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "schema",
+        "command",
+        "host",
+        "parameters",
+        "test_file",
+        "test_file_reused",
+        "source_read",
+        "destination_write",
+        "paths",
+        "skipped",
+        "warnings",
+    ] {
+        assert!(report.get(key).is_some(), "no {key}: {report:#}");
+    }
+    for key in [
+        "server",
+        "paths",
+        "size",
+        "streams",
+        "net_secs",
+        "repeat",
+        "block_size",
+        "iodepth",
+    ] {
+        assert!(
+            report["parameters"].get(key).is_some(),
+            "no parameters.{key}"
+        );
+    }
+    for key in ["path", "network", "copy", "copy_cpu", "verdict", "sentence"] {
+        assert!(report["paths"][0].get(key).is_some(), "no paths[0].{key}");
+    }
+    for key in [
+        "path",
+        "bottleneck",
+        "bound_bytes_per_sec",
+        "efficiency",
+        "cpu_bound",
+        "missing",
+    ] {
+        assert!(
+            report["paths"][0]["verdict"].get(key).is_some(),
+            "no verdict.{key}"
+        );
+    }
+
+    // CSV: a header and one row per measurement (2 runs of each of the 4 stages).
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = csv_text.lines().collect();
+    assert!(
+        rows[0].starts_with("stage,path,run,bytes,secs,bytes_per_sec"),
+        "{csv_text}"
+    );
+    assert_eq!(rows.len(), 1 + 8, "{csv_text}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("copy,tcp,2,")),
+        "{csv_text}"
+    );
+
+    // Markdown: the verdict before the figures.
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    let verdict_at = md.find("- tcp: ").expect("a verdict bullet");
+    let table_at = md.find("| stage |").expect("a table");
+    assert!(verdict_at < table_at, "{md}");
+
+    // SVG: a picture with the path and the baselines in its legend.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.trim_end().ends_with("</svg>"),
+        "not an SVG"
+    );
+    assert!(
+        svg.contains("tcp copy") && svg.contains("source read baseline"),
+        "{svg}"
+    );
+}
+
+#[test]
+fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let mut cmd = command(["-q", "run", "--size", SIZE, "--dir"]);
+    cmd.arg(dir.path())
+        .arg("--csv")
+        .arg(dir.path().join("missing").join("r.csv"));
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("r.csv"), "{}", out.stderr);
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }

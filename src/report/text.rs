@@ -339,44 +339,59 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             "s"
         }
     );
-    let mut row = |name: &str, summary: Option<&crate::plan::Summary>, note: &str| {
-        let Some(summary) = summary else {
-            let _ = writeln!(out, "  {name:<28} not measured");
-            return;
+    use crate::classes::{self, Direction as Io};
+    let mut row =
+        |name: &str, summary: Option<&crate::plan::Summary>, class: &dyn Fn(Rate) -> String| {
+            let Some(summary) = summary else {
+                let _ = writeln!(out, "  {name:<28} not measured");
+                return;
+            };
+            let spread = if summary.measurements.len() > 1 {
+                format!(
+                    " ({:.0}–{:.0} MB/s, sd {:.0})",
+                    summary.min_bytes_per_sec / 1e6,
+                    summary.max_bytes_per_sec / 1e6,
+                    summary.stddev_bytes_per_sec / 1e6
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {name:<28} {:>26}{spread} — {}",
+                summary.rate().to_string(),
+                class(summary.rate())
+            );
         };
-        let spread = if summary.measurements.len() > 1 {
-            format!(
-                "  ({:.0}–{:.0} MB/s, sd {:.0})",
-                summary.min_bytes_per_sec / 1e6,
-                summary.max_bytes_per_sec / 1e6,
-                summary.stddev_bytes_per_sec / 1e6
-            )
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            out,
-            "  {name:<28} {:>26}{spread}  {note}",
-            summary.rate().to_string()
-        );
-    };
-    row("source read (O_DIRECT)", report.source_read.as_ref(), "");
+    let read_class = |r: Rate| classes::place_device(r, Io::Read).to_string();
+    let write_class = |r: Rate| classes::place_device(r, Io::Write).to_string();
+    let link_class = |r: Rate| classes::place_link(r).to_string();
+    row(
+        "source read (O_DIRECT)",
+        report.source_read.as_ref(),
+        &read_class,
+    );
     row(
         "destination write (+fsync)",
         report.destination_write.as_ref(),
-        "",
+        &write_class,
     );
     for path in &report.paths {
         row(
             &format!("{} memory to memory", path.path),
             path.network.as_ref(),
-            "",
+            &link_class,
         );
         row(
-            &format!("{} disk to disk", path.path),
+            &format!("{} disk to disk (verified)", path.path),
             path.copy.as_ref(),
-            "verified, fsync included",
+            &link_class,
         );
+    }
+    // Said in the result, not only on stderr: they change what the figures mean.
+    if !report.warnings.is_empty() {
+        let _ = writeln!(out);
+        out.push_str(&warnings(&report.warnings));
     }
     out
 }
