@@ -142,10 +142,18 @@ fn series(report: &RunReport) -> Vec<Series> {
     all
 }
 
+/// Intervals shorter than this are the drain after a sender stopped: too short for a rate that
+/// means anything, so the plot leaves them out (the totals keep their bytes).
+const SHORTEST_PLOTTED_SECS: f64 = 0.05;
+
 /// One flat step per interval; a measurement without intervals is one step over its whole time.
 fn steps(m: &Measurement) -> Vec<(f64, f64)> {
     let mut points = Vec::new();
-    for interval in m.intervals.iter().filter(|i| i.secs > 0.0) {
+    for interval in m
+        .intervals
+        .iter()
+        .filter(|i| i.secs >= SHORTEST_PLOTTED_SECS)
+    {
         let mb = interval.bytes as f64 / interval.secs / 1e6;
         points.push((interval.start_secs, mb));
         points.push((interval.start_secs + interval.secs, mb));
