@@ -53,7 +53,7 @@ pub enum Command {
     /// Copy a file disk to disk through `xferbench serve`, with a progress bar.
     ///
     /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like;
-    /// a trailing / or an empty PATH keeps the file's name). The file is read with O_DIRECT into
+    /// an existing directory, a trailing / or an empty PATH keeps the file's name). The file is read with O_DIRECT into
     /// a fixed pool of buffers, spread over -P streams, written at its offsets, fsynced and
     /// renamed into place: an interrupted copy never leaves a file under the final name.
     Copy(CopyArgs),

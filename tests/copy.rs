@@ -189,11 +189,17 @@ fn copy_into_a_remote_directory_or_the_root_keeps_the_source_name() {
     let hosts = Hosts::two();
     let root = temp_dir();
     std::fs::create_dir(root.path().join("in")).unwrap();
+    std::fs::create_dir(root.path().join("deep")).unwrap();
     let server = hosts.serve(root.path(), &[]);
     let local = temp_dir();
     let source = local.path().join("named.data");
     make_file(&source, "1M");
-    for (remote, landed) in [("in/", "in/named.data"), ("", "named.data")] {
+    // A directory without its trailing slash works too, as with cp and scp.
+    for (remote, landed) in [
+        ("in/", "in/named.data"),
+        ("", "named.data"),
+        ("deep", "deep/named.data"),
+    ] {
         let out = server.run(&[
             "copy".as_ref(),
             source.as_os_str(),

@@ -87,6 +87,9 @@ pub struct FileRequest {
     pub verify: bool,
     /// Replace an existing file at `path` (receive only).
     pub force: bool,
+    /// The source's file name: when `path` is a directory, the file goes into it (like cp/scp).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A disk baseline on the server.

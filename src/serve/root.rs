@@ -51,6 +51,16 @@ impl Root {
         Ok(path)
     }
 
+    /// True when `requested` is a directory inside the root (a copy into it keeps the source's name).
+    pub fn is_dir(&self, requested: &str) -> bool {
+        plain_relative(requested).is_ok_and(|relative| {
+            self.dir
+                .join(relative)
+                .canonicalize()
+                .is_ok_and(|path| path.starts_with(&self.dir) && path.is_dir())
+        })
+    }
+
     /// An existing regular file to read, inside the root after following symlinks.
     pub fn existing_file(&self, requested: &str) -> Result<PathBuf> {
         let relative = plain_relative(requested)?;
@@ -118,6 +128,7 @@ mod tests {
         ] {
             assert!(root.new_file(bad).is_err(), "{bad} was accepted");
         }
+        assert!(root.is_dir("in") && root.is_dir(".") && !root.is_dir("out") && !root.is_dir("x"));
         for bad in ["passwd", "../x", "/etc/passwd", "in", "missing"] {
             assert!(root.existing_file(bad).is_err(), "{bad} was accepted");
         }

@@ -291,7 +291,13 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
             format_bytes(max)
         );
     }
-    let path = shared.root.new_file(&request.path)?;
+    let requested = match &request.name {
+        Some(name) if shared.root.is_dir(&request.path) => {
+            format!("{}/{name}", request.path.trim_end_matches('/'))
+        }
+        _ => request.path.clone(),
+    };
+    let path = shared.root.new_file(&requested)?;
     let landing = Landing::prepare(&path, request.size, request.force, true)
         .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
     let mut warnings = Vec::new();

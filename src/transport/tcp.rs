@@ -434,6 +434,7 @@ impl Tcp {
             iodepth: chunks.depth as u32,
             verify: chunks.verify,
             force: plan.force,
+            name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
         });
         let mut session = self.open(request, plan.streams, None).await?;
         warnings.extend(loopback_warning(&session.control));
@@ -509,6 +510,7 @@ impl Tcp {
             iodepth: chunks.depth as u32,
             verify: chunks.verify,
             force: false,
+            name: None,
         });
         // The destination is checked before the server starts sending.
         let mut control = self.handshake().await?;
