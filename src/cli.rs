@@ -52,10 +52,11 @@ pub enum Command {
     Net(NetArgs),
     /// Copy a file disk to disk through `xferbench serve`, with a progress bar.
     ///
-    /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like;
-    /// an existing directory, a trailing / or an empty PATH keeps the file's name). The file is read with O_DIRECT into
-    /// a fixed pool of buffers, spread over -P streams, written at its offsets, fsynced and
-    /// renamed into place: an interrupted copy never leaves a file under the final name.
+    /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like:
+    /// an existing directory, a trailing / or an empty PATH keeps the file's name). The file is
+    /// read with O_DIRECT into a fixed pool of buffers, spread over -P streams, written at its
+    /// offsets, fsynced and renamed into place: an interrupted copy never leaves a file under the
+    /// final name.
     Copy(CopyArgs),
     /// Everything, then the verdict: which stage holds a copy back.
     ///
