@@ -28,6 +28,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Everything, then the verdict: which stage holds a copy back.
+    ///
+    /// Stages: (1) a random test file in --dir (reused when valid); (2) the source disk's read
+    /// here and the destination disk's write on the server; (3) memory to memory for each path;
+    /// (4) a verified disk-to-disk copy for each path; (5) the verdict: bound = min(source read,
+    /// network, destination write), the stage at the bound, and copy ÷ bound. Without HOST a
+    /// server is started inside this process on loopback, its root a directory in --dir.
+    Run(RunArgs),
     /// Make a test file: fallocate the full size, then fill it with random data (O_DIRECT).
     ///
     /// The file is written under a temporary name and renamed when complete, so an error or
@@ -58,14 +66,6 @@ pub enum Command {
     /// offsets, fsynced and renamed into place: an interrupted copy never leaves a file under the
     /// final name.
     Copy(CopyArgs),
-    /// Everything, then the verdict: which stage holds a copy back.
-    ///
-    /// Stages: (1) a random test file in --dir (reused when valid); (2) the source disk's read
-    /// here and the destination disk's write on the server; (3) memory to memory for each path;
-    /// (4) a verified disk-to-disk copy for each path; (5) the verdict: bound = min(source read,
-    /// network, destination write), the stage at the bound, and copy ÷ bound. Without HOST a
-    /// server is started inside this process on loopback, its root a directory in --dir.
-    Run(RunArgs),
 }
 
 /// How a client proves itself to a server that requires a token.
