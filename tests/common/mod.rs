@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod sshd;
+
 /// Longest a single run of the binary may take before the test fails (and the run is killed).
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
