@@ -194,7 +194,7 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
             exports.add(format, path)?;
         }
     }
-    let report = plan::run(&options, progress)?;
+    let report = plan::run(&options, progress).inspect_err(|_| exports.discard())?;
     exports.write_all(&report)?;
     if args.json_stdout {
         println!("{}", report::json::render("run", &report));

@@ -142,9 +142,14 @@ fn run_against_a_host_without_serve_fails_cleanly() {
     let addr = unused.local_addr().unwrap();
     drop(unused);
     let dir = temp_dir();
-    let out = run_here(dir.path(), &[&addr.to_string()]);
+    let report = dir.path().join("report.json");
+    let out = run_here(
+        dir.path(),
+        &[&addr.to_string(), "--json", report.to_str().unwrap()],
+    );
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+    assert!(!report.exists(), "a failed run left an empty report file");
     // The test file was made before the server was needed; nothing else is left.
     assert!(
         entries(dir.path())

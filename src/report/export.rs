@@ -79,6 +79,13 @@ impl ExportManager {
         self.exporters.is_empty()
     }
 
+    /// Removes the (empty) files made by [`ExportManager::add`]: the run failed, so no report.
+    pub fn discard(&self) {
+        for (_, path) in &self.exporters {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Writes every file; one that fails does not stop the others, and the error names each failure.
     pub fn write_all(&self, report: &RunReport) -> Result<()> {
         let mut failures = Vec::new();
