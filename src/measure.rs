@@ -332,7 +332,6 @@ pub struct TcpFacts {
     pub retransmits: u64,
     /// Congestion window in bytes.
     pub cwnd_bytes: u64,
-    pub rtt_us: u32,
 }
 
 /// Reads TCP_INFO of a connected socket; None where the kernel refuses.
@@ -351,8 +350,21 @@ pub fn tcp_facts(fd: std::os::fd::RawFd) -> Option<TcpFacts> {
     (rc == 0).then(|| TcpFacts {
         retransmits: info.tcpi_total_retrans as u64,
         cwnd_bytes: info.tcpi_snd_cwnd as u64 * info.tcpi_snd_mss as u64,
-        rtt_us: info.tcpi_rtt,
     })
+}
+
+/// Sets an integer SOL_SOCKET option (buffer sizes, low-water marks); best effort, since a
+/// refused tuning changes the cost of a figure, not its truth.
+pub fn set_socket_option(fd: std::os::fd::RawFd, option: libc::c_int, value: libc::c_int) {
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// The path MTU the kernel holds for a connected socket (IP_MTU, or IPV6_MTU).

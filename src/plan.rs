@@ -212,7 +212,10 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 })?;
             embedded = serve::Embedded::start(embedded_root.path().to_path_buf())?;
             (
-                Peer::parse(&embedded.addr.to_string())?,
+                Peer {
+                    host: embedded.addr.ip().to_string(),
+                    port: embedded.addr.port(),
+                },
                 "embedded".to_string(),
             )
         }
@@ -295,7 +298,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         let copy_plan = CopyPlan {
             source: Location::Local(test_file.clone()),
             destination: Location::Remote {
-                peer: Peer::parse(&server_peer(&tcp))?,
+                peer: tcp.peer().clone(),
                 path: REMOTE_COPY.into(),
             },
             streams: options.streams,
@@ -344,7 +347,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         });
     }
     watcher.heading("5/5 verdict");
-    dedup(&mut warnings);
+    crate::warning::dedup(&mut warnings);
     Ok(RunReport {
         parameters: Parameters {
             server: server_name,
@@ -401,20 +404,4 @@ fn reusable(path: &Path, size: u64) -> bool {
         return false;
     };
     file::unwritten_warning(&handle, path).is_none()
-}
-
-fn server_peer(tcp: &Tcp) -> String {
-    tcp.peer().authority()
-}
-
-fn dedup(warnings: &mut Vec<Warning>) {
-    let mut seen: Vec<Warning> = Vec::new();
-    warnings.retain(|w| {
-        if seen.contains(w) {
-            false
-        } else {
-            seen.push(w.clone());
-            true
-        }
-    });
 }

@@ -28,6 +28,18 @@ pub enum Warning {
     Loopback,
 }
 
+/// Keeps the first of each repeated warning, in order: a run meets the same one many times.
+pub fn dedup(warnings: &mut Vec<Warning>) {
+    let mut seen: Vec<Warning> = Vec::new();
+    warnings.retain(|w| {
+        let first = !seen.contains(w);
+        if first {
+            seen.push(w.clone());
+        }
+        first
+    });
+}
+
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::measure::{Conditions, CpuUse, Stage};
 use crate::transport::memory::{Role, Tick};
-use crate::transport::{CopyReport, Direction, DirectionReport, NetReport};
+use crate::transport::{CopyReport, CpuBoth, Direction, DirectionReport, NetReport};
 use crate::units::{Rate, format_block, format_bytes};
 use crate::warning::Warning;
 
@@ -97,15 +97,9 @@ pub fn conditions(c: &Conditions) -> String {
 
 /// One "warning: ..." line per warning, each shown once.
 pub fn warnings(warnings: &[Warning]) -> String {
-    let mut seen: Vec<&Warning> = Vec::new();
-    let mut out = String::new();
-    for warning in warnings {
-        if !seen.contains(&warning) {
-            seen.push(warning);
-            let _ = writeln!(out, "warning: {warning}");
-        }
-    }
-    out
+    let mut once = warnings.to_vec();
+    crate::warning::dedup(&mut once);
+    once.iter().map(|w| format!("warning: {w}\n")).collect()
 }
 
 fn fill_name(fill: FillMode) -> &'static str {
@@ -214,12 +208,7 @@ pub fn net_summary(report: &NetReport) -> String {
             crate::classes::place_link(direction.receiver.rate())
         );
     }
-    let _ = writeln!(
-        out,
-        "CPU: local {}, remote {}",
-        cpu(&report.cpu.local),
-        cpu(&report.cpu.remote)
-    );
+    let _ = writeln!(out, "{}", cpu_both(&report.cpu));
     out
 }
 
@@ -240,6 +229,14 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
         parts.push(format!("first {} s omitted", report.omit_secs));
     }
     parts.join(", ")
+}
+
+fn cpu_both(both: &CpuBoth) -> String {
+    format!(
+        "CPU: local {}, remote {}",
+        cpu(&both.local),
+        cpu(&both.remote)
+    )
 }
 
 fn cpu(cpu: &CpuUse) -> String {
@@ -297,12 +294,7 @@ pub fn copy(report: &CopyReport) -> String {
             verify.algorithm, verify.source
         );
     }
-    let _ = writeln!(
-        out,
-        "  CPU: local {}, remote {}",
-        cpu(&report.cpu.local),
-        cpu(&report.cpu.remote)
-    );
+    let _ = writeln!(out, "  {}", cpu_both(&report.cpu));
     out
 }
 

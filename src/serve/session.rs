@@ -18,7 +18,7 @@ use crate::control::{
 };
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, Landing};
-use crate::measure::{Counter, CpuClock, Unwatched};
+use crate::measure::{Counter, CpuClock, Unwatched, set_socket_option};
 use crate::transport::memory::{self, Role, Timing};
 use crate::transport::pipeline::{self, ChunkPlan};
 use crate::units::format_bytes;
@@ -417,18 +417,8 @@ fn hide_root(message: &str, shared: &Shared) -> String {
 }
 
 fn set_window(stream: &TcpStream, bytes: u32) {
-    let fd = stream.as_raw_fd();
-    let value = bytes as libc::c_int;
     for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        set_socket_option(stream.as_raw_fd(), option, bytes as libc::c_int);
     }
 }
 

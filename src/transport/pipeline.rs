@@ -327,13 +327,8 @@ async fn receive_chunks<S: AsyncRead + Unpin>(
     incoming: &mpsc::Sender<Chunk>,
 ) -> Result<()> {
     loop {
-        let mut header = [0u8; HEADER_LEN];
-        match stream.read(&mut header[..1]).await? {
-            0 => return Ok(()),
-            _ => stream
-                .read_exact(&mut header[1..])
-                .await
-                .map_err(truncated)?,
+        let Some(header) = read_header(&mut stream).await? else {
+            return Ok(());
         };
         let offset = u64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
         let len = u32::from_be_bytes(header[8..].try_into().expect("4 bytes")) as usize;
@@ -358,6 +353,21 @@ async fn receive_chunks<S: AsyncRead + Unpin>(
             .await
             .map_err(|_| anyhow!("the disk writer stopped"))?;
     }
+}
+
+/// The next chunk header, or None when the sender closed the stream between chunks; one read
+/// per header in the usual case (a header never arrives split, but it may).
+async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<[u8; HEADER_LEN]>> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        match stream.read(&mut header[filled..]).await? {
+            0 if filled == 0 => return Ok(None),
+            0 => bail!("the connection closed in the middle of a chunk header"),
+            n => filled += n,
+        }
+    }
+    Ok(Some(header))
 }
 
 fn truncated(err: io::Error) -> anyhow::Error {

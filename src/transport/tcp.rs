@@ -439,25 +439,21 @@ impl Tcp {
         let mut session = self.open(request, plan.streams, None).await?;
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
-        let counter = Counter::new();
-        watcher.begin("copy", size, &counter);
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
+        let counter = Counter::new();
         let (sent, intervals) = watched(
-            pipeline::send_file(engine, size, streams, chunks, &counter),
+            watcher,
+            size,
             &counter,
+            pipeline::send_file(engine, size, streams, chunks, &counter),
         )
         .await;
         let sent = match sent {
             Ok(sent) => sent,
-            Err(err) => {
-                watcher.end();
-                return Err(self.explain(&mut session.control, err).await);
-            }
+            Err(err) => return Err(self.explain(&mut session.control, err).await),
         };
-        let done = self.reply(&mut session.control, RESULT_TIMEOUT).await;
-        watcher.end();
-        let done = match done? {
+        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
             Reply::CopyDone(done) => done,
             other => bail!("{}: unexpected answer {other:?}", self.peer),
         };
@@ -537,16 +533,16 @@ impl Tcp {
         let mut session = self.start(session, plan.streams).await?;
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
-        let counter = Counter::new();
-        watcher.begin("copy", size, &counter);
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
+        let counter = Counter::new();
         let (received, intervals) = watched(
-            pipeline::receive_file(engine, size, streams, chunks, &counter),
+            watcher,
+            size,
             &counter,
+            pipeline::receive_file(engine, size, streams, chunks, &counter),
         )
         .await;
-        watcher.end();
         let received = match received {
             Ok(received) => received,
             Err(err) => return Err(self.explain(&mut session.control, err).await),
@@ -721,9 +717,21 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
 /// network that drops everything): long enough for any fsync, short enough not to hang.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Runs a copy's pipeline while cutting its progress into 1 s intervals, and fails it when
-/// nothing moves for [`STALL_TIMEOUT`].
+/// Runs a copy's pipeline under the watcher (the progress bar, fed by `counter`), cutting its
+/// progress into 1 s intervals, and fails it when nothing moves for [`STALL_TIMEOUT`].
 async fn watched<T>(
+    watcher: &dyn Watcher,
+    size: u64,
+    counter: &Counter,
+    pipeline: impl Future<Output = Result<T>>,
+) -> (Result<T>, Vec<Interval>) {
+    watcher.begin("copy", size, counter);
+    let outcome = sampled(pipeline, counter).await;
+    watcher.end();
+    outcome
+}
+
+async fn sampled<T>(
     pipeline: impl Future<Output = Result<T>>,
     counter: &Counter,
 ) -> (Result<T>, Vec<Interval>) {
