@@ -213,8 +213,9 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             embedded = serve::Embedded::start(embedded_root.path().to_path_buf())?;
             (
                 Peer {
+                    user: None,
                     host: embedded.addr.ip().to_string(),
-                    port: embedded.addr.port(),
+                    port: Some(embedded.addr.port()),
                 },
                 "embedded".to_string(),
             )

@@ -1,4 +1,5 @@
-//! Where a peer is: `HOST[:PORT]` for `net`, `HOST[:PORT]:PATH` (scp-like) for `copy`.
+//! Where a peer is: `[USER@]HOST[:PORT]` for `net`, `[USER@]HOST[:PORT]:PATH` (scp-like) for
+//! `copy`. The port is left unset when not given: each path has its own default.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,34 +11,64 @@ use crate::control::DEFAULT_PORT;
 /// A server to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
+    /// Only the SSH path logs in as someone.
+    pub user: Option<String>,
     pub host: String,
-    pub port: u16,
+    /// None: the path's default (5301 for `serve`, 22 or ~/.ssh/config for SSH).
+    pub port: Option<u16>,
 }
 
 impl Peer {
-    /// `host`, `host:port`, `[v6]` or `[v6]:port`.
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`, each with an optional `user@`.
     pub fn parse(text: &str) -> Result<Peer> {
-        let (host, rest) = split_host(text)?;
-        let port = match rest {
-            None => DEFAULT_PORT,
-            Some(port) => parse_port(port, text)?,
-        };
-        Ok(Peer { host, port })
+        let (user, rest) = split_user(text)?;
+        let (host, port) = split_host(rest)?;
+        let port = port.map(|port| parse_port(port, text)).transpose()?;
+        Ok(Peer { user, host, port })
     }
 
-    /// `host:port` as a socket address string (brackets around IPv6).
-    pub fn authority(&self) -> String {
+    /// The port to dial when `serve`'s control port is meant.
+    pub fn serve_port(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// `host:port` as a socket address string (brackets around IPv6), with `port` if none was given.
+    pub fn authority_or(&self, port: u16) -> String {
+        let port = self.port.unwrap_or(port);
         if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
+            format!("[{}]:{port}", self.host)
         } else {
-            format!("{}:{}", self.host, self.port)
+            format!("{}:{port}", self.host)
+        }
+    }
+
+    /// `host:port` of `serve`'s control port.
+    pub fn authority(&self) -> String {
+        self.authority_or(DEFAULT_PORT)
+    }
+
+    /// Refuses a `user@` on a path that has no login.
+    pub fn without_user(&self, path: &str) -> Result<()> {
+        match &self.user {
+            Some(user) => bail!(
+                "'{user}@{}': a user name only means something with --via ssh, not --via {path}",
+                self.host
+            ),
+            None => Ok(()),
         }
     }
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.authority())
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        match self.port {
+            Some(_) => f.write_str(&self.authority()),
+            None if self.host.contains(':') => write!(f, "[{}]", self.host),
+            None => f.write_str(&self.host),
+        }
     }
 }
 
@@ -64,18 +95,19 @@ impl Location {
         if !remote_like || text.starts_with("./") || text.starts_with('/') {
             return Ok(Location::Local(PathBuf::from(text)));
         }
-        let (host, rest) = split_host(text)?;
+        let (user, after_user) = split_user(text)?;
+        let (host, rest) = split_host(after_user)?;
         let Some(rest) = rest else {
             bail!("'{text}': give host:path");
         };
         let (port, path) = match rest.split_once(':') {
             Some((port, path)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-                (parse_port(port, text)?, path)
+                (Some(parse_port(port, text)?), path)
             }
-            _ => (DEFAULT_PORT, rest),
+            _ => (None, rest),
         };
         Ok(Location::Remote {
-            peer: Peer { host, port },
+            peer: Peer { user, host, port },
             path: path.to_string(),
         })
     }
@@ -87,6 +119,16 @@ impl fmt::Display for Location {
             Location::Local(path) => write!(f, "{}", path.display()),
             Location::Remote { peer, path } => write!(f, "{peer}:{path}"),
         }
+    }
+}
+
+/// Splits an optional "user@" from the rest (an '@' before any ':' or '/').
+fn split_user(text: &str) -> Result<(Option<String>, &str)> {
+    let end = text.find([':', '/', '[']).unwrap_or(text.len());
+    match text[..end].rfind('@') {
+        Some(0) => bail!("'{text}': the user name before '@' is empty"),
+        Some(at) => Ok((Some(text[..at].to_string()), &text[at + 1..])),
+        None => Ok((None, text)),
     }
 }
 
@@ -125,9 +167,10 @@ fn parse_port(port: &str, text: &str) -> Result<u16> {
 mod tests {
     use super::*;
 
-    fn remote(host: &str, port: u16, path: &str) -> Location {
+    fn remote(host: &str, port: Option<u16>, path: &str) -> Location {
         Location::Remote {
             peer: Peer {
+                user: None,
                 host: host.into(),
                 port,
             },
@@ -137,13 +180,31 @@ mod tests {
 
     #[test]
     fn peers_take_an_optional_port() {
-        assert_eq!(Peer::parse("lab").unwrap().port, DEFAULT_PORT);
-        assert_eq!(Peer::parse("10.0.0.2:7000").unwrap().port, 7000);
+        assert_eq!(Peer::parse("lab").unwrap().port, None);
+        assert_eq!(Peer::parse("lab").unwrap().authority(), "lab:5301");
+        assert_eq!(Peer::parse("10.0.0.2:7000").unwrap().port, Some(7000));
         let v6 = Peer::parse("[::1]:7000").unwrap();
-        assert_eq!((v6.host.as_str(), v6.port), ("::1", 7000));
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", Some(7000)));
         assert_eq!(v6.authority(), "[::1]:7000");
         assert!(Peer::parse("lab:http").is_err());
         assert!(Peer::parse(":5301").is_err());
+    }
+
+    #[test]
+    fn peers_take_an_optional_user() {
+        let peer = Peer::parse("ann@nas:2222").unwrap();
+        assert_eq!(
+            (peer.user.as_deref(), peer.host.as_str(), peer.port),
+            (Some("ann"), "nas", Some(2222))
+        );
+        assert_eq!(peer.to_string(), "ann@nas:2222");
+        assert_eq!(Peer::parse("ann@[::1]").unwrap().host, "::1");
+        assert!(Peer::parse("@nas").is_err());
+        assert!(Peer::parse("ann@nas").unwrap().without_user("tcp").is_err());
+        let Location::Remote { peer, path } = Location::parse("ann@nas:in/a@b").unwrap() else {
+            panic!("remote expected")
+        };
+        assert_eq!((peer.user.as_deref(), path.as_str()), (Some("ann"), "in/a@b"));
     }
 
     #[test]
@@ -162,19 +223,19 @@ mod tests {
         );
         assert_eq!(
             Location::parse("lab:big.bin").unwrap(),
-            remote("lab", DEFAULT_PORT, "big.bin")
+            remote("lab", None, "big.bin")
         );
         assert_eq!(
             Location::parse("lab:7000:in/big.bin").unwrap(),
-            remote("lab", 7000, "in/big.bin")
+            remote("lab", Some(7000), "in/big.bin")
         );
         assert_eq!(
             Location::parse("[::1]:7000:x").unwrap(),
-            remote("::1", 7000, "x")
+            remote("::1", Some(7000), "x")
         );
         assert_eq!(
             Location::parse("lab:").unwrap(),
-            remote("lab", DEFAULT_PORT, "")
+            remote("lab", None, "")
         );
     }
 }

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod memory;
 pub mod pipeline;
+pub mod ssh;
 pub mod tcp;
 
 use std::fmt;

@@ -44,7 +44,9 @@ pub struct Tcp {
 }
 
 impl Tcp {
-    pub fn new(peer: Peer, token: Option<String>) -> Result<Tcp> {
+    pub fn new(mut peer: Peer, token: Option<String>) -> Result<Tcp> {
+        peer.without_user("tcp")?;
+        peer.port = Some(peer.serve_port());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("xferbench-net")

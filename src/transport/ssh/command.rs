@@ -1,0 +1,287 @@
+//! The remote commands of the SSH path: what the client asks a stock OpenSSH server to run
+//! (plain POSIX tools and GNU coreutils, nothing of ours), and what `serve`'s embedded SSH
+//! server understands natively instead of running a shell.
+//!
+//! One type renders a command as a shell line and parses such a line back, so the client and
+//! the embedded server cannot drift apart. Paths are single-quoted for the shell.
+
+use std::fmt;
+
+/// Bytes per `dd` block: big blocks, few system calls on the far side.
+pub const DD_BLOCK: &str = "1M";
+
+/// One command run on the far side of an exec channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteCommand {
+    /// `scp -t -- PATH`: the SCP sink; it writes what the client sends (OpenSSH's `scp -O` sends
+    /// this too, with extra flags such as `-v`, `-p` or `-d`).
+    ScpSink { path: String },
+    /// `scp -f -- PATH`: the SCP source; it sends the file.
+    ScpSource { path: String },
+    /// Writes standard input at `offset` of `path` (created if missing, never truncated).
+    WriteRange { path: String, offset: u64 },
+    /// Sends `len` bytes of `path` from `offset`.
+    ReadRange { path: String, offset: u64, len: u64 },
+    /// Prints the size of `path` in bytes (following symlinks).
+    Size { path: String },
+    /// Succeeds only when nothing exists at `path`.
+    Absent { path: String },
+    /// Cuts `temp` to `size`, flushes it to the disk (fsync) and renames it to `path`.
+    Finish {
+        temp: String,
+        size: u64,
+        path: String,
+    },
+    /// Removes `path` if it exists.
+    Discard { path: String },
+    /// Reads standard input and throws it away: the far end of a memory-to-memory upload.
+    Sink,
+    /// Sends zeros until the channel closes: the far end of a memory-to-memory download.
+    Source,
+    /// Writes `count` blocks of 1 MiB of zeros to `path` with O_DIRECT and an fsync, prints dd's
+    /// summary, and removes the file: the far disk's write baseline.
+    WriteBaseline { path: String, count: u64 },
+}
+
+impl RemoteCommand {
+    /// The shell line sent in the exec request.
+    pub fn render(&self) -> String {
+        match self {
+            RemoteCommand::ScpSink { path } => format!("scp -t -- {}", quote(path)),
+            RemoteCommand::ScpSource { path } => format!("scp -f -- {}", quote(path)),
+            RemoteCommand::WriteRange { path, offset } => format!(
+                "dd of={} bs={DD_BLOCK} seek={offset} oflag=seek_bytes conv=notrunc iflag=fullblock status=none",
+                quote(path)
+            ),
+            RemoteCommand::ReadRange { path, offset, len } => format!(
+                "dd if={} bs={DD_BLOCK} skip={offset} count={len} iflag=skip_bytes,count_bytes status=none",
+                quote(path)
+            ),
+            RemoteCommand::Size { path } => format!("stat -L -c %s -- {}", quote(path)),
+            RemoteCommand::Absent { path } => format!("test ! -e {}", quote(path)),
+            RemoteCommand::Finish { temp, size, path } => format!(
+                "truncate -s {size} -- {t} && sync -- {t} && mv -f -- {t} {}",
+                quote(path),
+                t = quote(temp)
+            ),
+            RemoteCommand::Discard { path } => format!("rm -f -- {}", quote(path)),
+            RemoteCommand::Sink => "cat > /dev/null".to_string(),
+            RemoteCommand::Source => "cat /dev/zero".to_string(),
+            RemoteCommand::WriteBaseline { path, count } => format!(
+                "dd if=/dev/zero of={p} bs={DD_BLOCK} count={count} oflag=direct conv=fsync 2>&1; s=$?; rm -f -- {p}; exit $s",
+                p = quote(path)
+            ),
+        }
+    }
+
+    /// Reads a shell line back into a command; None for anything else (the embedded server
+    /// runs no shell, so it refuses what it does not know).
+    pub fn parse(line: &str) -> Option<RemoteCommand> {
+        let words = shlex::split(line)?;
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["scp", rest @ ..] => parse_scp(rest),
+            ["dd", rest @ ..] => parse_dd(rest),
+            ["stat", "-L", "-c", "%s", "--", path] => Some(RemoteCommand::Size {
+                path: path.to_string(),
+            }),
+            ["test", "!", "-e", path] => Some(RemoteCommand::Absent {
+                path: path.to_string(),
+            }),
+            [
+                "truncate",
+                "-s",
+                size,
+                "--",
+                t1,
+                "&&",
+                "sync",
+                "--",
+                t2,
+                "&&",
+                "mv",
+                "-f",
+                "--",
+                t3,
+                path,
+            ] if t1 == t2 && t2 == t3 => Some(RemoteCommand::Finish {
+                temp: t1.to_string(),
+                size: size.parse().ok()?,
+                path: path.to_string(),
+            }),
+            ["rm", "-f", "--", path] => Some(RemoteCommand::Discard {
+                path: path.to_string(),
+            }),
+            ["cat", ">", "/dev/null"] => Some(RemoteCommand::Sink),
+            ["cat", "/dev/zero"] => Some(RemoteCommand::Source),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for RemoteCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
+    }
+}
+
+/// `scp [-v] [-p] [-d] [-r] -t|-f [--] PATH`, as OpenSSH's scp and ours send it.
+fn parse_scp(words: &[&str]) -> Option<RemoteCommand> {
+    let (mut sink, mut source, mut path) = (false, false, None);
+    let mut options_done = false;
+    for word in words {
+        match *word {
+            "--" if !options_done => options_done = true,
+            "-t" if !options_done => sink = true,
+            "-f" if !options_done => source = true,
+            "-v" | "-p" | "-d" if !options_done => {}
+            _ if path.is_none() && (options_done || !word.starts_with('-')) => {
+                path = Some(word.to_string())
+            }
+            _ => return None,
+        }
+    }
+    let path = path?;
+    match (sink, source) {
+        (true, false) => Some(RemoteCommand::ScpSink { path }),
+        (false, true) => Some(RemoteCommand::ScpSource { path }),
+        _ => None,
+    }
+}
+
+/// Only the two `dd` lines `render` makes.
+fn parse_dd(words: &[&str]) -> Option<RemoteCommand> {
+    let mut fields = std::collections::BTreeMap::new();
+    for word in words {
+        let (key, value) = word.split_once('=')?;
+        if fields.insert(key, value).is_some() {
+            return None;
+        }
+    }
+    let take = |key: &str| fields.get(key).copied();
+    let number = |key: &str| take(key)?.parse::<u64>().ok();
+    if take("bs")? != DD_BLOCK || take("status")? != "none" {
+        return None;
+    }
+    match (take("of"), take("if")) {
+        (Some(path), None)
+            if take("oflag")? == "seek_bytes"
+                && take("conv")? == "notrunc"
+                && take("iflag")? == "fullblock"
+                && fields.len() == 7 =>
+        {
+            Some(RemoteCommand::WriteRange {
+                path: path.to_string(),
+                offset: number("seek")?,
+            })
+        }
+        (None, Some(path)) if take("iflag")? == "skip_bytes,count_bytes" && fields.len() == 6 => {
+            Some(RemoteCommand::ReadRange {
+                path: path.to_string(),
+                offset: number("skip")?,
+                len: number("count")?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Single-quotes a word for a POSIX shell.
+pub fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_command(path: &str) -> Vec<RemoteCommand> {
+        let path = path.to_string();
+        vec![
+            RemoteCommand::ScpSink { path: path.clone() },
+            RemoteCommand::ScpSource { path: path.clone() },
+            RemoteCommand::WriteRange {
+                path: path.clone(),
+                offset: 1 << 30,
+            },
+            RemoteCommand::ReadRange {
+                path: path.clone(),
+                offset: 4096,
+                len: 12345,
+            },
+            RemoteCommand::Size { path: path.clone() },
+            RemoteCommand::Absent { path: path.clone() },
+            RemoteCommand::Finish {
+                temp: format!("{path}.partial"),
+                size: 77,
+                path: path.clone(),
+            },
+            RemoteCommand::Discard { path },
+            RemoteCommand::Sink,
+            RemoteCommand::Source,
+        ]
+    }
+
+    #[test]
+    fn every_command_reads_back_as_itself() {
+        for path in ["big.img", "in dir/it's a file", "-dash", "ünï/$HOME`x`"] {
+            for command in every_command(path) {
+                assert_eq!(
+                    RemoteCommand::parse(&command.render()),
+                    Some(command.clone()),
+                    "{command}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quoted_paths_reach_the_shell_as_one_word() {
+        let line = RemoteCommand::Discard {
+            path: "a b'c;rm -rf /".into(),
+        }
+        .render();
+        assert_eq!(line, r"rm -f -- 'a b'\''c;rm -rf /'");
+        assert_eq!(
+            shlex::split(&line).unwrap(),
+            ["rm", "-f", "--", "a b'c;rm -rf /"]
+        );
+    }
+
+    #[test]
+    fn openssh_scp_command_lines_are_understood() {
+        assert_eq!(
+            RemoteCommand::parse("scp -t in/x"),
+            Some(RemoteCommand::ScpSink {
+                path: "in/x".into()
+            })
+        );
+        assert_eq!(
+            RemoteCommand::parse("scp -v -p -f -- -odd"),
+            Some(RemoteCommand::ScpSource {
+                path: "-odd".into()
+            })
+        );
+        assert_eq!(RemoteCommand::parse("scp -r -t dir"), None);
+        assert_eq!(RemoteCommand::parse("scp -t -f x"), None);
+        assert_eq!(RemoteCommand::parse("scp -t"), None);
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        for line in [
+            "",
+            "sh -c 'cat /etc/shadow'",
+            "cat /etc/passwd",
+            "dd if=/dev/sda of=x bs=1M",
+            "dd of=x bs=1M seek=0 oflag=seek_bytes conv=notrunc iflag=fullblock status=none count=1",
+            "rm -rf /",
+            "test ! -e a && rm b",
+            "truncate -s 1 -- a && sync -- b && mv -f -- a c",
+            "cat > /dev/null; reboot",
+            "'unterminated",
+        ] {
+            assert_eq!(RemoteCommand::parse(line), None, "{line}");
+        }
+    }
+}
