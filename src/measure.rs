@@ -72,6 +72,9 @@ pub struct Conditions {
     /// Socket buffer size asked for with -w (the kernel may double it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
+    /// The SSH cipher the key exchange chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
 }
 
 /// Bytes moved during one reporting interval, from the start of the measurement.

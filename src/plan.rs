@@ -313,7 +313,9 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         for _ in 0..options.repeat {
             let report = transport.copy(&copy_plan, watcher)?;
             warnings.extend(report.warnings);
-            copy_cpu = vec![report.cpu.local, report.cpu.remote];
+            copy_cpu = std::iter::once(report.cpu.local)
+                .chain(report.cpu.remote)
+                .collect();
             copies.push(report.measurement);
         }
         let network = Summary::of(nets);

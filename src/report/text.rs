@@ -232,11 +232,11 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
 }
 
 fn cpu_both(both: &CpuBoth) -> String {
-    format!(
-        "CPU: local {}, remote {}",
-        cpu(&both.local),
-        cpu(&both.remote)
-    )
+    let remote = both
+        .remote
+        .as_ref()
+        .map_or_else(|| "not reported by the server".to_string(), cpu);
+    format!("CPU: local {}, remote {remote}", cpu(&both.local))
 }
 
 fn cpu(cpu: &CpuUse) -> String {
@@ -268,7 +268,10 @@ pub fn copy(report: &CopyReport) -> String {
         crate::classes::place_device(m.rate(), crate::classes::Direction::Write),
         crate::classes::place_link(m.rate())
     );
-    let busy = |secs: f64| {
+    let busy = |secs: Option<f64>| {
+        let Some(secs) = secs else {
+            return "not measured (stock server)".to_string();
+        };
         format!(
             "{secs:.2} s ({:.0}%)",
             if m.secs > 0.0 {
@@ -283,7 +286,7 @@ pub fn copy(report: &CopyReport) -> String {
         out,
         "  busy: reading {}, sending {}, writing {} + fsync {:.2} s (stages overlap; the busiest holds the copy back)",
         busy(split.reading_secs),
-        busy(split.sending_secs),
+        busy(Some(split.sending_secs)),
         busy(split.writing_secs),
         split.fsync_secs
     );

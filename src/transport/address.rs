@@ -2,7 +2,7 @@
 //! `copy`. The port is left unset when not given: each path has its own default.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 
@@ -119,6 +119,19 @@ impl fmt::Display for Location {
             Location::Local(path) => write!(f, "{}", path.display()),
             Location::Remote { peer, path } => write!(f, "{peer}:{path}"),
         }
+    }
+}
+
+/// `dir/` or an empty path takes the source's file name, like cp and scp.
+pub fn with_file_name(remote_path: &str, source: &Path) -> String {
+    if remote_path.is_empty() || remote_path.ends_with('/') {
+        let name = source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("{remote_path}{name}")
+    } else {
+        remote_path.to_string()
     }
 }
 

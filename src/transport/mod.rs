@@ -36,6 +36,17 @@ impl fmt::Display for TransportKind {
     }
 }
 
+/// A peer on this machine measures memory and CPU, not a network: say so.
+pub fn loopback_warning(peer: std::net::SocketAddr) -> Option<Warning> {
+    let loopback = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    };
+    loopback.then_some(Warning::Loopback)
+}
+
 /// One transfer path to one peer.
 pub trait Transport {
     fn kind(&self) -> TransportKind;
@@ -121,7 +132,8 @@ pub struct DirectionReport {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct CpuBoth {
     pub local: CpuUse,
-    pub remote: CpuUse,
+    /// None: the far side does not report it (a stock SSH server).
+    pub remote: Option<CpuUse>,
 }
 
 /// The result of `xferbench net`.
@@ -158,12 +170,13 @@ pub struct CopyPlan {
 /// the stage busy for nearly the whole copy is the one holding it back.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct TimeSplit {
-    /// Seconds the source disk had a read in flight.
-    pub reading_secs: f64,
+    /// Seconds the source disk had a read in flight (None: not measurable there, e.g. a
+    /// stock SSH server's disk).
+    pub reading_secs: Option<f64>,
     /// Seconds at least one stream was sending a chunk (waiting on the network included).
     pub sending_secs: f64,
-    /// Seconds the destination disk had a write in flight.
-    pub writing_secs: f64,
+    /// Seconds the destination disk had a write in flight (None: not measurable there).
+    pub writing_secs: Option<f64>,
     /// Seconds of the final fsync on the destination.
     pub fsync_secs: f64,
 }

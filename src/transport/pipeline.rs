@@ -8,7 +8,9 @@
 //! On the wire each chunk is a 12-byte header (offset: u64, length: u32, big-endian) and its
 //! bytes; a stream ends when its sender closes it.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
-use crate::disk::{ALIGN, AlignedBuf, Engine, Op, Request, buffer::round_up};
+use crate::disk::{self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Request, buffer::round_up};
+use crate::file;
+use crate::warning::Warning;
 use crate::interrupt::{self, Interrupted};
-use crate::measure::{BusyClock, Counter};
+use crate::measure::{BusyClock, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Watcher};
+use tokio::time::Instant;
 
 /// How a file is cut and carried.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +80,32 @@ impl Digest {
     pub fn hex(&self) -> String {
         format!("{:032x}", self.0)
     }
+}
+
+/// Opens the file a copy sends (O_DIRECT when the filesystem allows it) and starts the disk
+/// engine on it: the engine, the size, and whether reads bypass the page cache.
+pub fn open_source(
+    source: &std::path::Path,
+    depth: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<(Engine, u64, bool)> {
+    let meta = std::fs::metadata(source)
+        .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
+    if meta.is_dir() {
+        bail!("{} is a directory: copy takes one file", source.display());
+    }
+    if !meta.is_file() {
+        bail!("{} is not a regular file", source.display());
+    }
+    let (handle, direct) = file::open_read(source, true)?;
+    if !direct {
+        warnings.push(Warning::DirectUnsupported {
+            path: source.to_path_buf(),
+        });
+    }
+    warnings.extend(file::unwritten_warning(&handle, source));
+    let engine = disk::start_engine(EngineChoice::Auto, &handle, source, depth, warnings)?;
+    Ok((engine, meta.len(), direct))
 }
 
 /// The sender's side of a copy.
@@ -237,7 +268,7 @@ async fn send_chunks<S: AsyncWrite + Unpin>(
 /// Receives a file of `size` bytes from `streams` and writes it with the engine (no fsync: the
 /// caller truncates a padded tail, fsyncs and renames).
 pub async fn receive_file<S>(
-    mut engine: Engine,
+    engine: Engine,
     size: u64,
     streams: Vec<S>,
     plan: ChunkPlan,
@@ -246,14 +277,8 @@ pub async fn receive_file<S>(
 where
     S: AsyncRead + Unpin + Send + 'static,
 {
-    let (free_tx, free_rx) = mpsc::channel::<AlignedBuf>(plan.depth);
-    for _ in 0..plan.depth {
-        free_tx
-            .try_send(AlignedBuf::new(plan.chunk))
-            .expect("the pool has room for every buffer");
-    }
-    let free_rx = Arc::new(Mutex::new(free_rx));
-    let (incoming_tx, mut incoming_rx) = mpsc::channel::<Chunk>(plan.depth);
+    let (pool, free_rx) = receive_pool(plan);
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Chunk>(plan.depth);
     let mut tasks = JoinSet::new();
     for (index, stream) in streams.into_iter().enumerate() {
         let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
@@ -264,10 +289,69 @@ where
         });
     }
     drop(incoming_tx);
+    let (received, _) = write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
+    Ok(received)
+}
 
+/// Like [`receive_file`], but each stream carries one contiguous range of the file as plain
+/// bytes (what a remote `scp -f` or `dd` sends); the streams come back, in order, positioned
+/// just after their range.
+pub async fn receive_ranges<S>(
+    engine: Engine,
+    size: u64,
+    streams: Vec<(S, Range<u64>)>,
+    plan: ChunkPlan,
+    counter: &Counter,
+) -> Result<(Received, Vec<S>)>
+where
+    S: AsyncRead + Unpin + Send + 'static,
+{
+    let (pool, free_rx) = receive_pool(plan);
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Chunk>(plan.depth);
+    let mut tasks = JoinSet::new();
+    for (index, (stream, range)) in streams.into_iter().enumerate() {
+        let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
+        tasks.spawn(async move {
+            receive_range(stream, range, plan, &free_rx, &incoming_tx)
+                .await
+                .map(|stream| (index, stream))
+                .with_context(|| format!("receiving on stream {}", index + 1))
+        });
+    }
+    drop(incoming_tx);
+    let (received, mut streams) =
+        write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
+    streams.sort_by_key(|(index, _)| *index);
+    Ok((received, streams.into_iter().map(|(_, s)| s).collect()))
+}
+
+type Pool = mpsc::Sender<AlignedBuf>;
+
+/// The receiver's fixed pool: `depth` chunk buffers, whatever the file size.
+fn receive_pool(plan: ChunkPlan) -> (Pool, Arc<Mutex<mpsc::Receiver<AlignedBuf>>>) {
+    let (free_tx, free_rx) = mpsc::channel::<AlignedBuf>(plan.depth);
+    for _ in 0..plan.depth {
+        free_tx
+            .try_send(AlignedBuf::new(plan.chunk))
+            .expect("the pool has room for every buffer");
+    }
+    (free_tx, Arc::new(Mutex::new(free_rx)))
+}
+
+/// Writes each chunk the streams deliver at its offset, while they go on receiving.
+async fn write_incoming<T: Send + 'static>(
+    mut engine: Engine,
+    size: u64,
+    plan: ChunkPlan,
+    counter: &Counter,
+    free_tx: Pool,
+    mut incoming_rx: mpsc::Receiver<Chunk>,
+    mut tasks: JoinSet<Result<T>>,
+) -> Result<(Received, Vec<T>)> {
     let writing = BusyClock::new();
     let (mut in_flight, mut done, mut streams_open) = (0usize, 0u64, true);
     let mut digest = plan.verify.then(Digest::default);
+    let mut finished = Vec::new();
     while streams_open || in_flight > 0 {
         tokio::select! {
             chunk = incoming_rx.recv(), if streams_open => match chunk {
@@ -299,24 +383,242 @@ where
                 let _ = free_tx.try_send(completion.buf);
             }
             Some(ended) = tasks.join_next() => {
-                ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??;
+                finished.push(ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??);
             }
             _ = interrupt::wait() => return Err(Interrupted.into()),
         }
     }
     while let Some(ended) = tasks.join_next().await {
-        ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??;
+        finished.push(ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??);
     }
     if done != size {
         bail!(
             "the sender stopped after {done} of {size} bytes: the copy is incomplete and was discarded"
         );
     }
-    Ok(Received {
-        bytes: done,
-        writing: writing.total(),
-        digest,
-    })
+    Ok((
+        Received {
+            bytes: done,
+            writing: writing.total(),
+            digest,
+        },
+        finished,
+    ))
+}
+
+/// Reads one contiguous range, chunk by chunk, into buffers of the pool.
+async fn receive_range<S: AsyncRead + Unpin>(
+    mut stream: S,
+    range: Range<u64>,
+    plan: ChunkPlan,
+    free: &Mutex<mpsc::Receiver<AlignedBuf>>,
+    incoming: &mpsc::Sender<Chunk>,
+) -> Result<S> {
+    let mut offset = range.start;
+    while offset < range.end {
+        let len = (range.end - offset).min(plan.chunk as u64) as usize;
+        let Some(mut buf) = free.lock().await.recv().await else {
+            bail!("the buffer pool closed");
+        };
+        stream
+            .read_exact(&mut buf.full_mut()[..len])
+            .await
+            .map_err(|err| match err.kind() {
+                io::ErrorKind::UnexpectedEof => anyhow!(
+                    "the sender stopped before offset {} (its range ends at {})",
+                    offset + len as u64,
+                    range.end
+                ),
+                _ => err.into(),
+            })?;
+        buf.set_len(len);
+        incoming
+            .send(Chunk { offset, len, buf })
+            .await
+            .map_err(|_| anyhow!("the disk writer stopped"))?;
+        offset += len as u64;
+    }
+    Ok(stream)
+}
+
+/// Cuts a file into `streams` contiguous ranges that start on chunk boundaries (so per-chunk
+/// digests match any other way of cutting it); never more ranges than chunks, at least one.
+pub fn split_ranges(size: u64, streams: usize, chunk: usize) -> Vec<Range<u64>> {
+    let chunk = chunk as u64;
+    let chunks = size.div_ceil(chunk).max(1);
+    let per_range = chunks.div_ceil(streams.max(1) as u64);
+    (0..chunks.div_ceil(per_range))
+        .map(|i| (i * per_range * chunk).min(size)..((i + 1) * per_range * chunk).min(size))
+        .collect()
+}
+
+/// Reads `size` bytes of the engine's file and sends range `i` on stream `i`, in order, as plain
+/// bytes (what a remote `scp -t` or `dd` reads). The streams come back, flushed but open.
+pub async fn send_ranges<S>(
+    mut engine: Engine,
+    streams: Vec<(S, Range<u64>)>,
+    plan: ChunkPlan,
+    counter: &Counter,
+) -> Result<(Sent, Vec<S>)>
+where
+    S: AsyncWrite + Unpin + Send + 'static,
+{
+    let count = streams.len();
+    // Each range owns a share of the pool, so a slow stream cannot starve the others.
+    let share = (plan.depth / count.max(1)).max(2);
+    let (free_tx, mut free_rx) = mpsc::unbounded_channel::<(usize, AlignedBuf)>();
+    let sending = BusyClock::new();
+    let mut tasks = JoinSet::new();
+    let mut ranges = Vec::with_capacity(count);
+    for (index, (stream, range)) in streams.into_iter().enumerate() {
+        let (ready_tx, ready_rx) = mpsc::channel::<Chunk>(share);
+        let (free_tx, sending) = (free_tx.clone(), sending.clone());
+        tasks.spawn(async move {
+            send_range(stream, ready_rx, index, &free_tx, &sending)
+                .await
+                .map(|stream| (index, stream))
+                .with_context(|| format!("sending on stream {}", index + 1))
+        });
+        ranges.push(RangeState {
+            next_read: range.start,
+            next_send: range.start,
+            range,
+            pool: (0..share).map(|_| AlignedBuf::new(plan.chunk)).collect(),
+            arrived: BTreeMap::new(),
+            ready: Some(ready_tx),
+        });
+    }
+    drop(free_tx);
+
+    let reading = BusyClock::new();
+    let mut digest = plan.verify.then(Digest::default);
+    let size: u64 = ranges.iter().map(|r| r.range.end - r.range.start).sum();
+    let (mut in_flight, mut done) = (0usize, 0u64);
+    while done < size {
+        for state in ranges.iter_mut() {
+            while state.next_read < state.range.end
+                && let Some(buf) = state.pool.pop()
+            {
+                let len = (state.range.end - state.next_read).min(plan.chunk as u64) as usize;
+                engine.submit(Request {
+                    op: Op::Read {
+                        len: round_up(len, ALIGN),
+                    },
+                    offset: state.next_read,
+                    buf,
+                })?;
+                if in_flight == 0 {
+                    reading.enter();
+                }
+                in_flight += 1;
+                state.next_read += len as u64;
+            }
+        }
+        tokio::select! {
+            completion = engine.next(), if in_flight > 0 => {
+                let completion = completion?;
+                in_flight -= 1;
+                if in_flight == 0 {
+                    reading.leave();
+                }
+                let index = ranges
+                    .iter()
+                    .position(|state| state.range.contains(&completion.offset))
+                    .expect("every read lies in a range");
+                let state = &mut ranges[index];
+                let expected = (state.range.end - completion.offset).min(plan.chunk as u64) as usize;
+                let got = completion
+                    .result
+                    .with_context(|| format!("reading at offset {}", completion.offset))?;
+                if got < expected {
+                    bail!(
+                        "the file ended at {} bytes, before its size of {size}: was it truncated during the copy?",
+                        completion.offset + got as u64
+                    );
+                }
+                let mut buf = completion.buf;
+                buf.set_len(expected);
+                if let Some(digest) = digest.as_mut() {
+                    digest.add(completion.offset, buf.as_slice());
+                }
+                done += expected as u64;
+                state.arrived.insert(completion.offset, buf);
+                // Completions come in any order; each stream must get its range in order.
+                while let Some(buf) = state.arrived.remove(&state.next_send) {
+                    let len = buf.len();
+                    let ready = state.ready.as_ref().expect("open until its range is sent");
+                    ready
+                        .try_send(Chunk { offset: state.next_send, len, buf })
+                        .map_err(|_| anyhow!("stream {} stopped", index + 1))?;
+                    state.next_send += len as u64;
+                }
+                if state.next_send == state.range.end {
+                    state.ready = None;
+                }
+            }
+            Some((index, buf)) = free_rx.recv() => {
+                counter.add(buf.len() as u64);
+                ranges[index].pool.push(buf);
+            }
+            Some(ended) = tasks.join_next() => {
+                ended.map_err(|err| anyhow!("a sending stream failed: {err}"))??;
+                bail!("a stream ended before its part of the file was sent");
+            }
+            _ = interrupt::wait() => return Err(Interrupted.into()),
+        }
+    }
+    for state in ranges.iter_mut() {
+        state.ready = None;
+    }
+    let mut streams = Vec::with_capacity(count);
+    while let Some(ended) = tasks.join_next().await {
+        streams.push(ended.map_err(|err| anyhow!("a sending stream failed: {err}"))??);
+    }
+    while let Ok((_, buf)) = free_rx.try_recv() {
+        counter.add(buf.len() as u64);
+    }
+    streams.sort_by_key(|(index, _)| *index);
+    Ok((
+        Sent {
+            bytes: done,
+            reading: reading.total(),
+            sending: sending.total(),
+            digest,
+        },
+        streams.into_iter().map(|(_, stream)| stream).collect(),
+    ))
+}
+
+/// One range of [`send_ranges`] on its way.
+struct RangeState {
+    range: Range<u64>,
+    /// The next offset to read from the disk.
+    next_read: u64,
+    /// The next offset the stream must get.
+    next_send: u64,
+    pool: Vec<AlignedBuf>,
+    /// Chunks read ahead of `next_send`.
+    arrived: BTreeMap<u64, AlignedBuf>,
+    /// To the stream's task; dropped once the whole range went to it.
+    ready: Option<mpsc::Sender<Chunk>>,
+}
+
+async fn send_range<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    mut ready: mpsc::Receiver<Chunk>,
+    index: usize,
+    free: &mpsc::UnboundedSender<(usize, AlignedBuf)>,
+    sending: &BusyClock,
+) -> io::Result<S> {
+    while let Some(chunk) = ready.recv().await {
+        sending.enter();
+        let sent = stream.write_all(&chunk.buf.as_slice()[..chunk.len]).await;
+        sending.leave();
+        sent?;
+        let _ = free.send((index, chunk.buf));
+    }
+    stream.flush().await?;
+    Ok(stream)
 }
 
 async fn receive_chunks<S: AsyncRead + Unpin>(
@@ -376,6 +678,53 @@ fn truncated(err: io::Error) -> anyhow::Error {
     } else {
         err.into()
     }
+}
+
+/// How long a copy may make no progress at all before the peer counts as gone (stopped, or a
+/// network that drops everything): long enough for any fsync, short enough not to hang.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a copy's pipeline under the watcher (the progress bar, fed by `counter`), cutting its
+/// progress into 1 s intervals, and fails it when nothing moves for [`STALL_TIMEOUT`].
+pub async fn watched<T>(
+    watcher: &dyn Watcher,
+    size: u64,
+    counter: &Counter,
+    pipeline: impl Future<Output = Result<T>>,
+) -> (Result<T>, Vec<Interval>) {
+    watcher.begin("copy", size, counter);
+    let outcome = sampled(pipeline, counter).await;
+    watcher.end();
+    outcome
+}
+
+async fn sampled<T>(
+    pipeline: impl Future<Output = Result<T>>,
+    counter: &Counter,
+) -> (Result<T>, Vec<Interval>) {
+    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    let (mut last, mut last_change) = (0, Instant::now());
+    tokio::pin!(pipeline);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut pipeline => break outcome,
+            _ = ticker.tick() => {
+                let now = counter.get();
+                clock.observe(now);
+                if now != last {
+                    (last, last_change) = (now, Instant::now());
+                } else if last_change.elapsed() > STALL_TIMEOUT {
+                    break Err(anyhow!(
+                        "no progress for {} s: the peer stopped answering",
+                        STALL_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
+    };
+    let (_, intervals) = clock.finish(counter.get());
+    (outcome, intervals)
 }
 
 #[cfg(test)]

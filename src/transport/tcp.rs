@@ -21,10 +21,10 @@ use crate::control::{
     PROTOCOL_VERSION, Reply, Request,
 };
 use crate::disk::{self, EngineChoice};
-use crate::file::{self, Landing};
+use crate::file::Landing;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage,
+    Conditions, Counter, CpuClock, Interval, Measurement, Stage,
     Watcher, path_mtu,
 };
 use crate::warning::Warning;
@@ -388,7 +388,7 @@ impl Tcp {
             directions,
             cpu: CpuBoth {
                 local: local_cpu,
-                remote: remote_cpu,
+                remote: Some(remote_cpu),
             },
             warnings,
         })
@@ -403,31 +403,9 @@ impl Tcp {
         watcher: &dyn Watcher,
     ) -> Result<CopyReport> {
         let mut warnings = Vec::new();
-        let meta = std::fs::metadata(source)
-            .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
-        if meta.is_dir() {
-            bail!("{} is a directory: copy takes one file", source.display());
-        }
-        if !meta.is_file() {
-            bail!("{} is not a regular file", source.display());
-        }
-        let size = meta.len();
-        let (handle, direct) = file::open_read(source, true)?;
-        if !direct {
-            warnings.push(Warning::DirectUnsupported {
-                path: source.to_path_buf(),
-            });
-        }
-        warnings.extend(file::unwritten_warning(&handle, source));
-        let engine = disk::start_engine(
-            EngineChoice::Auto,
-            &handle,
-            source,
-            chunks.depth,
-            &mut warnings,
-        )?;
+        let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
         let engine_kind = engine.kind();
-        let remote_path = with_file_name(remote_path, source);
+        let remote_path = super::address::with_file_name(remote_path, source);
         let request = Request::Receive(FileRequest {
             path: remote_path.clone(),
             size,
@@ -444,7 +422,7 @@ impl Tcp {
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
         let counter = Counter::new();
-        let (sent, intervals) = watched(
+        let (sent, intervals) = pipeline::watched(
             watcher,
             size,
             &counter,
@@ -469,15 +447,15 @@ impl Tcp {
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit {
-                reading_secs: sent.reading.as_secs_f64(),
+                reading_secs: Some(sent.reading.as_secs_f64()),
                 sending_secs: sent.sending.as_secs_f64(),
-                writing_secs: done.disk_busy_secs,
+                writing_secs: Some(done.disk_busy_secs),
                 fsync_secs: done.fsync_secs,
             },
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),
-                remote: done.cpu,
+                remote: Some(done.cpu),
             },
             warnings,
         })
@@ -538,7 +516,7 @@ impl Tcp {
         let start = Instant::now();
         let streams = std::mem::take(&mut session.streams);
         let counter = Counter::new();
-        let (received, intervals) = watched(
+        let (received, intervals) = pipeline::watched(
             watcher,
             size,
             &counter,
@@ -576,15 +554,15 @@ impl Tcp {
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit {
-                reading_secs: done.disk_busy_secs,
+                reading_secs: Some(done.disk_busy_secs),
                 sending_secs: done.stream_busy_secs,
-                writing_secs: received.writing.as_secs_f64(),
+                writing_secs: Some(received.writing.as_secs_f64()),
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),
-                remote: done.cpu,
+                remote: Some(done.cpu),
             },
             warnings,
         })
@@ -655,19 +633,6 @@ fn copy_conditions(
     }
 }
 
-/// `dir/` or an empty path takes the source's file name, like cp and scp.
-fn with_file_name(remote_path: &str, source: &Path) -> String {
-    if remote_path.is_empty() || remote_path.ends_with('/') {
-        let name = source
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("{remote_path}{name}")
-    } else {
-        remote_path.to_string()
-    }
-}
-
 /// Puts the two sides' flows of one direction together.
 fn direction_report(
     direction: Direction,
@@ -715,61 +680,7 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
     sum
 }
 
-/// How long a copy may make no progress at all before the peer counts as gone (stopped, or a
-/// network that drops everything): long enough for any fsync, short enough not to hang.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Runs a copy's pipeline under the watcher (the progress bar, fed by `counter`), cutting its
-/// progress into 1 s intervals, and fails it when nothing moves for [`STALL_TIMEOUT`].
-async fn watched<T>(
-    watcher: &dyn Watcher,
-    size: u64,
-    counter: &Counter,
-    pipeline: impl Future<Output = Result<T>>,
-) -> (Result<T>, Vec<Interval>) {
-    watcher.begin("copy", size, counter);
-    let outcome = sampled(pipeline, counter).await;
-    watcher.end();
-    outcome
-}
-
-async fn sampled<T>(
-    pipeline: impl Future<Output = Result<T>>,
-    counter: &Counter,
-) -> (Result<T>, Vec<Interval>) {
-    let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
-    let mut ticker = tokio::time::interval(Duration::from_millis(100));
-    let (mut last, mut last_change) = (0, Instant::now());
-    tokio::pin!(pipeline);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut pipeline => break outcome,
-            _ = ticker.tick() => {
-                let now = counter.get();
-                clock.observe(now);
-                if now != last {
-                    (last, last_change) = (now, Instant::now());
-                } else if last_change.elapsed() > STALL_TIMEOUT {
-                    break Err(anyhow!(
-                        "no progress for {} s: the peer stopped answering",
-                        STALL_TIMEOUT.as_secs()
-                    ));
-                }
-            }
-        }
-    };
-    let (_, intervals) = clock.finish(counter.get());
-    (outcome, intervals)
-}
-
 /// A server on this machine measures memory and CPU, not a network: say so.
 fn loopback_warning(control: &Connection) -> Option<Warning> {
-    let peer = control.stream().peer_addr().ok()?;
-    let loopback = match peer.ip() {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
-        ip => ip.is_loopback(),
-    };
-    loopback.then_some(Warning::Loopback)
+    super::loopback_warning(control.stream().peer_addr().ok()?)
 }

@@ -74,6 +74,21 @@ impl RemoteCommand {
         }
     }
 
+    /// The tool the remote must have for this command, for the message when it has not.
+    pub fn program(&self) -> &'static str {
+        match self {
+            RemoteCommand::ScpSink { .. } | RemoteCommand::ScpSource { .. } => "scp",
+            RemoteCommand::WriteRange { .. }
+            | RemoteCommand::ReadRange { .. }
+            | RemoteCommand::WriteBaseline { .. } => "dd",
+            RemoteCommand::Size { .. } => "stat",
+            RemoteCommand::Absent { .. } => "test",
+            RemoteCommand::Finish { .. } => "truncate, sync and mv (GNU coreutils)",
+            RemoteCommand::Discard { .. } => "rm",
+            RemoteCommand::Sink | RemoteCommand::Source => "cat",
+        }
+    }
+
     /// Reads a shell line back into a command; None for anything else (the embedded server
     /// runs no shell, so it refuses what it does not know).
     pub fn parse(line: &str) -> Option<RemoteCommand> {

@@ -2,4 +2,6 @@
 //! side) or to `serve`'s embedded SSH server.
 
 pub mod command;
+pub mod exec;
+pub mod login;
 pub mod scp;
