@@ -151,7 +151,8 @@ impl ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct NetArgs {
-    /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
+    /// The server: HOST or HOST:PORT (port 5301 by default; with --via ssh [USER@]HOST[:PORT],
+    /// port 22 or ~/.ssh/config's), [v6]:PORT for IPv6.
     pub host: String,
 
     /// Parallel streams (connections) in each direction.
@@ -197,6 +198,61 @@ pub struct NetArgs {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// How `--via ssh` logs in, like OpenSSH's client.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// SSH cipher to use (--via ssh): aes128-gcm@openssh.com (offered first by default),
+    /// aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr.
+    #[arg(long, value_name = "NAME", value_parser = parse_cipher)]
+    pub cipher: Option<String>,
+
+    /// SSH private key to log in with (--via ssh), tried before ~/.ssh/config's IdentityFile,
+    /// the default keys and ssh-agent.
+    #[arg(long = "identity", value_name = "KEY")]
+    pub identity: Vec<PathBuf>,
+
+    /// SSH config file instead of ~/.ssh/config (Host, HostName, User, Port, IdentityFile).
+    #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// known_hosts file instead of ~/.ssh/known_hosts.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// Record the key of a host not yet in known_hosts instead of refusing it (a changed key is
+    /// always refused).
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+}
+
+impl SshArgs {
+    pub fn login(
+        &self,
+        extra_identities: &[PathBuf],
+    ) -> crate::transport::ssh::login::LoginOptions {
+        crate::transport::ssh::login::LoginOptions {
+            cipher: self.cipher.clone(),
+            identities: extra_identities
+                .iter()
+                .chain(&self.identity)
+                .cloned()
+                .collect(),
+            config: self.config.clone(),
+            known_hosts: self.known_hosts.clone(),
+            accept_new_host_key: self.accept_new_host_key,
+        }
+    }
+}
+
+fn parse_cipher(text: &str) -> Result<String, String> {
+    crate::transport::ssh::login::parse_cipher(text)
+        .map(|name| name.as_ref().to_string())
+        .map_err(|err| err.to_string().replace(&format!("--cipher {text}: "), ""))
 }
 
 impl NetArgs {
@@ -212,10 +268,11 @@ impl NetArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// The file to copy: a local path, or HOST[:PORT]:PATH to download.
+    /// The file to copy: a local path, or [USER@]HOST[:PORT]:PATH to download.
     pub source: String,
 
-    /// Where to: HOST[:PORT]:PATH to upload, or a local path (or directory) to download into.
+    /// Where to: [USER@]HOST[:PORT]:PATH to upload, or a local path (or directory) to download
+    /// into. With --via ssh, PATH is as scp reads it (relative to the login's home).
     pub destination: String,
 
     /// Parallel streams.
@@ -249,6 +306,13 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    /// SSH private key, like scp -i (same as --identity).
+    #[arg(short = 'i', value_name = "KEY")]
+    pub identity_short: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 /// Options shared by everything that drives the disk engine.

@@ -12,8 +12,9 @@ use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
 use xferbench::report::export::{ExportManager, Format};
 use xferbench::serve::{self, ServeOptions};
+use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
-use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport};
+use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport, TransportKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -121,7 +122,10 @@ fn net(args: &NetArgs) -> Result<()> {
         window: args.window,
         directions: args.directions(),
     };
-    let transport = Tcp::new(peer, args.token.token()?)?;
+    let transport: Box<dyn Transport> = match args.via {
+        TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
+        TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
+    };
     let lines = IntervalLines::new(args.bidir, !args.json);
     let report = transport.mem_to_mem(&plan, &lines)?;
     if args.json {
@@ -159,7 +163,10 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
         verify: args.verify,
         force: args.force,
     };
-    let transport = Tcp::new(peer, args.token.token()?)?;
+    let transport: Box<dyn Transport> = match args.via {
+        TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
+        TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&args.identity_short))?),
+    };
     let report = transport.copy(&plan, progress)?;
     if args.json {
         println!("{}", report::json::render("copy", &report));

@@ -274,6 +274,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     for (index, kind) in wanted.iter().enumerate() {
         let transport: &dyn Transport = match kind {
             TransportKind::Tcp => &tcp,
+            TransportKind::Ssh => bail!("run does not take --via ssh yet"),
         };
         watcher.heading(&format!(
             "3/5 memory to memory over {kind} ({}/{})",

@@ -92,6 +92,9 @@ pub fn conditions(c: &Conditions) -> String {
     if let Some(engine) = c.engine {
         parts.push(engine.to_string());
     }
+    if let Some(cipher) = &c.cipher {
+        parts.push(format!("cipher {cipher}"));
+    }
     parts.join(", ")
 }
 
@@ -222,6 +225,9 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     if let Some(mtu) = c.mtu {
         parts.push(format!("MTU {mtu}"));
     }
+    if let Some(cipher) = &c.cipher {
+        parts.push(format!("cipher {cipher}"));
+    }
     if let Some(window) = report.window {
         parts.push(format!("window {}", format_block(window as u64)));
     }
@@ -290,6 +296,17 @@ pub fn copy(report: &CopyReport) -> String {
         busy(split.writing_secs),
         split.fsync_secs
     );
+    if report.path == crate::transport::TransportKind::Ssh {
+        let _ = writeln!(
+            out,
+            "  this side {}; the SSH server's side through its page cache (scp/dd), its fsync timed",
+            if m.conditions.direct {
+                "O_DIRECT"
+            } else {
+                "buffered"
+            }
+        );
+    }
     if let Some(verify) = &report.verify {
         let _ = writeln!(
             out,

@@ -217,7 +217,10 @@ mod tests {
         let Location::Remote { peer, path } = Location::parse("ann@nas:in/a@b").unwrap() else {
             panic!("remote expected")
         };
-        assert_eq!((peer.user.as_deref(), path.as_str()), (Some("ann"), "in/a@b"));
+        assert_eq!(
+            (peer.user.as_deref(), path.as_str()),
+            (Some("ann"), "in/a@b")
+        );
     }
 
     #[test]
@@ -246,9 +249,6 @@ mod tests {
             Location::parse("[::1]:7000:x").unwrap(),
             remote("::1", Some(7000), "x")
         );
-        assert_eq!(
-            Location::parse("lab:").unwrap(),
-            remote("lab", None, "")
-        );
+        assert_eq!(Location::parse("lab:").unwrap(), remote("lab", None, ""));
     }
 }

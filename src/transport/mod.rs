@@ -26,12 +26,15 @@ use crate::warning::Warning;
 pub enum TransportKind {
     /// Plain TCP to `xferbench serve`, parallel streams.
     Tcp,
+    /// SCP-like over SSH: any OpenSSH server, or `serve --ssh-listen`.
+    Ssh,
 }
 
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TransportKind::Tcp => "tcp",
+            TransportKind::Ssh => "ssh",
         })
     }
 }

@@ -21,9 +21,9 @@ use tokio::task::JoinSet;
 
 use crate::disk::{self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Request, buffer::round_up};
 use crate::file;
-use crate::warning::Warning;
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{BusyClock, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Watcher};
+use crate::warning::Warning;
 use tokio::time::Instant;
 
 /// How a file is cut and carried.
@@ -289,7 +289,8 @@ where
         });
     }
     drop(incoming_tx);
-    let (received, _) = write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
+    let (received, _) =
+        write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
     Ok(received)
 }
 
@@ -493,6 +494,7 @@ where
     let reading = BusyClock::new();
     let mut digest = plan.verify.then(Digest::default);
     let size: u64 = ranges.iter().map(|r| r.range.end - r.range.start).sum();
+    let mut streams = Vec::with_capacity(count);
     let (mut in_flight, mut done) = (0usize, 0u64);
     while done < size {
         for state in ranges.iter_mut() {
@@ -561,8 +563,12 @@ where
                 ranges[index].pool.push(buf);
             }
             Some(ended) = tasks.join_next() => {
-                ended.map_err(|err| anyhow!("a sending stream failed: {err}"))??;
-                bail!("a stream ended before its part of the file was sent");
+                // A stream whose whole range went out may finish before the others.
+                let (index, stream) = ended.map_err(|err| anyhow!("a sending stream failed: {err}"))??;
+                if ranges[index].ready.is_some() {
+                    bail!("stream {} ended before its part of the file was sent", index + 1);
+                }
+                streams.push((index, stream));
             }
             _ = interrupt::wait() => return Err(Interrupted.into()),
         }
@@ -570,7 +576,6 @@ where
     for state in ranges.iter_mut() {
         state.ready = None;
     }
-    let mut streams = Vec::with_capacity(count);
     while let Some(ended) = tasks.join_next().await {
         streams.push(ended.map_err(|err| anyhow!("a sending stream failed: {err}"))??);
     }

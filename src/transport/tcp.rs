@@ -24,8 +24,7 @@ use crate::disk::{self, EngineChoice};
 use crate::file::Landing;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Measurement, Stage,
-    Watcher, path_mtu,
+    Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher, path_mtu,
 };
 use crate::warning::Warning;
 

@@ -231,6 +231,24 @@ impl Sshd {
         .expect("write known_hosts");
     }
 
+    /// SIGKILL to sshd and every process under it (the sessions and the commands they run):
+    /// the server machine dying mid-transfer.
+    pub fn kill_all(&mut self) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let mut doomed = vec![child.id()];
+        let mut i = 0;
+        while i < doomed.len() {
+            doomed.extend(children_of(doomed[i]));
+            i += 1;
+        }
+        for pid in doomed {
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+        self.stop();
+    }
+
     /// SIGTERM, then SIGKILL when it lingers; reaps it.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take()
@@ -577,4 +595,23 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
         .expect("read /dev/urandom");
     assert_eq!(bytes.len(), n);
     bytes
+}
+
+/// The processes whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // The field after the parenthesised name is the state, then the parent's pid.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
 }

@@ -99,7 +99,13 @@ impl Exec {
         };
         let (stdout, exit) = tokio::time::timeout(SHORT_TIMEOUT, work)
             .await
-            .map_err(|_| anyhow!("`{}` did not end within {} s", exec.command, SHORT_TIMEOUT.as_secs()))??;
+            .map_err(|_| {
+                anyhow!(
+                    "`{}` did not end within {} s",
+                    exec.command,
+                    SHORT_TIMEOUT.as_secs()
+                )
+            })??;
         exec.output.check(&exec.command, exit)?;
         Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
@@ -168,8 +174,12 @@ impl Output {
                 command.program()
             ),
             Exit::Status(status) => bail!("`{command}` failed on the remote (exit {status}){said}"),
-            Exit::Signal(signal) => bail!("`{command}` was killed on the remote (signal {signal}){said}"),
-            Exit::Unknown => bail!("the remote `{command}` ended without an exit status (connection lost?){said}"),
+            Exit::Signal(signal) => {
+                bail!("`{command}` was killed on the remote (signal {signal}){said}")
+            }
+            Exit::Unknown => bail!(
+                "the remote `{command}` ended without an exit status (connection lost?){said}"
+            ),
         }
     }
 

@@ -99,9 +99,9 @@ impl Target {
         }
         let known_hosts = match &options.known_hosts {
             Some(path) => path.clone(),
-            None => ssh_dir
-                .map(|dir| dir.join("known_hosts"))
-                .ok_or_else(|| anyhow!("no home directory for ~/.ssh/known_hosts: give --known-hosts FILE"))?,
+            None => ssh_dir.map(|dir| dir.join("known_hosts")).ok_or_else(|| {
+                anyhow!("no home directory for ~/.ssh/known_hosts: give --known-hosts FILE")
+            })?,
         };
         let cipher = options.cipher.as_deref().map(parse_cipher).transpose()?;
         Ok(Target {
@@ -144,7 +144,10 @@ pub fn parse_cipher(name: &str) -> Result<cipher::Name> {
         .copied()
         .ok_or_else(|| {
             let known: Vec<&str> = CIPHERS.iter().map(|c| c.as_ref()).collect();
-            anyhow!("--cipher {name}: unknown cipher; give one of {}", known.join(", "))
+            anyhow!(
+                "--cipher {name}: unknown cipher; give one of {}",
+                known.join(", ")
+            )
         })
 }
 
@@ -223,14 +226,16 @@ impl client::Handler for Client {
     ) -> Result<bool, Self::Error> {
         let keys::PublicKeyOrCertificate::PublicKey { key, .. } = offered else {
             self.learnt.lock().expect("not poisoned").host_key = Some(HostKeyProblem::Unreadable(
-                "the server offers a host certificate; xferbench checks plain host keys only".into(),
+                "the server offers a host certificate; xferbench checks plain host keys only"
+                    .into(),
             ));
             return Ok(false);
         };
         let target = &self.target;
         let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
         let problem =
-            match keys::check_known_hosts_path(&target.host, target.port, key, &target.known_hosts) {
+            match keys::check_known_hosts_path(&target.host, target.port, key, &target.known_hosts)
+            {
                 Ok(true) => return Ok(true),
                 Ok(false) if target.accept_new_host_key => {
                     return match keys::known_hosts::learn_known_hosts_path(
@@ -366,7 +371,10 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target) -> Result<()
         let key = match keys::load_secret_key(path, None) {
             Ok(key) => key,
             Err(keys::Error::KeyIsEncrypted) => {
-                skipped.push(format!("{} is passphrase-protected: load it with ssh-add", path.display()));
+                skipped.push(format!(
+                    "{} is passphrase-protected: load it with ssh-add",
+                    path.display()
+                ));
                 continue;
             }
             Err(err) => {

@@ -1,7 +1,708 @@
 //! The SSH path: SCP-like copies over SSH, to a stock OpenSSH server (nothing of ours on the far
 //! side) or to `serve`'s embedded SSH server.
+//!
+//! One stream is the SCP protocol (`scp -t` / `scp -f`). With `-P N` each of N connections
+//! (each its own cipher, so its own CPU core) carries one contiguous range through `dd`. Uploads
+//! land under a temporary name and are truncated, fsynced and renamed by a last command.
 
 pub mod command;
 pub mod exec;
 pub mod login;
 pub mod scp;
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::future::select_all;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use self::command::RemoteCommand;
+use self::exec::{Exec, input_writer};
+use self::login::{Connection, LoginOptions, Target};
+use super::memory::{self, Role, Sampler, Tracked};
+use super::pipeline::{self, ChunkPlan};
+use super::{
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, Location, NetPlan,
+    NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind,
+};
+use crate::disk::{self, EngineChoice};
+use crate::file::Landing;
+use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
+use crate::warning::Warning;
+
+/// An SSH server reached by login.
+pub struct Ssh {
+    target: Arc<Target>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Ssh {
+    pub fn new(peer: &Peer, options: &LoginOptions) -> Result<Ssh> {
+        let target = Arc::new(Target::resolve(peer, options)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("xferbench-ssh")
+            .build()
+            .context("starting the network runtime")?;
+        Ok(Ssh { target, runtime })
+    }
+
+    /// `user@host:port`, as reports name the far side.
+    pub fn label(&self) -> String {
+        self.target.label()
+    }
+
+    /// `count` logged-in connections, set up in parallel.
+    async fn connect(&self, count: usize) -> Result<Vec<Connection>> {
+        let mut tasks = JoinSet::new();
+        for index in 0..count {
+            let target = self.target.clone();
+            tasks.spawn(async move { login::connect(&target).await.map(|c| (index, c)) });
+        }
+        let mut connections = Vec::with_capacity(count);
+        while let Some(joined) = tasks.join_next().await {
+            connections.push(joined.map_err(|err| anyhow!("a login task failed: {err}"))??);
+        }
+        connections.sort_by_key(|(index, _)| *index);
+        Ok(connections.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn upload(
+        &self,
+        plan: &CopyPlan,
+        source: &Path,
+        remote_path: &str,
+        chunks: ChunkPlan,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let mut warnings = Vec::new();
+        let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
+        let engine_kind = engine.kind();
+        let path = super::address::with_file_name(remote_path, source);
+        let temp = temp_name(&path)?;
+        let ranges = pipeline::split_ranges(size, plan.streams, chunks.chunk);
+        let connections = self.connect(ranges.len()).await?;
+        let first = &connections[0].handle;
+        warnings.extend(super::loopback_warning(connections[0].peer_addr));
+        if !plan.force
+            && Exec::run(first, RemoteCommand::Absent { path: path.clone() })
+                .await
+                .is_err()
+        {
+            bail!(
+                "{}:{path} already exists: give --force to replace it",
+                self.label()
+            );
+        }
+        // Creating the temporary file first fails at once on a missing or read-only directory.
+        Exec::run(
+            first,
+            RemoteCommand::WriteRange {
+                path: temp.clone(),
+                offset: 0,
+            },
+        )
+        .await
+        .with_context(|| format!("{}: cannot create {temp}", self.label()))?;
+        let cpu = CpuClock::start();
+        let start = Instant::now();
+        let sent = self
+            .send(&connections, &temp, size, ranges, engine, chunks, watcher)
+            .await;
+        let finished = match sent {
+            Ok(sent) => {
+                let fsync_start = Instant::now();
+                Exec::run(
+                    first,
+                    RemoteCommand::Finish {
+                        temp: temp.clone(),
+                        size,
+                        path: path.clone(),
+                    },
+                )
+                .await
+                .map(|_| (sent, fsync_start.elapsed()))
+            }
+            Err(err) => Err(err),
+        };
+        let (sent, fsync) = match finished {
+            Ok(done) => done,
+            Err(err) => {
+                self.discard(&connections, &temp).await;
+                return Err(err.context(format!("{}: copy to {path} failed", self.label())));
+            }
+        };
+        let elapsed = start.elapsed();
+        Ok(CopyReport {
+            source: source.display().to_string(),
+            destination: format!("{}:{path}", self.label()),
+            path: TransportKind::Ssh,
+            measurement: Measurement::new(
+                Stage::Copy,
+                size,
+                elapsed,
+                self.conditions(plan, chunks, direct, engine_kind, &connections),
+                sent.1,
+            ),
+            split: TimeSplit {
+                reading_secs: Some(sent.0.reading.as_secs_f64()),
+                sending_secs: sent.0.sending.as_secs_f64(),
+                writing_secs: None,
+                fsync_secs: fsync.as_secs_f64(),
+            },
+            verify: None,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: None,
+            },
+            warnings,
+        })
+    }
+
+    /// Sends the ranges: the SCP protocol for one stream, `dd` per connection for several.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        connections: &[Connection],
+        temp: &str,
+        size: u64,
+        ranges: Vec<Range<u64>>,
+        engine: disk::Engine,
+        chunks: ChunkPlan,
+        watcher: &dyn Watcher,
+    ) -> Result<(pipeline::Sent, Vec<crate::measure::Interval>)> {
+        let scp = ranges.len() == 1;
+        let mut execs = Vec::with_capacity(ranges.len());
+        for (connection, range) in connections.iter().zip(&ranges) {
+            let command = if scp {
+                RemoteCommand::ScpSink {
+                    path: temp.to_string(),
+                }
+            } else {
+                RemoteCommand::WriteRange {
+                    path: temp.to_string(),
+                    offset: range.start,
+                }
+            };
+            execs.push(Exec::start(&connection.handle, command).await?);
+        }
+        if scp {
+            let exec = &mut execs[0];
+            let name = Path::new(temp)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let header = scp::FileHeader {
+                mode: 0o644,
+                size,
+                name,
+            }
+            .line()?;
+            scp::expect_ok(&mut exec.output)
+                .await
+                .map_err(|err| scp_refused(exec, err))?;
+            let mut input = input_writer(&exec.input);
+            input.write_all(header.as_bytes()).await?;
+            scp::expect_ok(&mut exec.output)
+                .await
+                .map_err(|err| scp_refused(exec, err))?;
+        }
+        let streams: Vec<_> = execs
+            .iter()
+            .map(|exec| input_writer(&exec.input))
+            .zip(ranges.iter().cloned())
+            .collect();
+        let counter = Counter::new();
+        let data = async {
+            let outcome = {
+                let mut outputs: Vec<_> = execs.iter_mut().map(|exec| &mut exec.output).collect();
+                let early = select_all(
+                    outputs
+                        .iter_mut()
+                        .map(|output| Box::pin(output.ended_early())),
+                );
+                tokio::select! {
+                    sent = pipeline::send_ranges(engine, streams, chunks, &counter) => Ok(sent),
+                    (exit, index, _) = early => Err((exit, index)),
+                }
+            };
+            match outcome {
+                Ok(sent) => sent,
+                Err((exit, index)) => {
+                    let exec = &execs[index];
+                    Err(exec
+                        .output
+                        .check(&exec.command, exit)
+                        .err()
+                        .unwrap_or_else(|| {
+                            anyhow!(
+                                "`{}` ended before its part of the file was sent",
+                                exec.command
+                            )
+                        }))
+                }
+            }
+        };
+        let (sent, intervals) = pipeline::watched(watcher, size, &counter, data).await;
+        let (sent, mut streams) = sent?;
+        if scp {
+            let exec = &mut execs[0];
+            streams[0].write_all(&[0]).await?;
+            scp::expect_ok(&mut exec.output)
+                .await
+                .map_err(|err| scp_refused(exec, err))?;
+        }
+        drop(streams);
+        for exec in execs {
+            exec.finish().await?;
+        }
+        Ok((sent, intervals))
+    }
+
+    /// Best effort after a failed upload: no temporary file left behind.
+    async fn discard(&self, connections: &[Connection], temp: &str) {
+        let command = RemoteCommand::Discard {
+            path: temp.to_string(),
+        };
+        for connection in connections {
+            if Exec::run(&connection.handle, command.clone()).await.is_ok() {
+                return;
+            }
+        }
+    }
+
+    async fn download(
+        &self,
+        plan: &CopyPlan,
+        remote_path: &str,
+        destination: &Path,
+        chunks: ChunkPlan,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let mut warnings = Vec::new();
+        let destination = if destination.is_dir() {
+            let name = Path::new(remote_path)
+                .file_name()
+                .ok_or_else(|| anyhow!("'{remote_path}' does not name a file"))?;
+            destination.join(name)
+        } else {
+            destination.to_path_buf()
+        };
+        let connections = self.connect(plan.streams.max(1)).await?;
+        let first = &connections[0].handle;
+        warnings.extend(super::loopback_warning(connections[0].peer_addr));
+        let scp = plan.streams == 1;
+        // One stream learns the size from the SCP header; several ask for it first.
+        let mut scp_exec = None;
+        let size = if scp {
+            let mut exec = Exec::start(
+                first,
+                RemoteCommand::ScpSource {
+                    path: remote_path.to_string(),
+                },
+            )
+            .await?;
+            let mut input = input_writer(&exec.input);
+            input.write_all(&[0]).await?;
+            let header = read_scp_header(&mut exec).await?;
+            scp_exec = Some(exec);
+            header.size
+        } else {
+            let text = Exec::run(
+                first,
+                RemoteCommand::Size {
+                    path: remote_path.to_string(),
+                },
+            )
+            .await
+            .with_context(|| format!("{}: cannot read {remote_path}", self.label()))?;
+            text.trim().parse::<u64>().map_err(|_| {
+                anyhow!(
+                    "{}: `stat` answered {text:?} for the size of {remote_path}",
+                    self.label()
+                )
+            })?
+        };
+        let landing = Landing::prepare(&destination, size, plan.force, true)?;
+        if !landing.direct {
+            warnings.push(Warning::DirectUnsupported {
+                path: destination.clone(),
+            });
+        }
+        let engine = disk::start_engine(
+            EngineChoice::Auto,
+            &landing.file,
+            &destination,
+            chunks.depth,
+            &mut warnings,
+        )?;
+        let engine_kind = engine.kind();
+        let landing_direct = landing.direct;
+        let ranges = if scp {
+            vec![0..size]
+        } else {
+            pipeline::split_ranges(size, plan.streams, chunks.chunk)
+        };
+        let mut execs = Vec::with_capacity(ranges.len());
+        match scp_exec {
+            Some(exec) => execs.push(exec),
+            None => {
+                for (connection, range) in connections.iter().zip(&ranges) {
+                    let command = RemoteCommand::ReadRange {
+                        path: remote_path.to_string(),
+                        offset: range.start,
+                        len: range.end - range.start,
+                    };
+                    execs.push(Exec::start(&connection.handle, command).await?);
+                }
+            }
+        }
+        let cpu = CpuClock::start();
+        let start = Instant::now();
+        if scp {
+            input_writer(&execs[0].input).write_all(&[0]).await?;
+        }
+        let commands: Vec<_> = execs.iter().map(|e| e.command.clone()).collect();
+        let (outputs, inputs_back): (Vec<_>, Vec<_>) =
+            execs.into_iter().map(|e| (e.output, e.input)).unzip();
+        let inputs: Vec<_> = outputs.into_iter().zip(ranges.iter().cloned()).collect();
+        let counter = Counter::new();
+        let (received, intervals) = pipeline::watched(
+            watcher,
+            size,
+            &counter,
+            pipeline::receive_ranges(engine, size, inputs, chunks, &counter),
+        )
+        .await;
+        let (received, mut outputs) = received.map_err(|err| {
+            err.context(format!("{}: copy of {remote_path} failed", self.label()))
+        })?;
+        if scp {
+            let output = &mut outputs[0];
+            match scp::read_status(output).await? {
+                scp::Status::Ok => {}
+                scp::Status::Warning(message) | scp::Status::Fatal(message) => {
+                    bail!("{}: {message}", self.label())
+                }
+            }
+            // The source waits for this last acknowledgement before it exits.
+            let mut input = input_writer(&inputs_back[0]);
+            input.write_all(&[0]).await?;
+            input.shutdown().await?;
+        }
+        let fsync_start = Instant::now();
+        if !size.is_multiple_of(disk::ALIGN as u64) {
+            landing
+                .file
+                .set_len(size)
+                .context("truncating the padded tail")?;
+        }
+        landing
+            .file
+            .sync_all()
+            .with_context(|| format!("fsync of {}", destination.display()))?;
+        let fsync = fsync_start.elapsed();
+        let elapsed = start.elapsed();
+        for (output, command) in outputs.iter_mut().zip(&commands) {
+            let exit = output.finish().await;
+            output.check(command, exit)?;
+        }
+        landing.commit()?;
+        Ok(CopyReport {
+            source: format!("{}:{remote_path}", self.label()),
+            destination: destination.display().to_string(),
+            path: TransportKind::Ssh,
+            measurement: Measurement::new(
+                Stage::Copy,
+                size,
+                elapsed,
+                self.conditions(plan, chunks, landing_direct, engine_kind, &connections),
+                intervals,
+            ),
+            split: TimeSplit {
+                reading_secs: None,
+                sending_secs: 0.0,
+                writing_secs: Some(received.writing.as_secs_f64()),
+                fsync_secs: fsync.as_secs_f64(),
+            },
+            verify: None,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: None,
+            },
+            warnings,
+        })
+    }
+
+    /// Memory to memory: random payload into `cat > /dev/null` on each connection, so the figure
+    /// is the cipher and the network, no disk.
+    async fn net(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        if plan.directions != Directions::Upload {
+            bail!(
+                "--via ssh measures uploads only (a stock server has nothing of ours to send from): \
+                 for the other direction run xferbench on the other machine"
+            );
+        }
+        if plan.window.is_some() {
+            bail!(
+                "-w sets TCP socket buffers of `serve`; the SSH path uses the SSH channel window"
+            );
+        }
+        let connections = self.connect(plan.streams).await?;
+        let warnings: Vec<Warning> = super::loopback_warning(connections[0].peer_addr)
+            .into_iter()
+            .collect();
+        let mut execs = Vec::with_capacity(connections.len());
+        for connection in &connections {
+            execs.push(Exec::start(&connection.handle, RemoteCommand::Sink).await?);
+        }
+        let payload = Arc::new(memory::payload(plan.len));
+        let counters: Vec<Counter> = execs.iter().map(|_| Counter::new()).collect();
+        let tracked = counters
+            .iter()
+            .map(|counter| Tracked {
+                counter: counter.clone(),
+                role: Role::Send,
+                fd: None,
+            })
+            .collect();
+        let omit = Duration::from_secs_f64(plan.omit_secs);
+        let start = tokio::time::Instant::now();
+        let end = start + omit + Duration::from_secs_f64(plan.secs);
+        let mut sampler = Sampler::start(
+            tracked,
+            start,
+            omit,
+            Duration::from_secs_f64(plan.interval_secs),
+        );
+        let cpu = CpuClock::start();
+        let mut writers = JoinSet::new();
+        for (exec, counter) in execs.iter().zip(&counters) {
+            let (mut input, counter, payload) =
+                (input_writer(&exec.input), counter.clone(), payload.clone());
+            writers.spawn(async move {
+                while tokio::time::Instant::now() < end {
+                    input.write_all(&payload).await?;
+                    counter.add(payload.len() as u64);
+                }
+                input.flush().await?;
+                Ok::<_, std::io::Error>((input, tokio::time::Instant::now()))
+            });
+        }
+        let mut last_write = start;
+        let mut inputs = Vec::new();
+        let sent = async {
+            loop {
+                let cut = sampler.next_cut().min(end);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(cut), if cut < end => {
+                        watcher.tick(&sampler.cut(cut));
+                    }
+                    joined = writers.join_next() => match joined {
+                        Some(joined) => {
+                            let (input, at) = joined.map_err(|err| anyhow!("a sending stream failed: {err}"))?
+                                .map_err(|err| anyhow!("sending to `cat > /dev/null`: {err}"))?;
+                            last_write = last_write.max(at);
+                            inputs.push(input);
+                        }
+                        None => break,
+                    },
+                    _ = crate::interrupt::wait() => return Err(crate::interrupt::Interrupted.into()),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        let early = async {
+            let mut outputs: Vec<_> = execs.iter_mut().map(|e| &mut e.output).collect();
+            let (exit, index, _) =
+                select_all(outputs.iter_mut().map(|o| Box::pin(o.ended_early()))).await;
+            (exit, index)
+        };
+        tokio::select! {
+            sent = sent => sent?,
+            (exit, index) = early => {
+                let exec = &execs[index];
+                exec.output.check(&exec.command, exit)?;
+                bail!("`{}` on the remote stopped reading", exec.command);
+            }
+        }
+        if let Some(tick) = sampler.finish(last_write) {
+            watcher.tick(&tick);
+        }
+        let sender = sampler.flow(Role::Send, last_write);
+        drop(inputs);
+        for exec in execs {
+            exec.finish().await?;
+        }
+        // Every byte was read on the far side once `cat` has exited.
+        let mut receiver = sender.clone();
+        receiver.secs = tokio::time::Instant::now()
+            .saturating_duration_since(start + omit)
+            .as_secs_f64();
+        let local_cpu = cpu.finish();
+        let conditions = Conditions {
+            path: Some(TransportKind::Ssh),
+            streams: Some(plan.streams),
+            cipher: connections.first().map(|c| c.cipher.clone()),
+            ..Conditions::default()
+        };
+        let measurement = |stage, flow: &memory::Flow| {
+            Measurement::new(
+                stage,
+                flow.bytes(),
+                Duration::from_secs_f64(flow.secs),
+                conditions.clone(),
+                super::tcp::sum_intervals(&flow.stream_intervals),
+            )
+        };
+        let streams = (0..sender.stream_bytes.len())
+            .map(|i| StreamReport {
+                id: i + 1,
+                sender_bytes: sender.stream_bytes[i],
+                receiver_bytes: receiver.stream_bytes[i],
+                retransmits: None,
+                intervals: sender.stream_intervals[i].clone(),
+            })
+            .collect();
+        Ok(NetReport {
+            server: self.label(),
+            path: TransportKind::Ssh,
+            streams: plan.streams,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len: plan.len,
+            window: None,
+            directions: vec![DirectionReport {
+                direction: Direction::Upload,
+                sender: measurement(Stage::NetSend, &sender),
+                receiver: measurement(Stage::NetReceive, &receiver),
+                retransmits: None,
+                streams,
+            }],
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: None,
+            },
+            warnings,
+        })
+    }
+
+    fn conditions(
+        &self,
+        plan: &CopyPlan,
+        chunks: ChunkPlan,
+        direct: bool,
+        engine: disk::EngineKind,
+        connections: &[Connection],
+    ) -> Conditions {
+        Conditions {
+            direct,
+            fsync_included: true,
+            engine: Some(engine),
+            block_size: Some(chunks.chunk as u64),
+            iodepth: Some(chunks.depth),
+            path: Some(TransportKind::Ssh),
+            streams: Some(connections.len().min(plan.streams.max(1))),
+            cipher: connections.first().map(|c| c.cipher.clone()),
+            ..Conditions::default()
+        }
+    }
+}
+
+impl Transport for Ssh {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Ssh
+    }
+
+    fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        self.runtime.block_on(self.net(plan, watcher))
+    }
+
+    fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+        let chunks = ChunkPlan {
+            chunk: plan.chunk,
+            depth: plan.iodepth,
+            verify: plan.verify,
+        };
+        chunks.validate()?;
+        if plan.verify {
+            bail!(
+                "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum"
+            );
+        }
+        self.runtime.block_on(async {
+            match (&plan.source, &plan.destination) {
+                (Location::Local(source), Location::Remote { path, .. }) => {
+                    self.upload(plan, source, path, chunks, watcher).await
+                }
+                (Location::Remote { path, .. }, Location::Local(destination)) => {
+                    self.download(plan, path, destination, chunks, watcher)
+                        .await
+                }
+                _ => bail!("copy goes between this machine and one server"),
+            }
+        })
+    }
+}
+
+/// `dir/.NAME.xferbench-partial` next to `path`, like a local copy's landing name.
+fn temp_name(path: &str) -> Result<String> {
+    let (dir, name) = match path.rsplit_once('/') {
+        Some((dir, name)) => (format!("{dir}/"), name),
+        None => (String::new(), path),
+    };
+    scp::check_name(name).with_context(|| format!("the remote path '{path}'"))?;
+    Ok(format!("{dir}.{name}.xferbench-partial"))
+}
+
+/// An SCP refusal, with what the remote said on stderr when the status line was empty.
+fn scp_refused(exec: &Exec, err: anyhow::Error) -> anyhow::Error {
+    let said = exec.output.stderr();
+    if said.contains("not found") {
+        anyhow!(
+            "the remote has no `scp` in the PATH of its login shell ({said}): install openssh-client there"
+        )
+    } else if said.is_empty() {
+        anyhow!("scp on the remote: {err}")
+    } else {
+        anyhow!("scp on the remote: {err} ({said})")
+    }
+}
+
+/// Reads `scp -f`'s answer up to its `C` line, skipping a `T` (times) line.
+async fn read_scp_header(exec: &mut Exec) -> Result<scp::FileHeader> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let first = match exec.output.read_u8().await {
+            Ok(byte) => byte,
+            Err(_) => {
+                let exit = exec.output.finish().await;
+                exec.output.check(&exec.command, exit.clone())?;
+                bail!("`{}` sent nothing", exec.command);
+            }
+        };
+        match first {
+            b'C' => {
+                let rest = scp::read_line(&mut exec.output).await?;
+                return scp::FileHeader::parse(&format!("C{rest}"));
+            }
+            b'T' => {
+                scp::read_line(&mut exec.output).await?;
+                input_writer(&exec.input).write_all(&[0]).await?;
+            }
+            1 | 2 => {
+                let message = scp::read_line(&mut exec.output).await?;
+                bail!("{}", message.trim_start_matches("scp: "));
+            }
+            b'D' => bail!("the remote path is a directory: copy takes one file"),
+            other => bail!(
+                "`{}` answered {other:#04x}, not an SCP header",
+                exec.command
+            ),
+        }
+    }
+}

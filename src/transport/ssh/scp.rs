@@ -26,7 +26,12 @@ impl FileHeader {
     /// The line on the wire.
     pub fn line(&self) -> Result<String> {
         check_name(&self.name)?;
-        Ok(format!("C{:04o} {} {}\n", self.mode & 0o7777, self.size, self.name))
+        Ok(format!(
+            "C{:04o} {} {}\n",
+            self.mode & 0o7777,
+            self.size,
+            self.name
+        ))
     }
 
     /// Reads a `C` line (without its newline).
@@ -99,11 +104,18 @@ pub async fn expect_ok<R: AsyncRead + Unpin>(reader: &mut R) -> Result<()> {
 }
 
 /// Sends a status: 0, or 1/2 and a message.
-pub async fn write_status<W: AsyncWrite + Unpin>(writer: &mut W, status: &Status) -> io::Result<()> {
+pub async fn write_status<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    status: &Status,
+) -> io::Result<()> {
     match status {
         Status::Ok => writer.write_all(&[0]).await?,
         Status::Warning(message) | Status::Fatal(message) => {
-            let code = if matches!(status, Status::Warning(_)) { 1 } else { 2 };
+            let code = if matches!(status, Status::Warning(_)) {
+                1
+            } else {
+                2
+            };
             let mut bytes = vec![code];
             bytes.extend_from_slice(b"scp: ");
             bytes.extend_from_slice(message.replace('\n', " ").as_bytes());
@@ -159,9 +171,18 @@ mod tests {
                 name: name.into(),
             };
             assert!(header.line().is_err(), "{name:?}");
-            assert!(FileHeader::parse(&format!("C0644 1 {name}")).is_err(), "{name:?}");
+            assert!(
+                FileHeader::parse(&format!("C0644 1 {name}")).is_err(),
+                "{name:?}"
+            );
         }
-        for line in ["C644 1 x", "C0644 -1 x", "D0755 0 dir", "C0644 1", "C0999 1 x"] {
+        for line in [
+            "C644 1 x",
+            "C0644 -1 x",
+            "D0755 0 dir",
+            "C0644 1",
+            "C0999 1 x",
+        ] {
             assert!(FileHeader::parse(line).is_err(), "{line}");
         }
     }

@@ -1,0 +1,437 @@
+//! `--via ssh` against a real OpenSSH sshd of the test's own (tests/common/sshd.rs): copies
+//! both ways byte for byte over the SCP protocol and over parallel connections, `net`, and
+//! every refusal OpenSSH's client would make. Each test prints "skipped" and passes when
+//! OpenSSH is not installed (`.ci/run` installs it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::sshd::Sshd;
+use common::{
+    Background, Run, assert_failed_cleanly, assert_same_content, json_report, make_file,
+    run_command, temp_dir, wait_until,
+};
+
+fn start() -> Option<Sshd> {
+    let sshd = Sshd::start();
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    sshd
+}
+
+/// `user@127.0.0.1:PORT:PATH`.
+fn remote(sshd: &Sshd, path: &Path) -> String {
+    format!("{}:{}:{}", sshd.destination(), sshd.port(), path.display())
+}
+
+/// `xferbench ARGS --via ssh` with the test's key and known_hosts, and a HOME of its own so
+/// no ~/.ssh of the machine is read.
+fn xferbench_ssh(sshd: &Sshd, home: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = common::command(args);
+    cmd.args(["--via", "ssh", "--identity"])
+        .arg(sshd.client_key())
+        .arg("--known-hosts")
+        .arg(sshd.known_hosts())
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
+fn copy(sshd: &Sshd, home: &Path, from: &str, to: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["copy", from, to];
+    args.extend_from_slice(extra);
+    run_command(xferbench_ssh(sshd, home, &args))
+}
+
+fn assert_ok(what: &str, out: &Run, sshd: &Sshd) {
+    assert_eq!(
+        out.code,
+        0,
+        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}\nsshd:\n{}",
+        out.code,
+        out.stdout,
+        out.stderr,
+        sshd.log()
+    );
+}
+
+fn no_partial_files(dir: &Path) -> bool {
+    common::leftovers(dir).is_empty()
+}
+
+fn round_trip(streams: &str, size: &str) {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("big file.img");
+    if size == "0" {
+        std::fs::write(&source, b"").unwrap();
+    } else {
+        make_file(&source, size);
+    }
+    let landed = far.path().join("big file.img");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["-P", streams],
+    );
+    assert_ok("upload", &out, &sshd);
+    assert_same_content(&source, &landed);
+    assert!(out.stdout.contains("over ssh"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("cipher aes128-gcm@openssh.com"),
+        "{}",
+        out.stdout
+    );
+    assert!(no_partial_files(far.path()));
+
+    let back = local.path().join("back.img");
+    let out = copy(
+        &sshd,
+        home.path(),
+        &remote(&sshd, &landed),
+        back.to_str().unwrap(),
+        &["-P", streams],
+    );
+    assert_ok("download", &out, &sshd);
+    assert_same_content(&source, &back);
+    assert!(no_partial_files(local.path()));
+}
+
+#[test]
+fn one_stream_speaks_scp_both_ways_byte_for_byte() {
+    round_trip("1", "3145851");
+}
+
+#[test]
+fn parallel_connections_carry_ranges_both_ways_byte_for_byte() {
+    round_trip("3", "5243003");
+}
+
+#[test]
+fn an_empty_file_crosses_both_ways() {
+    round_trip("1", "0");
+}
+
+#[test]
+fn copy_json_names_the_path_the_cipher_and_the_streams() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "2M");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &far.path().join("a.img")),
+        &["-P", "2", "--cipher", "chacha20-poly1305@openssh.com", "-J"],
+    );
+    let report = json_report(&out);
+    let conditions = &report["measurement"]["conditions"];
+    assert_eq!(report["path"], "ssh");
+    assert_eq!(conditions["cipher"], "chacha20-poly1305@openssh.com");
+    assert_eq!(conditions["streams"], 2);
+    assert_eq!(conditions["fsync_included"], true);
+    assert_eq!(report["measurement"]["bytes"], 2 << 20);
+    assert!(report["cpu"]["remote"].is_null(), "{report}");
+}
+
+#[test]
+fn an_existing_remote_file_is_kept_unless_forced() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let landed = far.path().join("a.img");
+    std::fs::write(&landed, b"keep me").unwrap();
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &[],
+    );
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&landed).unwrap(), b"keep me");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["-f"],
+    );
+    assert_ok("forced upload", &out, &sshd);
+    assert_same_content(&source, &landed);
+}
+
+#[test]
+fn a_missing_remote_directory_fails_cleanly() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    for streams in ["1", "2"] {
+        let target = far.path().join("no/such/dir/a.img");
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &remote(&sshd, &target),
+            &["-P", streams],
+        );
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains("No such file or directory"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = copy(
+        &sshd,
+        home.path(),
+        &remote(&sshd, &far.path().join("absent.img")),
+        local.path().join("x").to_str().unwrap(),
+        &["-P", "1"],
+    );
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("absent.img"), "{}", out.stderr);
+    assert!(!local.path().join("x").exists());
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_until_accepted_then_recorded() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let known_hosts = home.path().join("known_hosts");
+    let attempt = |extra: &[&str]| {
+        let mut cmd = common::command([
+            "copy",
+            source.to_str().unwrap(),
+            &remote(&sshd, &far.path().join("a.img")),
+            "-f",
+        ]);
+        cmd.args(["--via", "ssh", "--identity"])
+            .arg(sshd.client_key())
+            .arg("--known-hosts")
+            .arg(&known_hosts)
+            .args(extra)
+            .env("HOME", home.path())
+            .env_remove("SSH_AUTH_SOCK");
+        run_command(cmd)
+    };
+    let out = attempt(&[]);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("host key is not known"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("SHA256:"), "{}", out.stderr);
+    assert!(!far.path().join("a.img").exists());
+
+    let out = attempt(&["--accept-new-host-key"]);
+    assert_ok("accept-new", &out, &sshd);
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(
+        recorded.contains(&format!("[127.0.0.1]:{}", sshd.port())),
+        "{recorded}"
+    );
+    assert_ok("known now", &attempt(&[]), &sshd);
+}
+
+#[test]
+fn a_changed_host_key_is_refused_like_openssh_even_with_accept_new() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    // Another ed25519 key recorded for this host and port.
+    let other = home.path().join("other");
+    common::sshd::new_key(&other);
+    let other_pub =
+        std::fs::read_to_string(PathBuf::from(format!("{}.pub", other.display()))).unwrap();
+    let mut fields = other_pub.split_whitespace();
+    let (kind, blob) = (fields.next().unwrap(), fields.next().unwrap());
+    let known_hosts = home.path().join("known_hosts");
+    std::fs::write(
+        &known_hosts,
+        format!("[127.0.0.1]:{} {kind} {blob}\n", sshd.port()),
+    )
+    .unwrap();
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &remote(&sshd, &far.path().join("a.img")),
+    ]);
+    cmd.args(["--via", "ssh", "--accept-new-host-key", "--identity"])
+        .arg(sshd.client_key())
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .env("HOME", home.path());
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr
+            .contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("ssh-keygen"), "{}", out.stderr);
+    assert!(!far.path().join("a.img").exists());
+}
+
+#[test]
+fn a_key_the_server_does_not_know_is_refused() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let stranger = home.path().join("stranger");
+    common::sshd::new_key(&stranger);
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &remote(&sshd, &far.path().join("a.img")),
+    ]);
+    cmd.args(["--via", "ssh", "--identity"])
+        .arg(&stranger)
+        .arg("--known-hosts")
+        .arg(sshd.known_hosts())
+        .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("permission denied (publickey)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("stranger"), "{}", out.stderr);
+
+    // No key at all: nothing in -i, no ~/.ssh, no agent.
+    let mut cmd = common::command([
+        "net",
+        &format!("{}:{}", sshd.destination(), sshd.port()),
+        "-t",
+        "1",
+    ]);
+    cmd.args(["--via", "ssh", "--known-hosts"])
+        .arg(sshd.known_hosts())
+        .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("no key to offer"), "{}", out.stderr);
+}
+
+#[test]
+fn ssh_config_supplies_host_name_port_user_and_identity() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    std::fs::create_dir(home.path().join(".ssh")).unwrap();
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        format!(
+            "Host nas\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            sshd.port(),
+            sshd.user(),
+            sshd.client_key().display()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(sshd.known_hosts(), home.path().join(".ssh/known_hosts")).unwrap();
+    let landed = far.path().join("a.img");
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &format!("nas:{}", landed.display()),
+        "--via",
+        "ssh",
+    ]);
+    cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_ok("copy to a Host alias", &out, &sshd);
+    assert_same_content(&source, &landed);
+}
+
+#[test]
+fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["net", &host, "-t", "1", "-P", "2", "-J"],
+    ));
+    let report = json_report(&out);
+    let upload = &report["directions"][0];
+    assert_eq!(report["path"], "ssh");
+    assert_eq!(upload["direction"], "upload");
+    assert_eq!(
+        upload["receiver"]["conditions"]["cipher"],
+        "aes128-gcm@openssh.com"
+    );
+    let bytes = upload["receiver"]["bytes"].as_u64().unwrap();
+    assert!(bytes > 0);
+    assert_eq!(upload["streams"].as_array().unwrap().len(), 2);
+
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["net", &host, "-t", "1", "-R"],
+    ));
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
+}
+
+#[test]
+fn a_server_killed_mid_upload_leaves_no_file_under_its_name() {
+    let Some(mut sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1G");
+    let landed = far.path().join("a.img");
+    let mut cmd = xferbench_ssh(
+        &sshd,
+        home.path(),
+        &[
+            "copy",
+            source.to_str().unwrap(),
+            &remote(&sshd, &landed),
+            "-P",
+            "1",
+            "--cipher",
+            "chacha20-poly1305@openssh.com",
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let copy = Background(cmd.spawn().unwrap());
+    let partial = far.path().join(".a.img.xferbench-partial");
+    let started = wait_until(Duration::from_secs(30), || {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    });
+    sshd.kill_all();
+    let out = copy.finish(Duration::from_secs(90));
+    assert!(started, "the upload never started: {}", out.stderr);
+    assert_eq!(
+        out.code, 1,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stderr.starts_with("xferbench: "), "{}", out.stderr);
+    assert!(
+        !landed.exists(),
+        "a file under the final name after a failed copy"
+    );
+}
