@@ -296,11 +296,13 @@ where
 
 /// Like [`receive_file`], but each stream carries one contiguous range of the file as plain
 /// bytes (what a remote `scp -f` or `dd` sends); the streams come back, in order, positioned
-/// just after their range.
+/// just after their range. Stream `i` is read on runtime `on[i]` when given (where its
+/// connection lives), else on this one.
 pub async fn receive_ranges<S>(
     engine: Engine,
     size: u64,
     streams: Vec<(S, Range<u64>)>,
+    on: &[tokio::runtime::Handle],
     plan: ChunkPlan,
     counter: &Counter,
 ) -> Result<(Received, Vec<S>)>
@@ -312,12 +314,16 @@ where
     let mut tasks = JoinSet::new();
     for (index, (stream, range)) in streams.into_iter().enumerate() {
         let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
-        tasks.spawn(async move {
+        let task = async move {
             receive_range(stream, range, plan, &free_rx, &incoming_tx)
                 .await
                 .map(|stream| (index, stream))
                 .with_context(|| format!("receiving on stream {}", index + 1))
-        });
+        };
+        match on.get(index) {
+            Some(runtime) => tasks.spawn_on(task, runtime),
+            None => tasks.spawn(task),
+        };
     }
     drop(incoming_tx);
     let (received, mut streams) =
@@ -455,9 +461,11 @@ pub fn split_ranges(size: u64, streams: usize, chunk: usize) -> Vec<Range<u64>> 
 
 /// Reads `size` bytes of the engine's file and sends range `i` on stream `i`, in order, as plain
 /// bytes (what a remote `scp -t` or `dd` reads). The streams come back, flushed but open.
+/// Stream `i` is written on runtime `on[i]` when given, else on this one.
 pub async fn send_ranges<S>(
     mut engine: Engine,
     streams: Vec<(S, Range<u64>)>,
+    on: &[tokio::runtime::Handle],
     plan: ChunkPlan,
     counter: &Counter,
 ) -> Result<(Sent, Vec<S>)>
@@ -474,12 +482,16 @@ where
     for (index, (stream, range)) in streams.into_iter().enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel::<Chunk>(share);
         let (free_tx, sending) = (free_tx.clone(), sending.clone());
-        tasks.spawn(async move {
+        let task = async move {
             send_range(stream, ready_rx, index, &free_tx, &sending)
                 .await
                 .map(|stream| (index, stream))
                 .with_context(|| format!("sending on stream {}", index + 1))
-        });
+        };
+        match on.get(index) {
+            Some(runtime) => tasks.spawn_on(task, runtime),
+            None => tasks.spawn(task),
+        };
         ranges.push(RangeState {
             next_read: range.start,
             next_send: range.start,

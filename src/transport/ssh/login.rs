@@ -14,6 +14,7 @@ use russh::client::{self, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg};
 use ssh2_config::{ParseRule, SshConfig};
 
+use super::worker::Worker;
 use crate::transport::Peer;
 
 /// The port SSH servers listen on unless told otherwise.
@@ -289,22 +290,39 @@ pub struct Connection {
     /// The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
     pub server_id: String,
     pub peer_addr: std::net::SocketAddr,
+    /// The thread the session runs on; last, so it stops after the handle is gone.
+    pub worker: Worker,
 }
 
-/// Connects, checks the host key, logs in.
-pub async fn connect(target: &Arc<Target>) -> Result<Connection> {
-    tokio::time::timeout(LOGIN_TIMEOUT, connect_unbounded(target))
+/// Connects, checks the host key, logs in; the connection's session runs on a thread of its own.
+pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
+    let worker = Worker::start(format!("xferbench-ssh-{}", index + 1))?;
+    let login = worker.runtime().spawn({
+        let target = target.clone();
+        async move { tokio::time::timeout(LOGIN_TIMEOUT, connect_unbounded(&target)).await }
+    });
+    let (handle, cipher, server_id, peer_addr) = login
         .await
+        .map_err(|err| anyhow!("the login task failed: {err}"))?
         .map_err(|_| {
             anyhow!(
                 "{}: no login within {} s: is an SSH server answering there?",
                 target.label(),
                 LOGIN_TIMEOUT.as_secs()
             )
-        })?
+        })??;
+    Ok(Connection {
+        handle,
+        cipher,
+        server_id,
+        peer_addr,
+        worker,
+    })
 }
 
-async fn connect_unbounded(target: &Arc<Target>) -> Result<Connection> {
+async fn connect_unbounded(
+    target: &Arc<Target>,
+) -> Result<(Handle<Client>, String, String, std::net::SocketAddr)> {
     let mut preferred = russh::Preferred::default();
     preferred.cipher = match target.cipher {
         Some(cipher) => vec![cipher].into(),
@@ -321,6 +339,8 @@ async fn connect_unbounded(target: &Arc<Target>) -> Result<Connection> {
         .await
         .map_err(|err| anyhow!("cannot connect to {}: {err}", target.label()))?;
     let peer_addr = stream.peer_addr()?;
+    // Protocol steps are small messages each waiting for an answer: no Nagle delay on them.
+    stream.set_nodelay(true)?;
     let learnt = Arc::new(Mutex::new(Learnt::default()));
     let client = Client {
         target: target.clone(),
@@ -335,12 +355,12 @@ async fn connect_unbounded(target: &Arc<Target>) -> Result<Connection> {
     };
     authenticate(&mut handle, target).await?;
     let learnt = learnt.lock().expect("not poisoned").clone();
-    Ok(Connection {
+    Ok((
         handle,
-        cipher: learnt.cipher.unwrap_or_default(),
-        server_id: learnt.server_id.unwrap_or_default(),
+        learnt.cipher.unwrap_or_default(),
+        learnt.server_id.unwrap_or_default(),
         peer_addr,
-    })
+    ))
 }
 
 /// OpenSSH's kind of refusal, in one line.

@@ -9,6 +9,7 @@ pub mod command;
 pub mod exec;
 pub mod login;
 pub mod scp;
+pub mod worker;
 
 use std::ops::Range;
 use std::path::Path;
@@ -61,7 +62,7 @@ impl Ssh {
         let mut tasks = JoinSet::new();
         for index in 0..count {
             let target = self.target.clone();
-            tasks.spawn(async move { login::connect(&target).await.map(|c| (index, c)) });
+            tasks.spawn(async move { login::connect(&target, index).await.map(|c| (index, c)) });
         }
         let mut connections = Vec::with_capacity(count);
         while let Some(joined) = tasks.join_next().await {
@@ -217,6 +218,10 @@ impl Ssh {
             .zip(ranges.iter().cloned())
             .collect();
         let counter = Counter::new();
+        let runtimes: Vec<_> = connections
+            .iter()
+            .map(|c| c.worker.runtime().clone())
+            .collect();
         let data = async {
             let outcome = {
                 let mut outputs: Vec<_> = execs.iter_mut().map(|exec| &mut exec.output).collect();
@@ -226,7 +231,7 @@ impl Ssh {
                         .map(|output| Box::pin(output.ended_early())),
                 );
                 tokio::select! {
-                    sent = pipeline::send_ranges(engine, streams, chunks, &counter) => Ok(sent),
+                    sent = pipeline::send_ranges(engine, streams, &runtimes, chunks, &counter) => Ok(sent),
                     (exit, index, _) = early => Err((exit, index)),
                 }
             };
@@ -371,11 +376,15 @@ impl Ssh {
             execs.into_iter().map(|e| (e.output, e.input)).unzip();
         let inputs: Vec<_> = outputs.into_iter().zip(ranges.iter().cloned()).collect();
         let counter = Counter::new();
+        let runtimes: Vec<_> = connections
+            .iter()
+            .map(|c| c.worker.runtime().clone())
+            .collect();
         let (received, intervals) = pipeline::watched(
             watcher,
             size,
             &counter,
-            pipeline::receive_ranges(engine, size, inputs, chunks, &counter),
+            pipeline::receive_ranges(engine, size, inputs, &runtimes, chunks, &counter),
         )
         .await;
         let (received, mut outputs) = received.map_err(|err| {
@@ -481,17 +490,18 @@ impl Ssh {
         );
         let cpu = CpuClock::start();
         let mut writers = JoinSet::new();
-        for (exec, counter) in execs.iter().zip(&counters) {
+        for ((exec, counter), connection) in execs.iter().zip(&counters).zip(&connections) {
             let (mut input, counter, payload) =
                 (input_writer(&exec.input), counter.clone(), payload.clone());
-            writers.spawn(async move {
+            let writer = async move {
                 while tokio::time::Instant::now() < end {
                     input.write_all(&payload).await?;
                     counter.add(payload.len() as u64);
                 }
                 input.flush().await?;
                 Ok::<_, std::io::Error>((input, tokio::time::Instant::now()))
-            });
+            };
+            writers.spawn_on(writer, connection.worker.runtime());
         }
         let mut last_write = start;
         let mut inputs = Vec::new();

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# xferbench copy --via ssh against OpenSSH's scp, to the same OpenSSH sshd (started here on a
+# free port of 127.0.0.1 with its own keys and config; no system sshd is used or touched), with
+# the same cipher; and xferbench to its own embedded SSH server (serve --ssh-listen).
+# Each round runs every scenario once, alternating which tool goes first, so drift hits both
+# alike. Prints each round, then the medians and the ratios xferbench / scp.
+#
+# Both files live on tmpfs by default (SRC_DIR, DEST_DIR): the figure is the SSH path itself
+# (cipher, channel windows, processes), not the disks, and the remote fsync costs nothing.
+# scp is timed from start to exit; xferbench's figure is its own (-J), fsync included.
+#
+# usage: scripts/compare-ssh.sh [SIZE] [ROUNDS] [CIPHER]
+#        defaults: 2G, 5 rounds, aes128-gcm@openssh.com
+# environment: XFERBENCH  the binary to test (default: target/release/xferbench, built here)
+#              SRC_DIR, DEST_DIR  where the file is read and written (default: /dev/shm)
+#              STREAMS    xferbench's parallel connections for the -P row (default 4)
+# Only 127.0.0.1 is ever used.
+set -euo pipefail
+shopt -s inherit_errexit
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+size=${1:-2G}
+rounds=${2:-5}
+cipher=${3:-aes128-gcm@openssh.com}
+streams=${STREAMS:-4}
+
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-ssh: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
+for tool in sshd scp ssh ssh-keygen python3; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
+    { echo "compare-ssh: $tool is not installed (Debian: apt-get install openssh-server openssh-client python3)" >&2; exit 1; }
+done
+sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
+
+src_dir=$(mktemp -d "${SRC_DIR:-/dev/shm}/xferbench-compare-ssh-src.XXXXXX")
+dest_dir=$(mktemp -d "${DEST_DIR:-/dev/shm}/xferbench-compare-ssh-dest.XXXXXX")
+work=$(mktemp -d "${TMPDIR:-/tmp}/xferbench-compare-ssh.XXXXXX")
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work" "$src_dir" "$dest_dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "${XFERBENCH:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+  xferbench=$root/target/release/xferbench
+else
+  xferbench=$XFERBENCH
+fi
+[ -x "$xferbench" ] || { echo "compare-ssh: $xferbench is not an executable" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Keys and an sshd of our own.
+ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+cp "$work/id.pub" "$work/authorized_keys"
+[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+port=$(free_port)
+cat >"$work/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $work/host_key
+AuthorizedKeysFile $work/authorized_keys
+PidFile $work/sshd.pid
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+LogLevel ERROR
+EOF
+"$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+pids+=($!)
+echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
+user=$(id -un)
+ssh_opts=(-F /dev/null -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+for _ in $(seq 1 50); do
+  ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true 2>/dev/null && break
+  sleep 0.2
+done
+ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true || { echo "compare-ssh: sshd did not come up:" >&2; cat "$work/sshd.log" >&2; exit 1; }
+
+# xferbench's own SSH server, on another free port.
+own_port=$(free_port)
+"$xferbench" serve --help | grep -q -- --ssh-listen || { echo "compare-ssh: this xferbench has no serve --ssh-listen" >&2; exit 1; }
+"$xferbench" serve --listen 127.0.0.1:0 --root "$dest_dir" --ssh-listen "127.0.0.1:$own_port" \
+  --authorized-keys "$work/authorized_keys" --host-key "$work/host_key" >"$work/serve.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do grep -q "ssh" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+
+source_file=$src_dir/random.img
+"$xferbench" gen "$source_file" --size "$size" -q 2>/dev/null || "$xferbench" gen "$source_file" --size "$size" -q
+bytes=$(stat -c %s "$source_file")
+
+# time_scp: seconds for one scp -O to the stock sshd.
+time_scp() {
+  local start end
+  rm -f "$dest_dir/scp.img"
+  start=$(date +%s.%N)
+  scp -O -q -c "$cipher" -P "$port" "${ssh_opts[@]}" "$source_file" "$user@127.0.0.1:$dest_dir/scp.img"
+  end=$(date +%s.%N)
+  cmp -s "$source_file" "$dest_dir/scp.img" || { echo "compare-ssh: scp's copy differs" >&2; exit 1; }
+  python3 -c "print($end - $start)"
+}
+
+# rate_xferbench PORT STREAMS DEST_PATH: MB/s of one copy, from its JSON report.
+rate_xferbench() {
+  local json
+  json=$("$xferbench" copy "$source_file" "$user@127.0.0.1:$1:$3" --via ssh -P "$2" --cipher "$cipher" -f \
+    --identity "$work/id" --known-hosts "$work/known_hosts" -F /dev/null -J 2>"$work/xferbench.err") ||
+    { echo "compare-ssh: xferbench failed:" >&2; cat "$work/xferbench.err" >&2; exit 1; }
+  python3 -c 'import json,sys; m=json.loads(sys.argv[1])["measurement"]; print(m["bytes"]/m["secs"]/1e6)' "$json"
+}
+
+echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating"
+echo "$(scp -V 2>&1 | head -1 || ssh -V 2>&1)"
+scenarios=("scp (OpenSSH, -O)" "xferbench -P 1 → sshd" "xferbench -P $streams → sshd" "xferbench -P 1 → own" "xferbench -P $streams → own")
+declare -A results
+for round in $(seq 1 "$rounds"); do
+  run_scp() { local secs; secs=$(time_scp); python3 -c "print($bytes / $secs / 1e6)"; }
+  if (( round % 2 )); then
+    r0=$(run_scp); r1=$(rate_xferbench "$port" 1 "$dest_dir/x.img"); r2=$(rate_xferbench "$port" "$streams" "$dest_dir/x.img")
+  else
+    r2=$(rate_xferbench "$port" "$streams" "$dest_dir/x.img"); r1=$(rate_xferbench "$port" 1 "$dest_dir/x.img"); r0=$(run_scp)
+  fi
+  cmp -s "$source_file" "$dest_dir/x.img" || { echo "compare-ssh: xferbench's copy differs" >&2; exit 1; }
+  r3=$(rate_xferbench "$own_port" 1 "own.img"); r4=$(rate_xferbench "$own_port" "$streams" "own.img")
+  cmp -s "$source_file" "$dest_dir/own.img" || { echo "compare-ssh: xferbench's copy to its own server differs" >&2; exit 1; }
+  printf 'round %d: scp %.0f  -P1 %.0f  -P%d %.0f  own -P1 %.0f  own -P%d %.0f MB/s\n' "$round" "$r0" "$r1" "$streams" "$r2" "$r3" "$streams" "$r4"
+  for i in 0 1 2 3 4; do v="r$i"; results[$i]+="${!v} "; done
+done
+
+python3 - "$bytes" "${results[0]}" "${results[1]}" "${results[2]}" "${results[3]}" "${results[4]}" "${scenarios[@]}" <<'EOF'
+import statistics, sys
+series = [[float(x) for x in s.split()] for s in sys.argv[2:7]]
+names = sys.argv[7:12]
+medians = [statistics.median(s) for s in series]
+print(f"{'':28} {'MB/s':>8} {'Gb/s':>7}  ratio to scp")
+for name, m in zip(names, medians):
+    print(f"{name:28} {m:8.0f} {m * 8 / 1000:7.2f}  {m / medians[0]:.2f}")
+print("medians; targets: xferbench -P 1 → sshd >= 1.3 × scp; xferbench -P N → own >= 3 × scp")
+EOF
