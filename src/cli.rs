@@ -470,7 +470,8 @@ fn parse_max_clients(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A running `xferbench serve`: HOST or HOST:PORT [default: one inside this process].
+    /// A running `xferbench serve`: HOST or HOST:PORT [default: one inside this process]; with
+    /// --via ssh, the SSH server ([USER@]HOST; its port when ssh is the only path).
     pub host: Option<String>,
 
     /// Paths to measure, comma-separated: tcp, ssh, rdma, udp (those this build lacks are
@@ -523,11 +524,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
 
+    /// With --via ssh: the directory on the far side for the copy and the disk baseline (like
+    /// scp, relative to the login's home) [default: the home].
+    #[arg(long, value_name = "DIR", default_value = "")]
+    pub remote_dir: String,
+
     #[command(flatten)]
     pub engine: EngineArgs,
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 fn parse_repeat(text: &str) -> Result<usize, String> {

@@ -188,6 +188,8 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
         net_secs: args.secs,
         repeat: args.repeat,
         pattern: args.engine.pattern(),
+        ssh: args.ssh.login(&[]),
+        remote_dir: args.remote_dir.clone(),
     };
     // Files are created now, so a bad path fails before a long run, not after it.
     let mut exports = ExportManager::new();

@@ -14,6 +14,8 @@ use crate::file::{self, FillMode, GenOptions};
 use crate::measure::{CpuUse, Measurement, Stage as MeasuredStage, Watcher};
 use crate::report::verdict::{self, Figures, Sentence, Verdict};
 use crate::serve;
+use crate::transport::ssh::Ssh;
+use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
 use crate::transport::{CopyPlan, Directions, Location, NetPlan, Peer, Transport, TransportKind};
 use crate::units::Rate;
@@ -166,6 +168,10 @@ pub struct RunOptions {
     pub net_secs: f64,
     pub repeat: usize,
     pub pattern: Pattern,
+    /// How `--via ssh` logs in.
+    pub ssh: LoginOptions,
+    /// Where `--via ssh` writes on the far side (scp-like: relative to the login's home).
+    pub remote_dir: String,
 }
 
 /// Where a run keeps its test file, so the next run can reuse it.
@@ -199,6 +205,14 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
 
     // The server: the one given, or one in this process whose root is a directory beside the
     // test file (on one machine, the destination disk is this disk).
+    let wants_tcp = wanted.contains(&TransportKind::Tcp);
+    let wants_ssh = wanted.contains(&TransportKind::Ssh);
+    if wants_ssh && options.host.is_none() {
+        bail!(
+            "run --via ssh needs a HOST to log in to (any SSH server); without a HOST, run measures \
+             tcp against a server inside this process"
+        );
+    }
     let embedded_root;
     let embedded;
     let (peer, server_name) = match &options.host {
@@ -221,7 +235,24 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             )
         }
     };
-    let tcp = Tcp::new(peer, options.token.clone())?;
+    // With both paths, a HOST:PORT's port is serve's; SSH then uses port 22 or ~/.ssh/config.
+    let ssh = match wants_ssh {
+        true => {
+            let ssh_peer = match wants_tcp {
+                true => Peer {
+                    port: None,
+                    ..peer.clone()
+                },
+                false => peer.clone(),
+            };
+            Some(Ssh::new(&ssh_peer, &options.ssh)?)
+        }
+        false => None,
+    };
+    let tcp = match wants_tcp {
+        true => Some(Tcp::new(peer.clone(), options.token.clone())?),
+        false => None,
+    };
 
     watcher.heading("1/5 test file");
     let test_file = test_file_path(&options.dir, options.size);
@@ -258,24 +289,44 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         )?;
         warnings.extend(read.warnings);
         reads.extend(read.measurements.into_iter().map(|p| p.measurement));
-        let far = tcp
-            .remote_baseline(options.size, options.pattern)
-            .context("the server's disk baseline")?;
-        writes.extend(
-            far.measurements
-                .into_iter()
-                .filter(|m| m.stage == MeasuredStage::DiskWrite),
-        );
+        match (&tcp, &ssh) {
+            (Some(tcp), _) => {
+                let far = tcp
+                    .remote_baseline(options.size, options.pattern)
+                    .context("the server's disk baseline")?;
+                writes.extend(
+                    far.measurements
+                        .into_iter()
+                        .filter(|m| m.stage == MeasuredStage::DiskWrite),
+                );
+            }
+            (None, Some(ssh)) => {
+                let (write, said) = ssh
+                    .remote_baseline(options.size, &options.remote_dir)
+                    .context("the far disk's baseline over SSH")?;
+                warnings.extend(said);
+                writes.push(write);
+            }
+            (None, None) => unreachable!("a run has at least one path"),
+        }
     }
     let source_read = Summary::of(reads);
     let destination_write = Summary::of(writes);
 
     let mut paths = Vec::new();
     for (index, kind) in wanted.iter().enumerate() {
-        let transport: &dyn Transport = match kind {
-            TransportKind::Tcp => &tcp,
-            TransportKind::Ssh => bail!("run does not take --via ssh yet"),
+        let (transport, remote_copy): (&dyn Transport, String) = match kind {
+            TransportKind::Tcp => (tcp.as_ref().expect("made for tcp"), REMOTE_COPY.into()),
+            TransportKind::Ssh => (
+                ssh.as_ref().expect("made for ssh"),
+                match options.remote_dir.as_str() {
+                    "" => REMOTE_COPY.to_string(),
+                    dir => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
+                },
+            ),
         };
+        // Only serve computes a digest on the far side.
+        let verify = *kind == TransportKind::Tcp;
         watcher.heading(&format!(
             "3/5 memory to memory over {kind} ({}/{})",
             index + 1,
@@ -296,17 +347,20 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             warnings.extend(report.warnings);
             nets.extend(report.directions.into_iter().map(|d| d.receiver));
         }
-        watcher.heading(&format!("4/5 disk to disk over {kind}, verified"));
+        watcher.heading(&format!(
+            "4/5 disk to disk over {kind}{}",
+            if verify { ", verified" } else { "" }
+        ));
         let copy_plan = CopyPlan {
             source: Location::Local(test_file.clone()),
             destination: Location::Remote {
-                peer: tcp.peer().clone(),
-                path: REMOTE_COPY.into(),
+                peer: peer.clone(),
+                path: remote_copy,
             },
             streams: options.streams,
             chunk: options.pattern.block,
             iodepth: options.pattern.depth,
-            verify: true,
+            verify,
             force: true,
         };
         let mut copies = Vec::new();
@@ -380,6 +434,7 @@ fn choose_paths(names: &[String]) -> Result<(Vec<TransportKind>, Vec<Skipped>)> 
     for name in names {
         match name.as_str() {
             "tcp" => wanted.push(TransportKind::Tcp),
+            "ssh" => wanted.push(TransportKind::Ssh),
             known if PATH_NAMES.contains(&known) => skipped.push(Skipped {
                 path: known.to_string(),
                 reason: format!("this build of xferbench has no {known} path yet"),

@@ -26,6 +26,9 @@ pub enum Warning {
     Cached { path: PathBuf, percent: f64 },
     /// The peer is this machine: the figure is memory and CPU, not a network.
     Loopback,
+    /// The far disk's baseline over SSH is `dd` writing zeros, which a compressing or
+    /// deduplicating filesystem stores for free.
+    ZeroBaseline { host: String },
 }
 
 /// Keeps the first of each repeated warning, in order: a run meets the same one many times.
@@ -82,6 +85,12 @@ impl fmt::Display for Warning {
             Warning::Loopback => f.write_str(
                 "the server is on this machine (loopback): the figure is memory and CPU speed, not a network's; \
                  run `xferbench serve` on the far host",
+            ),
+            Warning::ZeroBaseline { host } => write!(
+                f,
+                "the write baseline of {host}'s disk is dd writing zeros (oflag=direct, conv=fsync): on a \
+                 compressing or deduplicating filesystem (ZFS with compression, many NAS) it shows more \
+                 than the disk can do; run `xferbench serve` there for a random-data baseline"
             ),
         }
     }

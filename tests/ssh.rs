@@ -435,3 +435,48 @@ fn a_server_killed_mid_upload_leaves_no_file_under_its_name() {
         "a file under the final name after a failed copy"
     );
 }
+
+#[test]
+fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &[
+            "run",
+            &host,
+            "-s",
+            "32M",
+            "-t",
+            "1",
+            "-P",
+            "2",
+            "-J",
+            "--dir",
+            local.path().to_str().unwrap(),
+            "--remote-dir",
+            far.path().to_str().unwrap(),
+        ],
+    ));
+    let report = json_report(&out);
+    let path = &report["paths"][0];
+    assert_eq!(path["path"], "ssh", "{report}");
+    assert!(path["copy"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(path["network"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    let baseline = &report["destination_write"]["measurements"][0];
+    assert_eq!(baseline["bytes"], 32 << 20, "{report}");
+    assert_eq!(baseline["conditions"]["direct"], true);
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "zero_baseline"),
+        "{report}"
+    );
+    // The copy landed and the baseline file is gone.
+    let names = common::entries(far.path());
+    assert_eq!(names, [".xferbench-run-copy.data"], "{names:?}");
+}

@@ -395,7 +395,16 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             &link_class,
         );
         row(
-            &format!("{} disk to disk (verified)", path.path),
+            &format!(
+                "{} disk to disk{}",
+                path.path,
+                // Only serve computes the far side's digest; a stock SSH server cannot.
+                if path.path == crate::transport::TransportKind::Tcp {
+                    " (verified)"
+                } else {
+                    " (+fsync)"
+                }
+            ),
             path.copy.as_ref(),
             &link_class,
         );

@@ -83,6 +83,15 @@ impl Exec {
     /// Runs a short command to its end with no input: its standard output on success, else an
     /// error with what it said.
     pub async fn run(handle: &Handle<Client>, command: RemoteCommand) -> Result<String> {
+        Exec::run_within(handle, command, SHORT_TIMEOUT).await
+    }
+
+    /// [`Exec::run`] for a command that may take up to `limit`.
+    pub async fn run_within(
+        handle: &Handle<Client>,
+        command: RemoteCommand,
+        limit: Duration,
+    ) -> Result<String> {
         let mut exec = Exec::start(handle, command).await?;
         exec.input
             .eof()
@@ -97,15 +106,13 @@ impl Exec {
             let exit = exec.output.finish().await;
             Ok::<_, io::Error>((stdout, exit))
         };
-        let (stdout, exit) = tokio::time::timeout(SHORT_TIMEOUT, work)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "`{}` did not end within {} s",
-                    exec.command,
-                    SHORT_TIMEOUT.as_secs()
-                )
-            })??;
+        let (stdout, exit) = tokio::time::timeout(limit, work).await.map_err(|_| {
+            anyhow!(
+                "`{}` did not end within {} s",
+                exec.command,
+                limit.as_secs()
+            )
+        })??;
         exec.output.check(&exec.command, exit)?;
         Ok(String::from_utf8_lossy(&stdout).into_owned())
     }

@@ -57,6 +57,48 @@ impl Ssh {
         self.target.label()
     }
 
+    /// The far disk's write speed as a stock server can give it: `dd` writing zeros with
+    /// O_DIRECT and a final fsync into `dir`, at most [`BASELINE_MAX`] bytes, its own summary
+    /// line parsed. The file is removed whatever happens.
+    pub fn remote_baseline(&self, size: u64, dir: &str) -> Result<(Measurement, Vec<Warning>)> {
+        let count = size.clamp(1 << 20, BASELINE_MAX) >> 20;
+        let path = match dir {
+            "" => BASELINE_FILE.to_string(),
+            dir => format!("{}/{BASELINE_FILE}", dir.trim_end_matches('/')),
+        };
+        let command = RemoteCommand::WriteBaseline { path, count };
+        let said = self.runtime.block_on(async {
+            let connection = login::connect(&self.target, 0).await?;
+            Exec::run_within(&connection.handle, command, BASELINE_TIMEOUT).await
+        })?;
+        let (bytes, secs) = parse_dd_summary(&said).ok_or_else(|| {
+            anyhow!(
+                "{}: cannot read dd's summary ({:?}): the far side needs GNU coreutils' dd",
+                self.label(),
+                said.trim()
+            )
+        })?;
+        let conditions = Conditions {
+            direct: true,
+            fsync_included: true,
+            block_size: Some(1 << 20),
+            iodepth: Some(1),
+            path: Some(TransportKind::Ssh),
+            ..Conditions::default()
+        };
+        let measurement = Measurement::new(
+            Stage::DiskWrite,
+            bytes,
+            Duration::from_secs_f64(secs),
+            conditions,
+            Vec::new(),
+        );
+        Ok((
+            measurement,
+            vec![Warning::ZeroBaseline { host: self.label() }],
+        ))
+    }
+
     /// `count` logged-in connections, set up in parallel.
     async fn connect(&self, count: usize) -> Result<Vec<Connection>> {
         let mut tasks = JoinSet::new();
@@ -659,6 +701,26 @@ impl Transport for Ssh {
     }
 }
 
+/// Most bytes the far disk's write baseline writes over SSH: enough for a steady figure, bounded
+/// in time on a slow disk.
+pub const BASELINE_MAX: u64 = 2 << 30;
+/// Longest the baseline may take (2 GiB at 4 MB/s).
+const BASELINE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The baseline's file, in the remote directory given (removed at the end).
+const BASELINE_FILE: &str = ".xferbench-baseline.data";
+
+/// Bytes and seconds from GNU dd's last line: "N bytes (…) copied, S s, R MB/s".
+fn parse_dd_summary(text: &str) -> Option<(u64, f64)> {
+    let line = text
+        .lines()
+        .rev()
+        .find(|line| line.contains(" bytes") && line.contains("copied"))?;
+    let bytes = line.split_whitespace().next()?.parse().ok()?;
+    let after = line.split("copied,").nth(1)?;
+    let secs = after.split_whitespace().next()?.parse::<f64>().ok()?;
+    (secs > 0.0).then_some((bytes, secs))
+}
+
 /// `dir/.NAME.xferbench-partial` next to `path`, like a local copy's landing name.
 fn temp_name(path: &str) -> Result<String> {
     let (dir, name) = match path.rsplit_once('/') {
@@ -714,5 +776,30 @@ async fn read_scp_header(exec: &mut Exec) -> Result<scp::FileHeader> {
                 exec.command
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dd_summaries_read_as_bytes_and_seconds() {
+        let said = "2048+0 records in\n2048+0 records out\n2147483648 bytes (2.1 GB, 2.0 GiB) copied, 1.53412 s, 1.4 GB/s\n";
+        assert_eq!(parse_dd_summary(said), Some((2147483648, 1.53412)));
+        assert_eq!(
+            parse_dd_summary("dd: failed to open 'x': Permission denied"),
+            None
+        );
+    }
+
+    #[test]
+    fn uploads_land_beside_their_target_under_a_hidden_name() {
+        assert_eq!(temp_name("big.img").unwrap(), ".big.img.xferbench-partial");
+        assert_eq!(
+            temp_name("/tank/in/big.img").unwrap(),
+            "/tank/in/.big.img.xferbench-partial"
+        );
+        assert!(temp_name("in/a\nb").is_err());
     }
 }
