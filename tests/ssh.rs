@@ -480,3 +480,52 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
     let names = common::entries(far.path());
     assert_eq!(names, [".xferbench-run-copy.data"], "{names:?}");
 }
+
+#[test]
+fn a_remote_without_scp_is_named_in_the_error() {
+    // A PATH with every tool the SSH path uses but scp.
+    let tools = temp_dir();
+    for tool in [
+        "dd", "stat", "truncate", "sync", "mv", "rm", "cat", "sh", "bash",
+    ] {
+        for dir in ["/usr/bin", "/bin"] {
+            let found = Path::new(dir).join(tool);
+            if found.exists() && !tools.path().join(tool).exists() {
+                std::os::unix::fs::symlink(&found, tools.path().join(tool)).unwrap();
+            }
+        }
+    }
+    let Some(sshd) = Sshd::start_with(&format!("SetEnv PATH={}\n", tools.path().display())) else {
+        eprintln!("skipped: OpenSSH is not installed");
+        return;
+    };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let landed = far.path().join("a.img");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["-P", "1"],
+    );
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("`scp`"), "{}", out.stderr);
+    assert!(!landed.exists());
+    assert!(
+        no_partial_files(far.path()),
+        "{:?}",
+        common::entries(far.path())
+    );
+    // Without scp, parallel connections (dd) still work.
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["-P", "2"],
+    );
+    assert_ok("upload with dd", &out, &sshd);
+    assert_same_content(&source, &landed);
+}

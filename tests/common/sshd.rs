@@ -66,6 +66,11 @@ impl Sshd {
     /// client key. None (saying why on stderr) when sshd, ssh or ssh-keygen is not installed;
     /// an sshd that is installed but does not come up fails the test.
     pub fn start() -> Option<Sshd> {
+        Sshd::start_with("")
+    }
+
+    /// [`Sshd::start`] with extra lines appended to its sshd_config (e.g. `SetEnv PATH=...`).
+    pub fn start_with(extra_config: &str) -> Option<Sshd> {
         let sshd = match find_sshd() {
             Some(path) => path,
             None => {
@@ -126,7 +131,7 @@ impl Sshd {
             server.write_known_hosts();
             std::fs::write(
                 &config,
-                sshd_config(port, &host_key, &authorized_keys, &pid_file),
+                sshd_config(port, &host_key, &authorized_keys, &pid_file) + extra_config,
             )
             .expect("write sshd_config");
             match server.run_sshd(&sshd, &config) {

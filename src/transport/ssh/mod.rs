@@ -154,7 +154,16 @@ impl Ssh {
         let cpu = CpuClock::start();
         let start = Instant::now();
         let sent = self
-            .send(&connections, &temp, size, ranges, engine, chunks, watcher)
+            .send(
+                &connections,
+                &temp,
+                size,
+                ranges,
+                plan.streams,
+                engine,
+                chunks,
+                watcher,
+            )
             .await;
         let finished = match sent {
             Ok(sent) => {
@@ -214,11 +223,13 @@ impl Ssh {
         temp: &str,
         size: u64,
         ranges: Vec<Range<u64>>,
+        streams: usize,
         engine: disk::Engine,
         chunks: ChunkPlan,
         watcher: &dyn Watcher,
     ) -> Result<(pipeline::Sent, Vec<crate::measure::Interval>)> {
-        let scp = ranges.len() == 1;
+        // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range.
+        let scp = streams == 1;
         let mut execs = Vec::with_capacity(ranges.len());
         for (connection, range) in connections.iter().zip(&ranges) {
             let command = if scp {
