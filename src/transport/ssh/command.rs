@@ -16,6 +16,13 @@ pub enum RemoteCommand {
     /// `scp -t -- PATH`: the SCP sink; it writes what the client sends (OpenSSH's `scp -O` sends
     /// this too, with extra flags such as `-v`, `-p` or `-d`).
     ScpSink { path: String },
+    /// `scp -t -- TEMP && ` [`RemoteCommand::Finish`]: one stream's upload and its landing in
+    /// one exec, so the landing costs no second round of shell start-up.
+    ScpSinkThenFinish {
+        temp: String,
+        size: u64,
+        path: String,
+    },
     /// `scp -f -- PATH`: the SCP source; it sends the file.
     ScpSource { path: String },
     /// Writes standard input at `offset` of `path` (created if missing, never truncated).
@@ -48,6 +55,16 @@ impl RemoteCommand {
     pub fn render(&self) -> String {
         match self {
             RemoteCommand::ScpSink { path } => format!("scp -t -- {}", quote(path)),
+            RemoteCommand::ScpSinkThenFinish { temp, size, path } => format!(
+                "scp -t -- {} && {}",
+                quote(temp),
+                RemoteCommand::Finish {
+                    temp: temp.clone(),
+                    size: *size,
+                    path: path.clone()
+                }
+                .render()
+            ),
             RemoteCommand::ScpSource { path } => format!("scp -f -- {}", quote(path)),
             RemoteCommand::WriteRange { path, offset } => format!(
                 "dd of={} bs={DD_BLOCK} seek={offset} oflag=seek_bytes conv=notrunc iflag=fullblock status=none",
@@ -77,7 +94,9 @@ impl RemoteCommand {
     /// The tool the remote must have for this command, for the message when it has not.
     pub fn program(&self) -> &'static str {
         match self {
-            RemoteCommand::ScpSink { .. } | RemoteCommand::ScpSource { .. } => "scp",
+            RemoteCommand::ScpSink { .. }
+            | RemoteCommand::ScpSinkThenFinish { .. }
+            | RemoteCommand::ScpSource { .. } => "scp",
             RemoteCommand::WriteRange { .. }
             | RemoteCommand::ReadRange { .. }
             | RemoteCommand::WriteBaseline { .. } => "dd",
@@ -95,6 +114,18 @@ impl RemoteCommand {
         let words = shlex::split(line)?;
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         match words.as_slice() {
+            ["scp", "-t", "--", temp, "&&", finish @ ..] => match parse_finish(finish)? {
+                RemoteCommand::Finish {
+                    temp: t,
+                    size,
+                    path,
+                } if t == *temp => Some(RemoteCommand::ScpSinkThenFinish {
+                    temp: t,
+                    size,
+                    path,
+                }),
+                _ => None,
+            },
             ["scp", rest @ ..] => parse_scp(rest),
             ["dd", rest @ ..] => parse_dd(rest),
             ["stat", "-L", "-c", "%s", "--", path] => Some(RemoteCommand::Size {
@@ -103,27 +134,7 @@ impl RemoteCommand {
             ["test", "!", "-e", path] => Some(RemoteCommand::Absent {
                 path: path.to_string(),
             }),
-            [
-                "truncate",
-                "-s",
-                size,
-                "--",
-                t1,
-                "&&",
-                "sync",
-                "--",
-                t2,
-                "&&",
-                "mv",
-                "-f",
-                "--",
-                t3,
-                path,
-            ] if t1 == t2 && t2 == t3 => Some(RemoteCommand::Finish {
-                temp: t1.to_string(),
-                size: size.parse().ok()?,
-                path: path.to_string(),
-            }),
+            ["truncate", ..] => parse_finish(&words),
             ["rm", "-f", "--", path] => Some(RemoteCommand::Discard {
                 path: path.to_string(),
             }),
@@ -137,6 +148,34 @@ impl RemoteCommand {
 impl fmt::Display for RemoteCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render())
+    }
+}
+
+/// `truncate -s SIZE -- T && sync -- T && mv -f -- T PATH`.
+fn parse_finish(words: &[&str]) -> Option<RemoteCommand> {
+    match words {
+        [
+            "truncate",
+            "-s",
+            size,
+            "--",
+            t1,
+            "&&",
+            "sync",
+            "--",
+            t2,
+            "&&",
+            "mv",
+            "-f",
+            "--",
+            t3,
+            path,
+        ] if t1 == t2 && t2 == t3 => Some(RemoteCommand::Finish {
+            temp: t1.to_string(),
+            size: size.parse().ok()?,
+            path: path.to_string(),
+        }),
+        _ => None,
     }
 }
 
@@ -229,6 +268,11 @@ mod tests {
             RemoteCommand::Finish {
                 temp: format!("{path}.partial"),
                 size: 77,
+                path: path.clone(),
+            },
+            RemoteCommand::ScpSinkThenFinish {
+                temp: format!("{path}.partial"),
+                size: 5,
                 path: path.clone(),
             },
             RemoteCommand::Discard { path },

@@ -156,7 +156,7 @@ impl Ssh {
         let sent = self
             .send(
                 &connections,
-                &temp,
+                (&temp, &path),
                 size,
                 ranges,
                 plan.streams,
@@ -166,7 +166,9 @@ impl Ssh {
             )
             .await;
         let finished = match sent {
-            Ok(sent) => {
+            Ok((sent, intervals, Some(landed))) => Ok(((sent, intervals), landed)),
+            Ok((sent, intervals, None)) => {
+                let sent = (sent, intervals);
                 let fsync_start = Instant::now();
                 Exec::run(
                     first,
@@ -220,21 +222,27 @@ impl Ssh {
     async fn send(
         &self,
         connections: &[Connection],
-        temp: &str,
+        (temp, path): (&str, &str),
         size: u64,
         ranges: Vec<Range<u64>>,
         streams: usize,
         engine: disk::Engine,
         chunks: ChunkPlan,
         watcher: &dyn Watcher,
-    ) -> Result<(pipeline::Sent, Vec<crate::measure::Interval>)> {
+    ) -> Result<(
+        pipeline::Sent,
+        Vec<crate::measure::Interval>,
+        Option<Duration>,
+    )> {
         // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range.
         let scp = streams == 1;
         let mut execs = Vec::with_capacity(ranges.len());
         for (connection, range) in connections.iter().zip(&ranges) {
             let command = if scp {
-                RemoteCommand::ScpSink {
-                    path: temp.to_string(),
+                RemoteCommand::ScpSinkThenFinish {
+                    temp: temp.to_string(),
+                    size,
+                    path: path.to_string(),
                 }
             } else {
                 RemoteCommand::WriteRange {
@@ -315,10 +323,12 @@ impl Ssh {
                 .map_err(|err| scp_refused(exec, err))?;
         }
         drop(streams);
+        // With one stream the command lands the file itself once scp has exited.
+        let landing = Instant::now();
         for exec in execs {
             exec.finish().await?;
         }
-        Ok((sent, intervals))
+        Ok((sent, intervals, scp.then(|| landing.elapsed())))
     }
 
     /// Best effort after a failed upload: no temporary file left behind.
