@@ -4,11 +4,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{entries, run, temp_dir};
+use common::{ReadOnlyDir, entries, run, temp_dir};
 
 const CLAP_HINT: &str = "For more information, try '--help'.";
 
@@ -134,54 +132,6 @@ fn gen_rejects_a_path_in_a_missing_directory() {
         "left behind: {:?}",
         entries(dir.path())
     );
-}
-
-/// A directory nobody can write in, even root: mode 0555 and, for root, the immutable flag.
-/// Drop clears the flag and restores the mode so that the scratch directory can be removed.
-struct ReadOnlyDir {
-    path: PathBuf,
-    immutable: bool,
-}
-
-impl ReadOnlyDir {
-    fn new(path: PathBuf) -> ReadOnlyDir {
-        std::fs::create_dir(&path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let mut dir = ReadOnlyDir {
-            path,
-            immutable: false,
-        };
-        if unsafe { libc::geteuid() } == 0 {
-            // Set before chattr runs: if chattr half-succeeds, Drop still tries to undo it.
-            dir.immutable = true;
-            match Command::new("chattr").arg("+i").arg(&dir.path).status() {
-                Ok(status) if status.success() => {}
-                other => eprintln!("chattr +i {}: {other:?}", dir.path.display()),
-            }
-        }
-        dir
-    }
-
-    /// Whether this process really cannot create a file in it.
-    fn is_unwritable(&self) -> bool {
-        let probe = self.path.join("probe");
-        match std::fs::File::create(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-                false
-            }
-            Err(_) => true,
-        }
-    }
-}
-
-impl Drop for ReadOnlyDir {
-    fn drop(&mut self) {
-        if self.immutable {
-            let _ = Command::new("chattr").arg("-i").arg(&self.path).status();
-        }
-        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o755));
-    }
 }
 
 #[test]

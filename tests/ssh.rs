@@ -529,3 +529,84 @@ fn a_remote_without_scp_is_named_in_the_error() {
     assert_ok("upload with dd", &out, &sshd);
     assert_same_content(&source, &landed);
 }
+
+#[test]
+fn a_read_only_remote_directory_fails_before_sending() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let locked = common::ReadOnlyDir::new(far.path().join("locked"));
+    if !locked.is_unwritable() {
+        eprintln!("skipped: cannot make a directory read-only here");
+        return;
+    }
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    for streams in ["1", "2"] {
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &remote(&sshd, &locked.path.join("a.img")),
+            &["-P", streams],
+        );
+        assert_failed_cleanly(&out);
+        assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
+        assert!(common::entries(&locked.path).is_empty());
+    }
+}
+
+/// A 2 MiB tmpfs mounted for the test (root only), unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path) -> Option<SmallDisk> {
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
+        std::fs::create_dir(dir).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "xferbench-test"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| SmallDisk(dir.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_remote_disk_fails_cleanly_and_leaves_nothing() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let Some(disk) = SmallDisk::mount(&far.path().join("small")) else {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    };
+    let source = local.path().join("a.img");
+    make_file(&source, "6M");
+    for streams in ["1", "3"] {
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &remote(&sshd, &disk.0.join("a.img")),
+            &["-P", streams],
+        );
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains("No space left on device"),
+            "-P {streams}: {}",
+            out.stderr
+        );
+        assert!(
+            common::entries(&disk.0).is_empty(),
+            "-P {streams}: {:?}",
+            common::entries(&disk.0)
+        );
+    }
+}

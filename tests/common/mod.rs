@@ -763,3 +763,62 @@ pub fn copy_under_way(
     );
     (client, final_path, partial)
 }
+
+/// A directory nobody can write in, even root: mode 0555 and, for root, the immutable flag.
+/// Drop clears the flag and restores the mode so that the scratch directory can be removed.
+pub struct ReadOnlyDir {
+    pub path: PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyDir {
+    pub fn new(path: PathBuf) -> ReadOnlyDir {
+        std::fs::create_dir(&path).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+            .unwrap();
+        let mut dir = ReadOnlyDir {
+            path,
+            immutable: false,
+        };
+        if unsafe { libc::geteuid() } == 0 {
+            // Set before chattr runs: if chattr half-succeeds, Drop still tries to undo it.
+            dir.immutable = true;
+            match std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(&dir.path)
+                .status()
+            {
+                Ok(status) if status.success() => {}
+                other => eprintln!("chattr +i {}: {other:?}", dir.path.display()),
+            }
+        }
+        dir
+    }
+
+    /// Whether this process really cannot create a file in it.
+    pub fn is_unwritable(&self) -> bool {
+        let probe = self.path.join("probe");
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.path)
+                .status();
+        }
+        let _ = std::fs::set_permissions(
+            &self.path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        );
+    }
+}
