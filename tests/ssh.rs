@@ -610,3 +610,55 @@ fn a_full_remote_disk_fails_cleanly_and_leaves_nothing() {
         );
     }
 }
+
+#[test]
+fn the_agent_key_logs_in_when_no_key_file_is_given() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let socket = home.path().join("agent.sock");
+    let Ok(agent) = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("skipped: no ssh-agent");
+        return;
+    };
+    let agent = Background(agent);
+    assert!(
+        wait_until(Duration::from_secs(10), || socket.exists()),
+        "ssh-agent made no socket"
+    );
+    let added = std::process::Command::new("ssh-add")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "ssh-add: {}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let landed = far.path().join("a.img");
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        "--via",
+        "ssh",
+        "-P",
+        "1",
+    ]);
+    cmd.arg("--known-hosts")
+        .arg(sshd.known_hosts())
+        .env("HOME", home.path())
+        .env("SSH_AUTH_SOCK", &socket);
+    let out = run_command(cmd);
+    drop(agent);
+    assert_ok("copy with the agent's key", &out, &sshd);
+    assert_same_content(&source, &landed);
+}
