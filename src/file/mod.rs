@@ -207,6 +207,20 @@ impl Landing {
         })
     }
 
+    /// Cuts the padding of an O_DIRECT tail back to `size` and fsyncs: how long that took.
+    pub fn flush(&self, size: u64) -> Result<std::time::Duration> {
+        let start = std::time::Instant::now();
+        if !size.is_multiple_of(crate::disk::ALIGN as u64) {
+            self.file
+                .set_len(size)
+                .context("truncating the padded tail")?;
+        }
+        self.file
+            .sync_all()
+            .with_context(|| format!("fsync of {}", self.path.display()))?;
+        Ok(start.elapsed())
+    }
+
     /// Renames the finished file into place (the caller has written and fsynced it).
     pub fn commit(self) -> Result<()> {
         let Landing {

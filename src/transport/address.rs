@@ -135,6 +135,17 @@ pub fn with_file_name(remote_path: &str, source: &Path) -> String {
     }
 }
 
+/// A download into a directory keeps the remote file's name, like cp and scp.
+pub fn local_destination(destination: &Path, remote_path: &str) -> Result<PathBuf> {
+    if !destination.is_dir() {
+        return Ok(destination.to_path_buf());
+    }
+    match Path::new(remote_path).file_name() {
+        Some(name) => Ok(destination.join(name)),
+        None => bail!("'{remote_path}' does not name a file"),
+    }
+}
+
 /// Splits an optional "user@" from the rest (an '@' before any ':' or '/').
 fn split_user(text: &str) -> Result<(Option<String>, &str)> {
     let end = text.find([':', '/', '[']).unwrap_or(text.len());

@@ -169,6 +169,19 @@ pub struct CopyPlan {
     pub force: bool,
 }
 
+impl CopyPlan {
+    /// How the file is cut and carried, checked.
+    pub fn chunks(&self) -> Result<pipeline::ChunkPlan> {
+        let chunks = pipeline::ChunkPlan {
+            chunk: self.chunk,
+            depth: self.iodepth,
+            verify: self.verify,
+        };
+        chunks.validate()?;
+        Ok(chunks)
+    }
+}
+
 /// Where the time of a copy went. The stages overlap, so each is the time that stage was busy;
 /// the stage busy for nearly the whole copy is the one holding it back.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]

@@ -108,6 +108,31 @@ pub fn open_source(
     Ok((engine, meta.len(), direct))
 }
 
+/// Prepares where a copy lands (a temporary name, O_DIRECT when the filesystem allows it) and
+/// starts the disk engine on it.
+pub fn open_destination(
+    destination: &std::path::Path,
+    size: u64,
+    force: bool,
+    depth: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<(file::Landing, Engine)> {
+    let landing = file::Landing::prepare(destination, size, force, true)?;
+    if !landing.direct {
+        warnings.push(Warning::DirectUnsupported {
+            path: destination.to_path_buf(),
+        });
+    }
+    let engine = disk::start_engine(
+        EngineChoice::Auto,
+        &landing.file,
+        destination,
+        depth,
+        warnings,
+    )?;
+    Ok((landing, engine))
+}
+
 /// The sender's side of a copy.
 #[derive(Debug, Clone, Copy)]
 pub struct Sent {
@@ -193,24 +218,12 @@ where
                 if in_flight == 0 {
                     reading.leave();
                 }
-                let expected = (size - completion.offset).min(plan.chunk as u64) as usize;
-                let got = completion
-                    .result
-                    .with_context(|| format!("reading at offset {}", completion.offset))?;
-                if got < expected {
-                    bail!(
-                        "the file ended at {} bytes, before its size of {size}: was it truncated during the copy?",
-                        completion.offset + got as u64
-                    );
-                }
-                let mut buf = completion.buf;
-                buf.set_len(expected);
-                if let Some(digest) = digest.as_mut() {
-                    digest.add(completion.offset, buf.as_slice());
-                }
-                done += expected as u64;
+                let offset = completion.offset;
+                let buf = read_chunk(completion, size, size, plan.chunk, digest.as_mut())?;
+                let len = buf.len();
+                done += len as u64;
                 ready_tx
-                    .send(Chunk { offset: completion.offset, len: expected, buf })
+                    .send(Chunk { offset, len, buf })
                     .await
                     .map_err(|_| anyhow!("every stream stopped"))?;
             }
@@ -238,6 +251,33 @@ where
         sending: sending.total(),
         digest,
     })
+}
+
+/// A finished read of the chunk at its offset, up to `end` (of its range): short means the file
+/// shrank under the copy. Counted in the digest when there is one.
+fn read_chunk(
+    completion: crate::disk::Completion,
+    end: u64,
+    size: u64,
+    chunk: usize,
+    digest: Option<&mut Digest>,
+) -> Result<AlignedBuf> {
+    let expected = (end - completion.offset).min(chunk as u64) as usize;
+    let got = completion
+        .result
+        .with_context(|| format!("reading at offset {}", completion.offset))?;
+    if got < expected {
+        bail!(
+            "the file ended at {} bytes, before its size of {size}: was it truncated during the copy?",
+            completion.offset + got as u64
+        );
+    }
+    let mut buf = completion.buf;
+    buf.set_len(expected);
+    if let Some(digest) = digest {
+        digest.add(completion.offset, buf.as_slice());
+    }
+    Ok(buf)
 }
 
 async fn send_chunks<S: AsyncWrite + Unpin>(
@@ -540,23 +580,10 @@ where
                     .position(|state| state.range.contains(&completion.offset))
                     .expect("every read lies in a range");
                 let state = &mut ranges[index];
-                let expected = (state.range.end - completion.offset).min(plan.chunk as u64) as usize;
-                let got = completion
-                    .result
-                    .with_context(|| format!("reading at offset {}", completion.offset))?;
-                if got < expected {
-                    bail!(
-                        "the file ended at {} bytes, before its size of {size}: was it truncated during the copy?",
-                        completion.offset + got as u64
-                    );
-                }
-                let mut buf = completion.buf;
-                buf.set_len(expected);
-                if let Some(digest) = digest.as_mut() {
-                    digest.add(completion.offset, buf.as_slice());
-                }
-                done += expected as u64;
-                state.arrived.insert(completion.offset, buf);
+                let offset = completion.offset;
+                let buf = read_chunk(completion, state.range.end, size, plan.chunk, digest.as_mut())?;
+                done += buf.len() as u64;
+                state.arrived.insert(offset, buf);
                 // Completions come in any order; each stream must get its range in order.
                 while let Some(buf) = state.arrived.remove(&state.next_send) {
                     let len = buf.len();

@@ -20,8 +20,7 @@ use crate::control::{
     Connection, DiskRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
     PROTOCOL_VERSION, Reply, Request,
 };
-use crate::disk::{self, EngineChoice};
-use crate::file::Landing;
+use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
     Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher, path_mtu,
@@ -76,12 +75,7 @@ impl Transport for Tcp {
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
-        let chunks = ChunkPlan {
-            chunk: plan.chunk,
-            depth: plan.iodepth,
-            verify: plan.verify,
-        };
-        chunks.validate()?;
+        let chunks = plan.chunks()?;
         match (&plan.source, &plan.destination) {
             (Location::Local(source), Location::Remote { path, .. }) => self
                 .runtime
@@ -469,14 +463,7 @@ impl Tcp {
         watcher: &dyn Watcher,
     ) -> Result<CopyReport> {
         let mut warnings = Vec::new();
-        let destination = if destination.is_dir() {
-            let name = Path::new(remote_path)
-                .file_name()
-                .ok_or_else(|| anyhow!("'{remote_path}' does not name a file"))?;
-            destination.join(name)
-        } else {
-            destination.to_path_buf()
-        };
+        let destination = super::address::local_destination(destination, remote_path)?;
         let request = Request::Send(FileRequest {
             path: remote_path.to_string(),
             size: 0,
@@ -494,16 +481,10 @@ impl Tcp {
         let size = session
             .size
             .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.peer))?;
-        let landing = Landing::prepare(&destination, size, plan.force, true)?;
-        if !landing.direct {
-            warnings.push(Warning::DirectUnsupported {
-                path: destination.clone(),
-            });
-        }
-        let engine = disk::start_engine(
-            EngineChoice::Auto,
-            &landing.file,
+        let (landing, engine) = pipeline::open_destination(
             &destination,
+            size,
+            plan.force,
             chunks.depth,
             &mut warnings,
         )?;
@@ -526,18 +507,7 @@ impl Tcp {
             Ok(received) => received,
             Err(err) => return Err(self.explain(&mut session.control, err).await),
         };
-        let fsync_start = Instant::now();
-        if !size.is_multiple_of(disk::ALIGN as u64) {
-            landing
-                .file
-                .set_len(size)
-                .context("truncating the padded tail")?;
-        }
-        landing
-            .file
-            .sync_all()
-            .with_context(|| format!("fsync of {}", destination.display()))?;
-        let fsync = fsync_start.elapsed();
+        let fsync = landing.flush(size)?;
         let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
             Reply::CopyDone(done) => done,
             other => bail!("{}: unexpected answer {other:?}", self.peer),

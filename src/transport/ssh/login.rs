@@ -323,10 +323,12 @@ pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
 async fn connect_unbounded(
     target: &Arc<Target>,
 ) -> Result<(Handle<Client>, String, String, std::net::SocketAddr)> {
-    let mut preferred = russh::Preferred::default();
-    preferred.cipher = match target.cipher {
-        Some(cipher) => vec![cipher].into(),
-        None => CIPHERS.to_vec().into(),
+    let preferred = russh::Preferred {
+        cipher: match target.cipher {
+            Some(cipher) => vec![cipher].into(),
+            None => CIPHERS.to_vec().into(),
+        },
+        ..russh::Preferred::default()
     };
     let config = Arc::new(client::Config {
         preferred,

@@ -30,8 +30,7 @@ use super::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, Location, NetPlan,
     NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind,
 };
-use crate::disk::{self, EngineChoice};
-use crate::file::Landing;
+use crate::disk;
 use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
 use crate::warning::Warning;
 
@@ -352,14 +351,7 @@ impl Ssh {
         watcher: &dyn Watcher,
     ) -> Result<CopyReport> {
         let mut warnings = Vec::new();
-        let destination = if destination.is_dir() {
-            let name = Path::new(remote_path)
-                .file_name()
-                .ok_or_else(|| anyhow!("'{remote_path}' does not name a file"))?;
-            destination.join(name)
-        } else {
-            destination.to_path_buf()
-        };
+        let destination = super::address::local_destination(destination, remote_path)?;
         let connections = self.connect(plan.streams.max(1)).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
@@ -395,23 +387,17 @@ impl Ssh {
                 )
             })?
         };
-        let landing = Landing::prepare(&destination, size, plan.force, true)?;
-        if !landing.direct {
-            warnings.push(Warning::DirectUnsupported {
-                path: destination.clone(),
-            });
-        }
-        let engine = disk::start_engine(
-            EngineChoice::Auto,
-            &landing.file,
+        let (landing, engine) = pipeline::open_destination(
             &destination,
+            size,
+            plan.force,
             chunks.depth,
             &mut warnings,
         )?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         let ranges = if scp {
-            vec![0..size]
+            std::iter::once(0..size).collect()
         } else {
             pipeline::split_ranges(size, plan.streams, chunks.chunk)
         };
@@ -466,18 +452,7 @@ impl Ssh {
             input.write_all(&[0]).await?;
             input.shutdown().await?;
         }
-        let fsync_start = Instant::now();
-        if !size.is_multiple_of(disk::ALIGN as u64) {
-            landing
-                .file
-                .set_len(size)
-                .context("truncating the padded tail")?;
-        }
-        landing
-            .file
-            .sync_all()
-            .with_context(|| format!("fsync of {}", destination.display()))?;
-        let fsync = fsync_start.elapsed();
+        let fsync = landing.flush(size)?;
         let elapsed = start.elapsed();
         for (output, command) in outputs.iter_mut().zip(&commands) {
             let exit = output.finish().await;
@@ -696,12 +671,7 @@ impl Transport for Ssh {
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
-        let chunks = ChunkPlan {
-            chunk: plan.chunk,
-            depth: plan.iodepth,
-            verify: plan.verify,
-        };
-        chunks.validate()?;
+        let chunks = plan.chunks()?;
         if plan.verify {
             bail!(
                 "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum"
