@@ -86,6 +86,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         max_bytes: args.max_bytes,
         max_clients: args.max_clients,
         idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout),
+        ssh: None,
     };
     serve::run(
         options,
