@@ -444,10 +444,12 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // A second request on a channel whose command runs already.
+        let Some(opened) = self.channels.remove(&channel) else {
+            return session.channel_failure(channel);
+        };
         let line = String::from_utf8_lossy(data);
-        let command = RemoteCommand::parse(&line);
-        let opened = self.channels.remove(&channel);
-        let (Some(command), Some(opened)) = (command, opened) else {
+        let Some(command) = RemoteCommand::parse(&line) else {
             let message = format!(
                 "xferbench serve runs no shell: '{}' is not a command it knows (it understands scp -t/-f, and the SSH path's own commands)",
                 shown(&line)
