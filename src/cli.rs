@@ -138,14 +138,42 @@ pub struct ServeArgs {
           value_parser = parse_max_clients)]
     pub max_clients: usize,
 
-    /// Seconds a control connection may stay silent before its request.
+    /// Seconds a control connection may stay silent before its request (an SSH connection:
+    /// without any message).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
     pub idle_timeout: f64,
+
+    /// Also run an SSH server on ADDR:PORT, for `--via ssh` and OpenSSH's `scp -O`: public keys
+    /// only, no shell (scp -t/-f and the SSH path's commands, paths confined to --root).
+    /// Needs --authorized-keys. It takes --max-clients × 32 connections (a client's -P N opens N).
+    #[arg(long, value_name = "ADDR:PORT", requires = "authorized_keys")]
+    pub ssh_listen: Option<std::net::SocketAddr>,
+
+    /// OpenSSH authorized_keys file: the public keys allowed to log in over SSH (lines with
+    /// options such as from= or command= are skipped, said at start).
+    #[arg(long, value_name = "FILE", requires = "ssh_listen")]
+    pub authorized_keys: Option<PathBuf>,
+
+    /// The SSH server's host key, an OpenSSH private key without passphrase
+    /// [default: a fresh ed25519 key; its fingerprint is printed at start].
+    #[arg(long, value_name = "FILE", requires = "ssh_listen")]
+    pub host_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
     pub fn token(&self) -> anyhow::Result<Option<String>> {
         read_token(self.token.as_deref(), self.token_file.as_deref())
+    }
+
+    /// The SSH server asked for with --ssh-listen, if any.
+    pub fn ssh(&self) -> Option<crate::serve::ssh::SshOptions> {
+        let listen = self.ssh_listen?;
+        Some(crate::serve::ssh::SshOptions {
+            listen,
+            // clap requires it with --ssh-listen.
+            authorized_keys: self.authorized_keys.clone()?,
+            host_key: self.host_key.clone(),
+        })
     }
 }
 
@@ -470,8 +498,9 @@ fn parse_max_clients(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A running `xferbench serve`: HOST or HOST:PORT [default: one inside this process]; with
-    /// --via ssh, the SSH server ([USER@]HOST; its port when ssh is the only path).
+    /// A running `xferbench serve`: HOST or HOST:PORT [default: one inside this process, with
+    /// an SSH server for --via ssh]; with --via ssh, the SSH server ([USER@]HOST; its port when
+    /// ssh is the only path).
     pub host: Option<String>,
 
     /// Paths to measure, comma-separated: tcp, ssh, rdma, udp (those this build lacks are

@@ -87,6 +87,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         max_bytes: args.max_bytes,
         max_clients: args.max_clients,
         idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout),
+        ssh: args.ssh(),
     };
     serve::run(
         options,
@@ -100,6 +101,23 @@ fn serve(args: &ServeArgs) -> Result<()> {
                 }
                 (Some(_), false) => println!("token required (as given)"),
                 (None, _) => println!("no token required (loopback only)"),
+            }
+            if let Some(ssh) = &listening.ssh {
+                println!("ssh listening on {}", ssh.addr);
+                println!(
+                    "ssh host key {} ({}): {}",
+                    ssh.fingerprint(),
+                    if ssh.host_key_generated {
+                        "generated for this run; give --host-key FILE to keep one"
+                    } else {
+                        "from --host-key"
+                    },
+                    ssh.host_key_text()
+                );
+                println!("ssh authorized keys: {}", ssh.authorized);
+                for skipped in &ssh.skipped {
+                    println!("{skipped}");
+                }
             }
             let _ = std::io::stdout().flush();
         },

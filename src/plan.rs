@@ -207,37 +207,12 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     // test file (on one machine, the destination disk is this disk).
     let wants_tcp = wanted.contains(&TransportKind::Tcp);
     let wants_ssh = wanted.contains(&TransportKind::Ssh);
-    if wants_ssh && options.host.is_none() {
-        bail!(
-            "run --via ssh needs a HOST to log in to (any SSH server); without a HOST, run measures \
-             tcp against a server inside this process"
-        );
-    }
     let embedded_root;
     let embedded;
-    let (peer, server_name) = match &options.host {
-        Some(host) => (Peer::parse(host)?, host.clone()),
-        None => {
-            embedded_root = tempfile::Builder::new()
-                .prefix(".xferbench-run-")
-                .tempdir_in(&options.dir)
-                .with_context(|| {
-                    format!("creating a destination root in {}", options.dir.display())
-                })?;
-            embedded = serve::Embedded::start(embedded_root.path().to_path_buf())?;
-            (
-                Peer {
-                    user: None,
-                    host: embedded.addr.ip().to_string(),
-                    port: Some(embedded.addr.port()),
-                },
-                "embedded".to_string(),
-            )
-        }
-    };
-    // With both paths, a HOST:PORT's port is serve's; SSH then uses port 22 or ~/.ssh/config.
-    let ssh = match wants_ssh {
-        true => {
+    let (peer, ssh_peer, ssh_login, server_name) = match &options.host {
+        Some(host) => {
+            let peer = Peer::parse(host)?;
+            // With both paths, a HOST:PORT's port is serve's; SSH then uses 22 or ~/.ssh/config.
             let ssh_peer = match wants_tcp {
                 true => Peer {
                     port: None,
@@ -245,11 +220,30 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 },
                 false => peer.clone(),
             };
-            Some(Ssh::new(&ssh_peer, &options.ssh)?)
+            (peer, ssh_peer, options.ssh.clone(), host.clone())
         }
+        None => {
+            embedded_root = tempfile::Builder::new()
+                .prefix(".xferbench-run-")
+                .tempdir_in(&options.dir)
+                .with_context(|| {
+                    format!("creating a destination root in {}", options.dir.display())
+                })?;
+            embedded = Embedded::start(embedded_root.path(), wants_ssh, &options.ssh)?;
+            (
+                embedded.tcp_peer(),
+                embedded.ssh_peer(),
+                embedded.login.clone(),
+                "embedded".to_string(),
+            )
+        }
+    };
+    let ssh = match wants_ssh {
+        true => Some(Ssh::new(&ssh_peer, &ssh_login)?),
         false => None,
     };
-    let tcp = match wants_tcp {
+    // Without HOST the TCP server inside this process takes the far disk's baseline for any path.
+    let tcp = match wants_tcp || options.host.is_none() {
         true => Some(Tcp::new(peer.clone(), options.token.clone())?),
         false => None,
     };
@@ -425,6 +419,85 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         skipped,
         warnings,
     })
+}
+
+/// The servers of a run without HOST, inside this process on loopback: TCP always, SSH for
+/// `--via ssh`, logged into with a key made for the run.
+struct Embedded {
+    tcp: std::net::SocketAddr,
+    ssh: Option<std::net::SocketAddr>,
+    login: LoginOptions,
+    /// The run's key, authorized_keys and known_hosts; removed at the end.
+    _keys: Option<tempfile::TempDir>,
+    _tcp: Option<serve::Embedded>,
+    _ssh: Option<serve::ssh::EmbeddedSsh>,
+}
+
+impl Embedded {
+    fn start(root: &Path, with_ssh: bool, login: &LoginOptions) -> Result<Embedded> {
+        if !with_ssh {
+            let tcp = serve::Embedded::start(root.to_path_buf())?;
+            return Ok(Embedded {
+                tcp: tcp.addr,
+                ssh: None,
+                login: login.clone(),
+                _keys: None,
+                _tcp: Some(tcp),
+                _ssh: None,
+            });
+        }
+        let keys = tempfile::tempdir().context("a directory for the run's SSH key")?;
+        let key =
+            russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
+                .map_err(|err| anyhow!("making an SSH key for the run: {err}"))?;
+        let (identity, authorized_keys, known_hosts) = (
+            keys.path().join("id_ed25519"),
+            keys.path().join("authorized_keys"),
+            keys.path().join("known_hosts"),
+        );
+        let private = key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .map_err(|err| anyhow!("writing the run's SSH key: {err}"))?;
+        std::fs::write(&identity, private.as_bytes())?;
+        let public = key
+            .public_key()
+            .to_openssh()
+            .map_err(|err| anyhow!("writing the run's SSH key: {err}"))?;
+        std::fs::write(&authorized_keys, format!("{public}\n"))?;
+        let ssh = serve::ssh::EmbeddedSsh::start(root.to_path_buf(), &authorized_keys, None)?;
+        std::fs::write(&known_hosts, format!("{}\n", ssh.known_hosts_line()))?;
+        Ok(Embedded {
+            tcp: ssh.tcp_addr,
+            ssh: Some(ssh.addr),
+            login: LoginOptions {
+                cipher: login.cipher.clone(),
+                identities: vec![identity],
+                config: Some(PathBuf::from("/dev/null")),
+                known_hosts: Some(known_hosts),
+                accept_new_host_key: false,
+            },
+            _keys: Some(keys),
+            _tcp: None,
+            _ssh: Some(ssh),
+        })
+    }
+
+    fn tcp_peer(&self) -> Peer {
+        Peer {
+            user: None,
+            host: self.tcp.ip().to_string(),
+            port: Some(self.tcp.port()),
+        }
+    }
+
+    fn ssh_peer(&self) -> Peer {
+        let addr = self.ssh.unwrap_or(self.tcp);
+        Peer {
+            user: None,
+            host: addr.ip().to_string(),
+            port: Some(addr.port()),
+        }
+    }
 }
 
 /// The paths to run and the ones skipped with the reason; an unknown name is an error.

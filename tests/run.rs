@@ -68,7 +68,10 @@ fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file(
 fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
     let _turn = turn();
     let dir = temp_dir();
-    let out = run_here(dir.path(), &["-J", "--via", "tcp,ssh", "--repeat", "2"]);
+    let out = run_here(
+        dir.path(),
+        &["-J", "--via", "tcp,ssh,rdma", "--repeat", "2"],
+    );
     let report = json_report(&out);
     assert_eq!(report["schema"], 1, "{report:#}");
     assert_eq!(report["command"], "run", "{report:#}");
@@ -100,12 +103,20 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
         "{report:#}"
     );
     assert!(verdict["efficiency"].as_f64().unwrap() > 0.0, "{report:#}");
-    assert_eq!(report["skipped"][0]["path"], "ssh", "{report:#}");
+    // Without HOST, SSH goes to the embedded SSH server, logged into with a key of the run's.
+    let ssh = &report["paths"][1];
+    assert_eq!(ssh["path"], "ssh", "{report:#}");
+    assert_eq!(ssh["copy"]["measurements"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ssh["network"]["measurements"][0]["conditions"]["cipher"], "aes128-gcm@openssh.com",
+        "{report:#}"
+    );
+    assert_eq!(report["skipped"][0]["path"], "rdma", "{report:#}");
     assert!(
         report["skipped"][0]["reason"]
             .as_str()
             .unwrap()
-            .contains("no ssh path")
+            .contains("no rdma path")
     );
 }
 

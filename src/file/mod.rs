@@ -279,6 +279,14 @@ pub fn open_read(path: &Path, direct: bool) -> Result<(File, bool)> {
     })
 }
 
+/// Opens a file for writing in place, created if missing and never truncated, with O_DIRECT
+/// when asked and supported: several writers can each fill their own range of it.
+pub fn open_write(path: &Path, direct: bool) -> Result<(File, bool)> {
+    open_with(path, direct, |options| {
+        options.write(true).create(true);
+    })
+}
+
 fn open_with(path: &Path, direct: bool, set: impl Fn(&mut OpenOptions)) -> Result<(File, bool)> {
     let mut options = OpenOptions::new();
     set(&mut options);

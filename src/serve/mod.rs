@@ -2,11 +2,13 @@
 //!
 //! Shaped like tokio's mini-redis: `control` has the frames, this file the accept loop and its
 //! limits, `session` one control connection and the request it carries, `root` the confinement
-//! of every path to the served directory. Ctrl-C or SIGTERM stops it; sessions under way are
-//! dropped, which removes their partial files.
+//! of every path to the served directory, `ssh` the embedded SSH server (`--ssh-listen`) beside
+//! the TCP listener. Ctrl-C or SIGTERM stops it; sessions under way are dropped, which removes
+//! their partial files.
 
 mod root;
 mod session;
+pub mod ssh;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,6 +47,8 @@ pub struct ServeOptions {
     pub max_bytes: Option<u64>,
     pub max_clients: usize,
     pub idle_timeout: Duration,
+    /// The embedded SSH server too, when asked.
+    pub ssh: Option<ssh::SshOptions>,
 }
 
 /// What the server tells its operator as it starts.
@@ -55,6 +59,8 @@ pub struct Listening {
     /// A token was generated here (the operator must hand it to clients).
     pub token: Option<String>,
     pub token_generated: bool,
+    /// The embedded SSH server, when one runs.
+    pub ssh: Option<ssh::SshListening>,
 }
 
 /// State every connection shares.
@@ -87,15 +93,12 @@ pub fn run(
 /// needs nothing else installed. Stopped (and its sessions dropped) when this is dropped.
 pub struct Embedded {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<()>>>,
+    _running: Stopper,
 }
 
 impl Embedded {
     /// Starts a server on 127.0.0.1 (any free port) serving `root`.
     pub fn start(root: PathBuf) -> Result<Embedded> {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (listening, addr) = std::sync::mpsc::channel();
         let options = ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             root: Some(root),
@@ -103,42 +106,62 @@ impl Embedded {
             max_bytes: None,
             max_clients: DEFAULT_MAX_CLIENTS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            ssh: None,
         };
-        let thread = std::thread::Builder::new()
-            .name("xferbench-embedded-serve".into())
-            .spawn(move || {
-                serve_until(
-                    options,
-                    |l| {
-                        let _ = listening.send(l.addr);
-                    },
-                    |_| {},
-                    async {
-                        let _ = stopped.await;
-                    },
-                )
-            })
-            .context("starting the embedded server")?;
-        match addr.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => Ok(Embedded {
-                addr,
-                stop: Some(stop),
-                thread: Some(thread),
-            }),
-            Err(_) => Err(match thread.join() {
-                Ok(Err(err)) => err.context("the embedded server did not start"),
-                _ => anyhow!("the embedded server did not start"),
-            }),
-        }
+        let (listening, running) = start_in_thread(options)?;
+        Ok(Embedded {
+            addr: listening.addr,
+            _running: running,
+        })
     }
 }
 
-impl Drop for Embedded {
+/// Stops a server started by [`start_in_thread`] when dropped, and waits for it.
+struct Stopper {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Drop for Stopper {
     fn drop(&mut self) {
         self.stop.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Runs a server on a thread of its own; returns once it listens.
+fn start_in_thread(options: ServeOptions) -> Result<(Listening, Stopper)> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (listening_tx, listening_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("xferbench-embedded-serve".into())
+        .spawn(move || {
+            serve_until(
+                options,
+                |listening| {
+                    let _ = listening_tx.send(listening.clone());
+                },
+                |_| {},
+                async {
+                    let _ = stopped.await;
+                },
+            )
+        })
+        .context("starting the embedded server")?;
+    match listening_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(listening) => Ok((
+            listening,
+            Stopper {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+        )),
+        Err(_) => Err(match thread.join() {
+            Ok(Err(err)) => err.context("the embedded server did not start"),
+            _ => anyhow!("the embedded server did not start"),
+        }),
     }
 }
 
@@ -183,11 +206,18 @@ fn serve_until(
             )
         })?;
         let addr = listener.local_addr()?;
+        let ssh_server = match &options.ssh {
+            Some(ssh_options) => {
+                Some(ssh::SshServer::bind(ssh_options, options.idle_timeout).await?)
+            }
+            None => None,
+        };
         announce(&Listening {
             addr,
             root: root.dir().to_path_buf(),
             token: token.clone(),
             token_generated,
+            ssh: ssh_server.as_ref().map(|server| server.listening().clone()),
         });
         let shared = Arc::new(Shared {
             root,
@@ -200,6 +230,9 @@ fn serve_until(
             pending: Mutex::new(HashMap::new()),
             log: Box::new(log),
         });
+        // Dropped (aborted) at the end with every SSH connection and command it holds.
+        let ssh_task =
+            ssh_server.map(|server| AbortOnDrop(tokio::spawn(server.serve(shared.clone()))));
         let mut connections = JoinSet::new();
         tokio::pin!(stop);
         loop {
@@ -219,7 +252,17 @@ fn serve_until(
             }
         }
         // Dropping the sessions removes their partial files.
+        drop(ssh_task);
         connections.shutdown().await;
         Ok(())
     })
+}
+
+/// A task aborted when dropped, e.g. when the server's loop ends with an error.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

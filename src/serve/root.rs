@@ -61,6 +61,23 @@ impl Root {
         })
     }
 
+    /// Whatever is at `requested` (file, directory, symlink; not followed), for commands that
+    /// test for or remove it: None when its directory does not exist, so nothing can be there.
+    pub fn entry(&self, requested: &str) -> Result<Option<PathBuf>> {
+        let relative = plain_relative(requested)?;
+        let Some(name) = relative.file_name() else {
+            bail!("'{requested}' names the server's root, not an entry in it");
+        };
+        let parent = self.dir.join(relative.parent().unwrap_or(Path::new("")));
+        let Ok(parent) = parent.canonicalize() else {
+            return Ok(None);
+        };
+        if !parent.starts_with(&self.dir) {
+            bail!("'{requested}' leads outside the server's root (through a symlink): refused");
+        }
+        Ok(Some(parent.join(name)))
+    }
+
     /// An existing regular file to read, inside the root after following symlinks.
     pub fn existing_file(&self, requested: &str) -> Result<PathBuf> {
         let relative = plain_relative(requested)?;
@@ -129,6 +146,16 @@ mod tests {
             assert!(root.new_file(bad).is_err(), "{bad} was accepted");
         }
         assert!(root.is_dir("in") && root.is_dir(".") && !root.is_dir("out") && !root.is_dir("x"));
+        assert_eq!(root.entry("in/x").unwrap(), Some(root.dir().join("in/x")));
+        assert_eq!(
+            root.entry("passwd").unwrap(),
+            Some(root.dir().join("passwd"))
+        );
+        assert_eq!(root.entry("missing/x").unwrap(), None);
+        for bad in ["../x", "/etc/x", "out/x", "", "."] {
+            assert!(root.entry(bad).is_err(), "{bad} was accepted");
+        }
+
         for bad in ["passwd", "../x", "/etc/passwd", "in", "missing"] {
             assert!(root.existing_file(bad).is_err(), "{bad} was accepted");
         }

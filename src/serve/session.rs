@@ -409,7 +409,7 @@ async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {
 }
 
 /// Paths in messages to clients are shown relative to the root.
-fn hide_root(message: &str, shared: &Shared) -> String {
+pub(super) fn hide_root(message: &str, shared: &Shared) -> String {
     let root = shared.root.dir().display().to_string();
     message
         .replace(&format!("{root}/"), "")
