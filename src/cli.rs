@@ -56,15 +56,19 @@ pub enum Command {
     /// Memory to memory over the network, like iperf3 (same flags): the network alone.
     ///
     /// Random payload, per-interval lines (per stream with -P, and SUM), sender and receiver
-    /// rates, TCP retransmits and CPU use on both ends. Needs `xferbench serve` on HOST.
+    /// rates, TCP retransmits and CPU use on both ends. Needs `xferbench serve` on HOST, or, with
+    /// --via ssh, any SSH server (random bytes into `cat > /dev/null` per connection: the cipher
+    /// and the network; uploads only).
     Net(NetArgs),
-    /// Copy a file disk to disk through `xferbench serve`, with a progress bar.
+    /// Copy a file disk to disk through `xferbench serve` or over SSH, with a progress bar.
     ///
     /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like:
     /// an existing directory, a trailing / or an empty PATH keeps the file's name). The file is
     /// read with O_DIRECT into a fixed pool of buffers, spread over -P streams, written at its
     /// offsets, fsynced and renamed into place: an interrupted copy never leaves a file under the
-    /// final name.
+    /// final name. With --via ssh, [USER@]HOST[:PORT]:PATH is any SSH server: -P 1 speaks the SCP
+    /// protocol (scp -t/-f), -P N sends one range per connection through dd; host keys are
+    /// checked against known_hosts like OpenSSH.
     Copy(CopyArgs),
 }
 
