@@ -91,10 +91,12 @@ own_port=$(free_port)
 "$xferbench" serve --listen 127.0.0.1:0 --root "$dest_dir" --ssh-listen "127.0.0.1:$own_port" \
   --authorized-keys "$work/authorized_keys" --host-key "$work/host_key" >"$work/serve.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 50); do grep -q "ssh" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 50); do grep -q "ssh listening" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "ssh listening" "$work/serve.log" || { echo "compare-ssh: serve's SSH server did not come up:" >&2; cat "$work/serve.log" >&2; exit 1; }
+echo "[127.0.0.1]:$own_port $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$work/known_hosts"
 
 source_file=$src_dir/random.img
-"$xferbench" gen "$source_file" --size "$size" -q 2>/dev/null || "$xferbench" gen "$source_file" --size "$size" -q
+"$xferbench" gen "$source_file" --size "$size" -q >/dev/null
 bytes=$(stat -c %s "$source_file")
 
 # time_scp: seconds for one scp -O to the stock sshd.
@@ -117,19 +119,23 @@ rate_xferbench() {
   python3 -c 'import json,sys; m=json.loads(sys.argv[1])["measurement"]; print(m["bytes"]/m["secs"]/1e6)' "$json"
 }
 
+# rate_fresh PORT STREAMS: like scp's run, to a path where no file is (no old file to free).
+rate_fresh() { rm -f "$dest_dir/x.img"; rate_xferbench "$1" "$2" "$dest_dir/x.img"; }
+
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating"
-echo "$(scp -V 2>&1 | head -1 || ssh -V 2>&1)"
+echo "$(ssh -V 2>&1), $("$xferbench" --version)"
 scenarios=("scp (OpenSSH, -O)" "xferbench -P 1 → sshd" "xferbench -P $streams → sshd" "xferbench -P 1 → own" "xferbench -P $streams → own")
 declare -A results
 for round in $(seq 1 "$rounds"); do
   run_scp() { local secs; secs=$(time_scp); python3 -c "print($bytes / $secs / 1e6)"; }
   if (( round % 2 )); then
-    r0=$(run_scp); r1=$(rate_xferbench "$port" 1 "$dest_dir/x.img"); r2=$(rate_xferbench "$port" "$streams" "$dest_dir/x.img")
+    r0=$(run_scp); r1=$(rate_fresh "$port" 1); r2=$(rate_fresh "$port" "$streams")
   else
-    r2=$(rate_xferbench "$port" "$streams" "$dest_dir/x.img"); r1=$(rate_xferbench "$port" 1 "$dest_dir/x.img"); r0=$(run_scp)
+    r2=$(rate_fresh "$port" "$streams"); r1=$(rate_fresh "$port" 1); r0=$(run_scp)
   fi
   cmp -s "$source_file" "$dest_dir/x.img" || { echo "compare-ssh: xferbench's copy differs" >&2; exit 1; }
-  r3=$(rate_xferbench "$own_port" 1 "own.img"); r4=$(rate_xferbench "$own_port" "$streams" "own.img")
+  rm -f "$dest_dir/own.img"; r3=$(rate_xferbench "$own_port" 1 "own.img")
+  rm -f "$dest_dir/own.img"; r4=$(rate_xferbench "$own_port" "$streams" "own.img")
   cmp -s "$source_file" "$dest_dir/own.img" || { echo "compare-ssh: xferbench's copy to its own server differs" >&2; exit 1; }
   printf 'round %d: scp %.0f  -P1 %.0f  -P%d %.0f  own -P1 %.0f  own -P%d %.0f MB/s\n' "$round" "$r0" "$r1" "$streams" "$r2" "$r3" "$streams" "$r4"
   for i in 0 1 2 3 4; do v="r$i"; results[$i]+="${!v} "; done
