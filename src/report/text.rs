@@ -292,7 +292,7 @@ pub fn copy(report: &CopyReport) -> String {
         out,
         "  busy: reading {}, sending {}, writing {} + fsync {:.2} s (stages overlap; the busiest holds the copy back)",
         busy(split.reading_secs),
-        busy(Some(split.sending_secs)),
+        busy(split.sending_secs),
         busy(split.writing_secs),
         split.fsync_secs
     );

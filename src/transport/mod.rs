@@ -190,7 +190,8 @@ pub struct TimeSplit {
     /// stock SSH server's disk).
     pub reading_secs: Option<f64>,
     /// Seconds at least one stream was sending a chunk (waiting on the network included).
-    pub sending_secs: f64,
+    /// None: the far side sent (a stock SSH server), and did not say.
+    pub sending_secs: Option<f64>,
     /// Seconds the destination disk had a write in flight (None: not measurable there).
     pub writing_secs: Option<f64>,
     /// Seconds of the final fsync on the destination.

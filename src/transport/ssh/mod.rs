@@ -203,7 +203,7 @@ impl Ssh {
             ),
             split: TimeSplit {
                 reading_secs: Some(sent.0.reading.as_secs_f64()),
-                sending_secs: sent.0.sending.as_secs_f64(),
+                sending_secs: Some(sent.0.sending.as_secs_f64()),
                 writing_secs: None,
                 fsync_secs: fsync.as_secs_f64(),
             },
@@ -472,7 +472,7 @@ impl Ssh {
             ),
             split: TimeSplit {
                 reading_secs: None,
-                sending_secs: 0.0,
+                sending_secs: None,
                 writing_secs: Some(received.writing.as_secs_f64()),
                 fsync_secs: fsync.as_secs_f64(),
             },
