@@ -107,6 +107,7 @@ time_scp() {
   scp -O -q -c "$cipher" -P "$port" "${ssh_opts[@]}" "$source_file" "$user@127.0.0.1:$dest_dir/scp.img"
   end=$(date +%s.%N)
   cmp -s "$source_file" "$dest_dir/scp.img" || { echo "compare-ssh: scp's copy differs" >&2; exit 1; }
+  rm -f "$dest_dir/scp.img"  # tmpfs is memory: keep no more than one copy at a time
   python3 -c "print($end - $start)"
 }
 
@@ -125,6 +126,11 @@ rate_fresh() { rm -f "$dest_dir/x.img"; rate_xferbench "$1" "$2" "$dest_dir/x.im
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating"
 echo "$(ssh -V 2>&1), $("$xferbench" --version)"
 scenarios=("scp (OpenSSH, -O)" "xferbench -P 1 → sshd" "xferbench -P $streams → sshd" "xferbench -P 1 → own" "xferbench -P $streams → own")
+# One untimed run of each first (like hyperfine's --warmup): sshd, the page cache and the CPU
+# frequency settle before anything counts.
+time_scp >/dev/null; rate_fresh "$port" 1 >/dev/null; rate_xferbench "$own_port" "$streams" "own.img" >/dev/null
+rm -f "$dest_dir/x.img" "$dest_dir/own.img"
+
 declare -A results
 for round in $(seq 1 "$rounds"); do
   run_scp() { local secs; secs=$(time_scp); python3 -c "print($bytes / $secs / 1e6)"; }
@@ -134,9 +140,10 @@ for round in $(seq 1 "$rounds"); do
     r2=$(rate_fresh "$port" "$streams"); r1=$(rate_fresh "$port" 1); r0=$(run_scp)
   fi
   cmp -s "$source_file" "$dest_dir/x.img" || { echo "compare-ssh: xferbench's copy differs" >&2; exit 1; }
-  rm -f "$dest_dir/own.img"; r3=$(rate_xferbench "$own_port" 1 "own.img")
+  rm -f "$dest_dir/x.img" "$dest_dir/own.img"; r3=$(rate_xferbench "$own_port" 1 "own.img")
   rm -f "$dest_dir/own.img"; r4=$(rate_xferbench "$own_port" "$streams" "own.img")
   cmp -s "$source_file" "$dest_dir/own.img" || { echo "compare-ssh: xferbench's copy to its own server differs" >&2; exit 1; }
+  rm -f "$dest_dir/own.img"
   printf 'round %d: scp %.0f  -P1 %.0f  -P%d %.0f  own -P1 %.0f  own -P%d %.0f MB/s\n' "$round" "$r0" "$r1" "$streams" "$r2" "$r3" "$streams" "$r4"
   for i in 0 1 2 3 4; do v="r$i"; results[$i]+="${!v} "; done
 done
