@@ -99,51 +99,53 @@ source_file=$src_dir/random.img
 "$xferbench" gen "$source_file" --size "$size" -q >/dev/null
 bytes=$(stat -c %s "$source_file")
 
+# clean_dest: no copy left in the destination before any run, so that every tool writes into
+# the same amount of free memory (on tmpfs, a copy left behind makes the next writer fault in
+# fresh pages and run up to 1.5x slower).
+clean_dest() { rm -f "$dest_dir/scp.img" "$dest_dir/x.img" "$dest_dir/own.img"; }
+
 # time_scp: seconds for one scp -O to the stock sshd.
 time_scp() {
   local start end
-  rm -f "$dest_dir/scp.img"
+  clean_dest
   start=$(date +%s.%N)
   scp -O -q -c "$cipher" -P "$port" "${ssh_opts[@]}" "$source_file" "$user@127.0.0.1:$dest_dir/scp.img"
   end=$(date +%s.%N)
   cmp -s "$source_file" "$dest_dir/scp.img" || { echo "compare-ssh: scp's copy differs" >&2; exit 1; }
-  rm -f "$dest_dir/scp.img"  # tmpfs is memory: keep no more than one copy at a time
   python3 -c "print($end - $start)"
 }
 
-# rate_xferbench PORT STREAMS DEST_PATH: MB/s of one copy, from its JSON report.
+# rate_xferbench PORT STREAMS REMOTE_PATH LANDED: MB/s of one copy, from its JSON report; the
+# copy (LANDED, where REMOTE_PATH lands) is compared with the source.
 rate_xferbench() {
   local json
-  json=$("$xferbench" copy "$source_file" "$user@127.0.0.1:$1:$3" --via ssh -P "$2" --cipher "$cipher" -f \
+  clean_dest
+  json=$("$xferbench" copy "$source_file" "$user@127.0.0.1:$1:$3" --via ssh -P "$2" --cipher "$cipher" \
     --identity "$work/id" --known-hosts "$work/known_hosts" -F /dev/null -J 2>"$work/xferbench.err") ||
     { echo "compare-ssh: xferbench failed:" >&2; cat "$work/xferbench.err" >&2; exit 1; }
+  cmp -s "$source_file" "$4" || { echo "compare-ssh: xferbench's copy to $1 differs" >&2; exit 1; }
   python3 -c 'import json,sys; m=json.loads(sys.argv[1])["measurement"]; print(m["bytes"]/m["secs"]/1e6)' "$json"
 }
 
-# rate_fresh PORT STREAMS: like scp's run, to a path where no file is (no old file to free).
-rate_fresh() { rm -f "$dest_dir/x.img"; rate_xferbench "$1" "$2" "$dest_dir/x.img"; }
+# to_sshd STREAMS / to_own STREAMS: one copy to the stock sshd / to serve's SSH server.
+to_sshd() { rate_xferbench "$port" "$1" "$dest_dir/x.img" "$dest_dir/x.img"; }
+to_own() { rate_xferbench "$own_port" "$1" own.img "$dest_dir/own.img"; }
 
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating"
 echo "$(ssh -V 2>&1), $("$xferbench" --version)"
 scenarios=("scp (OpenSSH, -O)" "xferbench -P 1 → sshd" "xferbench -P $streams → sshd" "xferbench -P 1 → own" "xferbench -P $streams → own")
 # One untimed run of each first (like hyperfine's --warmup): sshd, the page cache and the CPU
 # frequency settle before anything counts.
-time_scp >/dev/null; rate_fresh "$port" 1 >/dev/null; rate_xferbench "$own_port" "$streams" "own.img" >/dev/null
-rm -f "$dest_dir/x.img" "$dest_dir/own.img"
+time_scp >/dev/null; to_sshd 1 >/dev/null; to_own "$streams" >/dev/null
 
 declare -A results
 for round in $(seq 1 "$rounds"); do
   run_scp() { local secs; secs=$(time_scp); python3 -c "print($bytes / $secs / 1e6)"; }
   if (( round % 2 )); then
-    r0=$(run_scp); r1=$(rate_fresh "$port" 1); r2=$(rate_fresh "$port" "$streams")
+    r0=$(run_scp); r1=$(to_sshd 1); r2=$(to_sshd "$streams"); r3=$(to_own 1); r4=$(to_own "$streams")
   else
-    r2=$(rate_fresh "$port" "$streams"); r1=$(rate_fresh "$port" 1); r0=$(run_scp)
+    r4=$(to_own "$streams"); r3=$(to_own 1); r2=$(to_sshd "$streams"); r1=$(to_sshd 1); r0=$(run_scp)
   fi
-  cmp -s "$source_file" "$dest_dir/x.img" || { echo "compare-ssh: xferbench's copy differs" >&2; exit 1; }
-  rm -f "$dest_dir/x.img" "$dest_dir/own.img"; r3=$(rate_xferbench "$own_port" 1 "own.img")
-  rm -f "$dest_dir/own.img"; r4=$(rate_xferbench "$own_port" "$streams" "own.img")
-  cmp -s "$source_file" "$dest_dir/own.img" || { echo "compare-ssh: xferbench's copy to its own server differs" >&2; exit 1; }
-  rm -f "$dest_dir/own.img"
   printf 'round %d: scp %.0f  -P1 %.0f  -P%d %.0f  own -P1 %.0f  own -P%d %.0f MB/s\n' "$round" "$r0" "$r1" "$streams" "$r2" "$r3" "$streams" "$r4"
   for i in 0 1 2 3 4; do v="r$i"; results[$i]+="${!v} "; done
 done
