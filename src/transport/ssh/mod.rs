@@ -43,9 +43,10 @@ pub struct Ssh {
 impl Ssh {
     pub fn new(peer: &Peer, options: &LoginOptions) -> Result<Ssh> {
         let target = Arc::new(Target::resolve(peer, options)?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+        // Each connection has a thread of its own (worker.rs); this one only hands chunks
+        // between the disk engine and them, and idle work-stealing threads would cost CPU.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .thread_name("xferbench-ssh")
             .build()
             .context("starting the network runtime")?;
         Ok(Ssh { target, runtime })
