@@ -265,7 +265,6 @@ setup_kernel() {
     dpkg-deb -x "$deb" "$cache/busybox"
   fi
   build_initramfs "$k"
-  rm -f "$cache/debs/"linux-image-*.deb
   echo "$k" >"$cache/kernel/.kver"
 }
 
@@ -279,6 +278,7 @@ cmd_setup() {
   apt_install $missing
   setup_qemu
   setup_kernel
+  rm -rf "$cache/debs"
   [ -z "$(not_ready)" ] || die "setup finished but: $(not_ready | paste -sd';' | sed 's/;/; /g')"
   note "ready: kernel $(kver), $(qemu_env "$(qemu_bin)" --version | head -n 1), cache $cache ($((SECONDS - start)) s)"
 }
@@ -404,10 +404,12 @@ cmd_run() {
   q() { printf '%s' "${1//,/,,}"; }
   for s in out err; do mkfifo "$tmp/$s.in" "$tmp/$s.out"; done
   console=$tmp/console.log
+  local klog="quiet loglevel=3"
+  [ "$verbose" != 1 ] || klog="loglevel=7"
   local args=(
     -machine pc -accel tcg -cpu "$cpu" -smp "$smp" -m "$mem" -nodefaults -display none -no-reboot -nic none
     -kernel "$cache/kernel/boot/vmlinuz-$k" -initrd "$cache/initramfs-$k.cpio.gz"
-    -append "console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4"
+    -append "console=ttyS0 $klog panic=-1 8250.nr_uarts=4"
     -serial "file:$(q "$console")"
     -chardev "pipe,id=out,path=$(q "$tmp/out")" -serial chardev:out
     -chardev "pipe,id=err,path=$(q "$tmp/err")" -serial chardev:err
