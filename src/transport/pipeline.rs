@@ -360,10 +360,7 @@ where
                 .map(|stream| (index, stream))
                 .with_context(|| format!("receiving on stream {}", index + 1))
         };
-        match on.get(index) {
-            Some(runtime) => tasks.spawn_on(task, runtime),
-            None => tasks.spawn(task),
-        };
+        spawn_where(&mut tasks, task, on.get(index));
     }
     drop(incoming_tx);
     let (received, mut streams) =
@@ -488,6 +485,18 @@ async fn receive_range<S: AsyncRead + Unpin>(
     Ok(stream)
 }
 
+/// Runs a stream's task where its connection lives, or here.
+fn spawn_where<T, F>(tasks: &mut JoinSet<T>, task: F, runtime: Option<&tokio::runtime::Handle>)
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    match runtime {
+        Some(runtime) => tasks.spawn_on(task, runtime),
+        None => tasks.spawn(task),
+    };
+}
+
 /// Cuts a file into `streams` contiguous ranges that start on chunk boundaries (so per-chunk
 /// digests match any other way of cutting it); never more ranges than chunks, at least one.
 pub fn split_ranges(size: u64, streams: usize, chunk: usize) -> Vec<Range<u64>> {
@@ -528,10 +537,7 @@ where
                 .map(|stream| (index, stream))
                 .with_context(|| format!("sending on stream {}", index + 1))
         };
-        match on.get(index) {
-            Some(runtime) => tasks.spawn_on(task, runtime),
-            None => tasks.spawn(task),
-        };
+        spawn_where(&mut tasks, task, on.get(index));
         ranges.push(RangeState {
             next_read: range.start,
             next_send: range.start,
@@ -774,6 +780,31 @@ async fn sampled<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_cover_the_file_once_on_chunk_boundaries() {
+        let chunk = 1 << 20;
+        for (size, streams) in [
+            (0u64, 4),
+            (1, 4),
+            (5 << 20, 3),
+            ((5 << 20) + 77, 4),
+            (3 << 20, 8),
+        ] {
+            let ranges = split_ranges(size, streams, chunk);
+            assert!(
+                !ranges.is_empty() && ranges.len() <= streams,
+                "{size} {streams}: {ranges:?}"
+            );
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges.last().unwrap().end, size);
+            for pair in ranges.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start, "{ranges:?}");
+                assert!(pair[1].start.is_multiple_of(chunk as u64), "{ranges:?}");
+                assert!(pair[0].start < pair[0].end, "an empty range: {ranges:?}");
+            }
+        }
+    }
 
     #[test]
     fn the_digest_does_not_depend_on_chunk_order() {
