@@ -92,6 +92,27 @@ impl Exec {
         command: RemoteCommand,
         limit: Duration,
     ) -> Result<String> {
+        let (stdout, exit, output, command) = Exec::complete(handle, command, limit).await?;
+        output.check(&command, exit)?;
+        Ok(stdout)
+    }
+
+    /// Whether a test command (`test ! -e …`) held: exit 0 yes, 1 no; anything else is an error.
+    pub async fn holds(handle: &Handle<Client>, command: RemoteCommand) -> Result<bool> {
+        let (_, exit, output, command) = Exec::complete(handle, command, SHORT_TIMEOUT).await?;
+        match exit {
+            Exit::Status(0) => Ok(true),
+            Exit::Status(1) => Ok(false),
+            exit => output.check(&command, exit).map(|()| false),
+        }
+    }
+
+    /// Runs a command with no input to its end: its standard output and how it ended.
+    async fn complete(
+        handle: &Handle<Client>,
+        command: RemoteCommand,
+        limit: Duration,
+    ) -> Result<(String, Exit, Output, RemoteCommand)> {
         let mut exec = Exec::start(handle, command).await?;
         exec.input
             .eof()
@@ -113,8 +134,8 @@ impl Exec {
                 limit.as_secs()
             )
         })??;
-        exec.output.check(&exec.command, exit)?;
-        Ok(String::from_utf8_lossy(&stdout).into_owned())
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        Ok((stdout, exit, exec.output, exec.command))
     }
 
     /// After the data: closes the input, waits for the command's end, fails with its message.

@@ -56,9 +56,7 @@ pub struct LoginOptions {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub user: String,
-    /// The name given on the command line (what the user reads in messages).
-    pub alias: String,
-    /// Where to connect (HostName, else the alias); also the name in known_hosts.
+    /// Where to connect (HostName, else the name given); also the name in known_hosts.
     pub host: String,
     pub port: u16,
     pub identities: Vec<PathBuf>,
@@ -107,7 +105,6 @@ impl Target {
         let cipher = options.cipher.as_deref().map(parse_cipher).transpose()?;
         Ok(Target {
             user,
-            alias: peer.host.clone(),
             host,
             port,
             identities,
@@ -209,7 +206,6 @@ enum HostKeyProblem {
 struct Learnt {
     host_key: Option<HostKeyProblem>,
     cipher: Option<String>,
-    server_id: Option<String>,
 }
 
 /// The client's side of russh: host-key checking and what the key exchange chose.
@@ -273,11 +269,10 @@ impl client::Handler for Client {
         &mut self,
         _shared_secret: Option<&[u8]>,
         names: &russh::Names,
-        session: &mut client::Session,
+        _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
         let mut learnt = self.learnt.lock().expect("not poisoned");
         learnt.cipher = Some(names.cipher.as_ref().to_string());
-        learnt.server_id = Some(String::from_utf8_lossy(session.remote_sshid()).into_owned());
         Ok(())
     }
 }
@@ -287,8 +282,6 @@ pub struct Connection {
     pub handle: Handle<Client>,
     /// The cipher the key exchange chose.
     pub cipher: String,
-    /// The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
-    pub server_id: String,
     pub peer_addr: std::net::SocketAddr,
     /// The thread the session runs on; last, so it stops after the handle is gone.
     pub worker: Worker,
@@ -301,7 +294,7 @@ pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
         let target = target.clone();
         async move { tokio::time::timeout(LOGIN_TIMEOUT, connect_unbounded(&target)).await }
     });
-    let (handle, cipher, server_id, peer_addr) = login
+    let (handle, cipher, peer_addr) = login
         .await
         .map_err(|err| anyhow!("the login task failed: {err}"))?
         .map_err(|_| {
@@ -314,7 +307,6 @@ pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
     Ok(Connection {
         handle,
         cipher,
-        server_id,
         peer_addr,
         worker,
     })
@@ -322,7 +314,7 @@ pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
 
 async fn connect_unbounded(
     target: &Arc<Target>,
-) -> Result<(Handle<Client>, String, String, std::net::SocketAddr)> {
+) -> Result<(Handle<Client>, String, std::net::SocketAddr)> {
     let preferred = russh::Preferred {
         cipher: match target.cipher {
             Some(cipher) => vec![cipher].into(),
@@ -357,12 +349,7 @@ async fn connect_unbounded(
     };
     authenticate(&mut handle, target).await?;
     let learnt = learnt.lock().expect("not poisoned").clone();
-    Ok((
-        handle,
-        learnt.cipher.unwrap_or_default(),
-        learnt.server_id.unwrap_or_default(),
-        peer_addr,
-    ))
+    Ok((handle, learnt.cipher.unwrap_or_default(), peer_addr))
 }
 
 /// OpenSSH's kind of refusal, in one line.

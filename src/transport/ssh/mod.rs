@@ -131,11 +131,7 @@ impl Ssh {
         let connections = self.connect(ranges.len()).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
-        if !plan.force
-            && Exec::run(first, RemoteCommand::Absent { path: path.clone() })
-                .await
-                .is_err()
-        {
+        if !plan.force && !Exec::holds(first, RemoteCommand::Absent { path: path.clone() }).await? {
             bail!(
                 "{}:{path} already exists: give --force to replace it",
                 self.label()
@@ -199,7 +195,7 @@ impl Ssh {
                 Stage::Copy,
                 size,
                 elapsed,
-                self.conditions(plan, chunks, direct, engine_kind, &connections),
+                conditions(plan, chunks, direct, engine_kind, &connections),
                 sent.1,
             ),
             split: TimeSplit {
@@ -468,7 +464,7 @@ impl Ssh {
                 Stage::Copy,
                 size,
                 elapsed,
-                self.conditions(plan, chunks, landing_direct, engine_kind, &connections),
+                conditions(plan, chunks, landing_direct, engine_kind, &connections),
                 intervals,
             ),
             split: TimeSplit {
@@ -639,26 +635,26 @@ impl Ssh {
             warnings,
         })
     }
+}
 
-    fn conditions(
-        &self,
-        plan: &CopyPlan,
-        chunks: ChunkPlan,
-        direct: bool,
-        engine: disk::EngineKind,
-        connections: &[Connection],
-    ) -> Conditions {
-        Conditions {
-            direct,
-            fsync_included: true,
-            engine: Some(engine),
-            block_size: Some(chunks.chunk as u64),
-            iodepth: Some(chunks.depth),
-            path: Some(TransportKind::Ssh),
-            streams: Some(connections.len().min(plan.streams.max(1))),
-            cipher: connections.first().map(|c| c.cipher.clone()),
-            ..Conditions::default()
-        }
+/// What a copy over SSH measured under: this side's I/O, the connections and their cipher.
+fn conditions(
+    plan: &CopyPlan,
+    chunks: ChunkPlan,
+    direct: bool,
+    engine: disk::EngineKind,
+    connections: &[Connection],
+) -> Conditions {
+    Conditions {
+        direct,
+        fsync_included: true,
+        engine: Some(engine),
+        block_size: Some(chunks.chunk as u64),
+        iodepth: Some(chunks.depth),
+        path: Some(TransportKind::Ssh),
+        streams: Some(connections.len().min(plan.streams.max(1))),
+        cipher: connections.first().map(|c| c.cipher.clone()),
+        ..Conditions::default()
     }
 }
 
