@@ -162,6 +162,9 @@ pub struct ServeArgs {
     /// [default: a fresh ed25519 key; its fingerprint is printed at start].
     #[arg(long, value_name = "FILE", requires = "ssh_listen")]
     pub host_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub rdma: RdmaArgs,
 }
 
 impl ServeArgs {
@@ -212,9 +215,13 @@ pub struct NetArgs {
     #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
     pub interval: f64,
 
-    /// Bytes per write.
-    #[arg(short = 'l', long, value_name = "LEN", default_value = "128K", value_parser = parse_len)]
+    /// Bytes per write (with --via rdma, bytes per RDMA WRITE; -s like ib_write_bw).
+    #[arg(short = 'l', visible_short_alias = 's', long, value_name = "LEN", default_value = "128K", value_parser = parse_len)]
     pub length: usize,
+
+    /// RDMA WRITEs kept in flight (--via rdma), like ib_write_bw's --tx-depth (-q is --quiet).
+    #[arg(short = 'Q', long, visible_alias = "tx-depth", value_name = "N", default_value_t = 128)]
+    pub queue_depth: usize,
 
     /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends.
     #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
@@ -233,6 +240,30 @@ pub struct NetArgs {
 
     #[command(flatten)]
     pub ssh: SshArgs,
+
+    #[command(flatten)]
+    pub rdma: RdmaArgs,
+}
+
+/// Which RDMA device `--via rdma` uses, like perftest's -d and -x.
+#[derive(Debug, Args)]
+pub struct RdmaArgs {
+    /// RDMA device (--via rdma), as `ibv_devices` lists it; the first one by default.
+    #[arg(long, value_name = "DEV")]
+    pub ib_dev: Option<String>,
+
+    /// GID index (--via rdma); by default a RoCE v2 GID with an IPv4 address if there is one.
+    #[arg(long, value_name = "N")]
+    pub gid_index: Option<u8>,
+}
+
+impl RdmaArgs {
+    pub fn options(&self) -> crate::transport::rdma::RdmaOptions {
+        crate::transport::rdma::RdmaOptions {
+            device: self.ib_dev.clone(),
+            gid_index: self.gid_index,
+        }
+    }
 }
 
 /// How `--via ssh` logs in, like OpenSSH's client.
@@ -345,6 +376,9 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub ssh: SshArgs,
+
+    #[command(flatten)]
+    pub rdma: RdmaArgs,
 }
 
 /// Options shared by everything that drives the disk engine.
@@ -570,6 +604,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub ssh: SshArgs,
+
+    #[command(flatten)]
+    pub rdma: RdmaArgs,
 }
 
 fn parse_repeat(text: &str) -> Result<usize, String> {

@@ -12,6 +12,7 @@ use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
 use xferbench::report::export::{ExportManager, Format};
 use xferbench::serve::{self, ServeOptions};
+use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
 use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport, TransportKind};
@@ -88,6 +89,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         idle_timeout: std::time::Duration::from_secs_f64(args.idle_timeout),
         ssh: args.ssh(),
+        rdma: args.rdma.options(),
     };
     serve::run(
         options,
@@ -139,10 +141,12 @@ fn net(args: &NetArgs) -> Result<()> {
         len: args.length,
         window: args.window,
         directions: args.directions(),
+        queue_depth: args.queue_depth,
     };
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
+        TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
     };
     let lines = IntervalLines::new(args.bidir, !args.json);
     let report = transport.mem_to_mem(&plan, &lines)?;
@@ -184,6 +188,7 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&args.identity_short))?),
+        TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
     };
     let report = transport.copy(&plan, progress)?;
     if args.json {
@@ -208,6 +213,7 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
         pattern: args.engine.pattern(),
         ssh: args.ssh.login(&[]),
         remote_dir: args.remote_dir.clone(),
+        rdma: args.rdma.options(),
     };
     // Files are created now, so a bad path fails before a long run, not after it.
     let mut exports = ExportManager::new();

@@ -75,6 +75,12 @@ pub struct Conditions {
     /// The SSH cipher the key exchange chose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cipher: Option<String>,
+    /// The RDMA device, port and GID the figure was measured on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// RDMA work requests kept in flight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<usize>,
 }
 
 /// Bytes moved during one reporting interval, from the start of the measurement.
@@ -407,5 +413,34 @@ mod tests {
         assert_eq!(intervals.iter().map(|i| i.bytes).sum::<u64>(), 450);
         let covered: f64 = intervals.iter().map(|i| i.secs).sum();
         assert!((covered - elapsed.as_secs_f64()).abs() < 1e-6);
+    }
+}
+
+/// Round-trip-based latency figures, in microseconds, like ib_write_lat's and qperf's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// What one sample is, in words (e.g. "8-byte RDMA WRITE, one way = half the round trip").
+    pub what: String,
+    pub samples: u64,
+    pub min_us: f64,
+    pub median_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub mean_us: f64,
+}
+
+impl Latency {
+    /// Figures of a histogram of samples in nanoseconds.
+    pub fn of(what: impl Into<String>, nanos: &hdrhistogram::Histogram<u64>) -> Latency {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Latency {
+            what: what.into(),
+            samples: nanos.len(),
+            min_us: us(nanos.min()),
+            median_us: us(nanos.value_at_quantile(0.5)),
+            p99_us: us(nanos.value_at_quantile(0.99)),
+            max_us: us(nanos.max()),
+            mean_us: nanos.mean() / 1000.0,
+        }
     }
 }

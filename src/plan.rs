@@ -17,6 +17,7 @@ use crate::serve;
 use crate::transport::ssh::Ssh;
 use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
+use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::{CopyPlan, Directions, Location, NetPlan, Peer, Transport, TransportKind};
 use crate::units::Rate;
 use crate::warning::Warning;
@@ -172,6 +173,8 @@ pub struct RunOptions {
     pub ssh: LoginOptions,
     /// Where `--via ssh` writes on the far side (scp-like: relative to the login's home).
     pub remote_dir: String,
+    /// Which RDMA device and GID `--via rdma` uses (and the server inside this process).
+    pub rdma: RdmaOptions,
 }
 
 /// Where a run keeps its test file, so the next run can reuse it.
@@ -207,6 +210,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     // test file (on one machine, the destination disk is this disk).
     let wants_tcp = wanted.contains(&TransportKind::Tcp);
     let wants_ssh = wanted.contains(&TransportKind::Ssh);
+    let wants_rdma = wanted.contains(&TransportKind::Rdma);
     let embedded_root;
     let embedded;
     let (peer, ssh_peer, ssh_login, server_name) = match &options.host {
@@ -229,7 +233,12 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 .with_context(|| {
                     format!("creating a destination root in {}", options.dir.display())
                 })?;
-            embedded = Embedded::start(embedded_root.path(), wants_ssh, &options.ssh)?;
+            embedded = Embedded::start(
+                embedded_root.path(),
+                wants_ssh,
+                &options.ssh,
+                &options.rdma,
+            )?;
             (
                 embedded.tcp_peer(),
                 embedded.ssh_peer(),
@@ -242,8 +251,12 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         true => Some(Ssh::new(&ssh_peer, &ssh_login)?),
         false => None,
     };
-    // Without HOST the TCP server inside this process takes the far disk's baseline for any path.
-    let tcp = match wants_tcp || options.host.is_none() {
+    let rdma = match wants_rdma {
+        true => Some(Rdma::new(peer.clone(), options.token.clone(), options.rdma.clone())?),
+        false => None,
+    };
+    // serve takes the far disk's baseline for the TCP and RDMA paths, and for any path without HOST.
+    let tcp = match wants_tcp || wants_rdma || options.host.is_none() {
         true => Some(Tcp::new(peer.clone(), options.token.clone())?),
         false => None,
     };
@@ -311,6 +324,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     for (index, kind) in wanted.iter().enumerate() {
         let (transport, remote_copy): (&dyn Transport, String) = match kind {
             TransportKind::Tcp => (tcp.as_ref().expect("made for tcp"), REMOTE_COPY.into()),
+            TransportKind::Rdma => (rdma.as_ref().expect("made for rdma"), REMOTE_COPY.into()),
             TransportKind::Ssh => (
                 ssh.as_ref().expect("made for ssh"),
                 match options.remote_dir.as_str() {
@@ -320,20 +334,25 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             ),
         };
         // Only serve computes a digest on the far side.
-        let verify = *kind == TransportKind::Tcp;
+        let verify = *kind != TransportKind::Ssh;
         watcher.heading(&format!(
             "3/5 memory to memory over {kind} ({}/{})",
             index + 1,
             wanted.len()
         ));
         let net_plan = NetPlan {
-            streams: options.streams,
+            // RDMA runs one queue pair; its depth gives the parallelism.
+            streams: match kind {
+                TransportKind::Rdma => 1,
+                _ => options.streams,
+            },
             secs: options.net_secs,
             omit_secs: 0.0,
             interval_secs: 1.0,
             len: 128 << 10,
             window: None,
             directions: Directions::Upload,
+            queue_depth: 128,
         };
         let mut nets = Vec::new();
         for _ in 0..options.repeat {
@@ -434,9 +453,14 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(root: &Path, with_ssh: bool, login: &LoginOptions) -> Result<Embedded> {
+    fn start(
+        root: &Path,
+        with_ssh: bool,
+        login: &LoginOptions,
+        rdma: &RdmaOptions,
+    ) -> Result<Embedded> {
         if !with_ssh {
-            let tcp = serve::Embedded::start(root.to_path_buf())?;
+            let tcp = serve::Embedded::start(root.to_path_buf(), rdma.clone())?;
             return Ok(Embedded {
                 tcp: tcp.addr,
                 ssh: None,
@@ -508,6 +532,11 @@ fn choose_paths(names: &[String]) -> Result<(Vec<TransportKind>, Vec<Skipped>)> 
         match name.as_str() {
             "tcp" => wanted.push(TransportKind::Tcp),
             "ssh" => wanted.push(TransportKind::Ssh),
+            "rdma" if cfg!(feature = "rdma") => wanted.push(TransportKind::Rdma),
+            "rdma" => skipped.push(Skipped {
+                path: "rdma".into(),
+                reason: crate::transport::rdma::NOT_BUILT.into(),
+            }),
             known if PATH_NAMES.contains(&known) => skipped.push(Skipped {
                 path: known.to_string(),
                 reason: format!("this build of xferbench has no {known} path yet"),
@@ -518,8 +547,11 @@ fn choose_paths(names: &[String]) -> Result<(Vec<TransportKind>, Vec<Skipped>)> 
             ),
         }
     }
-    if wanted.is_empty() && skipped.is_empty() {
-        bail!("--via names no path: give e.g. --via tcp");
+    if wanted.is_empty() {
+        match skipped.first() {
+            Some(skip) => bail!("--via {}: {}", skip.path, skip.reason),
+            None => bail!("--via names no path: give e.g. --via tcp"),
+        }
     }
     Ok((wanted, skipped))
 }

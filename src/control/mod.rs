@@ -51,6 +51,61 @@ pub enum Request {
     Send(FileRequest),
     /// Run a disk baseline in the server's root.
     Disk(DiskRequest),
+    /// RDMA WRITE latency then bandwidth, memory to memory, from the client into the server.
+    RdmaNet(RdmaNetRequest),
+    /// Receive a file the client RDMA-WRITEs into the server's buffers.
+    RdmaReceive(RdmaFileRequest),
+    /// RDMA-WRITE the file at `path` into the client's buffers.
+    RdmaSend(RdmaFileRequest),
+    /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
+    Begin,
+    /// After an RDMA memory-to-memory test: the client is done; the server answers with its figures.
+    Finished,
+}
+
+/// One side of an RDMA connection, exchanged over the control connection the way perftest does
+/// without rdma_cm.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RdmaEndpoint {
+    pub lid: u16,
+    /// Queue pair number.
+    pub qpn: u32,
+    /// First packet sequence number this side sends.
+    pub psn: u32,
+    pub gid: [u8; 16],
+    /// The port's active MTU in bytes; the connection uses the smaller of the two.
+    pub mtu: u32,
+    /// Buffers the peer may write into.
+    pub slots: Vec<RdmaSlot>,
+}
+
+/// A registered buffer a peer may RDMA-WRITE into.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RdmaSlot {
+    pub addr: u64,
+    pub rkey: u32,
+    pub len: u32,
+}
+
+/// The server's side of an RDMA memory-to-memory test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RdmaNetRequest {
+    /// Bytes per RDMA WRITE of the bandwidth test.
+    pub size: u32,
+    /// WRITEs in flight.
+    pub depth: u32,
+    /// Round trips of the latency test the server answers.
+    pub round_trips: u32,
+    /// Seconds the bandwidth test lasts, omitted start included: the server waits that long.
+    pub secs: f64,
+    pub endpoint: RdmaEndpoint,
+}
+
+/// A file moved by RDMA WRITE, and the client's end of the connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RdmaFileRequest {
+    pub file: FileRequest,
+    pub endpoint: RdmaEndpoint,
 }
 
 /// The server's side of a memory-to-memory test.
@@ -117,6 +172,12 @@ pub enum Reply {
     },
     /// Every data connection joined; bytes may flow.
     Started,
+    /// The server's end of an RDMA connection is up (its queue pair ready to receive).
+    RdmaReady {
+        endpoint: RdmaEndpoint,
+        /// The file's size, for a send.
+        size: Option<u64>,
+    },
     NetDone(NetDone),
     CopyDone(CopyDone),
     DiskDone(DiskDone),

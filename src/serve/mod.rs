@@ -6,6 +6,11 @@
 //! the TCP listener. Ctrl-C or SIGTERM stops it; sessions under way are dropped, which removes
 //! their partial files.
 
+#[cfg(feature = "rdma")]
+mod rdma;
+#[cfg(not(feature = "rdma"))]
+#[path = "no_rdma.rs"]
+mod rdma;
 mod root;
 mod session;
 pub mod ssh;
@@ -49,6 +54,8 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// The embedded SSH server too, when asked.
     pub ssh: Option<ssh::SshOptions>,
+    /// The RDMA device and GID for `--via rdma` clients.
+    pub rdma: crate::transport::rdma::RdmaOptions,
 }
 
 /// What the server tells its operator as it starts.
@@ -74,6 +81,8 @@ pub(crate) struct Shared {
     max_clients: usize,
     /// Sessions waiting for their data connections, by session id.
     pending: Mutex<HashMap<String, mpsc::Sender<(u32, TcpStream)>>>,
+    #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
+    rdma: crate::transport::rdma::RdmaOptions,
     log: Box<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -97,8 +106,8 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts a server on 127.0.0.1 (any free port) serving `root`.
-    pub fn start(root: PathBuf) -> Result<Embedded> {
+    /// Starts a server on 127.0.0.1 (any free port) serving `root`, its RDMA path on `rdma`.
+    pub fn start(root: PathBuf, rdma: crate::transport::rdma::RdmaOptions) -> Result<Embedded> {
         let options = ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             root: Some(root),
@@ -107,6 +116,7 @@ impl Embedded {
             max_clients: DEFAULT_MAX_CLIENTS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ssh: None,
+            rdma,
         };
         let (listening, running) = start_in_thread(options)?;
         Ok(Embedded {
@@ -228,6 +238,7 @@ fn serve_until(
             clients: Semaphore::new(options.max_clients),
             max_clients: options.max_clients,
             pending: Mutex::new(HashMap::new()),
+            rdma: options.rdma.clone(),
             log: Box::new(log),
         });
         // Dropped (aborted) at the end with every SSH connection and command it holds.

@@ -129,12 +129,24 @@ async fn session(
         Request::Receive(file) => format!("receive {} ({})", file.path, format_bytes(file.size)),
         Request::Send(file) => format!("send {}", file.path),
         Request::Disk(disk) => format!("disk baseline of {}", format_bytes(disk.size)),
+        Request::RdmaNet(net) => format!("rdma net, {} B writes, {} s", net.size, net.secs),
+        Request::RdmaReceive(rdma) => format!(
+            "rdma receive {} ({})",
+            rdma.file.path,
+            format_bytes(rdma.file.size)
+        ),
+        Request::RdmaSend(rdma) => format!("rdma send {}", rdma.file.path),
+        Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
         Request::Net(net) => serve_net(shared, control, net).await,
         Request::Receive(file) => receive(shared, control, file).await,
         Request::Send(file) => send(shared, control, file).await,
         Request::Disk(disk) => baseline(shared, disk).await,
+        Request::RdmaNet(net) => super::rdma::net(shared, control, net).await,
+        Request::RdmaReceive(rdma) => super::rdma::receive(shared, control, rdma).await,
+        Request::RdmaSend(rdma) => super::rdma::send(shared, control, rdma).await,
+        Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;
     control.write(&reply).await?;
@@ -270,7 +282,7 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
     }))
 }
 
-fn chunk_plan(file: &FileRequest) -> Result<ChunkPlan> {
+pub(super) fn chunk_plan(file: &FileRequest) -> Result<ChunkPlan> {
     let plan = ChunkPlan {
         chunk: file.chunk as usize,
         depth: file.iodepth as usize,
@@ -280,8 +292,17 @@ fn chunk_plan(file: &FileRequest) -> Result<ChunkPlan> {
     Ok(plan)
 }
 
-async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
-    let plan = chunk_plan(&request)?;
+/// A file being received: where it lands, and the disk engine on it.
+pub(super) struct Receiving {
+    pub plan: ChunkPlan,
+    pub landing: Landing,
+    pub engine: disk::Engine,
+    pub warnings: Vec<Warning>,
+}
+
+/// Checks a receive request and prepares its landing (a temporary name in the root).
+pub(super) fn prepare_receive(shared: &Shared, request: &FileRequest) -> Result<Receiving> {
+    let plan = chunk_plan(request)?;
     if let Some(max) = shared.max_bytes
         && request.size > max
     {
@@ -313,15 +334,27 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
         plan.depth,
         &mut warnings,
     )?;
-    let streams = ready_and_join(shared, control, request.streams, None, None).await?;
-    let cpu = CpuClock::start();
-    let received =
-        pipeline::receive_file(engine, request.size, streams, plan, &Counter::new()).await?;
+    Ok(Receiving {
+        plan,
+        landing,
+        engine,
+        warnings,
+    })
+}
+
+/// Truncates the padded tail, fsyncs, renames: the received file under its name, and the figures.
+pub(super) fn land(
+    landing: Landing,
+    size: u64,
+    received: pipeline::Received,
+    cpu: CpuClock,
+    warnings: Vec<Warning>,
+) -> Result<Reply> {
     let fsync_start = Instant::now();
-    if !request.size.is_multiple_of(disk::ALIGN as u64) {
+    if !size.is_multiple_of(disk::ALIGN as u64) {
         landing
             .file
-            .set_len(request.size)
+            .set_len(size)
             .context("truncating the padded tail")?;
     }
     landing.file.sync_all().context("fsync")?;
@@ -340,8 +373,32 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     }))
 }
 
-async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
-    let plan = chunk_plan(&request)?;
+async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
+    let Receiving {
+        plan,
+        landing,
+        engine,
+        warnings,
+    } = prepare_receive(shared, &request)?;
+    let streams = ready_and_join(shared, control, request.streams, None, None).await?;
+    let cpu = CpuClock::start();
+    let received =
+        pipeline::receive_file(engine, request.size, streams, plan, &Counter::new()).await?;
+    land(landing, request.size, received, cpu, warnings)
+}
+
+/// A file being sent: the disk engine on it and its size.
+pub(super) struct Sending {
+    pub plan: ChunkPlan,
+    pub engine: disk::Engine,
+    pub size: u64,
+    pub direct: bool,
+    pub warnings: Vec<Warning>,
+}
+
+/// Checks a send request and opens the file (inside the root).
+pub(super) fn prepare_send(shared: &Shared, request: &FileRequest) -> Result<Sending> {
+    let plan = chunk_plan(request)?;
     let path = shared.root.existing_file(&request.path)?;
     let (handle, direct) = file::open_read(&path, true)?;
     let size = handle.metadata()?.len();
@@ -359,10 +416,18 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
         plan.depth,
         &mut warnings,
     )?;
-    let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
-    let cpu = CpuClock::start();
-    let sent = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
-    Ok(Reply::CopyDone(CopyDone {
+    Ok(Sending {
+        plan,
+        engine,
+        size,
+        direct,
+        warnings,
+    })
+}
+
+/// The figures of a file sent.
+pub(super) fn sent(sent: pipeline::Sent, direct: bool, cpu: CpuClock, warnings: Vec<Warning>) -> Reply {
+    Reply::CopyDone(CopyDone {
         bytes: sent.bytes,
         disk_busy_secs: sent.reading.as_secs_f64(),
         stream_busy_secs: sent.sending.as_secs_f64(),
@@ -371,7 +436,21 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
         digest: sent.digest.map(|d| d.hex()),
         cpu: cpu.finish(),
         warnings,
-    }))
+    })
+}
+
+async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -> Result<Reply> {
+    let Sending {
+        plan,
+        engine,
+        size,
+        direct,
+        warnings,
+    } = prepare_send(shared, &request)?;
+    let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
+    let cpu = CpuClock::start();
+    let done = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
+    Ok(sent(done, direct, cpu, warnings))
 }
 
 async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {

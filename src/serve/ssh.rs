@@ -1372,6 +1372,7 @@ impl EmbeddedSsh {
                 authorized_keys: authorized_keys.to_path_buf(),
                 host_key: host_key.map(Path::to_path_buf),
             }),
+            rdma: Default::default(),
         };
         let (Listening { addr, ssh, .. }, running) = super::start_in_thread(options)?;
         let listening = ssh.ok_or_else(|| anyhow!("the embedded SSH server did not start"))?;

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod memory;
 pub mod pipeline;
+pub mod rdma;
 pub mod ssh;
 pub mod tcp;
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use address::{Location, Peer};
 
-use crate::measure::{CpuUse, Interval, Measurement, Watcher};
+use crate::measure::{CpuUse, Interval, Latency, Measurement, Watcher};
 use crate::warning::Warning;
 
 /// The transfer paths xferbench knows.
@@ -28,6 +29,8 @@ pub enum TransportKind {
     Tcp,
     /// SCP-like over SSH: any OpenSSH server, or `serve --ssh-listen`.
     Ssh,
+    /// RC RDMA WRITE to `xferbench serve` (builds with the `rdma` feature).
+    Rdma,
 }
 
 impl fmt::Display for TransportKind {
@@ -35,6 +38,7 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Ssh => "ssh",
+            TransportKind::Rdma => "rdma",
         })
     }
 }
@@ -104,6 +108,8 @@ pub struct NetPlan {
     /// Socket buffer size to ask for.
     pub window: Option<usize>,
     pub directions: Directions,
+    /// RDMA WRITEs kept in flight (`-q`, the RDMA path only).
+    pub queue_depth: usize,
 }
 
 /// The figures of one stream in one direction.
@@ -151,6 +157,9 @@ pub struct NetReport {
     pub window: Option<usize>,
     pub directions: Vec<DirectionReport>,
     pub cpu: CpuBoth,
+    /// Write latency (the RDMA path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
     pub warnings: Vec<Warning>,
 }
 

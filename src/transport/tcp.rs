@@ -28,9 +28,9 @@ use crate::measure::{
 use crate::warning::Warning;
 
 /// How long to wait for a connection or a handshake answer before calling the server unreachable.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the results of a copy may take after the last byte: the far side fsyncs first.
-const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for the server's explanation after a data stream broke.
 const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -59,6 +59,12 @@ impl Tcp {
 }
 
 impl Tcp {
+    /// Runs a step of the control protocol (for paths that share it).
+    #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
+    pub(super) fn block_on<F: Future>(&self, step: F) -> F::Output {
+        self.runtime.block_on(step)
+    }
+
     /// The server this path talks to.
     pub fn peer(&self) -> &Peer {
         &self.peer
@@ -179,7 +185,7 @@ impl Tcp {
         }
     }
 
-    async fn handshake(&self) -> Result<Connection> {
+    pub(super) async fn handshake(&self) -> Result<Connection> {
         let authority = self.peer.authority();
         let addrs: Vec<SocketAddr> =
             tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio::net::lookup_host(&authority))
@@ -230,7 +236,7 @@ impl Tcp {
     }
 
     /// Reads the next reply; a server error becomes ours, with the server named.
-    async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
+    pub(super) async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
         match control.read::<Reply>(timeout).await {
             Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
             Ok(reply) => Ok(reply),
@@ -383,6 +389,7 @@ impl Tcp {
                 local: local_cpu,
                 remote: Some(remote_cpu),
             },
+            latency: None,
             warnings,
         })
     }
@@ -538,7 +545,7 @@ impl Tcp {
     }
 
     /// After a data stream broke, the server usually said why on the control connection.
-    async fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
+    pub(super) async fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
         if err.chain().any(|cause| cause.is::<Interrupted>()) {
             return err;
         }
@@ -555,7 +562,7 @@ impl Tcp {
 
 /// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which
 /// side this one is (the destination of a download, or the source of an upload).
-fn verification(
+pub(super) fn verification(
     here: Option<pipeline::Digest>,
     there: Option<&str>,
     here_received: bool,
@@ -584,7 +591,7 @@ fn verification(
     }))
 }
 
-fn copy_conditions(
+pub(super) fn copy_conditions(
     plan: &CopyPlan,
     chunks: ChunkPlan,
     direct: bool,
@@ -650,6 +657,6 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
 }
 
 /// A server on this machine measures memory and CPU, not a network: say so.
-fn loopback_warning(control: &Connection) -> Option<Warning> {
+pub(super) fn loopback_warning(control: &Connection) -> Option<Warning> {
     super::loopback_warning(control.stream().peer_addr().ok()?)
 }

@@ -632,6 +632,7 @@ impl Ssh {
                 local: local_cpu,
                 remote: None,
             },
+            latency: None,
             warnings,
         })
     }

@@ -1,0 +1,427 @@
+//! The client's end of the RDMA path: the control steps go through the TCP path's connection
+//! to `serve`; the data moves by RDMA WRITE on one RC queue pair.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+
+use super::copy::{self, Ring};
+use super::net::{self, Timing};
+use super::verbs::{Device, Link};
+use super::{LATENCY_ROUND_TRIPS, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions};
+use crate::control::{
+    Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply,
+    Request,
+};
+use crate::disk::{ALIGN, AlignedBuf};
+use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
+use crate::payload::RandomFill;
+use crate::transport::tcp::{
+    self, HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp, copy_conditions, verification,
+};
+use crate::transport::{
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, Location, NetPlan,
+    NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, address, pipeline,
+};
+
+/// The RDMA path to one server.
+pub struct Rdma {
+    tcp: Tcp,
+    options: RdmaOptions,
+}
+
+impl Rdma {
+    /// Checks this machine has the device first: no server is bothered when it does not.
+    pub fn new(peer: Peer, token: Option<String>, options: RdmaOptions) -> Result<Rdma> {
+        Device::open(&options)?;
+        Ok(Rdma {
+            tcp: Tcp::new(peer, token)?,
+            options,
+        })
+    }
+
+    fn peer(&self) -> &Peer {
+        self.tcp.peer()
+    }
+
+    /// Says hello, sends `request` and waits for the server's end of the connection.
+    fn open(&self, request: &Request) -> Result<(Connection, RdmaEndpoint, Option<u64>)> {
+        self.tcp.block_on(async {
+            let mut control = self.tcp.handshake().await?;
+            control.write(request).await?;
+            match self.tcp.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
+                Reply::RdmaReady { endpoint, size } => Ok((control, endpoint, size)),
+                other => bail!("{}: unexpected answer {other:?}", self.peer()),
+            }
+        })
+    }
+
+    /// After a failure here, the server has usually said why on the control connection.
+    fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
+        self.tcp.block_on(self.tcp.explain(control, err))
+    }
+
+    fn copy_done(&self, control: &mut Connection) -> Result<crate::control::CopyDone> {
+        self.tcp.block_on(async {
+            match self.tcp.reply(control, RESULT_TIMEOUT).await? {
+                Reply::CopyDone(done) => Ok(done),
+                other => bail!("{}: unexpected answer {other:?}", self.peer()),
+            }
+        })
+    }
+}
+
+impl Transport for Rdma {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Rdma
+    }
+
+    fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        if plan.directions != Directions::Upload {
+            bail!(
+                "--via rdma measures WRITEs from here into the server: -R and --bidir are not supported (run `net --via rdma` on the other machine against a server here)"
+            );
+        }
+        if plan.streams != 1 {
+            bail!(
+                "--via rdma uses one queue pair: -P {} is not supported; give -Q (--queue-depth) for more writes in flight",
+                plan.streams
+            );
+        }
+        if plan.window.is_some() {
+            bail!("-w sets a TCP socket buffer: it has no meaning with --via rdma");
+        }
+        if plan.len == 0 || plan.len > MAX_SIZE {
+            bail!("-l/-s {} is out of range for RDMA: give 1 to 64M", plan.len);
+        }
+        if plan.queue_depth == 0 || plan.queue_depth > MAX_DEPTH {
+            bail!("-Q {} is out of range: give 1 to {MAX_DEPTH}", plan.queue_depth);
+        }
+        let device = Device::open(&self.options)?;
+        let mut link = device.queue_pair(plan.queue_depth as u32 + 2, 1)?;
+        let mut payload = AlignedBuf::new(plan.len);
+        RandomFill::new().fill(payload.full_mut());
+        let mut probe = AlignedBuf::new(ALIGN);
+        // Both buffers live until the end of this function, past the queue pair's last use.
+        let local = unsafe { device.register(payload.as_mut_ptr(), payload.capacity(), false)? };
+        let probe_region = unsafe { device.register(probe.as_mut_ptr(), probe.capacity(), true)? };
+        let request = Request::RdmaNet(RdmaNetRequest {
+            size: plan.len as u32,
+            depth: plan.queue_depth as u32,
+            round_trips: LATENCY_WARMUP + LATENCY_ROUND_TRIPS,
+            secs: plan.omit_secs + plan.secs,
+            endpoint: link.endpoint(vec![probe_region.slot()]),
+        });
+        let (mut control, peer_end, _) = self.open(&request)?;
+        let warnings: Vec<_> = tcp::loopback_warning(&control).into_iter().collect();
+        link.connect(&peer_end)?;
+        let mut pulse = Pulse::new(control.stream().as_raw_fd());
+        let cpu = CpuClock::start();
+        let measured = (|| {
+            let (peer_probe, targets) = peer_end
+                .slots
+                .split_first()
+                .ok_or_else(|| anyhow!("the server offered no buffer for the latency test"))?;
+            let latency = net::latency(
+                &mut link,
+                &probe_region,
+                peer_probe,
+                LATENCY_WARMUP,
+                LATENCY_ROUND_TRIPS,
+                &mut pulse,
+            )?;
+            let timing = Timing {
+                omit: Duration::from_secs_f64(plan.omit_secs),
+                secs: Duration::from_secs_f64(plan.secs),
+                every: Duration::from_secs_f64(plan.interval_secs),
+            };
+            let written = net::write_bandwidth(
+                &mut link,
+                &local,
+                plan.len as u32,
+                plan.queue_depth,
+                targets,
+                &timing,
+                &mut pulse,
+                |tick| watcher.tick(tick),
+            )?;
+            Ok((latency, written))
+        })();
+        let (latency, written) = match measured {
+            Ok(measured) => measured,
+            Err(err) => return Err(self.explain(&mut control, err)),
+        };
+        let local_cpu = cpu.finish();
+        let done = self.tcp.block_on(async {
+            control.write(&Request::Finished).await?;
+            match self.tcp.reply(&mut control, RESULT_TIMEOUT).await? {
+                Reply::NetDone(done) => Ok::<NetDone, anyhow::Error>(done),
+                other => bail!("{}: unexpected answer {other:?}", self.peer()),
+            }
+        })?;
+        let conditions = Conditions {
+            path: Some(TransportKind::Rdma),
+            streams: Some(1),
+            mtu: link.mtu(),
+            block_size: Some(plan.len as u64),
+            device: Some(device.describe()),
+            queue_depth: Some(plan.queue_depth),
+            ..Conditions::default()
+        };
+        let figure = |stage| {
+            Measurement::new(
+                stage,
+                written.bytes,
+                Duration::from_secs_f64(written.secs),
+                conditions.clone(),
+                written.intervals.clone(),
+            )
+        };
+        // RC acknowledges a WRITE once the bytes are in the receiver's memory: the sender's
+        // count is the receiver's too.
+        let direction = DirectionReport {
+            direction: Direction::Upload,
+            sender: figure(Stage::NetSend),
+            receiver: figure(Stage::NetReceive),
+            retransmits: None,
+            streams: vec![StreamReport {
+                id: 1,
+                sender_bytes: written.bytes,
+                receiver_bytes: written.bytes,
+                retransmits: None,
+                intervals: written.intervals.clone(),
+            }],
+        };
+        Ok(NetReport {
+            server: self.peer().to_string(),
+            path: TransportKind::Rdma,
+            streams: 1,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len: plan.len,
+            window: None,
+            directions: vec![direction],
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: Some(done.cpu),
+            },
+            latency: Some(latency),
+            warnings,
+        })
+    }
+
+    fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+        match (&plan.source, &plan.destination) {
+            (Location::Local(source), Location::Remote { path, .. }) => {
+                self.upload(plan, source, path, watcher)
+            }
+            (Location::Remote { path, .. }, Location::Local(destination)) => {
+                self.download(plan, path, destination, watcher)
+            }
+            _ => bail!("one side of a copy must be local and the other host:path"),
+        }
+    }
+}
+
+impl Rdma {
+    fn upload(
+        &self,
+        plan: &CopyPlan,
+        source: &Path,
+        remote_path: &str,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let chunks = plan.chunks()?;
+        let mut warnings = Vec::new();
+        let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
+        let engine_kind = engine.kind();
+        copy::chunk_count(size, chunks.chunk)?;
+        let device = Device::open(&self.options)?;
+        let mut link = device.queue_pair(chunks.depth as u32 + 1, chunks.depth as u32)?;
+        let mut ring = Ring::new(&device, chunks, false)?;
+        copy::post_receives(&mut link, chunks.depth)?;
+        let remote_path = address::with_file_name(remote_path, source);
+        let request = Request::RdmaReceive(RdmaFileRequest {
+            file: file_request(plan, chunks, &remote_path, size, source),
+            endpoint: link.endpoint(Vec::new()),
+        });
+        let (mut control, peer_end, _) = self.open(&request)?;
+        warnings.extend(tcp::loopback_warning(&control));
+        link.connect(&peer_end)?;
+        let counter = Counter::new();
+        let mut pulse = Pulse::new(control.stream().as_raw_fd()).sampling(&counter);
+        let cpu = CpuClock::start();
+        let start = Instant::now();
+        watcher.begin("copy", size, &counter);
+        let sent = copy::send_file(
+            &mut link,
+            &mut ring,
+            engine,
+            size,
+            chunks,
+            &peer_end.slots,
+            &counter,
+            &mut pulse,
+        );
+        watcher.end();
+        let intervals = pulse.intervals();
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(err) => return Err(self.explain(&mut control, err)),
+        };
+        // Our queue pair stays up until the server is done: its last credits are still coming.
+        let done = self.copy_done(&mut control)?;
+        let elapsed = start.elapsed();
+        warnings.extend(done.warnings.iter().cloned());
+        let verify = verification(sent.digest, done.digest.as_deref(), false, self.peer())?;
+        Ok(CopyReport {
+            source: source.display().to_string(),
+            destination: format!("{}:{remote_path}", self.peer()),
+            path: TransportKind::Rdma,
+            measurement: Measurement::new(
+                Stage::Copy,
+                size,
+                elapsed,
+                self.conditions(plan, chunks, direct && done.direct, engine_kind, &device, &link),
+                intervals,
+            ),
+            split: TimeSplit {
+                reading_secs: Some(sent.reading.as_secs_f64()),
+                sending_secs: Some(sent.sending.as_secs_f64()),
+                writing_secs: Some(done.disk_busy_secs),
+                fsync_secs: done.fsync_secs,
+            },
+            verify,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: Some(done.cpu),
+            },
+            warnings,
+        })
+    }
+
+    fn download(
+        &self,
+        plan: &CopyPlan,
+        remote_path: &str,
+        destination: &Path,
+        watcher: &dyn Watcher,
+    ) -> Result<CopyReport> {
+        let chunks = plan.chunks()?;
+        let mut warnings = Vec::new();
+        let destination = address::local_destination(destination, remote_path)?;
+        let device = Device::open(&self.options)?;
+        let mut link = device.queue_pair(chunks.depth as u32 + 1, chunks.depth as u32)?;
+        let mut ring = Ring::new(&device, chunks, true)?;
+        copy::post_receives(&mut link, chunks.depth)?;
+        let request = Request::RdmaSend(RdmaFileRequest {
+            file: FileRequest {
+                force: false,
+                name: None,
+                ..file_request(plan, chunks, remote_path, 0, Path::new(""))
+            },
+            endpoint: link.endpoint(ring.slots()),
+        });
+        let (mut control, peer_end, size) = self.open(&request)?;
+        let size =
+            size.ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.peer()))?;
+        copy::chunk_count(size, chunks.chunk)?;
+        let (landing, engine) = pipeline::open_destination(
+            &destination,
+            size,
+            plan.force,
+            chunks.depth,
+            &mut warnings,
+        )?;
+        let engine_kind = engine.kind();
+        let landing_direct = landing.direct;
+        warnings.extend(tcp::loopback_warning(&control));
+        link.connect(&peer_end)?;
+        self.tcp.block_on(control.write(&Request::Begin))?;
+        let counter = Counter::new();
+        let mut pulse = Pulse::new(control.stream().as_raw_fd()).sampling(&counter);
+        let cpu = CpuClock::start();
+        let start = Instant::now();
+        watcher.begin("copy", size, &counter);
+        let received = copy::receive_file(
+            &mut link, &mut ring, engine, size, chunks, &counter, &mut pulse,
+        );
+        watcher.end();
+        let intervals = pulse.intervals();
+        let received = match received {
+            Ok(received) => received,
+            Err(err) => return Err(self.explain(&mut control, err)),
+        };
+        let fsync = landing.flush(size)?;
+        let done = self.copy_done(&mut control)?;
+        warnings.extend(done.warnings.iter().cloned());
+        let verify = verification(received.digest, done.digest.as_deref(), true, self.peer())?;
+        let elapsed = start.elapsed();
+        landing.commit()?;
+        Ok(CopyReport {
+            source: format!("{}:{remote_path}", self.peer()),
+            destination: destination.display().to_string(),
+            path: TransportKind::Rdma,
+            measurement: Measurement::new(
+                Stage::Copy,
+                size,
+                elapsed,
+                self.conditions(plan, chunks, landing_direct && done.direct, engine_kind, &device, &link),
+                intervals,
+            ),
+            split: TimeSplit {
+                reading_secs: Some(done.disk_busy_secs),
+                sending_secs: Some(done.stream_busy_secs),
+                writing_secs: Some(received.writing.as_secs_f64()),
+                fsync_secs: fsync.as_secs_f64(),
+            },
+            verify,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: Some(done.cpu),
+            },
+            warnings,
+        })
+    }
+
+    fn conditions(
+        &self,
+        plan: &CopyPlan,
+        chunks: pipeline::ChunkPlan,
+        direct: bool,
+        engine: crate::disk::EngineKind,
+        device: &Device,
+        link: &Link,
+    ) -> Conditions {
+        Conditions {
+            path: Some(TransportKind::Rdma),
+            streams: Some(1),
+            mtu: link.mtu(),
+            device: Some(device.describe()),
+            queue_depth: Some(chunks.depth),
+            ..copy_conditions(plan, chunks, direct, engine)
+        }
+    }
+}
+
+/// The file part of a copy request; one queue pair carries it.
+fn file_request(
+    plan: &CopyPlan,
+    chunks: pipeline::ChunkPlan,
+    path: &str,
+    size: u64,
+    source: &Path,
+) -> FileRequest {
+    FileRequest {
+        path: path.to_string(),
+        size,
+        streams: 1,
+        chunk: chunks.chunk as u32,
+        iodepth: chunks.depth as u32,
+        verify: chunks.verify,
+        force: plan.force,
+        name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+    }
+}
