@@ -95,6 +95,12 @@ pub fn conditions(c: &Conditions) -> String {
     if let Some(cipher) = &c.cipher {
         parts.push(format!("cipher {cipher}"));
     }
+    if let Some(device) = &c.device {
+        parts.push(device.clone());
+    }
+    if let Some(mtu) = c.mtu.filter(|_| c.device.is_some()) {
+        parts.push(format!("path MTU {mtu}"));
+    }
     parts.join(", ")
 }
 
@@ -210,9 +216,26 @@ pub fn net_summary(report: &NetReport) -> String {
             "  {}",
             crate::classes::place_link(direction.receiver.rate())
         );
+        if report.path == crate::transport::TransportKind::Rdma {
+            let _ = writeln!(
+                out,
+                "  (RC: a WRITE counts once the receiver's adapter acknowledged it, so sender and receiver agree)"
+            );
+        }
+    }
+    if let Some(latency) = &report.latency {
+        let _ = writeln!(out, "{}", latency_line(latency));
     }
     let _ = writeln!(out, "{}", cpu_both(&report.cpu));
     out
+}
+
+/// Latency figures the way ib_write_lat and qperf give them.
+pub fn latency_line(latency: &crate::measure::Latency) -> String {
+    format!(
+        "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, p99 {:.2} µs, max {:.2} µs",
+        latency.what, latency.samples, latency.min_us, latency.median_us, latency.p99_us, latency.max_us
+    )
 }
 
 fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
@@ -227,6 +250,12 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     }
     if let Some(cipher) = &c.cipher {
         parts.push(format!("cipher {cipher}"));
+    }
+    if let Some(device) = &c.device {
+        parts.push(device.clone());
+    }
+    if let Some(depth) = c.queue_depth {
+        parts.push(format!("{depth} WRITEs in flight"));
     }
     if let Some(window) = report.window {
         parts.push(format!("window {}", format_block(window as u64)));

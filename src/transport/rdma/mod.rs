@@ -105,6 +105,9 @@ mod pulse {
     const STALL_TIMEOUT: Duration = Duration::from_secs(60);
     /// How often the slow checks run.
     const CHECK_EVERY: Duration = Duration::from_millis(50);
+    /// How long a message from the peer may wait while this side finishes: a receiver's
+    /// results can arrive just before the sender polls its last acknowledgments.
+    const MESSAGE_GRACE: Duration = Duration::from_secs(2);
 
     /// The peer wrote on the control connection during the data phase: its error message waits there.
     #[derive(Debug, Error)]
@@ -120,6 +123,8 @@ mod pulse {
         idle: u32,
         last_check: Instant,
         last_progress: Instant,
+        /// Since when a message from the peer has been waiting.
+        spoke: Option<Instant>,
         sampled: Option<(Counter, IntervalClock)>,
     }
 
@@ -133,6 +138,7 @@ mod pulse {
                 idle: 0,
                 last_check: now,
                 last_progress: now,
+                spoke: None,
                 sampled: None,
             }
         }
@@ -178,7 +184,12 @@ mod pulse {
                 Peeked::Closed => {
                     bail!("the peer closed the control connection (stopped or killed?)")
                 }
-                Peeked::Message => return Err(PeerSpoke.into()),
+                Peeked::Message => {
+                    let since = *self.spoke.get_or_insert_with(Instant::now);
+                    if since.elapsed() > MESSAGE_GRACE {
+                        return Err(PeerSpoke.into());
+                    }
+                }
                 Peeked::Nothing => {}
             }
             if self.last_progress.elapsed() > STALL_TIMEOUT {
