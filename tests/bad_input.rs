@@ -341,3 +341,30 @@ fn disk_errors_only_suggest_options_disk_accepts() {
         assert_advice_uses_only_accepted_options("disk", line);
     }
 }
+
+#[cfg(not(feature = "rdma"))]
+#[test]
+fn a_build_without_rdma_says_how_to_get_it() {
+    let dir = temp_dir();
+    let file = dir.path().join("f.bin");
+    std::fs::write(&file, b"x").unwrap();
+    let rebuild = ["no RDMA support", "--features rdma", "libclang"];
+    fails_with(
+        &["net", "127.0.0.1:9", "--via", "rdma"].map(OsStr::new),
+        &rebuild,
+    );
+    fails_with(
+        &[
+            OsStr::new("copy"),
+            file.as_os_str(),
+            OsStr::new("127.0.0.1:9:f.bin"),
+            OsStr::new("--via"),
+            OsStr::new("rdma"),
+        ],
+        &rebuild,
+    );
+    fails_with(
+        &["run", "127.0.0.1:9", "--via", "rdma", "--size", "1M"].map(OsStr::new),
+        &["--via rdma", "no RDMA support"],
+    );
+}
