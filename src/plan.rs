@@ -187,7 +187,7 @@ pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
 
 /// Runs everything, stage by stage, and judges each path.
 pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
-    let (wanted, skipped) = choose_paths(&options.paths)?;
+    let (mut wanted, mut skipped) = choose_paths(&options.paths)?;
     options.pattern.validate(true)?;
     if options.size < options.pattern.block as u64 {
         bail!(
@@ -251,8 +251,20 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         true => Some(Ssh::new(&ssh_peer, &ssh_login)?),
         false => None,
     };
+    // A machine without an RDMA device still measures the other paths; the reason is shown.
     let rdma = match wants_rdma {
-        true => Some(Rdma::new(peer.clone(), options.token.clone(), options.rdma.clone())?),
+        true => match Rdma::new(peer.clone(), options.token.clone(), options.rdma.clone()) {
+            Ok(rdma) => Some(rdma),
+            Err(err) if wanted.len() > 1 => {
+                wanted.retain(|kind| *kind != TransportKind::Rdma);
+                skipped.push(Skipped {
+                    path: "rdma".into(),
+                    reason: format!("{err:#}"),
+                });
+                None
+            }
+            Err(err) => return Err(err),
+        },
         false => None,
     };
     // serve takes the far disk's baseline for the TCP and RDMA paths, and for any path without HOST.

@@ -182,6 +182,8 @@ step text "$X" net 127.0.0.1 --via rdma -t 1
 step reverse "$X" net 127.0.0.1 --via rdma -t 1 -R
 step streams "$X" net 127.0.0.1 --via rdma -t 1 -P 2
 kill $SERVED
+mkdir -p /tmp/run
+step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
 "#,
     );
     let report = json_report(&guest.step("json"));
@@ -204,6 +206,16 @@ kill $SERVED
     assert!(text.stdout.contains("WRITEs in flight"), "{}", text.stdout);
     guest.failed_saying("reverse", &["-R"]);
     guest.failed_saying("streams", &["one queue pair", "-Q"]);
+    let run = json_report(&guest.step("run"));
+    let rdma = run["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "rdma")
+        .unwrap_or_else(|| panic!("no rdma row: {run:#}"));
+    assert!(rdma["copy"]["measurements"][0]["bytes"].as_u64().unwrap() == 16 << 20, "{rdma:#}");
+    assert!(rdma["network"]["measurements"][0]["bytes"].as_u64().unwrap() > 0, "{rdma:#}");
+    assert!(rdma["sentence"].as_str().unwrap().starts_with("rdma:"), "{rdma:#}");
 }
 
 #[test]
