@@ -220,7 +220,13 @@ pub struct NetArgs {
     pub length: usize,
 
     /// RDMA WRITEs kept in flight (--via rdma), like ib_write_bw's --tx-depth (-q is --quiet).
-    #[arg(short = 'Q', long, visible_alias = "tx-depth", value_name = "N", default_value_t = 128)]
+    #[arg(
+        short = 'Q',
+        long,
+        visible_alias = "tx-depth",
+        value_name = "N",
+        default_value_t = 128
+    )]
     pub queue_depth: usize,
 
     /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends.

@@ -14,10 +14,10 @@ use crate::file::{self, FillMode, GenOptions};
 use crate::measure::{CpuUse, Measurement, Stage as MeasuredStage, Watcher};
 use crate::report::verdict::{self, Figures, Sentence, Verdict};
 use crate::serve;
+use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::ssh::Ssh;
 use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
-use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::{CopyPlan, Directions, Location, NetPlan, Peer, Transport, TransportKind};
 use crate::units::Rate;
 use crate::warning::Warning;
@@ -233,12 +233,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 .with_context(|| {
                     format!("creating a destination root in {}", options.dir.display())
                 })?;
-            embedded = Embedded::start(
-                embedded_root.path(),
-                wants_ssh,
-                &options.ssh,
-                &options.rdma,
-            )?;
+            embedded =
+                Embedded::start(embedded_root.path(), wants_ssh, &options.ssh, &options.rdma)?;
             (
                 embedded.tcp_peer(),
                 embedded.ssh_peer(),

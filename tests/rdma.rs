@@ -21,7 +21,9 @@ static VM: Mutex<()> = Mutex::new(());
 fn vm_enabled() -> bool {
     let on = std::env::var_os("XFERBENCH_RDMA_VM").is_some_and(|v| v == "1");
     if !on {
-        eprintln!("skipped: set XFERBENCH_RDMA_VM=1 (after scripts/rdma-vm.sh setup) to run the soft-RoCE tests");
+        eprintln!(
+            "skipped: set XFERBENCH_RDMA_VM=1 (after scripts/rdma-vm.sh setup) to run the soft-RoCE tests"
+        );
     }
     on
 }
@@ -153,17 +155,29 @@ kill $SERVED
 "#,
     );
     let up = guest.succeeded("up");
-    assert!(up.stdout.contains("over rdma") && up.stdout.contains("verified"), "{}", up.stdout);
+    assert!(
+        up.stdout.contains("over rdma") && up.stdout.contains("verified"),
+        "{}",
+        up.stdout
+    );
     assert_same_content(&guest.path("src.bin"), &guest.root(5301).join("up.bin"));
     guest.succeeded("down");
     assert_same_content(&guest.path("src.bin"), &guest.path("down.bin"));
     guest.succeeded("empty");
-    assert_eq!(std::fs::metadata(guest.root(5301).join("empty.bin")).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::metadata(guest.root(5301).join("empty.bin"))
+            .unwrap()
+            .len(),
+        0
+    );
     let report = json_report(&guest.step("small_chunks"));
     assert_eq!(report["path"], "rdma");
     let conditions = &report["measurement"]["conditions"];
     assert_eq!(conditions["block_size"], 256 << 10);
-    assert!(conditions["device"].as_str().unwrap().contains("rxe0"), "{conditions}");
+    assert!(
+        conditions["device"].as_str().unwrap().contains("rxe0"),
+        "{conditions}"
+    );
     assert_same_content(&guest.path("src.bin"), &guest.root(5301).join("up2.bin"));
     assert_no_leftovers(&guest.root(5301));
 }
@@ -202,7 +216,11 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     assert!(at("min_us") <= at("median_us") && at("median_us") <= at("p99_us"));
     assert!(at("p99_us") <= at("max_us"), "{latency}");
     let text = guest.succeeded("text");
-    assert!(text.stdout.contains("latency (") && text.stdout.contains("p99"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("latency (") && text.stdout.contains("p99"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("WRITEs in flight"), "{}", text.stdout);
     guest.failed_saying("reverse", &["-R"]);
     guest.failed_saying("streams", &["one queue pair", "-Q"]);
@@ -213,9 +231,21 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
         .iter()
         .find(|p| p["path"] == "rdma")
         .unwrap_or_else(|| panic!("no rdma row: {run:#}"));
-    assert!(rdma["copy"]["measurements"][0]["bytes"].as_u64().unwrap() == 16 << 20, "{rdma:#}");
-    assert!(rdma["network"]["measurements"][0]["bytes"].as_u64().unwrap() > 0, "{rdma:#}");
-    assert!(rdma["sentence"].as_str().unwrap().starts_with("rdma:"), "{rdma:#}");
+    assert!(
+        rdma["copy"]["measurements"][0]["bytes"].as_u64().unwrap() == 16 << 20,
+        "{rdma:#}"
+    );
+    assert!(
+        rdma["network"]["measurements"][0]["bytes"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{rdma:#}"
+    );
+    assert!(
+        rdma["sentence"].as_str().unwrap().starts_with("rdma:"),
+        "{rdma:#}"
+    );
 }
 
 #[test]
@@ -290,13 +320,19 @@ wait $client; echo $? >"$D/download_killed.code"
     assert_failed_cleanly(&out);
     assert!(!guest.root(5301).join("big.bin").exists());
     assert!(
-        wait_until(std::time::Duration::from_secs(5), || leftovers(&guest.root(5302)).is_empty()
+        wait_until(std::time::Duration::from_secs(5), || leftovers(
+            &guest.root(5302)
+        )
+        .is_empty()
             && !guest.root(5302).join("big.bin").exists()),
         "the server kept {:?}",
         entries(&guest.root(5302))
     );
     let log = std::fs::read_to_string(guest.path("serve5302.log")).unwrap();
-    assert!(log.contains("rdma receive big.bin") && !log.contains("done in"), "{log}");
+    assert!(
+        log.contains("rdma receive big.bin") && !log.contains("done in"),
+        "{log}"
+    );
     let out = guest.step("download_killed");
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert_failed_cleanly(&out);

@@ -234,7 +234,12 @@ pub fn net_summary(report: &NetReport) -> String {
 pub fn latency_line(latency: &crate::measure::Latency) -> String {
     format!(
         "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, p99 {:.2} µs, max {:.2} µs",
-        latency.what, latency.samples, latency.min_us, latency.median_us, latency.p99_us, latency.max_us
+        latency.what,
+        latency.samples,
+        latency.min_us,
+        latency.median_us,
+        latency.p99_us,
+        latency.max_us
     )
 }
 

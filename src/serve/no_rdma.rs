@@ -5,7 +5,8 @@ use anyhow::{Result, bail};
 use super::Shared;
 use crate::control::{Connection, RdmaFileRequest, RdmaNetRequest, Reply};
 
-const NOT_BUILT: &str = "this server has no RDMA support: rebuild its xferbench with --features rdma";
+const NOT_BUILT: &str =
+    "this server has no RDMA support: rebuild its xferbench with --features rdma";
 
 pub(super) async fn net(_: &Shared, _: &mut Connection, _: RdmaNetRequest) -> Result<Reply> {
     bail!(NOT_BUILT)

@@ -13,7 +13,7 @@ use crate::control::{
 };
 use crate::disk::{ALIGN, AlignedBuf};
 use crate::measure::{Counter, CpuClock};
-use crate::transport::rdma::copy::{self, Ring};
+use crate::transport::rdma::copy::{self, Ring, Side};
 use crate::transport::rdma::verbs::Device;
 use crate::transport::rdma::{self as path, Pulse, net};
 
@@ -28,7 +28,9 @@ fn device(shared: &Shared) -> Result<Device> {
 }
 
 /// Runs a data loop on a blocking thread: it polls, it never awaits.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| anyhow!("the RDMA loop failed: {err}"))?
@@ -48,7 +50,11 @@ pub(super) async fn net(
         bail!("a queue depth of {} is out of range", request.depth);
     }
     if request.round_trips > MAX_ROUND_TRIPS || !(0.0..=24.0 * 3600.0).contains(&request.secs) {
-        bail!("a test of {} s and {} round trips is out of range", request.secs, request.round_trips);
+        bail!(
+            "a test of {} s and {} round trips is out of range",
+            request.secs,
+            request.round_trips
+        );
     }
     let peer_probe = *request
         .endpoint
@@ -129,7 +135,13 @@ pub(super) async fn receive(
     let cpu = CpuClock::start();
     let received = blocking(move || {
         let mut pulse = Pulse::new(fd);
-        copy::receive_file(&mut link, &mut ring, engine, size, plan, &Counter::new(), &mut pulse)
+        let side = Side {
+            link: &mut link,
+            ring: &mut ring,
+            size,
+            plan,
+        };
+        copy::receive_file(side, engine, &Counter::new(), &mut pulse)
     })
     .await?;
     session::land(landing, size, received, cpu, warnings)
@@ -170,16 +182,13 @@ pub(super) async fn send(
     let targets = request.endpoint.slots;
     let done = blocking(move || {
         let mut pulse = Pulse::new(fd);
-        copy::send_file(
-            &mut link,
-            &mut ring,
-            engine,
+        let side = Side {
+            link: &mut link,
+            ring: &mut ring,
             size,
             plan,
-            &targets,
-            &Counter::new(),
-            &mut pulse,
-        )
+        };
+        copy::send_file(side, engine, &targets, &Counter::new(), &mut pulse)
     })
     .await?;
     Ok(session::sent(done, direct, cpu, warnings))

@@ -426,7 +426,12 @@ pub(super) fn prepare_send(shared: &Shared, request: &FileRequest) -> Result<Sen
 }
 
 /// The figures of a file sent.
-pub(super) fn sent(sent: pipeline::Sent, direct: bool, cpu: CpuClock, warnings: Vec<Warning>) -> Reply {
+pub(super) fn sent(
+    sent: pipeline::Sent,
+    direct: bool,
+    cpu: CpuClock,
+    warnings: Vec<Warning>,
+) -> Reply {
     Reply::CopyDone(CopyDone {
         bytes: sent.bytes,
         disk_busy_secs: sent.reading.as_secs_f64(),

@@ -545,7 +545,11 @@ impl Tcp {
     }
 
     /// After a data stream broke, the server usually said why on the control connection.
-    pub(super) async fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
+    pub(super) async fn explain(
+        &self,
+        control: &mut Connection,
+        err: anyhow::Error,
+    ) -> anyhow::Error {
         if err.chain().any(|cause| cause.is::<Interrupted>()) {
             return err;
         }

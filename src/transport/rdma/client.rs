@@ -7,13 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
-use super::copy::{self, Ring};
-use super::net::{self, Timing};
+use super::copy::{self, Ring, Side};
+use super::net::{self, Load};
 use super::verbs::{Device, Link};
 use super::{LATENCY_ROUND_TRIPS, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions};
 use crate::control::{
-    Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply,
-    Request,
+    Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply, Request,
 };
 use crate::disk::{ALIGN, AlignedBuf};
 use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
@@ -97,7 +96,10 @@ impl Transport for Rdma {
             bail!("-l/-s {} is out of range for RDMA: give 1 to 64M", plan.len);
         }
         if plan.queue_depth == 0 || plan.queue_depth > MAX_DEPTH {
-            bail!("-Q {} is out of range: give 1 to {MAX_DEPTH}", plan.queue_depth);
+            bail!(
+                "-Q {} is out of range: give 1 to {MAX_DEPTH}",
+                plan.queue_depth
+            );
         }
         let device = Device::open(&self.options)?;
         let mut link = device.queue_pair(plan.queue_depth as u32 + 2, 1)?;
@@ -132,21 +134,17 @@ impl Transport for Rdma {
                 LATENCY_ROUND_TRIPS,
                 &mut pulse,
             )?;
-            let timing = Timing {
+            let load = Load {
+                size: plan.len as u32,
+                depth: plan.queue_depth,
                 omit: Duration::from_secs_f64(plan.omit_secs),
                 secs: Duration::from_secs_f64(plan.secs),
                 every: Duration::from_secs_f64(plan.interval_secs),
             };
-            let written = net::write_bandwidth(
-                &mut link,
-                &local,
-                plan.len as u32,
-                plan.queue_depth,
-                targets,
-                &timing,
-                &mut pulse,
-                |tick| watcher.tick(tick),
-            )?;
+            let written =
+                net::write_bandwidth(&mut link, &local, targets, &load, &mut pulse, |tick| {
+                    watcher.tick(tick)
+                })?;
             Ok((latency, written))
         })();
         let (latency, written) = match measured {
@@ -255,16 +253,13 @@ impl Rdma {
         let cpu = CpuClock::start();
         let start = Instant::now();
         watcher.begin("copy", size, &counter);
-        let sent = copy::send_file(
-            &mut link,
-            &mut ring,
-            engine,
+        let side = Side {
+            link: &mut link,
+            ring: &mut ring,
             size,
-            chunks,
-            &peer_end.slots,
-            &counter,
-            &mut pulse,
-        );
+            plan: chunks,
+        };
+        let sent = copy::send_file(side, engine, &peer_end.slots, &counter, &mut pulse);
         watcher.end();
         let intervals = pulse.intervals();
         let sent = match sent {
@@ -284,7 +279,14 @@ impl Rdma {
                 Stage::Copy,
                 size,
                 elapsed,
-                self.conditions(plan, chunks, direct && done.direct, engine_kind, &device, &link),
+                self.conditions(
+                    plan,
+                    chunks,
+                    direct && done.direct,
+                    engine_kind,
+                    &device,
+                    &link,
+                ),
                 intervals,
             ),
             split: TimeSplit {
@@ -345,9 +347,13 @@ impl Rdma {
         let cpu = CpuClock::start();
         let start = Instant::now();
         watcher.begin("copy", size, &counter);
-        let received = copy::receive_file(
-            &mut link, &mut ring, engine, size, chunks, &counter, &mut pulse,
-        );
+        let side = Side {
+            link: &mut link,
+            ring: &mut ring,
+            size,
+            plan: chunks,
+        };
+        let received = copy::receive_file(side, engine, &counter, &mut pulse);
         watcher.end();
         let intervals = pulse.intervals();
         let received = match received {
@@ -368,7 +374,14 @@ impl Rdma {
                 Stage::Copy,
                 size,
                 elapsed,
-                self.conditions(plan, chunks, landing_direct && done.direct, engine_kind, &device, &link),
+                self.conditions(
+                    plan,
+                    chunks,
+                    landing_direct && done.direct,
+                    engine_kind,
+                    &device,
+                    &link,
+                ),
                 intervals,
             ),
             split: TimeSplit {

@@ -6,8 +6,8 @@
 //! goes to needs no message: both sides use slots in the order the credits were sent, the
 //! sender's ring starting full. RC keeps writes and credits in order, so the two agree.
 
-use std::collections::{HashMap, VecDeque};
 use anyhow::{Context, Result, anyhow, bail};
+use std::collections::{HashMap, VecDeque};
 
 use super::Pulse;
 use super::verbs::{Completion, Device, Finished, Link, Region};
@@ -93,20 +93,34 @@ pub fn post_receives(link: &mut Link, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// One side of a file on the move: its queue pair, its ring, the file's size and how it is cut.
+pub struct Side<'a> {
+    pub link: &'a mut Link,
+    pub ring: &'a mut Ring,
+    pub size: u64,
+    pub plan: ChunkPlan,
+}
+
 /// Reads the engine's file and RDMA-WRITEs it into the peer's `targets`, a chunk per write.
 pub fn send_file(
-    link: &mut Link,
-    ring: &mut Ring,
+    side: Side<'_>,
     mut engine: Engine,
-    size: u64,
-    plan: ChunkPlan,
     targets: &[RdmaSlot],
     counter: &Counter,
     pulse: &mut Pulse,
 ) -> Result<Sent> {
+    let Side {
+        link,
+        ring,
+        size,
+        plan,
+    } = side;
     let chunks = chunk_count(size, plan.chunk)?;
     if targets.is_empty() || targets.iter().any(|t| (t.len as usize) < plan.chunk) {
-        bail!("the peer offered no buffers of {} bytes to write into", plan.chunk);
+        bail!(
+            "the peer offered no buffers of {} bytes to write into",
+            plan.chunk
+        );
     }
     let reading = BusyClock::new();
     let sending = BusyClock::new();
@@ -122,7 +136,9 @@ pub fn send_file(
         while next_chunk < chunks
             && let Some(slot) = free.pop()
         {
-            let buf = ring.bufs[slot].take().expect("a free slot holds its buffer");
+            let buf = ring.bufs[slot]
+                .take()
+                .expect("a free slot holds its buffer");
             let (offset, len) = chunk_at(next_chunk, plan.chunk, size);
             engine.submit(Request {
                 op: Op::Read {
@@ -217,21 +233,25 @@ pub fn send_file(
 /// Writes what the peer RDMA-WRITEs into `ring` to the engine's file, crediting each slot back
 /// once its chunk is on the disk.
 pub fn receive_file(
-    link: &mut Link,
-    ring: &mut Ring,
+    side: Side<'_>,
     mut engine: Engine,
-    size: u64,
-    plan: ChunkPlan,
     counter: &Counter,
     pulse: &mut Pulse,
 ) -> Result<Received> {
+    let Side {
+        link,
+        ring,
+        size,
+        plan,
+    } = side;
     let chunks = chunk_count(size, plan.chunk)?;
     let mut credits_left = credits_needed(chunks, ring.len());
     let writing = BusyClock::new();
     let mut digest = plan.verify.then(Digest::default);
     // Our slots in the order the sender will fill them: the initial ring, then each credit.
     let mut expected: VecDeque<usize> = (0..ring.len()).collect();
-    let (mut landed, mut written, mut disk_writes, mut credits_in_flight) = (0u64, 0u64, 0usize, 0usize);
+    let (mut landed, mut written, mut disk_writes, mut credits_in_flight) =
+        (0u64, 0u64, 0usize, 0usize);
     let mut done: Vec<Completion> = Vec::with_capacity(plan.depth * 2);
     while written < chunks || credits_in_flight > 0 {
         let mut moved = false;

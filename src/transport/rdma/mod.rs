@@ -88,7 +88,7 @@ mod absent {
 pub use absent::Rdma;
 
 #[cfg(feature = "rdma")]
-pub use pulse::{Pulse, PeerSpoke};
+pub use pulse::{PeerSpoke, Pulse};
 
 #[cfg(feature = "rdma")]
 mod pulse {

@@ -118,8 +118,12 @@ pub fn answer_latency(
     acks.wait(link, u64::from(rounds), pulse)
 }
 
-/// How long a bandwidth test runs, and how it is reported.
-pub struct Timing {
+/// What a bandwidth test writes, for how long, and how often it reports.
+pub struct Load {
+    /// Bytes per WRITE.
+    pub size: u32,
+    /// WRITEs in flight.
+    pub depth: usize,
     pub omit: Duration,
     pub secs: Duration,
     pub every: Duration,
@@ -134,18 +138,18 @@ pub struct Written {
     pub intervals: Vec<Interval>,
 }
 
-/// Keeps `depth` WRITEs of `size` bytes from `local` in flight into the peer's `targets` (in
-/// turn) for the test's time, then waits for the last ones. `tick` hears each interval.
+/// Keeps `load.depth` WRITEs of `load.size` bytes from `local` in flight into the peer's
+/// `targets` (in turn) for the test's time, then waits for the last ones. `tick` hears each
+/// interval.
 pub fn write_bandwidth(
     link: &mut Link,
     local: &Region,
-    size: u32,
-    depth: usize,
     targets: &[RdmaSlot],
-    timing: &Timing,
+    load: &Load,
     pulse: &mut Pulse,
     mut tick: impl FnMut(&Tick),
 ) -> Result<Written> {
+    let (size, depth, timing) = (load.size, load.depth, load);
     if targets.is_empty() {
         bail!("the server offered no buffer to write into");
     }
@@ -177,7 +181,10 @@ pub fn write_bandwidth(
                 in_flight -= 1;
             }
         }
-        let acked = done.iter().filter(|c| c.finished == Finished::Write).count() as u64;
+        let acked = done
+            .iter()
+            .filter(|c| c.finished == Finished::Write)
+            .count() as u64;
         if acked > 0 {
             let now = Instant::now();
             if now < counted_from {
@@ -192,12 +199,9 @@ pub fn write_bandwidth(
             let crossed_omit = omitted && now >= counted_from;
             if now.duration_since(mark_at) >= timing.every || crossed_omit {
                 let interval = Tick {
-                    start_secs: mark_at.saturating_duration_since(if omitted {
-                        start
-                    } else {
-                        counted_from
-                    })
-                    .as_secs_f64(),
+                    start_secs: mark_at
+                        .saturating_duration_since(if omitted { start } else { counted_from })
+                        .as_secs_f64(),
                     secs: now.duration_since(mark_at).as_secs_f64(),
                     omitted,
                     streams: vec![TickStream {
@@ -224,7 +228,9 @@ pub fn write_bandwidth(
     let total = bytes + omitted_bytes;
     if total > mark_bytes && !omitted {
         let interval = Tick {
-            start_secs: mark_at.saturating_duration_since(counted_from).as_secs_f64(),
+            start_secs: mark_at
+                .saturating_duration_since(counted_from)
+                .as_secs_f64(),
             secs: last_ack.saturating_duration_since(mark_at).as_secs_f64(),
             omitted: false,
             streams: vec![TickStream {
@@ -243,7 +249,9 @@ pub fn write_bandwidth(
     }
     Ok(Written {
         bytes,
-        secs: last_ack.saturating_duration_since(counted_from).as_secs_f64(),
+        secs: last_ack
+            .saturating_duration_since(counted_from)
+            .as_secs_f64(),
         intervals,
     })
 }

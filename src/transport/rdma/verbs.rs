@@ -8,16 +8,15 @@ use anyhow::{Context, Result, anyhow, bail};
 use sideway::ibverbs::AccessFlags;
 use sideway::ibverbs::address::{AddressHandleAttribute, Gid, GidType};
 use sideway::ibverbs::completion::{
-    BasicCompletionQueue, GenericCompletionQueue, WorkCompletionOperationType,
-    WorkCompletionStatus,
+    BasicCompletionQueue, GenericCompletionQueue, WorkCompletionOperationType, WorkCompletionStatus,
 };
 use sideway::ibverbs::device::{DeviceInfo, DeviceList};
 use sideway::ibverbs::device_context::{DeviceContext, LinkLayer, Mtu, PortState};
 use sideway::ibverbs::memory_region::MemoryRegion;
 use sideway::ibverbs::protection_domain::ProtectionDomain;
 use sideway::ibverbs::queue_pair::{
-    ExtendedQueuePair, PostSendGuard, QueuePair, QueuePairAttribute, QueuePairState,
-    SetInlineData, SetScatterGatherEntry, WorkRequestFlags,
+    ExtendedQueuePair, PostSendGuard, QueuePair, QueuePairAttribute, QueuePairState, SetInlineData,
+    SetScatterGatherEntry, WorkRequestFlags,
 };
 
 use super::{NO_DEVICE, RdmaOptions};
@@ -200,7 +199,10 @@ fn choose_gid(
         }
     };
     if let Some(index) = index {
-        let gid = context.query_gid(PORT, index as u32).ok().filter(|g| !g.is_zero());
+        let gid = context
+            .query_gid(PORT, index as u32)
+            .ok()
+            .filter(|g| !g.is_zero());
         let Some(gid) = gid else {
             bail!(
                 "GID index {index} of {name} port {PORT} is empty or does not exist: valid indexes are {} (see `ibv_devinfo -v -d {name}`)",
@@ -348,7 +350,9 @@ impl Link {
             .setup_max_dest_read_atomic(1)
             .setup_min_rnr_timer(12);
         let mut ah = AddressHandleAttribute::new();
-        ah.setup_dest_lid(peer.lid).setup_port(PORT).setup_service_level(0);
+        ah.setup_dest_lid(peer.lid)
+            .setup_port(PORT)
+            .setup_service_level(0);
         if self.ethernet || peer.gid != [0; 16] {
             ah.setup_grh_src_gid_index(self.gid_index)
                 .setup_grh_dest_gid(&Gid { raw: peer.gid })
@@ -369,9 +373,12 @@ impl Link {
             .setup_retry_cnt(RETRY_COUNT)
             .setup_rnr_retry(RNR_RETRY)
             .setup_max_read_atomic(1);
-        self.qp
-            .modify(&rts)
-            .map_err(|err| anyhow!("cannot make {}'s queue pair ready to send: {err}", self.device))?;
+        self.qp.modify(&rts).map_err(|err| {
+            anyhow!(
+                "cannot make {}'s queue pair ready to send: {err}",
+                self.device
+            )
+        })?;
         self.connected_mtu = Some(mtu);
         Ok(())
     }
@@ -445,14 +452,19 @@ impl Link {
             let status = wc.status();
             let opcode = wc.opcode();
             if status != WorkCompletionStatus::Success as u32 {
-                return Err(completion_error(&self.device, status, opcode, wc.vendor_err()));
+                return Err(completion_error(
+                    &self.device,
+                    status,
+                    opcode,
+                    wc.vendor_err(),
+                ));
             }
             let finished = match opcode {
                 op if op == WorkCompletionOperationType::Write as u32 => Finished::Write,
                 op if op == WorkCompletionOperationType::Send as u32 => Finished::Send,
-                op if op == WorkCompletionOperationType::Receive as u32 => Finished::Received {
-                    imm: wc.imm_data(),
-                },
+                op if op == WorkCompletionOperationType::Receive as u32 => {
+                    Finished::Received { imm: wc.imm_data() }
+                }
                 op if op == WorkCompletionOperationType::ReceiveWithImmediate as u32 => {
                     Finished::Written { imm: wc.imm_data() }
                 }
@@ -483,7 +495,8 @@ fn completion_error(device: &str, status: u32, opcode: u32, vendor: u32) -> anyh
         WorkCompletionStatus::ResponderNotReadyRetryCounterExceededError => {
             "the peer had no receive posted"
         }
-        WorkCompletionStatus::RemoteOperationError | WorkCompletionStatus::RemoteInvalidRequestError => {
+        WorkCompletionStatus::RemoteOperationError
+        | WorkCompletionStatus::RemoteInvalidRequestError => {
             "the peer could not carry out the request"
         }
         _ => "the RDMA operation failed",
