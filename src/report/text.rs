@@ -433,7 +433,7 @@ pub fn run(report: &crate::plan::RunReport) -> String {
                 "{} disk to disk{}",
                 path.path,
                 // Only serve computes the far side's digest; a stock SSH server cannot.
-                if path.path == crate::transport::TransportKind::Tcp {
+                if path.path != crate::transport::TransportKind::Ssh {
                     " (verified)"
                 } else {
                     " (+fsync)"

@@ -78,7 +78,10 @@ pub fn latency(
     rounds: u32,
     pulse: &mut Pulse,
 ) -> Result<Latency> {
-    let mut nanos = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    // Bounds fixed up front: a saturating record into an auto-resizing histogram clamps to its
+    // first, tiny range. 1 ns to 60 s at 3 significant digits.
+    let mut nanos =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds");
     let mut acks = Acks::default();
     for round in 1..=u64::from(warmup + rounds) {
         let started = Instant::now();
@@ -139,8 +142,8 @@ pub struct Written {
 }
 
 /// Keeps `load.depth` WRITEs of `load.size` bytes from `local` in flight into the peer's
-/// `targets` (in turn) for the test's time, then waits for the last ones. `tick` hears each
-/// interval.
+/// `targets` (in turn) for the test's time, then drains the last ones without counting them:
+/// the figure covers exactly `load.secs`, like iperf3's -t. `tick` hears each interval.
 pub fn write_bandwidth(
     link: &mut Link,
     local: &Region,
@@ -149,109 +152,127 @@ pub fn write_bandwidth(
     pulse: &mut Pulse,
     mut tick: impl FnMut(&Tick),
 ) -> Result<Written> {
-    let (size, depth, timing) = (load.size, load.depth, load);
     if targets.is_empty() {
         bail!("the server offered no buffer to write into");
     }
     let start = Instant::now();
-    let counted_from = start + timing.omit;
-    let stop_at = counted_from + timing.secs;
+    let mut meter = Meter::new(start, load);
+    let stop_at = meter.counted_from + load.secs;
     let (mut posted, mut in_flight) = (0u64, 0usize);
-    let (mut bytes, mut omitted_bytes) = (0u64, 0u64);
-    let mut last_ack = counted_from;
-    let mut intervals = Vec::new();
-    let mut mark = (start, 0u64, true);
-    let mut done: Vec<Completion> = Vec::with_capacity(depth);
+    let mut done: Vec<Completion> = Vec::with_capacity(load.depth);
     loop {
         let now = Instant::now();
         let sending = now < stop_at;
         if !sending && in_flight == 0 {
             break;
         }
-        while sending && in_flight < depth {
+        while sending && in_flight < load.depth {
             let target = &targets[(posted % targets.len() as u64) as usize];
-            link.write(posted, local, 0, size, target, None)?;
+            link.write(posted, local, 0, load.size, target, None)?;
             posted += 1;
             in_flight += 1;
         }
         done.clear();
         link.poll(&mut done)?;
-        for completion in &done {
-            if completion.finished == Finished::Write {
-                in_flight -= 1;
-            }
-        }
         let acked = done
             .iter()
             .filter(|c| c.finished == Finished::Write)
-            .count() as u64;
-        if acked > 0 {
-            let now = Instant::now();
-            if now < counted_from {
-                omitted_bytes += acked * u64::from(size);
-            } else {
-                bytes += acked * u64::from(size);
-                last_ack = now;
-            }
-            // An interval closes every `every`, and at the end of the omitted start.
-            let (mark_at, mark_bytes, omitted) = mark;
-            let total = bytes + omitted_bytes;
-            let crossed_omit = omitted && now >= counted_from;
-            if now.duration_since(mark_at) >= timing.every || crossed_omit {
-                let interval = Tick {
-                    start_secs: mark_at
-                        .saturating_duration_since(if omitted { start } else { counted_from })
-                        .as_secs_f64(),
-                    secs: now.duration_since(mark_at).as_secs_f64(),
-                    omitted,
-                    streams: vec![TickStream {
-                        role: Role::Send,
-                        bytes: total - mark_bytes,
-                        retransmits: None,
-                        cwnd_bytes: None,
-                    }],
-                };
-                tick(&interval);
-                if !omitted {
-                    intervals.push(Interval {
-                        start_secs: interval.start_secs,
-                        secs: interval.secs,
-                        bytes: total - mark_bytes,
-                    });
-                }
-                mark = (now, total, now < counted_from);
-            }
+            .count();
+        in_flight -= acked;
+        let now = Instant::now();
+        if now < stop_at {
+            meter.cut_if_due(now, &mut tick);
+            meter.add(now, acked as u64 * u64::from(load.size));
         }
         pulse.pass(acked > 0)?;
     }
-    let (mark_at, mark_bytes, omitted) = mark;
-    let total = bytes + omitted_bytes;
-    if total > mark_bytes && !omitted {
+    Ok(meter.finish(stop_at, &mut tick))
+}
+
+/// Cuts what a bandwidth test acknowledged into intervals, the omitted start apart.
+struct Meter {
+    start: Instant,
+    counted_from: Instant,
+    every: Duration,
+    mark_at: Instant,
+    mark_bytes: u64,
+    total: u64,
+    counted: u64,
+    omitting: bool,
+    intervals: Vec<Interval>,
+}
+
+impl Meter {
+    fn new(start: Instant, load: &Load) -> Meter {
+        Meter {
+            start,
+            counted_from: start + load.omit,
+            every: load.every,
+            mark_at: start,
+            mark_bytes: 0,
+            total: 0,
+            counted: 0,
+            omitting: !load.omit.is_zero(),
+            intervals: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, now: Instant, bytes: u64) {
+        self.total += bytes;
+        if now >= self.counted_from {
+            self.counted += bytes;
+        }
+    }
+
+    /// Closes the interval when it is due, and at the end of the omitted start.
+    fn cut_if_due(&mut self, now: Instant, tick: &mut impl FnMut(&Tick)) {
+        let omit_over = self.omitting && now >= self.counted_from;
+        if now.duration_since(self.mark_at) >= self.every || omit_over {
+            self.cut(now, tick);
+        }
+    }
+
+    fn cut(&mut self, now: Instant, tick: &mut impl FnMut(&Tick)) {
+        let origin = if self.omitting {
+            self.start
+        } else {
+            self.counted_from
+        };
         let interval = Tick {
-            start_secs: mark_at
-                .saturating_duration_since(counted_from)
-                .as_secs_f64(),
-            secs: last_ack.saturating_duration_since(mark_at).as_secs_f64(),
-            omitted: false,
+            start_secs: self.mark_at.saturating_duration_since(origin).as_secs_f64(),
+            secs: now.duration_since(self.mark_at).as_secs_f64(),
+            omitted: self.omitting,
             streams: vec![TickStream {
                 role: Role::Send,
-                bytes: total - mark_bytes,
+                bytes: self.total - self.mark_bytes,
                 retransmits: None,
                 cwnd_bytes: None,
             }],
         };
         tick(&interval);
-        intervals.push(Interval {
-            start_secs: interval.start_secs,
-            secs: interval.secs,
-            bytes: total - mark_bytes,
-        });
+        if !self.omitting {
+            self.intervals.push(Interval {
+                start_secs: interval.start_secs,
+                secs: interval.secs,
+                bytes: self.total - self.mark_bytes,
+            });
+        }
+        self.mark_at = now;
+        self.mark_bytes = self.total;
+        self.omitting = now < self.counted_from;
     }
-    Ok(Written {
-        bytes,
-        secs: last_ack
-            .saturating_duration_since(counted_from)
-            .as_secs_f64(),
-        intervals,
-    })
+
+    /// The last interval closes at the end of the counted time.
+    fn finish(mut self, stop_at: Instant, tick: &mut impl FnMut(&Tick)) -> Written {
+        if stop_at > self.mark_at && !self.omitting {
+            self.cut(stop_at, tick);
+        }
+        Written {
+            bytes: self.counted,
+            secs: stop_at
+                .saturating_duration_since(self.counted_from)
+                .as_secs_f64(),
+            intervals: self.intervals,
+        }
+    }
 }
