@@ -219,7 +219,8 @@ pub fn net_summary(report: &NetReport) -> String {
         if report.path == crate::transport::TransportKind::Rdma {
             let _ = writeln!(
                 out,
-                "  (RC: a WRITE counts once the receiver's adapter acknowledged it, so sender and receiver agree)"
+                "  (RC: a WRITE counts once the receiver's adapter acknowledged it, so sender and receiver agree;\n   \
+                 the rate runs from the first acknowledgment to the last: the first window fills the pipe)"
             );
         }
     }

@@ -186,8 +186,8 @@ impl Transport for Rdma {
             retransmits: None,
             streams: vec![StreamReport {
                 id: 1,
-                sender_bytes: written.bytes,
-                receiver_bytes: written.bytes,
+                sender_bytes: written.acknowledged,
+                receiver_bytes: written.acknowledged,
                 retransmits: None,
                 intervals: written.intervals.clone(),
             }],

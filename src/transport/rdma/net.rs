@@ -104,16 +104,18 @@ pub struct Load {
 
 /// What the writer of a bandwidth test counted.
 pub struct Written {
-    /// Bytes acknowledged after the omitted start.
+    /// Bytes acknowledged after the first acknowledgment of the counted time, up to its end.
     pub bytes: u64,
-    /// From the end of the omitted start to the last acknowledgment.
+    /// From the first acknowledgment of the counted time to the last.
     pub secs: f64,
+    /// Every byte acknowledged in the counted time, the first window included.
+    pub acknowledged: u64,
     pub intervals: Vec<Interval>,
 }
 
 /// Keeps `load.depth` WRITEs of `load.size` bytes from `local` in flight into the peer's
-/// `targets` (in turn) for the test's time, then drains the last ones without counting them:
-/// the figure covers exactly `load.secs`, like iperf3's -t. `tick` hears each interval.
+/// `targets` (in turn) for the test's time (`load.secs`, like iperf3's -t), then drains the
+/// last ones without counting them. `tick` hears each interval.
 pub fn write_bandwidth(
     link: &mut Link,
     local: &Region,
@@ -168,6 +170,10 @@ struct Meter {
     mark_bytes: u64,
     total: u64,
     counted: u64,
+    /// When the first and the latest acknowledgments of the counted time came, and the counted
+    /// bytes then.
+    first_ack: Option<(Instant, u64)>,
+    last_ack: Option<(Instant, u64)>,
     omitting: bool,
     intervals: Vec<Interval>,
 }
@@ -182,6 +188,8 @@ impl Meter {
             mark_bytes: 0,
             total: 0,
             counted: 0,
+            first_ack: None,
+            last_ack: None,
             omitting: !load.omit.is_zero(),
             intervals: Vec::new(),
         }
@@ -189,8 +197,10 @@ impl Meter {
 
     fn add(&mut self, now: Instant, bytes: u64) {
         self.total += bytes;
-        if now >= self.counted_from {
+        if now >= self.counted_from && bytes > 0 {
             self.counted += bytes;
+            self.first_ack.get_or_insert((now, self.counted));
+            self.last_ack = Some((now, self.counted));
         }
     }
 
@@ -237,11 +247,24 @@ impl Meter {
         if stop_at > self.mark_at && !self.omitting {
             self.cut(stop_at, tick);
         }
+        // The rate runs from the first acknowledgment to the last: the first window of WRITEs
+        // fills the pipe (soft-RoCE acknowledges it in one burst), as ib_write_bw leaves its
+        // start out. With one burst only, the whole counted time is all there is.
+        let (bytes, secs) = match (self.first_ack, self.last_ack) {
+            (Some((first, at_first)), Some((last, at_last))) if last > first => {
+                (at_last - at_first, last.duration_since(first).as_secs_f64())
+            }
+            _ => (
+                self.counted,
+                stop_at
+                    .saturating_duration_since(self.counted_from)
+                    .as_secs_f64(),
+            ),
+        };
         Written {
-            bytes: self.counted,
-            secs: stop_at
-                .saturating_duration_since(self.counted_from)
-                .as_secs_f64(),
+            bytes,
+            secs,
+            acknowledged: self.counted,
             intervals: self.intervals,
         }
     }
