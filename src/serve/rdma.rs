@@ -13,7 +13,7 @@ use crate::control::{
 };
 use crate::disk::{ALIGN, AlignedBuf};
 use crate::measure::{Counter, CpuClock};
-use crate::transport::rdma::copy::{self, Ring, Side};
+use crate::transport::rdma::copy::{self, Side};
 use crate::transport::rdma::verbs::Device;
 use crate::transport::rdma::{self as path, Pulse, net};
 
@@ -121,9 +121,7 @@ pub(super) async fn receive(
     let size = request.file.size;
     copy::chunk_count(size, plan.chunk)?;
     let device = device(shared)?;
-    let mut link = device.queue_pair(plan.depth as u32 + 1, plan.depth as u32)?;
-    let mut ring = Ring::new(&device, plan, true)?;
-    copy::post_receives(&mut link, plan.depth)?;
+    let (mut link, mut ring) = copy::prepare(&device, plan, true)?;
     link.connect(&request.endpoint)?;
     control
         .write(&Reply::RdmaReady {
@@ -162,9 +160,7 @@ pub(super) async fn send(
     } = session::prepare_send(shared, &request.file)?;
     copy::chunk_count(size, plan.chunk)?;
     let device = device(shared)?;
-    let mut link = device.queue_pair(plan.depth as u32 + 1, plan.depth as u32)?;
-    let mut ring = Ring::new(&device, plan, false)?;
-    copy::post_receives(&mut link, plan.depth)?;
+    let (mut link, mut ring) = copy::prepare(&device, plan, false)?;
     link.connect(&request.endpoint)?;
     control
         .write(&Reply::RdmaReady {

@@ -207,6 +207,32 @@ pub struct TimeSplit {
     pub fsync_secs: f64,
 }
 
+impl TimeSplit {
+    /// An upload to serve: this side read and sent, serve wrote and fsynced.
+    pub fn uploaded(sent: &pipeline::Sent, done: &crate::control::CopyDone) -> TimeSplit {
+        TimeSplit {
+            reading_secs: Some(sent.reading.as_secs_f64()),
+            sending_secs: Some(sent.sending.as_secs_f64()),
+            writing_secs: Some(done.disk_busy_secs),
+            fsync_secs: done.fsync_secs,
+        }
+    }
+
+    /// A download from serve: serve read and sent, this side wrote and fsynced.
+    pub fn downloaded(
+        received: &pipeline::Received,
+        fsync: std::time::Duration,
+        done: &crate::control::CopyDone,
+    ) -> TimeSplit {
+        TimeSplit {
+            reading_secs: Some(done.disk_busy_secs),
+            sending_secs: Some(done.stream_busy_secs),
+            writing_secs: Some(received.writing.as_secs_f64()),
+            fsync_secs: fsync.as_secs_f64(),
+        }
+    }
+}
+
 /// Both digests of a verified copy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verification {

@@ -446,12 +446,7 @@ impl Tcp {
             destination: format!("{}:{remote_path}", self.peer),
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
-            split: TimeSplit {
-                reading_secs: Some(sent.reading.as_secs_f64()),
-                sending_secs: Some(sent.sending.as_secs_f64()),
-                writing_secs: Some(done.disk_busy_secs),
-                fsync_secs: done.fsync_secs,
-            },
+            split: TimeSplit::uploaded(&sent, &done),
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),
@@ -529,12 +524,7 @@ impl Tcp {
             destination: destination.display().to_string(),
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
-            split: TimeSplit {
-                reading_secs: Some(done.disk_busy_secs),
-                sending_secs: Some(done.stream_busy_secs),
-                writing_secs: Some(received.writing.as_secs_f64()),
-                fsync_secs: fsync.as_secs_f64(),
-            },
+            split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
-use super::copy::{self, Ring, Side};
+use super::copy::{self, Side};
 use super::net::{self, Load};
 use super::verbs::{Device, Link};
 use super::{LATENCY_ROUND_TRIPS, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions};
@@ -15,7 +15,7 @@ use crate::control::{
     Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply, Request,
 };
 use crate::disk::{ALIGN, AlignedBuf};
-use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
+use crate::measure::{Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher};
 use crate::payload::RandomFill;
 use crate::transport::tcp::{
     self, HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp, copy_conditions, verification,
@@ -60,6 +60,27 @@ impl Rdma {
     /// After a failure here, the server has usually said why on the control connection.
     fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
         self.tcp.block_on(self.tcp.explain(control, err))
+    }
+
+    /// Runs a copy's data loop under the watcher (progress, 1 s intervals); a failure is
+    /// explained by what the server said, when it said something.
+    fn moving<T>(
+        &self,
+        control: &mut Connection,
+        size: u64,
+        watcher: &dyn Watcher,
+        work: impl FnOnce(&Counter, &mut Pulse) -> Result<T>,
+    ) -> Result<(T, Vec<Interval>)> {
+        let counter = Counter::new();
+        let mut pulse = Pulse::new(control.stream().as_raw_fd()).sampling(&counter);
+        watcher.begin("copy", size, &counter);
+        let outcome = work(&counter, &mut pulse);
+        watcher.end();
+        let intervals = pulse.intervals();
+        match outcome {
+            Ok(moved) => Ok((moved, intervals)),
+            Err(err) => Err(self.explain(control, err)),
+        }
     }
 
     fn copy_done(&self, control: &mut Connection) -> Result<crate::control::CopyDone> {
@@ -237,9 +258,7 @@ impl Rdma {
         let engine_kind = engine.kind();
         copy::chunk_count(size, chunks.chunk)?;
         let device = Device::open(&self.options)?;
-        let mut link = device.queue_pair(chunks.depth as u32 + 1, chunks.depth as u32)?;
-        let mut ring = Ring::new(&device, chunks, false)?;
-        copy::post_receives(&mut link, chunks.depth)?;
+        let (mut link, mut ring) = copy::prepare(&device, chunks, false)?;
         let remote_path = address::with_file_name(remote_path, source);
         let request = Request::RdmaReceive(RdmaFileRequest {
             file: file_request(plan, chunks, &remote_path, size, source),
@@ -248,24 +267,17 @@ impl Rdma {
         let (mut control, peer_end, _) = self.open(&request)?;
         warnings.extend(tcp::loopback_warning(&control));
         link.connect(&peer_end)?;
-        let counter = Counter::new();
-        let mut pulse = Pulse::new(control.stream().as_raw_fd()).sampling(&counter);
         let cpu = CpuClock::start();
         let start = Instant::now();
-        watcher.begin("copy", size, &counter);
         let side = Side {
             link: &mut link,
             ring: &mut ring,
             size,
             plan: chunks,
         };
-        let sent = copy::send_file(side, engine, &peer_end.slots, &counter, &mut pulse);
-        watcher.end();
-        let intervals = pulse.intervals();
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let (sent, intervals) = self.moving(&mut control, size, watcher, |counter, pulse| {
+            copy::send_file(side, engine, &peer_end.slots, counter, pulse)
+        })?;
         // Our queue pair stays up until the server is done: its last credits are still coming.
         let done = self.copy_done(&mut control)?;
         let elapsed = start.elapsed();
@@ -289,12 +301,7 @@ impl Rdma {
                 ),
                 intervals,
             ),
-            split: TimeSplit {
-                reading_secs: Some(sent.reading.as_secs_f64()),
-                sending_secs: Some(sent.sending.as_secs_f64()),
-                writing_secs: Some(done.disk_busy_secs),
-                fsync_secs: done.fsync_secs,
-            },
+            split: TimeSplit::uploaded(&sent, &done),
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),
@@ -315,9 +322,7 @@ impl Rdma {
         let mut warnings = Vec::new();
         let destination = address::local_destination(destination, remote_path)?;
         let device = Device::open(&self.options)?;
-        let mut link = device.queue_pair(chunks.depth as u32 + 1, chunks.depth as u32)?;
-        let mut ring = Ring::new(&device, chunks, true)?;
-        copy::post_receives(&mut link, chunks.depth)?;
+        let (mut link, mut ring) = copy::prepare(&device, chunks, true)?;
         let request = Request::RdmaSend(RdmaFileRequest {
             file: FileRequest {
                 force: false,
@@ -342,24 +347,18 @@ impl Rdma {
         warnings.extend(tcp::loopback_warning(&control));
         link.connect(&peer_end)?;
         self.tcp.block_on(control.write(&Request::Begin))?;
-        let counter = Counter::new();
-        let mut pulse = Pulse::new(control.stream().as_raw_fd()).sampling(&counter);
         let cpu = CpuClock::start();
         let start = Instant::now();
-        watcher.begin("copy", size, &counter);
         let side = Side {
             link: &mut link,
             ring: &mut ring,
             size,
             plan: chunks,
         };
-        let received = copy::receive_file(side, engine, &counter, &mut pulse);
-        watcher.end();
-        let intervals = pulse.intervals();
-        let received = match received {
-            Ok(received) => received,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let (received, intervals) =
+            self.moving(&mut control, size, watcher, |counter, pulse| {
+                copy::receive_file(side, engine, counter, pulse)
+            })?;
         let fsync = landing.flush(size)?;
         let done = self.copy_done(&mut control)?;
         warnings.extend(done.warnings.iter().cloned());
@@ -384,12 +383,7 @@ impl Rdma {
                 ),
                 intervals,
             ),
-            split: TimeSplit {
-                reading_secs: Some(done.disk_busy_secs),
-                sending_secs: Some(done.stream_busy_secs),
-                writing_secs: Some(received.writing.as_secs_f64()),
-                fsync_secs: fsync.as_secs_f64(),
-            },
+            split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
             cpu: CpuBoth {
                 local: cpu.finish(),

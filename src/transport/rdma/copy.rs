@@ -84,13 +84,16 @@ fn credits_needed(chunks: u64, slots: usize) -> u64 {
     chunks.saturating_sub(slots as u64)
 }
 
-/// Posts one receive per slot: room for every write with immediate (receiver) or credit
-/// (sender) that can be outstanding. Done before the peer is told the endpoint.
-pub fn post_receives(link: &mut Link, count: usize) -> Result<()> {
-    for i in 0..count {
+/// One end of a copy before it connects: a queue pair and a ring of `plan.depth` slots (the
+/// peer may write into them when `receiving`), with one receive posted per slot: room for every
+/// write with immediate (receiver) or credit (sender) that can be outstanding.
+pub fn prepare(device: &Device, plan: ChunkPlan, receiving: bool) -> Result<(Link, Ring)> {
+    let mut link = device.queue_pair(plan.depth as u32 + 1, plan.depth as u32)?;
+    let ring = Ring::new(device, plan, receiving)?;
+    for i in 0..plan.depth {
         link.receive(i as u64)?;
     }
-    Ok(())
+    Ok((link, ring))
 }
 
 /// One side of a file on the move: its queue pair, its ring, the file's size and how it is cut.
