@@ -368,3 +368,11 @@ fn a_build_without_rdma_says_how_to_get_it() {
         &["--via rdma", "no RDMA support"],
     );
 }
+
+#[test]
+fn run_with_only_paths_this_build_lacks_says_so() {
+    fails_with(
+        &["run", "127.0.0.1:9", "--via", "udp", "--size", "1M"].map(OsStr::new),
+        &["--via udp", "no udp path"],
+    );
+}
