@@ -60,6 +60,11 @@ pub enum Command {
     /// --via ssh, any SSH server (random bytes into `cat > /dev/null` per connection: the cipher
     /// and the network; uploads only).
     Net(NetArgs),
+    /// Latency by round trips, like qperf's tcp_lat and perftest's ib_write_lat.
+    ///
+    /// Sends a message, waits for it to come back, and reports one way as half the round trip:
+    /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST.
+    Lat(LatArgs),
     /// Copy a file disk to disk through `xferbench serve` or over SSH, with a progress bar.
     ///
     /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like:
@@ -246,6 +251,35 @@ pub struct NetArgs {
 
     #[command(flatten)]
     pub ssh: SshArgs,
+
+    #[command(flatten)]
+    pub rdma: RdmaArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LatArgs {
+    /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
+    pub host: String,
+
+    /// Bytes per message, each way (--via rdma: 8, the round's number).
+    #[arg(short = 's', long, value_name = "SIZE", default_value = "8", value_parser = parse_len)]
+    pub size: usize,
+
+    /// Timed round trips, after 100 untimed ones.
+    #[arg(short = 'n', long, value_name = "COUNT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: u32,
+
+    /// Transfer path: tcp or rdma.
+    #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
+    pub via: crate::transport::TransportKind,
+
+    /// Print the result as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     #[command(flatten)]
     pub rdma: RdmaArgs,

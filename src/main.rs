@@ -3,7 +3,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use xferbench::cli::{Cli, Command, CopyArgs, DiskArgs, GenArgs, NetArgs, RunArgs, ServeArgs};
+use xferbench::cli::{
+    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs,
+};
 use xferbench::disk::{self, BaselineOptions};
 use xferbench::file::{self, GenOptions};
 use xferbench::interrupt::{self, Interrupted};
@@ -15,7 +17,7 @@ use xferbench::serve::{self, ServeOptions};
 use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
-use xferbench::transport::{CopyPlan, Location, NetPlan, Peer, Transport, TransportKind};
+use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Command::Disk(args) => disk(args, &progress),
         Command::Serve(args) => serve(args),
         Command::Net(args) => net(args),
+        Command::Lat(args) => lat(args),
         Command::Copy(args) => copy(args, &progress),
         Command::Run(args) => run(args, &progress),
     };
@@ -154,6 +157,29 @@ fn net(args: &NetArgs) -> Result<()> {
         println!("{}", report::json::render("net", &report));
     } else {
         print!("{}", report::text::net_summary(&report));
+    }
+    eprint!("{}", report::text::warnings(&report.warnings));
+    Ok(())
+}
+
+fn lat(args: &LatArgs) -> Result<()> {
+    let peer = Peer::parse(&args.host)?;
+    let transport: Box<dyn Transport> = match args.via {
+        TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
+        TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
+        other => anyhow::bail!(
+            "lat --via {other} is not measured by this version: use --via tcp or --via rdma"
+        ),
+    };
+    let plan = LatPlan {
+        size: args.size,
+        count: args.count,
+    };
+    let report = transport.latency(&plan)?;
+    if args.json {
+        println!("{}", report::json::render("lat", &report));
+    } else {
+        print!("{}", report::text::lat(&report));
     }
     eprint!("{}", report::text::warnings(&report.warnings));
     Ok(())

@@ -425,6 +425,7 @@ pub struct Latency {
     pub min_us: f64,
     pub median_us: f64,
     pub p99_us: f64,
+    pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
 }
@@ -439,6 +440,7 @@ impl Latency {
             min_us: us(nanos.min()),
             median_us: us(nanos.value_at_quantile(0.5)),
             p99_us: us(nanos.value_at_quantile(0.99)),
+            p999_us: us(nanos.value_at_quantile(0.999)),
             max_us: us(nanos.max()),
             mean_us: nanos.mean() / 1000.0,
         }

@@ -195,6 +195,8 @@ step json "$X" net 127.0.0.1 --via rdma -t 1 -s 64K -Q 16 -J
 step text "$X" net 127.0.0.1 --via rdma -t 1
 step reverse "$X" net 127.0.0.1 --via rdma -t 1 -R
 step streams "$X" net 127.0.0.1 --via rdma -t 1 -P 2
+step lat "$X" lat 127.0.0.1 --via rdma -n 300 -J
+step lat_size "$X" lat 127.0.0.1 --via rdma -s 64
 kill $SERVED
 mkdir -p /tmp/run
 step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
@@ -239,6 +241,11 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     assert!(text.stdout.contains("WRITEs in flight"), "{}", text.stdout);
     guest.failed_saying("reverse", &["-R"]);
     guest.failed_saying("streams", &["one queue pair", "-Q"]);
+    let lat = json_report(&guest.step("lat"));
+    assert_eq!(lat["path"], "rdma");
+    assert_eq!(lat["latency"]["samples"], 300);
+    assert!(lat["latency"]["min_us"].as_f64().unwrap() >= 0.5, "{lat:#}");
+    guest.failed_saying("lat_size", &["-s 8"]);
     let run = json_report(&guest.step("run"));
     let rdma = run["paths"]
         .as_array()

@@ -57,10 +57,20 @@ pub enum Request {
     RdmaReceive(RdmaFileRequest),
     /// RDMA-WRITE the file at `path` into the client's buffers.
     RdmaSend(RdmaFileRequest),
+    /// Round trips on one data connection: the server sends back every message of `size` bytes
+    /// until the client closes it.
+    Echo(EchoRequest),
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA memory-to-memory test: the client is done; the server answers with its figures.
     Finished,
+}
+
+/// The server's side of a latency test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EchoRequest {
+    /// Bytes per message, each way.
+    pub size: u32,
 }
 
 /// One side of an RDMA connection, exchanged over the control connection the way perftest does

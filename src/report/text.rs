@@ -231,15 +231,29 @@ pub fn net_summary(report: &NetReport) -> String {
     out
 }
 
+/// `lat`'s result: where, over what, the figures, CPU on both ends.
+pub fn lat(report: &crate::transport::LatReport) -> String {
+    format!(
+        "round trips to {} over {}, {} bytes each way\n{}\n{}\n",
+        report.server,
+        report.path,
+        report.size,
+        latency_line(&report.latency),
+        cpu_both(&report.cpu)
+    )
+}
+
 /// Latency figures the way ib_write_lat and qperf give them.
 pub fn latency_line(latency: &crate::measure::Latency) -> String {
     format!(
-        "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, p99 {:.2} µs, max {:.2} µs",
+        "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, mean {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs",
         latency.what,
         latency.samples,
         latency.min_us,
         latency.median_us,
+        latency.mean_us,
         latency.p99_us,
+        latency.p999_us,
         latency.max_us
     )
 }

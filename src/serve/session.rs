@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::{JOIN_TIMEOUT, MAX_STREAMS, Shared};
 use crate::control::frame::{FrameError, MAX_REQUEST_FRAME};
 use crate::control::{
-    Connection, CopyDone, DiskDone, DiskRequest, FileRequest, NetDone, NetRequest, Opening,
-    PROTOCOL_NAME, PROTOCOL_VERSION, Reply, Request,
+    Connection, CopyDone, DiskDone, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest,
+    Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply, Request,
 };
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, Landing};
@@ -129,6 +130,7 @@ async fn session(
         Request::Receive(file) => format!("receive {} ({})", file.path, format_bytes(file.size)),
         Request::Send(file) => format!("send {}", file.path),
         Request::Disk(disk) => format!("disk baseline of {}", format_bytes(disk.size)),
+        Request::Echo(echo) => format!("latency, {} B messages", echo.size),
         Request::RdmaNet(net) => format!("rdma net, {} B writes, {} s", net.size, net.secs),
         Request::RdmaReceive(rdma) => format!(
             "rdma receive {} ({})",
@@ -143,6 +145,7 @@ async fn session(
         Request::Receive(file) => receive(shared, control, file).await,
         Request::Send(file) => send(shared, control, file).await,
         Request::Disk(disk) => baseline(shared, disk).await,
+        Request::Echo(echo) => serve_echo(shared, control, echo).await,
         Request::RdmaNet(net) => super::rdma::net(shared, control, net).await,
         Request::RdmaReceive(rdma) => super::rdma::receive(shared, control, rdma).await,
         Request::RdmaSend(rdma) => super::rdma::send(shared, control, rdma).await,
@@ -278,6 +281,38 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
     Ok(Reply::NetDone(NetDone {
         received: (net.upload_streams > 0).then_some(exchanged.received),
         sent: (net.download_streams > 0).then_some(exchanged.sent),
+        cpu: cpu.finish(),
+    }))
+}
+
+/// Sends every message of a latency test straight back, until the client closes the connection.
+async fn serve_echo(shared: &Shared, control: &mut Connection, echo: EchoRequest) -> Result<Reply> {
+    if echo.size == 0 || echo.size > MAX_LEN {
+        bail!(
+            "a message of {} bytes is out of range (1 to 64M)",
+            echo.size
+        );
+    }
+    let mut streams = ready_and_join(shared, control, 1, None, None).await?;
+    let mut stream = streams.pop().expect("one stream joined");
+    stream.set_nodelay(true)?;
+    let cpu = CpuClock::start();
+    let mut message = vec![0u8; echo.size as usize];
+    loop {
+        let read = tokio::time::timeout(shared.idle_timeout, stream.read_exact(&mut message)).await;
+        match read {
+            Ok(Ok(_)) => stream.write_all(&message).await?,
+            Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => bail!(
+                "the client sent nothing for {} s",
+                shared.idle_timeout.as_secs()
+            ),
+        }
+    }
+    Ok(Reply::NetDone(NetDone {
+        received: None,
+        sent: None,
         cpu: cpu.finish(),
     }))
 }

@@ -61,6 +61,34 @@ pub trait Transport {
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport>;
     /// A real copy: read from one disk, sent, written and fsynced on the other.
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport>;
+    /// Round trips, like qperf's tcp_lat and ib_write_lat: one way is half a round trip.
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        let _ = plan;
+        anyhow::bail!(
+            "lat --via {} is not measured by this version: use --via tcp or --via rdma",
+            self.kind()
+        )
+    }
+}
+
+/// What a latency test does.
+#[derive(Debug, Clone)]
+pub struct LatPlan {
+    /// Bytes per message, each way.
+    pub size: usize,
+    /// Timed round trips (after [`rdma::LATENCY_WARMUP`] untimed ones).
+    pub count: u32,
+}
+
+/// The result of `xferbench lat`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatReport {
+    pub server: String,
+    pub path: TransportKind,
+    pub size: usize,
+    pub latency: Latency,
+    pub cpu: CpuBoth,
+    pub warnings: Vec<Warning>,
 }
 
 /// Which way the bytes of a memory-to-memory test go, seen from the client.

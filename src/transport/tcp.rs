@@ -12,18 +12,18 @@ use tokio::time::Instant;
 use super::memory::{self, Flow, Role, Timing};
 use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM};
 use super::{
-    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Location, NetPlan, NetReport, Peer,
-    StreamReport, TimeSplit, Transport, TransportKind, Verification,
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, LatPlan, LatReport, Location,
+    NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, Verification,
 };
 use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
 use crate::control::{
-    Connection, DiskRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
+    Connection, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
     PROTOCOL_VERSION, Reply, Request,
 };
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher, path_mtu,
+    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
 };
 use crate::warning::Warning;
 
@@ -78,6 +78,10 @@ impl Transport for Tcp {
 
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
         self.runtime.block_on(self.net(plan, watcher))
+    }
+
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        self.runtime.block_on(self.round_trips(plan))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
@@ -277,6 +281,47 @@ impl Tcp {
         )
         .await?;
         Ok(data)
+    }
+
+    async fn round_trips(&self, plan: &LatPlan) -> Result<LatReport> {
+        let request = Request::Echo(EchoRequest {
+            size: plan.size as u32,
+        });
+        let mut session = self.open(request, 1, None).await?;
+        let warnings: Vec<Warning> = loopback_warning(&session.control).into_iter().collect();
+        let stream = session
+            .streams
+            .pop()
+            .expect("one stream joined")
+            .into_std()?;
+        let peer = self.peer.to_string();
+        let (rounds, warmup, size) = (plan.count, super::rdma::LATENCY_WARMUP, plan.size);
+        // Blocking calls on a thread of their own: no runtime between the two syscalls timed.
+        let (latency, local_cpu) = tokio::task::spawn_blocking(move || {
+            stream.set_nonblocking(false)?;
+            stream.set_nodelay(true)?;
+            let cpu = CpuClock::start();
+            let latency = echo_round_trips(stream, size, warmup, rounds)?;
+            Ok::<_, anyhow::Error>((latency, cpu.finish()))
+        })
+        .await
+        .map_err(|err| anyhow!("the latency test failed: {err}"))?
+        .map_err(|err| err.context(format!("round trips with {peer}")))?;
+        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
+            Reply::NetDone(done) => done,
+            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        };
+        Ok(LatReport {
+            server: self.peer.to_string(),
+            path: TransportKind::Tcp,
+            size: plan.size,
+            latency,
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: Some(done.cpu),
+            },
+            warnings,
+        })
     }
 
     async fn net(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
@@ -552,6 +597,36 @@ impl Tcp {
             _ => err,
         }
     }
+}
+
+/// `warmup` untimed then `rounds` timed round trips of `size` random bytes on a blocking socket.
+fn echo_round_trips(
+    mut stream: std::net::TcpStream,
+    size: usize,
+    warmup: u32,
+    rounds: u32,
+) -> Result<Latency> {
+    use std::io::{Read, Write};
+    let mut message = vec![0u8; size];
+    crate::payload::RandomFill::new().fill(&mut message);
+    let mut back = vec![0u8; size];
+    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .expect("valid histogram bounds");
+    for round in 0..warmup + rounds {
+        crate::interrupt::check()?;
+        let started = std::time::Instant::now();
+        stream.write_all(&message)?;
+        stream.read_exact(&mut back)?;
+        if round >= warmup {
+            nanos.saturating_record((started.elapsed().as_nanos() as u64 / 2).max(1));
+        }
+    }
+    // Closing our side ends the server's echo loop; it then sends its figures.
+    stream.shutdown(std::net::Shutdown::Write)?;
+    Ok(Latency::of(
+        format!("{size}-byte TCP message and its echo; one way = half the round trip"),
+        &nanos,
+    ))
 }
 
 /// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which

@@ -10,7 +10,9 @@ use anyhow::{Result, anyhow, bail};
 use super::copy::{self, Side};
 use super::net::{self, Load};
 use super::verbs::{Device, Link};
-use super::{LATENCY_ROUND_TRIPS, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions};
+use super::{
+    LATENCY_ROUND_TRIPS, LATENCY_SIZE, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions,
+};
 use crate::control::{
     Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply, Request,
 };
@@ -21,8 +23,9 @@ use crate::transport::tcp::{
     self, HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp, copy_conditions, verification,
 };
 use crate::transport::{
-    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, Location, NetPlan,
-    NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, address, pipeline,
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
+    Location, NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, address,
+    pipeline,
 };
 
 /// The RDMA path to one server.
@@ -81,6 +84,17 @@ impl Rdma {
             Ok(moved) => Ok((moved, intervals)),
             Err(err) => Err(self.explain(control, err)),
         }
+    }
+
+    /// Says the memory-to-memory test is over and reads the server's figures.
+    fn finish(&self, control: &mut Connection) -> Result<NetDone> {
+        self.tcp.block_on(async {
+            control.write(&Request::Finished).await?;
+            match self.tcp.reply(control, RESULT_TIMEOUT).await? {
+                Reply::NetDone(done) => Ok(done),
+                other => bail!("{}: unexpected answer {other:?}", self.peer()),
+            }
+        })
     }
 
     fn copy_done(&self, control: &mut Connection) -> Result<crate::control::CopyDone> {
@@ -173,13 +187,7 @@ impl Transport for Rdma {
             Err(err) => return Err(self.explain(&mut control, err)),
         };
         let local_cpu = cpu.finish();
-        let done = self.tcp.block_on(async {
-            control.write(&Request::Finished).await?;
-            match self.tcp.reply(&mut control, RESULT_TIMEOUT).await? {
-                Reply::NetDone(done) => Ok::<NetDone, anyhow::Error>(done),
-                other => bail!("{}: unexpected answer {other:?}", self.peer()),
-            }
-        })?;
+        let done = self.finish(&mut control)?;
         let conditions = Conditions {
             path: Some(TransportKind::Rdma),
             streams: Some(1),
@@ -227,6 +235,62 @@ impl Transport for Rdma {
                 remote: Some(done.cpu),
             },
             latency: Some(latency),
+            warnings,
+        })
+    }
+
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        if plan.size != LATENCY_SIZE {
+            bail!(
+                "lat --via rdma writes {LATENCY_SIZE}-byte messages (the round's number, polled in memory): give -s {LATENCY_SIZE}"
+            );
+        }
+        let device = Device::open(&self.options)?;
+        let mut link = device.queue_pair(4, 1)?;
+        let mut probe = AlignedBuf::new(ALIGN);
+        // The buffer lives until the end of this function, past the queue pair's last use.
+        let probe_region = unsafe { device.register(probe.as_mut_ptr(), probe.capacity(), true)? };
+        let request = Request::RdmaNet(RdmaNetRequest {
+            size: LATENCY_SIZE as u32,
+            depth: 1,
+            round_trips: LATENCY_WARMUP + plan.count,
+            secs: 0.0,
+            endpoint: link.endpoint(vec![probe_region.slot()]),
+        });
+        let (mut control, peer_end, _) = self.open(&request)?;
+        let warnings: Vec<_> = tcp::loopback_warning(&control).into_iter().collect();
+        link.connect(&peer_end)?;
+        let mut pulse = Pulse::new(control.stream().as_raw_fd());
+        let cpu = CpuClock::start();
+        let measured = peer_end
+            .slots
+            .first()
+            .ok_or_else(|| anyhow!("the server offered no buffer for the latency test"))
+            .and_then(|peer_probe| {
+                net::latency(
+                    &mut link,
+                    &probe_region,
+                    peer_probe,
+                    LATENCY_WARMUP,
+                    plan.count,
+                    &mut pulse,
+                )
+            });
+        let latency = match measured {
+            Ok(latency) => latency,
+            Err(err) => return Err(self.explain(&mut control, err)),
+        };
+        let local_cpu = cpu.finish();
+        let done = self.finish(&mut control)?;
+        Ok(LatReport {
+            server: self.peer().to_string(),
+            path: TransportKind::Rdma,
+            size: LATENCY_SIZE,
+            latency,
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: Some(done.cpu),
+            },
             warnings,
         })
     }

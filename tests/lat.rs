@@ -1,0 +1,39 @@
+//! `xferbench lat`: round trips through serve, one way = half the round trip.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let addr = server.addr.to_string();
+    let args = ["lat", &addr, "-n", "300", "-s", "1K", "-J"].map(std::ffi::OsStr::new);
+    let report = json_report(&server.run(&args));
+    assert_eq!(report["path"], "tcp", "{report:#}");
+    assert_eq!(report["size"], 1024);
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 300);
+    let at = |key: &str| latency[key].as_f64().unwrap();
+    assert!(at("min_us") >= 0.5, "{latency}");
+    for (low, high) in [
+        ("min_us", "median_us"),
+        ("median_us", "p99_us"),
+        ("p99_us", "p999_us"),
+        ("p999_us", "max_us"),
+    ] {
+        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
+    }
+    assert!(report["cpu"]["remote"].is_object(), "{report:#}");
+}
+
+#[test]
+fn lat_refuses_paths_it_does_not_measure_and_a_zero_count() {
+    let out = run_command(command(["lat", "127.0.0.1:9", "--via", "ssh"]));
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("--via tcp"), "{}", out.stderr);
+    let (code, _, stderr) = run(["lat", "127.0.0.1:9", "-n", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+}
