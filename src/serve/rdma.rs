@@ -9,12 +9,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::Shared;
 use super::session::{self, Receiving, Sending};
 use crate::control::{
-    Connection, NetDone, RdmaFileRequest, RdmaNetRequest, RdmaSlot, Reply, Request,
+    Connection, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, RdmaSlot, Reply, Request,
 };
 use crate::disk::{ALIGN, AlignedBuf};
 use crate::measure::{Counter, CpuClock};
-use crate::transport::rdma::copy::{self, Side};
+use crate::transport::pipeline::ChunkPlan;
+use crate::transport::rdma::copy::{self, Ring, Side};
 use crate::transport::rdma::verbs::Device;
+use crate::transport::rdma::verbs::Link;
 use crate::transport::rdma::{self as path, Pulse, net};
 
 /// How long the client has to say its queue pair is up.
@@ -106,6 +108,33 @@ pub(super) async fn net(
     }))
 }
 
+/// This end of a copy, connected to the client's `peer`, and said ready: a receiver offers its
+/// slots, a sender the file's size.
+async fn connect_copy(
+    shared: &Shared,
+    control: &mut Connection,
+    plan: ChunkPlan,
+    size: u64,
+    peer: &RdmaEndpoint,
+    receiving: bool,
+) -> Result<(Link, Ring)> {
+    copy::chunk_count(size, plan.chunk)?;
+    let device = device(shared)?;
+    let (mut link, ring) = copy::prepare(&device, plan, receiving)?;
+    link.connect(peer)?;
+    let (slots, size) = match receiving {
+        true => (ring.slots(), None),
+        false => (Vec::new(), Some(size)),
+    };
+    control
+        .write(&Reply::RdmaReady {
+            endpoint: link.endpoint(slots),
+            size,
+        })
+        .await?;
+    Ok((link, ring))
+}
+
 /// Receives a file the client writes into this server's slots.
 pub(super) async fn receive(
     shared: &Shared,
@@ -119,16 +148,8 @@ pub(super) async fn receive(
         warnings,
     } = session::prepare_receive(shared, &request.file)?;
     let size = request.file.size;
-    copy::chunk_count(size, plan.chunk)?;
-    let device = device(shared)?;
-    let (mut link, mut ring) = copy::prepare(&device, plan, true)?;
-    link.connect(&request.endpoint)?;
-    control
-        .write(&Reply::RdmaReady {
-            endpoint: link.endpoint(ring.slots()),
-            size: None,
-        })
-        .await?;
+    let (mut link, mut ring) =
+        connect_copy(shared, control, plan, size, &request.endpoint, true).await?;
     let fd = control.stream().as_raw_fd();
     let cpu = CpuClock::start();
     let received = blocking(move || {
@@ -158,16 +179,8 @@ pub(super) async fn send(
         direct,
         warnings,
     } = session::prepare_send(shared, &request.file)?;
-    copy::chunk_count(size, plan.chunk)?;
-    let device = device(shared)?;
-    let (mut link, mut ring) = copy::prepare(&device, plan, false)?;
-    link.connect(&request.endpoint)?;
-    control
-        .write(&Reply::RdmaReady {
-            endpoint: link.endpoint(Vec::new()),
-            size: Some(size),
-        })
-        .await?;
+    let (mut link, mut ring) =
+        connect_copy(shared, control, plan, size, &request.endpoint, false).await?;
     match control.read::<Request>(BEGIN_TIMEOUT).await {
         Ok(Request::Begin) => {}
         Ok(other) => bail!("expected the client's go-ahead, got {other:?}"),

@@ -31,16 +31,16 @@ use crate::transport::{
 /// The RDMA path to one server.
 pub struct Rdma {
     tcp: Tcp,
-    options: RdmaOptions,
+    /// Opened once: a missing device fails before any server is asked.
+    device: Device,
 }
 
 impl Rdma {
     /// Checks this machine has the device first: no server is bothered when it does not.
     pub fn new(peer: Peer, token: Option<String>, options: RdmaOptions) -> Result<Rdma> {
-        Device::open(&options)?;
         Ok(Rdma {
+            device: Device::open(&options)?,
             tcp: Tcp::new(peer, token)?,
-            options,
         })
     }
 
@@ -136,7 +136,7 @@ impl Transport for Rdma {
                 plan.queue_depth
             );
         }
-        let device = Device::open(&self.options)?;
+        let device = &self.device;
         let mut link = device.queue_pair(plan.queue_depth as u32 + 2, 1)?;
         let mut payload = AlignedBuf::new(plan.len);
         RandomFill::new().fill(payload.full_mut());
@@ -245,7 +245,7 @@ impl Transport for Rdma {
                 "lat --via rdma writes {LATENCY_SIZE}-byte messages (the round's number, polled in memory): give -s {LATENCY_SIZE}"
             );
         }
-        let device = Device::open(&self.options)?;
+        let device = &self.device;
         let mut link = device.queue_pair(4, 1)?;
         let mut probe = AlignedBuf::new(ALIGN);
         // The buffer lives until the end of this function, past the queue pair's last use.
@@ -321,8 +321,8 @@ impl Rdma {
         let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
         let engine_kind = engine.kind();
         copy::chunk_count(size, chunks.chunk)?;
-        let device = Device::open(&self.options)?;
-        let (mut link, mut ring) = copy::prepare(&device, chunks, false)?;
+        let device = &self.device;
+        let (mut link, mut ring) = copy::prepare(device, chunks, false)?;
         let remote_path = address::with_file_name(remote_path, source);
         let request = Request::RdmaReceive(RdmaFileRequest {
             file: file_request(plan, chunks, &remote_path, size, source),
@@ -360,7 +360,7 @@ impl Rdma {
                     chunks,
                     direct && done.direct,
                     engine_kind,
-                    &device,
+                    device,
                     &link,
                 ),
                 intervals,
@@ -385,8 +385,8 @@ impl Rdma {
         let chunks = plan.chunks()?;
         let mut warnings = Vec::new();
         let destination = address::local_destination(destination, remote_path)?;
-        let device = Device::open(&self.options)?;
-        let (mut link, mut ring) = copy::prepare(&device, chunks, true)?;
+        let device = &self.device;
+        let (mut link, mut ring) = copy::prepare(device, chunks, true)?;
         let request = Request::RdmaSend(RdmaFileRequest {
             file: FileRequest {
                 force: false,
@@ -442,7 +442,7 @@ impl Rdma {
                     chunks,
                     landing_direct && done.direct,
                     engine_kind,
-                    &device,
+                    device,
                     &link,
                 ),
                 intervals,

@@ -88,7 +88,7 @@ mod absent {
 pub use absent::Rdma;
 
 #[cfg(feature = "rdma")]
-pub use pulse::{PeerSpoke, Pulse};
+pub use pulse::Pulse;
 
 #[cfg(feature = "rdma")]
 mod pulse {
@@ -96,7 +96,6 @@ mod pulse {
     use std::time::{Duration, Instant};
 
     use anyhow::{Result, bail};
-    use thiserror::Error;
 
     use crate::interrupt;
     use crate::measure::{Counter, Interval, IntervalClock};
@@ -108,11 +107,6 @@ mod pulse {
     /// How long a message from the peer may wait while this side finishes: a receiver's
     /// results can arrive just before the sender polls its last acknowledgments.
     const MESSAGE_GRACE: Duration = Duration::from_secs(2);
-
-    /// The peer wrote on the control connection during the data phase: its error message waits there.
-    #[derive(Debug, Error)]
-    #[error("the peer stopped the transfer")]
-    pub struct PeerSpoke;
 
     /// Keeps a polling loop honest without slowing it: stops it on Ctrl-C, when the peer's
     /// control connection closes or speaks, or when nothing moves for a minute; cuts the
@@ -187,7 +181,8 @@ mod pulse {
                 Peeked::Message => {
                     let since = *self.spoke.get_or_insert_with(Instant::now);
                     if since.elapsed() > MESSAGE_GRACE {
-                        return Err(PeerSpoke.into());
+                        // Its error waits there; the caller reads it to explain.
+                        bail!("the peer stopped the transfer");
                     }
                 }
                 Peeked::Nothing => {}
