@@ -17,7 +17,9 @@ use xferbench::serve::{self, ServeOptions};
 use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
-use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
+use xferbench::transport::{
+    CopyPlan, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -173,7 +175,7 @@ fn lat(args: &LatArgs) -> Result<()> {
     };
     let plan = LatPlan {
         size: args.size,
-        count: args.count,
+        rounds: Rounds::Count(args.count),
     };
     let report = transport.latency(&plan)?;
     if args.json {

@@ -76,8 +76,25 @@ pub trait Transport {
 pub struct LatPlan {
     /// Bytes per message, each way.
     pub size: usize,
-    /// Timed round trips (after [`rdma::LATENCY_WARMUP`] untimed ones).
-    pub count: u32,
+    /// How many timed round trips (after [`rdma::LATENCY_WARMUP`] untimed ones).
+    pub rounds: Rounds,
+}
+
+/// How long a latency test goes on: so many round trips (`-n`), or so many seconds (`-t`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rounds {
+    Count(u32),
+    Secs(f64),
+}
+
+impl Rounds {
+    /// Whether another timed round trip is due, `done` of them having taken `elapsed`.
+    pub fn more(self, done: u64, elapsed: std::time::Duration) -> bool {
+        match self {
+            Rounds::Count(count) => done < count as u64,
+            Rounds::Secs(secs) => elapsed.as_secs_f64() < secs,
+        }
+    }
 }
 
 /// The result of `xferbench lat`.

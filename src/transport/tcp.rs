@@ -295,7 +295,7 @@ impl Tcp {
             .expect("one stream joined")
             .into_std()?;
         let peer = self.peer.to_string();
-        let (rounds, warmup, size) = (plan.count, super::rdma::LATENCY_WARMUP, plan.size);
+        let (rounds, warmup, size) = (plan.rounds, super::rdma::LATENCY_WARMUP, plan.size);
         // Blocking calls on a thread of their own: no runtime between the two syscalls timed.
         let (latency, local_cpu) = tokio::task::spawn_blocking(move || {
             stream.set_nonblocking(false)?;
@@ -604,7 +604,7 @@ fn echo_round_trips(
     mut stream: std::net::TcpStream,
     size: usize,
     warmup: u32,
-    rounds: u32,
+    rounds: super::Rounds,
 ) -> Result<Latency> {
     use std::io::{Read, Write};
     let mut message = vec![0u8; size];
@@ -612,14 +612,21 @@ fn echo_round_trips(
     let mut back = vec![0u8; size];
     let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .expect("valid histogram bounds");
-    for round in 0..warmup + rounds {
-        crate::interrupt::check()?;
+    let round_trip = |stream: &mut std::net::TcpStream, back: &mut [u8]| {
         let started = std::time::Instant::now();
         stream.write_all(&message)?;
-        stream.read_exact(&mut back)?;
-        if round >= warmup {
-            nanos.saturating_record((started.elapsed().as_nanos() as u64 / 2).max(1));
-        }
+        stream.read_exact(back)?;
+        Ok::<_, std::io::Error>(started.elapsed())
+    };
+    for _ in 0..warmup {
+        crate::interrupt::check()?;
+        round_trip(&mut stream, &mut back)?;
+    }
+    let timed = std::time::Instant::now();
+    while rounds.more(nanos.len(), timed.elapsed()) {
+        crate::interrupt::check()?;
+        let took = round_trip(&mut stream, &mut back)?;
+        nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
     }
     // Closing our side ends the server's echo loop; it then sends its figures.
     stream.shutdown(std::net::Shutdown::Write)?;
