@@ -220,9 +220,21 @@ pub struct NetArgs {
     #[arg(short = 'i', long, value_name = "SECS", default_value_t = 1.0, value_parser = parse_interval)]
     pub interval: f64,
 
-    /// Bytes per write (with --via rdma, bytes per RDMA WRITE; -s like ib_write_bw).
-    #[arg(short = 'l', visible_short_alias = 's', long, value_name = "LEN", default_value = "128K", value_parser = parse_len)]
-    pub length: usize,
+    /// Bytes per write, 128K by default (--via rdma: per RDMA WRITE, -s like ib_write_bw;
+    /// --via udp: per datagram, by default the largest that fits the path MTU: 1472 at MTU 1500,
+    /// 8972 at 9000).
+    #[arg(short = 'l', visible_short_alias = 's', long, value_name = "LEN", value_parser = parse_len)]
+    pub length: Option<usize>,
+
+    /// --via udp: hold the sender to RATE bits/s (10G, 2.5G, 500M), like iperf3 -b.
+    /// Without it the sender goes as fast as it can, and the loss shows what the path dropped.
+    #[arg(short = 'b', long, value_name = "RATE", value_parser = crate::units::parse_bitrate,
+          conflicts_with = "max")]
+    pub bitrate: Option<f64>,
+
+    /// --via udp: send as fast as the sender can (the default; says so explicitly).
+    #[arg(long)]
+    pub max: bool,
 
     /// RDMA WRITEs kept in flight (--via rdma), like ib_write_bw's --tx-depth (-q is --quiet).
     #[arg(
@@ -261,7 +273,7 @@ pub struct LatArgs {
     /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
     pub host: String,
 
-    /// Bytes per message, each way (--via rdma: 8, the round's number).
+    /// Bytes per message, each way (--via rdma: 8, the round's number; --via udp: up to 65507).
     #[arg(short = 's', long, value_name = "SIZE", default_value = "8", value_parser = parse_len)]
     pub size: usize,
 
@@ -270,7 +282,7 @@ pub struct LatArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub count: u32,
 
-    /// Transfer path: tcp or rdma.
+    /// Transfer path: tcp, udp or rdma.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
 

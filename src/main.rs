@@ -17,9 +17,13 @@ use xferbench::serve::{self, ServeOptions};
 use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
+use xferbench::transport::udp::Udp;
 use xferbench::transport::{
     CopyPlan, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
 };
+
+/// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
+const DEFAULT_NET_LEN: usize = 128 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -143,15 +147,24 @@ fn net(args: &NetArgs) -> Result<()> {
         secs: args.secs,
         omit_secs: args.omit,
         interval_secs: args.interval,
-        len: args.length,
+        // UDP's 0: the largest datagram that fits the path MTU, known once connected.
+        len: args.length.unwrap_or(match args.via {
+            TransportKind::Udp => 0,
+            _ => DEFAULT_NET_LEN,
+        }),
         window: args.window,
         directions: args.directions(),
         queue_depth: args.queue_depth,
+        rate: args.bitrate,
     };
+    if args.via != TransportKind::Udp && (args.bitrate.is_some() || args.max) {
+        anyhow::bail!("-b and --max pace UDP datagrams: give them with --via udp");
+    }
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
         TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
+        TransportKind::Udp => Box::new(Udp::new(peer, args.token.token()?)?),
     };
     let lines = IntervalLines::new(args.bidir, !args.json);
     let report = transport.mem_to_mem(&plan, &lines)?;
@@ -169,8 +182,9 @@ fn lat(args: &LatArgs) -> Result<()> {
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
+        TransportKind::Udp => Box::new(Udp::new(peer, args.token.token()?)?),
         other => anyhow::bail!(
-            "lat --via {other} is not measured by this version: use --via tcp or --via rdma"
+            "lat --via {other} is not measured by this version: use --via tcp, udp or rdma"
         ),
     };
     let plan = LatPlan {
@@ -217,6 +231,7 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&args.identity_short))?),
         TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
+        TransportKind::Udp => Box::new(Udp::new(peer, args.token.token()?)?),
     };
     let report = transport.copy(&plan, progress)?;
     if args.json {

@@ -333,6 +333,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         let (transport, remote_copy): (&dyn Transport, String) = match kind {
             TransportKind::Tcp => (tcp.as_ref().expect("made for tcp"), REMOTE_COPY.into()),
             TransportKind::Rdma => (rdma.as_ref().expect("made for rdma"), REMOTE_COPY.into()),
+            TransportKind::Udp => unreachable!("choose_paths never picks udp: it carries no file"),
             TransportKind::Ssh => (
                 ssh.as_ref().expect("made for ssh"),
                 match options.remote_dir.as_str() {
@@ -361,6 +362,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             window: None,
             directions: Directions::Upload,
             queue_depth: 128,
+            rate: None,
         };
         let mut nets = Vec::new();
         for _ in 0..options.repeat {

@@ -154,7 +154,12 @@ impl Watcher for IntervalLines {
             .header_shown
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
-            let _ = write!(out, "{}", crate::report::text::net_header(self.bidir));
+            let tcp_columns = tick.streams.iter().any(|s| s.retransmits.is_some());
+            let _ = write!(
+                out,
+                "{}",
+                crate::report::text::net_header(self.bidir, tcp_columns)
+            );
         }
         let _ = write!(out, "{}", crate::report::text::net_tick(tick, self.bidir));
         let _ = out.flush();

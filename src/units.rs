@@ -167,6 +167,44 @@ fn three_digits(value: f64) -> String {
     }
 }
 
+/// Parses a link rate in bits per second the way iperf3's -b reads it: `10G`, `2.5g`, `500M`,
+/// `100k`, `1000000`, with an optional `bit/s`, `bps` or `b/s`; the prefixes are powers of 1000.
+/// Returns bytes per second.
+pub fn parse_bitrate(input: &str) -> Result<f64, String> {
+    let text = input.trim();
+    let lower = text.to_ascii_lowercase();
+    let stem = ["bit/s", "bits/s", "bps", "b/s", "bit"]
+        .iter()
+        .find_map(|suffix| lower.strip_suffix(suffix))
+        .unwrap_or(&lower);
+    let (number, scale) = match stem.char_indices().last() {
+        Some((at, 'k')) => (&stem[..at], 1e3),
+        Some((at, 'm')) => (&stem[..at], 1e6),
+        Some((at, 'g')) => (&stem[..at], 1e9),
+        Some((at, 't')) => (&stem[..at], 1e12),
+        _ => (stem, 1.0),
+    };
+    let bits = match number.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => value * scale,
+        _ => {
+            return Err(format!(
+                "rate '{text}' is not a rate: give bits per second like 10G, 2.5G or 500M"
+            ));
+        }
+    };
+    if bits == 0.0 {
+        return Err(format!(
+            "rate '{text}' sends nothing (iperf3 reads -b 0 as no limit; here say it): use --max for as fast as possible, or a rate like 10G"
+        ));
+    }
+    if bits < 8.0 {
+        return Err(format!(
+            "rate '{text}' is below one byte per second: give e.g. 1M"
+        ));
+    }
+    Ok(bits / 8.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +269,17 @@ mod tests {
         assert_eq!(format_block(1 << 20), "1 MiB");
         assert_eq!(format_block(12 << 10), "12 KiB");
         assert_eq!(format_block(1000), "1000 B");
+    }
+
+    #[test]
+    fn bitrates_read_like_iperf3s() {
+        assert_eq!(parse_bitrate("10G"), Ok(10e9 / 8.0));
+        assert_eq!(parse_bitrate("2.5g"), Ok(2.5e9 / 8.0));
+        assert_eq!(parse_bitrate("500Mbit/s"), Ok(500e6 / 8.0));
+        assert_eq!(parse_bitrate("100kbps"), Ok(100e3 / 8.0));
+        assert_eq!(parse_bitrate("8000"), Ok(1000.0));
+        assert!(parse_bitrate("0").unwrap_err().contains("--max"));
+        assert!(parse_bitrate("fast").unwrap_err().contains("10G"));
+        assert!(parse_bitrate("-1G").is_err());
     }
 }

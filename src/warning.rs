@@ -29,6 +29,10 @@ pub enum Warning {
     /// The far disk's baseline over SSH is `dd` writing zeros, which a compressing or
     /// deduplicating filesystem stores for free.
     ZeroBaseline { host: String },
+    /// Datagrams from other senders reached the test's UDP port.
+    ForeignDatagrams { count: u64 },
+    /// UDP round trips whose echo never came: not in the latency figures.
+    LostRoundTrips { lost: u64, rounds: u64 },
 }
 
 /// Keeps the first of each repeated warning, in order: a run meets the same one many times.
@@ -91,6 +95,14 @@ impl fmt::Display for Warning {
                 "the write baseline of {host}'s disk is dd writing zeros (oflag=direct, conv=fsync): on a \
                  compressing or deduplicating filesystem (ZFS with compression, many NAS) it shows more \
                  than the disk can do; run `xferbench serve` there for a random-data baseline"
+            ),
+            Warning::ForeignDatagrams { count } => write!(
+                f,
+                "{count} datagrams from other senders reached the test's UDP port: ignored, not in the figures"
+            ),
+            Warning::LostRoundTrips { lost, rounds } => write!(
+                f,
+                "{lost} of {rounds} UDP round trips got no echo within 1 s: they are not in the latency figures"
             ),
         }
     }

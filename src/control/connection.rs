@@ -47,3 +47,33 @@ impl Connection {
         self.stream
     }
 }
+
+/// What waits on a control socket, seen without taking it: how a data loop running on a thread
+/// of its own learns that its peer spoke (its results, or an error) or went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    Nothing,
+    Message,
+    Closed,
+}
+
+/// Looks at the control socket `fd` without taking anything from it.
+pub fn peek(fd: std::os::fd::RawFd) -> Peeked {
+    let mut byte = 0u8;
+    let got = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match got {
+        0 => Peeked::Closed,
+        n if n > 0 => Peeked::Message,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Nothing,
+            _ => Peeked::Closed,
+        },
+    }
+}

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use connection::Connection;
 
 use crate::measure::{CpuUse, Measurement};
+use crate::transport::Direction;
 use crate::transport::memory::Flow;
+use crate::transport::udp::{Received, Sent};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
@@ -60,9 +62,13 @@ pub enum Request {
     /// Round trips on one data connection: the server sends back every message of `size` bytes
     /// until the client closes it.
     Echo(EchoRequest),
+    /// Memory to memory over UDP, through the server's UDP port (the same number as its TCP port).
+    UdpNet(UdpNetRequest),
+    /// UDP round trips: the server sends every datagram of the client back, until [`Request::Finished`].
+    UdpEcho(EchoRequest),
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
-    /// After an RDMA memory-to-memory test: the client is done; the server answers with its figures.
+    /// After an RDMA or UDP test: the client is done; the server answers with its figures.
     Finished,
 }
 
@@ -137,6 +143,24 @@ pub struct NetRequest {
     pub interval_secs: f64,
 }
 
+/// The server's side of a UDP memory-to-memory test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UdpNetRequest {
+    /// Upload: the client sends, the server receives; download: the other way.
+    pub direction: Direction,
+    /// Bytes per datagram.
+    pub len: u32,
+    /// Bytes per second the sender holds to; None: as fast as it can.
+    pub rate: Option<f64>,
+    /// How long the sender sends, omitted seconds included.
+    pub secs: f64,
+    /// Seconds at the start not counted.
+    pub omit_secs: f64,
+    pub interval_secs: f64,
+    /// Socket buffer size to set on the server's UDP socket.
+    pub window: Option<u32>,
+}
+
 /// A file to move, and how.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileRequest {
@@ -188,7 +212,13 @@ pub enum Reply {
         /// The file's size, for a send.
         size: Option<u64>,
     },
+    /// The UDP session is set up: the client says Hello on UDP `port` with `key`.
+    UdpReady {
+        port: u16,
+        key: u64,
+    },
     NetDone(NetDone),
+    UdpDone(UdpDone),
     CopyDone(CopyDone),
     DiskDone(DiskDone),
     /// A refusal or failure, in words for the user.
@@ -204,6 +234,18 @@ pub struct NetDone {
     pub received: Option<Flow>,
     /// What the server sent (the download streams).
     pub sent: Option<Flow>,
+    pub cpu: CpuUse,
+}
+
+/// The server's figures of a UDP test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UdpDone {
+    /// What the server received (an upload).
+    pub received: Option<Received>,
+    /// What the server sent (a download).
+    pub sent: Option<Sent>,
+    /// Datagrams that reached the server's UDP port from other senders, ignored.
+    pub foreign: u64,
     pub cpu: CpuUse,
 }
 

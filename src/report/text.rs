@@ -119,11 +119,16 @@ fn fill_name(fill: FillMode) -> &'static str {
     }
 }
 
-/// The column header above `net`'s interval lines.
-pub fn net_header(bidir: bool) -> String {
+/// The column header above `net`'s interval lines; Retr and Cwnd only where TCP_INFO has them.
+pub fn net_header(bidir: bool, tcp_columns: bool) -> String {
     format!(
-        "[ ID]{} Interval         Transfer      Bitrate                    Retr   Cwnd\n",
-        if bidir { " role" } else { "" }
+        "[ ID]{} Interval         Transfer      Bitrate{}\n",
+        if bidir { " role" } else { "" },
+        if tcp_columns {
+            "                    Retr   Cwnd"
+        } else {
+            ""
+        }
     )
 }
 
@@ -211,6 +216,9 @@ pub fn net_summary(report: &NetReport) -> String {
                 m.rate().to_string()
             );
         }
+        if let Some(datagrams) = &direction.datagrams {
+            out.push_str(&datagram_lines(datagrams));
+        }
         let _ = writeln!(
             out,
             "  {}",
@@ -229,6 +237,73 @@ pub fn net_summary(report: &NetReport) -> String {
     }
     let _ = writeln!(out, "{}", cpu_both(&report.cpu));
     out
+}
+
+/// A UDP direction's datagram figures: the totals, the receiver's intervals, and what paced
+/// the sender, in words.
+fn datagram_lines(d: &crate::transport::udp::Datagrams) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  datagrams: {} sent, {} received, {} lost ({}), {} out of order, {} duplicates; jitter {:.3} ms",
+        d.sent,
+        d.received,
+        d.lost,
+        percent(d.loss_percent),
+        d.out_of_order,
+        d.duplicates,
+        d.jitter_us / 1000.0
+    );
+    if !d.intervals.is_empty() {
+        let _ = writeln!(out, "  at the receiver:");
+    }
+    for interval in &d.intervals {
+        let expected = interval.datagrams + interval.lost;
+        let lost = if expected > 0 {
+            interval.lost as f64 * 100.0 / expected as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "  {:6.2}-{:<6.2} s {}  jitter {:.3} ms  lost {}/{} ({})",
+            interval.start_secs,
+            interval.start_secs + interval.secs,
+            interval_figures(interval.bytes, interval.secs, None, None),
+            interval.jitter_us / 1000.0,
+            interval.lost,
+            expected,
+            percent(lost)
+        );
+    }
+    let _ = match d.paced_bits_per_sec {
+        Some(bits) => writeln!(
+            out,
+            "  the sender was held to {} by -b: this is the rate asked for, not the path's limit (--max finds that)",
+            crate::units::Rate {
+                bytes_per_sec: bits / 8.0
+            }
+            .bits_text()
+        ),
+        None => writeln!(
+            out,
+            "  the sender sent as fast as it could (--max): the loss is what the path and the receiver could not take"
+        ),
+    };
+    out
+}
+
+/// A percentage with the precision small losses need: 0%, 0.0012%, 0.25%, 12%.
+fn percent(value: f64) -> String {
+    if value == 0.0 {
+        "0%".into()
+    } else if value < 0.01 {
+        format!("{value:.4}%")
+    } else if value < 10.0 {
+        format!("{value:.2}%")
+    } else {
+        format!("{value:.0}%")
+    }
 }
 
 /// `lat`'s result: where, over what, the figures, CPU on both ends.
@@ -260,11 +335,11 @@ pub fn latency_line(latency: &crate::measure::Latency) -> String {
 
 fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     let c = &direction.receiver.conditions;
-    let mut parts = vec![
-        report.path.to_string(),
-        plural(report.streams, "stream"),
-        format!("{} writes", format_block(report.len as u64)),
-    ];
+    let mut parts = vec![report.path.to_string(), plural(report.streams, "stream")];
+    parts.push(match direction.datagrams {
+        Some(_) => format!("{}-byte datagrams", report.len),
+        None => format!("{} writes", format_block(report.len as u64)),
+    });
     if let Some(mtu) = c.mtu {
         parts.push(format!("MTU {mtu}"));
     }

@@ -14,6 +14,7 @@ mod rdma;
 mod root;
 mod session;
 pub mod ssh;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<String, mpsc::Sender<(u32, TcpStream)>>>,
     #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
     rdma: crate::transport::rdma::RdmaOptions,
+    /// The UDP socket on the same port number, for `--via udp`.
+    udp: udp::UdpPort,
     log: Box<dyn Fn(&str) + Send + Sync>,
 }
 
@@ -239,6 +242,7 @@ fn serve_until(
             max_clients: options.max_clients,
             pending: Mutex::new(HashMap::new()),
             rdma: options.rdma.clone(),
+            udp: udp::UdpPort::bind(addr),
             log: Box::new(log),
         });
         // Dropped (aborted) at the end with every SSH connection and command it holds.

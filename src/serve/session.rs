@@ -138,6 +138,16 @@ async fn session(
             format_bytes(rdma.file.size)
         ),
         Request::RdmaSend(rdma) => format!("rdma send {}", rdma.file.path),
+        Request::UdpNet(udp) => format!(
+            "udp {}, {} B datagrams, {} s",
+            match udp.direction {
+                crate::transport::Direction::Upload => "receive",
+                crate::transport::Direction::Download => "send",
+            },
+            udp.len,
+            udp.secs
+        ),
+        Request::UdpEcho(echo) => format!("udp latency, {} B messages", echo.size),
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
@@ -149,6 +159,8 @@ async fn session(
         Request::RdmaNet(net) => super::rdma::net(shared, control, net).await,
         Request::RdmaReceive(rdma) => super::rdma::receive(shared, control, rdma).await,
         Request::RdmaSend(rdma) => super::rdma::send(shared, control, rdma).await,
+        Request::UdpNet(udp) => super::udp::net(shared, control, udp).await,
+        Request::UdpEcho(echo) => super::udp::echo(shared, control, echo).await,
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod rdma;
 pub mod ssh;
 pub mod tcp;
+pub mod udp;
 
 use std::fmt;
 
@@ -31,6 +32,8 @@ pub enum TransportKind {
     Ssh,
     /// RC RDMA WRITE to `xferbench serve` (builds with the `rdma` feature).
     Rdma,
+    /// UDP datagrams to `xferbench serve`: net and lat only (UDP carries no files).
+    Udp,
 }
 
 impl fmt::Display for TransportKind {
@@ -39,6 +42,7 @@ impl fmt::Display for TransportKind {
             TransportKind::Tcp => "tcp",
             TransportKind::Ssh => "ssh",
             TransportKind::Rdma => "rdma",
+            TransportKind::Udp => "udp",
         })
     }
 }
@@ -65,7 +69,7 @@ pub trait Transport {
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
         let _ = plan;
         anyhow::bail!(
-            "lat --via {} is not measured by this version: use --via tcp or --via rdma",
+            "lat --via {} is not measured by this version: use --via tcp, udp or rdma",
             self.kind()
         )
     }
@@ -148,13 +152,15 @@ pub struct NetPlan {
     pub omit_secs: f64,
     /// Seconds between interval reports.
     pub interval_secs: f64,
-    /// Bytes per write.
+    /// Bytes per write; for UDP bytes per datagram, 0 for the largest that fits the path MTU.
     pub len: usize,
     /// Socket buffer size to ask for.
     pub window: Option<usize>,
     pub directions: Directions,
-    /// RDMA WRITEs kept in flight (`-q`, the RDMA path only).
+    /// RDMA WRITEs kept in flight (`-Q`, the RDMA path only).
     pub queue_depth: usize,
+    /// Bytes per second the UDP sender holds to (`-b`); None: as fast as it can (`--max`).
+    pub rate: Option<f64>,
 }
 
 /// The figures of one stream in one direction.
@@ -180,6 +186,9 @@ pub struct DirectionReport {
     pub receiver: Measurement,
     pub retransmits: Option<u64>,
     pub streams: Vec<StreamReport>,
+    /// Sent, lost, late, duplicated datagrams and jitter (the UDP path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datagrams: Option<udp::Datagrams>,
 }
 
 /// CPU use on both ends.

@@ -591,7 +591,7 @@ impl Tcp {
         match control.read::<Reply>(EXPLANATION_TIMEOUT).await {
             Ok(Reply::Error { message }) => anyhow!("{}: {message}", self.peer),
             Err(FrameError::Closed) => err.context(format!(
-                "{} went away in the middle of the copy (server stopped or killed?)",
+                "{} went away in the middle of the transfer (server stopped or killed?)",
                 self.peer
             )),
             _ => err,
@@ -718,6 +718,7 @@ fn direction_report(
         receiver: measurement(Stage::NetReceive, receiver),
         retransmits: sender.retransmits(),
         streams,
+        datagrams: None,
     }
 }
 

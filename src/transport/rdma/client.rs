@@ -220,6 +220,7 @@ impl Transport for Rdma {
                 retransmits: None,
                 intervals: written.intervals.clone(),
             }],
+            datagrams: None,
         };
         Ok(NetReport {
             server: self.peer().to_string(),

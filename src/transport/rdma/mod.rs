@@ -97,6 +97,7 @@ mod pulse {
 
     use anyhow::{Result, bail};
 
+    use crate::control::connection::{Peeked, peek};
     use crate::interrupt;
     use crate::measure::{Counter, Interval, IntervalClock};
 
@@ -202,33 +203,6 @@ mod pulse {
                 Some((counter, clock)) => clock.finish(counter.get()).1,
                 None => Vec::new(),
             }
-        }
-    }
-
-    enum Peeked {
-        Nothing,
-        Message,
-        Closed,
-    }
-
-    /// Looks at the control socket without taking anything from it.
-    fn peek(fd: RawFd) -> Peeked {
-        let mut byte = 0u8;
-        let got = unsafe {
-            libc::recv(
-                fd,
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        match got {
-            0 => Peeked::Closed,
-            n if n > 0 => Peeked::Message,
-            _ => match std::io::Error::last_os_error().kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Nothing,
-                _ => Peeked::Closed,
-            },
         }
     }
 }

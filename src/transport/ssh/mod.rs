@@ -627,6 +627,7 @@ impl Ssh {
                 receiver: measurement(Stage::NetReceive, &receiver),
                 retransmits: None,
                 streams,
+                datagrams: None,
             }],
             cpu: CpuBoth {
                 local: local_cpu,

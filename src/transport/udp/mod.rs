@@ -1,0 +1,556 @@
+//! The UDP path: memory-to-memory datagrams and round trips through `xferbench serve`, like
+//! nuttcp -u, iperf3 -u and qperf's udp_lat. No file copies: UDP does not deliver every byte.
+//!
+//! The control connection is the TCP path's; the datagrams go to serve's UDP port (the number
+//! of its TCP port). The client says Hello there with the session's key until the server's
+//! Welcome comes back, so both ways are known open before anything is timed.
+
+pub mod receive;
+pub mod send;
+pub mod wire;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use super::tcp::{HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp};
+use super::{
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
+    NetPlan, NetReport, Peer, StreamReport, Transport, TransportKind,
+};
+use crate::control::connection::{Peeked, peek};
+use crate::control::{Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
+use crate::measure::{
+    Conditions, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
+    set_socket_option,
+};
+use crate::warning::Warning;
+use wire::{HEADER_LEN, Header, Kind, MAX_LEN};
+
+/// How long a round trip of `lat --via udp` may take before it counts as lost.
+const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Lost round trips in a row that mean the server is not answering at all.
+const ECHOES_MISSED: u32 = 5;
+/// How long a receiver goes on past the test's length before it stops by itself.
+const RECEIVE_MARGIN: Duration = Duration::from_secs(10);
+
+/// What the sender of a UDP test counted (the omitted start left out).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sent {
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// From the first counted datagram to the last.
+    pub secs: f64,
+    pub intervals: Vec<Interval>,
+}
+
+/// What the receiver of a UDP test counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Received {
+    /// Distinct datagrams (a duplicate counts once).
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// From the first arrival to the last.
+    pub secs: f64,
+    /// Datagrams that arrived after one numbered higher.
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    /// RFC 3550 interarrival jitter at the end, in microseconds.
+    pub jitter_us: f64,
+    /// Highest sequence number seen, plus one.
+    pub expected: u64,
+    pub intervals: Vec<DatagramInterval>,
+}
+
+/// One interval at the receiver, iperf3 -u's server line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatagramInterval {
+    pub start_secs: f64,
+    pub secs: f64,
+    pub bytes: u64,
+    pub datagrams: u64,
+    /// Sequence numbers skipped during the interval and not (yet) arrived.
+    pub lost: u64,
+    pub out_of_order: u64,
+    /// RFC 3550 jitter at the end of the interval, in microseconds.
+    pub jitter_us: f64,
+}
+
+/// The datagram figures of one direction of a UDP test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Datagrams {
+    /// Bytes per datagram (UDP payload).
+    pub len: usize,
+    /// The rate `-b` held the sender to, in bits per second; None: as fast as it could.
+    pub paced_bits_per_sec: Option<f64>,
+    pub sent: u64,
+    /// Distinct datagrams received.
+    pub received: u64,
+    pub lost: u64,
+    pub loss_percent: f64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    pub jitter_us: f64,
+    /// Datagrams from other senders that reached the receiver's port, ignored.
+    pub foreign: u64,
+    /// As the receiver counted them.
+    pub intervals: Vec<DatagramInterval>,
+}
+
+impl Datagrams {
+    fn of(len: usize, rate: Option<f64>, sent: &Sent, received: &Received, foreign: u64) -> Self {
+        let lost = sent.datagrams.saturating_sub(received.datagrams);
+        Datagrams {
+            len,
+            paced_bits_per_sec: rate.map(|bytes| bytes * 8.0),
+            sent: sent.datagrams,
+            received: received.datagrams,
+            lost,
+            loss_percent: if sent.datagrams > 0 {
+                lost as f64 * 100.0 / sent.datagrams as f64
+            } else {
+                0.0
+            },
+            out_of_order: received.out_of_order,
+            duplicates: received.duplicates,
+            jitter_us: received.jitter_us,
+            foreign,
+            intervals: received.intervals.clone(),
+        }
+    }
+}
+
+/// The UDP path to one server.
+pub struct Udp {
+    tcp: Tcp,
+}
+
+impl Udp {
+    pub fn new(peer: Peer, token: Option<String>) -> Result<Udp> {
+        Ok(Udp {
+            tcp: Tcp::new(peer, token)?,
+        })
+    }
+
+    fn peer(&self) -> &Peer {
+        self.tcp.peer()
+    }
+}
+
+impl Transport for Udp {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Udp
+    }
+
+    fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
+        if plan.len != 0 && !(HEADER_LEN..=MAX_LEN).contains(&plan.len) {
+            bail!(
+                "-l {}: a UDP datagram here carries {HEADER_LEN} to {MAX_LEN} bytes (a {HEADER_LEN}-byte header numbers and stamps it)",
+                plan.len
+            );
+        }
+        if plan.streams != 1 {
+            bail!(
+                "--via udp sends one flow: leave -P out (to load the path harder, raise -b or use --max)"
+            );
+        }
+        let direction = match plan.directions {
+            Directions::Upload => Direction::Upload,
+            Directions::Download => Direction::Download,
+            Directions::Both => {
+                bail!("--via udp runs one direction at a time: leave --bidir out (-R reverses)")
+            }
+        };
+        let mut control = self.tcp.block_on(self.tcp.handshake())?;
+        let server = control.stream().peer_addr()?;
+        let socket = socket_towards(server, plan.window)?;
+        let mtu = path_mtu(socket.as_raw_fd(), server.is_ipv6());
+        let len = match plan.len {
+            0 => wire::default_len(mtu.unwrap_or(1500), server.is_ipv6()),
+            len => len,
+        };
+        let request = Request::UdpNet(UdpNetRequest {
+            direction,
+            len: len as u32,
+            rate: plan.rate,
+            secs: plan.omit_secs + plan.secs,
+            omit_secs: plan.omit_secs,
+            interval_secs: plan.interval_secs,
+            window: plan.window.map(|w| w as u32),
+        });
+        let key = self.open(&mut control, request, &socket)?;
+        let every = Duration::from_secs_f64(plan.interval_secs);
+        let cpu = CpuClock::start();
+        let mut on_tick = |tick: crate::transport::memory::Tick| watcher.tick(&tick);
+        let (sent, received, done, foreign_here) = match direction {
+            Direction::Upload => {
+                let sending = send::Sending {
+                    socket: &socket,
+                    to: None,
+                    key,
+                    len,
+                    rate: plan.rate,
+                    omit: Duration::from_secs_f64(plan.omit_secs),
+                    secs: Duration::from_secs_f64(plan.secs),
+                    every,
+                    control: control.stream().as_raw_fd(),
+                };
+                let sent = send::send(&sending, &mut on_tick)
+                    .map_err(|err| self.explain(&mut control, err))?;
+                self.tcp.block_on(control.write(&Request::Finished))?;
+                let done = self.done(&mut control)?;
+                let received = done.received.clone().ok_or_else(|| {
+                    anyhow!("{}: no figures of the datagrams received", self.peer())
+                })?;
+                (sent, received, done, 0)
+            }
+            Direction::Download => {
+                let listening = receive::Listening {
+                    socket: &socket,
+                    key,
+                    from: None,
+                    len,
+                    every,
+                    control: control.stream().as_raw_fd(),
+                    limit: Duration::from_secs_f64(plan.omit_secs + plan.secs) + RECEIVE_MARGIN,
+                };
+                let mut foreign = 0;
+                let (received, _) = receive::receive(&listening, &mut foreign, &mut on_tick)
+                    .map_err(|err| self.explain(&mut control, err))?;
+                let done = self.done(&mut control)?;
+                let sent = done
+                    .sent
+                    .clone()
+                    .ok_or_else(|| anyhow!("{}: no figures of the datagrams sent", self.peer()))?;
+                (sent, received, done, foreign)
+            }
+        };
+        let local_cpu = cpu.finish();
+        let foreign = done.foreign + foreign_here;
+        let conditions = Conditions {
+            path: Some(TransportKind::Udp),
+            streams: Some(1),
+            mtu,
+            window: plan.window.map(|w| w as u64),
+            block_size: Some(len as u64),
+            ..Conditions::default()
+        };
+        let receiver_intervals: Vec<Interval> = received
+            .intervals
+            .iter()
+            .map(|i| Interval {
+                start_secs: i.start_secs,
+                secs: i.secs,
+                bytes: i.bytes,
+            })
+            .collect();
+        let here_intervals = match direction {
+            Direction::Upload => sent.intervals.clone(),
+            Direction::Download => receiver_intervals.clone(),
+        };
+        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+        if foreign > 0 {
+            warnings.push(Warning::ForeignDatagrams { count: foreign });
+        }
+        Ok(NetReport {
+            server: self.peer().to_string(),
+            path: TransportKind::Udp,
+            streams: 1,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len,
+            window: plan.window,
+            directions: vec![DirectionReport {
+                direction,
+                sender: Measurement::new(
+                    Stage::NetSend,
+                    sent.bytes,
+                    Duration::from_secs_f64(sent.secs),
+                    conditions.clone(),
+                    sent.intervals.clone(),
+                ),
+                receiver: Measurement::new(
+                    Stage::NetReceive,
+                    received.bytes,
+                    Duration::from_secs_f64(received.secs),
+                    conditions,
+                    receiver_intervals,
+                ),
+                retransmits: None,
+                streams: vec![StreamReport {
+                    id: 1,
+                    sender_bytes: sent.bytes,
+                    receiver_bytes: received.bytes,
+                    retransmits: None,
+                    intervals: here_intervals,
+                }],
+                datagrams: Some(Datagrams::of(len, plan.rate, &sent, &received, foreign)),
+            }],
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: Some(done.cpu),
+            },
+            latency: None,
+            warnings,
+        })
+    }
+
+    fn copy(&self, _plan: &CopyPlan, _watcher: &dyn Watcher) -> Result<CopyReport> {
+        bail!(
+            "copy --via udp: UDP does not deliver every datagram, so it carries no files; copy over tcp, ssh or rdma"
+        )
+    }
+
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        if plan.size == 0 || plan.size > MAX_LEN {
+            bail!(
+                "-s {}: a UDP message carries 1 to {MAX_LEN} bytes",
+                plan.size
+            );
+        }
+        let mut control = self.tcp.block_on(self.tcp.handshake())?;
+        let server = control.stream().peer_addr()?;
+        let socket = socket_towards(server, None)?;
+        let request = Request::UdpEcho(EchoRequest {
+            size: plan.size as u32,
+        });
+        let key = self.open(&mut control, request, &socket)?;
+        let _ = key;
+        let cpu = CpuClock::start();
+        let fd = control.stream().as_raw_fd();
+        let (latency, lost) =
+            echo_round_trips(&socket, plan, fd).map_err(|err| self.explain(&mut control, err))?;
+        let local_cpu = cpu.finish();
+        self.tcp.block_on(control.write(&Request::Finished))?;
+        let done = self.done(&mut control)?;
+        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+        if lost > 0 {
+            warnings.push(Warning::LostRoundTrips {
+                lost,
+                rounds: lost + latency.samples,
+            });
+        }
+        if done.foreign > 0 {
+            warnings.push(Warning::ForeignDatagrams {
+                count: done.foreign,
+            });
+        }
+        Ok(LatReport {
+            server: self.peer().to_string(),
+            path: TransportKind::Udp,
+            size: plan.size,
+            latency,
+            cpu: CpuBoth {
+                local: local_cpu,
+                remote: Some(done.cpu),
+            },
+            warnings,
+        })
+    }
+}
+
+impl Udp {
+    /// Sends `request`, points `socket` at the server's UDP port, and says Hello there until
+    /// the server's Welcome (or its first datagram) comes back. Returns the session's key.
+    fn open(&self, control: &mut Connection, request: Request, socket: &UdpSocket) -> Result<u64> {
+        self.tcp.block_on(control.write(&request))?;
+        let (port, key) = match self
+            .tcp
+            .block_on(self.tcp.reply(control, HANDSHAKE_TIMEOUT))?
+        {
+            Reply::UdpReady { port, key } => (port, key),
+            other => bail!("{}: unexpected answer {other:?}", self.peer()),
+        };
+        let mut server = control.stream().peer_addr()?;
+        server.set_port(port);
+        socket.connect(server)?;
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let closed = || {
+            anyhow!(
+                "{}: UDP port {port} answers \"port unreachable\": the server has no UDP socket there, or a firewall rejects UDP",
+                self.peer()
+            )
+        };
+        let mut hello = [0u8; HEADER_LEN];
+        let mut answer = [0u8; HEADER_LEN];
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            Header {
+                kind: Kind::Hello,
+                key,
+                seq: 0,
+                sent_ns: wire::realtime_ns(),
+            }
+            .write(&mut hello);
+            match socket.send(&hello) {
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(closed());
+                }
+                Err(err) if !receive::quiet(&err) => {
+                    bail!("{}: sending to UDP port {port}: {err}", self.peer())
+                }
+                _ => {}
+            }
+            match socket.recv(&mut answer) {
+                // Data counts as a Welcome: the server sends as soon as it has answered.
+                Ok(_) => {
+                    if let Some(header) = Header::read(&answer)
+                        && header.key == key
+                        && matches!(header.kind, Kind::Welcome | Kind::Data | Kind::Omitted)
+                    {
+                        return Ok(key);
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(closed());
+                }
+                Err(err) if receive::quiet(&err) => {}
+                Err(err) => bail!("{}: receiving on UDP: {err}", self.peer()),
+            }
+            match peek(control.stream().as_raw_fd()) {
+                Peeked::Nothing => {}
+                _ => {
+                    let reply = self
+                        .tcp
+                        .block_on(self.tcp.reply(control, HANDSHAKE_TIMEOUT))?;
+                    bail!("{}: unexpected answer {reply:?}", self.peer());
+                }
+            }
+            crate::interrupt::check()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "no UDP answer from {} port {port} in {} s (the TCP control connection works): a firewall may drop UDP to that port",
+                    self.peer(),
+                    HANDSHAKE_TIMEOUT.as_secs()
+                );
+            }
+        }
+    }
+
+    /// The server's figures at the end of a test.
+    fn done(&self, control: &mut Connection) -> Result<UdpDone> {
+        match self.tcp.block_on(self.tcp.reply(control, RESULT_TIMEOUT))? {
+            Reply::UdpDone(done) => Ok(done),
+            other => bail!("{}: unexpected answer {other:?}", self.peer()),
+        }
+    }
+
+    /// The server's word on why a test broke off, when it has one.
+    fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
+        self.tcp.block_on(self.tcp.explain(control, err))
+    }
+}
+
+/// A UDP socket connected towards `server` (its port is set once the server names it), so the
+/// kernel knows the route and its MTU, and takes datagrams from the server only.
+fn socket_towards(server: SocketAddr, window: Option<usize>) -> Result<UdpSocket> {
+    let any: SocketAddr = if server.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(any)?;
+    socket.connect(server)?;
+    if let Some(window) = window {
+        set_window(&socket, window);
+    }
+    Ok(socket)
+}
+
+/// Asks for `window` bytes of send and receive buffer (the kernel may cap or double it).
+pub fn set_window(socket: &UdpSocket, window: usize) {
+    let size = window.min(i32::MAX as usize) as libc::c_int;
+    set_socket_option(socket.as_raw_fd(), libc::SO_SNDBUF, size);
+    set_socket_option(socket.as_raw_fd(), libc::SO_RCVBUF, size);
+}
+
+/// Warm-up then timed round trips of `plan.size`-byte datagrams on a connected socket; the
+/// first bytes carry the round's number, so a late echo of a lost round is not taken for this
+/// one's. Returns the figures and how many timed rounds got no echo.
+fn echo_round_trips(
+    socket: &UdpSocket,
+    plan: &LatPlan,
+    control: std::os::fd::RawFd,
+) -> Result<(Latency, u64)> {
+    let size = plan.size;
+    let mut message = vec![0u8; size];
+    crate::payload::RandomFill::new().fill(&mut message);
+    let mut back = vec![0u8; size + 1];
+    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .expect("valid histogram bounds");
+    let mut lost = 0u64;
+    let mut missed_in_a_row = 0;
+    let warmup = u64::from(crate::transport::rdma::LATENCY_WARMUP);
+    let mut round = 0u64;
+    let mut timed: Option<Instant> = None;
+    loop {
+        if round >= warmup {
+            let since = *timed.get_or_insert_with(Instant::now);
+            if !plan.rounds.more(nanos.len() + lost, since.elapsed()) {
+                break;
+            }
+        }
+        if round.is_multiple_of(64) {
+            crate::interrupt::check()?;
+            if peek(control) != Peeked::Nothing {
+                bail!("the server stopped the test");
+            }
+        }
+        let number = round.to_le_bytes();
+        let marked = size.min(8);
+        message[..marked].copy_from_slice(&number[..marked]);
+        let started = Instant::now();
+        socket.send(&message).map_err(|err| match err.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                anyhow!("the server's UDP port answers \"port unreachable\": it stopped listening")
+            }
+            _ => anyhow!("sending a UDP message: {err}"),
+        })?;
+        let answered = loop {
+            let left = ECHO_TIMEOUT.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break false;
+            }
+            socket.set_read_timeout(Some(left))?;
+            match socket.recv(&mut back) {
+                Ok(got) if got == size && back[..size] == message[..] => break true,
+                // An echo of an earlier round, or not ours: wait on.
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => bail!(
+                    "the server's UDP port answers \"port unreachable\": it stopped listening"
+                ),
+                Err(err) if receive::quiet(&err) => {}
+                Err(err) => bail!("receiving a UDP echo: {err}"),
+            }
+        };
+        let took = started.elapsed();
+        if answered {
+            missed_in_a_row = 0;
+            if round >= warmup {
+                nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+            }
+        } else {
+            missed_in_a_row += 1;
+            if round >= warmup {
+                lost += 1;
+            }
+            if missed_in_a_row >= ECHOES_MISSED {
+                bail!(
+                    "{ECHOES_MISSED} UDP messages in a row got no echo within {} s: the server stopped answering, or the path drops UDP",
+                    ECHO_TIMEOUT.as_secs()
+                );
+            }
+        }
+        round += 1;
+    }
+    Ok((
+        Latency::of(
+            format!("{size}-byte UDP datagram and its echo; one way = half the round trip"),
+            &nanos,
+        ),
+        lost,
+    ))
+}
