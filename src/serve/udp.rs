@@ -103,10 +103,11 @@ pub(super) async fn net(
     if !(HEADER_LEN..=MAX_LEN).contains(&len) {
         bail!("a datagram of {len} bytes is out of range ({HEADER_LEN} to {MAX_LEN})");
     }
-    if !(request.secs > 0.0 && request.secs <= MAX_SECS)
-        || !(0.0..request.secs).contains(&request.omit_secs)
-        || !(request.interval_secs > 0.0)
-    {
+    let times_fit = request.secs > 0.0
+        && request.secs <= MAX_SECS
+        && (0.0..request.secs).contains(&request.omit_secs)
+        && request.interval_secs > 0.0;
+    if !times_fit {
         bail!("the test's times are out of range");
     }
     if request

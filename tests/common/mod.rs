@@ -425,6 +425,14 @@ impl Hosts {
         }
     }
 
+    /// Two namespaces joined by a link set up by `lab_args` (e.g. `["--mtu", "9000"]`) when
+    /// possible, else loopback.
+    pub fn with(lab_args: &[&str]) -> Hosts {
+        Hosts {
+            lab: Lab::up(lab_args),
+        }
+    }
+
     /// Both ends on loopback, whatever the machine allows.
     pub fn loopback() -> Hosts {
         Hosts { lab: None }

@@ -1,0 +1,444 @@
+//! `xferbench net --via udp` and `lat --via udp`: datagrams through serve's UDP port. Server
+//! and client run in two network namespaces of the test's own when root, else on loopback.
+//! No figure is compared with a speed: the tests pin down what is counted, how it adds up, and
+//! how the faults end.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
+
+use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use serde_json::Value;
+
+fn client(server: &Server, args: &[&str]) -> Run {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    server.run(&args)
+}
+
+fn spawn(server: &Server, args: &[&str]) -> common::Background {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    server.spawn(&args)
+}
+
+fn udp_net(server: &Server, extra: &[&str]) -> Value {
+    let mut args = vec!["net", server.addr.as_str(), "--via", "udp", "-J"];
+    args.extend_from_slice(extra);
+    let report = json_report(&client(server, &args));
+    assert_eq!(report["command"], "net", "{report:#}");
+    assert_eq!(report["path"], "udp", "{report:#}");
+    report
+}
+
+fn count(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+fn number(value: &Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
+fn warned(report: &Value, kind: &str) -> bool {
+    report["warnings"]
+        .as_array()
+        .expect("a warnings array")
+        .iter()
+        .any(|w| w["kind"] == kind)
+}
+
+/// The one direction of a UDP report, after the checks every one must pass: every datagram
+/// sent was received or lost, bytes are datagrams times their length, the receiver's intervals
+/// add up to its total.
+fn checked_direction<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let directions = report["directions"].as_array().expect("directions");
+    assert_eq!(directions.len(), 1, "{report:#}");
+    let direction = &directions[0];
+    assert_eq!(direction["direction"], name, "{report:#}");
+    let d = &direction["datagrams"];
+    let len = count(&d["len"]);
+    assert_eq!(count(&report["len"]), len, "{report:#}");
+    let (sent, received, lost) = (count(&d["sent"]), count(&d["received"]), count(&d["lost"]));
+    assert!(sent > 0, "{report:#}");
+    assert!(received <= sent, "{report:#}");
+    assert_eq!(received + lost, sent, "{report:#}");
+    let loss = number(&d["loss_percent"]);
+    assert!(
+        (loss - lost as f64 * 100.0 / sent as f64).abs() < 1e-9,
+        "{report:#}"
+    );
+    assert_eq!(
+        count(&direction["sender"]["bytes"]),
+        sent * len,
+        "{report:#}"
+    );
+    assert_eq!(
+        count(&direction["receiver"]["bytes"]),
+        received * len,
+        "{report:#}"
+    );
+    let intervals = d["intervals"].as_array().expect("intervals");
+    assert!(!intervals.is_empty(), "{report:#}");
+    let summed: u64 = intervals.iter().map(|i| count(&i["datagrams"])).sum();
+    assert_eq!(summed, received, "{report:#}");
+    assert!(number(&d["jitter_us"]) >= 0.0, "{report:#}");
+    assert_eq!(
+        direction["receiver"]["conditions"]["path"], "udp",
+        "{report:#}"
+    );
+    direction
+}
+
+#[test]
+fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let report = udp_net(&server, &["-t", "2", "-b", "200M"]);
+    let direction = checked_direction(&report, "upload");
+    let d = &direction["datagrams"];
+    assert_eq!(number(&d["paced_bits_per_sec"]), 200e6, "{report:#}");
+    assert_eq!(count(&d["foreign"]), 0, "{report:#}");
+    // Held to the rate: never above it (a batch of slack), and not far below on an idle path.
+    let sent_bits = count(&direction["sender"]["bytes"]) as f64 * 8.0;
+    let allowed = 200e6 * 2.0 + 64.0 * count(&d["len"]) as f64 * 8.0;
+    assert!(sent_bits <= allowed, "{sent_bits} bits sent: {report:#}");
+    assert!(
+        sent_bits >= 0.5 * 200e6 * 2.0,
+        "{sent_bits} bits sent: {report:#}"
+    );
+    // Loopback's MTU is 65536: the default datagram is the largest UDP payload.
+    let expected_len = if hosts.lab().is_some() { 1472 } else { 65507 };
+    assert_eq!(count(&d["len"]), expected_len, "{report:#}");
+    assert_eq!(
+        warned(&report, "loopback"),
+        hosts.lab().is_none(),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_download_is_counted_by_the_client() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let report = udp_net(&server, &["-t", "1", "-R", "-l", "1000", "-b", "100M"]);
+    let direction = checked_direction(&report, "download");
+    assert_eq!(count(&direction["datagrams"]["len"]), 1000, "{report:#}");
+    let text = client(
+        &server,
+        &[
+            "net",
+            &server.addr,
+            "--via",
+            "udp",
+            "-t",
+            "1",
+            "-R",
+            "-b",
+            "50M",
+        ],
+    );
+    assert_eq!(text.code, 0, "{}{}", text.stdout, text.stderr);
+    assert!(
+        text.stdout.contains("download (server → client), udp"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("held to 50.0 Mb/s by -b"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("lost"), "{}", text.stdout);
+}
+
+#[test]
+fn the_default_datagram_fills_a_jumbo_frame() {
+    let hosts = Hosts::with(&["--mtu", "9000"]);
+    let Some(_) = hosts.lab() else {
+        eprintln!("skipped: needs root for a lab with MTU 9000");
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let report = udp_net(&server, &["-t", "1", "-b", "100M"]);
+    let direction = checked_direction(&report, "upload");
+    assert_eq!(count(&direction["datagrams"]["len"]), 8972, "{report:#}");
+    assert_eq!(
+        count(&direction["receiver"]["conditions"]["mtu"]),
+        9000,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_rate_beyond_the_link_ends_on_time_and_reports_the_loss() {
+    let hosts = Hosts::shaped("50mbit");
+    let Some(_) = hosts.lab() else {
+        eprintln!("skipped: needs root for a shaped lab link");
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let started = Instant::now();
+    let report = udp_net(&server, &["-t", "2", "-b", "500M"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    let direction = checked_direction(&report, "upload");
+    let loss = number(&direction["datagrams"]["loss_percent"]);
+    assert!(
+        loss > 50.0,
+        "a 50 Mb/s link took {loss}% less than 500 Mb/s: {report:#}"
+    );
+}
+
+#[test]
+fn bad_lengths_rates_and_shapes_get_one_line() {
+    // Nothing listens on port 1: each is refused before any connection.
+    for args in [
+        &["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"][..],
+        &["net", "127.0.0.1:1", "--via", "udp", "-l", "31"],
+        &["net", "127.0.0.1:1", "--via", "udp", "-b", "0"],
+        &["net", "127.0.0.1:1", "-b", "1G"],
+        &["net", "127.0.0.1:1", "--via", "udp", "-b", "1G", "--max"],
+        &["net", "127.0.0.1:1", "--via", "udp", "-P", "2"],
+        &["net", "127.0.0.1:1", "--via", "udp", "--bidir"],
+        &["lat", "127.0.0.1:1", "--via", "udp", "-s", "65508"],
+        &["copy", "Cargo.toml", "127.0.0.1:1:x", "--via", "udp"],
+    ] {
+        let out = common::run(args.iter().map(OsStr::new));
+        if out.0 == 2 {
+            // clap's own refusal: usage on stderr, exit 2.
+            assert!(out.2.contains("error:"), "{args:?}: {}", out.2);
+            assert!(
+                out.2.contains("--max") || out.2.contains("cannot be used"),
+                "{args:?}: {}",
+                out.2
+            );
+            continue;
+        }
+        let run = Run {
+            code: out.0,
+            stdout: out.1,
+            stderr: out.2,
+        };
+        assert_failed_cleanly(&run);
+    }
+    let too_long = common::run(["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"]);
+    assert!(too_long.2.contains("65507"), "{}", too_long.2);
+    let zero = common::run(["net", "127.0.0.1:1", "--via", "udp", "-b", "0"]);
+    assert!(zero.2.contains("--max"), "{}", zero.2);
+}
+
+#[test]
+fn the_sender_stops_within_seconds_when_the_server_dies() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &[]);
+    let sender = spawn(
+        &server,
+        &["net", &server.addr, "--via", "udp", "-t", "60", "-b", "50M"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGKILL);
+    server.wait_exit(Duration::from_secs(5));
+    let killed = Instant::now();
+    let out = sender.finish(Duration::from_secs(10));
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        killed.elapsed()
+    );
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&server.addr) || out.stderr.contains("port unreachable"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let mut receiver = spawn(
+        &server,
+        &[
+            "net",
+            &server.addr,
+            "--via",
+            "udp",
+            "-t",
+            "60",
+            "-R",
+            "-b",
+            "50M",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(receiver.running(), "the download ended early");
+    common::send_signal(receiver.pid(), libc::SIGKILL);
+    drop(receiver);
+    // The server notices within its 50 ms checks; the next test gets the port.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = client(
+            &server,
+            &[
+                "net",
+                &server.addr,
+                "--via",
+                "udp",
+                "-t",
+                "1",
+                "-b",
+                "10M",
+                "-J",
+            ],
+        );
+        if out.code == 0 {
+            break;
+        }
+        assert!(out.stderr.contains("busy"), "{}", out.stderr);
+        assert!(
+            Instant::now() < deadline,
+            "the port stayed busy: {}",
+            out.stderr
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_second_udp_test_is_told_the_port_is_busy() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let first = spawn(
+        &server,
+        &["net", &server.addr, "--via", "udp", "-t", "4", "-b", "10M"],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let second = client(&server, &["net", &server.addr, "--via", "udp", "-t", "1"]);
+    assert_failed_cleanly(&second);
+    assert!(second.stderr.contains("busy"), "{}", second.stderr);
+    let first = first.finish(Duration::from_secs(30));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+}
+
+#[test]
+fn datagrams_from_other_senders_are_ignored_and_counted() {
+    // Loopback: the test itself is the other sender.
+    let hosts = Hosts::loopback();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let test = spawn(
+        &server,
+        &[
+            "net",
+            &server.addr,
+            "--via",
+            "udp",
+            "-t",
+            "3",
+            "-b",
+            "20M",
+            "-l",
+            "1000",
+            "-J",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = ("127.0.0.1", server.port);
+    let mut forged = vec![0u8; 1000];
+    forged[..4].copy_from_slice(b"xfbu");
+    for n in 0..300 {
+        // Junk, and datagrams that look like ours with a wrong key.
+        let datagram: &[u8] = if n % 2 == 0 {
+            b"not a datagram of yours"
+        } else {
+            &forged
+        };
+        stranger.send_to(datagram, port).unwrap();
+    }
+    let out = test.finish(Duration::from_secs(30));
+    let report = json_report(&out);
+    let direction = checked_direction(&report, "upload");
+    let foreign = count(&direction["datagrams"]["foreign"]);
+    assert!(foreign >= 300, "{foreign} foreign: {report:#}");
+    assert!(warned(&report, "foreign_datagrams"), "{report:#}");
+}
+
+#[test]
+fn lat_over_udp_times_every_round_trip() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let out = client(
+        &server,
+        &[
+            "lat",
+            &server.addr,
+            "--via",
+            "udp",
+            "-n",
+            "500",
+            "-s",
+            "100",
+            "-J",
+        ],
+    );
+    let report = json_report(&out);
+    assert_eq!(report["path"], "udp", "{report:#}");
+    assert_eq!(count(&report["size"]), 100, "{report:#}");
+    let latency = &report["latency"];
+    let lost = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["kind"] == "lost_round_trips")
+        .map_or(0, |w| count(&w["lost"]));
+    assert_eq!(count(&latency["samples"]) + lost, 500, "{report:#}");
+    let figures: Vec<f64> = ["min_us", "median_us", "p99_us", "p999_us", "max_us"]
+        .iter()
+        .map(|f| number(&latency[f]))
+        .collect();
+    assert!(figures[0] > 0.0, "{report:#}");
+    assert!(figures.windows(2).all(|w| w[0] <= w[1]), "{report:#}");
+}
+
+#[test]
+fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
+    // Hold a UDP port, then start serve on the same number for TCP.
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let root = temp_dir();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = common::command(["serve", "--listen", &listen, "--root"]);
+    cmd.arg(root.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut serve = common::Background(cmd.spawn().expect("start serve"));
+    let started = Instant::now();
+    let mut tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+    while tcp.0 != 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+    }
+    assert_eq!(tcp.0, 0, "{}", tcp.2);
+    let udp = common::run(["net", &listen, "--via", "udp", "-t", "1"]);
+    assert_eq!(udp.0, 1, "{}", udp.2);
+    assert!(udp.2.contains("could not open UDP port"), "{}", udp.2);
+    assert!(serve.running());
+    drop(holder);
+}
