@@ -270,6 +270,11 @@ pub struct LatArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub count: u32,
 
+    /// Seconds of timed round trips instead of a count (after 100 untimed ones), like iperf3's -t.
+    #[arg(short = 't', long = "time", value_name = "SECS", conflicts_with = "count",
+          value_parser = parse_secs)]
+    pub secs: Option<f64>,
+
     /// Transfer path: tcp or rdma.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
@@ -283,6 +288,14 @@ pub struct LatArgs {
 
     #[command(flatten)]
     pub rdma: RdmaArgs,
+}
+
+impl LatArgs {
+    /// `-t SECS` when given, else `-n COUNT` (clap refuses both).
+    pub fn rounds(&self) -> crate::transport::Rounds {
+        use crate::transport::Rounds;
+        self.secs.map_or(Rounds::Count(self.count), Rounds::Secs)
+    }
 }
 
 /// Which RDMA device `--via rdma` uses, like perftest's -d and -x.

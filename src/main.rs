@@ -17,9 +17,7 @@ use xferbench::serve::{self, ServeOptions};
 use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
-use xferbench::transport::{
-    CopyPlan, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
-};
+use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -175,7 +173,7 @@ fn lat(args: &LatArgs) -> Result<()> {
     };
     let plan = LatPlan {
         size: args.size,
-        rounds: Rounds::Count(args.count),
+        rounds: args.rounds(),
     };
     let report = transport.latency(&plan)?;
     if args.json {
