@@ -63,7 +63,8 @@ pub enum Command {
     /// Latency by round trips, like qperf's tcp_lat and perftest's ib_write_lat.
     ///
     /// Sends a message, waits for it to come back, and reports one way as half the round trip:
-    /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST.
+    /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST, or, with --via
+    /// ssh, any SSH server (the message goes into `cat`, which sends it back).
     Lat(LatArgs),
     /// Copy a file disk to disk through `xferbench serve` or over SSH, with a progress bar.
     ///
@@ -258,7 +259,8 @@ pub struct NetArgs {
 
 #[derive(Debug, Args)]
 pub struct LatArgs {
-    /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
+    /// The server: HOST or HOST:PORT (port 5301 by default; with --via ssh [USER@]HOST[:PORT],
+    /// port 22 or ~/.ssh/config's), [v6]:PORT for IPv6.
     pub host: String,
 
     /// Bytes per message, each way (--via rdma: 8, the round's number).
@@ -275,7 +277,7 @@ pub struct LatArgs {
           value_parser = parse_secs)]
     pub secs: Option<f64>,
 
-    /// Transfer path: tcp or rdma.
+    /// Transfer path.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
 
@@ -285,6 +287,9 @@ pub struct LatArgs {
 
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub ssh: SshArgs,
 
     #[command(flatten)]
     pub rdma: RdmaArgs,

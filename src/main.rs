@@ -166,10 +166,8 @@ fn lat(args: &LatArgs) -> Result<()> {
     let peer = Peer::parse(&args.host)?;
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
+        TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
         TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
-        other => anyhow::bail!(
-            "lat --via {other} is not measured by this version: use --via tcp or --via rdma"
-        ),
     };
     let plan = LatPlan {
         size: args.size,

@@ -394,6 +394,108 @@ fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
     assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
 }
 
+/// Min ≤ median ≤ p99 ≤ p99.9 ≤ max, in microseconds, never nanoseconds.
+fn assert_ordered(latency: &serde_json::Value) {
+    let at = |key: &str| latency[key].as_f64().unwrap();
+    assert!(at("min_us") >= 0.5, "{latency}");
+    for (low, high) in [
+        ("min_us", "median_us"),
+        ("median_us", "p99_us"),
+        ("p99_us", "p999_us"),
+        ("p999_us", "max_us"),
+    ] {
+        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
+    }
+}
+
+#[test]
+fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["lat", &host, "-n", "300", "-s", "1K", "-J"],
+    ));
+    assert_ok("lat --via ssh", &out, &sshd);
+    let report = json_report(&out);
+    assert_eq!(report["path"], "ssh", "{report:#}");
+    assert_eq!(report["size"], 1024);
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 300, "{latency}");
+    assert_ordered(latency);
+    let what = latency["what"].as_str().unwrap();
+    assert!(
+        what.contains("1024-byte message over an SSH channel (cipher aes128-gcm@openssh.com)")
+            && what.contains("`cat`"),
+        "{what}"
+    );
+    // A stock server says nothing of its CPU.
+    assert!(report["cpu"]["remote"].is_null(), "{report:#}");
+
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &[
+            "lat",
+            &host,
+            "-t",
+            "1",
+            "--cipher",
+            "chacha20-poly1305@openssh.com",
+        ],
+    ));
+    assert_ok("lat --via ssh -t 1", &out, &sshd);
+    assert!(
+        out.stdout.contains("over ssh") && out.stdout.contains("cipher chacha20-poly1305"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(", 1000 samples)"), "{}", out.stdout);
+}
+
+#[test]
+fn lat_fails_when_the_far_cat_sends_back_other_bytes() {
+    let Some(perl) = ["/usr/bin/perl", "/bin/perl"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("skipped: no perl for a `cat` that changes bytes");
+        return;
+    };
+    // A `cat` that adds one to every byte, first on the far side's PATH.
+    let tools = temp_dir();
+    let cat = tools.path().join("cat");
+    std::fs::write(
+        &cat,
+        format!(
+            "#!{perl}\n$| = 1;\nwhile (sysread(STDIN, my $buf, 65536)) {{ $buf =~ tr/\\x00-\\xff/\\x01-\\xff\\x00/; syswrite(STDOUT, $buf); }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let Some(sshd) = Sshd::start_with(&format!("SetEnv PATH={path}\n")) else {
+        eprintln!("skipped: OpenSSH is not installed");
+        return;
+    };
+    let home = temp_dir();
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["lat", &host, "-n", "10"],
+    ));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr
+            .contains("sent back other bytes than it was sent (round 1)"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn a_server_killed_mid_upload_leaves_no_file_under_its_name() {
     let Some(mut sshd) = start() else { return };

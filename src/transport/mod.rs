@@ -65,7 +65,7 @@ pub trait Transport {
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
         let _ = plan;
         anyhow::bail!(
-            "lat --via {} is not measured by this version: use --via tcp or --via rdma",
+            "lat --via {} is not measured by this version: use --via tcp, ssh or rdma",
             self.kind()
         )
     }
