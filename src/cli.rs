@@ -31,8 +31,9 @@ pub enum Command {
     /// Everything, then the verdict: which stage holds a copy back.
     ///
     /// Stages: (1) a random test file in --dir (reused when valid); (2) the source disk's read
-    /// here and the destination disk's write on the server; (3) memory to memory for each path;
-    /// (4) a verified disk-to-disk copy for each path; (5) the verdict: bound = min(source read,
+    /// here and the destination disk's write on the server; (3) for each path, its latency (1000
+    /// round trips of 8 bytes, like `lat`) and memory to memory; (4) a verified disk-to-disk copy
+    /// for each path; (5) the verdict: bound = min(source read,
     /// network, destination write), the stage at the bound, and copy ÷ bound. Without HOST a
     /// server is started inside this process on loopback, its root a directory in --dir.
     Run(RunArgs),

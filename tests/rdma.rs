@@ -277,6 +277,17 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
         rdma["sentence"].as_str().unwrap().starts_with("rdma:"),
         "{rdma:#}"
     );
+    // A latency figure per path: the polled WRITE ping-pong for rdma.
+    for path in run["paths"].as_array().unwrap() {
+        assert_eq!(path["latency"]["samples"], 1000, "{path:#}");
+    }
+    assert!(
+        rdma["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("RDMA WRITE, polled"),
+        "{rdma:#}"
+    );
 }
 
 #[test]

@@ -455,6 +455,21 @@ fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
     assert!(!out.stdout.contains(", 1000 samples)"), "{}", out.stdout);
 }
 
+/// An sshd whose `cat` is `script`, first on the far side's PATH (then /usr/bin and /bin); the
+/// directory that holds it is returned too, to live as long as the sshd.
+fn sshd_with_cat(script: &str) -> Option<(Sshd, tempfile::TempDir)> {
+    let tools = temp_dir();
+    let cat = tools.path().join("cat");
+    std::fs::write(&cat, script).unwrap();
+    std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={path}\n"));
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    Some((sshd?, tools))
+}
+
 #[test]
 fn lat_fails_when_the_far_cat_sends_back_other_bytes() {
     let Some(perl) = ["/usr/bin/perl", "/bin/perl"]
@@ -464,20 +479,10 @@ fn lat_fails_when_the_far_cat_sends_back_other_bytes() {
         eprintln!("skipped: no perl for a `cat` that changes bytes");
         return;
     };
-    // A `cat` that adds one to every byte, first on the far side's PATH.
-    let tools = temp_dir();
-    let cat = tools.path().join("cat");
-    std::fs::write(
-        &cat,
-        format!(
-            "#!{perl}\n$| = 1;\nwhile (sysread(STDIN, my $buf, 65536)) {{ $buf =~ tr/\\x00-\\xff/\\x01-\\xff\\x00/; syswrite(STDOUT, $buf); }}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:/usr/bin:/bin", tools.path().display());
-    let Some(sshd) = Sshd::start_with(&format!("SetEnv PATH={path}\n")) else {
-        eprintln!("skipped: OpenSSH is not installed");
+    // A `cat` that adds one to every byte.
+    let Some((sshd, _tools)) = sshd_with_cat(&format!(
+        "#!{perl}\n$| = 1;\nwhile (sysread(STDIN, my $buf, 65536)) {{ $buf =~ tr/\\x00-\\xff/\\x01-\\xff\\x00/; syswrite(STDOUT, $buf); }}\n"
+    )) else {
         return;
     };
     let home = temp_dir();
@@ -578,9 +583,75 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
             .any(|w| w["kind"] == "zero_baseline"),
         "{report}"
     );
+    // Round trips through the stock server's `cat`.
+    assert_eq!(path["latency"]["samples"], 1000, "{path}");
+    assert!(path["latency_failed"].is_null(), "{path}");
+    assert!(
+        path["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("cipher aes128-gcm@openssh.com"),
+        "{path}"
+    );
     // The copy landed and the baseline file is gone.
     let names = common::entries(far.path());
     assert_eq!(names, [".xferbench-run-copy.data"], "{names:?}");
+}
+
+#[test]
+fn run_over_ssh_keeps_its_rates_and_verdict_when_the_far_cat_cannot_echo() {
+    let Some(real_cat) = ["/usr/bin/cat", "/bin/cat"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("skipped: no cat");
+        return;
+    };
+    // A sink, never an echo: `cat > /dev/null` works, a bare `cat` fails.
+    let Some((sshd, _tools)) = sshd_with_cat(&format!(
+        "#!/bin/sh\nif [ /dev/stdout -ef /dev/null ]; then exec {real_cat} \"$@\"; fi\necho 'this cat only sinks' >&2\nexit 3\n"
+    )) else {
+        return;
+    };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let args = [
+        "run",
+        &host,
+        "-s",
+        "8M",
+        "-t",
+        "1",
+        "--dir",
+        local.path().to_str().unwrap(),
+        "--remote-dir",
+        far.path().to_str().unwrap(),
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("-J");
+    let report = json_report(&run_command(xferbench_ssh(&sshd, home.path(), &json_args)));
+    let path = &report["paths"][0];
+    assert!(path["latency"].is_null(), "{path}");
+    let why = path["latency_failed"].as_str().unwrap();
+    assert!(
+        why.contains("`cat` failed on the remote (exit 3)") && why.contains("this cat only sinks"),
+        "{why}"
+    );
+    assert!(path["network"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(path["copy"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(path["verdict"].is_object(), "{path}");
+
+    let out = run_command(xferbench_ssh(&sshd, home.path(), &args));
+    assert_ok("run, text", &out, &sshd);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|line| line.contains("ssh latency (one way)")
+                && line.contains("not measured: ")
+                && line.contains("exit 3")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
