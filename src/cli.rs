@@ -31,8 +31,9 @@ pub enum Command {
     /// Everything, then the verdict: which stage holds a copy back.
     ///
     /// Stages: (1) a random test file in --dir (reused when valid); (2) the source disk's read
-    /// here and the destination disk's write on the server; (3) memory to memory for each path;
-    /// (4) a verified disk-to-disk copy for each path; (5) the verdict: bound = min(source read,
+    /// here and the destination disk's write on the server; (3) for each path, its latency (1000
+    /// round trips of 8 bytes, like `lat`) and memory to memory; (4) a verified disk-to-disk copy
+    /// for each path; (5) the verdict: bound = min(source read,
     /// network, destination write), the stage at the bound, and copy ÷ bound. Without HOST a
     /// server is started inside this process on loopback, its root a directory in --dir.
     Run(RunArgs),
@@ -63,7 +64,8 @@ pub enum Command {
     /// Latency by round trips, like qperf's tcp_lat and perftest's ib_write_lat.
     ///
     /// Sends a message, waits for it to come back, and reports one way as half the round trip:
-    /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST.
+    /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST, or, with --via
+    /// ssh, any SSH server (the message goes into `cat`, which sends it back).
     Lat(LatArgs),
     /// Copy a file disk to disk through `xferbench serve` or over SSH, with a progress bar.
     ///
@@ -270,7 +272,8 @@ pub struct NetArgs {
 
 #[derive(Debug, Args)]
 pub struct LatArgs {
-    /// The server: HOST or HOST:PORT (port 5301 by default), [v6]:PORT for IPv6.
+    /// The server: HOST or HOST:PORT (port 5301 by default; with --via ssh [USER@]HOST[:PORT],
+    /// port 22 or ~/.ssh/config's), [v6]:PORT for IPv6.
     pub host: String,
 
     /// Bytes per message, each way (--via rdma: 8, the round's number; --via udp: up to 65507).
@@ -282,7 +285,12 @@ pub struct LatArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub count: u32,
 
-    /// Transfer path: tcp, udp or rdma.
+    /// Seconds of timed round trips instead of a count (after 100 untimed ones), like iperf3's -t.
+    #[arg(short = 't', long = "time", value_name = "SECS", conflicts_with = "count",
+          value_parser = parse_secs)]
+    pub secs: Option<f64>,
+
+    /// Transfer path: tcp, udp, ssh or rdma.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
 
@@ -294,7 +302,18 @@ pub struct LatArgs {
     pub token: TokenArgs,
 
     #[command(flatten)]
+    pub ssh: SshArgs,
+
+    #[command(flatten)]
     pub rdma: RdmaArgs,
+}
+
+impl LatArgs {
+    /// `-t SECS` when given, else `-n COUNT` (clap refuses both).
+    pub fn rounds(&self) -> crate::transport::Rounds {
+        use crate::transport::Rounds;
+        self.secs.map_or(Rounds::Count(self.count), Rounds::Secs)
+    }
 }
 
 /// Which RDMA device `--via rdma` uses, like perftest's -d and -x.

@@ -18,9 +18,7 @@ use xferbench::transport::rdma::Rdma;
 use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
 use xferbench::transport::udp::Udp;
-use xferbench::transport::{
-    CopyPlan, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
-};
+use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
 
 /// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
 const DEFAULT_NET_LEN: usize = 128 << 10;
@@ -181,15 +179,13 @@ fn lat(args: &LatArgs) -> Result<()> {
     let peer = Peer::parse(&args.host)?;
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
+        TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
         TransportKind::Rdma => Box::new(Rdma::new(peer, args.token.token()?, args.rdma.options())?),
         TransportKind::Udp => Box::new(Udp::new(peer, args.token.token()?)?),
-        other => anyhow::bail!(
-            "lat --via {other} is not measured by this version: use --via tcp, udp or rdma"
-        ),
     };
     let plan = LatPlan {
         size: args.size,
-        rounds: Rounds::Count(args.count),
+        rounds: args.rounds(),
     };
     let report = transport.latency(&plan)?;
     if args.json {

@@ -1,8 +1,8 @@
 //! `xferbench run`: what is measured, in which order, and the result every exporter reads.
 //!
-//! Test file → source read and destination write baselines → memory to memory for each path →
-//! disk to disk for each path (verified) → the verdict. Paths this build or peer cannot do are
-//! listed as skipped with the reason, never dropped.
+//! Test file → source read and destination write baselines → round trips and memory to memory
+//! for each path → disk to disk for each path (verified) → the verdict. Paths this build or peer
+//! cannot do are listed as skipped with the reason, never dropped.
 
 use std::path::{Path, PathBuf};
 
@@ -11,19 +11,28 @@ use serde::Serialize;
 
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, FillMode, GenOptions};
-use crate::measure::{CpuUse, Measurement, Stage as MeasuredStage, Watcher};
+use crate::interrupt::Interrupted;
+use crate::measure::{CpuUse, Latency, Measurement, Stage as MeasuredStage, Watcher};
 use crate::report::verdict::{self, Figures, Sentence, Verdict};
 use crate::serve;
 use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::ssh::Ssh;
 use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
-use crate::transport::{CopyPlan, Directions, Location, NetPlan, Peer, Transport, TransportKind};
+use crate::transport::{
+    CopyPlan, Directions, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
+};
 use crate::units::Rate;
 use crate::warning::Warning;
 
 /// The paths `--via` may name, known to the design; the ones this build lacks are skipped.
 pub const PATH_NAMES: [&str; 4] = ["tcp", "ssh", "rdma", "udp"];
+
+/// Bytes per message of each path's latency test: `lat`'s default.
+pub const LATENCY_SIZE: usize = 8;
+/// Timed round trips of each path's latency test (`lat`'s default), once per path whatever
+/// `--repeat`: the figure is a distribution already.
+pub const LATENCY_ROUND_TRIPS: u32 = 1000;
 
 /// Min, median, max and standard deviation of repeated figures of one stage (`--repeat`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -85,12 +94,20 @@ pub struct Parameters {
     pub repeat: usize,
     pub block_size: u64,
     pub iodepth: usize,
+    /// Bytes per message of each path's latency test, each way.
+    pub latency_size: usize,
+    /// Timed round trips of each path's latency test.
+    pub latency_round_trips: u32,
 }
 
 /// One transfer path's figures and verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathResult {
     pub path: TransportKind,
+    /// Round trips of [`LATENCY_SIZE`]-byte messages; one way = half the round trip.
+    pub latency: Option<Latency>,
+    /// Why `latency` is missing; the path's other figures stand without it.
+    pub latency_failed: Option<String>,
     /// Memory to memory (the receiver's figure of the upload).
     pub network: Option<Summary>,
     /// Disk to disk, verified.
@@ -345,10 +362,23 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         // Only serve computes a digest on the far side.
         let verify = *kind != TransportKind::Ssh;
         watcher.heading(&format!(
-            "3/5 memory to memory over {kind} ({}/{})",
+            "3/5 round trips and memory to memory over {kind} ({}/{})",
             index + 1,
             wanted.len()
         ));
+        // A path whose round trips fail still has its rates and verdict; the reason is shown.
+        let lat_plan = LatPlan {
+            size: LATENCY_SIZE,
+            rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
+        };
+        let (latency, latency_failed) = match transport.latency(&lat_plan) {
+            Ok(report) => {
+                warnings.extend(report.warnings);
+                (Some(report.latency), None)
+            }
+            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => return Err(err),
+            Err(err) => (None, Some(format!("{err:#}"))),
+        };
         let net_plan = NetPlan {
             // RDMA runs one queue pair; its depth gives the parallelism.
             streams: match kind {
@@ -420,6 +450,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             .unwrap_or_else(|| format!("{kind}: nothing measured"));
         paths.push(PathResult {
             path: *kind,
+            latency,
+            latency_failed,
             network,
             copy,
             copy_cpu,
@@ -439,6 +471,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             repeat: options.repeat,
             block_size: options.pattern.block as u64,
             iodepth: options.pattern.depth,
+            latency_size: LATENCY_SIZE,
+            latency_round_trips: LATENCY_ROUND_TRIPS,
         },
         test_file: test_file.display().to_string(),
         test_file_reused: reused,

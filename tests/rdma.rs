@@ -197,6 +197,7 @@ step reverse "$X" net 127.0.0.1 --via rdma -t 1 -R
 step streams "$X" net 127.0.0.1 --via rdma -t 1 -P 2
 step lat "$X" lat 127.0.0.1 --via rdma -n 300 -J
 step lat_size "$X" lat 127.0.0.1 --via rdma -s 64
+step lat_time "$X" lat 127.0.0.1 --via rdma -t 1 -J
 kill $SERVED
 mkdir -p /tmp/run
 step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
@@ -246,6 +247,14 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     assert_eq!(lat["latency"]["samples"], 300);
     assert!(lat["latency"]["min_us"].as_f64().unwrap() >= 0.5, "{lat:#}");
     guest.failed_saying("lat_size", &["-s 8"]);
+    // -t: timed round trips for a second, then the stop mark ends the server's answers (else it
+    // would wait for another round and refuse the end of the test).
+    let lat = json_report(&guest.step("lat_time"));
+    let samples = lat["latency"]["samples"].as_u64().unwrap();
+    assert!(samples > 0 && samples != 1000, "{lat:#}");
+    let timed_secs = 2.0 * lat["latency"]["mean_us"].as_f64().unwrap() * samples as f64 / 1e6;
+    assert!((0.5..1.2).contains(&timed_secs), "{timed_secs} s: {lat:#}");
+    assert!(lat["cpu"]["remote"].is_object(), "{lat:#}");
     let run = json_report(&guest.step("run"));
     let rdma = run["paths"]
         .as_array()
@@ -266,6 +275,17 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     );
     assert!(
         rdma["sentence"].as_str().unwrap().starts_with("rdma:"),
+        "{rdma:#}"
+    );
+    // A latency figure per path: the polled WRITE ping-pong for rdma.
+    for path in run["paths"].as_array().unwrap() {
+        assert_eq!(path["latency"]["samples"], 1000, "{path:#}");
+    }
+    assert!(
+        rdma["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("RDMA WRITE, polled"),
         "{rdma:#}"
     );
 }

@@ -103,9 +103,41 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
         "{report:#}"
     );
     assert!(verdict["efficiency"].as_f64().unwrap() > 0.0, "{report:#}");
+    // A latency figure per path measured: lat's default, once whatever --repeat.
+    assert_eq!(report["parameters"]["latency_size"], 8, "{report:#}");
+    assert_eq!(report["parameters"]["latency_round_trips"], 1000);
+    let measured = report["paths"].as_array().unwrap();
+    assert_eq!(measured.len(), 2, "{report:#}");
+    for path in measured {
+        let latency = &path["latency"];
+        assert_eq!(latency["samples"], 1000, "{path:#}");
+        assert!(path["latency_failed"].is_null(), "{path:#}");
+        let at = |key: &str| latency[key].as_f64().unwrap();
+        assert!(at("min_us") >= 0.5, "{latency}");
+        assert!(
+            at("min_us") <= at("median_us")
+                && at("median_us") <= at("p99_us")
+                && at("p99_us") <= at("max_us"),
+            "{latency}"
+        );
+    }
+    assert!(
+        measured[0]["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("TCP message"),
+        "{report:#}"
+    );
     // Without HOST, SSH goes to the embedded SSH server, logged into with a key of the run's.
     let ssh = &report["paths"][1];
     assert_eq!(ssh["path"], "ssh", "{report:#}");
+    assert!(
+        ssh["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("SSH channel (cipher aes128-gcm@openssh.com)"),
+        "{report:#}"
+    );
     assert_eq!(ssh["copy"]["measurements"].as_array().unwrap().len(), 2);
     assert_eq!(
         ssh["network"]["measurements"][0]["conditions"]["cipher"], "aes128-gcm@openssh.com",
@@ -376,13 +408,24 @@ fn run_writes_every_report_file_asked_for() {
         "repeat",
         "block_size",
         "iodepth",
+        "latency_size",
+        "latency_round_trips",
     ] {
         assert!(
             report["parameters"].get(key).is_some(),
             "no parameters.{key}"
         );
     }
-    for key in ["path", "network", "copy", "copy_cpu", "verdict", "sentence"] {
+    for key in [
+        "path",
+        "latency",
+        "latency_failed",
+        "network",
+        "copy",
+        "copy_cpu",
+        "verdict",
+        "sentence",
+    ] {
         assert!(report["paths"][0].get(key).is_some(), "no paths[0].{key}");
     }
     for key in [
@@ -399,16 +442,20 @@ fn run_writes_every_report_file_asked_for() {
         );
     }
 
-    // CSV: a header and one row per measurement (2 runs of each of the 4 stages).
+    // CSV: a header and one row per measurement (2 runs of each of the 4 stages, and the latency).
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = csv_text.lines().collect();
     assert!(
         rows[0].starts_with("stage,path,run,bytes,secs,bytes_per_sec"),
         "{csv_text}"
     );
-    assert_eq!(rows.len(), 1 + 8, "{csv_text}");
+    assert_eq!(rows.len(), 1 + 9, "{csv_text}");
     assert!(
         rows.iter().any(|r| r.starts_with("copy,tcp,2,")),
+        "{csv_text}"
+    );
+    assert!(
+        rows.iter().any(|r| r.starts_with("latency,tcp,1,,")),
         "{csv_text}"
     );
 
@@ -417,6 +464,7 @@ fn run_writes_every_report_file_asked_for() {
     let verdict_at = md.find("- tcp: ").expect("a verdict bullet");
     let table_at = md.find("| stage |").expect("a table");
     assert!(verdict_at < table_at, "{md}");
+    assert!(md.contains("\n| tcp | "), "no latency row: {md}");
 
     // SVG: a picture with the path and the baselines in its legend.
     let svg = std::fs::read_to_string(&plot).unwrap();

@@ -394,6 +394,113 @@ fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
     assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
 }
 
+/// Min ≤ median ≤ p99 ≤ p99.9 ≤ max, in microseconds, never nanoseconds.
+fn assert_ordered(latency: &serde_json::Value) {
+    let at = |key: &str| latency[key].as_f64().unwrap();
+    assert!(at("min_us") >= 0.5, "{latency}");
+    for (low, high) in [
+        ("min_us", "median_us"),
+        ("median_us", "p99_us"),
+        ("p99_us", "p999_us"),
+        ("p999_us", "max_us"),
+    ] {
+        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
+    }
+}
+
+#[test]
+fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["lat", &host, "-n", "300", "-s", "1K", "-J"],
+    ));
+    assert_ok("lat --via ssh", &out, &sshd);
+    let report = json_report(&out);
+    assert_eq!(report["path"], "ssh", "{report:#}");
+    assert_eq!(report["size"], 1024);
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 300, "{latency}");
+    assert_ordered(latency);
+    let what = latency["what"].as_str().unwrap();
+    assert!(
+        what.contains("1024-byte message over an SSH channel (cipher aes128-gcm@openssh.com)")
+            && what.contains("`cat`"),
+        "{what}"
+    );
+    // A stock server says nothing of its CPU.
+    assert!(report["cpu"]["remote"].is_null(), "{report:#}");
+
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &[
+            "lat",
+            &host,
+            "-t",
+            "1",
+            "--cipher",
+            "chacha20-poly1305@openssh.com",
+        ],
+    ));
+    assert_ok("lat --via ssh -t 1", &out, &sshd);
+    assert!(
+        out.stdout.contains("over ssh") && out.stdout.contains("cipher chacha20-poly1305"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(", 1000 samples)"), "{}", out.stdout);
+}
+
+/// An sshd whose `cat` is `script`, first on the far side's PATH (then /usr/bin and /bin); the
+/// directory that holds it is returned too, to live as long as the sshd.
+fn sshd_with_cat(script: &str) -> Option<(Sshd, tempfile::TempDir)> {
+    let tools = temp_dir();
+    let cat = tools.path().join("cat");
+    std::fs::write(&cat, script).unwrap();
+    std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={path}\n"));
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    Some((sshd?, tools))
+}
+
+#[test]
+fn lat_fails_when_the_far_cat_sends_back_other_bytes() {
+    let Some(perl) = ["/usr/bin/perl", "/bin/perl"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("skipped: no perl for a `cat` that changes bytes");
+        return;
+    };
+    // A `cat` that adds one to every byte.
+    let Some((sshd, _tools)) = sshd_with_cat(&format!(
+        "#!{perl}\n$| = 1;\nwhile (sysread(STDIN, my $buf, 65536)) {{ $buf =~ tr/\\x00-\\xff/\\x01-\\xff\\x00/; syswrite(STDOUT, $buf); }}\n"
+    )) else {
+        return;
+    };
+    let home = temp_dir();
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let out = run_command(xferbench_ssh(
+        &sshd,
+        home.path(),
+        &["lat", &host, "-n", "10"],
+    ));
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr
+            .contains("sent back other bytes than it was sent (round 1)"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn a_server_killed_mid_upload_leaves_no_file_under_its_name() {
     let Some(mut sshd) = start() else { return };
@@ -476,9 +583,75 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
             .any(|w| w["kind"] == "zero_baseline"),
         "{report}"
     );
+    // Round trips through the stock server's `cat`.
+    assert_eq!(path["latency"]["samples"], 1000, "{path}");
+    assert!(path["latency_failed"].is_null(), "{path}");
+    assert!(
+        path["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("cipher aes128-gcm@openssh.com"),
+        "{path}"
+    );
     // The copy landed and the baseline file is gone.
     let names = common::entries(far.path());
     assert_eq!(names, [".xferbench-run-copy.data"], "{names:?}");
+}
+
+#[test]
+fn run_over_ssh_keeps_its_rates_and_verdict_when_the_far_cat_cannot_echo() {
+    let Some(real_cat) = ["/usr/bin/cat", "/bin/cat"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("skipped: no cat");
+        return;
+    };
+    // A sink, never an echo: `cat > /dev/null` works, a bare `cat` fails.
+    let Some((sshd, _tools)) = sshd_with_cat(&format!(
+        "#!/bin/sh\nif [ /dev/stdout -ef /dev/null ]; then exec {real_cat} \"$@\"; fi\necho 'this cat only sinks' >&2\nexit 3\n"
+    )) else {
+        return;
+    };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let host = format!("{}:{}", sshd.destination(), sshd.port());
+    let args = [
+        "run",
+        &host,
+        "-s",
+        "8M",
+        "-t",
+        "1",
+        "--dir",
+        local.path().to_str().unwrap(),
+        "--remote-dir",
+        far.path().to_str().unwrap(),
+    ];
+    let mut json_args = args.to_vec();
+    json_args.push("-J");
+    let report = json_report(&run_command(xferbench_ssh(&sshd, home.path(), &json_args)));
+    let path = &report["paths"][0];
+    assert!(path["latency"].is_null(), "{path}");
+    let why = path["latency_failed"].as_str().unwrap();
+    assert!(
+        why.contains("`cat` failed on the remote (exit 3)") && why.contains("this cat only sinks"),
+        "{why}"
+    );
+    assert!(path["network"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(path["copy"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(path["verdict"].is_object(), "{path}");
+
+    let out = run_command(xferbench_ssh(&sshd, home.path(), &args));
+    assert_ok("run, text", &out, &sshd);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|line| line.contains("ssh latency (one way)")
+                && line.contains("not measured: ")
+                && line.contains("exit 3")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]

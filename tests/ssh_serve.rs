@@ -346,6 +346,24 @@ fn the_memory_sink_takes_standard_input() {
 }
 
 #[test]
+fn cat_sends_standard_input_back_byte_for_byte() {
+    let Some(setup) = start(&[]) else { return };
+    // Text, so the output reads back as a String; megabytes, so it spans many packets.
+    let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    let out = run(
+        setup.client.ssh(&RemoteCommand::Echo.render()),
+        Some(text.clone().into_bytes()),
+    );
+    assert_ran(&out, "cat");
+    assert!(
+        out.stdout == text,
+        "cat sent back {} bytes, not the {} sent",
+        out.stdout.len(),
+        text.len()
+    );
+}
+
+#[test]
 fn size_prints_the_size_and_absent_and_discard_act_on_the_root() {
     let Some(setup) = start(&[]) else { return };
     write_random(&setup.root.join("f"), ODD_SIZE);
@@ -672,5 +690,33 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
             .unwrap()
             > 0,
         "{report}"
+    );
+}
+
+#[test]
+fn xferbench_lat_round_trips_through_its_own_ssh_server() {
+    let Some(setup) = start(&[]) else { return };
+    let host = format!("127.0.0.1:{}", setup.client.port);
+    let out = xferbench_to_own(&setup, &["lat", &host, "-n", "250", "-s", "100", "-J"]);
+    assert_ran(&out, "xferbench lat --via ssh to serve");
+    let report = common::json_report(&out);
+    assert_eq!(report["path"], "ssh", "{report:#}");
+    assert_eq!(report["size"], 100);
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 250, "{latency}");
+    let at = |key: &str| latency[key].as_f64().unwrap();
+    assert!(at("min_us") >= 0.5, "{latency}");
+    assert!(
+        at("min_us") <= at("median_us")
+            && at("median_us") <= at("p99_us")
+            && at("p99_us") <= at("max_us"),
+        "{latency}"
+    );
+    assert!(
+        latency["what"]
+            .as_str()
+            .unwrap()
+            .contains("(cipher aes128-gcm@openssh.com)"),
+        "{latency}"
     );
 }

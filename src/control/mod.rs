@@ -110,8 +110,9 @@ pub struct RdmaNetRequest {
     pub size: u32,
     /// WRITEs in flight.
     pub depth: u32,
-    /// Round trips of the latency test the server answers.
-    pub round_trips: u32,
+    /// Round trips of the latency test the server answers; None: until the client's round
+    /// with the stop mark (`lat -t`; an older server refuses that request as malformed).
+    pub round_trips: Option<u32>,
     /// Seconds the bandwidth test lasts, omitted start included: the server waits that long.
     pub secs: f64,
     pub endpoint: RdmaEndpoint,

@@ -1,10 +1,11 @@
-//! The CSV report: one row per measurement, every repeat of every stage, for spreadsheets and scripts.
+//! The CSV report: one row per measurement, every repeat of every stage, and one per path's
+//! latency test, for spreadsheets and scripts.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::export::Exporter;
-use crate::measure::Measurement;
+use crate::measure::{Latency, Measurement};
 use crate::plan::{RunReport, Summary};
 
 pub struct CsvExporter;
@@ -15,47 +16,80 @@ impl Exporter for CsvExporter {
     }
 }
 
-/// One measurement; the header is the field names. Empty fields are conditions that do not apply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One measurement; the header is the field names. Empty fields do not apply: conditions a
+/// stage does not have, the rates of a latency row, the latency figures of a rate row.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 struct Row {
-    /// source_read, destination_write, network or copy, as in the JSON report.
+    /// source_read, destination_write, latency, network or copy, as in the JSON report.
     stage: &'static str,
     /// The transfer path; empty for the disk baselines.
     path: String,
     /// 1-based repeat index within the stage.
     run: usize,
-    bytes: u64,
-    secs: f64,
-    bytes_per_sec: f64,
-    mb_per_sec: f64,
-    gbit_per_sec: f64,
-    direct: bool,
-    fsync_included: bool,
+    bytes: Option<u64>,
+    secs: Option<f64>,
+    bytes_per_sec: Option<f64>,
+    mb_per_sec: Option<f64>,
+    gbit_per_sec: Option<f64>,
+    direct: Option<bool>,
+    fsync_included: Option<bool>,
     streams: Option<usize>,
     mtu: Option<u32>,
+    /// Bytes per disk I/O and message; a latency row's message size.
     block_size: Option<u64>,
     iodepth: Option<usize>,
+    /// A latency row's timed round trips, and one way (half a round trip) in microseconds.
+    samples: Option<u64>,
+    min_us: Option<f64>,
+    median_us: Option<f64>,
+    mean_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
 }
 
 fn rows(report: &RunReport) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut add = |stage, path: String, summary: &Option<Summary>| {
+    // Every repeat of a stage, in order.
+    let repeats = |stage, path: String, summary: &Option<Summary>| -> Vec<Row> {
         let measurements = summary.iter().flat_map(|s| &s.measurements);
-        for (index, m) in measurements.enumerate() {
-            rows.push(row(stage, path.clone(), index + 1, m));
-        }
+        measurements
+            .enumerate()
+            .map(|(index, m)| row(stage, path.clone(), index + 1, m))
+            .collect()
     };
-    add("source_read", String::new(), &report.source_read);
-    add(
+    let mut rows = repeats("source_read", String::new(), &report.source_read);
+    rows.extend(repeats(
         "destination_write",
         String::new(),
         &report.destination_write,
-    );
+    ));
     for result in &report.paths {
-        add("network", result.path.to_string(), &result.network);
-        add("copy", result.path.to_string(), &result.copy);
+        let path = result.path.to_string();
+        if let Some(latency) = &result.latency {
+            let size = report.parameters.latency_size as u64;
+            rows.push(latency_row(path.clone(), size, latency));
+        }
+        rows.extend(repeats("network", path.clone(), &result.network));
+        rows.extend(repeats("copy", path, &result.copy));
     }
     rows
+}
+
+fn latency_row(path: String, size: u64, latency: &Latency) -> Row {
+    Row {
+        stage: "latency",
+        path,
+        run: 1,
+        block_size: Some(size),
+        samples: Some(latency.samples),
+        min_us: Some(latency.min_us),
+        median_us: Some(latency.median_us),
+        mean_us: Some(latency.mean_us),
+        p99_us: Some(latency.p99_us),
+        p999_us: Some(latency.p999_us),
+        max_us: Some(latency.max_us),
+        ..Row::default()
+    }
 }
 
 fn row(stage: &'static str, path: String, run: usize, m: &Measurement) -> Row {
@@ -64,17 +98,18 @@ fn row(stage: &'static str, path: String, run: usize, m: &Measurement) -> Row {
         stage,
         path,
         run,
-        bytes: m.bytes,
-        secs: m.secs,
-        bytes_per_sec: m.bytes_per_sec,
-        mb_per_sec: m.rate().mb_per_sec(),
-        gbit_per_sec: m.rate().gbit_per_sec(),
-        direct: c.direct,
-        fsync_included: c.fsync_included,
+        bytes: Some(m.bytes),
+        secs: Some(m.secs),
+        bytes_per_sec: Some(m.bytes_per_sec),
+        mb_per_sec: Some(m.rate().mb_per_sec()),
+        gbit_per_sec: Some(m.rate().gbit_per_sec()),
+        direct: Some(c.direct),
+        fsync_included: Some(c.fsync_included),
         streams: c.streams,
         mtu: c.mtu,
         block_size: c.block_size,
         iodepth: c.iodepth,
+        ..Row::default()
     }
 }
 
@@ -91,7 +126,7 @@ fn write(rows: &[Row]) -> Result<Vec<u8>> {
     writer.into_inner().context("the CSV report")
 }
 
-const HEADER: [&str; 14] = [
+const HEADER: [&str; 21] = [
     "stage",
     "path",
     "run",
@@ -106,6 +141,13 @@ const HEADER: [&str; 14] = [
     "mtu",
     "block_size",
     "iodepth",
+    "samples",
+    "min_us",
+    "median_us",
+    "mean_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
 ];
 
 #[cfg(test)]
@@ -132,7 +174,7 @@ mod tests {
             + report
                 .paths
                 .iter()
-                .map(|p| count(&p.network) + count(&p.copy))
+                .map(|p| usize::from(p.latency.is_some()) + count(&p.network) + count(&p.copy))
                 .sum::<usize>();
         assert_eq!(records.len(), expected);
         assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), expected + 1);
@@ -148,6 +190,7 @@ mod tests {
                 ("destination_write", "", "1"),
                 ("destination_write", "", "2"),
                 ("destination_write", "", "3"),
+                ("latency", "tcp", "1"),
                 ("network", "tcp", "1"),
                 ("copy", "tcp", "1"),
                 ("copy", "tcp", "2"),
@@ -170,8 +213,37 @@ mod tests {
         assert_eq!(&write[9], "true");
         assert_eq!(&write[10], "", "no streams on a disk");
         assert_eq!(&write[12], "1048576");
-        let network = &records[6];
+        let latency: Vec<&str> = write.iter().skip(HEADER.len() - 7).collect();
+        assert_eq!(
+            latency,
+            ["", "", "", "", "", "", ""],
+            "no latency on a disk"
+        );
+        let network = &records[7];
         assert_eq!((&network[10], &network[11]), ("4", "9000"));
+    }
+
+    #[test]
+    fn a_latency_row_has_the_message_size_and_the_figures_in_microseconds_and_no_rate() {
+        let bytes = CsvExporter.render(&sample_report()).unwrap();
+        let (header, records) = parse(&bytes);
+        let latency = &records[6];
+        let field = |name: &str| &latency[header.iter().position(|h| h == name).unwrap()];
+        assert_eq!((&latency[0], &latency[1]), ("latency", "tcp"));
+        assert_eq!(field("block_size"), "8");
+        assert_eq!(field("samples"), "1000");
+        assert_eq!(field("median_us"), "28.25");
+        assert_eq!(field("p999_us"), "47.55");
+        for empty in [
+            "bytes",
+            "secs",
+            "bytes_per_sec",
+            "mb_per_sec",
+            "direct",
+            "streams",
+        ] {
+            assert_eq!(field(empty), "", "{empty}");
+        }
     }
 
     #[test]

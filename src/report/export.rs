@@ -137,7 +137,7 @@ fn cannot_write(path: &Path, err: io::Error) -> anyhow::Error {
 /// intervals and a verdict, a skipped path, and a warning.
 #[cfg(test)]
 pub(crate) fn sample_report() -> RunReport {
-    use crate::measure::{Conditions, CpuUse, Interval, Measurement, Stage};
+    use crate::measure::{Conditions, CpuUse, Interval, Latency, Measurement, Stage};
     use crate::plan::{Parameters, PathResult, Skipped, Summary};
     use crate::report::verdict::{self, Figures, Sentence};
     use crate::transport::TransportKind;
@@ -247,6 +247,8 @@ pub(crate) fn sample_report() -> RunReport {
             repeat: 3,
             block_size: MIB,
             iodepth: 32,
+            latency_size: 8,
+            latency_round_trips: 1000,
         },
         test_file: "/data/bench, fast/.xferbench-run-2000000000.data".into(),
         test_file_reused: false,
@@ -254,6 +256,17 @@ pub(crate) fn sample_report() -> RunReport {
         destination_write,
         paths: vec![PathResult {
             path: TransportKind::Tcp,
+            latency: Some(Latency {
+                what: "8-byte TCP message and its echo; one way = half the round trip".into(),
+                samples: 1000,
+                min_us: 16.77,
+                median_us: 28.25,
+                p99_us: 38.17,
+                p999_us: 47.55,
+                max_us: 93.76,
+                mean_us: 26.83,
+            }),
+            latency_failed: None,
             network,
             copy,
             copy_cpu: cpu,

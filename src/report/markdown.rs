@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use super::export::Exporter;
 use crate::classes::{self, Direction};
-use crate::plan::{RunReport, Summary};
+use crate::plan::{PathResult, RunReport, Summary};
 use crate::units::{format_block, format_bytes};
 
 pub struct MarkdownExporter;
@@ -88,6 +88,19 @@ fn render(report: &RunReport) -> String {
     }
     out.push_str("\nMB/s = 10^6 B/s; min, max and stddev are MB/s over the runs.\n");
 
+    if !report.paths.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Latency\n\nOne way (half the round trip) in µs, from {} timed round trips of {}-byte messages per path.\n",
+            p.latency_round_trips, p.latency_size
+        );
+        out.push_str("| path | median | min | mean | p99 | p99.9 | max | samples | test |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        for result in &report.paths {
+            latency_row(&mut out, result);
+        }
+    }
+
     if !report.skipped.is_empty() {
         out.push_str("\n## Skipped\n\n");
         for skipped in &report.skipped {
@@ -132,6 +145,31 @@ fn table_row(
     );
 }
 
+fn latency_row(out: &mut String, result: &PathResult) {
+    let path = result.path;
+    let Some(l) = &result.latency else {
+        let why = result.latency_failed.as_deref().unwrap_or("");
+        let _ = writeln!(
+            out,
+            "| {path} | not measured | | | | | | 0 | {} |",
+            cell(&why.replace('\n', " "))
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "| {path} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+        l.median_us,
+        l.min_us,
+        l.mean_us,
+        l.p99_us,
+        l.p999_us,
+        l.max_us,
+        l.samples,
+        cell(&l.what)
+    );
+}
+
 /// A table cell's text with pipes escaped, so it cannot split the row.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|")
@@ -172,7 +210,8 @@ mod tests {
     #[test]
     fn the_table_has_a_row_per_stage_with_medians_and_classes() {
         let text = rendered();
-        let rows: Vec<&str> = text
+        let figures = &text[text.find("## Figures").unwrap()..text.find("## Latency").unwrap()];
+        let rows: Vec<&str> = figures
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| stage") && !l.starts_with("| ---"))
             .collect();
@@ -215,6 +254,28 @@ mod tests {
             .find("## Warnings\n\n- the server is on this machine")
             .unwrap();
         assert!(table < skipped && skipped < warnings, "{text}");
+    }
+
+    #[test]
+    fn latency_has_a_table_of_its_own_after_the_figures() {
+        let text = rendered();
+        let figures = text.find("## Figures").unwrap();
+        let latency = text
+            .find("## Latency\n\nOne way (half the round trip) in µs, from 1000 timed round trips of 8-byte messages per path.\n")
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(figures < latency, "{text}");
+        assert!(
+            text.contains("| tcp | 28.25 | 16.77 | 26.83 | 38.17 | 47.55 | 93.76 | 1000 | 8-byte TCP message and its echo; one way = half the round trip |"),
+            "{text}"
+        );
+        let mut report = sample_report();
+        report.paths[0].latency = None;
+        report.paths[0].latency_failed = Some("the server | said\nno".into());
+        let text = render(&report);
+        assert!(
+            text.contains("| tcp | not measured | | | | | | 0 | the server \\| said no |"),
+            "{text}"
+        );
     }
 
     #[test]

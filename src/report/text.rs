@@ -476,49 +476,31 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         }
     );
     use crate::classes::{self, Direction as Io};
-    let mut row =
-        |name: &str, summary: Option<&crate::plan::Summary>, class: &dyn Fn(Rate) -> String| {
-            let Some(summary) = summary else {
-                let _ = writeln!(out, "  {name:<28} not measured");
-                return;
-            };
-            let spread = if summary.measurements.len() > 1 {
-                format!(
-                    " ({:.0}–{:.0} MB/s, sd {:.0})",
-                    summary.min_bytes_per_sec / 1e6,
-                    summary.max_bytes_per_sec / 1e6,
-                    summary.stddev_bytes_per_sec / 1e6
-                )
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                out,
-                "  {name:<28} {:>26}{spread} — {}",
-                summary.rate().to_string(),
-                class(summary.rate())
-            );
-        };
     let read_class = |r: Rate| classes::place_device(r, Io::Read).to_string();
     let write_class = |r: Rate| classes::place_device(r, Io::Write).to_string();
     let link_class = |r: Rate| classes::place_link(r).to_string();
-    row(
+    rate_row(
+        &mut out,
         "source read (O_DIRECT)",
         report.source_read.as_ref(),
         &read_class,
     );
-    row(
+    rate_row(
+        &mut out,
         "destination write (+fsync)",
         report.destination_write.as_ref(),
         &write_class,
     );
     for path in &report.paths {
-        row(
+        latency_row(&mut out, path, &report.parameters);
+        rate_row(
+            &mut out,
             &format!("{} memory to memory", path.path),
             path.network.as_ref(),
             &link_class,
         );
-        row(
+        rate_row(
+            &mut out,
             &format!(
                 "{} disk to disk{}",
                 path.path,
@@ -539,4 +521,53 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         out.push_str(&warnings(&report.warnings));
     }
     out
+}
+
+/// One stage of `run`'s figures: its median rate, the spread of repeats, and its class.
+fn rate_row(
+    out: &mut String,
+    name: &str,
+    summary: Option<&crate::plan::Summary>,
+    class: &dyn Fn(Rate) -> String,
+) {
+    let Some(summary) = summary else {
+        let _ = writeln!(out, "  {name:<28} not measured");
+        return;
+    };
+    let spread = if summary.measurements.len() > 1 {
+        format!(
+            " ({:.0}–{:.0} MB/s, sd {:.0})",
+            summary.min_bytes_per_sec / 1e6,
+            summary.max_bytes_per_sec / 1e6,
+            summary.stddev_bytes_per_sec / 1e6
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  {name:<28} {:>26}{spread} — {}",
+        summary.rate().to_string(),
+        class(summary.rate())
+    );
+}
+
+/// A path's latency in `run`'s figures: the median one way, min–max and p99, or why not measured.
+fn latency_row(out: &mut String, path: &crate::plan::PathResult, p: &crate::plan::Parameters) {
+    let name = format!("{} latency (one way)", path.path);
+    let Some(latency) = &path.latency else {
+        let why = path.latency_failed.as_deref().unwrap_or("no figure");
+        let _ = writeln!(out, "  {name:<28} not measured: {why}");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  {name:<28} {:>26} ({:.2}–{:.2} µs, p99 {:.2}) — {} round trips of {} bytes",
+        format!("{:.2} µs", latency.median_us),
+        latency.min_us,
+        latency.max_us,
+        latency.p99_us,
+        latency.samples,
+        p.latency_size
+    );
 }

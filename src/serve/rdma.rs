@@ -51,11 +51,15 @@ pub(super) async fn net(
     if request.depth == 0 || request.depth as usize > path::MAX_DEPTH {
         bail!("a queue depth of {} is out of range", request.depth);
     }
-    if request.round_trips > MAX_ROUND_TRIPS || !(0.0..=24.0 * 3600.0).contains(&request.secs) {
+    if request
+        .round_trips
+        .is_some_and(|count| count > MAX_ROUND_TRIPS)
+        || !(0.0..=24.0 * 3600.0).contains(&request.secs)
+    {
         bail!(
             "a test of {} s and {} round trips is out of range",
             request.secs,
-            request.round_trips
+            request.round_trips.unwrap_or_default()
         );
     }
     let peer_probe = *request

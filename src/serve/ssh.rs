@@ -644,6 +644,7 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::Discard { path } => format!("removing '{}'", shown(path)),
         RemoteCommand::Sink => "memory sink".to_string(),
         RemoteCommand::Source => "memory source".to_string(),
+        RemoteCommand::Echo => "echo (round trips)".to_string(),
         RemoteCommand::WriteBaseline { path, .. } => {
             format!("disk write baseline at '{}'", shown(path))
         }
@@ -749,6 +750,20 @@ async fn execute(
                     message = read.wait() => if matches!(message, None | Some(ChannelMsg::Close)) {
                         break;
                     },
+                }
+            }
+            Ok(Done::moved(bytes))
+        }
+        RemoteCommand::Echo => {
+            let mut bytes = 0u64;
+            while let Some(message) = read.wait().await {
+                match message {
+                    ChannelMsg::Data { data } => {
+                        bytes += data.len() as u64;
+                        write.data_bytes(data).await?;
+                    }
+                    ChannelMsg::Eof => break,
+                    _ => {}
                 }
             }
             Ok(Done::moved(bytes))

@@ -24,8 +24,8 @@ use crate::transport::tcp::{
 };
 use crate::transport::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
-    Location, NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, address,
-    pipeline,
+    Location, NetPlan, NetReport, Peer, Rounds, StreamReport, TimeSplit, Transport, TransportKind,
+    address, pipeline,
 };
 
 /// The RDMA path to one server.
@@ -147,7 +147,7 @@ impl Transport for Rdma {
         let request = Request::RdmaNet(RdmaNetRequest {
             size: plan.len as u32,
             depth: plan.queue_depth as u32,
-            round_trips: LATENCY_WARMUP + LATENCY_ROUND_TRIPS,
+            round_trips: Some(LATENCY_WARMUP + LATENCY_ROUND_TRIPS),
             secs: plan.omit_secs + plan.secs,
             endpoint: link.endpoint(vec![probe_region.slot()]),
         });
@@ -166,7 +166,7 @@ impl Transport for Rdma {
                 &probe_region,
                 peer_probe,
                 LATENCY_WARMUP,
-                LATENCY_ROUND_TRIPS,
+                Rounds::Count(LATENCY_ROUND_TRIPS),
                 &mut pulse,
             )?;
             let load = Load {
@@ -246,10 +246,6 @@ impl Transport for Rdma {
                 "lat --via rdma writes {LATENCY_SIZE}-byte messages (the round's number, polled in memory): give -s {LATENCY_SIZE}"
             );
         }
-        // -t needs the server to learn when to stop answering: not yet on this path.
-        let super::super::Rounds::Count(count) = plan.rounds else {
-            bail!("lat --via rdma counts round trips: give -n COUNT, not -t");
-        };
         let device = &self.device;
         let mut link = device.queue_pair(4, 1)?;
         let mut probe = AlignedBuf::new(ALIGN);
@@ -258,7 +254,11 @@ impl Transport for Rdma {
         let request = Request::RdmaNet(RdmaNetRequest {
             size: LATENCY_SIZE as u32,
             depth: 1,
-            round_trips: LATENCY_WARMUP + count,
+            // -t: the server answers until the round with the stop mark.
+            round_trips: match plan.rounds {
+                Rounds::Count(count) => Some(LATENCY_WARMUP + count),
+                Rounds::Secs(_) => None,
+            },
             secs: 0.0,
             endpoint: link.endpoint(vec![probe_region.slot()]),
         });
@@ -277,7 +277,7 @@ impl Transport for Rdma {
                     &probe_region,
                     peer_probe,
                     LATENCY_WARMUP,
-                    count,
+                    plan.rounds,
                     &mut pulse,
                 )
             });

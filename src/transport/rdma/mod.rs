@@ -57,7 +57,8 @@ mod absent {
     use super::{NOT_BUILT, RdmaOptions};
     use crate::measure::Watcher;
     use crate::transport::{
-        CopyPlan, CopyReport, NetPlan, NetReport, Peer, Transport, TransportKind,
+        CopyPlan, CopyReport, LatPlan, LatReport, NetPlan, NetReport, Peer, Transport,
+        TransportKind,
     };
 
     /// The RDMA path of a build without it: every use says how to get it.
@@ -79,6 +80,10 @@ mod absent {
         }
 
         fn copy(&self, _plan: &CopyPlan, _watcher: &dyn Watcher) -> Result<CopyReport> {
+            bail!(NOT_BUILT)
+        }
+
+        fn latency(&self, _plan: &LatPlan) -> Result<LatReport> {
             bail!(NOT_BUILT)
         }
     }

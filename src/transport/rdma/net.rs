@@ -11,6 +11,7 @@ use super::Pulse;
 use super::verbs::{Completion, Finished, Link, Region};
 use crate::control::RdmaSlot;
 use crate::measure::{Interval, Latency};
+use crate::transport::Rounds;
 use crate::transport::memory::{Role, Tick, TickStream};
 
 /// The number the peer last wrote into `probe`: its first 8 bytes, read as the adapter left them.
@@ -24,17 +25,25 @@ fn read_round(probe: &Region) -> u64 {
 /// late is never counted by the bandwidth test that follows.
 const PING: u64 = 1 << 63;
 
-/// Waits until the peer has written round `round` into `probe`, reaping our own completions
-/// (the answer is what matters; the acknowledgment of our write may come before or after it).
-fn await_round(link: &Link, probe: &Region, round: u64, pulse: &mut Pulse) -> Result<()> {
+/// A round number with this bit is the last of a test that runs for so many seconds (`lat -t`):
+/// the responder answers it like any other, then stops.
+const STOP: u64 = 1 << 63;
+
+/// Waits until the peer has written round `round` into `probe` and returns what it wrote (the
+/// round's number, perhaps with [`STOP`]), reaping our own completions (the answer is what
+/// matters; the acknowledgment of our write may come before or after it).
+fn await_round(link: &Link, probe: &Region, round: u64, pulse: &mut Pulse) -> Result<u64> {
     let mut done: Vec<Completion> = Vec::new();
     loop {
         let seen = read_round(probe);
-        if seen == round {
-            return Ok(());
+        if seen & !STOP == round {
+            return Ok(seen);
         }
-        if seen > round {
-            bail!("the peer answered round {seen} while round {round} was expected");
+        if seen & !STOP > round {
+            bail!(
+                "the peer answered round {} while round {round} was expected",
+                seen & !STOP
+            );
         }
         done.clear();
         link.poll(&mut done)?;
@@ -42,28 +51,49 @@ fn await_round(link: &Link, probe: &Region, round: u64, pulse: &mut Pulse) -> Re
     }
 }
 
-/// The initiator's side of the latency test: `warmup + rounds` ping-pongs; each sample is half
-/// a round trip.
+/// One ping-pong: writes `number` (a round, perhaps with [`STOP`]) into the peer's probe and
+/// waits for the peer to write it back; how long that took.
+fn ping_pong(
+    link: &mut Link,
+    probe: &Region,
+    peer_probe: &RdmaSlot,
+    number: u64,
+    pulse: &mut Pulse,
+) -> Result<Duration> {
+    let started = Instant::now();
+    link.write_inline(PING | number, &number.to_le_bytes(), peer_probe)?;
+    await_round(link, probe, number & !STOP, pulse)?;
+    Ok(started.elapsed())
+}
+
+/// The initiator's side of the latency test: `warmup` untimed ping-pongs, then timed ones as
+/// long as `rounds` says; each sample is half a round trip. A test of so many seconds ends with
+/// an untimed ping-pong carrying [`STOP`], so the responder stops when the initiator does.
 pub fn latency(
     link: &mut Link,
     probe: &Region,
     peer_probe: &RdmaSlot,
     warmup: u32,
-    rounds: u32,
+    rounds: Rounds,
     pulse: &mut Pulse,
 ) -> Result<Latency> {
     // Bounds fixed up front: a saturating record into an auto-resizing histogram clamps to its
     // first, tiny range. 1 ns to 60 s at 3 significant digits.
     let mut nanos =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds");
-    for round in 1..=u64::from(warmup + rounds) {
-        let started = Instant::now();
-        link.write_inline(PING | round, &round.to_le_bytes(), peer_probe)?;
-        await_round(link, probe, round, pulse)?;
-        let one_way = started.elapsed().as_nanos() as u64 / 2;
-        if round > u64::from(warmup) {
-            nanos.saturating_record(one_way.max(1));
-        }
+    let mut round = 0u64;
+    for _ in 0..warmup {
+        round += 1;
+        ping_pong(link, probe, peer_probe, round, pulse)?;
+    }
+    let timed = Instant::now();
+    while rounds.more(nanos.len(), timed.elapsed()) {
+        round += 1;
+        let took = ping_pong(link, probe, peer_probe, round, pulse)?;
+        nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+    }
+    if let Rounds::Secs(_) = rounds {
+        ping_pong(link, probe, peer_probe, (round + 1) | STOP, pulse)?;
     }
     Ok(Latency::of(
         format!(
@@ -74,17 +104,24 @@ pub fn latency(
     ))
 }
 
-/// The responder's side: writes each round's number back as soon as it lands.
+/// The responder's side: writes each round's number back as soon as it lands, `rounds` of them,
+/// or (None) until the initiator's round with [`STOP`].
 pub fn answer_latency(
     link: &mut Link,
     probe: &Region,
     peer_probe: &RdmaSlot,
-    rounds: u32,
+    rounds: Option<u32>,
     pulse: &mut Pulse,
 ) -> Result<()> {
-    for round in 1..=u64::from(rounds) {
-        await_round(link, probe, round, pulse)?;
-        link.write_inline(PING | round, &round.to_le_bytes(), peer_probe)?;
+    for round in 1.. {
+        if rounds.is_some_and(|count| round > u64::from(count)) {
+            break;
+        }
+        let seen = await_round(link, probe, round, pulse)?;
+        link.write_inline(PING | round, &seen.to_le_bytes(), peer_probe)?;
+        if seen & STOP != 0 {
+            break;
+        }
     }
     // The last acknowledgments stay in the completion queue: the queue pair lives on until the
     // client says it is done.

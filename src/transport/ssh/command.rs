@@ -45,6 +45,8 @@ pub enum RemoteCommand {
     Sink,
     /// Sends zeros until the channel closes: the far end of a memory-to-memory download.
     Source,
+    /// `cat`: sends standard input back as it comes, the far end of a latency test.
+    Echo,
     /// Writes `count` blocks of 1 MiB of zeros to `path` with O_DIRECT and an fsync, prints dd's
     /// summary, and removes the file: the far disk's write baseline.
     WriteBaseline { path: String, count: u64 },
@@ -86,6 +88,7 @@ impl RemoteCommand {
             RemoteCommand::Discard { path } => format!("rm -f -- {}", quote(path)),
             RemoteCommand::Sink => "cat > /dev/null".to_string(),
             RemoteCommand::Source => "cat /dev/zero".to_string(),
+            RemoteCommand::Echo => "cat".to_string(),
             RemoteCommand::WriteBaseline { path, count } => format!(
                 "dd if=/dev/zero of={p} bs={DD_BLOCK} count={count} oflag=direct conv=fsync 2>&1; s=$?; rm -f -- {p}; exit $s",
                 p = quote(path)
@@ -106,7 +109,7 @@ impl RemoteCommand {
             RemoteCommand::Absent { .. } => "test",
             RemoteCommand::Finish { .. } => "truncate, sync and mv (GNU coreutils)",
             RemoteCommand::Discard { .. } => "rm",
-            RemoteCommand::Sink | RemoteCommand::Source => "cat",
+            RemoteCommand::Sink | RemoteCommand::Source | RemoteCommand::Echo => "cat",
         }
     }
 
@@ -142,6 +145,7 @@ impl RemoteCommand {
             }),
             ["cat", ">", "/dev/null"] => Some(RemoteCommand::Sink),
             ["cat", "/dev/zero"] => Some(RemoteCommand::Source),
+            ["cat"] => Some(RemoteCommand::Echo),
             _ => None,
         }
     }
@@ -279,6 +283,7 @@ mod tests {
             RemoteCommand::Discard { path },
             RemoteCommand::Sink,
             RemoteCommand::Source,
+            RemoteCommand::Echo,
         ]
     }
 

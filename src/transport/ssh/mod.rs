@@ -4,6 +4,7 @@
 //! One stream is the SCP protocol (`scp -t` / `scp -f`). With `-P N` each of N connections
 //! (each its own cipher, so its own CPU core) carries one contiguous range through `dd`. Uploads
 //! land under a temporary name and are truncated, fsynced and renamed by a last command.
+//! Latency is round trips through `cat` on one exec channel.
 
 pub mod command;
 pub mod exec;
@@ -18,20 +19,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::future::select_all;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use self::command::RemoteCommand;
-use self::exec::{Exec, input_writer};
+use self::exec::{Exec, Output, input_writer};
 use self::login::{Connection, LoginOptions, Target};
 use super::memory::{self, Role, Sampler, Tracked};
 use super::pipeline::{self, ChunkPlan};
 use super::{
-    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, Location, NetPlan,
-    NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind,
+    CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
+    Location, NetPlan, NetReport, Peer, Rounds, StreamReport, TimeSplit, Transport, TransportKind,
 };
 use crate::disk;
-use crate::measure::{Conditions, Counter, CpuClock, Measurement, Stage, Watcher};
+use crate::measure::{Conditions, Counter, CpuClock, Latency, Measurement, Stage, Watcher};
 use crate::warning::Warning;
 
 /// An SSH server reached by login.
@@ -639,6 +640,119 @@ impl Ssh {
     }
 }
 
+impl Ssh {
+    /// Round trips through `cat` on the far side, on one connection; the loop runs on the
+    /// connection's own thread, beside its cipher, so no wake-up crosses threads.
+    async fn round_trips(&self, plan: &LatPlan) -> Result<LatReport> {
+        let connections = self.connect(1).await?;
+        let connection = &connections[0];
+        let warnings: Vec<Warning> = super::loopback_warning(connection.peer_addr)
+            .into_iter()
+            .collect();
+        let exec = Exec::start(&connection.handle, RemoteCommand::Echo).await?;
+        let (size, rounds, cipher) = (plan.size, plan.rounds, connection.cipher.clone());
+        let cpu = CpuClock::start();
+        let latency = connection
+            .worker
+            .runtime()
+            .spawn(echo_round_trips(exec, size, cipher, rounds))
+            .await
+            .map_err(|err| anyhow!("the latency test failed: {err}"))?
+            .with_context(|| format!("round trips with {}", self.label()))?;
+        Ok(LatReport {
+            server: self.label(),
+            path: TransportKind::Ssh,
+            size,
+            latency,
+            cpu: CpuBoth {
+                local: cpu.finish(),
+                remote: None,
+            },
+            warnings,
+        })
+    }
+}
+
+/// [`LATENCY_WARMUP`](super::rdma::LATENCY_WARMUP) untimed round trips, then timed ones as long
+/// as `rounds` says, each a message of `size` bytes into `cat` and as many bytes back; every
+/// echo is checked against what was sent. Ends by closing `cat`'s input and checking its exit.
+async fn echo_round_trips(
+    mut exec: Exec,
+    size: usize,
+    cipher: String,
+    rounds: Rounds,
+) -> Result<Latency> {
+    let mut input = input_writer(&exec.input);
+    let mut message = vec![0u8; size];
+    crate::payload::RandomFill::new().fill(&mut message);
+    let mut back = vec![0u8; size];
+    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+        .expect("valid histogram bounds");
+    let warmup = u64::from(super::rdma::LATENCY_WARMUP);
+    let echoed = async {
+        let mut round = 0u64;
+        let mut timed = Instant::now();
+        loop {
+            if round == warmup {
+                timed = Instant::now();
+            }
+            if round >= warmup && !rounds.more(nanos.len(), timed.elapsed()) {
+                return Ok(());
+            }
+            round += 1;
+            // Each round's message differs, so a stale or repeated echo cannot pass the check.
+            let stamp = round.to_le_bytes();
+            let stamped = message.len().min(stamp.len());
+            message[..stamped].copy_from_slice(&stamp[..stamped]);
+            let took = echo_once(&mut input, &mut exec.output, &message, &mut back).await?;
+            if back != message {
+                bail!(
+                    "`cat` on the far side sent back other bytes than it was sent (round {round})"
+                );
+            }
+            if round > warmup {
+                nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+            }
+        }
+    };
+    // Ctrl-C stops a far side that no longer answers, too.
+    let echoed: Result<()> = tokio::select! {
+        echoed = echoed => echoed,
+        _ = crate::interrupt::wait() => Err(crate::interrupt::Interrupted.into()),
+    };
+    drop(input);
+    // Closing `cat`'s input ends it; a `cat` that failed or is missing says so in its exit
+    // status, which tells more than the end of its output.
+    let finished = exec.finish().await;
+    match echoed {
+        Err(err) if err.is::<crate::interrupt::Interrupted>() => return Err(err),
+        echoed => {
+            finished?;
+            echoed?;
+        }
+    }
+    Ok(Latency::of(
+        format!(
+            "{size}-byte message over an SSH channel (cipher {cipher}) and its echo by `cat`; one way = half the round trip"
+        ),
+        &nanos,
+    ))
+}
+
+/// One round trip: the message written while its echo is read (a large message comes back
+/// before it is all sent), timed from the first byte out to the last byte back.
+async fn echo_once(
+    input: &mut (impl AsyncWrite + Unpin),
+    output: &mut Output,
+    message: &[u8],
+    back: &mut [u8],
+) -> std::io::Result<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    tokio::try_join!(input.write_all(message), output.read_exact(back))?;
+    Ok(started.elapsed())
+}
+
 /// What a copy over SSH measured under: this side's I/O, the connections and their cipher.
 fn conditions(
     plan: &CopyPlan,
@@ -667,6 +781,10 @@ impl Transport for Ssh {
 
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
         self.runtime.block_on(self.net(plan, watcher))
+    }
+
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        self.runtime.block_on(self.round_trips(plan))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
