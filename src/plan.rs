@@ -19,6 +19,7 @@ use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::ssh::Ssh;
 use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
+use crate::transport::udp::Udp;
 use crate::transport::{
     CopyPlan, Directions, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
 };
@@ -228,6 +229,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     let wants_tcp = wanted.contains(&TransportKind::Tcp);
     let wants_ssh = wanted.contains(&TransportKind::Ssh);
     let wants_rdma = wanted.contains(&TransportKind::Rdma);
+    let wants_udp = wanted.contains(&TransportKind::Udp);
     let embedded_root;
     let embedded;
     let (peer, ssh_peer, ssh_login, server_name) = match &options.host {
@@ -281,7 +283,11 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         false => None,
     };
     // serve takes the far disk's baseline for the TCP and RDMA paths, and for any path without HOST.
-    let tcp = match wants_tcp || wants_rdma || options.host.is_none() {
+    let udp = match wants_udp {
+        true => Some(Udp::new(peer.clone(), options.token.clone())?),
+        false => None,
+    };
+    let tcp = match wants_tcp || wants_rdma || wants_udp || options.host.is_none() {
         true => Some(Tcp::new(peer.clone(), options.token.clone())?),
         false => None,
     };
@@ -350,7 +356,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         let (transport, remote_copy): (&dyn Transport, String) = match kind {
             TransportKind::Tcp => (tcp.as_ref().expect("made for tcp"), REMOTE_COPY.into()),
             TransportKind::Rdma => (rdma.as_ref().expect("made for rdma"), REMOTE_COPY.into()),
-            TransportKind::Udp => unreachable!("choose_paths never picks udp: it carries no file"),
+            TransportKind::Udp => (udp.as_ref().expect("made for udp"), REMOTE_COPY.into()),
             TransportKind::Ssh => (
                 ssh.as_ref().expect("made for ssh"),
                 match options.remote_dir.as_str() {
@@ -382,13 +388,17 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         let net_plan = NetPlan {
             // RDMA runs one queue pair; its depth gives the parallelism.
             streams: match kind {
-                TransportKind::Rdma => 1,
+                TransportKind::Rdma | TransportKind::Udp => 1,
                 _ => options.streams,
             },
             secs: options.net_secs,
             omit_secs: 0.0,
             interval_secs: 1.0,
-            len: 128 << 10,
+            // UDP: the largest datagram that fits the path MTU, sent as fast as it goes.
+            len: match kind {
+                TransportKind::Udp => 0,
+                _ => 128 << 10,
+            },
             window: None,
             directions: Directions::Upload,
             queue_depth: 128,
@@ -400,10 +410,14 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             warnings.extend(report.warnings);
             nets.extend(report.directions.into_iter().map(|d| d.receiver));
         }
-        watcher.heading(&format!(
-            "4/5 disk to disk over {kind}{}",
-            if verify { ", verified" } else { "" }
-        ));
+        // UDP does not deliver every datagram: no file goes over it.
+        let copies_files = *kind != TransportKind::Udp;
+        if copies_files {
+            watcher.heading(&format!(
+                "4/5 disk to disk over {kind}{}",
+                if verify { ", verified" } else { "" }
+            ));
+        }
         let copy_plan = CopyPlan {
             source: Location::Local(test_file.clone()),
             destination: Location::Remote {
@@ -418,7 +432,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         };
         let mut copies = Vec::new();
         let mut copy_cpu = Vec::new();
-        for _ in 0..options.repeat {
+        for _ in 0..options.repeat * usize::from(copies_files) {
             let report = transport.copy(&copy_plan, watcher)?;
             warnings.extend(report.warnings);
             copy_cpu = std::iter::once(report.cpu.local)
@@ -577,13 +591,10 @@ fn choose_paths(names: &[String]) -> Result<(Vec<TransportKind>, Vec<Skipped>)> 
             "tcp" => wanted.push(TransportKind::Tcp),
             "ssh" => wanted.push(TransportKind::Ssh),
             "rdma" if cfg!(feature = "rdma") => wanted.push(TransportKind::Rdma),
+            "udp" => wanted.push(TransportKind::Udp),
             "rdma" => skipped.push(Skipped {
                 path: "rdma".into(),
                 reason: crate::transport::rdma::NOT_BUILT.into(),
-            }),
-            known if PATH_NAMES.contains(&known) => skipped.push(Skipped {
-                path: known.to_string(),
-                reason: format!("this build of xferbench has no {known} path yet"),
             }),
             unknown => bail!(
                 "--via {unknown}: unknown path; give a comma-separated list of {}",

@@ -153,6 +153,39 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
 }
 
 #[test]
+fn run_over_udp_measures_round_trips_and_the_network_but_copies_no_file() {
+    let _turn = turn();
+    let dir = temp_dir();
+    let out = run_here(dir.path(), &["-J", "--via", "udp"]);
+    let report = json_report(&out);
+    let udp = &report["paths"][0];
+    assert_eq!(udp["path"], "udp", "{report:#}");
+    assert_eq!(udp["latency"]["samples"], 1000, "{report:#}");
+    assert!(
+        udp["latency"]["what"]
+            .as_str()
+            .unwrap()
+            .contains("UDP datagram"),
+        "{report:#}"
+    );
+    let network = &udp["network"]["measurements"][0];
+    assert_eq!(network["conditions"]["path"], "udp", "{report:#}");
+    assert!(network["bytes"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(udp["copy"].is_null(), "{report:#}");
+    assert!(
+        udp["sentence"]
+            .as_str()
+            .unwrap()
+            .contains("carries no files"),
+        "{report:#}"
+    );
+    assert!(
+        report["skipped"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+}
+
+#[test]
 fn run_with_an_unknown_path_fails_before_measuring_anything() {
     let _turn = turn();
     let dir = temp_dir();

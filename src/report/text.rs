@@ -493,12 +493,25 @@ pub fn run(report: &crate::plan::RunReport) -> String {
     );
     for path in &report.paths {
         latency_row(&mut out, path, &report.parameters);
+        let udp = path.path == crate::transport::TransportKind::Udp;
         rate_row(
             &mut out,
-            &format!("{} memory to memory", path.path),
+            &format!(
+                "{} memory to memory{}",
+                path.path,
+                if udp { " (received)" } else { "" }
+            ),
             path.network.as_ref(),
             &link_class,
         );
+        if udp {
+            let _ = writeln!(
+                out,
+                "  {:<28} none: UDP carries no files",
+                "udp disk to disk"
+            );
+            continue;
+        }
         rate_row(
             &mut out,
             &format!(

@@ -155,6 +155,10 @@ impl fmt::Display for Sentence<'_> {
         write!(f, "{}: ", verdict.path)?;
         match figures.copy {
             Some(copy) => write!(f, "{copy} disk to disk — ")?,
+            None if verdict.path == TransportKind::Udp => write!(
+                f,
+                "carries no files (UDP loses datagrams), so a copy over it would be "
+            )?,
             None => write!(f, "no copy measured — ")?,
         }
         if verdict.cpu_bound {
