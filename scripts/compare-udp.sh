@@ -190,8 +190,9 @@ EOF
         q=$(lat qperf $proto "$addr" "$ns"); x=$(lat xferbench $proto "$addr" "$ns")
       fi
       echo "lat|$label|$proto|$x|$q" >>"$results"
-      printf 'round %d  %s_lat %-16s xferbench mean/median %s µs  qperf %s µs\n' "$round" "$proto" "$label" \
-        "$(echo "$x" | tr ' ' /)" "${q% -}"
+      read -r xmean xmedian <<<"$x"
+      printf 'round %d  %s_lat %-16s xferbench mean %.2f µs, median %.2f µs  qperf %s µs\n' "$round" "$proto" \
+        "$label" "$xmean" "$xmedian" "${q% -}"
     done
   done
 done
