@@ -430,9 +430,50 @@ pub struct Latency {
     pub mean_us: f64,
 }
 
+/// Round trips timed so far, kept as one-way times (half of each), like qperf and perftest
+/// report them: bounded memory however many there are.
+pub struct OneWay(hdrhistogram::Histogram<u64>);
+
+impl OneWay {
+    pub fn new() -> OneWay {
+        // Bounds fixed up front: a saturating record into an auto-resizing histogram clamps to
+        // its first, tiny range. 1 ns to 60 s at 3 significant digits.
+        OneWay(
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+                .expect("valid histogram bounds"),
+        )
+    }
+
+    /// One round trip that took `round_trip`.
+    pub fn record(&mut self, round_trip: Duration) {
+        self.0
+            .saturating_record((round_trip.as_nanos() as u64 / 2).max(1));
+    }
+
+    /// Round trips recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The figures, `what` saying what one sample is.
+    pub fn latency(&self, what: impl Into<String>) -> Latency {
+        Latency::of(what, &self.0)
+    }
+}
+
+impl Default for OneWay {
+    fn default() -> Self {
+        OneWay::new()
+    }
+}
+
 impl Latency {
     /// Figures of a histogram of samples in nanoseconds.
-    pub fn of(what: impl Into<String>, nanos: &hdrhistogram::Histogram<u64>) -> Latency {
+    fn of(what: impl Into<String>, nanos: &hdrhistogram::Histogram<u64>) -> Latency {
         let us = |ns: u64| ns as f64 / 1000.0;
         Latency {
             what: what.into(),

@@ -16,16 +16,7 @@ fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
     assert_eq!(report["size"], 1024);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 300);
-    let at = |key: &str| latency[key].as_f64().unwrap();
-    assert!(at("min_us") >= 0.5, "{latency}");
-    for (low, high) in [
-        ("min_us", "median_us"),
-        ("median_us", "p99_us"),
-        ("p99_us", "p999_us"),
-        ("p999_us", "max_us"),
-    ] {
-        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
-    }
+    common::assert_latency_ordered(latency);
     assert!(report["cpu"]["remote"].is_object(), "{report:#}");
 }
 

@@ -112,14 +112,7 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
         let latency = &path["latency"];
         assert_eq!(latency["samples"], 1000, "{path:#}");
         assert!(path["latency_failed"].is_null(), "{path:#}");
-        let at = |key: &str| latency[key].as_f64().unwrap();
-        assert!(at("min_us") >= 0.5, "{latency}");
-        assert!(
-            at("min_us") <= at("median_us")
-                && at("median_us") <= at("p99_us")
-                && at("p99_us") <= at("max_us"),
-            "{latency}"
-        );
+        common::assert_latency_ordered(latency);
     }
     assert!(
         measured[0]["latency"]["what"]

@@ -394,20 +394,6 @@ fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
     assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
 }
 
-/// Min ≤ median ≤ p99 ≤ p99.9 ≤ max, in microseconds, never nanoseconds.
-fn assert_ordered(latency: &serde_json::Value) {
-    let at = |key: &str| latency[key].as_f64().unwrap();
-    assert!(at("min_us") >= 0.5, "{latency}");
-    for (low, high) in [
-        ("min_us", "median_us"),
-        ("median_us", "p99_us"),
-        ("p99_us", "p999_us"),
-        ("p999_us", "max_us"),
-    ] {
-        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
-    }
-}
-
 #[test]
 fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
     let Some(sshd) = start() else { return };
@@ -424,7 +410,7 @@ fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
     assert_eq!(report["size"], 1024);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 300, "{latency}");
-    assert_ordered(latency);
+    common::assert_latency_ordered(latency);
     let what = latency["what"].as_str().unwrap();
     assert!(
         what.contains("1024-byte message over an SSH channel (cipher aes128-gcm@openssh.com)")

@@ -704,14 +704,7 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
     assert_eq!(report["size"], 100);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 250, "{latency}");
-    let at = |key: &str| latency[key].as_f64().unwrap();
-    assert!(at("min_us") >= 0.5, "{latency}");
-    assert!(
-        at("min_us") <= at("median_us")
-            && at("median_us") <= at("p99_us")
-            && at("p99_us") <= at("max_us"),
-        "{latency}"
-    );
+    common::assert_latency_ordered(latency);
     assert!(
         latency["what"]
             .as_str()

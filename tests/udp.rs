@@ -408,12 +408,7 @@ fn lat_over_udp_times_every_round_trip() {
         .find(|w| w["kind"] == "lost_round_trips")
         .map_or(0, |w| count(&w["lost"]));
     assert_eq!(count(&latency["samples"]) + lost, 500, "{report:#}");
-    let figures: Vec<f64> = ["min_us", "median_us", "p99_us", "p999_us", "max_us"]
-        .iter()
-        .map(|f| number(&latency[f]))
-        .collect();
-    assert!(figures[0] > 0.0, "{report:#}");
-    assert!(figures.windows(2).all(|w| w[0] <= w[1]), "{report:#}");
+    common::assert_latency_ordered(latency);
 }
 
 #[test]

@@ -610,8 +610,7 @@ fn echo_round_trips(
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size];
-    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .expect("valid histogram bounds");
+    let mut one_way = crate::measure::OneWay::new();
     let round_trip = |stream: &mut std::net::TcpStream, back: &mut [u8]| {
         let started = std::time::Instant::now();
         stream.write_all(&message)?;
@@ -623,17 +622,16 @@ fn echo_round_trips(
         round_trip(&mut stream, &mut back)?;
     }
     let timed = std::time::Instant::now();
-    while rounds.more(nanos.len(), timed.elapsed()) {
+    while rounds.more(one_way.len(), timed.elapsed()) {
         crate::interrupt::check()?;
         let took = round_trip(&mut stream, &mut back)?;
-        nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+        one_way.record(took);
     }
     // Closing our side ends the server's echo loop; it then sends its figures.
     stream.shutdown(std::net::Shutdown::Write)?;
-    Ok(Latency::of(
-        format!("{size}-byte TCP message and its echo; one way = half the round trip"),
-        &nanos,
-    ))
+    Ok(one_way.latency(format!(
+        "{size}-byte TCP message and its echo; one way = half the round trip"
+    )))
 }
 
 /// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which

@@ -190,6 +190,25 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
     }
 }
 
+/// Latency figures in order, min ≤ median ≤ p99 ≤ p99.9 ≤ max, and in microseconds: a round
+/// trip through a kernel or an adapter takes microseconds, never nanoseconds.
+pub fn assert_latency_ordered(latency: &serde_json::Value) {
+    let at = |key: &str| {
+        latency[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key}: {latency}"))
+    };
+    assert!(at("min_us") >= 0.5, "{latency}");
+    for (low, high) in [
+        ("min_us", "median_us"),
+        ("median_us", "p99_us"),
+        ("p99_us", "p999_us"),
+        ("p999_us", "max_us"),
+    ] {
+        assert!(at(low) <= at(high), "{low} > {high}: {latency}");
+    }
+}
+
 /// A failure as the tool promises it: exit 1, one "xferbench: ..." line, no panic.
 pub fn assert_failed_cleanly(out: &Run) {
     assert_eq!(

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use hdrhistogram::Histogram;
 
 use super::Pulse;
 use super::verbs::{Completion, Finished, Link, Region};
@@ -77,31 +76,25 @@ pub fn latency(
     rounds: Rounds,
     pulse: &mut Pulse,
 ) -> Result<Latency> {
-    // Bounds fixed up front: a saturating record into an auto-resizing histogram clamps to its
-    // first, tiny range. 1 ns to 60 s at 3 significant digits.
-    let mut nanos =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds");
+    let mut one_way = crate::measure::OneWay::new();
     let mut round = 0u64;
     for _ in 0..warmup {
         round += 1;
         ping_pong(link, probe, peer_probe, round, pulse)?;
     }
     let timed = Instant::now();
-    while rounds.more(nanos.len(), timed.elapsed()) {
+    while rounds.more(one_way.len(), timed.elapsed()) {
         round += 1;
         let took = ping_pong(link, probe, peer_probe, round, pulse)?;
-        nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+        one_way.record(took);
     }
     if let Rounds::Secs(_) = rounds {
         ping_pong(link, probe, peer_probe, (round + 1) | STOP, pulse)?;
     }
-    Ok(Latency::of(
-        format!(
-            "{}-byte RDMA WRITE, polled; one way = half the round trip",
-            super::LATENCY_SIZE
-        ),
-        &nanos,
-    ))
+    Ok(one_way.latency(format!(
+        "{}-byte RDMA WRITE, polled; one way = half the round trip",
+        super::LATENCY_SIZE
+    )))
 }
 
 /// The responder's side: writes each round's number back as soon as it lands, `rounds` of them,

@@ -686,8 +686,7 @@ async fn echo_round_trips(
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size];
-    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .expect("valid histogram bounds");
+    let mut one_way = crate::measure::OneWay::new();
     let warmup = u64::from(super::rdma::LATENCY_WARMUP);
     let echoed = async {
         let mut round = 0u64;
@@ -696,7 +695,7 @@ async fn echo_round_trips(
             if round == warmup {
                 timed = Instant::now();
             }
-            if round >= warmup && !rounds.more(nanos.len(), timed.elapsed()) {
+            if round >= warmup && !rounds.more(one_way.len(), timed.elapsed()) {
                 return Ok(());
             }
             round += 1;
@@ -711,7 +710,7 @@ async fn echo_round_trips(
                 );
             }
             if round > warmup {
-                nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+                one_way.record(took);
             }
         }
     };
@@ -731,12 +730,9 @@ async fn echo_round_trips(
             echoed?;
         }
     }
-    Ok(Latency::of(
-        format!(
+    Ok(one_way.latency(format!(
             "{size}-byte message over an SSH channel (cipher {cipher}) and its echo by `cat`; one way = half the round trip"
-        ),
-        &nanos,
-    ))
+        )))
 }
 
 /// One round trip: the message written while its echo is read (a large message comes back

@@ -479,8 +479,7 @@ fn echo_round_trips(
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size + 1];
-    let mut nanos = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .expect("valid histogram bounds");
+    let mut one_way = crate::measure::OneWay::new();
     let mut lost = 0u64;
     let mut missed_in_a_row = 0;
     let warmup = u64::from(crate::transport::rdma::LATENCY_WARMUP);
@@ -489,7 +488,7 @@ fn echo_round_trips(
     loop {
         if round >= warmup {
             let since = *timed.get_or_insert_with(Instant::now);
-            if !plan.rounds.more(nanos.len() + lost, since.elapsed()) {
+            if !plan.rounds.more(one_way.len() + lost, since.elapsed()) {
                 break;
             }
         }
@@ -530,7 +529,7 @@ fn echo_round_trips(
         if answered {
             missed_in_a_row = 0;
             if round >= warmup {
-                nanos.saturating_record((took.as_nanos() as u64 / 2).max(1));
+                one_way.record(took);
             }
         } else {
             missed_in_a_row += 1;
@@ -547,10 +546,9 @@ fn echo_round_trips(
         round += 1;
     }
     Ok((
-        Latency::of(
-            format!("{size}-byte UDP datagram and its echo; one way = half the round trip"),
-            &nanos,
-        ),
+        one_way.latency(format!(
+            "{size}-byte UDP datagram and its echo; one way = half the round trip"
+        )),
         lost,
     ))
 }
