@@ -11,20 +11,28 @@ use std::time::{Duration, Instant};
 use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
 use serde_json::Value;
 
-fn client(server: &Server, args: &[&str]) -> Run {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    server.run(&args)
+/// `COMMAND SERVER --via udp EXTRA...`, as the server's clients run.
+fn udp_args<'a>(server: &'a Server, command: &'a str, extra: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let mut args: Vec<&OsStr> = [command, server.addr.as_str(), "--via", "udp"]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend(extra.iter().map(OsStr::new));
+    args
 }
 
-fn spawn(server: &Server, args: &[&str]) -> common::Background {
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-    server.spawn(&args)
+fn client(server: &Server, command: &str, extra: &[&str]) -> Run {
+    server.run(&udp_args(server, command, extra))
+}
+
+fn spawn(server: &Server, command: &str, extra: &[&str]) -> common::Background {
+    server.spawn(&udp_args(server, command, extra))
 }
 
 fn udp_net(server: &Server, extra: &[&str]) -> Value {
-    let mut args = vec!["net", server.addr.as_str(), "--via", "udp", "-J"];
+    let mut args = vec!["-J"];
     args.extend_from_slice(extra);
-    let report = json_report(&client(server, &args));
+    let report = json_report(&client(server, "net", &args));
     assert_eq!(report["command"], "net", "{report:#}");
     assert_eq!(report["path"], "udp", "{report:#}");
     report
@@ -128,20 +136,7 @@ fn a_download_is_counted_by_the_client() {
     let report = udp_net(&server, &["-t", "1", "-R", "-l", "1000", "-b", "100M"]);
     let direction = checked_direction(&report, "download");
     assert_eq!(count(&direction["datagrams"]["len"]), 1000, "{report:#}");
-    let text = client(
-        &server,
-        &[
-            "net",
-            &server.addr,
-            "--via",
-            "udp",
-            "-t",
-            "1",
-            "-R",
-            "-b",
-            "50M",
-        ],
-    );
+    let text = client(&server, "net", &["-t", "1", "-R", "-b", "50M"]);
     assert_eq!(text.code, 0, "{}{}", text.stdout, text.stderr);
     assert!(
         text.stdout.contains("download (server → client), udp"),
@@ -242,10 +237,7 @@ fn the_sender_stops_within_seconds_when_the_server_dies() {
     let hosts = Hosts::two();
     let root = temp_dir();
     let mut server = hosts.serve(root.path(), &[]);
-    let sender = spawn(
-        &server,
-        &["net", &server.addr, "--via", "udp", "-t", "60", "-b", "50M"],
-    );
+    let sender = spawn(&server, "net", &["-t", "60", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     server.signal(libc::SIGKILL);
     server.wait_exit(Duration::from_secs(5));
@@ -269,20 +261,7 @@ fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let mut receiver = spawn(
-        &server,
-        &[
-            "net",
-            &server.addr,
-            "--via",
-            "udp",
-            "-t",
-            "60",
-            "-R",
-            "-b",
-            "50M",
-        ],
-    );
+    let mut receiver = spawn(&server, "net", &["-t", "60", "-R", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(receiver.running(), "the download ended early");
     common::send_signal(receiver.pid(), libc::SIGKILL);
@@ -290,20 +269,7 @@ fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
     // The server notices within its 50 ms checks; the next test gets the port.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = client(
-            &server,
-            &[
-                "net",
-                &server.addr,
-                "--via",
-                "udp",
-                "-t",
-                "1",
-                "-b",
-                "10M",
-                "-J",
-            ],
-        );
+        let out = client(&server, "net", &["-t", "1", "-b", "10M", "-J"]);
         if out.code == 0 {
             break;
         }
@@ -322,12 +288,9 @@ fn a_second_udp_test_is_told_the_port_is_busy() {
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let first = spawn(
-        &server,
-        &["net", &server.addr, "--via", "udp", "-t", "4", "-b", "10M"],
-    );
+    let first = spawn(&server, "net", &["-t", "4", "-b", "10M"]);
     std::thread::sleep(Duration::from_millis(1000));
-    let second = client(&server, &["net", &server.addr, "--via", "udp", "-t", "1"]);
+    let second = client(&server, "net", &["-t", "1"]);
     assert_failed_cleanly(&second);
     assert!(second.stderr.contains("busy"), "{}", second.stderr);
     let first = first.finish(Duration::from_secs(30));
@@ -342,19 +305,8 @@ fn datagrams_from_other_senders_are_ignored_and_counted() {
     let server = hosts.serve(root.path(), &[]);
     let test = spawn(
         &server,
-        &[
-            "net",
-            &server.addr,
-            "--via",
-            "udp",
-            "-t",
-            "3",
-            "-b",
-            "20M",
-            "-l",
-            "1000",
-            "-J",
-        ],
+        "net",
+        &["-t", "3", "-b", "20M", "-l", "1000", "-J"],
     );
     std::thread::sleep(Duration::from_millis(1000));
     let stranger = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -383,20 +335,7 @@ fn lat_over_udp_times_every_round_trip() {
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let out = client(
-        &server,
-        &[
-            "lat",
-            &server.addr,
-            "--via",
-            "udp",
-            "-n",
-            "500",
-            "-s",
-            "100",
-            "-J",
-        ],
-    );
+    let out = client(&server, "lat", &["-n", "500", "-s", "100", "-J"]);
     let report = json_report(&out);
     assert_eq!(report["path"], "udp", "{report:#}");
     assert_eq!(count(&report["size"]), 100, "{report:#}");
