@@ -348,6 +348,10 @@ fn lat_over_udp_times_every_round_trip() {
         .map_or(0, |w| count(&w["lost"]));
     assert_eq!(count(&latency["samples"]) + lost, 500, "{report:#}");
     common::assert_latency_ordered(latency);
+    // -t: round trips for a second instead of a count.
+    let timed = json_report(&client(&server, "lat", &["-t", "1", "-J"]));
+    let samples = count(&timed["latency"]["samples"]);
+    assert!(samples > 0 && samples != 1000, "{timed:#}");
 }
 
 #[test]
@@ -361,7 +365,7 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
     cmd.arg(root.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::piped());
     let mut serve = common::Background(cmd.spawn().expect("start serve"));
     let started = Instant::now();
     let mut tcp = common::run(["net", &listen, "-t", "1", "-J"]);
@@ -374,5 +378,9 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
     assert_eq!(udp.0, 1, "{}", udp.2);
     assert!(udp.2.contains("could not open UDP port"), "{}", udp.2);
     assert!(serve.running());
+    // The operator was told too, in serve's log.
+    common::send_signal(serve.pid(), libc::SIGTERM);
+    let stopped = serve.finish(Duration::from_secs(10));
+    assert!(stopped.stdout.contains("no UDP: "), "{}", stopped.stdout);
     drop(holder);
 }

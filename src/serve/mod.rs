@@ -245,6 +245,9 @@ fn serve_until(
             udp: udp::UdpPort::bind(addr),
             log: Box::new(log),
         });
+        if let Some(reason) = shared.udp.unavailable() {
+            (shared.log)(&format!("no UDP: {reason}"));
+        }
         // Dropped (aborted) at the end with every SSH connection and command it holds.
         let ssh_task =
             ssh_server.map(|server| AbortOnDrop(tokio::spawn(server.serve(shared.clone()))));

@@ -51,6 +51,11 @@ impl UdpPort {
         }
     }
 
+    /// Why there is no UDP socket, if there is none.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.unavailable.as_deref()
+    }
+
     /// The socket, for one test; returned when the lease drops.
     fn lease(&self) -> Result<Lease> {
         if let Some(reason) = &self.unavailable {
