@@ -395,11 +395,11 @@ impl Udp {
                 _ => {}
             }
             match socket.recv(&mut answer) {
-                // Data counts as a Welcome: the server sends as soon as it has answered.
+                // Data counts as a Welcome (the server sends as soon as it has answered), and so
+                // does a Hello of ours sent back (an echo server answers a lost Welcome's retry so).
                 Ok(_) => {
                     if let Some(header) = Header::read(&answer)
                         && header.key == key
-                        && matches!(header.kind, Kind::Welcome | Kind::Data | Kind::Omitted)
                     {
                         return Ok(key);
                     }
