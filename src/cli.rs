@@ -59,7 +59,9 @@ pub enum Command {
     /// Random payload, per-interval lines (per stream with -P, and SUM), sender and receiver
     /// rates, TCP retransmits and CPU use on both ends. Needs `xferbench serve` on HOST, or, with
     /// --via ssh, any SSH server (random bytes into `cat > /dev/null` per connection: the cipher
-    /// and the network; uploads only).
+    /// and the network; uploads only). --via udp sends numbered datagrams to serve's UDP port and
+    /// reports loss, out of order, duplicates and jitter, like nuttcp -u and iperf3 -u; it sends
+    /// as fast as it can unless -b holds it to a rate (not 1 Mb/s by default, as they do).
     Net(NetArgs),
     /// Latency by round trips, like qperf's tcp_lat and perftest's ib_write_lat.
     ///
@@ -252,7 +254,7 @@ pub struct NetArgs {
     #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
     pub window: Option<usize>,
 
-    /// Transfer path.
+    /// Transfer path: tcp, ssh, rdma or udp.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
 
