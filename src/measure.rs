@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::disk::EngineKind;
-use crate::transport::TransportKind;
+use crate::transport::{Rounds, TransportKind};
 use crate::units::Rate;
 
 /// What was measured.
@@ -214,6 +214,11 @@ impl IntervalClock {
         if now.duration_since(self.mark) >= self.every {
             self.cut(now, total);
         }
+    }
+
+    /// The intervals closed so far.
+    pub fn intervals(&self) -> &[Interval] {
+        &self.intervals
     }
 
     /// Closes the last, possibly short, interval and returns the time since start and all intervals.
@@ -448,6 +453,32 @@ impl OneWay {
     pub fn record(&mut self, round_trip: Duration) {
         self.0
             .saturating_record((round_trip.as_nanos() as u64 / 2).max(1));
+    }
+
+    /// `warmup` untimed round trips, then timed ones while `rounds` wants more. `round_trip(n)`
+    /// runs round `n` (from 1) and returns how long it took, or None when its answer never came:
+    /// lost, left out of the figures but counted toward `rounds`. Returns the figures and how
+    /// many timed round trips were lost.
+    pub fn time(
+        warmup: u32,
+        rounds: Rounds,
+        mut round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+    ) -> anyhow::Result<(OneWay, u64)> {
+        for round in 1..=u64::from(warmup) {
+            round_trip(round)?;
+        }
+        let mut one_way = OneWay::new();
+        let mut lost = 0;
+        let mut round = u64::from(warmup);
+        let timed = Instant::now();
+        while rounds.more(one_way.len() + lost, timed.elapsed()) {
+            round += 1;
+            match round_trip(round)? {
+                Some(took) => one_way.record(took),
+                None => lost += 1,
+            }
+        }
+        Ok((one_way, lost))
     }
 
     /// Round trips recorded.

@@ -432,7 +432,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         };
         let mut copies = Vec::new();
         let mut copy_cpu = Vec::new();
-        for _ in 0..options.repeat * usize::from(copies_files) {
+        let copy_runs = if copies_files { options.repeat } else { 0 };
+        for _ in 0..copy_runs {
             let report = transport.copy(&copy_plan, watcher)?;
             warnings.extend(report.warnings);
             copy_cpu = std::iter::once(report.cpu.local)

@@ -610,23 +610,13 @@ fn echo_round_trips(
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size];
-    let mut one_way = crate::measure::OneWay::new();
-    let round_trip = |stream: &mut std::net::TcpStream, back: &mut [u8]| {
+    let (one_way, _) = crate::measure::OneWay::time(warmup, rounds, |_| {
+        crate::interrupt::check()?;
         let started = std::time::Instant::now();
         stream.write_all(&message)?;
-        stream.read_exact(back)?;
-        Ok::<_, std::io::Error>(started.elapsed())
-    };
-    for _ in 0..warmup {
-        crate::interrupt::check()?;
-        round_trip(&mut stream, &mut back)?;
-    }
-    let timed = std::time::Instant::now();
-    while rounds.more(one_way.len(), timed.elapsed()) {
-        crate::interrupt::check()?;
-        let took = round_trip(&mut stream, &mut back)?;
-        one_way.record(took);
-    }
+        stream.read_exact(&mut back)?;
+        Ok(Some(started.elapsed()))
+    })?;
     // Closing our side ends the server's echo loop; it then sends its figures.
     stream.shutdown(std::net::Shutdown::Write)?;
     Ok(one_way.latency(format!(

@@ -76,20 +76,12 @@ pub fn latency(
     rounds: Rounds,
     pulse: &mut Pulse,
 ) -> Result<Latency> {
-    let mut one_way = crate::measure::OneWay::new();
-    let mut round = 0u64;
-    for _ in 0..warmup {
-        round += 1;
-        ping_pong(link, probe, peer_probe, round, pulse)?;
-    }
-    let timed = Instant::now();
-    while rounds.more(one_way.len(), timed.elapsed()) {
-        round += 1;
-        let took = ping_pong(link, probe, peer_probe, round, pulse)?;
-        one_way.record(took);
-    }
+    let (one_way, _) = crate::measure::OneWay::time(warmup, rounds, |round| {
+        ping_pong(link, probe, peer_probe, round, pulse).map(Some)
+    })?;
     if let Rounds::Secs(_) = rounds {
-        ping_pong(link, probe, peer_probe, (round + 1) | STOP, pulse)?;
+        let next = u64::from(warmup) + one_way.len() + 1;
+        ping_pong(link, probe, peer_probe, next | STOP, pulse)?;
     }
     Ok(one_way.latency(format!(
         "{}-byte RDMA WRITE, polled; one way = half the round trip",

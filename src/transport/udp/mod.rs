@@ -79,6 +79,17 @@ pub struct DatagramInterval {
     pub jitter_us: f64,
 }
 
+impl DatagramInterval {
+    /// Its bytes, as every path's intervals count them.
+    pub fn interval(&self) -> Interval {
+        Interval {
+            start_secs: self.start_secs,
+            secs: self.secs,
+            bytes: self.bytes,
+        }
+    }
+}
+
 /// The datagram figures of one direction of a UDP test.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Datagrams {
@@ -201,8 +212,8 @@ impl Transport for Udp {
                 let sent = send::send(&sending, &mut on_tick)
                     .map_err(|err| self.explain(&mut control, err))?;
                 self.tcp.block_on(control.write(&Request::Finished))?;
-                let done = self.done(&mut control)?;
-                let received = done.received.clone().ok_or_else(|| {
+                let mut done = self.done(&mut control)?;
+                let received = done.received.take().ok_or_else(|| {
                     anyhow!("{}: no figures of the datagrams received", self.peer())
                 })?;
                 (sent, received, done, 0)
@@ -220,10 +231,10 @@ impl Transport for Udp {
                 let mut foreign = 0;
                 let (received, _) = receive::receive(&listening, &mut foreign, &mut on_tick)
                     .map_err(|err| self.explain(&mut control, err))?;
-                let done = self.done(&mut control)?;
+                let mut done = self.done(&mut control)?;
                 let sent = done
                     .sent
-                    .clone()
+                    .take()
                     .ok_or_else(|| anyhow!("{}: no figures of the datagrams sent", self.peer()))?;
                 (sent, received, done, foreign)
             }
@@ -241,11 +252,7 @@ impl Transport for Udp {
         let receiver_intervals: Vec<Interval> = received
             .intervals
             .iter()
-            .map(|i| Interval {
-                start_secs: i.start_secs,
-                secs: i.secs,
-                bytes: i.bytes,
-            })
+            .map(DatagramInterval::interval)
             .collect();
         let here_intervals = match direction {
             Direction::Upload => sent.intervals.clone(),
@@ -479,19 +486,11 @@ fn echo_round_trips(
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size + 1];
-    let mut one_way = crate::measure::OneWay::new();
-    let mut lost = 0u64;
     let mut missed_in_a_row = 0;
-    let warmup = u64::from(crate::transport::rdma::LATENCY_WARMUP);
-    let mut round = 0u64;
-    let mut timed: Option<Instant> = None;
-    loop {
-        if round >= warmup {
-            let since = *timed.get_or_insert_with(Instant::now);
-            if !plan.rounds.more(one_way.len() + lost, since.elapsed()) {
-                break;
-            }
-        }
+    // Set once: a setsockopt in each round would be timed with it.
+    socket.set_read_timeout(Some(ECHO_TIMEOUT))?;
+    let warmup = crate::transport::rdma::LATENCY_WARMUP;
+    let (one_way, lost) = crate::measure::OneWay::time(warmup, plan.rounds, |round| {
         if round.is_multiple_of(64) {
             crate::interrupt::check()?;
             if peek(control) != Peeked::Nothing {
@@ -501,50 +500,43 @@ fn echo_round_trips(
         let number = round.to_le_bytes();
         let marked = size.min(8);
         message[..marked].copy_from_slice(&number[..marked]);
+        let refused = |err: &std::io::Error| err.kind() == std::io::ErrorKind::ConnectionRefused;
+        let unreachable =
+            || anyhow!("the server's UDP port answers \"port unreachable\": it stopped listening");
         let started = Instant::now();
-        socket.send(&message).map_err(|err| match err.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                anyhow!("the server's UDP port answers \"port unreachable\": it stopped listening")
-            }
-            _ => anyhow!("sending a UDP message: {err}"),
+        socket.send(&message).map_err(|err| match refused(&err) {
+            true => unreachable(),
+            false => anyhow!("sending a UDP message: {err}"),
         })?;
-        let answered = loop {
-            let left = ECHO_TIMEOUT.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                break false;
-            }
-            socket.set_read_timeout(Some(left))?;
+        let took = loop {
             match socket.recv(&mut back) {
-                Ok(got) if got == size && back[..size] == message[..] => break true,
-                // An echo of an earlier round, or not ours: wait on.
+                Ok(got) if got == size && back[..size] == message[..] => {
+                    break Some(started.elapsed());
+                }
+                Err(err) if refused(&err) => return Err(unreachable()),
+                // An echo of an earlier round, not ours, or the timeout: on until the round's
+                // second is up.
                 Ok(_) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => bail!(
-                    "the server's UDP port answers \"port unreachable\": it stopped listening"
-                ),
                 Err(err) if receive::quiet(&err) => {}
                 Err(err) => bail!("receiving a UDP echo: {err}"),
             }
+            if started.elapsed() >= ECHO_TIMEOUT {
+                break None;
+            }
         };
-        let took = started.elapsed();
-        if answered {
+        if took.is_some() {
             missed_in_a_row = 0;
-            if round >= warmup {
-                one_way.record(took);
-            }
-        } else {
-            missed_in_a_row += 1;
-            if round >= warmup {
-                lost += 1;
-            }
-            if missed_in_a_row >= ECHOES_MISSED {
-                bail!(
-                    "{ECHOES_MISSED} UDP messages in a row got no echo within {} s: the server stopped answering, or the path drops UDP",
-                    ECHO_TIMEOUT.as_secs()
-                );
-            }
+            return Ok(took);
         }
-        round += 1;
-    }
+        missed_in_a_row += 1;
+        if missed_in_a_row >= ECHOES_MISSED {
+            bail!(
+                "{ECHOES_MISSED} UDP messages in a row got no echo within {} s: the server stopped answering, or the path drops UDP",
+                ECHO_TIMEOUT.as_secs()
+            );
+        }
+        Ok(None)
+    })?;
     Ok((
         one_way.latency(format!(
             "{size}-byte UDP datagram and its echo; one way = half the round trip"

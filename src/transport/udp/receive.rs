@@ -10,6 +10,7 @@ use super::wire::{self, Batch, Header, Kind};
 use super::{DatagramInterval, Received};
 use crate::control::connection::{Peeked, peek};
 use crate::interrupt;
+use crate::measure::Interval;
 use crate::transport::memory::{Role, Tick, TickStream};
 
 /// Sequence numbers remembered to tell a duplicate from a late datagram.
@@ -261,13 +262,17 @@ pub fn receive(
             }
         }
         while reported < tally.intervals().len() {
-            on_tick(tick(&tally.intervals()[reported], Role::Receive));
+            on_tick(tick(
+                &tally.intervals()[reported].interval(),
+                Role::Receive,
+                false,
+            ));
             reported += 1;
         }
     };
     let received = tally.finish();
     for interval in received.intervals.iter().skip(reported) {
-        on_tick(tick(interval, Role::Receive));
+        on_tick(tick(&interval.interval(), Role::Receive, false));
     }
     Ok((received, stop))
 }
@@ -304,9 +309,11 @@ fn take(
     foreign: &mut u64,
 ) -> bool {
     let (bytes, stamp) = batch.received(i);
-    let source = batch.source(i);
-    if let (Some(from), Some(source)) = (listening.from, source)
-        && !wire::same_peer(from, source)
+    // A connected socket's kernel already filtered: no address to read per datagram then.
+    if let Some(from) = listening.from
+        && !batch
+            .source(i)
+            .is_some_and(|source| wire::same_peer(from, source))
     {
         *foreign += 1;
         return false;
@@ -322,7 +329,7 @@ fn take(
             false
         }
         Kind::Hello => {
-            if let Some(source) = source {
+            if let Some(source) = batch.source(i) {
                 let _ = welcome(listening.socket, listening.key, source);
             }
             false
@@ -356,11 +363,11 @@ pub(crate) fn quiet(err: &std::io::Error) -> bool {
 }
 
 /// An interval as `net`'s live lines show it.
-pub(super) fn tick(interval: &DatagramInterval, role: Role) -> Tick {
+pub(super) fn tick(interval: &Interval, role: Role, omitted: bool) -> Tick {
     Tick {
         start_secs: interval.start_secs,
         secs: interval.secs,
-        omitted: false,
+        omitted,
         streams: vec![TickStream {
             role,
             bytes: interval.bytes,

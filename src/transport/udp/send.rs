@@ -11,8 +11,8 @@ use super::Sent;
 use super::wire::{self, BATCH, Batch, Header, Kind};
 use crate::control::connection::{Peeked, peek};
 use crate::interrupt;
-use crate::measure::Interval;
-use crate::transport::memory::{Role, Tick, TickStream};
+use crate::measure::{Interval, IntervalClock};
+use crate::transport::memory::{Role, Tick};
 
 /// How often the loop looks at Ctrl-C, the control connection and the interval clock.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -44,13 +44,14 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
     let mut batch = Batch::new(sending.len);
     let started = Instant::now();
     let end = sending.omit + sending.secs;
-    // Everything sent, omitted start included: what the pace is held against.
-    let mut all_sent: u64 = 0;
     let mut omitted_sent: u64 = 0;
     let mut counted_sent: u64 = 0;
     let mut counting_since: Option<Instant> = None;
     let mut last_send = started;
-    let mut clock = Clock::new(sending.every);
+    let len = sending.len as u64;
+    // The omitted start's intervals, then the counted ones': shown as each closes.
+    let mut clock = IntervalClock::start(sending.every);
+    let mut shown = 0;
     let mut last_check = started;
     loop {
         let elapsed = started.elapsed();
@@ -61,8 +62,15 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
         if counting && counting_since.is_none() {
             let now = Instant::now();
             counting_since = Some(now);
-            clock.restart(now, on_tick);
+            if !sending.omit.is_zero() {
+                let (_, omitted) = clock.finish(omitted_sent * len);
+                show(&omitted[shown..], true, on_tick);
+            }
+            clock = IntervalClock::start(sending.every);
+            shown = 0;
         }
+        // What the pace is held against: everything sent, omitted start included.
+        let all_sent = omitted_sent + counted_sent;
         let due = match sending.rate {
             None => BATCH,
             Some(rate) => {
@@ -107,13 +115,11 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
                     _ => bail!("sending datagrams: {err}"),
                 },
             };
-            all_sent += sent;
             if counting {
                 counted_sent += sent;
             } else {
                 omitted_sent += sent;
             }
-            clock.add(sent * sending.len as u64);
             if sent > 0 {
                 last_send = Instant::now();
             }
@@ -121,7 +127,9 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
         if last_check.elapsed() >= CHECK_EVERY {
             last_check = Instant::now();
             interrupt::check()?;
-            clock.observe(!counting, on_tick);
+            clock.observe(len * if counting { counted_sent } else { omitted_sent });
+            show(&clock.intervals()[shown..], !counting, on_tick);
+            shown = clock.intervals().len();
             match peek(sending.control) {
                 Peeked::Closed => {
                     bail!("the peer closed the control connection (stopped or killed?)")
@@ -132,11 +140,16 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
         }
     }
     let since = counting_since.unwrap_or(last_send);
-    let intervals = clock.finish(counting_since.is_none(), on_tick);
+    let counted = counting_since.is_some();
+    let (_, mut intervals) = clock.finish(len * if counted { counted_sent } else { omitted_sent });
+    show(&intervals[shown..], !counted, on_tick);
+    if !counted {
+        intervals.clear();
+    }
     end_datagrams(sending, &mut batch, counted_sent)?;
     Ok(Sent {
         datagrams: counted_sent,
-        bytes: counted_sent * sending.len as u64,
+        bytes: counted_sent * len,
         secs: last_send.saturating_duration_since(since).as_secs_f64(),
         intervals,
     })
@@ -161,77 +174,9 @@ fn end_datagrams(sending: &Sending, batch: &mut Batch, counted: u64) -> Result<(
     }
 }
 
-/// Cuts what was sent into intervals, and shows each as it closes.
-struct Clock {
-    every: Duration,
-    start: Instant,
-    mark: Instant,
-    bytes: u64,
-    intervals: Vec<Interval>,
-}
-
-impl Clock {
-    fn new(every: Duration) -> Clock {
-        let now = Instant::now();
-        Clock {
-            every,
-            start: now,
-            mark: now,
-            bytes: 0,
-            intervals: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, bytes: u64) {
-        self.bytes += bytes;
-    }
-
-    /// Closes an interval when one is due.
-    fn observe(&mut self, omitted: bool, on_tick: &mut dyn FnMut(Tick)) {
-        let now = Instant::now();
-        if now.duration_since(self.mark) >= self.every {
-            self.cut(now, omitted, on_tick);
-        }
-    }
-
-    /// The omitted start ended: shows what it sent, and counts from `now`.
-    fn restart(&mut self, now: Instant, on_tick: &mut dyn FnMut(Tick)) {
-        if self.bytes > 0 {
-            self.cut(now, true, on_tick);
-        }
-        self.intervals.clear();
-        self.start = now;
-        self.mark = now;
-        self.bytes = 0;
-    }
-
-    fn finish(mut self, omitted: bool, on_tick: &mut dyn FnMut(Tick)) -> Vec<Interval> {
-        let now = Instant::now();
-        if self.bytes > 0 || self.intervals.is_empty() {
-            self.cut(now, omitted, on_tick);
-        }
-        if omitted { Vec::new() } else { self.intervals }
-    }
-
-    fn cut(&mut self, now: Instant, omitted: bool, on_tick: &mut dyn FnMut(Tick)) {
-        let interval = Interval {
-            start_secs: self.mark.duration_since(self.start).as_secs_f64(),
-            secs: now.duration_since(self.mark).as_secs_f64(),
-            bytes: self.bytes,
-        };
-        on_tick(Tick {
-            start_secs: interval.start_secs,
-            secs: interval.secs,
-            omitted,
-            streams: vec![TickStream {
-                role: Role::Send,
-                bytes: interval.bytes,
-                retransmits: None,
-                cwnd_bytes: None,
-            }],
-        });
-        self.intervals.push(interval);
-        self.mark = now;
-        self.bytes = 0;
+/// Shows intervals of what was sent as `net`'s live lines.
+fn show(intervals: &[Interval], omitted: bool, on_tick: &mut dyn FnMut(Tick)) {
+    for interval in intervals {
+        on_tick(super::receive::tick(interval, Role::Send, omitted));
     }
 }
