@@ -665,6 +665,61 @@ fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_serv
     assert_eq!(entries(root.path()), ["big.data"]);
 }
 
+/// A forced copy onto an existing file, stopped half-way by `stop`: the old file is still
+/// there, whole, under its name, both while the copy runs and after it failed.
+fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let old: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
+    let (client, final_path, partial) =
+        common::copy_over_under_way(&hosts, &server, local.path(), way, Some(&old));
+    assert!(partial.exists(), "no partial file beside the old one");
+    assert_eq!(
+        std::fs::read(&final_path).unwrap(),
+        old,
+        "the old file changed while the new one was still arriving"
+    );
+    match stop {
+        "interrupt" => common::send_signal(client.pid(), libc::SIGINT),
+        "server killed" => {
+            server.signal(libc::SIGKILL);
+            server
+                .wait_exit(FAIL_TIMEOUT)
+                .expect("the server outlived SIGKILL");
+        }
+        _ => unreachable!("no such stop: {stop}"),
+    }
+    let out = client.finish(FAIL_TIMEOUT);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read(&final_path).unwrap(),
+        old,
+        "a failed copy lost or changed the file it was to replace ({stop})"
+    );
+}
+
+#[test]
+fn copy_force_upload_interrupted_keeps_the_old_destination_whole() {
+    forced_copy_stopped_half_way_keeps_the_old_file(Way::Upload, "interrupt");
+}
+
+#[test]
+fn copy_force_download_interrupted_keeps_the_old_destination_whole() {
+    forced_copy_stopped_half_way_keeps_the_old_file(Way::Download, "interrupt");
+}
+
+#[test]
+fn copy_force_upload_with_the_server_killed_keeps_the_old_destination_whole() {
+    forced_copy_stopped_half_way_keeps_the_old_file(Way::Upload, "server killed");
+}
+
+#[test]
+fn copy_force_download_with_the_server_killed_keeps_the_old_destination_whole() {
+    forced_copy_stopped_half_way_keeps_the_old_file(Way::Download, "server killed");
+}
+
 #[test]
 fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
     // Not a speed test: the shaped link drops packets (tbf), so TCP recovers losses across

@@ -210,6 +210,78 @@ fn gen_replaces_an_existing_file_with_force() {
 }
 
 #[test]
+fn gen_force_that_fails_keeps_the_old_file_whole() {
+    // A file size limit below --size makes the new file's allocation fail half-way through
+    // the replacement: the old file must still be there, unchanged.
+    let dir = temp_dir();
+    let path = dir.path().join("old.data");
+    std::fs::write(&path, b"old content").unwrap();
+    let mut cmd = command([
+        "gen".as_ref(),
+        path.as_os_str(),
+        "--size".as_ref(),
+        "64M".as_ref(),
+        "--force".as_ref(),
+    ]);
+    common::limit_file_size(&mut cmd, 8 << 20);
+    let out = run_command(cmd);
+    common::assert_failed_cleanly(&out);
+    assert_eq!(std::fs::read(&path).unwrap(), b"old content");
+    assert_eq!(entries(dir.path()), ["old.data"]);
+}
+
+/// A tmpfs of `size` mounted on a new directory (root only), unmounted when dropped.
+struct SmallFileSystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFileSystem {
+    fn mount(size: &str) -> Option<SmallFileSystem> {
+        let dir = temp_dir();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "xferbench-test"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(SmallFileSystem { dir })
+    }
+}
+
+impl Drop for SmallFileSystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn gen_force_without_room_beside_the_old_file_refuses_and_keeps_it() {
+    let Some(small) = SmallFileSystem::mount("24M") else {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    };
+    let path = small.dir.path().join("old.data");
+    let old = vec![7u8; 16 << 20];
+    std::fs::write(&path, &old).unwrap();
+    let (code, stdout, stderr) = run([
+        "gen".as_ref(),
+        path.as_os_str(),
+        "--size".as_ref(),
+        "16M".as_ref(),
+        "--force".as_ref(),
+    ]);
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stderr.contains("beside the old one") && stderr.contains("kept until the new one"),
+        "stderr: {stderr}"
+    );
+    assert!(std::fs::read(&path).unwrap() == old, "the old file changed");
+    assert_eq!(entries(small.dir.path()), ["old.data"]);
+}
+
+#[test]
 fn gen_leaves_no_partial_file_after_success() {
     let dir = temp_dir();
     for (name, fill) in [("a", "random"), ("b", "zero"), ("c", "none")] {

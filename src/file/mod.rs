@@ -139,8 +139,9 @@ pub struct Landing {
 }
 
 impl Landing {
-    /// Checks the directory, an existing file (replaced only with `force`) and free space,
-    /// then creates the temporary file and allocates `size` bytes.
+    /// Checks the directory, an existing file (replaced only with `force`, and only by
+    /// [`Landing::commit`]'s rename: until then it stays as it was) and free space, then creates
+    /// the temporary file and allocates `size` bytes.
     pub fn prepare(path: &Path, size: u64, force: bool, direct: bool) -> Result<Landing> {
         if path.is_dir() {
             bail!(
@@ -178,13 +179,9 @@ impl Landing {
                 "{} exists and is not a regular file: refusing to replace it",
                 path.display()
             ),
-            Ok(meta) => {
-                // The old file's space counts as free, since it is removed before the new one is
-                // made; but a size that cannot fit even then must not cost the user the old file.
-                ensure_room_beyond(&dir, size, meta.len())?;
-                std::fs::remove_file(path)
-                    .with_context(|| format!("removing the old {}", path.display()))?;
-            }
+            // The old file stays under its name until the new one is complete, fsynced and
+            // renamed over it, so both must fit at once.
+            Ok(meta) => ensure_room_beside(&dir, path, size, meta.len())?,
             Err(err) if err.kind() == io::ErrorKind::NotFound => ensure_room(&dir, size)?,
             Err(err) => return Err(anyhow!(describe_path_error(path, err))),
         }
@@ -343,18 +340,32 @@ pub fn allocate(file: &File, path: &Path, size: u64) -> Result<()> {
 
 /// Fails with a clear message when `dir` has less than `size` bytes free.
 pub fn ensure_room(dir: &Path, size: u64) -> Result<()> {
-    ensure_room_beyond(dir, size, 0)
-}
-
-/// Like [`ensure_room`], counting `reclaimable` bytes (a file about to be replaced) as free.
-fn ensure_room_beyond(dir: &Path, size: u64, reclaimable: u64) -> Result<()> {
     let free = free_space(dir).map_err(|err| anyhow!(describe_path_error(dir, err)))?;
-    if size > free.saturating_add(reclaimable) {
+    if size > free {
         bail!(
             "not enough free space in {}: {} needed, {} free; free some space or use a smaller --size",
             dir.display(),
             format_bytes(size),
-            format_bytes(free.saturating_add(reclaimable))
+            format_bytes(free)
+        );
+    }
+    Ok(())
+}
+
+/// Like [`ensure_room`] for a file that replaces `old` (of `old_len` bytes): the old file is kept
+/// until the new one is complete, so the new one must fit beside it, and the message says so.
+fn ensure_room_beside(dir: &Path, old: &Path, size: u64, old_len: u64) -> Result<()> {
+    let free = free_space(dir).map_err(|err| anyhow!(describe_path_error(dir, err)))?;
+    if size > free {
+        bail!(
+            "not enough free space in {} to write the new {} beside the old one: {} needed, {} free \
+             (the old file, {}, is kept until the new one is complete); free some space, or remove \
+             the old file first if losing it is acceptable",
+            dir.display(),
+            old.display(),
+            format_bytes(size),
+            format_bytes(free),
+            format_bytes(old_len)
         );
     }
     Ok(())

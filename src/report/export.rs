@@ -1,7 +1,7 @@
 //! Report files: one small trait, one file per format, and a manager that writes every file the
 //! user asked for (`--json`, `--csv`, `--markdown`, `--plot`), after hyperfine's `src/export/`.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,15 @@ impl Exporter for JsonExporter {
 /// Every report file asked for, written together once the run is done.
 #[derive(Default)]
 pub struct ExportManager {
-    exporters: Vec<(Box<dyn Exporter>, PathBuf)>,
+    exporters: Vec<Export>,
+}
+
+struct Export {
+    exporter: Box<dyn Exporter>,
+    path: PathBuf,
+    /// Made empty by [`ExportManager::add`], so [`ExportManager::discard`] may remove it; a file
+    /// that was there before is never removed or emptied by a failed run.
+    created: bool,
 }
 
 impl ExportManager {
@@ -60,18 +68,33 @@ impl ExportManager {
         ExportManager::default()
     }
 
-    /// Adds a file to write. It is created (empty) now, so that a path that cannot be written
-    /// fails before a run of many minutes rather than after it.
+    /// Adds a file to write. A new one is created (empty) now, and an existing one is opened for
+    /// writing without being changed, so that a path that cannot be written fails before a run
+    /// of many minutes rather than after it.
     pub fn add(&mut self, format: Format, path: impl Into<PathBuf>) -> Result<()> {
         let path = path.into();
-        if self.exporters.iter().any(|(_, known)| *known == path) {
+        if self.exporters.iter().any(|known| known.path == path) {
             bail!(
                 "{} is named for two reports: give each report its own file",
                 path.display()
             );
         }
-        File::create(&path).map_err(|err| cannot_write(&path, err))?;
-        self.exporters.push((format.exporter(), path));
+        let created = match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => true,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|err| cannot_write(&path, err))?;
+                false
+            }
+            Err(err) => return Err(cannot_write(&path, err)),
+        };
+        self.exporters.push(Export {
+            exporter: format.exporter(),
+            path,
+            created,
+        });
         Ok(())
     }
 
@@ -79,17 +102,18 @@ impl ExportManager {
         self.exporters.is_empty()
     }
 
-    /// Removes the (empty) files made by [`ExportManager::add`]: the run failed, so no report.
+    /// Removes the empty files made by [`ExportManager::add`]: the run failed, so no report.
+    /// Files that existed before are left as they were.
     pub fn discard(&self) {
-        for (_, path) in &self.exporters {
-            let _ = std::fs::remove_file(path);
+        for export in self.exporters.iter().filter(|export| export.created) {
+            let _ = std::fs::remove_file(&export.path);
         }
     }
 
     /// Writes every file; one that fails does not stop the others, and the error names each failure.
     pub fn write_all(&self, report: &RunReport) -> Result<()> {
         let mut failures = Vec::new();
-        for (exporter, path) in &self.exporters {
+        for Export { exporter, path, .. } in &self.exporters {
             let written = exporter
                 .render(report)
                 .map_err(|err| anyhow!("cannot write {}: {err:#}", path.display()))
@@ -106,11 +130,26 @@ impl ExportManager {
     }
 }
 
+/// Writes `bytes` under a temporary name beside `path`, then renames it over `path` (through
+/// a symbolic link to its target): a failed write never leaves a half report or loses an old one.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = File::create(path).map_err(|err| cannot_write(path, err))?;
-    file.write_all(bytes)
-        .and_then(|()| file.flush())
-        .map_err(|err| cannot_write(path, err))
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let name = target
+        .file_name()
+        .ok_or_else(|| anyhow!("cannot write {}: it does not name a file", path.display()))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".xferbench-partial");
+    let temp = target.with_file_name(temp_name);
+    let written = File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, &target)
+    });
+    written.map_err(|err| {
+        let _ = std::fs::remove_file(&temp);
+        cannot_write(path, err)
+    })
 }
 
 /// "cannot write report.csv: permission denied", with the fix where there is one.
@@ -352,6 +391,41 @@ mod tests {
         assert!(err.contains("report.md"), "{err}");
         assert!(!err.contains("r.csv"), "{err}");
         assert!(dir.path().join("r.csv").metadata().unwrap().len() > 0);
+    }
+
+    #[test]
+    fn an_existing_report_survives_a_failed_run_untouched() {
+        let dir = temp_dir();
+        let old = dir.path().join("old.json");
+        std::fs::write(&old, b"last week's report").unwrap();
+        let new = dir.path().join("new.csv");
+        let mut manager = ExportManager::new();
+        manager.add(Format::Json, &old).unwrap();
+        manager.add(Format::Csv, &new).unwrap();
+        assert_eq!(std::fs::read(&old).unwrap(), b"last week's report");
+        manager.discard();
+        assert_eq!(std::fs::read(&old).unwrap(), b"last week's report");
+        assert!(!new.exists(), "discard left the empty file it made");
+    }
+
+    #[test]
+    fn an_existing_report_is_replaced_whole_and_through_its_link() {
+        let dir = temp_dir();
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, b"old").unwrap();
+        let link = dir.path().join("latest.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let mut manager = ExportManager::new();
+        manager.add(Format::Json, &link).unwrap();
+        manager.write_all(&sample_report()).unwrap();
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(std::fs::read_to_string(&target).unwrap().contains("\"schema\": 1"));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["latest.json", "target.json"]);
     }
 
     #[test]

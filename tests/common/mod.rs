@@ -763,6 +763,17 @@ pub fn copy_under_way(
     local: &Path,
     way: Way,
 ) -> (Background, PathBuf, PathBuf) {
+    copy_over_under_way(hosts, server, local, way, None)
+}
+
+/// Like [`copy_under_way`], onto a destination that already holds `existing`, with `--force`.
+pub fn copy_over_under_way(
+    hosts: &Hosts,
+    server: &Server,
+    local: &Path,
+    way: Way,
+    existing: Option<&[u8]>,
+) -> (Background, PathBuf, PathBuf) {
     let (source, landing) = match way {
         Way::Upload => (local.join("big.data"), server.root.clone()),
         Way::Download => (server.root.join("big.data"), local.to_path_buf()),
@@ -775,6 +786,10 @@ pub fn copy_under_way(
     };
     args.extend(hosts.slow_copy_args().iter().map(OsStr::new));
     let final_path = landing.join("big.data");
+    if let Some(existing) = existing {
+        std::fs::write(&final_path, existing).unwrap();
+        args.push("--force".as_ref());
+    }
     let partial = landing.join(".big.data.xferbench-partial");
     let mut client = server.spawn(&args);
     assert!(
