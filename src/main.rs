@@ -267,12 +267,30 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
         }
     }
     let report = plan::run(&options, progress).inspect_err(|_| exports.discard())?;
-    exports.write_all(&report)?;
+    // The report and every file are written even when a path failed or Ctrl-C stopped the run:
+    // what was measured stands.
+    let written = exports.write_all(&report);
     if args.json_stdout {
         println!("{}", report::json::render("run", &report));
         eprint!("{}", report::text::warnings(&report.warnings));
     } else {
         print!("{}", report::text::run(&report));
+    }
+    written?;
+    if report.interrupted {
+        return Err(Interrupted.into());
+    }
+    let failed: Vec<String> = report
+        .failures()
+        .map(|(path, failure)| format!("{path} ({})", failure.stage))
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} paths failed: {}; the report holds their reasons and the other figures",
+            failed.len(),
+            report.paths.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }

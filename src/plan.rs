@@ -116,8 +116,41 @@ pub struct PathResult {
     /// CPU use of the client and the server during the last copy.
     pub copy_cpu: Vec<CpuUse>,
     pub verdict: Option<Verdict>,
-    /// The verdict as a sentence, figures placed against the classes.
+    /// The verdict as a sentence, figures placed against the classes; or why the path failed.
     pub sentence: String,
+    /// The stage this path failed in and why; the figures measured before it stand, the
+    /// stages after it were not run, and there is no verdict.
+    pub failed: Option<PathFailure>,
+}
+
+/// Where and why one path's measurements stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathFailure {
+    /// `latency` (only when interrupted: a latency failure alone is `latency_failed`), `network`
+    /// (memory to memory) or `copy` (disk to disk), as in the stages of the report.
+    pub stage: &'static str,
+    pub reason: String,
+    /// Ctrl-C, not the path, stopped it.
+    #[serde(skip)]
+    pub interrupted: bool,
+}
+
+impl PathFailure {
+    fn new(stage: &'static str, err: &anyhow::Error) -> PathFailure {
+        PathFailure {
+            stage,
+            reason: format!("{err:#}"),
+            interrupted: err.chain().any(|cause| cause.is::<Interrupted>()),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self.stage {
+            "latency" => "round trips",
+            "network" => "memory to memory",
+            _ => "disk to disk",
+        }
+    }
 }
 
 /// A path that was not measured, and why.
@@ -140,6 +173,17 @@ pub struct RunReport {
     pub paths: Vec<PathResult>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
+    /// Ctrl-C stopped the run: the paths after the one interrupted were not measured.
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// The paths that failed, each with its failure.
+    pub fn failures(&self) -> impl Iterator<Item = (TransportKind, &PathFailure)> {
+        self.paths
+            .iter()
+            .filter_map(|path| path.failed.as_ref().map(|failed| (path.path, failed)))
+    }
 }
 
 #[cfg(test)]
@@ -200,8 +244,18 @@ pub fn test_file_path(dir: &Path, size: u64) -> PathBuf {
     dir.join(format!(".xferbench-run-{size}.data"))
 }
 
-/// Name of the copy on the server, inside its root (replaced by every run).
+/// Name of the copy on the server, inside its root (removed at the end of the run).
 pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
+
+/// Where a path's copy lands on the far side: in serve's root, or (SSH) in `--remote-dir`.
+fn remote_copy_path(kind: TransportKind, remote_dir: &str) -> String {
+    match (kind, remote_dir) {
+        (TransportKind::Ssh, "") | (TransportKind::Tcp | TransportKind::Rdma | TransportKind::Udp, _) => {
+            REMOTE_COPY.to_string()
+        }
+        (TransportKind::Ssh, dir) => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
+    }
+}
 
 /// Runs everything, stage by stage, and judges each path.
 pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
@@ -352,19 +406,15 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     let destination_write = Summary::of(writes);
 
     let mut paths = Vec::new();
+    let mut interrupted = false;
     for (index, kind) in wanted.iter().enumerate() {
-        let (transport, remote_copy): (&dyn Transport, String) = match kind {
-            TransportKind::Tcp => (tcp.as_ref().expect("made for tcp"), REMOTE_COPY.into()),
-            TransportKind::Rdma => (rdma.as_ref().expect("made for rdma"), REMOTE_COPY.into()),
-            TransportKind::Udp => (udp.as_ref().expect("made for udp"), REMOTE_COPY.into()),
-            TransportKind::Ssh => (
-                ssh.as_ref().expect("made for ssh"),
-                match options.remote_dir.as_str() {
-                    "" => REMOTE_COPY.to_string(),
-                    dir => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
-                },
-            ),
+        let transport: &dyn Transport = match kind {
+            TransportKind::Tcp => tcp.as_ref().expect("made for tcp"),
+            TransportKind::Rdma => rdma.as_ref().expect("made for rdma"),
+            TransportKind::Udp => udp.as_ref().expect("made for udp"),
+            TransportKind::Ssh => ssh.as_ref().expect("made for ssh"),
         };
+        let remote_copy = remote_copy_path(*kind, &options.remote_dir);
         // Only serve computes a digest on the far side.
         let verify = *kind != TransportKind::Ssh;
         watcher.heading(&format!(
@@ -377,12 +427,17 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             size: LATENCY_SIZE,
             rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
         };
+        // A path that fails keeps what it measured and shows why; the other paths still run.
+        let mut failed = None;
         let (latency, latency_failed) = match transport.latency(&lat_plan) {
             Ok(report) => {
                 warnings.extend(report.warnings);
                 (Some(report.latency), None)
             }
-            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => return Err(err),
+            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
+                failed = Some(PathFailure::new("latency", &err));
+                (None, None)
+            }
             Err(err) => (None, Some(format!("{err:#}"))),
         };
         let net_plan = NetPlan {
@@ -405,13 +460,21 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             rate: None,
         };
         let mut nets = Vec::new();
-        for _ in 0..options.repeat {
-            let report = transport.mem_to_mem(&net_plan, watcher)?;
-            warnings.extend(report.warnings);
-            nets.extend(report.directions.into_iter().map(|d| d.receiver));
+        let net_runs = if failed.is_none() { options.repeat } else { 0 };
+        for _ in 0..net_runs {
+            match transport.mem_to_mem(&net_plan, watcher) {
+                Ok(report) => {
+                    warnings.extend(report.warnings);
+                    nets.extend(report.directions.into_iter().map(|d| d.receiver));
+                }
+                Err(err) => {
+                    failed = Some(PathFailure::new("network", &err));
+                    break;
+                }
+            }
         }
         // UDP does not deliver every datagram: no file goes over it.
-        let copies_files = *kind != TransportKind::Udp;
+        let copies_files = *kind != TransportKind::Udp && failed.is_none();
         if copies_files {
             watcher.heading(&format!(
                 "4/5 disk to disk over {kind}{}",
@@ -434,12 +497,19 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         let mut copy_cpu = Vec::new();
         let copy_runs = if copies_files { options.repeat } else { 0 };
         for _ in 0..copy_runs {
-            let report = transport.copy(&copy_plan, watcher)?;
-            warnings.extend(report.warnings);
-            copy_cpu = std::iter::once(report.cpu.local)
-                .chain(report.cpu.remote)
-                .collect();
-            copies.push(report.measurement);
+            match transport.copy(&copy_plan, watcher) {
+                Ok(report) => {
+                    warnings.extend(report.warnings);
+                    copy_cpu = std::iter::once(report.cpu.local)
+                        .chain(report.cpu.remote)
+                        .collect();
+                    copies.push(report.measurement);
+                }
+                Err(err) => {
+                    failed = Some(PathFailure::new("copy", &err));
+                    break;
+                }
+            }
         }
         let network = Summary::of(nets);
         let copy = Summary::of(copies);
@@ -452,17 +522,24 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             // The embedded server's root sits beside the test file: one disk does both.
             shared_disk: options.host.is_none(),
         };
-        let verdict = verdict::judge(*kind, &figures);
-        let sentence = verdict
-            .as_ref()
-            .map(|v| {
-                Sentence {
-                    verdict: v,
-                    figures: &figures,
-                }
-                .to_string()
-            })
-            .unwrap_or_else(|| format!("{kind}: nothing measured"));
+        // A failed path's figures are incomplete: judging them would name the wrong stage.
+        let verdict = match failed {
+            None => verdict::judge(*kind, &figures),
+            Some(_) => None,
+        };
+        let sentence = match (&failed, &verdict) {
+            (Some(failure), _) => format!(
+                "{kind}: failed in {}: {} (its other figures below stand; no verdict)",
+                failure.describe(),
+                failure.reason
+            ),
+            (None, Some(verdict)) => Sentence {
+                verdict,
+                figures: &figures,
+            }
+            .to_string(),
+            (None, None) => format!("{kind}: nothing measured"),
+        };
         paths.push(PathResult {
             path: *kind,
             latency,
@@ -472,9 +549,43 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             copy_cpu,
             verdict,
             sentence,
+            failed,
         });
+        if paths
+            .last()
+            .and_then(|path: &PathResult| path.failed.as_ref())
+            .is_some_and(|failed| failed.interrupted)
+        {
+            interrupted = true;
+            break;
+        }
     }
-    watcher.heading("5/5 verdict");
+    // The copies served their purpose: a far disk is not left holding a test-file-sized file.
+    for result in &paths {
+        if result.copy.is_none() && result.failed.as_ref().is_none_or(|f| f.stage != "copy") {
+            continue;
+        }
+        let (removed, path) = match result.path {
+            TransportKind::Ssh => {
+                let path = remote_copy_path(result.path, &options.remote_dir);
+                (ssh.as_ref().map(|ssh| ssh.remove_remote(&path)), path)
+            }
+            _ => (
+                tcp.as_ref().map(|tcp| tcp.remove_remote(REMOTE_COPY).map(drop)),
+                REMOTE_COPY.to_string(),
+            ),
+        };
+        if let Some(Err(err)) = removed {
+            warnings.push(Warning::RemoteCopyLeft {
+                host: server_name.clone(),
+                path,
+                reason: format!("{err:#}"),
+            });
+        }
+    }
+    if !interrupted {
+        watcher.heading("5/5 verdict");
+    }
     crate::warning::dedup(&mut warnings);
     Ok(RunReport {
         parameters: Parameters {
@@ -496,6 +607,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         paths,
         skipped,
         warnings,
+        interrupted,
     })
 }
 

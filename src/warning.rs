@@ -33,6 +33,12 @@ pub enum Warning {
     ForeignDatagrams { count: u64 },
     /// UDP round trips whose echo never came: not in the latency figures.
     LostRoundTrips { lost: u64, rounds: u64 },
+    /// `run`'s copy on the far host could not be removed at the end.
+    RemoteCopyLeft {
+        host: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// Keeps the first of each repeated warning, in order: a run meets the same one many times.
@@ -103,6 +109,10 @@ impl fmt::Display for Warning {
             Warning::LostRoundTrips { lost, rounds } => write!(
                 f,
                 "{lost} of {rounds} UDP round trips got no echo within 1 s: they are not in the latency figures"
+            ),
+            Warning::RemoteCopyLeft { host, path, reason } => write!(
+                f,
+                "the run's copy {path} on {host} could not be removed ({reason}): remove it by hand to free its space"
             ),
         }
     }

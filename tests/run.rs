@@ -230,6 +230,107 @@ fn run_against_a_host_without_serve_fails_cleanly() {
 }
 
 #[test]
+fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_exits_1() {
+    let _turn = turn();
+    // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = format!("127.0.0.1:{}", holder.local_addr().unwrap().port());
+    let root = temp_dir();
+    let mut cmd = command(["serve", "--listen", &listen, "--root"]);
+    cmd.arg(root.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let _serve = common::Background(cmd.spawn().expect("start serve"));
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&listen).is_ok()
+        }),
+        "serve did not listen on {listen}"
+    );
+    let dir = temp_dir();
+    let json = dir.path().join("report.json");
+    let csv = dir.path().join("report.csv");
+    let markdown = dir.path().join("report.md");
+    let out = run_here(
+        dir.path(),
+        &[
+            &listen,
+            "--via",
+            "tcp,udp",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("1 of 2 paths failed: udp (network)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("udp: failed in memory to memory")
+            && out.stdout.contains("could not open UDP port"),
+        "{}",
+        out.stdout
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tcp = &report["paths"][0];
+    assert_eq!(tcp["path"], "tcp", "{report:#}");
+    assert!(tcp["failed"].is_null(), "{report:#}");
+    assert!(tcp["copy"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(tcp["verdict"].is_object(), "{report:#}");
+    let udp = &report["paths"][1];
+    assert_eq!(udp["failed"]["stage"], "network", "{report:#}");
+    assert!(
+        udp["failed"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not open UDP port"),
+        "{report:#}"
+    );
+    assert!(udp["verdict"].is_null(), "{report:#}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let failed_row = csv
+        .lines()
+        .find(|line| line.starts_with("network,udp,"))
+        .unwrap_or_else(|| panic!("no failed udp row: {csv}"));
+    assert!(failed_row.contains("could not open UDP port"), "{csv}");
+    assert!(csv.contains("copy,tcp,1,"), "{csv}");
+    let markdown = std::fs::read_to_string(&markdown).unwrap();
+    assert!(markdown.contains("## Failed"), "{markdown}");
+    // The run's copy was removed from the server's root at the end.
+    assert!(entries(root.path()).is_empty(), "{:?}", entries(root.path()));
+    drop(holder);
+}
+
+#[test]
+fn run_against_a_server_leaves_no_copy_in_its_root() {
+    let _turn = turn();
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let dir = temp_dir();
+    let out = server.run(&[
+        "run".as_ref(),
+        server.addr.as_ref(),
+        "--size".as_ref(),
+        SIZE.as_ref(),
+        "-t".as_ref(),
+        "1".as_ref(),
+        "--dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
+    assert!(entries(root.path()).is_empty(), "{:?}", entries(root.path()));
+}
+
+#[test]
 fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
     let _turn = turn();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

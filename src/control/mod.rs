@@ -21,7 +21,7 @@ use crate::transport::udp::{Received, Sent};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Sent in every hello, so a stray client of another protocol is told apart from a version mismatch.
 pub const PROTOCOL_NAME: &str = "xferbench";
 /// The port `serve` listens on and clients dial when none is given.
@@ -66,10 +66,20 @@ pub enum Request {
     UdpNet(UdpNetRequest),
     /// UDP round trips: the server sends every datagram of the client back, until [`Request::Finished`].
     UdpEcho(EchoRequest),
+    /// Remove the regular file at `path` (relative to the server's root), e.g. `run`'s copy
+    /// once it is measured; answered with [`Reply::Removed`]. Added in protocol version 2.
+    Remove(RemoveRequest),
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.
     Finished,
+}
+
+/// A file the client made on the server and no longer needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    /// Relative to the server's root; a directory or a path leaving the root is refused.
+    pub path: String,
 }
 
 /// The server's side of a latency test.
@@ -222,6 +232,10 @@ pub enum Reply {
     UdpDone(UdpDone),
     CopyDone(CopyDone),
     DiskDone(DiskDone),
+    /// The answer to [`Request::Remove`]: whether there was a file to remove.
+    Removed {
+        existed: bool,
+    },
     /// A refusal or failure, in words for the user.
     Error {
         message: String,

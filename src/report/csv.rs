@@ -46,6 +46,10 @@ struct Row {
     p99_us: Option<f64>,
     p999_us: Option<f64>,
     max_us: Option<f64>,
+    /// Whose count a network row is: `receiver` (what arrived; for UDP, less what was lost).
+    side: Option<&'static str>,
+    /// Why this path failed in this stage; its rates are then empty.
+    error: Option<String>,
 }
 
 fn rows(report: &RunReport) -> Vec<Row> {
@@ -69,8 +73,22 @@ fn rows(report: &RunReport) -> Vec<Row> {
             let size = report.parameters.latency_size as u64;
             rows.push(latency_row(path.clone(), size, latency));
         }
-        rows.extend(repeats("network", path.clone(), &result.network));
-        rows.extend(repeats("copy", path, &result.copy));
+        let mut network = repeats("network", path.clone(), &result.network);
+        for row in &mut network {
+            // run keeps the receiver's figure of each memory-to-memory test.
+            row.side = Some("receiver");
+        }
+        rows.extend(network);
+        rows.extend(repeats("copy", path.clone(), &result.copy));
+        if let Some(failed) = &result.failed {
+            rows.push(Row {
+                stage: failed.stage,
+                path,
+                run: 1,
+                error: Some(failed.reason.clone()),
+                ..Row::default()
+            });
+        }
     }
     rows
 }
@@ -126,7 +144,7 @@ fn write(rows: &[Row]) -> Result<Vec<u8>> {
     writer.into_inner().context("the CSV report")
 }
 
-const HEADER: [&str; 21] = [
+const HEADER: [&str; 23] = [
     "stage",
     "path",
     "run",
@@ -148,6 +166,8 @@ const HEADER: [&str; 21] = [
     "p99_us",
     "p999_us",
     "max_us",
+    "side",
+    "error",
 ];
 
 #[cfg(test)]
@@ -213,7 +233,7 @@ mod tests {
         assert_eq!(&write[9], "true");
         assert_eq!(&write[10], "", "no streams on a disk");
         assert_eq!(&write[12], "1048576");
-        let latency: Vec<&str> = write.iter().skip(HEADER.len() - 7).collect();
+        let latency: Vec<&str> = write.iter().skip(HEADER.len() - 9).take(7).collect();
         assert_eq!(
             latency,
             ["", "", "", "", "", "", ""],
@@ -221,6 +241,27 @@ mod tests {
         );
         let network = &records[7];
         assert_eq!((&network[10], &network[11]), ("4", "9000"));
+        assert_eq!(&network[HEADER.len() - 2], "receiver");
+        assert_eq!(&write[HEADER.len() - 2], "", "a disk row has no side");
+    }
+
+    #[test]
+    fn a_failed_path_has_a_row_with_its_stage_and_reason_after_what_it_measured() {
+        let mut report = sample_report();
+        report.paths[0].copy = None;
+        report.paths[0].failed = Some(crate::plan::PathFailure {
+            stage: "copy",
+            reason: "the server closed the connection".into(),
+            interrupted: false,
+        });
+        let bytes = CsvExporter.render(&report).unwrap();
+        let (header, records) = parse(&bytes);
+        let last = records.last().unwrap();
+        let field = |name: &str| &last[header.iter().position(|h| h == name).unwrap()];
+        assert_eq!((&last[0], &last[1]), ("copy", "tcp"));
+        assert_eq!(field("error"), "the server closed the connection");
+        assert_eq!(field("bytes_per_sec"), "");
+        assert_eq!(&records[records.len() - 2][0], "network");
     }
 
     #[test]

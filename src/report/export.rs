@@ -311,12 +311,14 @@ pub(crate) fn sample_report() -> RunReport {
             copy_cpu: cpu,
             verdict,
             sentence,
+            failed: None,
         }],
         skipped: vec![Skipped {
             path: "rdma".into(),
             reason: "this build has no RDMA support, rebuild with --features rdma".into(),
         }],
         warnings: vec![Warning::Loopback],
+        interrupted: false,
     }
 }
 

@@ -73,7 +73,7 @@ fn render(report: &RunReport) -> String {
         let path = result.path.to_string();
         table_row(
             &mut out,
-            "network, memory to memory",
+            "network, memory to memory (received)",
             &path,
             &result.network,
             ClassKind::Link,
@@ -86,7 +86,18 @@ fn render(report: &RunReport) -> String {
             ClassKind::Link,
         );
     }
-    out.push_str("\nMB/s = 10^6 B/s; min, max and stddev are MB/s over the runs.\n");
+    out.push_str(
+        "\nMB/s = 10^6 B/s; min, max and stddev are MB/s over the runs. Memory to memory is what the \
+         receiver got (for UDP, less the datagrams lost).\n",
+    );
+    let failures: Vec<_> = report.failures().collect();
+    if !failures.is_empty() {
+        out.push_str("\n## Failed\n\n");
+        for (path, failure) in failures {
+            let reason = failure.reason.replace('\n', " ");
+            let _ = writeln!(out, "- {path}, stage {}: {reason}", failure.stage);
+        }
+    }
 
     if !report.paths.is_empty() {
         let _ = writeln!(
@@ -225,7 +236,7 @@ mod tests {
         assert!(rows[1].ends_with("| 3 | SATA SSD class |"), "{}", rows[1]);
         assert!(
             rows[2].starts_with(
-                "| network, memory to memory | tcp | 1149.5 | 9.20 | 1149.5 | 1149.5 | 0.0 | 1 |"
+                "| network, memory to memory (received) | tcp | 1149.5 | 9.20 | 1149.5 | 1149.5 | 0.0 | 1 |"
             ),
             "{}",
             rows[2]

@@ -504,6 +504,9 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             path.network.as_ref(),
             &link_class,
         );
+        if path.network.is_none() {
+            missing_row(&mut out, path, "network", "memory to memory");
+        }
         if udp {
             let _ = writeln!(
                 out,
@@ -527,6 +530,16 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             path.copy.as_ref(),
             &link_class,
         );
+        if path.copy.is_none() {
+            missing_row(&mut out, path, "copy", "disk to disk");
+        }
+    }
+    if report.interrupted {
+        let _ = writeln!(
+            out,
+            "\ninterrupted: the paths after {} were not measured",
+            report.paths.last().map(|p| p.path.to_string()).unwrap_or_default()
+        );
     }
     // Said in the result, not only on stderr: they change what the figures mean.
     if !report.warnings.is_empty() {
@@ -534,6 +547,18 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         out.push_str(&warnings(&report.warnings));
     }
     out
+}
+
+/// Under a stage `rate_row` found "not measured": why, when its path failed.
+fn missing_row(out: &mut String, path: &crate::plan::PathResult, stage: &str, words: &str) {
+    let Some(failed) = &path.failed else {
+        return;
+    };
+    let why = match failed.stage == stage {
+        true => format!("{} {words} failed (why is in its first line)", path.path),
+        false => format!("{} {words} not run: an earlier stage failed", path.path),
+    };
+    let _ = writeln!(out, "    {why}");
 }
 
 /// One stage of `run`'s figures: its median rate, the spread of repeats, and its class.

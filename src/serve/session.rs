@@ -15,7 +15,7 @@ use super::{JOIN_TIMEOUT, MAX_STREAMS, Shared};
 use crate::control::frame::{FrameError, MAX_REQUEST_FRAME};
 use crate::control::{
     Connection, CopyDone, DiskDone, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest,
-    Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Reply, Request,
+    Opening, PROTOCOL_NAME, PROTOCOL_VERSION, RemoveRequest, Reply, Request,
 };
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, Landing};
@@ -148,6 +148,7 @@ async fn session(
             udp.secs
         ),
         Request::UdpEcho(echo) => format!("udp latency, {} B messages", echo.size),
+        Request::Remove(remove) => format!("remove {}", remove.path),
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
@@ -161,6 +162,7 @@ async fn session(
         Request::RdmaSend(rdma) => super::rdma::send(shared, control, rdma).await,
         Request::UdpNet(udp) => super::udp::net(shared, control, udp).await,
         Request::UdpEcho(echo) => super::udp::echo(shared, control, echo).await,
+        Request::Remove(remove) => remove_file(shared, remove),
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;
@@ -503,6 +505,27 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
     let cpu = CpuClock::start();
     let done = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
     Ok(sent(done, direct, cpu, warnings))
+}
+
+/// Removes a regular file inside the root (never a directory, never through a symlink out of it).
+fn remove_file(shared: &Shared, request: RemoveRequest) -> Result<Reply> {
+    let Some(entry) = shared.root.entry(&request.path)? else {
+        return Ok(Reply::Removed { existed: false });
+    };
+    match entry.symlink_metadata() {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Reply::Removed { existed: false })
+        }
+        Err(err) => bail!(file::describe_path_error(&entry, err)),
+        Ok(meta) if !meta.is_file() => {
+            bail!("'{}' is not a regular file on the server: only files are removed", request.path)
+        }
+        Ok(_) => {
+            std::fs::remove_file(&entry)
+                .map_err(|err| anyhow!("cannot remove {}", file::describe_path_error(&entry, err)))?;
+            Ok(Reply::Removed { existed: true })
+        }
+    }
 }
 
 async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {

@@ -18,7 +18,7 @@ use super::{
 use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
 use crate::control::{
     Connection, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
-    PROTOCOL_VERSION, Reply, Request,
+    PROTOCOL_VERSION, RemoveRequest, Reply, Request,
 };
 use crate::disk;
 use crate::interrupt::Interrupted;
@@ -123,6 +123,23 @@ impl Tcp {
                     measurements: done.measurements,
                     warnings: done.warnings,
                 }),
+                other => bail!("{}: unexpected answer {other:?}", self.peer),
+            }
+        })
+    }
+
+    /// Asks the server to remove a file of its root that this client made (`run`'s copy);
+    /// true when there was one.
+    pub fn remove_remote(&self, path: &str) -> Result<bool> {
+        self.runtime.block_on(async {
+            let mut control = self.handshake().await?;
+            control
+                .write(&Request::Remove(RemoveRequest {
+                    path: path.to_string(),
+                }))
+                .await?;
+            match self.reply(&mut control, RESULT_TIMEOUT).await? {
+                Reply::Removed { existed } => Ok(existed),
                 other => bail!("{}: unexpected answer {other:?}", self.peer),
             }
         })

@@ -100,6 +100,18 @@ impl Ssh {
         ))
     }
 
+    /// `rm -f -- PATH` on the far side: removes a file this client made there (`run`'s copy).
+    pub fn remove_remote(&self, path: &str) -> Result<()> {
+        let command = RemoteCommand::Discard {
+            path: path.to_string(),
+        };
+        self.runtime.block_on(async {
+            let connection = login::connect(&self.target, 0).await?;
+            Exec::run(&connection.handle, command).await
+        })?;
+        Ok(())
+    }
+
     /// `count` logged-in connections, set up in parallel.
     async fn connect(&self, count: usize) -> Result<Vec<Connection>> {
         let mut tasks = JoinSet::new();
