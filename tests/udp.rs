@@ -92,6 +92,12 @@ fn checked_direction<'a>(report: &'a Value, name: &str) -> &'a Value {
     assert!(!intervals.is_empty(), "{report:#}");
     let summed: u64 = intervals.iter().map(|i| count(&i["datagrams"])).sum();
     assert_eq!(summed, received, "{report:#}");
+    // Late arrivals are counted back into the interval they belong to: losses and expected
+    // datagrams add up to the totals.
+    let summed_lost: u64 = intervals.iter().map(|i| count(&i["lost"])).sum();
+    assert_eq!(summed_lost, lost, "{report:#}");
+    let summed_expected: u64 = intervals.iter().map(|i| count(&i["expected"])).sum();
+    assert_eq!(summed_expected, sent, "{report:#}");
     assert!(number(&d["jitter_us"]) >= 0.0, "{report:#}");
     assert_eq!(
         direction["receiver"]["conditions"]["path"], "udp",

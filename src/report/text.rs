@@ -217,7 +217,7 @@ pub fn net_summary(report: &NetReport) -> String {
             );
         }
         if let Some(datagrams) = &direction.datagrams {
-            out.push_str(&datagram_lines(datagrams));
+            out.push_str(&datagram_lines(datagrams, direction.sender.rate()));
         }
         let _ = writeln!(
             out,
@@ -240,8 +240,8 @@ pub fn net_summary(report: &NetReport) -> String {
 }
 
 /// A UDP direction's datagram figures: the totals, the receiver's intervals, and what paced
-/// the sender, in words.
-fn datagram_lines(d: &crate::transport::udp::Datagrams) -> String {
+/// the sender (the -b asked for, or its own limit when it fell short of it), in words.
+fn datagram_lines(d: &crate::transport::udp::Datagrams, sent: Rate) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -258,7 +258,7 @@ fn datagram_lines(d: &crate::transport::udp::Datagrams) -> String {
         let _ = writeln!(out, "  at the receiver:");
     }
     for interval in &d.intervals {
-        let expected = interval.datagrams + interval.lost;
+        let expected = interval.expected;
         let lost = if expected > 0 {
             interval.lost as f64 * 100.0 / expected as f64
         } else {
@@ -277,10 +277,21 @@ fn datagram_lines(d: &crate::transport::udp::Datagrams) -> String {
         );
     }
     let _ = match d.paced_bits_per_sec {
+        // Within 5 %: pacing rounds per batch, so a held sender lands just under its -b.
+        Some(bits) if sent.bytes_per_sec * 8.0 < bits * 0.95 => writeln!(
+            out,
+            "  the sender could not reach the {} asked by -b: it sent {} (its CPU or socket was the limit, \
+             not -b; the path's limit may be higher still)",
+            Rate {
+                bytes_per_sec: bits / 8.0
+            }
+            .bits_text(),
+            sent.bits_text()
+        ),
         Some(bits) => writeln!(
             out,
             "  the sender was held to {} by -b: this is the rate asked for, not the path's limit (--max finds that)",
-            crate::units::Rate {
+            Rate {
                 bytes_per_sec: bits / 8.0
             }
             .bits_text()
@@ -608,4 +619,46 @@ fn latency_row(out: &mut String, path: &crate::plan::PathResult, p: &crate::plan
         latency.samples,
         p.latency_size
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::udp::Datagrams;
+
+    fn paced(gbit: f64) -> Datagrams {
+        Datagrams {
+            len: 8972,
+            paced_bits_per_sec: Some(gbit * 1e9),
+            sent: 1000,
+            received: 1000,
+            lost: 0,
+            loss_percent: 0.0,
+            out_of_order: 0,
+            duplicates: 0,
+            jitter_us: 1.0,
+            foreign: 0,
+            intervals: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_sender_short_of_its_b_rate_is_not_said_to_be_held_to_it() {
+        let sent = Rate {
+            bytes_per_sec: 33.6e9 / 8.0,
+        };
+        let text = datagram_lines(&paced(100.0), sent);
+        assert!(text.contains("could not reach the 100 Gb/s"), "{text}");
+        assert!(text.contains("it sent 33.6 Gb/s"), "{text}");
+        assert!(!text.contains("held to"), "{text}");
+    }
+
+    #[test]
+    fn a_sender_at_its_b_rate_is_said_to_be_held_to_it() {
+        let sent = Rate {
+            bytes_per_sec: 0.99e9 / 8.0,
+        };
+        let text = datagram_lines(&paced(1.0), sent);
+        assert!(text.contains("held to 1.00 Gb/s by -b"), "{text}");
+    }
 }

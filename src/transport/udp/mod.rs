@@ -72,7 +72,12 @@ pub struct DatagramInterval {
     pub secs: f64,
     pub bytes: u64,
     pub datagrams: u64,
-    /// Sequence numbers skipped during the interval and not (yet) arrived.
+    /// Sequence numbers that fell in this interval's range: from the one after the highest
+    /// seen before it to the highest seen by its end; the last interval also takes the
+    /// datagrams sent after the last arrival. The intervals' `expected` add up to `sent`.
+    pub expected: u64,
+    /// Sequence numbers of its range that never arrived: a late arrival is taken back from
+    /// the interval its number belongs to, so the intervals' losses add up to the total.
     pub lost: u64,
     pub out_of_order: u64,
     /// RFC 3550 jitter at the end of the interval, in microseconds.
@@ -114,6 +119,13 @@ pub struct Datagrams {
 impl Datagrams {
     fn of(len: usize, rate: Option<f64>, sent: &Sent, received: &Received, foreign: u64) -> Self {
         let lost = sent.datagrams.saturating_sub(received.datagrams);
+        // Datagrams sent after the last one that arrived belong to no interval's range yet.
+        let mut intervals = received.intervals.clone();
+        if let Some(last) = intervals.last_mut() {
+            let trailing = sent.datagrams.saturating_sub(received.expected);
+            last.expected += trailing;
+            last.lost += trailing;
+        }
         Datagrams {
             len,
             paced_bits_per_sec: rate.map(|bytes| bytes * 8.0),
@@ -129,7 +141,7 @@ impl Datagrams {
             duplicates: received.duplicates,
             jitter_us: received.jitter_us,
             foreign,
-            intervals: received.intervals.clone(),
+            intervals,
         }
     }
 }

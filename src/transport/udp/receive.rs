@@ -39,6 +39,11 @@ pub struct Tally {
     open: DatagramInterval,
     /// Sequence numbers expected before the open interval.
     expected_before: u64,
+    /// Distinct datagrams of the open interval's own sequence range that have arrived.
+    open_in_range: u64,
+    /// The first sequence number of each closed interval's range, so that a late arrival
+    /// takes its loss back from the interval it belongs to.
+    range_starts: Vec<u64>,
     intervals: Vec<DatagramInterval>,
 }
 
@@ -58,6 +63,8 @@ impl Tally {
             last_arrival: 0,
             open: DatagramInterval::default(),
             expected_before: 0,
+            open_in_range: 0,
+            range_starts: Vec::new(),
             intervals: Vec::new(),
         }
     }
@@ -78,11 +85,11 @@ impl Tally {
             Some(max) if seq <= max => {
                 if max - seq >= WINDOW {
                     // Too old to tell: late, not a duplicate we could prove.
-                    self.late(len);
+                    self.late(seq, len);
                 } else if self.mark(seq) {
                     self.duplicates += 1;
                 } else {
-                    self.late(len);
+                    self.late(seq, len);
                 }
             }
             _ => {
@@ -97,6 +104,7 @@ impl Tally {
                 self.mark(seq);
                 self.max_seq = Some(seq);
                 self.count(len);
+                self.open_in_range += 1;
             }
         }
         closed
@@ -155,10 +163,20 @@ impl Tally {
         self.open.bytes += len as u64;
     }
 
-    fn late(&mut self, len: usize) {
+    /// A datagram numbered below one that came before it: its bytes count where it arrived,
+    /// and it is no longer lost from the interval whose range holds its number.
+    fn late(&mut self, seq: u64, len: usize) {
         self.out_of_order += 1;
         self.open.out_of_order += 1;
         self.count(len);
+        if seq >= self.expected_before {
+            self.open_in_range += 1;
+            return;
+        }
+        let owner = self.range_starts.partition_point(|&start| start <= seq);
+        if let Some(interval) = owner.checked_sub(1).map(|k| &mut self.intervals[k]) {
+            interval.lost = interval.lost.saturating_sub(1);
+        }
     }
 
     /// Marks `seq` seen; true if it was already.
@@ -180,9 +198,12 @@ impl Tally {
         let start_ns = (self.open.start_secs * 1e9) as u64;
         let mut interval = std::mem::take(&mut self.open);
         interval.secs = end_ns.saturating_sub(start_ns) as f64 / 1e9;
-        interval.lost = (expected_now - self.expected_before).saturating_sub(interval.datagrams);
+        interval.expected = expected_now - self.expected_before;
+        interval.lost = interval.expected.saturating_sub(self.open_in_range);
         interval.jitter_us = self.jitter_ns / 1000.0;
+        self.range_starts.push(self.expected_before);
         self.expected_before = expected_now;
+        self.open_in_range = 0;
         self.intervals.push(interval);
         self.open.start_secs = end_ns as f64 / 1e9;
     }
@@ -432,6 +453,46 @@ mod tests {
         assert_eq!(counts, vec![(10, 0), (8, 2), (10, 0)]);
         assert_eq!(received.datagrams, 28);
         assert!((received.secs - 0.29).abs() < 1e-9, "{}", received.secs);
+    }
+
+    #[test]
+    fn a_late_arrival_across_an_interval_boundary_is_not_lost_from_either() {
+        let mut tally = Tally::new(Duration::from_millis(100));
+        // Seq 9 belongs to the first interval's range but arrives in the second.
+        for (seq, at_ms) in [(0u64, 1), (1, 2), (2, 3), (10, 50), (11, 120), (9, 130), (12, 140)] {
+            tally.record(seq, 100, 0, at_ms * MS);
+        }
+        let received = tally.finish();
+        let counts: Vec<_> = received
+            .intervals
+            .iter()
+            .map(|i| (i.datagrams, i.expected, i.lost))
+            .collect();
+        // First: seqs 0..=10 expected, 3..=8 never came (9 came late); second: 11 and 12.
+        assert_eq!(counts, vec![(4, 11, 6), (3, 2, 0)]);
+        let lost: u64 = received.intervals.iter().map(|i| i.lost).sum();
+        assert_eq!(lost, received.expected - received.datagrams);
+    }
+
+    #[test]
+    fn interval_losses_sum_to_the_total_whatever_the_reordering() {
+        use rand::{RngExt, SeedableRng, seq::SliceRandom};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        let mut seqs: Vec<u64> = (0..20_000).filter(|_| rng.random_bool(0.97)).collect();
+        // Reorder within windows of 50, so late arrivals cross many interval boundaries.
+        for window in seqs.chunks_mut(50) {
+            window.shuffle(&mut rng);
+        }
+        let mut tally = Tally::new(Duration::from_millis(10));
+        for (i, &seq) in seqs.iter().enumerate() {
+            tally.record(seq, 100, 0, i as u64 * 20_000);
+        }
+        let received = tally.finish();
+        let lost: u64 = received.intervals.iter().map(|i| i.lost).sum();
+        let expected: u64 = received.intervals.iter().map(|i| i.expected).sum();
+        assert!(received.out_of_order > 1000, "{}", received.out_of_order);
+        assert_eq!(expected, received.expected);
+        assert_eq!(lost, received.expected - received.datagrams);
     }
 
     #[test]
