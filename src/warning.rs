@@ -33,6 +33,8 @@ pub enum Warning {
     ForeignDatagrams { count: u64 },
     /// UDP round trips whose echo never came: not in the latency figures.
     LostRoundTrips { lost: u64, rounds: u64 },
+    /// UDP datagrams larger than the path MTU carries in one packet: sent as IP fragments.
+    FragmentedDatagrams { len: usize, mtu: u32, largest: usize },
     /// `run`'s copy on the far host could not be removed at the end.
     RemoteCopyLeft {
         host: String,
@@ -109,6 +111,12 @@ impl fmt::Display for Warning {
             Warning::LostRoundTrips { lost, rounds } => write!(
                 f,
                 "{lost} of {rounds} UDP round trips got no echo within 1 s: they are not in the latency figures"
+            ),
+            Warning::FragmentedDatagrams { len, mtu, largest } => write!(
+                f,
+                "{len}-byte datagrams are larger than the {largest} bytes the path MTU ({mtu}) carries in one \
+                 packet, so they went as IP fragments, and one lost fragment loses the whole datagram; give \
+                 {largest} bytes or fewer (net: leave -l out) to measure without fragments"
             ),
             Warning::RemoteCopyLeft { host, path, reason } => write!(
                 f,

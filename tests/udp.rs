@@ -390,3 +390,51 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
     assert!(stopped.stdout.contains("no UDP: "), "{}", stopped.stdout);
     drop(holder);
 }
+
+#[test]
+fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
+    let hosts = Hosts::two();
+    let Some(_) = hosts.lab() else {
+        eprintln!("skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)");
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let report = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "8000"]);
+    checked_direction(&report, "upload");
+    assert!(warned(&report, "fragmented_datagrams"), "{report:#}");
+    let fitting = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "1472"]);
+    assert!(!warned(&fitting, "fragmented_datagrams"), "{fitting:#}");
+}
+
+#[test]
+fn a_test_where_no_datagram_arrived_fails_with_the_likely_causes() {
+    let hosts = Hosts::two();
+    let Some(lab) = hosts.lab() else {
+        eprintln!("skipped: needs root for a lab whose server drops IP fragments");
+        return;
+    };
+    // The server's host drops every later IP fragment before reassembly (raw PREROUTING; INPUT
+    // sees reassembled datagrams): the small opening datagrams pass, the 8000-byte ones never
+    // arrive whole.
+    let dropped = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.server_ns(), "iptables", "-t", "raw"])
+        .args(["-A", "PREROUTING", "-f", "-j", "DROP"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !dropped {
+        eprintln!("skipped: iptables cannot drop fragments here");
+        return;
+    }
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let out = client(&server, "net", &["-t", "1", "-b", "50M", "-l", "8000"]);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("none of the"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in fragments") && out.stderr.contains("-l 1472"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("kB/s"), "{}", out.stdout);
+}

@@ -252,6 +252,19 @@ impl Transport for Udp {
             }
         };
         let local_cpu = cpu.finish();
+        let unfragmented = wire::default_len(mtu.unwrap_or(1500), server.is_ipv6());
+        if sent.datagrams > 0 && received.datagrams == 0 {
+            bail!(
+                "{}: none of the {} datagrams sent {} arrived, so there is no figure to give. {}",
+                self.peer(),
+                sent.datagrams,
+                match direction {
+                    Direction::Upload => "to the server",
+                    Direction::Download => "by the server",
+                },
+                nothing_arrived_causes(len, unfragmented, mtu)
+            );
+        }
         let foreign = done.foreign + foreign_here;
         let conditions = Conditions {
             path: Some(TransportKind::Udp),
@@ -271,6 +284,13 @@ impl Transport for Udp {
             Direction::Download => receiver_intervals.clone(),
         };
         let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
+            warnings.push(Warning::FragmentedDatagrams {
+                len,
+                mtu,
+                largest: unfragmented,
+            });
+        }
         if foreign > 0 {
             warnings.push(Warning::ForeignDatagrams { count: foreign });
         }
@@ -333,6 +353,8 @@ impl Transport for Udp {
         let mut control = self.tcp.block_on(self.tcp.handshake())?;
         let server = control.stream().peer_addr()?;
         let socket = socket_towards(server, None)?;
+        let (len, mtu) = (plan.size, path_mtu(socket.as_raw_fd(), server.is_ipv6()));
+        let unfragmented = wire::default_len(mtu.unwrap_or(1500), server.is_ipv6());
         let request = Request::UdpEcho(EchoRequest {
             size: plan.size as u32,
         });
@@ -346,6 +368,13 @@ impl Transport for Udp {
         self.tcp.block_on(control.write(&Request::Finished))?;
         let done = self.done(&mut control)?;
         let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
+            warnings.push(Warning::FragmentedDatagrams {
+                len,
+                mtu,
+                largest: unfragmented,
+            });
+        }
         if lost > 0 {
             warnings.push(Warning::LostRoundTrips {
                 lost,
@@ -461,6 +490,26 @@ impl Udp {
     fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
         self.tcp.block_on(self.tcp.explain(control, err))
     }
+}
+
+/// The likely reasons a UDP test's datagrams all went missing, most likely first.
+fn nothing_arrived_causes(len: usize, unfragmented: usize, mtu: Option<u32>) -> String {
+    let mut causes = Vec::new();
+    if len > unfragmented {
+        causes.push(format!(
+            "each {len}-byte datagram is larger than the {unfragmented} bytes the path MTU ({}) carries in \
+             one packet, so it went in fragments, which firewalls and some links drop: leave -l out \
+             (or give -l {unfragmented})",
+            mtu.map_or("unknown".to_string(), |mtu| mtu.to_string())
+        ));
+    }
+    causes.push(
+        "a firewall or security group that passed the test's small opening datagrams but drops these \
+         (check UDP to the server's port, both ways)"
+            .to_string(),
+    );
+    causes.push("a path MTU lower somewhere along the way than at this host (a tunnel or VPN)".to_string());
+    format!("Likely causes: {}.", causes.join("; or "))
 }
 
 /// A UDP socket connected towards `server` (its port is set once the server names it), so the
