@@ -407,6 +407,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_latency_sample_agrees_with_itself() {
+        let mut one_way = OneWay::new();
+        one_way.record(Duration::from_nanos(40_352));
+        let latency = one_way.latency("one");
+        assert_eq!(latency.samples, 1);
+        for figure in [
+            latency.median_us,
+            latency.mean_us,
+            latency.p99_us,
+            latency.p999_us,
+            latency.max_us,
+        ] {
+            assert_eq!(figure, latency.min_us, "{latency:?}");
+        }
+        assert_eq!(latency.min_us, 20.176);
+        assert_eq!(latency.quantile_precision_percent, 0.1);
+    }
+
+    #[test]
+    fn latency_min_max_and_mean_are_exact_and_percentiles_stay_between_them() {
+        let mut one_way = OneWay::new();
+        for ns in [20_176u64, 20_190, 35_001, 99_999] {
+            one_way.record(Duration::from_nanos(ns * 2));
+        }
+        let latency = one_way.latency("four");
+        assert_eq!(latency.min_us, 20.176);
+        assert_eq!(latency.max_us, 99.999);
+        assert!((latency.mean_us - (20.176 + 20.19 + 35.001 + 99.999) / 4.0).abs() < 1e-9);
+        assert!(latency.median_us >= latency.min_us && latency.p999_us <= latency.max_us);
+        assert!((latency.median_us - 20.19).abs() <= 20.19 * 0.001, "{latency:?}");
+    }
+
+    #[test]
     fn intervals_add_up_to_the_total() {
         let mut clock = IntervalClock::start(Duration::from_millis(5));
         for step in 1..=4u64 {
@@ -433,26 +466,46 @@ pub struct Latency {
     pub p999_us: f64,
     pub max_us: f64,
     pub mean_us: f64,
+    /// How far the median and percentiles may be from the exact sample, in percent (the
+    /// histogram keeps 3 significant digits). Min, max and mean are exact, and no percentile
+    /// lies outside min–max.
+    #[serde(default)]
+    pub quantile_precision_percent: f64,
 }
 
+/// Significant digits the latency histogram keeps: percentiles within 0.1 %.
+const LATENCY_DIGITS: u8 = 3;
+
 /// Round trips timed so far, kept as one-way times (half of each), like qperf and perftest
-/// report them: bounded memory however many there are.
-pub struct OneWay(hdrhistogram::Histogram<u64>);
+/// report them: bounded memory however many there are. Min, max and sum are kept exactly
+/// beside the histogram, so one sample never disagrees with itself.
+pub struct OneWay {
+    histogram: hdrhistogram::Histogram<u64>,
+    min_ns: u64,
+    max_ns: u64,
+    sum_ns: u128,
+}
 
 impl OneWay {
     pub fn new() -> OneWay {
         // Bounds fixed up front: a saturating record into an auto-resizing histogram clamps to
-        // its first, tiny range. 1 ns to 60 s at 3 significant digits.
-        OneWay(
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3)
+        // its first, tiny range. 1 ns to 60 s.
+        OneWay {
+            histogram: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, LATENCY_DIGITS)
                 .expect("valid histogram bounds"),
-        )
+            min_ns: u64::MAX,
+            max_ns: 0,
+            sum_ns: 0,
+        }
     }
 
     /// One round trip that took `round_trip`.
     pub fn record(&mut self, round_trip: Duration) {
-        self.0
-            .saturating_record((round_trip.as_nanos() as u64 / 2).max(1));
+        let one_way = (round_trip.as_nanos() as u64 / 2).max(1);
+        self.histogram.saturating_record(one_way);
+        self.min_ns = self.min_ns.min(one_way);
+        self.max_ns = self.max_ns.max(one_way);
+        self.sum_ns += u128::from(one_way);
     }
 
     /// `warmup` untimed round trips, then timed ones while `rounds` wants more. `round_trip(n)`
@@ -483,16 +536,48 @@ impl OneWay {
 
     /// Round trips recorded.
     pub fn len(&self) -> u64 {
-        self.0.len()
+        self.histogram.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.histogram.is_empty()
     }
 
     /// The figures, `what` saying what one sample is.
     pub fn latency(&self, what: impl Into<String>) -> Latency {
-        Latency::of(what, &self.0)
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let samples = self.histogram.len();
+        if samples == 0 {
+            return Latency {
+                what: what.into(),
+                samples,
+                min_us: 0.0,
+                median_us: 0.0,
+                p99_us: 0.0,
+                p999_us: 0.0,
+                max_us: 0.0,
+                mean_us: 0.0,
+                quantile_precision_percent: 0.0,
+            };
+        }
+        // The histogram gives a bucket's highest value: held within the exact bounds.
+        let quantile = |q: f64| {
+            us(self
+                .histogram
+                .value_at_quantile(q)
+                .clamp(self.min_ns, self.max_ns))
+        };
+        Latency {
+            what: what.into(),
+            samples,
+            min_us: us(self.min_ns),
+            median_us: quantile(0.5),
+            p99_us: quantile(0.99),
+            p999_us: quantile(0.999),
+            max_us: us(self.max_ns),
+            mean_us: self.sum_ns as f64 / samples as f64 / 1000.0,
+            quantile_precision_percent: 100.0 / 10f64.powi(i32::from(LATENCY_DIGITS)),
+        }
     }
 }
 
@@ -502,19 +587,3 @@ impl Default for OneWay {
     }
 }
 
-impl Latency {
-    /// Figures of a histogram of samples in nanoseconds.
-    fn of(what: impl Into<String>, nanos: &hdrhistogram::Histogram<u64>) -> Latency {
-        let us = |ns: u64| ns as f64 / 1000.0;
-        Latency {
-            what: what.into(),
-            samples: nanos.len(),
-            min_us: us(nanos.min()),
-            median_us: us(nanos.value_at_quantile(0.5)),
-            p99_us: us(nanos.value_at_quantile(0.99)),
-            p999_us: us(nanos.value_at_quantile(0.999)),
-            max_us: us(nanos.max()),
-            mean_us: nanos.mean() / 1000.0,
-        }
-    }
-}

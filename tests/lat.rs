@@ -57,3 +57,26 @@ fn lat_refuses_a_zero_count() {
     let (code, _, stderr) = run(["lat", "127.0.0.1:9", "-n", "0"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn lat_of_one_round_trip_gives_one_figure_and_says_the_percentiles_precision() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let addr = server.addr.to_string();
+    let args = ["lat", &addr, "-n", "1", "-J"].map(std::ffi::OsStr::new);
+    let report = json_report(&server.run(&args));
+    let latency = &report["latency"];
+    assert_eq!(latency["samples"], 1, "{latency}");
+    let min = &latency["min_us"];
+    for figure in ["median_us", "mean_us", "p99_us", "p999_us", "max_us"] {
+        assert_eq!(&latency[figure], min, "{figure}: {latency}");
+    }
+    assert_eq!(latency["quantile_precision_percent"], 0.1, "{latency}");
+    let text = server.run(&["lat", &addr, "-n", "1"].map(std::ffi::OsStr::new));
+    assert!(
+        text.stdout.contains("percentiles within 0.1%"),
+        "{}",
+        text.stdout
+    );
+}

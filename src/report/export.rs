@@ -304,6 +304,7 @@ pub(crate) fn sample_report() -> RunReport {
                 p999_us: 47.55,
                 max_us: 93.76,
                 mean_us: 26.83,
+                quantile_precision_percent: 0.1,
             }),
             latency_failed: None,
             network,

@@ -332,7 +332,7 @@ pub fn lat(report: &crate::transport::LatReport) -> String {
 /// Latency figures the way ib_write_lat and qperf give them.
 pub fn latency_line(latency: &crate::measure::Latency) -> String {
     format!(
-        "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, mean {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs",
+        "latency ({}, {} samples): min {:.2} µs, median {:.2} µs, mean {:.2} µs, p99 {:.2} µs, p99.9 {:.2} µs, max {:.2} µs{}",
         latency.what,
         latency.samples,
         latency.min_us,
@@ -340,7 +340,11 @@ pub fn latency_line(latency: &crate::measure::Latency) -> String {
         latency.mean_us,
         latency.p99_us,
         latency.p999_us,
-        latency.max_us
+        latency.max_us,
+        match latency.quantile_precision_percent {
+            0.0 => String::new(),
+            precision => format!(" (percentiles within {precision}%; min, mean and max exact)"),
+        }
     )
 }
 
