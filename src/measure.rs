@@ -53,6 +53,9 @@ pub struct Conditions {
     pub fsync_included: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineKind>,
+    /// io_uring's ring setup flags, as fio's names them ("COOP_TASKRUN|SINGLE_ISSUER|DEFER_TASKRUN").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_flags: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -436,7 +439,10 @@ mod tests {
         assert_eq!(latency.max_us, 99.999);
         assert!((latency.mean_us - (20.176 + 20.19 + 35.001 + 99.999) / 4.0).abs() < 1e-9);
         assert!(latency.median_us >= latency.min_us && latency.p999_us <= latency.max_us);
-        assert!((latency.median_us - 20.19).abs() <= 20.19 * 0.001, "{latency:?}");
+        assert!(
+            (latency.median_us - 20.19).abs() <= 20.19 * 0.001,
+            "{latency:?}"
+        );
     }
 
     #[test]
@@ -586,4 +592,3 @@ impl Default for OneWay {
         OneWay::new()
     }
 }
-

@@ -250,7 +250,8 @@ pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
 /// Where a path's copy lands on the far side: in serve's root, or (SSH) in `--remote-dir`.
 fn remote_copy_path(kind: TransportKind, remote_dir: &str) -> String {
     match (kind, remote_dir) {
-        (TransportKind::Ssh, "") | (TransportKind::Tcp | TransportKind::Rdma | TransportKind::Udp, _) => {
+        (TransportKind::Ssh, "")
+        | (TransportKind::Tcp | TransportKind::Rdma | TransportKind::Udp, _) => {
             REMOTE_COPY.to_string()
         }
         (TransportKind::Ssh, dir) => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
@@ -571,7 +572,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 (ssh.as_ref().map(|ssh| ssh.remove_remote(&path)), path)
             }
             _ => (
-                tcp.as_ref().map(|tcp| tcp.remove_remote(REMOTE_COPY).map(drop)),
+                tcp.as_ref()
+                    .map(|tcp| tcp.remove_remote(REMOTE_COPY).map(drop)),
                 REMOTE_COPY.to_string(),
             ),
         };

@@ -34,7 +34,11 @@ pub enum Warning {
     /// UDP round trips whose echo never came: not in the latency figures.
     LostRoundTrips { lost: u64, rounds: u64 },
     /// UDP datagrams larger than the path MTU carries in one packet: sent as IP fragments.
-    FragmentedDatagrams { len: usize, mtu: u32, largest: usize },
+    FragmentedDatagrams {
+        len: usize,
+        mtu: u32,
+        largest: usize,
+    },
     /// `run`'s copy on the far host could not be removed at the end.
     RemoteCopyLeft {
         host: String,

@@ -239,7 +239,13 @@ impl SmallFileSystem {
     fn mount(size: &str) -> Option<SmallFileSystem> {
         let dir = temp_dir();
         let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "xferbench-test"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "xferbench-test",
+            ])
             .arg(dir.path())
             .stderr(Stdio::null())
             .status()

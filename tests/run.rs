@@ -304,7 +304,11 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
     let markdown = std::fs::read_to_string(&markdown).unwrap();
     assert!(markdown.contains("## Failed"), "{markdown}");
     // The run's copy was removed from the server's root at the end.
-    assert!(entries(root.path()).is_empty(), "{:?}", entries(root.path()));
+    assert!(
+        entries(root.path()).is_empty(),
+        "{:?}",
+        entries(root.path())
+    );
     drop(holder);
 }
 
@@ -327,7 +331,11 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
     assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
-    assert!(entries(root.path()).is_empty(), "{:?}", entries(root.path()));
+    assert!(
+        entries(root.path()).is_empty(),
+        "{:?}",
+        entries(root.path())
+    );
 }
 
 #[test]

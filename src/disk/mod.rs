@@ -70,11 +70,12 @@ impl Pattern {
     }
 
     /// The conditions of a pass driven with this pattern.
-    pub fn conditions(&self, direct: bool, fsync_included: bool, engine: EngineKind) -> Conditions {
+    pub fn conditions(&self, direct: bool, fsync_included: bool, engine: &Engine) -> Conditions {
         Conditions {
             direct,
             fsync_included,
-            engine: Some(engine),
+            engine: Some(engine.kind()),
+            ring_flags: engine.ring_flags().map(|flags| flags.names()),
             block_size: Some(self.block as u64),
             iodepth: Some(self.depth),
             ..Conditions::default()
@@ -354,7 +355,7 @@ fn baseline_in_dir(
         options.pattern.depth,
         &mut warnings,
     )?;
-    let write_conditions = options.pattern.conditions(direct, true, engine.kind());
+    let write_conditions = options.pattern.conditions(direct, true, &engine);
     let mut random = RandomFill::new();
     let written = watch(watcher, "write", size, |counter| {
         write_sequential(
@@ -430,7 +431,7 @@ fn baseline_of_file(
         options.pattern.depth,
         &mut warnings,
     )?;
-    let mut conditions = options.pattern.conditions(direct, false, engine.kind());
+    let mut conditions = options.pattern.conditions(direct, false, &engine);
     if !direct {
         conditions.cached_before = Some(evict(&handle, path, &mut warnings)?);
     }

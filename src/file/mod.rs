@@ -106,14 +106,10 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             if fill == FillMode::Zero {
                 warnings.push(Warning::ZeroFilled { path: path.clone() });
             }
-            Some(
-                pass.into_measurement(
-                    Stage::Fill,
-                    options
-                        .pattern
-                        .conditions(landing.direct, true, engine.kind()),
-                ),
-            )
+            Some(pass.into_measurement(
+                Stage::Fill,
+                options.pattern.conditions(landing.direct, true, &engine),
+            ))
         }
     };
     landing.commit()?;

@@ -422,7 +422,11 @@ mod tests {
         manager.add(Format::Json, &link).unwrap();
         manager.write_all(&sample_report()).unwrap();
         assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
-        assert!(std::fs::read_to_string(&target).unwrap().contains("\"schema\": 1"));
+        assert!(
+            std::fs::read_to_string(&target)
+                .unwrap()
+                .contains("\"schema\": 1")
+        );
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())

@@ -553,7 +553,11 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         let _ = writeln!(
             out,
             "\ninterrupted: the paths after {} were not measured",
-            report.paths.last().map(|p| p.path.to_string()).unwrap_or_default()
+            report
+                .paths
+                .last()
+                .map(|p| p.path.to_string())
+                .unwrap_or_default()
         );
     }
     // Said in the result, not only on stderr: they change what the figures mean.

@@ -518,11 +518,15 @@ fn remove_file(shared: &Shared, request: RemoveRequest) -> Result<Reply> {
         }
         Err(err) => bail!(file::describe_path_error(&entry, err)),
         Ok(meta) if !meta.is_file() => {
-            bail!("'{}' is not a regular file on the server: only files are removed", request.path)
+            bail!(
+                "'{}' is not a regular file on the server: only files are removed",
+                request.path
+            )
         }
         Ok(_) => {
-            std::fs::remove_file(&entry)
-                .map_err(|err| anyhow!("cannot remove {}", file::describe_path_error(&entry, err)))?;
+            std::fs::remove_file(&entry).map_err(|err| {
+                anyhow!("cannot remove {}", file::describe_path_error(&entry, err))
+            })?;
             Ok(Reply::Removed { existed: true })
         }
     }

@@ -508,7 +508,9 @@ fn nothing_arrived_causes(len: usize, unfragmented: usize, mtu: Option<u32>) -> 
          (check UDP to the server's port, both ways)"
             .to_string(),
     );
-    causes.push("a path MTU lower somewhere along the way than at this host (a tunnel or VPN)".to_string());
+    causes.push(
+        "a path MTU lower somewhere along the way than at this host (a tunnel or VPN)".to_string(),
+    );
     format!("Likely causes: {}.", causes.join("; or "))
 }
 

@@ -459,7 +459,15 @@ mod tests {
     fn a_late_arrival_across_an_interval_boundary_is_not_lost_from_either() {
         let mut tally = Tally::new(Duration::from_millis(100));
         // Seq 9 belongs to the first interval's range but arrives in the second.
-        for (seq, at_ms) in [(0u64, 1), (1, 2), (2, 3), (10, 50), (11, 120), (9, 130), (12, 140)] {
+        for (seq, at_ms) in [
+            (0u64, 1),
+            (1, 2),
+            (2, 3),
+            (10, 50),
+            (11, 120),
+            (9, 130),
+            (12, 140),
+        ] {
             tally.record(seq, 100, 0, at_ms * MS);
         }
         let received = tally.finish();
