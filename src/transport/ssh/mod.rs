@@ -7,7 +7,9 @@
 //! Latency is round trips through `cat` on one exec channel.
 
 pub mod command;
+pub mod config;
 pub mod exec;
+pub mod known_hosts;
 pub mod login;
 pub mod scp;
 pub mod worker;
