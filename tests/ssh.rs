@@ -1216,3 +1216,185 @@ fn a_server_without_public_key_logins_is_named_with_the_methods_it_offers() {
     );
     assert!(out.stderr.contains("public key only"), "{}", out.stderr);
 }
+
+/// The home directory of the user the tests run as.
+fn login_home() -> PathBuf {
+    // SAFETY: getpwuid returns static storage or null; read at once.
+    unsafe {
+        let entry = libc::getpwuid(libc::geteuid());
+        assert!(!entry.is_null(), "no passwd entry");
+        let text =
+            |p: *const libc::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        PathBuf::from(text((*entry).pw_dir))
+    }
+}
+
+#[test]
+fn a_noisy_remote_shell_start_up_is_named_as_the_cause() {
+    // A HOME whose .bashrc prints: bash run by sshd reads ~/.bashrc (Debian's and most builds).
+    let rc = temp_dir();
+    std::fs::write(rc.path().join(".bashrc"), "echo hello from bashrc\n").unwrap();
+    std::fs::write(rc.path().join(".profile"), "echo hello from bashrc\n").unwrap();
+    let Some(sshd) = Sshd::start_with(&format!("SetEnv HOME={}\n", rc.path().display())) else {
+        eprintln!("skipped: OpenSSH is not installed");
+        return;
+    };
+    let mut probe = sshd.ssh_command("true");
+    probe.stdin(std::process::Stdio::null());
+    let said = common::sshd::run_bounded(probe, None, Duration::from_secs(30)).expect("ssh hung");
+    if !said.stdout.contains("hello from bashrc") {
+        eprintln!("skipped: this login shell reads no start-up file for a command over SSH");
+        return;
+    }
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let on_far = far.path().join("b.img");
+    make_file(&on_far, "1M");
+    let back = local.path().join("back.img");
+    for (from, to, streams) in [
+        (
+            source.to_str().unwrap().to_string(),
+            remote(&sshd, &far.path().join("a.img")),
+            "1",
+        ),
+        (
+            remote(&sshd, &on_far),
+            back.to_str().unwrap().to_string(),
+            "1",
+        ),
+        (
+            remote(&sshd, &on_far),
+            back.to_str().unwrap().to_string(),
+            "2",
+        ),
+    ] {
+        let out = copy(&sshd, home.path(), &from, &to, &["-P", streams]);
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains("start-up files") && out.stderr.contains("hello from bashrc"),
+            "{from} -> {to} -P {streams}: {}",
+            out.stderr
+        );
+    }
+    assert!(!back.exists());
+}
+
+#[test]
+fn a_tilde_path_is_the_login_home_at_every_stream_count_both_ways() {
+    let Some(sshd) = start() else { return };
+    let login_home = login_home();
+    // A scratch directory in the login's real home: where `~` leads on the far side.
+    let in_home = tempfile::Builder::new()
+        .prefix(".xferbench-test-")
+        .tempdir_in(&login_home)
+        .unwrap();
+    let name = in_home
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (home, local) = (temp_dir(), temp_dir());
+    let source = local.path().join("f.bin");
+    make_file(&source, "2M");
+    let at = |path: &str| format!("{}:{}:{path}", sshd.destination(), sshd.port());
+    for (streams, far) in [
+        ("1", format!("~/{name}/f1.bin")),
+        ("3", format!("~/{name}/f3.bin")),
+        ("2", format!("~{}/{name}/f2.bin", sshd.user())),
+    ] {
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &at(&far),
+            &["-P", streams],
+        );
+        assert_ok(&format!("upload to {far} -P {streams}"), &out, &sshd);
+        let landed = in_home.path().join(format!("f{streams}.bin"));
+        assert_same_content(&source, &landed);
+        let back = local.path().join(format!("back{streams}.bin"));
+        let out = copy(
+            &sshd,
+            home.path(),
+            &at(&far),
+            back.to_str().unwrap(),
+            &["-P", streams],
+        );
+        assert_ok(&format!("download of {far} -P {streams}"), &out, &sshd);
+        assert_same_content(&source, &back);
+    }
+    // `~/dir/` keeps the file's name.
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &at(&format!("~/{name}/")),
+        &[],
+    );
+    assert_ok("upload to ~/dir/", &out, &sshd);
+    assert_same_content(&source, &in_home.path().join("f.bin"));
+    let out = copy(
+        &sshd,
+        home.path(),
+        &at("~nosuchuser-xferbench/x"),
+        local.path().join("x").to_str().unwrap(),
+        &[],
+    );
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("no user 'nosuchuser-xferbench'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_remote_source_that_is_not_a_regular_file_is_named_at_every_stream_count() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let dir = far.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let fifo = far.path().join("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only makes the node.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0);
+    for (source, said) in [(&dir, "directory"), (&fifo, "not a regular file")] {
+        for streams in ["1", "2", "3"] {
+            let out = copy(
+                &sshd,
+                home.path(),
+                &remote(&sshd, source),
+                local.path().join("x").to_str().unwrap(),
+                &["-P", streams],
+            );
+            assert_failed_cleanly(&out);
+            // scp -f (-P 1) says "not a regular file" for a directory too.
+            let named = out.stderr.contains(said) || out.stderr.contains("not a regular file");
+            assert!(
+                named && !out.stderr.contains("stopped before"),
+                "{} -P {streams}: {}",
+                source.display(),
+                out.stderr
+            );
+            assert!(!local.path().join("x").exists());
+        }
+    }
+}
+
+#[test]
+fn a_local_name_that_reads_as_host_and_port_gets_the_dot_slash_hint() {
+    let local = temp_dir();
+    std::fs::write(local.path().join("lab:99999:x.bin"), b"x").unwrap();
+    let mut cmd = common::command(["copy", "lab:99999:x.bin", "out.bin", "--via", "ssh"]);
+    cmd.current_dir(local.path());
+    let out = run_command(cmd);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("write it as ./lab:99999:x.bin"),
+        "{}",
+        out.stderr
+    );
+}

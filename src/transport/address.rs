@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::control::DEFAULT_PORT;
 
@@ -86,7 +86,20 @@ pub enum Location {
 impl Location {
     /// Like scp: `host:path`, `host:port:path`, `[v6]:path`; anything without a colon, or with
     /// a slash before the first colon, is a local path.
+    ///
+    /// A text that fails to parse as `host:path` while a local file of that name exists gets
+    /// scp's advice: write it as `./NAME`.
     pub fn parse(text: &str) -> Result<Location> {
+        Location::parse_scp_like(text).map_err(|err| {
+            if Path::new(text).exists() {
+                anyhow!("{err}; the local file '{text}' exists: write it as ./{text}")
+            } else {
+                err
+            }
+        })
+    }
+
+    fn parse_scp_like(text: &str) -> Result<Location> {
         let remote_like = match (text.find(':'), text.find('/')) {
             (None, _) => false,
             (Some(colon), Some(slash)) => colon < slash || text.starts_with('['),
@@ -120,6 +133,27 @@ impl fmt::Display for Location {
             Location::Remote { peer, path } => write!(f, "{peer}:{path}"),
         }
     }
+}
+
+/// scp's advice for a local file whose name reads as `host:path` (`2024-01-01T10:00.bin`): when
+/// a remote end's text names an existing local file and its host does not resolve, the line
+/// that says to write it as `./NAME`; None otherwise.
+pub fn local_twin_hint(ends: [&Location; 2]) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    ends.into_iter().find_map(|end| {
+        let Location::Remote { peer, path } = end else {
+            return None;
+        };
+        let text = end.to_string();
+        let resolves = (peer.host.as_str(), 22).to_socket_addrs().is_ok();
+        (!resolves && Path::new(&text).exists()).then(|| {
+            format!(
+                "'{text}' reads as host '{}' and path '{path}' (a ':' before any '/'), and that host \
+                 does not resolve; for the local file '{text}', write ./{text}",
+                peer.host
+            )
+        })
+    })
 }
 
 /// `dir/` or an empty path takes the source's file name, like cp and scp.
