@@ -1398,3 +1398,52 @@ fn a_local_name_that_reads_as_host_and_port_gets_the_dot_slash_hint() {
         out.stderr
     );
 }
+
+#[test]
+fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
+    // A port of loopback nothing listens on a moment later.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let home = temp_dir();
+    for (via, host) in [
+        ("ssh", format!("127.0.0.1:{port}")),
+        ("tcp", format!("127.0.0.1:{port}")),
+        ("ssh", format!("[::1]:{port}")),
+    ] {
+        let mut cmd = common::command(["net", &host, "-t", "1", "--via", via]);
+        cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+        let out = run_command(cmd);
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains(&format!("tried {host} (")),
+            "--via {via} {host}: {}",
+            out.stderr
+        );
+    }
+    // A bare IPv6 address is a host (port 22 or ssh_config's), not "an empty host name".
+    let config = home.path().join("config");
+    std::fs::write(&config, format!("Host ::1\n  Port {port}\n")).unwrap();
+    let mut cmd = common::command([
+        "net",
+        "::1",
+        "-t",
+        "1",
+        "--via",
+        "ssh",
+        "-F",
+        config.to_str().unwrap(),
+    ]);
+    cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&format!("tried [::1]:{port} (")),
+        "{}",
+        out.stderr
+    );
+    let out = run_command(common::command(["net", "::1:5301", "-t", "1"]));
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("[brackets]"), "{}", out.stderr);
+}
