@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn hashed_names_match_their_host_and_port() {
-        // `ssh-keygen -H` of "[127.0.0.1]:2222" with this salt.
+        // The hashed form of "[127.0.0.1]:2222" under this salt, as `ssh-keygen -H` writes it.
         let salt = BASE64.encode(b"0123456789abcdefghij");
         let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(b"0123456789abcdefghij")
             .unwrap()
