@@ -352,16 +352,19 @@ pub struct SshArgs {
     #[arg(long = "identity", value_name = "KEY")]
     pub identity: Vec<PathBuf>,
 
-    /// SSH config file instead of ~/.ssh/config (Host, HostName, User, Port, IdentityFile).
+    /// SSH config file instead of ~/.ssh/config (Host, HostName, User, Port, IdentityFile,
+    /// ProxyJump, HostKeyAlias, known_hosts files, %-tokens; ProxyCommand, Match, BindAddress
+    /// and CanonicalizeHostname are refused, not ignored).
     #[arg(short = 'F', long = "ssh-config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// known_hosts file instead of ~/.ssh/known_hosts.
+    /// known_hosts file instead of ~/.ssh/known_hosts (or UserKnownHostsFile); read as OpenSSH
+    /// reads it (hashed names, wildcards, @revoked; @cert-authority refuses).
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// Record the key of a host not yet in known_hosts instead of refusing it (a changed key is
-    /// always refused).
+    /// Record the key of a host not yet in known_hosts instead of refusing it (a changed or
+    /// revoked key, or one a @cert-authority line covers, is always refused).
     #[arg(long)]
     pub accept_new_host_key: bool,
 }

@@ -284,6 +284,11 @@ fn a_changed_host_key_is_refused_like_openssh_even_with_accept_new() {
         out.stderr
     );
     assert!(out.stderr.contains("ssh-keygen"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("{}:1", known_hosts.display())),
+        "{}",
+        out.stderr
+    );
     assert!(!far.path().join("a.img").exists());
 }
 
@@ -820,4 +825,625 @@ fn the_agent_key_logs_in_when_no_key_file_is_given() {
     drop(agent);
     assert_ok("copy with the agent's key", &out, &sshd);
     assert_same_content(&source, &landed);
+}
+
+/// `xferbench lat HOST -n 1 --via ssh` with the client key, this known_hosts file and a config
+/// that reads no global known_hosts file of the machine: one login, one round trip.
+fn reach(sshd: &Sshd, home: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
+    let config = home.join("ssh_config");
+    if !config.exists() {
+        std::fs::write(&config, "GlobalKnownHostsFile /dev/null\n").unwrap();
+    }
+    let mut cmd = common::command([
+        "lat",
+        &format!("{}:{}", sshd.destination(), sshd.port()),
+        "-n",
+        "1",
+        "--via",
+        "ssh",
+        "-F",
+    ]);
+    cmd.arg(&config)
+        .arg("--identity")
+        .arg(sshd.client_key())
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .args(extra)
+        .env("HOME", home)
+        .env_remove("SSH_AUTH_SOCK");
+    run_command(cmd)
+}
+
+/// OpenSSH's own verdict on this known_hosts file: whether `ssh` logs in.
+fn openssh_accepts(sshd: &Sshd, known_hosts: &Path) -> bool {
+    let mut cmd = sshd.ssh_command_with(sshd.client_key(), known_hosts, "true");
+    cmd.stdin(std::process::Stdio::null());
+    let run = common::sshd::run_bounded(cmd, None, Duration::from_secs(30)).expect("ssh hung");
+    run.code == 0
+}
+
+/// An sshd with an ecdsa host key beside its ed25519 one; the key's directory lives with it.
+fn sshd_with_ecdsa_host_key() -> Option<(Sshd, tempfile::TempDir, String)> {
+    let keys = temp_dir();
+    let ecdsa = keys
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("ssh_host_ecdsa_key");
+    common::sshd::new_key_of_type(&ecdsa, "ecdsa");
+    let sshd = Sshd::start_with(&format!("HostKey {}\n", ecdsa.display()));
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    let public = common::sshd::public_key(&ecdsa);
+    Some((sshd?, keys, public))
+}
+
+/// `ALGORITHM BASE64` of the sshd's ed25519 host key.
+fn host_key(sshd: &Sshd) -> String {
+    let text = std::fs::read_to_string(sshd.host_key_pub()).unwrap();
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn known_hosts_lines_are_judged_as_openssh_judges_them() {
+    let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
+        return;
+    };
+    let home = temp_dir();
+    let other = home.path().join("other");
+    common::sshd::new_key(&other);
+    let other = common::sshd::public_key(&other);
+    let (ed, port) = (host_key(&sshd), sshd.port());
+    let cases = [
+        ("bracketed", format!("[127.0.0.1]:{port} {ed}\n"), true),
+        ("hashed", format!("[127.0.0.1]:{port} {ed}\n"), true),
+        ("wildcard", format!("[127.0.0.?]:{port} {ed}\n"), true),
+        (
+            "comma list",
+            format!("nas,[127.0.0.1]:{port},10.0.0.2 {ed}\n"),
+            true,
+        ),
+        (
+            "comments",
+            format!("# pinned\n\n  [127.0.0.1]:{port} {ed} a comment\n"),
+            true,
+        ),
+        (
+            "negated",
+            format!("[127.0.0.*]:*,![127.0.0.1]:{port} {ed}\n"),
+            false,
+        ),
+        ("no port", format!("127.0.0.1 {ed}\n"), true),
+        ("no port, other key", format!("127.0.0.1 {other}\n"), false),
+        ("ecdsa only", format!("[127.0.0.1]:{port} {ecdsa}\n"), true),
+        ("changed", format!("[127.0.0.1]:{port} {other}\n"), false),
+        (
+            "revoked",
+            format!("[127.0.0.1]:{port} {ed}\n@revoked * {ed}\n"),
+            false,
+        ),
+        (
+            "authority",
+            format!("@cert-authority [127.0.0.1]:* {other}\n"),
+            false,
+        ),
+    ];
+    for (what, text, accepted) in cases {
+        let known_hosts = home
+            .path()
+            .join(format!("known_hosts_{}", what.replace(' ', "_")));
+        std::fs::write(&known_hosts, &text).unwrap();
+        if what == "hashed" {
+            let hashed = std::process::Command::new("ssh-keygen")
+                .arg("-H")
+                .arg("-f")
+                .arg(&known_hosts)
+                .output()
+                .unwrap();
+            assert!(hashed.status.success(), "ssh-keygen -H: {hashed:?}");
+            let text = std::fs::read_to_string(&known_hosts).unwrap();
+            assert!(text.starts_with("|1|"), "{text}");
+        }
+        assert_eq!(
+            openssh_accepts(&sshd, &known_hosts),
+            accepted,
+            "OpenSSH, {what}"
+        );
+        let out = reach(&sshd, home.path(), &known_hosts, &[]);
+        if accepted {
+            assert_ok(what, &out, &sshd);
+        } else {
+            assert_failed_cleanly(&out);
+        }
+    }
+}
+
+#[test]
+fn a_host_pinned_only_by_its_ecdsa_key_is_known_and_accept_new_appends_nothing() {
+    let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
+        return;
+    };
+    let home = temp_dir();
+    let known_hosts = home.path().join("known_hosts");
+    let pinned = format!("[127.0.0.1]:{} {ecdsa}\n", sshd.port());
+    std::fs::write(&known_hosts, &pinned).unwrap();
+    let out = reach(&sshd, home.path(), &known_hosts, &["--accept-new-host-key"]);
+    assert_ok("ecdsa pinned", &out, &sshd);
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), pinned);
+}
+
+#[test]
+fn unknown_host_refusal_names_bracketed_known_hosts_entry() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    let known_hosts = home.path().join("known_hosts");
+    let out = reach(&sshd, home.path(), &known_hosts, &[]);
+    assert_failed_cleanly(&out);
+    let line = format!("[127.0.0.1]:{} {}", sshd.port(), host_key(&sshd));
+    assert!(
+        out.stderr.contains(&format!(
+            "add this line to {}: {line}",
+            known_hosts.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("SHA256:"), "{}", out.stderr);
+}
+
+#[test]
+fn accept_new_records_the_key_once_when_parallel_logins_meet_an_unknown_host() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let known_hosts = home.path().join("known_hosts");
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &remote(&sshd, &far.path().join("a.img")),
+        "-P",
+        "4",
+        "--via",
+        "ssh",
+        "--accept-new-host-key",
+        "--identity",
+    ]);
+    cmd.arg(sshd.client_key())
+        .arg("--known-hosts")
+        .arg(&known_hosts)
+        .env("HOME", home.path())
+        .env_remove("SSH_AUTH_SOCK");
+    assert_ok("accept-new -P 4", &run_command(cmd), &sshd);
+    let recorded = std::fs::read_to_string(&known_hosts).unwrap();
+    assert_eq!(
+        recorded,
+        format!("[127.0.0.1]:{} {}\n", sshd.port(), host_key(&sshd))
+    );
+}
+
+#[test]
+fn revoked_and_authority_lines_stop_the_login_and_accept_new_records_nothing() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    let other = home.path().join("other");
+    common::sshd::new_key(&other);
+    let other = common::sshd::public_key(&other);
+    let ed = host_key(&sshd);
+    for (text, said) in [
+        (format!("@revoked * {ed}\n"), "is REVOKED"),
+        (
+            format!("@cert-authority [127.0.0.1]:* {other}\n"),
+            "does not check host certificates",
+        ),
+    ] {
+        let known_hosts = home.path().join("known_hosts");
+        std::fs::write(&known_hosts, &text).unwrap();
+        let out = reach(&sshd, home.path(), &known_hosts, &["--accept-new-host-key"]);
+        assert_failed_cleanly(&out);
+        assert!(out.stderr.contains(said), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("{}:1", known_hosts.display())),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), text);
+    }
+}
+
+#[test]
+fn ssh_config_tokens_and_known_hosts_files_are_expanded_like_openssh() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    std::fs::create_dir_all(home.path().join(".ssh/keys")).unwrap();
+    std::fs::create_dir_all(home.path().join("hosts")).unwrap();
+    // Host "1" is 127.0.0.%h; IdentityFile %d/.ssh/keys/%r@%h, UserKnownHostsFile ~/hosts/%n_%p.
+    std::fs::copy(
+        sshd.client_key(),
+        home.path()
+            .join(format!(".ssh/keys/{}@127.0.0.1", sshd.user())),
+    )
+    .unwrap();
+    std::fs::copy(
+        sshd.known_hosts(),
+        home.path().join(format!("hosts/1_{}", sshd.port())),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".ssh/config"),
+        format!(
+            "Host 1\n  HostName 127.0.0.%h\n  Port {}\n  User {}\n  IdentityFile %d/.ssh/keys/%r@%h\n  \
+             UserKnownHostsFile ~/hosts/%n_%p\n  GlobalKnownHostsFile none\n  IdentitiesOnly yes\n",
+            sshd.port(),
+            sshd.user(),
+        ),
+    )
+    .unwrap();
+    let landed = far.path().join("a.img");
+    let mut cmd = common::command([
+        "copy",
+        source.to_str().unwrap(),
+        &format!("1:{}", landed.display()),
+        "--via",
+        "ssh",
+    ]);
+    cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_ok("copy with tokens in ssh_config", &out, &sshd);
+    assert_same_content(&source, &landed);
+}
+
+#[test]
+fn route_changing_ssh_config_directives_are_refused_not_ignored() {
+    let Some(sshd) = start() else { return };
+    let home = temp_dir();
+    for (line, said) in [
+        ("ProxyCommand nc %h %p", "ProxyCommand is not supported"),
+        ("BindAddress 127.0.0.1", "BindAddress is not supported"),
+        (
+            "CanonicalizeHostname yes",
+            "CanonicalizeHostname is not supported",
+        ),
+        ("User x\nMatch exec \"true\"", "Match is not supported"),
+    ] {
+        // The file `reach` gives as -F.
+        std::fs::write(
+            home.path().join("ssh_config"),
+            format!("Host 127.0.0.1\n  {line}\n  GlobalKnownHostsFile /dev/null\n"),
+        )
+        .unwrap();
+        let out = reach(&sshd, home.path(), sshd.known_hosts(), &[]);
+        assert_failed_cleanly(&out);
+        assert!(out.stderr.contains(said), "{line}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("for 127.0.0.1"),
+            "{line}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn proxy_jump_reaches_the_second_sshd_through_the_first() {
+    let Some(mut jump) = start() else { return };
+    let Some(target) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "3M");
+    let known_hosts = home.path().join("known_hosts");
+    let both = std::fs::read_to_string(jump.known_hosts()).unwrap()
+        + &std::fs::read_to_string(target.known_hosts()).unwrap();
+    std::fs::write(&known_hosts, both).unwrap();
+    let config = home.path().join("config");
+    // The target's key is authorized on both (each sshd has its own client key).
+    let key = home.path().join("id");
+    std::fs::copy(target.client_key(), &key).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "Host far\n  HostName 127.0.0.1\n  Port {}\n  ProxyJump %r@127.0.0.1:{}\nHost *\n  IdentityFile {}\n  IdentityFile {}\n",
+            target.port(),
+            jump.port(),
+            jump.client_key().display(),
+            key.display(),
+        ),
+    )
+    .unwrap();
+    let copy_via_jump = |streams: &str| {
+        let landed = far.path().join("a.img");
+        let mut cmd = common::command([
+            "copy",
+            source.to_str().unwrap(),
+            &format!("{}@far:{}", target.user(), landed.display()),
+            "--via",
+            "ssh",
+            "-f",
+            "-P",
+            streams,
+            "-F",
+            config.to_str().unwrap(),
+            "--known-hosts",
+            known_hosts.to_str().unwrap(),
+        ]);
+        cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+        run_command(cmd)
+    };
+    for streams in ["1", "3"] {
+        let out = copy_via_jump(streams);
+        assert_ok(
+            &format!("copy through a jump host, -P {streams}"),
+            &out,
+            &target,
+        );
+        assert_same_content(&source, &far.path().join("a.img"));
+    }
+    // Without the jump host the copy cannot go: it went through it.
+    jump.kill_all();
+    let out = copy_via_jump("1");
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{}", jump.port())),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_server_without_public_key_logins_is_named_with_the_methods_it_offers() {
+    let Some(sshd) = Sshd::start_without_login(
+        "Match Address 127.0.0.1\n  PubkeyAuthentication no\n  PasswordAuthentication yes\n  KbdInteractiveAuthentication yes\n",
+    ) else {
+        eprintln!("skipped: OpenSSH is not installed");
+        return;
+    };
+    let home = temp_dir();
+    let out = reach(&sshd, home.path(), sshd.known_hosts(), &[]);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr
+            .contains("the server offers password, keyboard-interactive")
+            || out
+                .stderr
+                .contains("the server offers keyboard-interactive, password"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("public key only"), "{}", out.stderr);
+}
+
+/// The home directory of the user the tests run as.
+fn login_home() -> PathBuf {
+    // SAFETY: getpwuid returns static storage or null; read at once.
+    unsafe {
+        let entry = libc::getpwuid(libc::geteuid());
+        assert!(!entry.is_null(), "no passwd entry");
+        let text =
+            |p: *const libc::c_char| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+        PathBuf::from(text((*entry).pw_dir))
+    }
+}
+
+#[test]
+fn a_noisy_remote_shell_start_up_is_named_as_the_cause() {
+    // A HOME whose .bashrc prints: bash run by sshd reads ~/.bashrc (Debian's and most builds).
+    let rc = temp_dir();
+    std::fs::write(rc.path().join(".bashrc"), "echo hello from bashrc\n").unwrap();
+    std::fs::write(rc.path().join(".profile"), "echo hello from bashrc\n").unwrap();
+    let Some(sshd) = Sshd::start_with(&format!("SetEnv HOME={}\n", rc.path().display())) else {
+        eprintln!("skipped: OpenSSH is not installed");
+        return;
+    };
+    let mut probe = sshd.ssh_command("true");
+    probe.stdin(std::process::Stdio::null());
+    let said = common::sshd::run_bounded(probe, None, Duration::from_secs(30)).expect("ssh hung");
+    if !said.stdout.contains("hello from bashrc") {
+        eprintln!("skipped: this login shell reads no start-up file for a command over SSH");
+        return;
+    }
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("a.img");
+    make_file(&source, "1M");
+    let on_far = far.path().join("b.img");
+    make_file(&on_far, "1M");
+    let back = local.path().join("back.img");
+    for (from, to, streams) in [
+        (
+            source.to_str().unwrap().to_string(),
+            remote(&sshd, &far.path().join("a.img")),
+            "1",
+        ),
+        (
+            remote(&sshd, &on_far),
+            back.to_str().unwrap().to_string(),
+            "1",
+        ),
+        (
+            remote(&sshd, &on_far),
+            back.to_str().unwrap().to_string(),
+            "2",
+        ),
+    ] {
+        let out = copy(&sshd, home.path(), &from, &to, &["-P", streams]);
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains("start-up files") && out.stderr.contains("hello from bashrc"),
+            "{from} -> {to} -P {streams}: {}",
+            out.stderr
+        );
+    }
+    assert!(!back.exists());
+}
+
+#[test]
+fn a_tilde_path_is_the_login_home_at_every_stream_count_both_ways() {
+    let Some(sshd) = start() else { return };
+    let login_home = login_home();
+    // A scratch directory in the login's real home: where `~` leads on the far side.
+    let in_home = tempfile::Builder::new()
+        .prefix(".xferbench-test-")
+        .tempdir_in(&login_home)
+        .unwrap();
+    let name = in_home
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let (home, local) = (temp_dir(), temp_dir());
+    let source = local.path().join("f.bin");
+    make_file(&source, "2M");
+    let at = |path: &str| format!("{}:{}:{path}", sshd.destination(), sshd.port());
+    for (streams, far) in [
+        ("1", format!("~/{name}/f1.bin")),
+        ("3", format!("~/{name}/f3.bin")),
+        ("2", format!("~{}/{name}/f2.bin", sshd.user())),
+    ] {
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &at(&far),
+            &["-P", streams],
+        );
+        assert_ok(&format!("upload to {far} -P {streams}"), &out, &sshd);
+        let landed = in_home.path().join(format!("f{streams}.bin"));
+        assert_same_content(&source, &landed);
+        let back = local.path().join(format!("back{streams}.bin"));
+        let out = copy(
+            &sshd,
+            home.path(),
+            &at(&far),
+            back.to_str().unwrap(),
+            &["-P", streams],
+        );
+        assert_ok(&format!("download of {far} -P {streams}"), &out, &sshd);
+        assert_same_content(&source, &back);
+    }
+    // `~/dir/` keeps the file's name.
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &at(&format!("~/{name}/")),
+        &[],
+    );
+    assert_ok("upload to ~/dir/", &out, &sshd);
+    assert_same_content(&source, &in_home.path().join("f.bin"));
+    let out = copy(
+        &sshd,
+        home.path(),
+        &at("~nosuchuser-xferbench/x"),
+        local.path().join("x").to_str().unwrap(),
+        &[],
+    );
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("no user 'nosuchuser-xferbench'"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_remote_source_that_is_not_a_regular_file_is_named_at_every_stream_count() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let dir = far.path().join("d");
+    std::fs::create_dir(&dir).unwrap();
+    let fifo = far.path().join("fifo");
+    let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only makes the node.
+    assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o644) }, 0);
+    for (source, said) in [(&dir, "directory"), (&fifo, "not a regular file")] {
+        for streams in ["1", "2", "3"] {
+            let out = copy(
+                &sshd,
+                home.path(),
+                &remote(&sshd, source),
+                local.path().join("x").to_str().unwrap(),
+                &["-P", streams],
+            );
+            assert_failed_cleanly(&out);
+            // scp -f (-P 1) says "not a regular file" for a directory too.
+            let named = out.stderr.contains(said) || out.stderr.contains("not a regular file");
+            assert!(
+                named && !out.stderr.contains("stopped before"),
+                "{} -P {streams}: {}",
+                source.display(),
+                out.stderr
+            );
+            assert!(!local.path().join("x").exists());
+        }
+    }
+}
+
+#[test]
+fn a_local_name_that_reads_as_host_and_port_gets_the_dot_slash_hint() {
+    let local = temp_dir();
+    std::fs::write(local.path().join("lab:99999:x.bin"), b"x").unwrap();
+    let mut cmd = common::command(["copy", "lab:99999:x.bin", "out.bin", "--via", "ssh"]);
+    cmd.current_dir(local.path());
+    let out = run_command(cmd);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("write it as ./lab:99999:x.bin"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
+    // A port of loopback nothing listens on a moment later.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let home = temp_dir();
+    for (via, host) in [
+        ("ssh", format!("127.0.0.1:{port}")),
+        ("tcp", format!("127.0.0.1:{port}")),
+        ("ssh", format!("[::1]:{port}")),
+    ] {
+        let mut cmd = common::command(["net", &host, "-t", "1", "--via", via]);
+        cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+        let out = run_command(cmd);
+        assert_failed_cleanly(&out);
+        assert!(
+            out.stderr.contains(&format!("tried {host} (")),
+            "--via {via} {host}: {}",
+            out.stderr
+        );
+    }
+    // A bare IPv6 address is a host (port 22 or ssh_config's), not "an empty host name".
+    let config = home.path().join("config");
+    std::fs::write(&config, format!("Host ::1\n  Port {port}\n")).unwrap();
+    let mut cmd = common::command([
+        "net",
+        "::1",
+        "-t",
+        "1",
+        "--via",
+        "ssh",
+        "-F",
+        config.to_str().unwrap(),
+    ]);
+    cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains(&format!("tried [::1]:{port} (")),
+        "{}",
+        out.stderr
+    );
+    let out = run_command(common::command(["net", "::1:5301", "-t", "1"]));
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("[brackets]"), "{}", out.stderr);
 }

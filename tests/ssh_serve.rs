@@ -713,3 +713,68 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
         "{latency}"
     );
 }
+
+#[test]
+fn xferbench_tilde_paths_are_the_root_of_its_own_ssh_server_at_every_stream_count() {
+    let Some(setup) = start(&[]) else { return };
+    std::fs::create_dir(setup.root.join("in")).unwrap();
+    let local = temp_dir();
+    let source = local.path().join("f.bin");
+    let bytes = write_random(&source, (2 << 20) + 5);
+    let at = |path: &str| format!("127.0.0.1:{}:{path}", setup.client.port);
+    for streams in ["1", "3"] {
+        let far = format!("~/in/f{streams}.bin");
+        let out = xferbench_to_own(
+            &setup,
+            &["copy", source.to_str().unwrap(), &at(&far), "-P", streams],
+        );
+        assert_ran(&out, &format!("upload to {far} -P {streams}"));
+        assert_file(&setup.root.join(format!("in/f{streams}.bin")), &bytes);
+        let back = local.path().join(format!("back{streams}.bin"));
+        let out = xferbench_to_own(
+            &setup,
+            &["copy", &at(&far), back.to_str().unwrap(), "-P", streams],
+        );
+        assert_ran(&out, &format!("download of {far} -P {streams}"));
+        assert_file(&back, &bytes);
+    }
+    let out = xferbench_to_own(&setup, &["copy", source.to_str().unwrap(), &at("~/")]);
+    assert_ran(&out, "upload to ~/");
+    assert_file(&setup.root.join("f.bin"), &bytes);
+    let out = xferbench_to_own(
+        &setup,
+        &[
+            "copy",
+            &at("~ann/x"),
+            local.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("runs none"), "{}", out.stderr);
+}
+
+#[test]
+fn a_directory_as_source_on_its_own_ssh_server_is_named_at_every_stream_count() {
+    let Some(setup) = start(&[]) else { return };
+    std::fs::create_dir(setup.root.join("d")).unwrap();
+    let local = temp_dir();
+    for streams in ["1", "2", "3"] {
+        let out = xferbench_to_own(
+            &setup,
+            &[
+                "copy",
+                &format!("127.0.0.1:{}:d", setup.client.port),
+                local.path().join("x").to_str().unwrap(),
+                "-P",
+                streams,
+            ],
+        );
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("is a directory"),
+            "-P {streams}: {}",
+            out.stderr
+        );
+        assert!(!local.path().join("x").exists());
+    }
+}

@@ -648,6 +648,7 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::WriteBaseline { path, .. } => {
             format!("disk write baseline at '{}'", shown(path))
         }
+        RemoteCommand::HomeOf { user } => format!("home of '{user}'"),
     }
 }
 
@@ -771,6 +772,10 @@ async fn execute(
         // The client asks xferbench's own server for its disk through the TCP control protocol.
         RemoteCommand::WriteBaseline { .. } => bail!(
             "the disk baseline is not run over SSH by xferbench serve: its TCP control protocol measures its disk"
+        ),
+        // No users, no shell: one root, which `~` and `~/x` already stand for.
+        RemoteCommand::HomeOf { user } => bail!(
+            "'~{user}' needs a shell to expand it and xferbench serve runs none: its paths are relative to its --root; give the path without ~{user}"
         ),
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 
 use crate::control::DEFAULT_PORT;
 
@@ -19,9 +19,18 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `host`, `host:port`, `[v6]` or `[v6]:port`, each with an optional `user@`.
+    /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare `v6` address, each with an optional
+    /// `user@`; a scope may name an interface (`[fe80::1%eth0]`). A bare address that could end
+    /// in a port (`::1:5301`) is refused: write IPv6 addresses in brackets.
     pub fn parse(text: &str) -> Result<Peer> {
         let (user, rest) = split_user(text)?;
+        if let Some(host) = bare_ipv6(rest, text)? {
+            return Ok(Peer {
+                user,
+                host,
+                port: None,
+            });
+        }
         let (host, port) = split_host(rest)?;
         let port = port.map(|port| parse_port(port, text)).transpose()?;
         Ok(Peer { user, host, port })
@@ -86,7 +95,20 @@ pub enum Location {
 impl Location {
     /// Like scp: `host:path`, `host:port:path`, `[v6]:path`; anything without a colon, or with
     /// a slash before the first colon, is a local path.
+    ///
+    /// A text that fails to parse as `host:path` while a local file of that name exists gets
+    /// scp's advice: write it as `./NAME`.
     pub fn parse(text: &str) -> Result<Location> {
+        Location::parse_scp_like(text).map_err(|err| {
+            if Path::new(text).exists() {
+                anyhow!("{err}; the local file '{text}' exists: write it as ./{text}")
+            } else {
+                err
+            }
+        })
+    }
+
+    fn parse_scp_like(text: &str) -> Result<Location> {
         let remote_like = match (text.find(':'), text.find('/')) {
             (None, _) => false,
             (Some(colon), Some(slash)) => colon < slash || text.starts_with('['),
@@ -120,6 +142,27 @@ impl fmt::Display for Location {
             Location::Remote { peer, path } => write!(f, "{peer}:{path}"),
         }
     }
+}
+
+/// scp's advice for a local file whose name reads as `host:path` (`2024-01-01T10:00.bin`): when
+/// a remote end's text names an existing local file and its host does not resolve, the line
+/// that says to write it as `./NAME`; None otherwise.
+pub fn local_twin_hint(ends: [&Location; 2]) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    ends.into_iter().find_map(|end| {
+        let Location::Remote { peer, path } = end else {
+            return None;
+        };
+        let text = end.to_string();
+        let resolves = (peer.host.as_str(), 22).to_socket_addrs().is_ok();
+        (!resolves && Path::new(&text).exists()).then(|| {
+            format!(
+                "'{text}' reads as host '{}' and path '{path}' (a ':' before any '/'), and that host \
+                 does not resolve; for the local file '{text}', write ./{text}",
+                peer.host
+            )
+        })
+    })
 }
 
 /// `dir/` or an empty path takes the source's file name, like cp and scp.
@@ -156,16 +199,66 @@ fn split_user(text: &str) -> Result<(Option<String>, &str)> {
     }
 }
 
+/// An IPv6 address written without brackets (two colons or more): Some(address, its scope a
+/// number); None for anything else; an error when the last group could be a port, or when it
+/// is no address at all.
+fn bare_ipv6(text: &str, whole: &str) -> Result<Option<String>> {
+    if text.starts_with('[') || text.matches(':').count() < 2 {
+        return Ok(None);
+    }
+    if !is_ipv6(text) {
+        bail!(
+            "'{whole}': not an IPv6 address, and more than one ':' for host:port: write IPv6 addresses in [brackets], e.g. [::1]:5301"
+        );
+    }
+    if let Some((address, last)) = text.rsplit_once(':')
+        && !last.is_empty()
+        && last.bytes().all(|b| b.is_ascii_digit())
+        && is_ipv6(address)
+    {
+        bail!(
+            "'{whole}': ambiguous: write IPv6 addresses in [brackets]: [{address}]:{last} for port {last}, [{text}] for the address"
+        );
+    }
+    Ok(Some(numeric_scope(text, whole)?))
+}
+
+/// Whether `text` is an IPv6 address, with or without a `%scope`.
+fn is_ipv6(text: &str) -> bool {
+    let address = text.split_once('%').map_or(text, |(address, _)| address);
+    address.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
+/// `addr%eth0` as `addr%2`: the resolver and the socket address parser take only a number.
+fn numeric_scope(host: &str, whole: &str) -> Result<String> {
+    let Some((address, scope)) = host.split_once('%') else {
+        return Ok(host.to_string());
+    };
+    if scope.bytes().all(|b| b.is_ascii_digit()) && !scope.is_empty() {
+        return Ok(host.to_string());
+    }
+    let index = std::ffi::CString::new(scope)
+        .ok()
+        // SAFETY: a valid C string; if_nametoindex only reads it.
+        .map(|name| unsafe { libc::if_nametoindex(name.as_ptr()) })
+        .unwrap_or(0);
+    if index == 0 {
+        bail!("'{whole}': no network interface named '{scope}' here (`ip link` lists them)");
+    }
+    Ok(format!("{address}%{index}"))
+}
+
 /// Splits "host" or "[v6]" from what follows its colon.
 fn split_host(text: &str) -> Result<(String, Option<&str>)> {
     if let Some(inner) = text.strip_prefix('[') {
         let Some((host, after)) = inner.split_once(']') else {
             bail!("'{text}': an IPv6 address needs a closing ']'");
         };
+        let host = numeric_scope(host, text)?;
         return match after {
-            "" => Ok((host.to_string(), None)),
+            "" => Ok((host, None)),
             _ => match after.strip_prefix(':') {
-                Some(rest) => Ok((host.to_string(), Some(rest))),
+                Some(rest) => Ok((host, Some(rest))),
                 None => bail!("'{text}': expected ':' after ']'"),
             },
         };
@@ -174,6 +267,9 @@ fn split_host(text: &str) -> Result<(String, Option<&str>)> {
         Some((host, rest)) => (host, Some(rest)),
         None => (text, None),
     };
+    if host.is_empty() && text.starts_with("::") {
+        bail!("'{text}': write IPv6 addresses in [brackets], e.g. [::1]:path");
+    }
     if host.is_empty() {
         bail!("'{text}': the host name is empty");
     }
@@ -231,6 +327,38 @@ mod tests {
         assert_eq!(
             (peer.user.as_deref(), path.as_str()),
             (Some("ann"), "in/a@b")
+        );
+    }
+
+    #[test]
+    fn bare_ipv6_addresses_are_hosts_and_ambiguous_ones_ask_for_brackets() {
+        for (text, host) in [("::1", "::1"), ("fe80::1", "fe80::1"), ("ann@::1", "::1")] {
+            let peer = Peer::parse(text).unwrap();
+            assert_eq!((peer.host.as_str(), peer.port), (host, None), "{text}");
+        }
+        assert_eq!(Peer::parse("::1").unwrap().authority(), "[::1]:5301");
+        for text in ["::1:5301", "2001:db8::1:22"] {
+            let err = Peer::parse(text).unwrap_err().to_string();
+            assert!(err.contains("[brackets]"), "{text}: {err}");
+        }
+        let err = Peer::parse("a:b:c").unwrap_err().to_string();
+        assert!(err.contains("[brackets]"), "{err}");
+        let err = Location::parse("::1:x").unwrap_err().to_string();
+        assert!(err.contains("[brackets]"), "{err}");
+    }
+
+    #[test]
+    fn a_scope_may_name_an_interface() {
+        let peer = Peer::parse("[fe80::1%lo]:5301").unwrap();
+        assert_eq!(peer.host, "fe80::1%1");
+        assert_eq!(Peer::parse("fe80::1%lo").unwrap().host, "fe80::1%1");
+        assert_eq!(Peer::parse("[fe80::1%3]").unwrap().host, "fe80::1%3");
+        let err = Peer::parse("[fe80::1%nosuchif9]:5301")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no network interface named 'nosuchif9'"),
+            "{err}"
         );
     }
 

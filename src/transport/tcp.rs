@@ -219,7 +219,8 @@ impl Tcp {
                     )
                 })?
                 .collect();
-        let mut last_error = None;
+        // Every address tried is named in the error, with why it failed.
+        let mut tried = Vec::new();
         let mut connected = None;
         for addr in addrs {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await {
@@ -227,15 +228,19 @@ impl Tcp {
                     connected = Some(stream);
                     break;
                 }
-                Ok(Err(err)) => last_error = Some(err.to_string()),
-                Err(_) => last_error = Some("timed out".into()),
+                Ok(Err(err)) => tried.push(format!("{addr} ({err})")),
+                Err(_) => tried.push(format!("{addr} (timed out)")),
             }
         }
         let Some(stream) = connected else {
             bail!(
-                "cannot connect to {}: {}: is `xferbench serve` running there, on that port?",
+                "cannot connect to {}: tried {}: is `xferbench serve` running there, on that port?",
                 self.peer,
-                last_error.unwrap_or_else(|| "no address".into())
+                if tried.is_empty() {
+                    "no address".into()
+                } else {
+                    tried.join(", ")
+                }
             );
         };
         let mut control = Connection::new(stream, MAX_RESULT_FRAME);

@@ -71,6 +71,16 @@ impl Sshd {
 
     /// [`Sshd::start`] with extra lines appended to its sshd_config (e.g. `SetEnv PATH=...`).
     pub fn start_with(extra_config: &str) -> Option<Sshd> {
+        Sshd::start_checked(extra_config, true)
+    }
+
+    /// [`Sshd::start_with`] for a config that refuses the client key (e.g. password logins
+    /// only): waits until sshd speaks SSH, without logging in.
+    pub fn start_without_login(extra_config: &str) -> Option<Sshd> {
+        Sshd::start_checked(extra_config, false)
+    }
+
+    fn start_checked(extra_config: &str, login: bool) -> Option<Sshd> {
         let sshd = match find_sshd() {
             Some(path) => path,
             None => {
@@ -134,7 +144,7 @@ impl Sshd {
                 sshd_config(port, &host_key, &authorized_keys, &pid_file) + extra_config,
             )
             .expect("write sshd_config");
-            match server.run_sshd(&sshd, &config) {
+            match server.run_sshd(&sshd, &config, login) {
                 Ok(()) => return Some(server),
                 Err(Failure::PortTaken(log)) => last = log,
                 Err(Failure::Other(why)) => panic!("{why}"),
@@ -144,7 +154,7 @@ impl Sshd {
     }
 
     /// Spawns `sshd -D -e -f CONFIG` and waits until it accepts connections and a login.
-    fn run_sshd(&mut self, sshd: &Path, config: &Path) -> Result<(), Failure> {
+    fn run_sshd(&mut self, sshd: &Path, config: &Path, login: bool) -> Result<(), Failure> {
         let log = Arc::new(Mutex::new(String::new()));
         self.log = Arc::clone(&log);
         let mut cmd = Command::new(sshd);
@@ -205,6 +215,10 @@ impl Sshd {
                 accepting = speaks_ssh(addr, left.min(Duration::from_millis(500)));
                 if !accepting {
                     std::thread::sleep(Duration::from_millis(10));
+                }
+                if accepting && !login {
+                    self.started_in = spawned.elapsed();
+                    return Ok(());
                 }
                 continue;
             }
@@ -414,18 +428,14 @@ PrintLastLog no
 
 /// Makes an ed25519 key pair without passphrase: KEY and KEY.pub.
 pub fn make_key(keygen: &Path, key: &Path) {
+    make_key_of_type(keygen, key, "ed25519");
+}
+
+/// Makes a key pair of `kind` (`ed25519`, `ecdsa`, `rsa`) without passphrase: KEY and KEY.pub.
+pub fn make_key_of_type(keygen: &Path, key: &Path, kind: &str) {
     let mut cmd = Command::new(keygen);
-    cmd.args([
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        "xferbench-test",
-        "-f",
-    ])
-    .arg(key);
+    cmd.args(["-q", "-t", kind, "-N", "", "-C", "xferbench-test", "-f"])
+        .arg(key);
     let run = run_bounded(cmd, None, RUN_TIMEOUT).expect("ssh-keygen took too long");
     assert_eq!(
         run.code,
@@ -441,6 +451,19 @@ pub fn make_key(keygen: &Path, key: &Path) {
 pub fn new_key(key: &Path) {
     let keygen = find_in_path("ssh-keygen").expect("ssh-keygen not found");
     make_key(&keygen, key);
+}
+
+/// Makes a key pair of `kind` with the installed ssh-keygen.
+pub fn new_key_of_type(key: &Path, kind: &str) {
+    let keygen = find_in_path("ssh-keygen").expect("ssh-keygen not found");
+    make_key_of_type(&keygen, key, kind);
+}
+
+/// `ALGORITHM BASE64` of the public key beside KEY (KEY.pub), without its comment.
+pub fn public_key(key: &Path) -> String {
+    let text = std::fs::read_to_string(pub_path(key)).expect("read the public key");
+    let fields: Vec<&str> = text.split_whitespace().take(2).collect();
+    fields.join(" ")
 }
 
 fn pub_path(key: &Path) -> PathBuf {

@@ -29,8 +29,11 @@ pub enum RemoteCommand {
     WriteRange { path: String, offset: u64 },
     /// Sends `len` bytes of `path` from `offset`.
     ReadRange { path: String, offset: u64, len: u64 },
-    /// Prints the size of `path` in bytes (following symlinks).
+    /// Prints the size of `path` in bytes and its type (following symlinks): `N regular file`
+    /// (`serve` prints only `N`, having checked the type itself).
     Size { path: String },
+    /// Prints the home directory of `user` as the remote shell expands `~user`.
+    HomeOf { user: String },
     /// Succeeds only when nothing exists at `path`.
     Absent { path: String },
     /// Cuts `temp` to `size`, flushes it to the disk (fsync) and renames it to `path`.
@@ -78,7 +81,9 @@ impl RemoteCommand {
                 "dd if={} bs={DD_BLOCK} skip={offset} count={len} iflag=skip_bytes,count_bytes status=none",
                 quote(path)
             ),
-            RemoteCommand::Size { path } => format!("stat -L -c %s -- {}", quote(path)),
+            RemoteCommand::Size { path } => format!("stat -L -c '%s %F' -- {}", quote(path)),
+            // The tilde-prefix stays unquoted for the shell to expand; `user` is a plain name.
+            RemoteCommand::HomeOf { user } => format!("printf '%s\\n' ~{user}"),
             RemoteCommand::Absent { path } => format!("test ! -e {}", quote(path)),
             RemoteCommand::Finish { temp, size, path } => format!(
                 "truncate -s {size} -- {t} && sync -- {t} && mv -f -- {t} {}",
@@ -106,6 +111,7 @@ impl RemoteCommand {
             | RemoteCommand::ReadRange { .. }
             | RemoteCommand::WriteBaseline { .. } => "dd",
             RemoteCommand::Size { .. } => "stat",
+            RemoteCommand::HomeOf { .. } => "printf",
             RemoteCommand::Absent { .. } => "test",
             RemoteCommand::Finish { .. } => "truncate, sync and mv (GNU coreutils)",
             RemoteCommand::Discard { .. } => "rm",
@@ -133,8 +139,11 @@ impl RemoteCommand {
             },
             ["scp", rest @ ..] => parse_scp(rest),
             ["dd", rest @ ..] => parse_dd(rest),
-            ["stat", "-L", "-c", "%s", "--", path] => Some(RemoteCommand::Size {
+            ["stat", "-L", "-c", "%s %F" | "%s", "--", path] => Some(RemoteCommand::Size {
                 path: path.to_string(),
+            }),
+            ["printf", "%s\\n", home] => Some(RemoteCommand::HomeOf {
+                user: login_name(home.strip_prefix('~')?)?.to_string(),
             }),
             ["test", "!", "-e", path] => Some(RemoteCommand::Absent {
                 path: path.to_string(),
@@ -196,7 +205,7 @@ fn parse_scp(words: &[&str]) -> Option<RemoteCommand> {
             "-f" if !options_done => source = true,
             "-v" | "-p" | "-d" if !options_done => {}
             _ if path.is_none() && (options_done || !word.starts_with('-')) => {
-                path = Some(word.to_string())
+                path = Some(home_relative(word).unwrap_or(word).to_string())
             }
             _ => return None,
         }
@@ -245,6 +254,25 @@ fn parse_dd(words: &[&str]) -> Option<RemoteCommand> {
     }
 }
 
+/// A user name the shell can take in `~user`: letters, digits, `.`, `_`, `-`, not first `-`.
+pub fn login_name(user: &str) -> Option<&str> {
+    let plain = user
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    (plain && !user.is_empty() && !user.starts_with('-')).then_some(user)
+}
+
+/// `~` and `~/…` relative to the login's home, where every remote command starts: `~` is
+/// `""`, `~/x` is `x`; None for any other path (`~user/x` included).
+pub fn home_relative(path: &str) -> Option<&str> {
+    match path.strip_prefix('~')? {
+        "" => Some(""),
+        rest => rest
+            .strip_prefix('/')
+            .map(|rest| rest.trim_start_matches('/')),
+    }
+}
+
 /// Single-quotes a word for a POSIX shell.
 pub fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -281,6 +309,9 @@ mod tests {
                 path: path.clone(),
             },
             RemoteCommand::Discard { path },
+            RemoteCommand::HomeOf {
+                user: "ann.b_c-1".into(),
+            },
             RemoteCommand::Sink,
             RemoteCommand::Source,
             RemoteCommand::Echo,
@@ -330,6 +361,26 @@ mod tests {
         assert_eq!(RemoteCommand::parse("scp -r -t dir"), None);
         assert_eq!(RemoteCommand::parse("scp -t -f x"), None);
         assert_eq!(RemoteCommand::parse("scp -t"), None);
+    }
+
+    #[test]
+    fn home_paths_read_relative_to_the_login_home() {
+        assert_eq!(home_relative("~"), Some(""));
+        assert_eq!(home_relative("~/in/x"), Some("in/x"));
+        assert_eq!(home_relative("~//x"), Some("x"));
+        assert_eq!(home_relative("~ann/x"), None);
+        assert_eq!(home_relative("a/~/x"), None);
+        assert_eq!(
+            RemoteCommand::parse("scp -t ~/in/x"),
+            Some(RemoteCommand::ScpSink {
+                path: "in/x".into()
+            })
+        );
+        assert_eq!(login_name("ann"), Some("ann"));
+        for bad in ["", "-x", "a b", "a;b", "$(x)", "a/b"] {
+            assert_eq!(login_name(bad), None, "{bad}");
+        }
+        assert_eq!(RemoteCommand::parse("printf '%s\\n' ~a;b"), None);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! Latency is round trips through `cat` on one exec channel.
 
 pub mod command;
+pub mod config;
 pub mod exec;
+pub mod known_hosts;
 pub mod login;
 pub mod scp;
 pub mod worker;
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::future::select_all;
+use russh::client;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
@@ -138,12 +141,13 @@ impl Ssh {
         let mut warnings = Vec::new();
         let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
         let engine_kind = engine.kind();
-        let path = super::address::with_file_name(remote_path, source);
-        let temp = temp_name(&path)?;
         let ranges = pipeline::split_ranges(size, plan.streams, chunks.chunk);
         let connections = self.connect(ranges.len()).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
+        let remote_path = self.expand_home(first, remote_path).await?;
+        let path = super::address::with_file_name(&remote_path, source);
+        let temp = temp_name(&path)?;
         if !plan.force && !Exec::holds(first, RemoteCommand::Absent { path: path.clone() }).await? {
             bail!(
                 "{}:{path} already exists: give --force to replace it",
@@ -340,6 +344,50 @@ impl Ssh {
         Ok((sent, intervals, scp.then(|| landing.elapsed())))
     }
 
+    /// A remote path as the remote shell reads it (scp -O leaves `~` to the shell): `~` and
+    /// `~/x` relative to the login's home, where every command starts; `~user/x` from the home
+    /// the shell gives `~user` (a directory ends in `/`). Errors: a name the shell cannot take,
+    /// a user the remote does not have, a server without a shell.
+    async fn expand_home(
+        &self,
+        handle: &client::Handle<login::Client>,
+        path: &str,
+    ) -> Result<String> {
+        if let Some(relative) = command::home_relative(path) {
+            return Ok(relative.to_string());
+        }
+        let Some(rest) = path.strip_prefix('~') else {
+            return Ok(path.to_string());
+        };
+        let (user, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let Some(user) = command::login_name(user) else {
+            bail!(
+                "{}: '{path}': '~{user}' is not a user name the remote shell can expand; write the path without it",
+                self.label()
+            );
+        };
+        let said = Exec::run(
+            handle,
+            RemoteCommand::HomeOf {
+                user: user.to_string(),
+            },
+        )
+        .await
+        .with_context(|| format!("{}: expanding ~{user}", self.label()))?;
+        let home = said
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        if !home.starts_with('/') {
+            bail!(
+                "{}: no user '{user}' on the remote (its shell left ~{user} as {said:?})",
+                self.label()
+            );
+        }
+        Ok(format!("{home}/{tail}"))
+    }
+
     /// Best effort after a failed upload: no temporary file left behind.
     async fn discard(&self, connections: &[Connection], temp: &str) {
         let command = RemoteCommand::Discard {
@@ -365,6 +413,19 @@ impl Ssh {
         let connections = self.connect(plan.streams.max(1)).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
+        let remote_path = &self.expand_home(first, remote_path).await?;
+        if remote_path.is_empty() {
+            bail!(
+                "{}: ~ is the login's home directory: copy takes one file; name it (~/FILE)",
+                self.label()
+            );
+        }
+        if remote_path.ends_with('/') {
+            bail!(
+                "{}:{remote_path} is a directory: copy takes one file",
+                self.label()
+            );
+        }
         let scp = plan.streams == 1;
         // One stream learns the size from the SCP header; several ask for it first.
         let mut scp_exec = None;
@@ -390,12 +451,25 @@ impl Ssh {
             )
             .await
             .with_context(|| format!("{}: cannot read {remote_path}", self.label()))?;
-            text.trim().parse::<u64>().map_err(|_| {
+            let (size, kind) = parse_stat(&text).ok_or_else(|| {
                 anyhow!(
-                    "{}: `stat` answered {text:?} for the size of {remote_path}",
-                    self.label()
+                    "{}: `stat` answered {text:?} for the size of {remote_path}: {}",
+                    self.label(),
+                    scp::SHELL_NOISE
                 )
-            })?
+            })?;
+            match kind {
+                None | Some("regular file" | "regular empty file") => {}
+                Some("directory") => bail!(
+                    "{}:{remote_path} is a directory: copy takes one file",
+                    self.label()
+                ),
+                Some(kind) => bail!(
+                    "{}:{remote_path} is a {kind}, not a regular file: copy takes one regular file",
+                    self.label()
+                ),
+            }
+            size
         };
         let (landing, engine) = pipeline::open_destination(
             &destination,
@@ -802,7 +876,7 @@ impl Transport for Ssh {
                 "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum"
             );
         }
-        self.runtime.block_on(async {
+        let copied = self.runtime.block_on(async {
             match (&plan.source, &plan.destination) {
                 (Location::Local(source), Location::Remote { path, .. }) => {
                     self.upload(plan, source, path, chunks, watcher).await
@@ -812,6 +886,12 @@ impl Transport for Ssh {
                         .await
                 }
                 _ => bail!("copy goes between this machine and one server"),
+            }
+        });
+        copied.map_err(|err| {
+            match super::address::local_twin_hint([&plan.source, &plan.destination]) {
+                Some(hint) => anyhow!("{err:#}; {hint}"),
+                None => err,
             }
         })
     }
@@ -835,6 +915,19 @@ fn parse_dd_summary(text: &str) -> Option<(u64, f64)> {
     let after = line.split("copied,").nth(1)?;
     let secs = after.split_whitespace().next()?.parse::<f64>().ok()?;
     (secs > 0.0).then_some((bytes, secs))
+}
+
+/// `N TYPE` from `stat -L -c '%s %F'` (`N` alone from `serve`): the size and the file type.
+fn parse_stat(text: &str) -> Option<(u64, Option<&str>)> {
+    let text = text.trim();
+    if text.contains('\n') {
+        return None;
+    }
+    let (size, kind) = match text.split_once(' ') {
+        Some((size, kind)) => (size, Some(kind)),
+        None => (text, None),
+    };
+    Some((size.parse().ok()?, kind))
 }
 
 /// `dir/.NAME.xferbench-partial` next to `path`, like a local copy's landing name.
@@ -888,8 +981,9 @@ async fn read_scp_header(exec: &mut Exec) -> Result<scp::FileHeader> {
             }
             b'D' => bail!("the remote path is a directory: copy takes one file"),
             other => bail!(
-                "`{}` answered {other:#04x}, not an SCP header",
-                exec.command
+                "`{}`: {}",
+                exec.command,
+                scp::unexpected(&mut exec.output, other, "an SCP file header").await
             ),
         }
     }
@@ -907,6 +1001,20 @@ mod tests {
             parse_dd_summary("dd: failed to open 'x': Permission denied"),
             None
         );
+    }
+
+    #[test]
+    fn stat_answers_read_as_size_and_type() {
+        assert_eq!(
+            parse_stat("4096 directory\n"),
+            Some((4096, Some("directory")))
+        );
+        assert_eq!(
+            parse_stat("0 regular empty file"),
+            Some((0, Some("regular empty file")))
+        );
+        assert_eq!(parse_stat("77\n"), Some((77, None)));
+        assert_eq!(parse_stat("hello from bashrc\n77 regular file"), None);
     }
 
     #[test]

@@ -90,10 +90,37 @@ pub async fn read_status<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<Sta
         }
         other => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("the far side answered {other:#04x} where an SCP status was expected"),
+            unexpected(reader, other, "an SCP status").await,
         )),
     }
 }
+
+/// Longest stray text quoted in a message, and how long it is waited for.
+const STRAY_MAX: usize = 120;
+const STRAY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What to say when `first` came where `expected` should have: the stray text (up to its line's
+/// end) and its likely cause, as scp says it: output from the remote shell's start-up files.
+pub async fn unexpected<R: AsyncRead + Unpin>(reader: &mut R, first: u8, expected: &str) -> String {
+    let mut text = vec![first];
+    let _ = tokio::time::timeout(STRAY_WAIT, async {
+        while text.len() < STRAY_MAX && text.last() != Some(&b'\n') {
+            match reader.read_u8().await {
+                Ok(byte) => text.push(byte),
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    let said = String::from_utf8_lossy(&text).trim_end().to_string();
+    format!(
+        "the far side answered {first:#04x} ({said:?}) where {expected} was expected: {SHELL_NOISE}"
+    )
+}
+
+/// The likely cause of stray text before a command's own output, as scp's manual gives it.
+pub const SHELL_NOISE: &str = "most likely the remote shell's start-up files (.bashrc, .profile, \
+    BASH_ENV...) print on standard output; make them print nothing when the shell is not interactive";
 
 /// Waits for a 0 status; a warning or fatal status becomes an error carrying its message.
 pub async fn expect_ok<R: AsyncRead + Unpin>(reader: &mut R) -> Result<()> {
@@ -201,5 +228,13 @@ mod tests {
         );
         assert_eq!(read_status(&mut reader).await.unwrap(), Status::Ok);
         assert!(read_status(&mut reader).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn text_where_a_status_belongs_is_quoted_and_blamed_on_shell_start_up_files() {
+        let mut reader = &b"hello from bashrc\n\0"[..];
+        let err = read_status(&mut reader).await.unwrap_err().to_string();
+        assert!(err.contains("0x68 (\"hello from bashrc\")"), "{err}");
+        assert!(err.contains("start-up files"), "{err}");
     }
 }
