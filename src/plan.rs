@@ -170,6 +170,8 @@ pub struct RunReport {
     pub test_file_reused: bool,
     pub source_read: Option<Summary>,
     pub destination_write: Option<Summary>,
+    /// When one disk serves both ends: it reading the test file and writing a copy at once.
+    pub shared_disk: Option<Summary>,
     pub paths: Vec<PathResult>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<Warning>,
@@ -286,6 +288,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     let wants_rdma = wanted.contains(&TransportKind::Rdma);
     let wants_udp = wanted.contains(&TransportKind::Udp);
     let embedded_root;
+    // The embedded server's root: where the shared disk's write half lands.
+    let mut embedded_dir: Option<PathBuf> = None;
     let embedded;
     let (peer, ssh_peer, ssh_login, server_name) = match &options.host {
         Some(host) => {
@@ -309,6 +313,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 })?;
             embedded =
                 Embedded::start(embedded_root.path(), wants_ssh, &options.ssh, &options.rdma)?;
+            embedded_dir = Some(embedded_root.path().to_path_buf());
             (
                 embedded.tcp_peer(),
                 embedded.ssh_peer(),
@@ -368,6 +373,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     watcher.heading("2/5 disk baselines: source read here, destination write on the server");
     let mut reads = Vec::new();
     let mut writes = Vec::new();
+    let mut far_device = None;
     for _ in 0..options.repeat {
         let read = disk::baseline(
             &BaselineOptions {
@@ -387,6 +393,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 let far = tcp
                     .remote_baseline(options.size, options.pattern)
                     .context("the server's disk baseline")?;
+                far_device = far.device.clone();
                 writes.extend(
                     far.measurements
                         .into_iter()
@@ -405,6 +412,32 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     }
     let source_read = Summary::of(reads);
     let destination_write = Summary::of(writes);
+    // One disk serving both ends is measured reading and writing at once, as the copy uses it:
+    // the embedded server's root sits beside the test file, and a far serve may say its root
+    // is on this machine's same file system.
+    let shared_disk = match &embedded_dir {
+        Some(root) => Some(root.clone()),
+        None => far_device
+            .filter(|far| file::device_id(&options.dir).as_ref() == Some(far))
+            .map(|_| options.dir.clone()),
+    };
+    let mut read_writes = Vec::new();
+    if let Some(write_dir) = &shared_disk {
+        watcher.heading("2/5 the one disk both ends share, reading and writing at once");
+        for _ in 0..options.repeat {
+            read_writes.push(
+                disk::read_while_writing(
+                    &test_file,
+                    write_dir,
+                    options.size,
+                    options.pattern,
+                    watcher,
+                )
+                .context("the shared disk reading and writing at once")?,
+            );
+        }
+    }
+    let shared_disk_read_write = Summary::of(read_writes);
 
     let mut paths = Vec::new();
     let mut interrupted = false;
@@ -520,8 +553,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             destination_write: destination_write.as_ref().map(Summary::rate),
             copy: copy.as_ref().map(Summary::rate),
             cpu: copy_cpu.clone(),
-            // The embedded server's root sits beside the test file: one disk does both.
-            shared_disk: options.host.is_none(),
+            shared_disk: shared_disk.is_some(),
+            shared_disk_read_write: shared_disk_read_write.as_ref().map(Summary::rate),
         };
         // A failed path's figures are incomplete: judging them would name the wrong stage.
         let verdict = match failed {
@@ -606,6 +639,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
         test_file_reused: reused,
         source_read,
         destination_write,
+        shared_disk: shared_disk_read_write,
         paths,
         skipped,
         warnings,

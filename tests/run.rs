@@ -577,14 +577,33 @@ fn run_writes_every_report_file_asked_for() {
         );
     }
 
-    // CSV: a header and one row per measurement (2 runs of each of the 4 stages, and the latency).
+    // The one disk both ends share (the server is embedded) was measured reading and writing
+    // at once, and the verdict says its bound is that measurement.
+    assert_eq!(
+        report["shared_disk"]["measurements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{report:#}"
+    );
+    assert_eq!(
+        report["paths"][0]["verdict"]["shared_disk_bound"], "measured",
+        "{report:#}"
+    );
+
+    // CSV: a header and one row per measurement (2 runs of each of the 5 stages, and the latency).
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = csv_text.lines().collect();
     assert!(
         rows[0].starts_with("stage,path,run,bytes,secs,bytes_per_sec"),
         "{csv_text}"
     );
-    assert_eq!(rows.len(), 1 + 9, "{csv_text}");
+    assert_eq!(rows.len(), 1 + 11, "{csv_text}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("shared_disk,,2,")),
+        "{csv_text}"
+    );
     assert!(
         rows.iter().any(|r| r.starts_with("copy,tcp,2,")),
         "{csv_text}"

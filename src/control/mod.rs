@@ -288,4 +288,8 @@ pub struct CopyDone {
 pub struct DiskDone {
     pub measurements: Vec<Measurement>,
     pub warnings: Vec<String>,
+    /// The device of the server's root, so a client on the same machine and file system knows
+    /// one disk serves both ends.
+    #[serde(default)]
+    pub device: Option<crate::file::DeviceId>,
 }

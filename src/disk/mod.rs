@@ -401,6 +401,86 @@ fn baseline_in_dir(
     })
 }
 
+/// Reads `size` bytes of `source` and writes as many random bytes to a new file in `dir` at the
+/// same time, each with its own engine (`pattern`'s block and depth, O_DIRECT), then fsyncs: how
+/// one disk serves a copy whose two ends it holds. The figure is `size` over the time until both
+/// are done (the write through its fsync); its intervals are the write's. The file is removed.
+///
+/// Errors: `source` shorter than `size` or unreadable, no room in `dir`, an I/O error.
+pub fn read_while_writing(
+    source: &Path,
+    dir: &Path,
+    size: u64,
+    pattern: Pattern,
+    watcher: &dyn Watcher,
+) -> Result<Measurement> {
+    pattern.validate(true)?;
+    let (read_handle, read_direct) = file::open_read(source, true)?;
+    let len = read_handle.metadata()?.len();
+    if len < size {
+        bail!(
+            "{} holds {len} bytes, fewer than the {size} to read",
+            source.display()
+        );
+    }
+    file::ensure_room(dir, size)?;
+    let test_path = dir.join(format!(".xferbench-disk-{}.tmp", std::process::id()));
+    let guard = PartialFile::new(test_path.clone());
+    let (write_handle, write_direct) = file::create_new(&test_path, true)?;
+    file::allocate(&write_handle, &test_path, size)?;
+    let mut ignored = Vec::new();
+    let mut reader = start_engine(
+        EngineChoice::Auto,
+        &read_handle,
+        source,
+        pattern.depth,
+        &mut ignored,
+    )?;
+    let mut writer = start_engine(
+        EngineChoice::Auto,
+        &write_handle,
+        &test_path,
+        pattern.depth,
+        &mut ignored,
+    )?;
+    let conditions = Conditions {
+        direct: read_direct && write_direct,
+        ..pattern.conditions(true, true, &writer)
+    };
+    let (read, written) = watch(watcher, "read+write", 2 * size, |counter| {
+        std::thread::scope(|scope| {
+            let reading = scope.spawn(|| read_sequential(&mut reader, size, pattern, counter));
+            let mut random = RandomFill::new();
+            let written = write_sequential(
+                &mut writer,
+                &write_handle,
+                size,
+                pattern,
+                &mut |b| random.fill(b),
+                counter,
+            );
+            let read = reading
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the reading thread panicked")));
+            (read, written)
+        })
+    });
+    let read = read.with_context(|| format!("reading {} while writing", source.display()))?;
+    let written =
+        written.with_context(|| format!("writing {} while reading", test_path.display()))?;
+    drop((reader, writer, write_handle));
+    drop(guard);
+    // Both started together: the pair took as long as the slower of the two.
+    let elapsed = read.elapsed.max(written.elapsed);
+    Ok(Measurement::new(
+        Stage::DiskReadWrite,
+        size,
+        elapsed,
+        conditions,
+        written.intervals,
+    ))
+}
+
 fn baseline_of_file(
     options: &BaselineOptions,
     len: u64,

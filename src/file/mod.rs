@@ -378,6 +378,24 @@ pub fn free_space(path: &Path) -> io::Result<u64> {
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
+/// Which file system of which running machine holds a path: two paths with equal ids are on one
+/// device of one machine (the boot id tells machines apart, the device number file systems).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceId {
+    pub boot_id: String,
+    pub dev: u64,
+}
+
+/// The [`DeviceId`] of `path`; None where the boot id or the path cannot be read.
+pub fn device_id(path: &Path) -> Option<DeviceId> {
+    use std::os::unix::fs::MetadataExt;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(DeviceId {
+        boot_id: boot_id.trim().to_string(),
+        dev: std::fs::metadata(path).ok()?.dev(),
+    })
+}
+
 /// True when `path` lives on tmpfs or ramfs: memory, not a disk.
 pub fn is_tmpfs(path: &Path) -> bool {
     const TMPFS_MAGIC: libc::c_long = 0x0102_1994;

@@ -268,6 +268,7 @@ pub(crate) fn sample_report() -> RunReport {
         copy: copy.as_ref().map(Summary::rate),
         cpu: cpu.clone(),
         shared_disk: false,
+        shared_disk_read_write: None,
     };
     let verdict = verdict::judge(TransportKind::Tcp, &figures);
     let sentence = Sentence {
@@ -293,6 +294,7 @@ pub(crate) fn sample_report() -> RunReport {
         test_file_reused: false,
         source_read,
         destination_write,
+        shared_disk: None,
         paths: vec![PathResult {
             path: TransportKind::Tcp,
             latency: Some(Latency {

@@ -69,6 +69,15 @@ fn render(report: &RunReport) -> String {
         &report.destination_write,
         write,
     );
+    if report.shared_disk.is_some() {
+        table_row(
+            &mut out,
+            "one disk reading and writing at once",
+            "",
+            &report.shared_disk,
+            write,
+        );
+    }
     for result in &report.paths {
         let path = result.path.to_string();
         table_row(

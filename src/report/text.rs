@@ -506,6 +506,14 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         report.destination_write.as_ref(),
         &write_class,
     );
+    if report.shared_disk.is_some() {
+        rate_row(
+            &mut out,
+            "one disk reading+writing",
+            report.shared_disk.as_ref(),
+            &write_class,
+        );
+    }
     for path in &report.paths {
         latency_row(&mut out, path, &report.parameters);
         let udp = path.path == crate::transport::TransportKind::Udp;

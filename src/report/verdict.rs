@@ -51,16 +51,35 @@ pub struct Figures {
     pub copy: Option<Rate>,
     /// CPU use of each end during the copy.
     pub cpu: Vec<CpuUse>,
-    /// Source and destination are one device: it must serve reads and writes in turn.
+    /// Source and destination are one device: it must serve reads and writes at once.
     pub shared_disk: bool,
+    /// That one device reading and writing at once, measured as the copy uses it.
+    pub shared_disk_read_write: Option<Rate>,
+}
+
+/// Where the bound of a copy whose ends share one disk comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedDiskBound {
+    /// The disk read and wrote at once, with the copy's block size and depth.
+    Measured,
+    /// No such figure: 1 / (1/read + 1/write), as if it served the two in turn.
+    Modelled,
 }
 
 impl Figures {
-    /// The rate of a disk that reads and writes in turn: 1 / (1/read + 1/write).
-    pub fn shared_disk_rate(&self) -> Option<Rate> {
+    /// The rate of the one disk both ends share: measured reading and writing at once, or
+    /// else modelled as serving them in turn, 1 / (1/read + 1/write).
+    pub fn shared_disk_rate(&self) -> Option<(Rate, SharedDiskBound)> {
+        if let Some(rate) = self.shared_disk_read_write {
+            return Some((rate, SharedDiskBound::Measured));
+        }
         let (read, write) = (self.source_read?, self.destination_write?);
-        (read.bytes_per_sec > 0.0 && write.bytes_per_sec > 0.0).then(|| Rate {
-            bytes_per_sec: 1.0 / (1.0 / read.bytes_per_sec + 1.0 / write.bytes_per_sec),
+        (read.bytes_per_sec > 0.0 && write.bytes_per_sec > 0.0).then(|| {
+            let rate = Rate {
+                bytes_per_sec: 1.0 / (1.0 / read.bytes_per_sec + 1.0 / write.bytes_per_sec),
+            };
+            (rate, SharedDiskBound::Modelled)
         })
     }
 }
@@ -78,6 +97,8 @@ pub struct Verdict {
     pub cpu_bound: bool,
     /// Stages that were not measured, so the bound may be too high.
     pub missing: Vec<Stage>,
+    /// For a disk both ends share: whether its figure was measured or modelled.
+    pub shared_disk_bound: Option<SharedDiskBound>,
 }
 
 /// Judges one path; None when no stage was measured at all.
@@ -93,7 +114,7 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
         .flatten();
     let considered: Vec<(Stage, Option<Rate>)> = match shared {
         // The shared disk replaces its two halves: it is slower than either.
-        Some(rate) => vec![
+        Some((rate, _)) => vec![
             (Stage::Network, figures.network),
             (Stage::SharedDisk, Some(rate)),
         ],
@@ -132,6 +153,7 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
             .filter(|(_, rate)| rate.is_none())
             .map(|&(stage, _)| stage)
             .collect(),
+        shared_disk_bound: shared.map(|(_, basis)| basis),
     })
 }
 
@@ -205,9 +227,10 @@ fn stage_figure(stage: Stage, figures: &Figures) -> String {
         Stage::Network => figures
             .network
             .map(|r| format!("carries {r}, {}", classes::place_link(r))),
-        Stage::SharedDisk => figures.shared_disk_rate().map(|r| {
-            format!(
-                "read {} and write {} in turn: {r}",
+        Stage::SharedDisk => figures.shared_disk_rate().map(|(r, basis)| match basis {
+            SharedDiskBound::Measured => format!("reading and writing at once, measured: {r}"),
+            SharedDiskBound::Modelled => format!(
+                "read {} and write {} in turn: {r}, modelled, not measured",
                 figures
                     .source_read
                     .map(|r| r.to_string())
@@ -216,7 +239,7 @@ fn stage_figure(stage: Stage, figures: &Figures) -> String {
                     .destination_write
                     .map(|r| r.to_string())
                     .unwrap_or_default()
-            )
+            ),
         }),
     }
     .unwrap_or_else(|| "not measured".into())
@@ -246,6 +269,7 @@ mod tests {
             copy: mb(398.0),
             cpu: vec![cpu(20.0)],
             shared_disk: false,
+            shared_disk_read_write: None,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -287,6 +311,7 @@ mod tests {
             copy: mb(450.0),
             cpu: Vec::new(),
             shared_disk: false,
+            shared_disk_read_write: None,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -309,6 +334,7 @@ mod tests {
             copy: mb(800.0),
             cpu: Vec::new(),
             shared_disk: true,
+            shared_disk_read_write: None,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
@@ -336,9 +362,66 @@ mod tests {
             copy: mb(600.0),
             cpu: vec![cpu(35.0), cpu(99.0)],
             shared_disk: false,
+            shared_disk_read_write: None,
         };
         assert!(judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
         figures.cpu = vec![cpu(35.0), cpu(40.0)];
         assert!(!judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
+    }
+
+    #[test]
+    fn a_shared_disk_measured_at_once_is_the_bound_and_the_sentence_says_measured() {
+        let figures = Figures {
+            source_read: mb(1300.0),
+            network: mb(10_000.0),
+            destination_write: mb(2600.0),
+            copy: mb(700.0),
+            cpu: vec![cpu(40.0)],
+            shared_disk: true,
+            shared_disk_read_write: mb(720.0),
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
+        assert_eq!(verdict.shared_disk_bound, Some(SharedDiskBound::Measured));
+        assert!((verdict.bound_bytes_per_sec - 720e6).abs() < 1.0);
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        assert!(
+            sentence.contains("reading and writing at once, measured"),
+            "{sentence}"
+        );
+    }
+
+    #[test]
+    fn a_shared_disk_without_its_own_figure_is_modelled_and_the_sentence_says_so() {
+        let figures = Figures {
+            source_read: mb(1300.0),
+            network: mb(10_000.0),
+            destination_write: mb(2600.0),
+            copy: mb(700.0),
+            cpu: vec![cpu(40.0)],
+            shared_disk: true,
+            shared_disk_read_write: None,
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.shared_disk_bound, Some(SharedDiskBound::Modelled));
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        assert!(sentence.contains("modelled, not measured"), "{sentence}");
+        let separate = judge(
+            TransportKind::Tcp,
+            &Figures {
+                shared_disk: false,
+                ..figures
+            },
+        )
+        .unwrap();
+        assert_eq!(separate.shared_disk_bound, None);
     }
 }

@@ -563,6 +563,7 @@ async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {
             .map(|placed| placed.measurement)
             .collect(),
         warnings: result.warnings.iter().map(|w| w.to_string()).collect(),
+        device: file::device_id(shared.root.dir()),
     }))
 }
 

@@ -104,6 +104,8 @@ pub struct RemoteBaseline {
     pub measurements: Vec<Measurement>,
     /// The server's warnings, in words.
     pub warnings: Vec<String>,
+    /// The device of the server's root, when it says.
+    pub device: Option<crate::file::DeviceId>,
 }
 
 impl Tcp {
@@ -122,6 +124,7 @@ impl Tcp {
                 Reply::DiskDone(done) => Ok(RemoteBaseline {
                     measurements: done.measurements,
                     warnings: done.warnings,
+                    device: done.device,
                 }),
                 other => bail!("{}: unexpected answer {other:?}", self.peer),
             }
