@@ -520,6 +520,11 @@ pub struct DiskArgs {
     #[arg(long)]
     pub buffered: bool,
 
+    /// With --buffered: read without dropping the file from the page cache first (fio's
+    /// invalidate=0). This measures the cache, and the figure is marked as the cache's.
+    #[arg(long, requires = "buffered")]
+    pub keep_cache: bool,
+
     /// Only read (PATH must be an existing file).
     #[arg(long, conflicts_with = "write_only")]
     pub read_only: bool,

@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell over this library, so tests and benches run the same code.
 
+pub mod ceiling;
 pub mod classes;
 pub mod cli;
 pub mod control;

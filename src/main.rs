@@ -74,6 +74,7 @@ fn disk(args: &DiskArgs, progress: &Progress) -> Result<()> {
         size: args.size,
         pattern: args.engine.pattern(),
         direct: args.direct(),
+        evict: !args.keep_cache,
         engine: args.engine.engine,
         passes: args.passes(),
     };

@@ -107,6 +107,10 @@ pub struct Measurement {
     pub bytes_per_sec: f64,
     pub conditions: Conditions,
     pub intervals: Vec<Interval>,
+    /// Why this figure did not come from what it claims to measure (above its device's or
+    /// link's ceiling, read from the page cache); None for a figure that holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
 }
 
 impl Measurement {
@@ -127,6 +131,14 @@ impl Measurement {
             bytes_per_sec: Rate::new(bytes, elapsed).bytes_per_sec,
             conditions,
             intervals,
+            suspect: None,
+        }
+    }
+
+    /// Marks the figure when it is above `ceiling` (`what_answered` says what must have).
+    pub fn hold_to(&mut self, ceiling: Option<&crate::ceiling::Ceiling>, what_answered: &str) {
+        if self.suspect.is_none() {
+            self.suspect = ceiling.and_then(|c| c.exceeded_by(self.bytes_per_sec, what_answered));
         }
     }
 

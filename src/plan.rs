@@ -75,6 +75,22 @@ impl Summary {
         })
     }
 
+    /// Why one of its runs is not the figure it claims to be, if one is not.
+    pub fn suspect(&self) -> Option<&str> {
+        self.measurements
+            .iter()
+            .find_map(|measurement| measurement.suspect.as_deref())
+    }
+
+    /// The relative spread of its runs, (max − min) ÷ median: 0 for one run.
+    pub fn spread(&self) -> f64 {
+        if self.median_bytes_per_sec > 0.0 {
+            (self.max_bytes_per_sec - self.min_bytes_per_sec) / self.median_bytes_per_sec
+        } else {
+            0.0
+        }
+    }
+
     /// The figure the verdict uses: the median.
     pub fn rate(&self) -> Rate {
         Rate {
@@ -249,6 +265,19 @@ pub fn test_file_path(dir: &Path, size: u64) -> PathBuf {
 /// Name of the copy on the server, inside its root (removed at the end of the run).
 pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
 
+/// The negotiated speed of the interface towards `peer`, where sysfs knows it.
+fn peer_ceiling(peer: &Peer) -> Option<crate::ceiling::Ceiling> {
+    use std::net::ToSocketAddrs;
+    let address = (
+        peer.host.as_str(),
+        peer.port.unwrap_or(crate::control::DEFAULT_PORT),
+    )
+        .to_socket_addrs()
+        .ok()?
+        .next()?;
+    crate::ceiling::towards(address.ip())
+}
+
 /// Where a path's copy lands on the far side: in serve's root, or (SSH) in `--remote-dir`.
 fn remote_copy_path(kind: TransportKind, remote_dir: &str) -> String {
     match (kind, remote_dir) {
@@ -381,6 +410,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 size: None,
                 pattern: options.pattern,
                 direct: true,
+                evict: true,
                 engine: EngineChoice::Auto,
                 passes: Passes::ReadOnly,
             },
@@ -545,8 +575,35 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
                 }
             }
         }
+        // A network figure cannot beat the interface it left through, nor can a copy over it.
+        let link = peer_ceiling(&peer);
+        for measurement in nets.iter_mut().chain(copies.iter_mut()) {
+            measurement.hold_to(
+                link.as_ref(),
+                "it did not all cross that interface (the peer is on this machine?)",
+            );
+        }
         let network = Summary::of(nets);
         let copy = Summary::of(copies);
+        let stages = [
+            ("the source read", &source_read),
+            ("the network", &network),
+            ("the destination write", &destination_write),
+            ("the shared disk", &shared_disk_read_write),
+            ("the copy", &copy),
+        ];
+        let suspect = stages
+            .iter()
+            .filter_map(|(name, summary)| {
+                let reason = summary.as_ref()?.suspect()?;
+                Some(format!("{name}: {reason}"))
+            })
+            .collect();
+        // With repeats, their spread is the noise a copy and its bound are compared within.
+        let spread = stages
+            .iter()
+            .filter_map(|(_, summary)| summary.as_ref().map(Summary::spread))
+            .fold(0.0, f64::max);
         let figures = Figures {
             source_read: source_read.as_ref().map(Summary::rate),
             network: network.as_ref().map(Summary::rate),
@@ -555,6 +612,8 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
             cpu: copy_cpu.clone(),
             shared_disk: shared_disk.is_some(),
             shared_disk_read_write: shared_disk_read_write.as_ref().map(Summary::rate),
+            suspect,
+            spread,
         };
         // A failed path's figures are incomplete: judging them would name the wrong stage.
         let verdict = match failed {

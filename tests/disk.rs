@@ -323,3 +323,57 @@ fn disk_removes_its_test_file_when_the_write_fails() {
         entries(dir.path())
     );
 }
+
+#[test]
+fn a_read_answered_by_the_page_cache_is_marked_not_printed_clean() {
+    let dir = temp_dir();
+    let path = dir.path().join("cached.data");
+    // Written through the page cache, not evicted: every page is still in memory.
+    let bytes: Vec<u8> = (0..32 * MIB)
+        .map(|i| ((i * 2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let (report, _) = disk_json(&path, &["--buffered", "--keep-cache"]);
+    let read = &measurements(&report)[0];
+    let suspect = read["suspect"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not marked: {report:#}"));
+    assert!(
+        suspect.contains("page cache") || suspect.contains("tmpfs"),
+        "{suspect}"
+    );
+    let (code, stdout, stderr) = run([
+        "-q".as_ref(),
+        "disk".as_ref(),
+        path.as_os_str(),
+        "--buffered".as_ref(),
+        "--keep-cache".as_ref(),
+    ]);
+    assert_success(code, &stdout, &stderr);
+    assert!(stdout.contains("NOT THE DISK"), "{stdout}");
+    assert!(
+        !stdout.contains("class"),
+        "placed against a class: {stdout}"
+    );
+}
+
+#[test]
+fn a_read_after_the_cache_was_dropped_is_not_marked() {
+    let dir = temp_dir();
+    if xferbench::file::is_tmpfs(dir.path()) {
+        eprintln!("skipped: the test dir is tmpfs, where every read is memory");
+        return;
+    }
+    let path = dir.path().join("evicted.data");
+    make_file(&path, "32M", "random");
+    let (report, _) = disk_json(&path, &["--buffered"]);
+    let read = &measurements(&report)[0];
+    assert!(read["suspect"].is_null(), "{report:#}");
+}
+
+#[test]
+fn keep_cache_without_buffered_is_a_usage_error() {
+    let (code, _, stderr) = run(["disk", ".", "--keep-cache"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--buffered"), "{stderr}");
+}

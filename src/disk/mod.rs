@@ -251,6 +251,9 @@ pub struct BaselineOptions {
     pub size: Option<u64>,
     pub pattern: Pattern,
     pub direct: bool,
+    /// A buffered read is preceded by dropping the file from the page cache (fio's
+    /// `invalidate=1`); false keeps what is cached, and the figure is marked as the cache's.
+    pub evict: bool,
     pub engine: EngineChoice,
     pub passes: Passes,
 }
@@ -377,13 +380,17 @@ fn baseline_in_dir(
             ..write_conditions
         };
         if !direct {
-            read_conditions.cached_before = Some(evict(&handle, &test_path, &mut warnings)?);
+            read_conditions.cached_before =
+                Some(evict(&handle, &test_path, options.evict, &mut warnings)?);
         }
         let read = watch(watcher, "read", size, |counter| {
             read_sequential(&mut engine, size, options.pattern, counter)
         })
         .with_context(|| format!("read test on {}", test_path.display()))?;
         measurements.push(read.into_measurement(Stage::DiskRead, read_conditions));
+    }
+    for measurement in &mut measurements {
+        hold_to_the_disk(measurement, dir);
     }
     let engine_kind = engine.kind();
     drop(engine);
@@ -472,13 +479,36 @@ pub fn read_while_writing(
     drop(guard);
     // Both started together: the pair took as long as the slower of the two.
     let elapsed = read.elapsed.max(written.elapsed);
-    Ok(Measurement::new(
+    let mut measurement = Measurement::new(
         Stage::DiskReadWrite,
         size,
         elapsed,
         conditions,
         written.intervals,
-    ))
+    );
+    hold_to_the_disk(&mut measurement, dir);
+    Ok(measurement)
+}
+
+/// Marks a disk figure that cannot be the disk's: a file on tmpfs (memory), a buffered read
+/// mostly answered by the page cache, or a rate above the device's interface.
+pub fn hold_to_the_disk(measurement: &mut Measurement, path: &Path) {
+    let cached = measurement.conditions.cached_before.unwrap_or(0.0);
+    if file::is_tmpfs(path) {
+        measurement.suspect =
+            Some("the file is on tmpfs: this is memory speed, not a disk's".into());
+    } else if cached > 0.5 {
+        measurement.suspect = Some(format!(
+            "{:.0}% of the file was in the page cache before the read: this is mostly memory \
+             speed, not the disk's",
+            cached * 100.0
+        ));
+    } else {
+        measurement.hold_to(
+            crate::ceiling::of_path(path).as_ref(),
+            "a cache answered, not the disk",
+        );
+    }
 }
 
 fn baseline_of_file(
@@ -513,19 +543,19 @@ fn baseline_of_file(
     )?;
     let mut conditions = options.pattern.conditions(direct, false, &engine);
     if !direct {
-        conditions.cached_before = Some(evict(&handle, path, &mut warnings)?);
+        conditions.cached_before = Some(evict(&handle, path, options.evict, &mut warnings)?);
     }
     let read = watch(watcher, "read", size, |counter| {
         read_sequential(&mut engine, size, options.pattern, counter)
     })
     .with_context(|| format!("reading {}", path.display()))?;
+    let mut measurement = read.into_measurement(Stage::DiskRead, conditions);
+    hold_to_the_disk(&mut measurement, path);
     Ok(Baseline {
         path: path.clone(),
         test_file: path.clone(),
         engine: engine.kind(),
-        measurements: vec![PlacedMeasurement::new(
-            read.into_measurement(Stage::DiskRead, conditions),
-        )],
+        measurements: vec![PlacedMeasurement::new(measurement)],
         warnings,
     })
 }
@@ -544,10 +574,13 @@ pub fn start_engine(
     Ok(engine)
 }
 
-/// Drops a file from the page cache before a buffered read; warns about what stayed cached.
-fn evict(handle: &File, path: &Path, warnings: &mut Vec<Warning>) -> Result<f64> {
-    file::cache::drop_from_cache(handle)
-        .with_context(|| format!("dropping {} from the page cache", path.display()))?;
+/// Drops a file from the page cache before a buffered read (unless told to keep it); warns
+/// about what stayed cached, and returns that fraction.
+fn evict(handle: &File, path: &Path, drop: bool, warnings: &mut Vec<Warning>) -> Result<f64> {
+    if drop {
+        file::cache::drop_from_cache(handle)
+            .with_context(|| format!("dropping {} from the page cache", path.display()))?;
+    }
     let cached = file::cache::cached_fraction(handle).unwrap_or(0.0);
     // tmpfs pages are the file itself: the tmpfs warning already says the figure is memory.
     if cached > 0.01 && !file::is_tmpfs(path) {

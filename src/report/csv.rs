@@ -50,6 +50,8 @@ struct Row {
     side: Option<&'static str>,
     /// Why this path failed in this stage; its rates are then empty.
     error: Option<String>,
+    /// Why this figure is not what it claims (above its ceiling, a cache); empty if it holds.
+    suspect: Option<String>,
 }
 
 fn rows(report: &RunReport) -> Vec<Row> {
@@ -128,6 +130,7 @@ fn row(stage: &'static str, path: String, run: usize, m: &Measurement) -> Row {
         mtu: c.mtu,
         block_size: c.block_size,
         iodepth: c.iodepth,
+        suspect: m.suspect.clone(),
         ..Row::default()
     }
 }
@@ -145,7 +148,7 @@ fn write(rows: &[Row]) -> Result<Vec<u8>> {
     writer.into_inner().context("the CSV report")
 }
 
-const HEADER: [&str; 23] = [
+const HEADER: [&str; 24] = [
     "stage",
     "path",
     "run",
@@ -169,6 +172,7 @@ const HEADER: [&str; 23] = [
     "max_us",
     "side",
     "error",
+    "suspect",
 ];
 
 #[cfg(test)]
@@ -234,7 +238,7 @@ mod tests {
         assert_eq!(&write[9], "true");
         assert_eq!(&write[10], "", "no streams on a disk");
         assert_eq!(&write[12], "1048576");
-        let latency: Vec<&str> = write.iter().skip(HEADER.len() - 9).take(7).collect();
+        let latency: Vec<&str> = write.iter().skip(HEADER.len() - 10).take(7).collect();
         assert_eq!(
             latency,
             ["", "", "", "", "", "", ""],
@@ -242,8 +246,8 @@ mod tests {
         );
         let network = &records[7];
         assert_eq!((&network[10], &network[11]), ("4", "9000"));
-        assert_eq!(&network[HEADER.len() - 2], "receiver");
-        assert_eq!(&write[HEADER.len() - 2], "", "a disk row has no side");
+        assert_eq!(&network[HEADER.len() - 3], "receiver");
+        assert_eq!(&write[HEADER.len() - 3], "", "a disk row has no side");
     }
 
     #[test]

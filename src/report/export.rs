@@ -269,6 +269,8 @@ pub(crate) fn sample_report() -> RunReport {
         cpu: cpu.clone(),
         shared_disk: false,
         shared_disk_read_write: None,
+        suspect: Vec::new(),
+        spread: 0.0,
     };
     let verdict = verdict::judge(TransportKind::Tcp, &figures);
     let sentence = Sentence {

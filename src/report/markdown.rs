@@ -148,9 +148,10 @@ fn table_row(
         return;
     };
     let rate = summary.rate();
-    let class = match kind {
-        ClassKind::Device(direction) => classes::place_device(rate, direction).to_string(),
-        ClassKind::Link => classes::place_link(rate).to_string(),
+    let class = match (summary.suspect(), kind) {
+        (Some(suspect), _) => format!("**marked**: {suspect}"),
+        (None, ClassKind::Device(direction)) => classes::place_device(rate, direction).to_string(),
+        (None, ClassKind::Link) => classes::place_link(rate).to_string(),
     };
     let _ = writeln!(
         out,

@@ -41,6 +41,15 @@ fn measurement_line(placed: &PlacedMeasurement) -> String {
     } else {
         ""
     };
+    if let Some(suspect) = &m.suspect {
+        // Not placed against the classes: it is not the disk's figure.
+        return format!(
+            "  {:<5} {:>22} in {:.2} s{fsync} — NOT THE DISK: {suspect}",
+            m.stage.label(),
+            m.rate().to_string(),
+            m.secs,
+        );
+    }
     format!(
         "  {:<5} {:>22} in {:.2} s{fsync} — {}, {}",
         m.stage.label(),
@@ -599,6 +608,14 @@ fn rate_row(
         let _ = writeln!(out, "  {name:<28} not measured");
         return;
     };
+    if let Some(suspect) = summary.suspect() {
+        let _ = writeln!(
+            out,
+            "  {name:<28} {:>26} — MARKED: {suspect}",
+            summary.rate().to_string()
+        );
+        return;
+    }
     let spread = if summary.measurements.len() > 1 {
         format!(
             " ({:.0}–{:.0} MB/s, sd {:.0})",

@@ -55,7 +55,16 @@ pub struct Figures {
     pub shared_disk: bool,
     /// That one device reading and writing at once, measured as the copy uses it.
     pub shared_disk_read_write: Option<Rate>,
+    /// Why a figure above is not what it claims (above its device's or link's ceiling, a
+    /// cache), by stage; such a figure cannot be judged from.
+    pub suspect: Vec<String>,
+    /// How far apart repeated runs fell, relative; below [`NOISE`] counts as [`NOISE`].
+    pub spread: f64,
 }
+
+/// The least relative noise assumed between a copy and its bound: runs on one machine differ
+/// by this much at least.
+pub const NOISE: f64 = 0.05;
 
 /// Where the bound of a copy whose ends share one disk comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +108,11 @@ pub struct Verdict {
     pub missing: Vec<Stage>,
     /// For a disk both ends share: whether its figure was measured or modelled.
     pub shared_disk_bound: Option<SharedDiskBound>,
+    /// Above 1 by at most this, the copy is at its bound within noise.
+    pub noise: f64,
+    /// Why these figures cannot be judged from: a figure above its ceiling, or a copy faster
+    /// than its bound beyond noise. The bottleneck and efficiency are then not a verdict.
+    pub doubt: Option<String>,
 }
 
 /// Judges one path; None when no stage was measured at all.
@@ -137,6 +151,17 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
         .copy
         .filter(|_| bound > 0.0)
         .map(|copy| copy.bytes_per_sec / bound);
+    let noise = figures.spread.max(NOISE);
+    let doubt = match (figures.suspect.first(), efficiency) {
+        (Some(suspect), _) => Some(format!("a figure is marked: {suspect}")),
+        (None, Some(e)) if e > 1.0 + noise => Some(format!(
+            "the copy ran at {:.0}% of its bound, beyond the {:.0}% noise: faster than its slowest \
+             stage allows, so a cache answered somewhere or a baseline reads low",
+            e * 100.0,
+            noise * 100.0
+        )),
+        _ => None,
+    };
     let cpu_bound = efficiency.is_some_and(|e| e < LOW_EFFICIENCY)
         && figures
             .cpu
@@ -154,6 +179,8 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
             .map(|&(stage, _)| stage)
             .collect(),
         shared_disk_bound: shared.map(|(_, basis)| basis),
+        noise,
+        doubt,
     })
 }
 
@@ -183,6 +210,9 @@ impl fmt::Display for Sentence<'_> {
             )?,
             None => write!(f, "no copy measured — ")?,
         }
+        if let Some(doubt) = &verdict.doubt {
+            return write!(f, "cannot judge from these figures: {doubt}.");
+        }
         if verdict.cpu_bound {
             write!(f, "CPU/cipher bound: ")?;
         }
@@ -204,8 +234,15 @@ impl fmt::Display for Sentence<'_> {
         if !others.is_empty() {
             write!(f, "; {}", others.join(", "))?;
         }
-        if let Some(efficiency) = verdict.efficiency {
-            write!(f, ". Efficiency {:.0}%", efficiency * 100.0)?;
+        match verdict.efficiency {
+            Some(e) if e > 1.0 => write!(
+                f,
+                ". Efficiency {:.0}%: at the bound (within the {:.0}% noise)",
+                e * 100.0,
+                verdict.noise * 100.0
+            )?,
+            Some(e) => write!(f, ". Efficiency {:.0}%", e * 100.0)?,
+            None => {}
         }
         if !verdict.missing.is_empty() {
             let missing: Vec<&str> = verdict.missing.iter().map(|s| s.name()).collect();
@@ -270,6 +307,8 @@ mod tests {
             cpu: vec![cpu(20.0)],
             shared_disk: false,
             shared_disk_read_write: None,
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -312,6 +351,8 @@ mod tests {
             cpu: Vec::new(),
             shared_disk: false,
             shared_disk_read_write: None,
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -335,6 +376,8 @@ mod tests {
             cpu: Vec::new(),
             shared_disk: true,
             shared_disk_read_write: None,
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
@@ -363,6 +406,8 @@ mod tests {
             cpu: vec![cpu(35.0), cpu(99.0)],
             shared_disk: false,
             shared_disk_read_write: None,
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         assert!(judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
         figures.cpu = vec![cpu(35.0), cpu(40.0)];
@@ -379,6 +424,8 @@ mod tests {
             cpu: vec![cpu(40.0)],
             shared_disk: true,
             shared_disk_read_write: mb(720.0),
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
@@ -405,6 +452,8 @@ mod tests {
             cpu: vec![cpu(40.0)],
             shared_disk: true,
             shared_disk_read_write: None,
+            suspect: Vec::new(),
+            spread: 0.0,
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.shared_disk_bound, Some(SharedDiskBound::Modelled));
@@ -423,5 +472,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(separate.shared_disk_bound, None);
+    }
+
+    fn judged(copy: f64, spread: f64, suspect: Vec<String>) -> (Verdict, String) {
+        let figures = Figures {
+            source_read: mb(3000.0),
+            network: mb(1170.0),
+            destination_write: mb(2000.0),
+            copy: mb(copy),
+            cpu: vec![cpu(30.0)],
+            shared_disk: false,
+            shared_disk_read_write: None,
+            suspect,
+            spread,
+        };
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        let sentence = Sentence {
+            verdict: &verdict,
+            figures: &figures,
+        }
+        .to_string();
+        (verdict, sentence)
+    }
+
+    #[test]
+    fn a_copy_a_little_above_its_bound_is_at_the_bound_within_noise() {
+        let (verdict, sentence) = judged(1200.0, 0.0, Vec::new());
+        assert_eq!(verdict.doubt, None);
+        assert!(
+            sentence.contains("Efficiency 103%: at the bound (within the 5% noise)"),
+            "{sentence}"
+        );
+        assert!(sentence.contains("limited by the network"), "{sentence}");
+    }
+
+    #[test]
+    fn a_copy_well_above_its_bound_is_not_judged() {
+        let (verdict, sentence) = judged(1290.0, 0.0, Vec::new());
+        assert!(verdict.doubt.is_some());
+        assert!(sentence.contains("cannot judge"), "{sentence}");
+        assert!(sentence.contains("110% of its bound"), "{sentence}");
+        assert!(!sentence.contains("limited by"), "{sentence}");
+    }
+
+    #[test]
+    fn with_repeats_their_spread_decides_what_is_noise() {
+        let (verdict, sentence) = judged(1290.0, 0.15, Vec::new());
+        assert_eq!(verdict.doubt, None, "{sentence}");
+        assert!(sentence.contains("within the 15% noise"), "{sentence}");
+    }
+
+    #[test]
+    fn a_marked_figure_stops_the_verdict_and_is_named() {
+        let (verdict, sentence) = judged(
+            1000.0,
+            0.0,
+            vec!["the source read: 4000 MB/s is above what could carry it".into()],
+        );
+        assert!(verdict.doubt.is_some());
+        assert!(
+            sentence.contains("a figure is marked: the source read"),
+            "{sentence}"
+        );
     }
 }

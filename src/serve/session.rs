@@ -550,6 +550,7 @@ async fn baseline(shared: &Shared, request: DiskRequest) -> Result<Reply> {
             depth: request.iodepth as usize,
         },
         direct: true,
+        evict: true,
         engine: EngineChoice::Auto,
         passes: Passes::WriteThenRead,
     };
