@@ -25,6 +25,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 size=${1:-4G}
 rounds=${2:-3}
 streams=${3:-4}
@@ -221,6 +223,7 @@ fi
 
 echo "copy $size ($size_bytes bytes) from $ns_a to $ns_b ($addr), -P $streams, $rounds rounds, alternating order"
 echo "destination (DEST_ON=$dest_on): $dest_desc"
+machine_line "$(dirname "$src")" "$dest"
 echo "xferbench $("$xferbench" --version | cut -d' ' -f2)"
 results=$work/results
 : >"$results"

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # xferbench disk against fio on the same directory, file size, block size and depth (O_DIRECT,
-# io_uring), run alternately so drift on a noisy disk hits both tools alike.
-# Prints each round, the median of each tool, and the ratio xferbench / fio.
+# io_uring), run alternately so that drift on a noisy disk hits both tools alike:
+#  - for each depth, a write (through fsync) then a read of a fresh file, each tool its own file;
+#  - for each depth, a read-only pass where both tools read one fixed random file.
+# Prints the machine, both tools' io_uring setup flags (fio's as strace sees them), each round,
+# and per depth the median of each tool and the ratio xferbench / fio.
 #
-# usage: scripts/compare-disk.sh [DIR] [SIZE] [BS] [IODEPTH] [ROUNDS]
-#        defaults: a temp dir under /var/tmp, 4G, 1M, 16, 7
+# usage: scripts/compare-disk.sh [DIR] [SIZE] [BS] [DEPTHS] [ROUNDS]
+#        defaults: a temp dir under /var/tmp, 1G, 1M, 1,16,64, 5
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 dir=${1:-}
-size=${2:-4G}
+size=${2:-1G}
 bs=${3:-1M}
-depth=${4:-16}
-rounds=${5:-7}
+depths=${4:-1,16,64}
+rounds=${5:-5}
 
 command -v fio >/dev/null || { echo "compare-disk: fio is not installed (Debian: apt-get install fio)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "compare-disk: python3 is needed to read the JSON" >&2; exit 1; }
@@ -22,55 +27,97 @@ if [ -z "$dir" ]; then
   dir=$(mktemp -d /var/tmp/xferbench-compare.XXXXXX)
   made_dir=$dir
 fi
+results=$(mktemp)
 cleanup() {
-  rm -f "$dir/fio.test"
+  rm -f "$dir/fio.test" "$dir/fixed.data" "$results"
   if [ -n "$made_dir" ]; then rm -rf "$made_dir"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 xferbench=$root/target/release/xferbench
-results=$(mktemp)
-trap 'cleanup; rm -f "$results"' EXIT
 
-run_fio() { # rw
-  fio --name="$1" --filename="$dir/fio.test" --size="$size" --bs="$bs" --iodepth="$depth" \
-      --ioengine=io_uring --direct=1 --rw="$1" --end_fsync=1 --output-format=json 2>/dev/null |
-    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; rw=sys.argv[1]; print(j[rw]["bw_bytes"])' "$1"
+fio_job() { # rw file depth
+  fio --name="$1" --filename="$2" --size="$size" --bs="$bs" --iodepth="$3" \
+      --ioengine=io_uring --direct=1 --rw="$1" --end_fsync=1 --output-format=json "${@:4}"
 }
 
-run_xferbench() {
-  "$xferbench" disk "$dir" --size "$size" --bs "$bs" --iodepth "$depth" --engine io_uring --quiet -J |
+run_fio() { # rw file depth [extra fio options]
+  fio_job "$@" 2>/dev/null |
+    python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(j[sys.argv[1]]["bw_bytes"])' "$1"
+}
+
+run_xferbench() { # depth: write then read in $dir
+  "$xferbench" disk "$dir" --size "$size" --bs "$bs" --iodepth "$1" --engine io_uring --quiet -J |
     python3 -c 'import json,sys; m=json.load(sys.stdin)["measurements"]; print(m[0]["bytes_per_sec"], m[1]["bytes_per_sec"])'
 }
 
-gb() { python3 -c "print(f'{float(\"$1\")/1e9:.2f} GB/s')"; }
+read_xferbench() { # depth: read the fixed file
+  "$xferbench" disk "$dir/fixed.data" --read-only --bs "$bs" --iodepth "$1" --engine io_uring --quiet -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["measurements"][0]["bytes_per_sec"])'
+}
 
-echo "disk: $dir  size $size  bs $bs  iodepth $depth  O_DIRECT  io_uring  $rounds rounds, alternating"
-echo "fio $(fio --version)  xferbench $("$xferbench" --version | cut -d' ' -f2)"
-for round in $(seq 1 "$rounds"); do
-  if [ $((round % 2)) -eq 1 ]; then
-    read -r xw xr <<<"$(run_xferbench)"
-    rm -f "$dir/fio.test"; fw=$(run_fio write); fr=$(run_fio read)
-  else
-    rm -f "$dir/fio.test"; fw=$(run_fio write); fr=$(run_fio read)
-    read -r xw xr <<<"$(run_xferbench)"
+# The flags fio's ring was set up with, as strace decodes io_uring_setup's params.
+fio_ring_flags() {
+  if ! command -v strace >/dev/null; then
+    echo "(strace not installed: apt-get install strace)"
+    return
   fi
-  echo "$fw $xw $fr $xr" >>"$results"
-  printf 'round %d: write fio %s  xferbench %s | read fio %s  xferbench %s\n' \
-    "$round" "$(gb "$fw")" "$(gb "$xw")" "$(gb "$fr")" "$(gb "$xr")"
+  local trace
+  trace=$(mktemp)
+  strace -f -e trace=io_uring_setup -o "$trace" \
+    fio --name=flags --filename="$dir/fixed.data" --size=4M --bs=4k --iodepth=4 \
+      --ioengine=io_uring --direct=1 --rw=read --readonly --output-format=json >/dev/null 2>&1 || true
+  grep -o 'flags=[A-Z_|]*' "$trace" | grep -v '^flags=0' | sed 's/^flags=//; s/IORING_SETUP_//g' | tail -n1
+  rm -f "$trace"
+}
+
+x_ring_flags() {
+  "$xferbench" disk "$dir/fixed.data" --read-only --size 4M --bs 1M --iodepth 4 --engine io_uring --quiet -J |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["measurements"][0]["conditions"].get("ring_flags", "none"))'
+}
+
+gb() { python3 -c "print(f'{float(\"$1\")/1e9:.2f}')"; }
+
+"$xferbench" gen "$dir/fixed.data" --size "$size" --quiet
+echo "disk: $dir  size $size  bs $bs  depths $depths  O_DIRECT  io_uring  $rounds rounds per depth, alternating"
+machine_line "$dir"
+echo "fio $(fio --version)  xferbench $("$xferbench" --version | cut -d' ' -f2)"
+echo "io_uring setup flags: fio $(fio_ring_flags)  xferbench $(x_ring_flags)"
+
+for depth in ${depths//,/ }; do
+  for round in $(seq 1 "$rounds"); do
+    if [ $((round % 2)) -eq 1 ]; then
+      read -r xw xr <<<"$(run_xferbench "$depth")"
+      rm -f "$dir/fio.test"; fw=$(run_fio write "$dir/fio.test" "$depth"); fr=$(run_fio read "$dir/fio.test" "$depth")
+      xo=$(read_xferbench "$depth"); fo=$(run_fio read "$dir/fixed.data" "$depth" --readonly)
+    else
+      rm -f "$dir/fio.test"; fw=$(run_fio write "$dir/fio.test" "$depth"); fr=$(run_fio read "$dir/fio.test" "$depth")
+      read -r xw xr <<<"$(run_xferbench "$depth")"
+      fo=$(run_fio read "$dir/fixed.data" "$depth" --readonly); xo=$(read_xferbench "$depth")
+    fi
+    rm -f "$dir/fio.test"
+    echo "$depth $fw $xw $fr $xr $fo $xo" >>"$results"
+    printf 'depth %2d round %d: write fio %s xferbench %s | read fio %s xferbench %s | read-only fio %s xferbench %s GB/s\n' \
+      "$depth" "$round" "$(gb "$fw")" "$(gb "$xw")" "$(gb "$fr")" "$(gb "$xr")" "$(gb "$fo")" "$(gb "$xo")"
+  done
 done
 
 python3 - "$results" <<'EOF'
 import statistics, sys
-rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
+rows = [line.split() for line in open(sys.argv[1])]
+print()
+print(f"{'depth':>5} {'pass':<10} {'fio GB/s':>9} {'xferbench GB/s':>15} {'ratio':>6}")
 ok = True
-for name, f, x in (("write", 0, 1), ("read", 2, 3)):
-    fio = statistics.median(r[f] for r in rows)
-    xb = statistics.median(r[x] for r in rows)
-    ratio = xb / fio
-    ok &= abs(ratio - 1) <= 0.10
-    print(f"median {name:5}: fio {fio/1e9:.2f} GB/s ({fio*8/1e9:.1f} Gb/s)  "
-          f"xferbench {xb/1e9:.2f} GB/s ({xb*8/1e9:.1f} Gb/s)  ratio {ratio:.3f}")
-print("within 10% of fio on both:", "yes" if ok else "no")
+for depth in dict.fromkeys(r[0] for r in rows):
+    mine = [list(map(float, r[1:])) for r in rows if r[0] == depth]
+    for name, f, x in (("write", 0, 1), ("read", 2, 3), ("read-only", 4, 5)):
+        fio = statistics.median(r[f] for r in mine)
+        xb = statistics.median(r[x] for r in mine)
+        ratio = xb / fio
+        ok &= abs(ratio - 1) <= 0.10
+        print(f"{depth:>5} {name:<10} {fio/1e9:9.2f} {xb/1e9:15.2f} {ratio:6.3f}")
+print("medians of the rounds; write includes the final fsync; read-only: both tools read one file")
+print("within 10% of fio on every pass:", "yes" if ok else "no")
 EOF

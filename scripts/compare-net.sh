@@ -16,6 +16,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 rounds=${1:-5}
 secs=${2:-5}
 xport=${XFERBENCH_PORT:-5301}
@@ -117,6 +119,7 @@ else
 fi
 
 echo "memory to memory TCP, $secs s per run, $rounds rounds, alternating which tool goes first"
+machine_line
 echo "$(iperf3 --version | head -n1)  xferbench $("$xferbench" --version | cut -d' ' -f2)"
 results=$work/results
 : >"$results"

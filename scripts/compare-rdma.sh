@@ -37,6 +37,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 size=${1:-512M}
 rounds=${2:-3}
 secs=${SECS:-8}
@@ -240,6 +242,7 @@ done
 EOF
 
 echo "xferbench --via rdma vs perftest on soft-RoCE in a QEMU VM (scripts/rdma-vm.sh: TCG, ${RDMA_VM_MEM} memory, MTU $mtu)"
+machine_line
 : >"$work/results"
 rc=0
 "$root/scripts/rdma-vm.sh" run --mtu "$mtu" "${shares[@]}" \

@@ -19,6 +19,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 size=${1:-2G}
 rounds=${2:-5}
 cipher=${3:-aes128-gcm@openssh.com}
@@ -132,6 +134,7 @@ to_sshd() { rate_xferbench "$port" "$1" "$dest_dir/x.img" "$dest_dir/x.img"; }
 to_own() { rate_xferbench "$own_port" "$1" own.img "$dest_dir/own.img"; }
 
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating"
+machine_line "$src_dir" "$dest_dir"
 echo "$(ssh -V 2>&1), $("$xferbench" --version)"
 scenarios=("scp (OpenSSH, -O)" "xferbench -P 1 → sshd" "xferbench -P $streams → sshd" "xferbench -P 1 → own" "xferbench -P $streams → own")
 # One untimed run of each first (like hyperfine's --warmup): sshd, the page cache and the CPU

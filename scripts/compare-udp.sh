@@ -18,6 +18,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 rounds=${1:-5}
 secs=${2:-5}
 base=${BASE_PORT:-5311}
@@ -163,6 +165,7 @@ fi
 
 echo "UDP memory to memory: $len-byte datagrams, -w $window, as fast as possible, $secs s per run;"
 echo "latency: 8-byte messages, qperf 2 s, xferbench $lat_rounds round trips; $rounds rounds, rotating the first tool"
+machine_line
 echo "$(nuttcp -V | head -n1)  $(iperf3 --version | head -n1)  qperf $(qperf --version 2>&1 | head -n1)  xferbench $("$xferbench" --version | cut -d' ' -f2)"
 results=$work/results
 : >"$results"
