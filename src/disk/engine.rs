@@ -332,32 +332,25 @@ mod tests {
         round_trip(EngineChoice::Psync);
     }
 
+    /// Reads `len` bytes at `offset` and waits for the answer.
+    fn read_at(engine: &mut Engine, offset: u64, len: usize) -> Completion {
+        let buf = AlignedBuf::new(len);
+        let op = Op::Read { len };
+        engine.submit(Request { op, offset, buf }).unwrap();
+        engine.wait().unwrap()
+    }
+
     #[test]
     fn a_read_past_the_end_of_the_file_is_short_not_an_error() {
         for choice in [EngineChoice::IoUring, EngineChoice::Psync] {
             let (_dir, file) = scratch();
             file.write_all_at(&[7u8; 5000], 0).unwrap();
             let (mut engine, _) = Engine::start(choice, &file, 2).unwrap();
-            let buf = AlignedBuf::new(8192);
-            engine
-                .submit(Request {
-                    op: Op::Read { len: 8192 },
-                    offset: 0,
-                    buf,
-                })
-                .unwrap();
-            let done = engine.wait().unwrap();
+            let done = read_at(&mut engine, 0, 8192);
             assert_eq!(done.result.unwrap(), 5000, "{choice:?}");
             assert_eq!(done.buf.len(), 5000);
-            let buf = AlignedBuf::new(4096);
-            engine
-                .submit(Request {
-                    op: Op::Read { len: 4096 },
-                    offset: 8192,
-                    buf,
-                })
-                .unwrap();
-            assert_eq!(engine.wait().unwrap().result.unwrap(), 0, "{choice:?}");
+            let past = read_at(&mut engine, 8192, 4096);
+            assert_eq!(past.result.unwrap(), 0, "{choice:?}");
         }
     }
 

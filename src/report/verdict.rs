@@ -414,28 +414,34 @@ mod tests {
         assert!(!judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
     }
 
+    /// Figures in MB/s with a CPU at 40% of a core, the rest default.
+    fn figures(read: f64, network: f64, write: f64, copy: f64) -> Figures {
+        Figures {
+            source_read: mb(read),
+            network: mb(network),
+            destination_write: mb(write),
+            copy: mb(copy),
+            cpu: vec![cpu(40.0)],
+            ..Figures::default()
+        }
+    }
+
+    fn sentence(verdict: &Verdict, figures: &Figures) -> String {
+        Sentence { verdict, figures }.to_string()
+    }
+
     #[test]
     fn a_shared_disk_measured_at_once_is_the_bound_and_the_sentence_says_measured() {
         let figures = Figures {
-            source_read: mb(1300.0),
-            network: mb(10_000.0),
-            destination_write: mb(2600.0),
-            copy: mb(700.0),
-            cpu: vec![cpu(40.0)],
             shared_disk: true,
             shared_disk_read_write: mb(720.0),
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..figures(1300.0, 10_000.0, 2600.0, 700.0)
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
         assert_eq!(verdict.shared_disk_bound, Some(SharedDiskBound::Measured));
         assert!((verdict.bound_bytes_per_sec - 720e6).abs() < 1.0);
-        let sentence = Sentence {
-            verdict: &verdict,
-            figures: &figures,
-        }
-        .to_string();
+        let sentence = sentence(&verdict, &figures);
         assert!(
             sentence.contains("reading and writing at once, measured"),
             "{sentence}"
@@ -444,31 +450,17 @@ mod tests {
 
     #[test]
     fn a_shared_disk_without_its_own_figure_is_modelled_and_the_sentence_says_so() {
-        let figures = Figures {
-            source_read: mb(1300.0),
-            network: mb(10_000.0),
-            destination_write: mb(2600.0),
-            copy: mb(700.0),
-            cpu: vec![cpu(40.0)],
+        let shared = Figures {
             shared_disk: true,
-            shared_disk_read_write: None,
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..figures(1300.0, 10_000.0, 2600.0, 700.0)
         };
-        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        let verdict = judge(TransportKind::Tcp, &shared).unwrap();
         assert_eq!(verdict.shared_disk_bound, Some(SharedDiskBound::Modelled));
-        let sentence = Sentence {
-            verdict: &verdict,
-            figures: &figures,
-        }
-        .to_string();
+        let sentence = sentence(&verdict, &shared);
         assert!(sentence.contains("modelled, not measured"), "{sentence}");
         let separate = judge(
             TransportKind::Tcp,
-            &Figures {
-                shared_disk: false,
-                ..figures
-            },
+            &figures(1300.0, 10_000.0, 2600.0, 700.0),
         )
         .unwrap();
         assert_eq!(separate.shared_disk_bound, None);
@@ -476,22 +468,12 @@ mod tests {
 
     fn judged(copy: f64, spread: f64, suspect: Vec<String>) -> (Verdict, String) {
         let figures = Figures {
-            source_read: mb(3000.0),
-            network: mb(1170.0),
-            destination_write: mb(2000.0),
-            copy: mb(copy),
-            cpu: vec![cpu(30.0)],
-            shared_disk: false,
-            shared_disk_read_write: None,
             suspect,
             spread,
+            ..figures(3000.0, 1170.0, 2000.0, copy)
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
-        let sentence = Sentence {
-            verdict: &verdict,
-            figures: &figures,
-        }
-        .to_string();
+        let sentence = sentence(&verdict, &figures);
         (verdict, sentence)
     }
 
