@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use xferbench::cli::{
-    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs,
+    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs, Usage,
 };
 use xferbench::disk::{self, BaselineOptions};
 use xferbench::file::{self, GenOptions};
@@ -25,6 +25,9 @@ const DEFAULT_NET_LEN: usize = 128 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = cli.check() {
+        return usage_error(&err);
+    }
     if let Err(err) = interrupt::install() {
         eprintln!(
             "xferbench: cannot catch Ctrl-C ({err}); an interrupted run may leave temporary files"
@@ -46,11 +49,34 @@ fn main() -> ExitCode {
             eprintln!("xferbench: interrupted; temporary files removed");
             ExitCode::from(130)
         }
-        Err(err) => {
-            eprintln!("xferbench: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.chain().find_map(|cause| cause.downcast_ref::<Usage>()) {
+            Some(usage) => usage_error(usage),
+            None => {
+                eprintln!("xferbench: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// HOST[:PORT] as net and lat take it; a user@ only with --via ssh. Errors: [`Usage`].
+fn peer_arg(text: &str, via: TransportKind) -> Result<Peer> {
+    let peer = Peer::parse(text).map_err(as_usage)?;
+    if via != TransportKind::Ssh {
+        peer.without_user(&via.to_string()).map_err(as_usage)?;
+    }
+    Ok(peer)
+}
+
+/// An error in what the user typed, as a [`Usage`] error (exit 2).
+fn as_usage(err: anyhow::Error) -> anyhow::Error {
+    Usage(format!("{err:#}")).into()
+}
+
+/// A command line the command cannot run with: said the way clap says its own, exit 2.
+fn usage_error(usage: &Usage) -> ExitCode {
+    eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+    ExitCode::from(2)
 }
 
 fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
@@ -139,7 +165,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn net(args: &NetArgs) -> Result<()> {
-    let peer = Peer::parse(&args.host)?;
+    let peer = peer_arg(&args.host, args.via)?;
     let plan = NetPlan {
         streams: args.parallel,
         secs: args.secs,
@@ -155,9 +181,6 @@ fn net(args: &NetArgs) -> Result<()> {
         queue_depth: args.queue_depth,
         rate: args.bitrate,
     };
-    if args.via != TransportKind::Udp && (args.bitrate.is_some() || args.max) {
-        anyhow::bail!("-b and --max pace UDP datagrams: give them with --via udp");
-    }
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
@@ -176,7 +199,7 @@ fn net(args: &NetArgs) -> Result<()> {
 }
 
 fn lat(args: &LatArgs) -> Result<()> {
-    let peer = Peer::parse(&args.host)?;
+    let peer = peer_arg(&args.host, args.via)?;
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
@@ -198,22 +221,29 @@ fn lat(args: &LatArgs) -> Result<()> {
 }
 
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
-    let source = Location::parse(&args.source)?;
-    let destination = Location::parse(&args.destination)?;
+    let source = Location::parse(&args.source).map_err(as_usage)?;
+    let destination = Location::parse(&args.destination).map_err(as_usage)?;
     let peer = match (&source, &destination) {
         (Location::Local(_), Location::Remote { peer, .. }) => peer.clone(),
         (Location::Remote { peer, .. }, Location::Local(_)) => peer.clone(),
-        (Location::Local(_), Location::Local(_)) => anyhow::bail!(
-            "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
-            args.source,
-            args.destination
-        ),
-        (Location::Remote { .. }, Location::Remote { .. }) => anyhow::bail!(
-            "both {} and {} are remote: copy goes between this machine and one server",
-            args.source,
-            args.destination
-        ),
+        (Location::Local(_), Location::Local(_)) => {
+            return Err(Usage(format!(
+                "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
+                args.source, args.destination
+            ))
+            .into());
+        }
+        (Location::Remote { .. }, Location::Remote { .. }) => {
+            return Err(Usage(format!(
+                "both {} and {} are remote: copy goes between this machine and one server",
+                args.source, args.destination
+            ))
+            .into());
+        }
     };
+    if args.via != TransportKind::Ssh {
+        peer.without_user(&args.via.to_string()).map_err(as_usage)?;
+    }
     let plan = CopyPlan {
         source,
         destination,
