@@ -19,6 +19,7 @@ use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
 use xferbench::transport::udp::Udp;
 use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
+use xferbench::warning::Warning;
 
 /// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
 const DEFAULT_NET_LEN: usize = 128 << 10;
@@ -46,7 +47,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-            eprintln!("xferbench: interrupted; temporary files removed");
+            match &cli.command {
+                // Nothing of theirs lands on a disk.
+                Command::Net(_) | Command::Lat(_) => eprintln!("xferbench: interrupted"),
+                _ => eprintln!("xferbench: interrupted; temporary files removed"),
+            }
             ExitCode::from(130)
         }
         Err(err) => match err.chain().find_map(|cause| cause.downcast_ref::<Usage>()) {
@@ -57,6 +62,18 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Warnings on stderr; in text, a stop by Ctrl-C on stdout too, under the summary it qualifies.
+fn print_warnings(warnings: &[Warning], json: bool) {
+    if !json {
+        for warning in warnings {
+            if matches!(warning, Warning::Interrupted { .. }) {
+                println!("{warning}");
+            }
+        }
+    }
+    eprint!("{}", report::text::warnings(warnings));
 }
 
 /// HOST[:PORT] as net and lat take it; a user@ only with --via ssh. Errors: [`Usage`].
@@ -194,7 +211,9 @@ fn net(args: &NetArgs) -> Result<()> {
     } else {
         print!("{}", report::text::net_summary(&report));
     }
-    eprint!("{}", report::text::warnings(&report.warnings));
+    print_warnings(&report.warnings, args.json);
+    // The partial figures are out; the exit status still says the test was cut short.
+    interrupt::check()?;
     Ok(())
 }
 
@@ -216,7 +235,8 @@ fn lat(args: &LatArgs) -> Result<()> {
     } else {
         print!("{}", report::text::lat(&report));
     }
-    eprint!("{}", report::text::warnings(&report.warnings));
+    print_warnings(&report.warnings, args.json);
+    interrupt::check()?;
     Ok(())
 }
 

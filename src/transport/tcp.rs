@@ -34,11 +34,32 @@ pub(super) const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for the server's explanation after a data stream broke.
 const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long after its own streams ended a `net` client waits for the server's figures: the
+/// server's receivers may drain for [`memory::END_GRACE`] past the end, on a clock started a
+/// round trip later.
+const NET_RESULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams quiet this long before a test's end, then no figures: the path went dark.
+const DARK_BEFORE_END: Duration = Duration::from_secs(3);
+/// How long a stopped (Ctrl-C) test waits for the server's figures so far.
+const STOPPED_RESULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the runtime's threads get to finish when the path is dropped: each wakes at least
+/// every [`memory::WAKE`], so more than this means one is stuck, and the process must not wait.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The TCP path to one server.
 pub struct Tcp {
     peer: Peer,
     token: Option<String>,
-    runtime: tokio::runtime::Runtime,
+    /// Always Some until dropped (then shut down with a bound, not waited for).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Tcp {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+        }
+    }
 }
 
 impl Tcp {
@@ -53,7 +74,7 @@ impl Tcp {
         Ok(Tcp {
             peer,
             token,
-            runtime,
+            runtime: Some(runtime),
         })
     }
 }
@@ -62,7 +83,13 @@ impl Tcp {
     /// Runs a step of the control protocol (for paths that share it).
     #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
     pub(super) fn block_on<F: Future>(&self, step: F) -> F::Output {
-        self.runtime.block_on(step)
+        self.runtime().block_on(step)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the path is dropped")
     }
 
     /// The server this path talks to.
@@ -77,21 +104,21 @@ impl Transport for Tcp {
     }
 
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
-        self.runtime.block_on(self.net(plan, watcher))
+        self.runtime().block_on(self.net(plan, watcher))
     }
 
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
-        self.runtime.block_on(self.round_trips(plan))
+        self.runtime().block_on(self.round_trips(plan))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         let chunks = plan.chunks()?;
         match (&plan.source, &plan.destination) {
             (Location::Local(source), Location::Remote { path, .. }) => self
-                .runtime
+                .runtime()
                 .block_on(self.upload(plan, source, path, chunks, watcher)),
             (Location::Remote { path, .. }, Location::Local(destination)) => self
-                .runtime
+                .runtime()
                 .block_on(self.download(plan, path, destination, chunks, watcher)),
             _ => bail!("one side of a copy must be local and the other host:path"),
         }
@@ -109,7 +136,7 @@ pub struct RemoteBaseline {
 impl Tcp {
     /// Asks the server to measure its own disk, so a verdict can know the far side's write rate.
     pub fn remote_baseline(&self, size: u64, pattern: disk::Pattern) -> Result<RemoteBaseline> {
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut control = self.handshake().await?;
             control
                 .write(&Request::Disk(DiskRequest {
@@ -205,7 +232,12 @@ impl Tcp {
         let mut last_error = None;
         let mut connected = None;
         for addr in addrs {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await {
+            let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr));
+            let connected_or = tokio::select! {
+                connected = connect => connected,
+                _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+            };
+            match connected_or {
                 Ok(Ok(stream)) => {
                     connected = Some(stream);
                     break;
@@ -240,12 +272,33 @@ impl Tcp {
     }
 
     /// Reads the next reply; a server error becomes ours, with the server named.
+    /// Reads the next reply, for at most `timeout`; Ctrl-C ends the wait at once.
+    /// Errors: the server's refusal, a closed connection, or silence, each as a sentence.
     pub(super) async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
-        match control.read::<Reply>(timeout).await {
+        let read = tokio::select! {
+            read = control.read::<Reply>(timeout) => read,
+            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+        };
+        match read {
             Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
             Ok(reply) => Ok(reply),
             Err(FrameError::Closed) => bail!(
                 "{} closed the connection: the server stopped or refused us (see its log)",
+                self.peer
+            ),
+            // Our own deadline: nothing came at all.
+            Err(FrameError::Io(err))
+                if err.kind() == std::io::ErrorKind::TimedOut && err.raw_os_error().is_none() =>
+            {
+                bail!(
+                    "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
+                    timeout.as_secs(),
+                    self.peer
+                )
+            }
+            // The kernel's: keepalive probes went unanswered.
+            Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
+                "no answer from {}: the path stopped carrying data (the connection's keepalive probes went unanswered)",
                 self.peer
             ),
             Err(err) => bail!("{}: {err}", self.peer),
@@ -360,6 +413,7 @@ impl Tcp {
             secs: Duration::from_secs_f64(plan.secs),
             every: Duration::from_secs_f64(plan.interval_secs),
             len: plan.len,
+            stall: memory::STALL_TIMEOUT,
         };
         let cpu = CpuClock::start();
         let streams = session
@@ -375,14 +429,60 @@ impl Tcp {
                 Ok((stream.into_std()?, role))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let exchanged = memory::exchange(streams, timing, |tick| watcher.tick(tick))
-            .await
-            .map_err(|err| err.context(format!("memory-to-memory test with {}", self.peer)))?;
+        let peer = self.peer.to_string();
+        let control = &session.control;
+        // On Ctrl-C the server is asked to stop too, so that both ends count to the same end.
+        let stop = async {
+            crate::interrupt::wait().await;
+            let _ = control.try_write(&Request::Finished);
+        };
+        let exchanged =
+            match memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await {
+                Ok(exchanged) => exchanged,
+                Err(err) => return Err(self.explain(&mut session.control, err).await),
+            };
         let local_cpu = cpu.finish();
+        let stopped = exchanged.stopped;
+        let exchanged_quiet = exchanged.quiet;
         let (sent_here, received_here) = (exchanged.sent, exchanged.received);
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::NetDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        let warnings = with_stop(warnings, stopped, &sent_here, &received_here, plan.secs);
+        let wait = if stopped {
+            STOPPED_RESULT_TIMEOUT
+        } else {
+            NET_RESULT_TIMEOUT
+        };
+        let answer = tokio::select! {
+            read = session.control.read::<Reply>(wait) => read,
+            // A second look at Ctrl-C only when the test ran to its end.
+            _ = crate::interrupt::wait(), if !stopped => return Err(Interrupted.into()),
+        };
+        let quiet = exchanged_quiet;
+        let done = match answer {
+            Ok(Reply::NetDone(done)) => done,
+            // Stopped, and no figures from the far side: nothing whole to report.
+            _ if stopped => return Err(Interrupted.into()),
+            // The streams went quiet before the end, and then the figures did not come: the
+            // path went dark, whatever the control connection says about it.
+            _ if quiet >= DARK_BEFORE_END => {
+                bail!(
+                    "no data for {} s {} {} before the test's end, and no figures after it: the path stopped carrying data",
+                    quiet.as_secs(),
+                    if uploads > 0 { "to" } else { "from" },
+                    self.peer
+                )
+            }
+            Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
+            Ok(other) => bail!("{}: unexpected answer {other:?}", self.peer),
+            Err(FrameError::Closed) => bail!(
+                "{} closed the connection before sending its figures: the server stopped (see its log)",
+                self.peer
+            ),
+            Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
+                "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
+                wait.as_secs(),
+                self.peer
+            ),
+            Err(err) => bail!("{}: {err}", self.peer),
         };
         let NetDone {
             received: received_there,
@@ -719,6 +819,23 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
         }
     }
     sum
+}
+
+/// A test stopped early (Ctrl-C) says so, with how much of its time the figures cover.
+fn with_stop(
+    mut warnings: Vec<Warning>,
+    stopped: bool,
+    sent: &Flow,
+    received: &Flow,
+    asked_secs: f64,
+) -> Vec<Warning> {
+    if stopped {
+        warnings.push(Warning::Interrupted {
+            counted_secs: sent.secs.max(received.secs).max(0.0),
+            asked_secs,
+        });
+    }
+    warnings
 }
 
 /// A server on this machine measures memory and CPU, not a network: say so.
