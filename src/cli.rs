@@ -250,7 +250,8 @@ pub struct NetArgs {
     )]
     pub queue_depth: usize,
 
-    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends.
+    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends; the size the kernel granted (it
+    /// doubles what is asked, and has a floor) is shown beside it.
     #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
     pub window: Option<usize>,
 

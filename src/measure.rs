@@ -69,7 +69,8 @@ pub struct Conditions {
     /// MTU of the route to the peer, from the connected socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    /// Socket buffer size asked for with -w (the kernel may double it).
+    /// Socket buffer size the kernel granted for -w, read back (Linux doubles what is asked,
+    /// and has a floor of a few KiB); the size asked for is the report's `window`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
     /// The SSH cipher the key exchange chose.
@@ -379,6 +380,32 @@ pub fn set_socket_option(fd: std::os::fd::RawFd, option: libc::c_int, value: lib
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
+}
+
+/// A SOL_SOCKET option's value as the kernel holds it (e.g. SO_SNDBUF after asking for one:
+/// Linux doubles what is asked, within its floor and ceiling). None if the call fails.
+pub fn socket_option(fd: std::os::fd::RawFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given for the call's duration.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (got == 0).then_some(value)
+}
+
+/// The socket buffer a window of -w came to: the smaller of the send and receive buffers the
+/// kernel granted on `fd`.
+pub fn granted_window(fd: std::os::fd::RawFd) -> Option<u64> {
+    let send = socket_option(fd, libc::SO_SNDBUF)?;
+    let receive = socket_option(fd, libc::SO_RCVBUF)?;
+    u64::try_from(send.min(receive)).ok()
 }
 
 /// The path MTU the kernel holds for a connected socket (IP_MTU, or IPV6_MTU).

@@ -485,3 +485,40 @@ fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
     );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+#[test]
+fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let started = std::time::Instant::now();
+    let out = net(&server, &["-t", "2", "-w", "1"], true);
+    let took = started.elapsed();
+    let report = json_report(&out);
+    // What -w asked stays in `window`; the conditions say what the kernel gave: its floor here.
+    assert_eq!(report["window"], 1, "{report:#}");
+    let upload = direction(&report, "upload");
+    let granted = u64_of(&upload["sender"]["conditions"]["window"]);
+    assert!(granted >= 1024, "granted {granted} B: {report:#}");
+    assert!(
+        took < std::time::Duration::from_secs(2 + 10),
+        "net -t 2 -w 1 took {took:?}"
+    );
+    let text = net(&server, &["-t", "1", "-w", "1"], false);
+    common::assert_success(text.code, &text.stdout, &text.stderr);
+    assert!(
+        text.stdout
+            .contains(&format!("window {granted} B granted (1 B asked)")),
+        "{}",
+        text.stdout
+    );
+    // A write blocked on the tiny buffer still stops at -t.
+    for end in interval_ends(&text.stdout) {
+        assert!(
+            end <= 1.01,
+            "an interval past -t 1:
+{}",
+            text.stdout
+        );
+    }
+}

@@ -23,7 +23,8 @@ use crate::control::{
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
+    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, granted_window,
+    path_mtu,
 };
 use crate::warning::Warning;
 
@@ -415,6 +416,11 @@ impl Tcp {
             len: plan.len,
             stall: memory::STALL_TIMEOUT,
         };
+        let window = session
+            .streams
+            .first()
+            .and(plan.window)
+            .and_then(|_| granted_window(session.streams[0].as_raw_fd()));
         let cpu = CpuClock::start();
         let streams = session
             .streams
@@ -493,7 +499,7 @@ impl Tcp {
             path: Some(TransportKind::Tcp),
             streams: Some(plan.streams),
             mtu,
-            window: plan.window.map(|w| w as u64),
+            window,
             ..Conditions::default()
         };
         let mut directions = Vec::new();
