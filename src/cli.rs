@@ -14,7 +14,8 @@ use crate::units::parse_size;
 /// 1000). Figures are printed in decimal units (1 MB/s = 10^6 bytes/s) and in bits (Gb/s).
 ///
 /// Exit status: 0 success, 1 failure (one line on stderr says what and where), 2 bad usage,
-/// 130 interrupted (partial files removed).
+/// 130 interrupted by Ctrl-C or SIGTERM, within about a second (partial files removed; net and
+/// lat print the figures so far).
 #[derive(Debug, Parser)]
 #[command(name = "xferbench", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -152,7 +153,8 @@ pub struct ServeArgs {
     pub max_clients: usize,
 
     /// Seconds a control connection may stay silent before its request (an SSH connection:
-    /// without any message).
+    /// without any message), and a client's data may stop moving before its session ends
+    /// (net: at most 10 s).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
     pub idle_timeout: f64,
 

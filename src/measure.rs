@@ -489,8 +489,29 @@ impl OneWay {
     pub fn time(
         warmup: u32,
         rounds: Rounds,
-        mut round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+        round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
     ) -> anyhow::Result<(OneWay, u64)> {
+        let (one_way, lost, _) = OneWay::timed(warmup, rounds, round_trip, false)?;
+        Ok((one_way, lost))
+    }
+
+    /// Like [`OneWay::time`], but a round trip failing with [`crate::interrupt::Interrupted`]
+    /// after the warmup ends the timed ones early instead of failing: the figures so far, the
+    /// lost ones, and the seconds they took when cut short (None when they all ran).
+    pub fn time_until_interrupted(
+        warmup: u32,
+        rounds: Rounds,
+        round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+    ) -> anyhow::Result<(OneWay, u64, Option<f64>)> {
+        OneWay::timed(warmup, rounds, round_trip, true)
+    }
+
+    fn timed(
+        warmup: u32,
+        rounds: Rounds,
+        mut round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+        partial: bool,
+    ) -> anyhow::Result<(OneWay, u64, Option<f64>)> {
         for round in 1..=u64::from(warmup) {
             round_trip(round)?;
         }
@@ -500,12 +521,20 @@ impl OneWay {
         let timed = Instant::now();
         while rounds.more(one_way.len() + lost, timed.elapsed()) {
             round += 1;
-            match round_trip(round)? {
-                Some(took) => one_way.record(took),
-                None => lost += 1,
+            match round_trip(round) {
+                Ok(Some(took)) => one_way.record(took),
+                Ok(None) => lost += 1,
+                Err(err)
+                    if partial
+                        && !one_way.is_empty()
+                        && err.is::<crate::interrupt::Interrupted>() =>
+                {
+                    return Ok((one_way, lost, Some(timed.elapsed().as_secs_f64())));
+                }
+                Err(err) => return Err(err),
             }
         }
-        Ok((one_way, lost))
+        Ok((one_way, lost, None))
     }
 
     /// Round trips recorded.

@@ -522,3 +522,40 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
         );
     }
 }
+
+// `lat` waits on the same kind of path: it lives here, beside the helpers that cut one.
+#[test]
+fn lat_ends_with_a_sentence_when_the_path_goes_dark() {
+    let hosts = Hosts::two();
+    let Some(lab) = lab_or_skip(&hosts) else {
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "lat".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "60".as_ref(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    if let Err(why) = cut_path(lab, server.port) {
+        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+        return;
+    }
+    let cut = std::time::Instant::now();
+    let out = client.finish(std::time::Duration::from_secs(60));
+    let took = cut.elapsed();
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("the path stopped carrying data")
+            && out.stderr.contains(&server.addr)
+            && !out.stderr.contains("os error 11"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "lat took {took:?} to give up on a dark path"
+    );
+}

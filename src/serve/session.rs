@@ -334,7 +334,16 @@ async fn serve_echo(shared: &Shared, control: &mut Connection, echo: EchoRequest
     loop {
         let read = tokio::time::timeout(shared.idle_timeout, stream.read_exact(&mut message)).await;
         match read {
-            Ok(Ok(_)) => stream.write_all(&message).await?,
+            Ok(Ok(_)) => {
+                tokio::time::timeout(shared.idle_timeout, stream.write_all(&message))
+                    .await
+                    .map_err(|_| {
+                        anyhow!(
+                            "the client took no echo for {} s: it stopped reading, or the path stopped carrying data",
+                            shared.idle_timeout.as_secs()
+                        )
+                    })??
+            }
             Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Ok(Err(err)) => return Err(err.into()),
             Err(_) => bail!(
@@ -450,8 +459,9 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     } = prepare_receive(shared, &request)?;
     let streams = ready_and_join(shared, control, request.streams, None, None).await?;
     let cpu = CpuClock::start();
-    let received =
-        pipeline::receive_file(engine, request.size, streams, plan, &Counter::new()).await?;
+    let counter = Counter::new();
+    let receiving = pipeline::receive_file(engine, request.size, streams, plan, &counter);
+    let received = pipeline::bounded(shared.idle_timeout, &counter, receiving).await?;
     land(landing, request.size, received, cpu, warnings)
 }
 
@@ -522,7 +532,9 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
     } = prepare_send(shared, &request)?;
     let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
     let cpu = CpuClock::start();
-    let done = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
+    let counter = Counter::new();
+    let sending = pipeline::send_file(engine, size, streams, plan, &counter);
+    let done = pipeline::bounded(shared.idle_timeout, &counter, sending).await?;
     Ok(sent(done, direct, cpu, warnings))
 }
 

@@ -351,20 +351,36 @@ impl Tcp {
         let peer = self.peer.to_string();
         let (rounds, warmup, size) = (plan.rounds, super::rdma::LATENCY_WARMUP, plan.size);
         // Blocking calls on a thread of their own: no runtime between the two syscalls timed.
-        let (latency, local_cpu) = tokio::task::spawn_blocking(move || {
+        let ((latency, cut_short), local_cpu) = tokio::task::spawn_blocking(move || {
             stream.set_nonblocking(false)?;
             stream.set_nodelay(true)?;
             let cpu = CpuClock::start();
-            let latency = echo_round_trips(stream, size, warmup, rounds)?;
-            Ok::<_, anyhow::Error>((latency, cpu.finish()))
+            let timed = echo_round_trips(stream, size, warmup, rounds, &peer)?;
+            Ok::<_, anyhow::Error>((timed, cpu.finish()))
         })
         .await
-        .map_err(|err| anyhow!("the latency test failed: {err}"))?
-        .map_err(|err| err.context(format!("round trips with {peer}")))?;
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::NetDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        .map_err(|err| anyhow!("the latency test failed: {err}"))??;
+        let done = match cut_short {
+            None => match self.reply(&mut session.control, NET_RESULT_TIMEOUT).await? {
+                Reply::NetDone(done) => done,
+                other => bail!("{}: unexpected answer {other:?}", self.peer),
+            },
+            // Stopped by Ctrl-C: the server's figures if they come at once, else none at all.
+            Some(_) => match session.control.read::<Reply>(STOPPED_RESULT_TIMEOUT).await {
+                Ok(Reply::NetDone(done)) => done,
+                _ => return Err(Interrupted.into()),
+            },
         };
+        let mut warnings = warnings;
+        if let Some(counted_secs) = cut_short {
+            warnings.push(Warning::Interrupted {
+                counted_secs,
+                asked_secs: match plan.rounds {
+                    super::Rounds::Secs(secs) => secs,
+                    super::Rounds::Count(_) => 0.0,
+                },
+            });
+        }
         Ok(LatReport {
             server: self.peer.to_string(),
             path: TransportKind::Tcp,
@@ -706,28 +722,80 @@ impl Tcp {
 }
 
 /// `warmup` untimed then `rounds` timed round trips of `size` random bytes on a blocking socket.
+/// Ctrl-C after the warmup ends them early: the figures so far and the seconds they took.
+/// Errors: a stall of [`memory::STALL_TIMEOUT`] (a sentence naming `peer`), the socket's own.
 fn echo_round_trips(
     mut stream: std::net::TcpStream,
     size: usize,
     warmup: u32,
     rounds: super::Rounds,
-) -> Result<Latency> {
-    use std::io::{Read, Write};
+    peer: &str,
+) -> Result<(Latency, Option<f64>)> {
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size];
-    let (one_way, _) = crate::measure::OneWay::time(warmup, rounds, |_| {
-        crate::interrupt::check()?;
-        let started = std::time::Instant::now();
-        stream.write_all(&message)?;
-        stream.read_exact(&mut back)?;
-        Ok(Some(started.elapsed()))
-    })?;
+    // A blocked call wakes to look at Ctrl-C and the stall clock; a timed one is never cut.
+    stream.set_read_timeout(Some(memory::WAKE))?;
+    stream.set_write_timeout(Some(memory::WAKE))?;
+    let (one_way, _, cut_short) =
+        crate::measure::OneWay::time_until_interrupted(warmup, rounds, |_| {
+            crate::interrupt::check()?;
+            let started = std::time::Instant::now();
+            bounded_io(&mut stream, &mut message, true, peer)?;
+            bounded_io(&mut stream, &mut back, false, peer)?;
+            Ok(Some(started.elapsed()))
+        })?;
     // Closing our side ends the server's echo loop; it then sends its figures.
     stream.shutdown(std::net::Shutdown::Write)?;
-    Ok(one_way.latency(format!(
+    let latency = one_way.latency(format!(
         "{size}-byte TCP message and its echo; one way = half the round trip"
-    )))
+    ));
+    Ok((latency, cut_short))
+}
+
+/// Writes all of `buf` (`write`), or reads it all, on a socket whose calls wake every
+/// [`memory::WAKE`]. Errors: Ctrl-C ([`Interrupted`]), no byte moved for
+/// [`memory::STALL_TIMEOUT`] (a sentence), the peer's close, the socket's own.
+fn bounded_io(
+    stream: &mut std::net::TcpStream,
+    buf: &mut [u8],
+    write: bool,
+    peer: &str,
+) -> Result<()> {
+    use std::io::{ErrorKind, Read, Write};
+    let mut done = 0;
+    let mut quiet_since = None;
+    while done < buf.len() {
+        let moved = match write {
+            true => stream.write(&buf[done..]),
+            false => stream.read(&mut buf[done..]),
+        };
+        match moved {
+            Ok(0) => bail!("{peer} closed the connection in the middle of a round trip"),
+            Ok(n) => {
+                done += n;
+                quiet_since = None;
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                crate::interrupt::check()?;
+                let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() + memory::WAKE >= memory::STALL_TIMEOUT {
+                    bail!(
+                        "no data for {} s {} {peer}: the path stopped carrying data",
+                        memory::STALL_TIMEOUT.as_secs(),
+                        if write { "to" } else { "from" }
+                    );
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which
