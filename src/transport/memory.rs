@@ -500,6 +500,74 @@ mod tests {
         assert_eq!(sent.get(), received.get());
     }
 
+    /// A socket pair whose blocked calls wake every 50 ms, like the data streams' do.
+    fn waking_pair() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        for end in [&a, &b] {
+            end.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            end.set_write_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+        }
+        (a, b)
+    }
+
+    fn far_future() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn a_sink_whose_sender_goes_quiet_fails_with_a_sentence_naming_the_peer() {
+        let (_quiet_sender, mut receiving) = waking_pair();
+        let ending = Ending::new(far_future(), Duration::from_secs(1), "10.0.0.2:5301");
+        let err = sink(&mut receiving, 8192, &ending, &Counter::new()).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("no data for 1 s from 10.0.0.2:5301")
+                && said.contains("the path stopped carrying data"),
+            "{said}"
+        );
+        assert!(err.raw_os_error().is_none(), "{err:?}");
+    }
+
+    #[test]
+    fn a_source_whose_receiver_stops_reading_fails_with_a_sentence_not_eagain() {
+        let (mut sending, _not_reading) = waking_pair();
+        let ending = Ending::new(far_future(), Duration::from_secs(1), "10.0.0.2:5301");
+        let sent = Counter::new();
+        let err = source(&mut sending, &payload(1 << 16), &ending, &sent).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("no data for 1 s to 10.0.0.2:5301") && !said.contains("os error"),
+            "{said}"
+        );
+        assert!(sent.get() > 0, "the socket buffer took nothing");
+    }
+
+    #[test]
+    fn a_stop_ends_a_blocked_source_within_a_wake_and_without_error() {
+        let (mut sending, _not_reading) = waking_pair();
+        let ending = std::sync::Arc::new(Ending::new(far_future(), STALL_TIMEOUT, "peer"));
+        let stopper = {
+            let ending = ending.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                ending.stop();
+            })
+        };
+        let started = std::time::Instant::now();
+        source(&mut sending, &payload(1 << 16), &ending, &Counter::new()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        stopper.join().unwrap();
+    }
+
     #[test]
     fn the_payload_is_not_zeros() {
         let data = payload(1 << 16);
