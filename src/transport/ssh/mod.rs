@@ -747,7 +747,13 @@ async fn echo_round_trips(
     drop(input);
     // Closing `cat`'s input ends it; a `cat` that failed or is missing says so in its exit
     // status, which tells more than the end of its output.
-    let finished = exec.finish().await;
+    let finished = match &echoed {
+        Ok(()) => exec.finish().await,
+        // A far side that stopped answering cannot take the end of input either: do not wait.
+        Err(_) => tokio::time::timeout(Duration::from_secs(2), exec.finish())
+            .await
+            .unwrap_or(Ok(())),
+    };
     match echoed {
         Err(err) if err.is::<crate::interrupt::Interrupted>() => return Err(err),
         echoed => {
