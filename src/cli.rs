@@ -861,6 +861,9 @@ impl RunArgs {
                 )));
             }
         }
+        if let Some(host) = &self.host {
+            crate::transport::Peer::parse(host).map_err(|err| usage(format!("{err:#}")))?;
+        }
         let pattern = self.engine.pattern();
         pattern.validate(true).map_err(usage)?;
         if self.size < pattern.block as u64 {

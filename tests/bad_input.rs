@@ -453,6 +453,7 @@ fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
             &["run", "127.0.0.1:9", "--size", "4K", "--bs", "1M"],
             &["--size"],
         ),
+        (&["run", "127.0.0.1:0"], &["port"]),
     ] {
         usage_error(args, keys);
     }
