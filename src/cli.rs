@@ -14,7 +14,8 @@ use crate::units::parse_size;
 /// 1000). Figures are printed in decimal units (1 MB/s = 10^6 bytes/s) and in bits (Gb/s).
 ///
 /// Exit status: 0 success, 1 failure (one line on stderr says what and where), 2 bad usage,
-/// 130 interrupted (partial files removed).
+/// 130 interrupted by Ctrl-C or SIGTERM, within about a second (partial files removed; net and
+/// lat print the figures so far).
 #[derive(Debug, Parser)]
 #[command(name = "xferbench", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -152,7 +153,8 @@ pub struct ServeArgs {
     pub max_clients: usize,
 
     /// Seconds a control connection may stay silent before its request (an SSH connection:
-    /// without any message).
+    /// without any message), and a client's data may stop moving before its session ends
+    /// (net: at most 10 s).
     #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_secs)]
     pub idle_timeout: f64,
 
@@ -250,7 +252,8 @@ pub struct NetArgs {
     )]
     pub queue_depth: usize,
 
-    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends.
+    /// Socket buffer size (SO_SNDBUF/SO_RCVBUF) on both ends; the size the kernel granted (it
+    /// doubles what is asked, and has a floor) is shown beside it.
     #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
     pub window: Option<usize>,
 
@@ -566,29 +569,32 @@ fn parse_block(text: &str) -> Result<usize, String> {
     })
 }
 
+/// Seconds above 0, at most a day: -t of net, lat and run, and serve's --idle-timeout.
 fn parse_secs(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(secs),
         _ => Err(format!(
-            "'{text}' is not a number of seconds between 0 and 86400"
+            "'{text}' is not a number of seconds above 0 and at most 86400"
         )),
     }
 }
 
+/// Seconds from 0 to an hour: -O (0 omits nothing).
 fn parse_omit(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if (0.0..=3600.0).contains(&secs) => Ok(secs),
         _ => Err(format!(
-            "'{text}' is not a number of seconds between 0 and 3600"
+            "'{text}' is not a number of seconds from 0 to 3600"
         )),
     }
 }
 
+/// Seconds from 0.1 to an hour: -i.
 fn parse_interval(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(secs) if (0.1..=3600.0).contains(&secs) => Ok(secs),
         _ => Err(format!(
-            "'{text}': give an interval from 0.1 to 3600 seconds"
+            "'{text}' is not a number of seconds from 0.1 to 3600"
         )),
     }
 }
@@ -694,5 +700,186 @@ fn parse_repeat(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=100).contains(&n) => Ok(n),
         _ => Err(format!("'{text}': give 1 to 100 repeats")),
+    }
+}
+
+/// A command line clap accepted but the command cannot run with (flags that depend on each
+/// other or on --via, sizes a disk cannot do): exit 2, like clap's own refusals.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+fn usage(message: impl std::fmt::Display) -> Usage {
+    Usage(message.to_string())
+}
+
+impl Cli {
+    /// Every check of the flags that clap's value parsers cannot make alone, done before the
+    /// command touches a disk or a peer. Errors: [`Usage`], one sentence naming the flag.
+    pub fn check(&self) -> Result<(), Usage> {
+        match &self.command {
+            Command::Gen(args) => args.engine.pattern().validate(true).map_err(usage),
+            Command::Disk(args) => args.engine.pattern().validate(args.direct()).map_err(usage),
+            Command::Serve(_) => Ok(()),
+            Command::Net(args) => args.check(),
+            Command::Lat(args) => args.check(),
+            Command::Copy(args) => args.check(),
+            Command::Run(args) => args.check(),
+        }
+    }
+}
+
+impl NetArgs {
+    fn check(&self) -> Result<(), Usage> {
+        use crate::transport::TransportKind;
+        use crate::transport::udp::wire;
+        if self.via != TransportKind::Udp && (self.bitrate.is_some() || self.max) {
+            return Err(usage(
+                "-b and --max pace UDP datagrams: give them with --via udp",
+            ));
+        }
+        match self.via {
+            TransportKind::Tcp => Ok(()),
+            TransportKind::Udp => {
+                if let Some(len) = self.length
+                    && !(wire::HEADER_LEN..=wire::MAX_LEN).contains(&len)
+                {
+                    return Err(usage(format!(
+                        "-l {len}: a UDP datagram here carries {} to {} bytes (a {}-byte header numbers and stamps it)",
+                        wire::HEADER_LEN,
+                        wire::MAX_LEN,
+                        wire::HEADER_LEN
+                    )));
+                }
+                if self.parallel != 1 {
+                    return Err(usage(
+                        "--via udp sends one flow: leave -P out (to load the path harder, raise -b or use --max)",
+                    ));
+                }
+                if self.bidir {
+                    return Err(usage(
+                        "--via udp runs one direction at a time: leave --bidir out (-R reverses)",
+                    ));
+                }
+                Ok(())
+            }
+            TransportKind::Ssh => {
+                if self.reverse || self.bidir {
+                    return Err(usage(
+                        "--via ssh measures uploads only (a stock server has nothing of ours to send from): leave -R and --bidir out",
+                    ));
+                }
+                if self.window.is_some() {
+                    return Err(usage(
+                        "-w sets TCP socket buffers of `serve`; the SSH path uses the SSH channel window: leave -w out",
+                    ));
+                }
+                Ok(())
+            }
+            TransportKind::Rdma => {
+                use crate::transport::rdma::{MAX_DEPTH, MAX_SIZE};
+                if self.reverse || self.bidir {
+                    return Err(usage(
+                        "--via rdma measures WRITEs from here into the server: -R and --bidir are not supported (run `net --via rdma` on the other machine against a server here)",
+                    ));
+                }
+                if self.parallel != 1 {
+                    return Err(usage(format!(
+                        "--via rdma uses one queue pair: -P {} is not supported; give -Q (--queue-depth) for more writes in flight",
+                        self.parallel
+                    )));
+                }
+                if self.window.is_some() {
+                    return Err(usage(
+                        "-w sets a TCP socket buffer: it has no meaning with --via rdma",
+                    ));
+                }
+                if let Some(len) = self.length
+                    && len > MAX_SIZE
+                {
+                    return Err(usage(format!(
+                        "-l/-s {len} is out of range for RDMA: give 1 to 64M"
+                    )));
+                }
+                if self.queue_depth == 0 || self.queue_depth > MAX_DEPTH {
+                    return Err(usage(format!(
+                        "-Q {} is out of range: give 1 to {MAX_DEPTH}",
+                        self.queue_depth
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl LatArgs {
+    fn check(&self) -> Result<(), Usage> {
+        use crate::transport::TransportKind;
+        match self.via {
+            TransportKind::Rdma if self.size != crate::transport::rdma::LATENCY_SIZE => {
+                Err(usage(format!(
+                    "lat --via rdma writes {0}-byte messages (the round's number, polled in memory): give -s {0}",
+                    crate::transport::rdma::LATENCY_SIZE
+                )))
+            }
+            TransportKind::Udp if self.size > crate::transport::udp::wire::MAX_LEN => {
+                Err(usage(format!(
+                    "-s {}: a UDP message carries 1 to {} bytes",
+                    self.size,
+                    crate::transport::udp::wire::MAX_LEN
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl CopyArgs {
+    fn check(&self) -> Result<(), Usage> {
+        if self.via == crate::transport::TransportKind::Udp {
+            return Err(usage(
+                "copy --via udp: UDP does not deliver every datagram, so it carries no files; copy over tcp, ssh or rdma",
+            ));
+        }
+        crate::transport::pipeline::ChunkPlan {
+            chunk: self.block,
+            depth: self.iodepth,
+            verify: self.verify,
+        }
+        .validate()
+        .map_err(usage)?;
+        if self.verify && self.via == crate::transport::TransportKind::Ssh {
+            return Err(usage(
+                "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl RunArgs {
+    fn check(&self) -> Result<(), Usage> {
+        use crate::plan::PATH_NAMES;
+        for name in &self.via {
+            if !PATH_NAMES.contains(&name.as_str()) {
+                return Err(usage(format!(
+                    "--via {name}: unknown path; give a comma-separated list of {}",
+                    PATH_NAMES.join(", ")
+                )));
+            }
+        }
+        if let Some(host) = &self.host {
+            crate::transport::Peer::parse(host).map_err(|err| usage(format!("{err:#}")))?;
+        }
+        let pattern = self.engine.pattern();
+        pattern.validate(true).map_err(usage)?;
+        if self.size < pattern.block as u64 {
+            return Err(usage(format!(
+                "--size {} is smaller than one block (--bs {}): give a larger --size",
+                self.size, pattern.block
+            )));
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 
 use xferbench::cli::{
-    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs,
+    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs, Usage,
 };
 use xferbench::disk::{self, BaselineOptions};
 use xferbench::file::{self, GenOptions};
@@ -19,12 +19,16 @@ use xferbench::transport::ssh::Ssh;
 use xferbench::transport::tcp::Tcp;
 use xferbench::transport::udp::Udp;
 use xferbench::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
+use xferbench::warning::Warning;
 
 /// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
 const DEFAULT_NET_LEN: usize = 128 << 10;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = cli.check() {
+        return usage_error(&err);
+    }
     if let Err(err) = interrupt::install() {
         eprintln!(
             "xferbench: cannot catch Ctrl-C ({err}); an interrupted run may leave temporary files"
@@ -43,14 +47,53 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-            eprintln!("xferbench: interrupted; temporary files removed");
+            match &cli.command {
+                // Nothing of theirs lands on a disk.
+                Command::Net(_) | Command::Lat(_) => eprintln!("xferbench: interrupted"),
+                _ => eprintln!("xferbench: interrupted; temporary files removed"),
+            }
             ExitCode::from(130)
         }
-        Err(err) => {
-            eprintln!("xferbench: {err:#}");
-            ExitCode::FAILURE
+        Err(err) => match err.chain().find_map(|cause| cause.downcast_ref::<Usage>()) {
+            Some(usage) => usage_error(usage),
+            None => {
+                eprintln!("xferbench: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Warnings on stderr; in text, a stop by Ctrl-C on stdout too, under the summary it qualifies.
+fn print_warnings(warnings: &[Warning], json: bool) {
+    if !json {
+        for warning in warnings {
+            if matches!(warning, Warning::Interrupted { .. }) {
+                println!("{warning}");
+            }
         }
     }
+    eprint!("{}", report::text::warnings(warnings));
+}
+
+/// HOST[:PORT] as net and lat take it; a user@ only with --via ssh. Errors: [`Usage`].
+fn peer_arg(text: &str, via: TransportKind) -> Result<Peer> {
+    let peer = Peer::parse(text).map_err(as_usage)?;
+    if via != TransportKind::Ssh {
+        peer.without_user(&via.to_string()).map_err(as_usage)?;
+    }
+    Ok(peer)
+}
+
+/// An error in what the user typed, as a [`Usage`] error (exit 2).
+fn as_usage(err: anyhow::Error) -> anyhow::Error {
+    Usage(format!("{err:#}")).into()
+}
+
+/// A command line the command cannot run with: said the way clap says its own, exit 2.
+fn usage_error(usage: &Usage) -> ExitCode {
+    eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+    ExitCode::from(2)
 }
 
 fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
@@ -140,7 +183,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
 }
 
 fn net(args: &NetArgs) -> Result<()> {
-    let peer = Peer::parse(&args.host)?;
+    let peer = peer_arg(&args.host, args.via)?;
     let plan = NetPlan {
         streams: args.parallel,
         secs: args.secs,
@@ -156,9 +199,6 @@ fn net(args: &NetArgs) -> Result<()> {
         queue_depth: args.queue_depth,
         rate: args.bitrate,
     };
-    if args.via != TransportKind::Udp && (args.bitrate.is_some() || args.max) {
-        anyhow::bail!("-b and --max pace UDP datagrams: give them with --via udp");
-    }
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
@@ -172,12 +212,14 @@ fn net(args: &NetArgs) -> Result<()> {
     } else {
         print!("{}", report::text::net_summary(&report));
     }
-    eprint!("{}", report::text::warnings(&report.warnings));
+    print_warnings(&report.warnings, args.json);
+    // The partial figures are out; the exit status still says the test was cut short.
+    interrupt::check()?;
     Ok(())
 }
 
 fn lat(args: &LatArgs) -> Result<()> {
-    let peer = Peer::parse(&args.host)?;
+    let peer = peer_arg(&args.host, args.via)?;
     let transport: Box<dyn Transport> = match args.via {
         TransportKind::Tcp => Box::new(Tcp::new(peer, args.token.token()?)?),
         TransportKind::Ssh => Box::new(Ssh::new(&peer, &args.ssh.login(&[]))?),
@@ -194,27 +236,35 @@ fn lat(args: &LatArgs) -> Result<()> {
     } else {
         print!("{}", report::text::lat(&report));
     }
-    eprint!("{}", report::text::warnings(&report.warnings));
+    print_warnings(&report.warnings, args.json);
+    interrupt::check()?;
     Ok(())
 }
 
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
-    let source = Location::parse(&args.source)?;
-    let destination = Location::parse(&args.destination)?;
+    let source = Location::parse(&args.source).map_err(as_usage)?;
+    let destination = Location::parse(&args.destination).map_err(as_usage)?;
     let peer = match (&source, &destination) {
         (Location::Local(_), Location::Remote { peer, .. }) => peer.clone(),
         (Location::Remote { peer, .. }, Location::Local(_)) => peer.clone(),
-        (Location::Local(_), Location::Local(_)) => anyhow::bail!(
-            "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
-            args.source,
-            args.destination
-        ),
-        (Location::Remote { .. }, Location::Remote { .. }) => anyhow::bail!(
-            "both {} and {} are remote: copy goes between this machine and one server",
-            args.source,
-            args.destination
-        ),
+        (Location::Local(_), Location::Local(_)) => {
+            return Err(Usage(format!(
+                "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
+                args.source, args.destination
+            ))
+            .into());
+        }
+        (Location::Remote { .. }, Location::Remote { .. }) => {
+            return Err(Usage(format!(
+                "both {} and {} are remote: copy goes between this machine and one server",
+                args.source, args.destination
+            ))
+            .into());
+        }
     };
+    if args.via != TransportKind::Ssh {
+        peer.without_user(&args.via.to_string()).map_err(as_usage)?;
+    }
     let plan = CopyPlan {
         source,
         destination,

@@ -76,7 +76,8 @@ pub struct Conditions {
     /// MTU of the route to the peer, from the connected socket.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
-    /// Socket buffer size asked for with -w (the kernel may double it).
+    /// Socket buffer size the kernel granted for -w, read back (Linux doubles what is asked,
+    /// and has a floor of a few KiB); the size asked for is the report's `window`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
     /// The SSH cipher the key exchange chose.
@@ -422,6 +423,32 @@ pub fn set_socket_option(fd: std::os::fd::RawFd, option: libc::c_int, value: lib
     }
 }
 
+/// A SOL_SOCKET option's value as the kernel holds it (e.g. SO_SNDBUF after asking for one:
+/// Linux doubles what is asked, within its floor and ceiling). None if the call fails.
+pub fn socket_option(fd: std::os::fd::RawFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len are valid for writes of the sizes given for the call's duration.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (got == 0).then_some(value)
+}
+
+/// The socket buffer a window of -w came to: the smaller of the send and receive buffers the
+/// kernel granted on `fd`.
+pub fn granted_window(fd: std::os::fd::RawFd) -> Option<u64> {
+    let send = socket_option(fd, libc::SO_SNDBUF)?;
+    let receive = socket_option(fd, libc::SO_RCVBUF)?;
+    u64::try_from(send.min(receive)).ok()
+}
+
 /// The path MTU the kernel holds for a connected socket (IP_MTU, or IPV6_MTU).
 pub fn path_mtu(fd: std::os::fd::RawFd, ipv6: bool) -> Option<u32> {
     let mut mtu: libc::c_int = 0;
@@ -597,8 +624,29 @@ impl OneWay {
     pub fn time(
         warmup: u32,
         rounds: Rounds,
-        mut round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+        round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
     ) -> anyhow::Result<(OneWay, u64)> {
+        let (one_way, lost, _) = OneWay::timed(warmup, rounds, round_trip, false)?;
+        Ok((one_way, lost))
+    }
+
+    /// Like [`OneWay::time`], but a round trip failing with [`crate::interrupt::Interrupted`]
+    /// after the warmup ends the timed ones early instead of failing: the figures so far, the
+    /// lost ones, and the seconds they took when cut short (None when they all ran).
+    pub fn time_until_interrupted(
+        warmup: u32,
+        rounds: Rounds,
+        round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+    ) -> anyhow::Result<(OneWay, u64, Option<f64>)> {
+        OneWay::timed(warmup, rounds, round_trip, true)
+    }
+
+    fn timed(
+        warmup: u32,
+        rounds: Rounds,
+        mut round_trip: impl FnMut(u64) -> anyhow::Result<Option<Duration>>,
+        partial: bool,
+    ) -> anyhow::Result<(OneWay, u64, Option<f64>)> {
         for round in 1..=u64::from(warmup) {
             round_trip(round)?;
         }
@@ -608,12 +656,20 @@ impl OneWay {
         let timed = Instant::now();
         while rounds.more(one_way.len() + lost, timed.elapsed()) {
             round += 1;
-            match round_trip(round)? {
-                Some(took) => one_way.record(took),
-                None => lost += 1,
+            match round_trip(round) {
+                Ok(Some(took)) => one_way.record(took),
+                Ok(None) => lost += 1,
+                Err(err)
+                    if partial
+                        && !one_way.is_empty()
+                        && err.is::<crate::interrupt::Interrupted>() =>
+                {
+                    return Ok((one_way, lost, Some(timed.elapsed().as_secs_f64())));
+                }
+                Err(err) => return Err(err),
             }
         }
-        Ok((one_way, lost))
+        Ok((one_way, lost, None))
     }
 
     /// Round trips recorded.

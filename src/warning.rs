@@ -45,6 +45,13 @@ pub enum Warning {
         path: String,
         reason: String,
     },
+    /// Stopped by Ctrl-C or SIGTERM before its end: the figures cover only the time it ran.
+    Interrupted {
+        /// Seconds the figures cover (round trips: how many were timed).
+        counted_secs: f64,
+        /// Seconds asked for (0 when a count was asked for instead).
+        asked_secs: f64,
+    },
 }
 
 /// Keeps the first of each repeated warning, in order: a run meets the same one many times.
@@ -126,6 +133,16 @@ impl fmt::Display for Warning {
                 f,
                 "the run's copy {path} on {host} could not be removed ({reason}): remove it by hand to free its space"
             ),
+            Warning::Interrupted {
+                counted_secs,
+                asked_secs,
+            } => {
+                write!(f, "interrupted after {counted_secs:.2} s")?;
+                if *asked_secs > 0.0 {
+                    write!(f, " of the {asked_secs} s asked")?;
+                }
+                f.write_str(": the figures above cover only the time the test ran")
+            }
         }
     }
 }

@@ -378,3 +378,125 @@ fn run_with_only_paths_this_build_lacks_says_so() {
         &["--via rdma", "no RDMA support", "--features rdma"],
     );
 }
+
+// Usage errors found after clap parsed the line: exit 2, like clap's own.
+
+/// Runs xferbench with `args`, expecting a usage error: exit 2, an `error: ` line containing
+/// every one of `keys`, at most clap's hint after it.
+fn usage_error(args: &[&str], keys: &[&str]) {
+    let line = fails_with(&args.iter().map(OsStr::new).collect::<Vec<_>>(), keys);
+    assert!(
+        line.starts_with("error: "),
+        "xferbench {args:?} is a usage error, yet it says: {line}"
+    );
+}
+
+#[test]
+fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
+    let dir = temp_dir();
+    let file = dir.path().join("f.data");
+    std::fs::write(&file, b"x").unwrap();
+    let file = file.to_str().unwrap();
+    // Port 9 (discard): nothing is dialled, every one is refused before.
+    for (args, keys) in [
+        (
+            &["net", "127.0.0.1:9", "--via", "udp", "-l", "31"][..],
+            &["-l 31"][..],
+        ),
+        (&["net", "127.0.0.1:9", "--via", "udp", "-P", "2"], &["-P"]),
+        (
+            &["net", "127.0.0.1:9", "--via", "udp", "--bidir"],
+            &["--bidir"],
+        ),
+        (&["net", "127.0.0.1:9", "-b", "1G"], &["--via udp"]),
+        (&["net", "127.0.0.1:9", "--via", "rdma", "-R"], &["-R"]),
+        (
+            &["net", "127.0.0.1:9", "--via", "rdma", "-Q", "0"],
+            &["-Q 0"],
+        ),
+        (&["net", "127.0.0.1:9", "--via", "ssh", "-w", "1M"], &["-w"]),
+        (&["net", "ann@127.0.0.1:9"], &["--via ssh"]),
+        (
+            &["lat", "127.0.0.1:9", "--via", "rdma", "-s", "16"],
+            &["-s 8"],
+        ),
+        (
+            &["lat", "127.0.0.1:9", "--via", "udp", "-s", "65508"],
+            &["65507"],
+        ),
+        (
+            &["copy", file, "127.0.0.1:9:f", "--bs", "1MB"],
+            &["--bs 1000000"],
+        ),
+        (
+            &["copy", file, "127.0.0.1:9:f", "--iodepth", "0"],
+            &["--iodepth 0"],
+        ),
+        (&["copy", file, "127.0.0.1:9:f", "--via", "udp"], &["udp"]),
+        (
+            &["copy", file, "127.0.0.1:9:f", "--via", "ssh", "--verify"],
+            &["--verify"],
+        ),
+        (&["copy", file, file], &["local"]),
+        (&["copy", "127.0.0.1:9:a", "127.0.0.1:9:b"], &["remote"]),
+        (&["copy", file, "127.0.0.1:0:f"], &["port"]),
+        (
+            &["gen", file, "--size", "8M", "--bs", "5000"],
+            &["--bs 5000"],
+        ),
+        (&["disk", file, "--iodepth", "0"], &["--iodepth 0"]),
+        (
+            &["run", "127.0.0.1:9", "--via", "tcp,carrier-pigeon"],
+            &["carrier-pigeon"],
+        ),
+        (
+            &["run", "127.0.0.1:9", "--size", "4K", "--bs", "1M"],
+            &["--size"],
+        ),
+        (&["run", "127.0.0.1:0"], &["port"]),
+    ] {
+        usage_error(args, keys);
+    }
+}
+
+#[test]
+fn seconds_flags_refuse_only_what_their_message_excludes() {
+    // Refused: exit 2, and the message's range leaves the value out.
+    for (args, range) in [
+        (
+            &["net", "127.0.0.1:9", "-t", "0"][..],
+            "above 0 and at most 86400",
+        ),
+        (
+            &["net", "127.0.0.1:9", "-t", "86401"],
+            "above 0 and at most 86400",
+        ),
+        (
+            &["lat", "127.0.0.1:9", "-t", "0"],
+            "above 0 and at most 86400",
+        ),
+        (
+            &["run", "127.0.0.1:9", "-t", "0"],
+            "above 0 and at most 86400",
+        ),
+        (
+            &["serve", "--idle-timeout", "0"],
+            "above 0 and at most 86400",
+        ),
+        (&["net", "127.0.0.1:9", "-O", "3601"], "from 0 to 3600"),
+        (&["net", "127.0.0.1:9", "-i", "0.05"], "from 0.1 to 3600"),
+    ] {
+        usage_error(args, &[range]);
+    }
+    // Accepted: the ends of each range get past parsing (and fail later, at the closed port).
+    for args in [
+        &["net", "127.0.0.1:9", "-t", "86400"][..],
+        &["net", "127.0.0.1:9", "-t", "0.5", "-O", "0"],
+        &["net", "127.0.0.1:9", "-t", "1", "-O", "3600", "-i", "0.1"],
+        &["lat", "127.0.0.1:9", "-t", "0.5"],
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 1, "xferbench {args:?}: {stderr}");
+        assert!(stderr.contains("cannot connect"), "{args:?}: {stderr}");
+    }
+}

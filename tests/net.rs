@@ -323,3 +323,239 @@ fn net_rejects_zero_and_too_many_streams_as_usage_errors() {
         );
     }
 }
+
+// ---- A path that goes dark ----
+
+/// Makes the lab's path drop every packet of established connections to the server's `port`,
+/// from now on (the server's namespace goes away with the lab). Tries iptables, then a tc
+/// ingress filter on the server's veth end; returns why neither worked.
+fn cut_path(lab: &common::Lab, port: u16) -> Result<(), String> {
+    let ns = lab.server_ns();
+    let port = port.to_string();
+    let iptables = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "iptables", "-A", "INPUT", "-p", "tcp"])
+        .args([
+            "--dport",
+            &port,
+            "-m",
+            "state",
+            "--state",
+            "ESTABLISHED",
+            "-j",
+            "DROP",
+        ])
+        .output();
+    if iptables.as_ref().is_ok_and(|out| out.status.success()) {
+        return Ok(());
+    }
+    // The veth end in the server's namespace is named after it: PREFIX-b0.
+    let dev = format!("{ns}0");
+    let tc = |args: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, "tc"])
+            .args(args)
+            .output()
+            .map_err(|err| err.to_string())
+            .and_then(|out| match out.status.success() {
+                true => Ok(()),
+                false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            })
+    };
+    tc(&["qdisc", "add", "dev", &dev, "ingress"])
+        .and_then(|()| {
+            tc(&[
+                "filter", "add", "dev", &dev, "parent", "ffff:", "matchall", "action", "drop",
+            ])
+        })
+        .map_err(|tc_error| format!("iptables: {iptables:?}; tc: {tc_error}"))
+}
+
+/// The lab when this machine can make one, else None after saying why the test is skipped.
+fn lab_or_skip(hosts: &Hosts) -> Option<&common::Lab> {
+    let lab = hosts.lab();
+    if lab.is_none() {
+        eprintln!(
+            "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)"
+        );
+    }
+    lab
+}
+
+/// The end of every interval line `[ ID] A-B s ...` of a text run.
+fn interval_ends(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with('['))
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(']')?;
+            let span = rest.split_whitespace().next()?;
+            span.split_once('-')?.1.parse().ok()
+        })
+        .collect()
+}
+
+/// `net -t 10` (EXTRA added) on a path cut 2 s in: ends with one line saying the path stopped
+/// carrying data, well within -t plus a grace, no interval past -t, and the server serves again.
+fn net_on_a_path_that_goes_dark(extra: &[&str]) {
+    let hosts = Hosts::two();
+    let Some(lab) = lab_or_skip(&hosts) else {
+        return;
+    };
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &["--max-clients", "1"]);
+    let mut args = vec!["net", server.addr.as_str(), "-t", "10"];
+    args.extend_from_slice(extra);
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let started = std::time::Instant::now();
+    let client = server.spawn(&args);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    if let Err(why) = cut_path(lab, server.port) {
+        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+        return;
+    }
+    let out = client.finish(std::time::Duration::from_secs(60));
+    let took = started.elapsed();
+    eprintln!(
+        "net {extra:?} on a dark path ended after {took:?}: {}",
+        out.stderr.trim()
+    );
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("the path stopped carrying data")
+            && out.stderr.contains(&server.addr)
+            && !out.stderr.contains("os error 11"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10 + 15),
+        "net -t 10 took {took:?} on a dark path"
+    );
+    for end in interval_ends(&out.stdout) {
+        assert!(end <= 10.01, "an interval past -t 10:\n{}", out.stdout);
+    }
+    // The session ends on the server too (its log line), which frees its only slot.
+    assert!(
+        server
+            .wait_for_line("net ", std::time::Duration::from_secs(20))
+            .is_some(),
+        "the server did not end the session: {:?}",
+        server.log()
+    );
+}
+
+#[test]
+fn net_ends_near_t_when_the_path_goes_dark() {
+    net_on_a_path_that_goes_dark(&[]);
+}
+
+#[test]
+fn net_reverse_ends_near_t_when_the_path_goes_dark() {
+    net_on_a_path_that_goes_dark(&["-R"]);
+}
+
+#[test]
+fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
+    let hosts = Hosts::two();
+    let Some(lab) = lab_or_skip(&hosts) else {
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "net".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    if let Err(why) = cut_path(lab, server.port) {
+        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+        return;
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    common::send_signal(client.pid(), libc::SIGINT);
+    let signalled = std::time::Instant::now();
+    let out = client.finish(std::time::Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(
+        took < std::time::Duration::from_millis(2500),
+        "exited {took:?} after SIGINT"
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let started = std::time::Instant::now();
+    let out = net(&server, &["-t", "2", "-w", "1"], true);
+    let took = started.elapsed();
+    let report = json_report(&out);
+    // What -w asked stays in `window`; the conditions say what the kernel gave: its floor here.
+    assert_eq!(report["window"], 1, "{report:#}");
+    let upload = direction(&report, "upload");
+    let granted = u64_of(&upload["sender"]["conditions"]["window"]);
+    assert!(granted >= 1024, "granted {granted} B: {report:#}");
+    assert!(
+        took < std::time::Duration::from_secs(2 + 10),
+        "net -t 2 -w 1 took {took:?}"
+    );
+    let text = net(&server, &["-t", "1", "-w", "1"], false);
+    common::assert_success(text.code, &text.stdout, &text.stderr);
+    assert!(
+        text.stdout
+            .contains(&format!("window {granted} B granted (1 B asked)")),
+        "{}",
+        text.stdout
+    );
+    // A write blocked on the tiny buffer still stops at -t.
+    for end in interval_ends(&text.stdout) {
+        assert!(
+            end <= 1.01,
+            "an interval past -t 1:
+{}",
+            text.stdout
+        );
+    }
+}
+
+// `lat` waits on the same kind of path: it lives here, beside the helpers that cut one.
+#[test]
+fn lat_ends_with_a_sentence_when_the_path_goes_dark() {
+    let hosts = Hosts::two();
+    let Some(lab) = lab_or_skip(&hosts) else {
+        return;
+    };
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "lat".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "60".as_ref(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    if let Err(why) = cut_path(lab, server.port) {
+        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+        return;
+    }
+    let cut = std::time::Instant::now();
+    let out = client.finish(std::time::Duration::from_secs(60));
+    let took = cut.elapsed();
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("the path stopped carrying data")
+            && out.stderr.contains(&server.addr)
+            && !out.stderr.contains("os error 11"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "lat took {took:?} to give up on a dark path"
+    );
+}

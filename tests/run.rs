@@ -183,7 +183,7 @@ fn run_with_an_unknown_path_fails_before_measuring_anything() {
     let _turn = turn();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
-    assert_failed_cleanly(&out);
+    common::assert_usage_error(&out);
     assert!(out.stderr.contains("carrier-pigeon"), "{}", out.stderr);
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
@@ -195,7 +195,7 @@ fn run_with_a_size_below_one_block_fails_cleanly() {
     let mut cmd = command(["-q", "run", "--size", "4K", "--dir"]);
     cmd.arg(dir.path());
     let out = run_command(cmd);
-    assert_failed_cleanly(&out);
+    common::assert_usage_error(&out);
     assert!(
         out.stderr.contains("smaller than one block"),
         "{}",

@@ -324,7 +324,7 @@ fn serve_closes_a_connection_that_sends_nothing_after_the_idle_timeout() {
 fn serve_closes_a_connection_that_says_hello_but_asks_nothing_after_the_idle_timeout() {
     let (_root, server) = loopback_server(&["--idle-timeout", "1"]);
     let mut raw = Raw::connect(&server);
-    raw.hello(1, Some(TEST_TOKEN));
+    raw.hello(xferbench::control::PROTOCOL_VERSION, Some(TEST_TOKEN));
     assert_eq!(raw.read_frame()["type"], "welcome");
     let message = single_error(&raw.frames_until_closed());
     assert!(message.contains("nothing received"), "{message}");
@@ -335,7 +335,7 @@ fn serve_closes_a_connection_that_says_hello_but_asks_nothing_after_the_idle_tim
 fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
     let (root, server) = loopback_server(&["--max-clients", "1"]);
     let mut holder = Raw::connect(&server);
-    holder.hello(1, Some(TEST_TOKEN));
+    holder.hello(xferbench::control::PROTOCOL_VERSION, Some(TEST_TOKEN));
     // The slot is taken before the welcome is sent.
     assert_eq!(holder.read_frame()["type"], "welcome");
 
@@ -512,4 +512,94 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
         "{refused:#}"
     );
     server.assert_serves();
+}
+
+// ---- A client that stops moving ----
+
+/// Stops (SIGSTOP) a client and resumes it (SIGCONT) then kills it when dropped.
+struct Frozen(common::Background);
+
+impl Frozen {
+    fn freeze(client: common::Background) -> Frozen {
+        common::send_signal(client.pid(), libc::SIGSTOP);
+        Frozen(client)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        common::send_signal(self.0.pid(), libc::SIGCONT);
+    }
+}
+
+/// A server with one slot and a 2 s idle timeout, a client of `args` frozen once under way:
+/// the server ends the session within the idle timeout plus a little, and serves the next.
+fn serve_frees_the_slot_of_a_frozen_client(args: &[&str], under_way: Duration) {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let mut all: Vec<&OsStr> = vec![args[0].as_ref(), server.addr.as_ref()];
+    all.extend(args[1..].iter().map(OsStr::new));
+    let client = server.spawn(&all);
+    std::thread::sleep(under_way);
+    let frozen = Frozen::freeze(client);
+    let froze = std::time::Instant::now();
+    let line = server.wait_for_line(args[0], Duration::from_secs(20));
+    assert!(
+        line.is_some(),
+        "the session never ended: {:?}",
+        server.log()
+    );
+    assert!(
+        froze.elapsed() < Duration::from_secs(2 + 10),
+        "the server kept a frozen client's slot for {:?}",
+        froze.elapsed()
+    );
+    server.assert_serves();
+    drop(frozen);
+}
+
+#[test]
+fn serve_frees_the_slot_of_a_net_client_that_froze() {
+    serve_frees_the_slot_of_a_frozen_client(&["net", "-t", "60"], Duration::from_secs(1));
+}
+
+#[test]
+fn serve_frees_the_slot_of_a_download_client_that_froze() {
+    serve_frees_the_slot_of_a_frozen_client(&["net", "-t", "60", "-R"], Duration::from_secs(1));
+}
+
+#[test]
+fn serve_frees_the_slot_of_a_latency_client_that_froze() {
+    serve_frees_the_slot_of_a_frozen_client(&["lat", "-t", "60"], Duration::from_secs(1));
+}
+
+#[test]
+fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file() {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let local = temp_dir();
+    let (client, final_path, partial) =
+        common::copy_under_way(&hosts, &server, local.path(), common::Way::Upload);
+    let frozen = Frozen::freeze(client);
+    let froze = std::time::Instant::now();
+    let line = server.wait_for_line("receive", Duration::from_secs(20));
+    assert!(
+        line.is_some(),
+        "the session never ended: {:?}",
+        server.log()
+    );
+    assert!(
+        froze.elapsed() < Duration::from_secs(2 + 10),
+        "the server kept a frozen client's slot for {:?}",
+        froze.elapsed()
+    );
+    assert!(
+        !partial.exists() && !final_path.exists(),
+        "{:?}",
+        common::entries(root.path())
+    );
+    server.assert_serves();
+    drop(frozen);
 }

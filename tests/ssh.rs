@@ -395,7 +395,7 @@ fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
         home.path(),
         &["net", &host, "-t", "1", "-R"],
     ));
-    assert_failed_cleanly(&out);
+    common::assert_usage_error(&out);
     assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
 }
 

@@ -9,6 +9,15 @@ use tokio::net::TcpStream;
 
 use super::frame::{self, FrameError};
 
+/// How long a frame may take to leave: a peer that stops reading cannot hold a writer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TCP keepalive on control connections: a peer cut off while the other side waits for an
+/// answer (a long fsync, the end of a test) is noticed in about IDLE + INTERVAL × COUNT.
+const KEEPALIVE_IDLE_SECS: libc::c_int = 5;
+const KEEPALIVE_INTERVAL_SECS: libc::c_int = 2;
+const KEEPALIVE_COUNT: libc::c_int = 3;
+
 /// One control connection.
 pub struct Connection {
     stream: TcpStream,
@@ -19,6 +28,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(stream: TcpStream, limit: usize) -> Connection {
         let _ = stream.set_nodelay(true);
+        keep_alive(&stream);
         Connection { stream, limit }
     }
 
@@ -33,10 +43,26 @@ impl Connection {
         }
     }
 
+    /// Writes one frame, failing if the peer takes none of it for [`WRITE_TIMEOUT`].
     pub async fn write<T: Serialize>(&mut self, message: &T) -> Result<()> {
-        frame::write(&mut self.stream, message)
-            .await
-            .map_err(|err| anyhow!(err))
+        match tokio::time::timeout(WRITE_TIMEOUT, frame::write(&mut self.stream, message)).await {
+            Ok(written) => written.map_err(|err| anyhow!(err)),
+            Err(_) => Err(anyhow!(
+                "could send nothing for {} s: the peer stopped reading, or the path stopped carrying data",
+                WRITE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    /// Writes one small frame now if the socket takes it whole, without waiting: for a message
+    /// sent from a place that cannot wait (a stop on Ctrl-C). Errors: the socket's, or a full one.
+    pub fn try_write<T: Serialize>(&self, message: &T) -> Result<()> {
+        let frame = frame::encode(message)?;
+        match self.stream.try_write(&frame) {
+            Ok(n) if n == frame.len() => Ok(()),
+            Ok(_) => Err(anyhow!("the control connection took part of a frame")),
+            Err(err) => Err(err.into()),
+        }
     }
 
     pub fn stream(&self) -> &TcpStream {
@@ -46,6 +72,32 @@ impl Connection {
     pub fn into_stream(self) -> TcpStream {
         self.stream
     }
+}
+
+/// Turns TCP keepalive on, probing after a few idle seconds; best effort.
+fn keep_alive(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let set = |level, option, value: libc::c_int| {
+        // SAFETY: fd is an open socket for the call; value outlives it and its size is given.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_SECS);
+    set(
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPINTVL,
+        KEEPALIVE_INTERVAL_SECS,
+    );
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, KEEPALIVE_COUNT);
 }
 
 /// What waits on a control socket, seen without taking it: how a data loop running on a thread

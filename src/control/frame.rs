@@ -58,18 +58,23 @@ where
     serde_json::from_slice(&body).map_err(FrameError::Malformed)
 }
 
+/// One frame's bytes: the length, then the JSON.
+pub fn encode<T: Serialize>(message: &T) -> io::Result<Vec<u8>> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too large"))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
 /// Encodes and writes one frame.
 pub async fn write<T, W>(writer: &mut W, message: &T) -> io::Result<()>
 where
     T: Serialize,
     W: AsyncWrite + Unpin,
 {
-    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame too large"))?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&body);
-    writer.write_all(&frame).await?;
+    writer.write_all(&encode(message)?).await?;
     writer.flush().await
 }
 

@@ -72,6 +72,8 @@ pub enum Request {
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.
+    /// During a TCP `net` test: the client stopped early (Ctrl-C); the server stops its streams
+    /// and answers with its figures so far.
     Finished,
 }
 

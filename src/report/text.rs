@@ -376,8 +376,15 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     if let Some(depth) = c.queue_depth {
         parts.push(format!("{depth} WRITEs in flight"));
     }
-    if let Some(window) = report.window {
-        parts.push(format!("window {}", format_block(window as u64)));
+    match (c.window, report.window) {
+        // What the kernel granted, read back, beside what -w asked.
+        (Some(granted), Some(asked)) => parts.push(format!(
+            "window {} granted ({} asked)",
+            format_block(granted),
+            format_block(asked as u64)
+        )),
+        (None, Some(asked)) => parts.push(format!("window {}", format_block(asked as u64))),
+        _ => {}
     }
     if report.omit_secs > 0.0 {
         parts.push(format!("first {} s omitted", report.omit_secs));

@@ -39,6 +39,8 @@ pub const DEFAULT_MAX_CLIENTS: usize = 4;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the data connections of a session have to join once it is ready.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server's threads get to finish once it stops.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most data streams one request may ask for.
 pub const MAX_STREAMS: u32 = 128;
 
@@ -206,7 +208,7 @@ fn serve_until(
         .thread_name("xferbench-serve")
         .build()
         .context("starting the server runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = TcpListener::bind(options.listen).await.map_err(|err| {
             anyhow!(
                 "cannot listen on {}: {err}{}",
@@ -273,7 +275,11 @@ fn serve_until(
         drop(ssh_task);
         connections.shutdown().await;
         Ok(())
-    })
+    });
+    // Every data loop wakes to look at Ctrl-C within a fraction of a second; one that does not
+    // must not keep the process alive.
+    runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    served
 }
 
 /// A task aborted when dropped, e.g. when the server's loop ends with an error.

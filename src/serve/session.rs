@@ -27,6 +27,8 @@ use crate::warning::Warning;
 
 /// Longest memory-to-memory test a client may ask for.
 const MAX_NET_SECS: f64 = 24.0 * 3600.0;
+/// Longest a running test listens for the client's early stop: the test ends by itself long before.
+const MAX_NET_WAIT: Duration = Duration::from_secs(2 * 24 * 3600);
 /// Largest write length a client may ask for.
 const MAX_LEN: u32 = 64 << 20;
 
@@ -277,6 +279,7 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
         secs: Duration::from_secs_f64(net.secs),
         every: Duration::from_secs_f64(net.interval_secs),
         len: net.len as usize,
+        stall: shared.idle_timeout.min(memory::STALL_TIMEOUT),
     };
     let cpu = CpuClock::start();
     let streams = streams
@@ -291,7 +294,25 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
             Ok((s.into_std()?, role))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let exchanged = memory::exchange(streams, timing, |_| {}).await?;
+    let peer = control
+        .stream()
+        .peer_addr()
+        .map_or_else(|_| "the client".to_string(), |addr| addr.to_string());
+    // The client asks to stop early (Ctrl-C there) with Finished; anything else, or its going
+    // away, stops the test too.
+    let mut heard = None;
+    let stop = async {
+        heard = Some(control.read::<Request>(MAX_NET_WAIT).await);
+    };
+    let exchanged = memory::exchange(streams, timing, &peer, |_| {}, stop).await?;
+    match heard {
+        None | Some(Ok(Request::Finished)) => {}
+        Some(Ok(other)) => bail!("the client sent {other:?} in the middle of the test"),
+        Some(Err(FrameError::Closed)) => bail!("the client went away in the middle of the test"),
+        Some(Err(err)) => bail!(
+            "lost the client's control connection in the middle of the test ({err}): the path stopped carrying data, or the client was stopped"
+        ),
+    }
     Ok(Reply::NetDone(NetDone {
         received: (net.upload_streams > 0).then_some(exchanged.received),
         sent: (net.download_streams > 0).then_some(exchanged.sent),
@@ -315,7 +336,16 @@ async fn serve_echo(shared: &Shared, control: &mut Connection, echo: EchoRequest
     loop {
         let read = tokio::time::timeout(shared.idle_timeout, stream.read_exact(&mut message)).await;
         match read {
-            Ok(Ok(_)) => stream.write_all(&message).await?,
+            Ok(Ok(_)) => {
+                tokio::time::timeout(shared.idle_timeout, stream.write_all(&message))
+                    .await
+                    .map_err(|_| {
+                        anyhow!(
+                            "the client took no echo for {} s: it stopped reading, or the path stopped carrying data",
+                            shared.idle_timeout.as_secs()
+                        )
+                    })??
+            }
             Ok(Err(err)) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Ok(Err(err)) => return Err(err.into()),
             Err(_) => bail!(
@@ -431,8 +461,9 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     } = prepare_receive(shared, &request)?;
     let streams = ready_and_join(shared, control, request.streams, None, None).await?;
     let cpu = CpuClock::start();
-    let received =
-        pipeline::receive_file(engine, request.size, streams, plan, &Counter::new()).await?;
+    let counter = Counter::new();
+    let receiving = pipeline::receive_file(engine, request.size, streams, plan, &counter);
+    let received = pipeline::bounded(shared.idle_timeout, &counter, receiving).await?;
     land(landing, request.size, received, cpu, warnings)
 }
 
@@ -503,7 +534,9 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
     } = prepare_send(shared, &request)?;
     let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
     let cpu = CpuClock::start();
-    let done = pipeline::send_file(engine, size, streams, plan, &Counter::new()).await?;
+    let counter = Counter::new();
+    let sending = pipeline::send_file(engine, size, streams, plan, &counter);
+    let done = pipeline::bounded(shared.idle_timeout, &counter, sending).await?;
     Ok(sent(done, direct, cpu, warnings))
 }
 

@@ -196,6 +196,7 @@ pub(super) async fn echo(
     }
     let (lease, key, fd) = ready(shared, control, None).await?;
     let cpu = CpuClock::start();
+    let idle_timeout = shared.idle_timeout;
     let foreign = tokio::task::spawn_blocking(move || -> Result<u64> {
         let socket = lease.socket();
         let mut foreign = 0;
@@ -203,9 +204,12 @@ pub(super) async fn echo(
         socket.set_read_timeout(Some(CHECK_EVERY))?;
         let mut message = vec![0u8; MAX_LEN];
         let mut last_check = Instant::now();
+        // A client that stopped or froze keeps its control connection open: its silence ends it.
+        let mut last_heard = Instant::now();
         loop {
             match socket.recv_from(&mut message) {
                 Ok((got, from)) if wire::same_peer(from, client) => {
+                    last_heard = Instant::now();
                     socket.send_to(&message[..got], client)?;
                 }
                 Ok(_) => foreign += 1,
@@ -215,6 +219,12 @@ pub(super) async fn echo(
             if last_check.elapsed() >= CHECK_EVERY {
                 last_check = Instant::now();
                 crate::interrupt::check()?;
+                if last_heard.elapsed() > idle_timeout {
+                    bail!(
+                        "no datagram from the client for {} s: it stopped, or the path stopped carrying data",
+                        idle_timeout.as_secs()
+                    );
+                }
                 match peek(fd) {
                     Peeked::Nothing => {}
                     Peeked::Message => return Ok(foreign),

@@ -20,21 +20,152 @@ pub fn payload(len: usize) -> Vec<u8> {
     bytes
 }
 
-/// Writes `payload` until `until`, then closes the sending half so the receiver sees the end.
-/// Blocking I/O on a thread per stream: no reactor round trips or cross-thread wakeups between
-/// writes, which is what lets one stream keep up with iperf3.
+/// How often a blocked read or write on a data stream wakes up (SO_RCVTIMEO/SO_SNDTIMEO) to
+/// look at the clock and at Ctrl-C: a test ends within a fraction of a second of either.
+pub const WAKE: Duration = Duration::from_millis(200);
+
+/// How long a data stream may move no byte before its peer counts as gone (stopped, frozen or
+/// cut off): longer than the retransmission backoff of a path that still carries data.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long after the test's end receivers wait for their senders to close (bytes still in
+/// flight drain); past it they stop reading.
+pub const END_GRACE: Duration = Duration::from_secs(5);
+
+/// How long after a stop (Ctrl-C here, or the client's request) receivers wait for the peer to
+/// close its side, so both ends still count the same bytes.
+pub const STOP_GRACE: Duration = Duration::from_millis(700);
+
+/// What ends the loops of one test's streams besides their own data: the clock, a stop, and a
+/// peer that stopped moving bytes. Shared by every stream of one test.
+#[derive(Debug)]
+pub struct Ending {
+    /// Senders stop when the test's time is up.
+    until: std::time::Instant,
+    /// When the test was stopped early; senders stop at once, receivers after [`STOP_GRACE`].
+    stopped: std::sync::OnceLock<std::time::Instant>,
+    /// No byte moved for this long: the stream fails with a sentence.
+    stall: Duration,
+    /// The peer, as error messages name it.
+    peer: String,
+}
+
+impl Ending {
+    pub fn new(until: std::time::Instant, stall: Duration, peer: impl Into<String>) -> Ending {
+        Ending {
+            until,
+            stopped: std::sync::OnceLock::new(),
+            stall,
+            peer: peer.into(),
+        }
+    }
+
+    /// Ends the test early: senders stop, receivers wait a short grace for the peer's close.
+    pub fn stop(&self) {
+        let _ = self.stopped.set(std::time::Instant::now());
+    }
+
+    /// Whether the test was stopped early (Ctrl-C in this process counts).
+    pub fn stopped(&self) -> bool {
+        if crate::interrupt::requested() {
+            self.stop();
+        }
+        self.stopped.get().is_some()
+    }
+
+    fn senders_done(&self) -> bool {
+        self.stopped() || std::time::Instant::now() >= self.until
+    }
+
+    fn receivers_done(&self) -> bool {
+        let deadline = match self.stopped() {
+            true => *self.stopped.get().expect("set by stopped()") + STOP_GRACE,
+            false => self.until + END_GRACE,
+        };
+        std::time::Instant::now() >= deadline
+    }
+
+    fn stalled(&self, sending: bool) -> io::Error {
+        let (way, who) = match sending {
+            true => ("to", "it stopped reading, or the network drops everything"),
+            false => (
+                "from",
+                "it stopped sending, or the network drops everything",
+            ),
+        };
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no data for {} s {way} {}: the path stopped carrying data ({who})",
+                self.stall.as_secs(),
+                self.peer
+            ),
+        )
+    }
+}
+
+/// A read or write that returned because its SO_RCVTIMEO/SO_SNDTIMEO ran out, or a signal came.
+fn woke(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Tells a stream that stopped moving bytes from one that moves: the first wake after progress
+/// starts the clock, so a stall is measured to within [`WAKE`].
+struct Stall {
+    moved: bool,
+    since: std::time::Instant,
+}
+
+impl Stall {
+    fn new() -> Stall {
+        Stall {
+            moved: true,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// After a wake with nothing moved: whether nothing moved for `limit`.
+    fn over(&mut self, limit: Duration) -> bool {
+        if std::mem::take(&mut self.moved) {
+            self.since = std::time::Instant::now();
+            return false;
+        }
+        self.since.elapsed() >= limit
+    }
+}
+
+/// Writes `payload` over and over until the test's time is up or it is stopped; the caller then
+/// closes the sending half so the receiver sees the end. Blocking I/O on a thread per stream: no
+/// reactor round trips or cross-thread wakeups between writes, which is what lets one stream
+/// keep up with iperf3. The socket must wake a blocked write (SO_SNDTIMEO, see [`WAKE`]).
+/// Errors: the peer took nothing for the stall time (a sentence naming it), or the socket's own.
 pub fn source<W: Write + ?Sized>(
     stream: &mut W,
     payload: &[u8],
-    until: std::time::Instant,
+    ending: &Ending,
     counter: &Counter,
 ) -> io::Result<()> {
-    while std::time::Instant::now() < until {
-        if crate::interrupt::requested() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+    let mut at = 0;
+    let mut stall = Stall::new();
+    while !ending.senders_done() {
+        match stream.write(&payload[at..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                counter.add(n as u64);
+                // A write cut short by the timeout goes on where it stopped.
+                at = (at + n) % payload.len();
+                stall.moved = true;
+            }
+            Err(err) if woke(&err) => {
+                if stall.over(ending.stall) {
+                    return Err(ending.stalled(true));
+                }
+            }
+            Err(err) => return Err(err),
         }
-        stream.write_all(payload)?;
-        counter.add(payload.len() as u64);
     }
     stream.flush()
 }
@@ -43,18 +174,41 @@ pub fn source<W: Write + ?Sized>(
 /// buffer stays in the CPU cache (1 MiB reads measured ~10 % slower on loopback than 128 KiB).
 const SINK_READ: usize = 128 << 10;
 
-/// Reads and discards until the sender closes.
-pub fn sink<R: Read + ?Sized>(stream: &mut R, len: usize, counter: &Counter) -> io::Result<()> {
+/// Reads between two looks at the clock while bytes flow.
+const READS_PER_CLOCK: u32 = 64;
+
+/// Reads and discards until the sender closes, or until the test's end plus [`END_GRACE`] (a
+/// stop plus [`STOP_GRACE`]). The socket must wake a blocked read (SO_RCVTIMEO, see [`WAKE`]).
+/// Errors: nothing arrived for the stall time (a sentence naming the peer), or the socket's own.
+pub fn sink<R: Read + ?Sized>(
+    stream: &mut R,
+    len: usize,
+    ending: &Ending,
+    counter: &Counter,
+) -> io::Result<()> {
     let mut buf = vec![0u8; len.max(SINK_READ)];
+    let mut stall = Stall::new();
+    let mut reads = 0u32;
     loop {
         match stream.read(&mut buf) {
             Ok(0) => return Ok(()),
-            Ok(n) => counter.add(n as u64),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Ok(n) => {
+                counter.add(n as u64);
+                stall.moved = true;
+                reads = reads.wrapping_add(1);
+                if reads.is_multiple_of(READS_PER_CLOCK) && ending.receivers_done() {
+                    return Ok(());
+                }
+            }
+            Err(err) if woke(&err) => {
+                if ending.receivers_done() {
+                    return Ok(());
+                }
+                if stall.over(ending.stall) {
+                    return Err(ending.stalled(false));
+                }
+            }
             Err(err) => return Err(err),
-        }
-        if crate::interrupt::requested() {
-            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
     }
 }
@@ -332,17 +486,86 @@ mod tests {
         let (mut client, mut server) = std::os::unix::net::UnixStream::pair().unwrap();
         let sent = Counter::new();
         let received = Counter::new();
+        let until = std::time::Instant::now() + Duration::from_millis(50);
+        let ending = std::sync::Arc::new(Ending::new(until, STALL_TIMEOUT, "the test's peer"));
         let receiver = {
-            let received = received.clone();
-            std::thread::spawn(move || sink(&mut server, 8192, &received))
+            let (received, ending) = (received.clone(), ending.clone());
+            std::thread::spawn(move || sink(&mut server, 8192, &ending, &received))
         };
         let data = payload(8192);
-        let until = std::time::Instant::now() + Duration::from_millis(50);
-        source(&mut client, &data, until, &sent).unwrap();
+        source(&mut client, &data, &ending, &sent).unwrap();
         drop(client);
         receiver.join().unwrap().unwrap();
         assert!(sent.get() > 0);
         assert_eq!(sent.get(), received.get());
+    }
+
+    /// A socket pair whose blocked calls wake every 50 ms, like the data streams' do.
+    fn waking_pair() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        for end in [&a, &b] {
+            end.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            end.set_write_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+        }
+        (a, b)
+    }
+
+    fn far_future() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_secs(3600)
+    }
+
+    #[test]
+    fn a_sink_whose_sender_goes_quiet_fails_with_a_sentence_naming_the_peer() {
+        let (_quiet_sender, mut receiving) = waking_pair();
+        let ending = Ending::new(far_future(), Duration::from_secs(1), "10.0.0.2:5301");
+        let err = sink(&mut receiving, 8192, &ending, &Counter::new()).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("no data for 1 s from 10.0.0.2:5301")
+                && said.contains("the path stopped carrying data"),
+            "{said}"
+        );
+        assert!(err.raw_os_error().is_none(), "{err:?}");
+    }
+
+    #[test]
+    fn a_source_whose_receiver_stops_reading_fails_with_a_sentence_not_eagain() {
+        let (mut sending, _not_reading) = waking_pair();
+        let ending = Ending::new(far_future(), Duration::from_secs(1), "10.0.0.2:5301");
+        let sent = Counter::new();
+        let err = source(&mut sending, &payload(1 << 16), &ending, &sent).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("no data for 1 s to 10.0.0.2:5301") && !said.contains("os error"),
+            "{said}"
+        );
+        assert!(sent.get() > 0, "the socket buffer took nothing");
+    }
+
+    #[test]
+    fn a_stop_ends_a_blocked_source_within_a_wake_and_without_error() {
+        let (mut sending, _not_reading) = waking_pair();
+        let ending = std::sync::Arc::new(Ending::new(far_future(), STALL_TIMEOUT, "peer"));
+        let stopper = {
+            let ending = ending.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                ending.stop();
+            })
+        };
+        let started = std::time::Instant::now();
+        source(&mut sending, &payload(1 << 16), &ending, &Counter::new()).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        stopper.join().unwrap();
     }
 
     #[test]
@@ -394,6 +617,8 @@ pub struct Timing {
     pub every: Duration,
     /// Bytes per write and per read.
     pub len: usize,
+    /// How long a stream may move nothing before its peer counts as gone.
+    pub stall: Duration,
 }
 
 /// What one end of a memory-to-memory test saw.
@@ -401,6 +626,10 @@ pub struct Timing {
 pub struct Exchanged {
     pub sent: Flow,
     pub received: Flow,
+    /// Stopped before its time was up (Ctrl-C, or the peer asked): the figures are partial.
+    pub stopped: bool,
+    /// How long before its end no stream moved a byte (to an interval): a path gone dark.
+    pub quiet: Duration,
 }
 
 /// Bytes a receiving socket gathers before it wakes its reader (SO_RCVLOWAT). Each wakeup of a
@@ -408,24 +637,39 @@ pub struct Exchanged {
 /// measured +35 % at -P 1 and +20 % at -P 4 between namespaces, and at 1 GbE it is 2 ms.
 const RECEIVE_LOW_WATER: libc::c_int = 256 << 10;
 
-/// How long a receiving stream may go without a byte before the peer counts as gone.
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Stops every stream of a test when the test is dropped half-way (its session aborted), so no
+/// thread outlives it by more than a wake.
+struct StopOnDrop(std::sync::Arc<Ending>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
 
 /// Runs sources on the `Send` streams and sinks on the `Receive` streams, a thread each, until
-/// the senders' time is up and every receiver saw its stream close; `on_tick` gets every interval.
+/// the senders' time is up and every receiver saw its stream close; `on_tick` gets every
+/// interval of the test's time (none after it). `stop` resolving ends the test early, as
+/// Ctrl-C does: the figures so far come back, marked `stopped`.
+/// Errors: a stream that failed or stalled ([`Timing::stall`]), named with `peer`.
 pub async fn exchange(
     streams: Vec<(TcpStream, Role)>,
     timing: Timing,
+    peer: &str,
     mut on_tick: impl FnMut(&Tick),
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Exchanged> {
     use anyhow::{Context, anyhow};
-    let until = (timing.start + timing.omit + timing.secs).into_std();
+    let test_end = timing.start + timing.omit + timing.secs;
+    let ending = std::sync::Arc::new(Ending::new(test_end.into_std(), timing.stall, peer));
+    let _stop_on_drop = StopOnDrop(ending.clone());
     let payload: std::sync::Arc<[u8]> = payload(timing.len).into();
     let mut tracked = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (mut stream, role) in streams {
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(STALL_TIMEOUT))?;
+        stream.set_read_timeout(Some(WAKE))?;
+        stream.set_write_timeout(Some(WAKE))?;
         if role == Role::Receive {
             set_socket_option(stream.as_raw_fd(), libc::SO_RCVLOWAT, RECEIVE_LOW_WATER);
         }
@@ -435,12 +679,12 @@ pub async fn exchange(
             role,
             fd: Some(stream.as_raw_fd()),
         });
-        let (payload, len) = (payload.clone(), timing.len);
+        let (payload, len, ending) = (payload.clone(), timing.len, ending.clone());
         tasks.spawn_blocking(move || {
             let moved = match role {
-                Role::Send => source(&mut stream, &payload, until, &counter)
+                Role::Send => source(&mut stream, &payload, &ending, &counter)
                     .and_then(|()| stream.shutdown(Shutdown::Write)),
-                Role::Receive => sink(&mut stream, len, &counter),
+                Role::Receive => sink(&mut stream, len, &ending, &counter),
             };
             // The stream is handed back, not dropped, so its socket stays open for TCP_INFO.
             (role, Instant::now(), moved.map(|()| stream))
@@ -449,11 +693,18 @@ pub async fn exchange(
     let mut sampler = Sampler::start(tracked, timing.start, timing.omit, timing.every);
     let (mut send_end, mut receive_end) = (timing.start, timing.start);
     let mut finished = Vec::new();
+    tokio::pin!(stop);
+    let mut stop_pending = true;
+    let mut last_moved = timing.start;
     loop {
+        let cut = sampler.next_cut();
         tokio::select! {
-            _ = tokio::time::sleep_until(sampler.next_cut()) => {
-                let at = sampler.next_cut();
-                on_tick(&sampler.cut(at));
+            _ = tokio::time::sleep_until(cut), if cut <= test_end && !ending.stopped() => {
+                let tick = sampler.cut(cut);
+                if tick.streams.iter().any(|s| s.bytes > 0) {
+                    last_moved = cut;
+                }
+                on_tick(&tick);
             }
             ended = tasks.join_next() => match ended {
                 None => break,
@@ -470,15 +721,26 @@ pub async fn exchange(
                     finished.push(stream);
                 }
             },
-            _ = crate::interrupt::wait() => return Err(crate::interrupt::Interrupted.into()),
+            _ = &mut stop, if stop_pending => {
+                stop_pending = false;
+                ending.stop();
+            }
+            // Wakes the loop so that no interval is cut after Ctrl-C; the threads see it too.
+            _ = crate::interrupt::wait(), if !ending.stopped() => {}
         }
     }
-    if let Some(last) = sampler.finish(send_end.max(receive_end)) {
+    let end = send_end.max(receive_end);
+    if let Some(last) = sampler.finish(end) {
+        if last.streams.iter().any(|s| s.bytes > 0) {
+            last_moved = end;
+        }
         on_tick(&last);
     }
     let exchanged = Exchanged {
         sent: sampler.flow(Role::Send, send_end),
         received: sampler.flow(Role::Receive, receive_end),
+        stopped: ending.stopped(),
+        quiet: end.saturating_duration_since(last_moved),
     };
     drop(finished);
     Ok(exchanged)

@@ -743,14 +743,25 @@ pub async fn watched<T>(
     pipeline: impl Future<Output = Result<T>>,
 ) -> (Result<T>, Vec<Interval>) {
     watcher.begin("copy", size, counter);
-    let outcome = sampled(pipeline, counter).await;
+    let outcome = sampled(pipeline, counter, STALL_TIMEOUT).await;
     watcher.end();
     outcome
+}
+
+/// Runs a copy's pipeline (the server's half), failing it when `counter` does not move for
+/// `stall`: a client that stopped, froze or was cut off cannot hold the session.
+pub async fn bounded<T>(
+    stall: Duration,
+    counter: &Counter,
+    pipeline: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    sampled(pipeline, counter, stall).await.0
 }
 
 async fn sampled<T>(
     pipeline: impl Future<Output = Result<T>>,
     counter: &Counter,
+    stall: Duration,
 ) -> (Result<T>, Vec<Interval>) {
     let mut clock = IntervalClock::start(DEFAULT_INTERVAL);
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
@@ -764,10 +775,10 @@ async fn sampled<T>(
                 clock.observe(now);
                 if now != last {
                     (last, last_change) = (now, Instant::now());
-                } else if last_change.elapsed() > STALL_TIMEOUT {
+                } else if last_change.elapsed() > stall {
                     break Err(anyhow!(
-                        "no progress for {} s: the peer stopped answering",
-                        STALL_TIMEOUT.as_secs()
+                        "no progress for {} s: the peer stopped answering, or the path stopped carrying data",
+                        stall.as_secs()
                     ));
                 }
             }

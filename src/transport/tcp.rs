@@ -23,7 +23,8 @@ use crate::control::{
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
+    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, granted_window,
+    path_mtu,
 };
 use crate::warning::Warning;
 
@@ -34,11 +35,32 @@ pub(super) const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for the server's explanation after a data stream broke.
 const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long after its own streams ended a `net` client waits for the server's figures: the
+/// server's receivers may drain for [`memory::END_GRACE`] past the end, on a clock started a
+/// round trip later.
+const NET_RESULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams quiet this long before a test's end, then no figures: the path went dark.
+const DARK_BEFORE_END: Duration = Duration::from_secs(3);
+/// How long a stopped (Ctrl-C) test waits for the server's figures so far.
+const STOPPED_RESULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the runtime's threads get to finish when the path is dropped: each wakes at least
+/// every [`memory::WAKE`], so more than this means one is stuck, and the process must not wait.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The TCP path to one server.
 pub struct Tcp {
     peer: Peer,
     token: Option<String>,
-    runtime: tokio::runtime::Runtime,
+    /// Always Some until dropped (then shut down with a bound, not waited for).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Tcp {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+        }
+    }
 }
 
 impl Tcp {
@@ -53,7 +75,7 @@ impl Tcp {
         Ok(Tcp {
             peer,
             token,
-            runtime,
+            runtime: Some(runtime),
         })
     }
 }
@@ -62,7 +84,13 @@ impl Tcp {
     /// Runs a step of the control protocol (for paths that share it).
     #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
     pub(super) fn block_on<F: Future>(&self, step: F) -> F::Output {
-        self.runtime.block_on(step)
+        self.runtime().block_on(step)
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the path is dropped")
     }
 
     /// The server this path talks to.
@@ -77,21 +105,21 @@ impl Transport for Tcp {
     }
 
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
-        self.runtime.block_on(self.net(plan, watcher))
+        self.runtime().block_on(self.net(plan, watcher))
     }
 
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
-        self.runtime.block_on(self.round_trips(plan))
+        self.runtime().block_on(self.round_trips(plan))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         let chunks = plan.chunks()?;
         match (&plan.source, &plan.destination) {
             (Location::Local(source), Location::Remote { path, .. }) => self
-                .runtime
+                .runtime()
                 .block_on(self.upload(plan, source, path, chunks, watcher)),
             (Location::Remote { path, .. }, Location::Local(destination)) => self
-                .runtime
+                .runtime()
                 .block_on(self.download(plan, path, destination, chunks, watcher)),
             _ => bail!("one side of a copy must be local and the other host:path"),
         }
@@ -111,7 +139,7 @@ pub struct RemoteBaseline {
 impl Tcp {
     /// Asks the server to measure its own disk, so a verdict can know the far side's write rate.
     pub fn remote_baseline(&self, size: u64, pattern: disk::Pattern) -> Result<RemoteBaseline> {
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut control = self.handshake().await?;
             control
                 .write(&Request::Disk(DiskRequest {
@@ -134,7 +162,7 @@ impl Tcp {
     /// Asks the server to remove a file of its root that this client made (`run`'s copy);
     /// true when there was one.
     pub fn remove_remote(&self, path: &str) -> Result<bool> {
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut control = self.handshake().await?;
             control
                 .write(&Request::Remove(RemoveRequest {
@@ -226,7 +254,12 @@ impl Tcp {
         let mut tried = Vec::new();
         let mut connected = None;
         for addr in addrs {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await {
+            let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr));
+            let connected_or = tokio::select! {
+                connected = connect => connected,
+                _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+            };
+            match connected_or {
                 Ok(Ok(stream)) => {
                     connected = Some(stream);
                     break;
@@ -265,12 +298,33 @@ impl Tcp {
     }
 
     /// Reads the next reply; a server error becomes ours, with the server named.
+    /// Reads the next reply, for at most `timeout`; Ctrl-C ends the wait at once.
+    /// Errors: the server's refusal, a closed connection, or silence, each as a sentence.
     pub(super) async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
-        match control.read::<Reply>(timeout).await {
+        let read = tokio::select! {
+            read = control.read::<Reply>(timeout) => read,
+            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
+        };
+        match read {
             Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
             Ok(reply) => Ok(reply),
             Err(FrameError::Closed) => bail!(
                 "{} closed the connection: the server stopped or refused us (see its log)",
+                self.peer
+            ),
+            // Our own deadline: nothing came at all.
+            Err(FrameError::Io(err))
+                if err.kind() == std::io::ErrorKind::TimedOut && err.raw_os_error().is_none() =>
+            {
+                bail!(
+                    "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
+                    timeout.as_secs(),
+                    self.peer
+                )
+            }
+            // The kernel's: keepalive probes went unanswered.
+            Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
+                "no answer from {}: the path stopped carrying data (the connection's keepalive probes went unanswered)",
                 self.peer
             ),
             Err(err) => bail!("{}: {err}", self.peer),
@@ -322,20 +376,36 @@ impl Tcp {
         let peer = self.peer.to_string();
         let (rounds, warmup, size) = (plan.rounds, super::rdma::LATENCY_WARMUP, plan.size);
         // Blocking calls on a thread of their own: no runtime between the two syscalls timed.
-        let (latency, local_cpu) = tokio::task::spawn_blocking(move || {
+        let ((latency, cut_short), local_cpu) = tokio::task::spawn_blocking(move || {
             stream.set_nonblocking(false)?;
             stream.set_nodelay(true)?;
             let cpu = CpuClock::start();
-            let latency = echo_round_trips(stream, size, warmup, rounds)?;
-            Ok::<_, anyhow::Error>((latency, cpu.finish()))
+            let timed = echo_round_trips(stream, size, warmup, rounds, &peer)?;
+            Ok::<_, anyhow::Error>((timed, cpu.finish()))
         })
         .await
-        .map_err(|err| anyhow!("the latency test failed: {err}"))?
-        .map_err(|err| err.context(format!("round trips with {peer}")))?;
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::NetDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        .map_err(|err| anyhow!("the latency test failed: {err}"))??;
+        let done = match cut_short {
+            None => match self.reply(&mut session.control, NET_RESULT_TIMEOUT).await? {
+                Reply::NetDone(done) => done,
+                other => bail!("{}: unexpected answer {other:?}", self.peer),
+            },
+            // Stopped by Ctrl-C: the server's figures if they come at once, else none at all.
+            Some(_) => match session.control.read::<Reply>(STOPPED_RESULT_TIMEOUT).await {
+                Ok(Reply::NetDone(done)) => done,
+                _ => return Err(Interrupted.into()),
+            },
         };
+        let mut warnings = warnings;
+        if let Some(counted_secs) = cut_short {
+            warnings.push(Warning::Interrupted {
+                counted_secs,
+                asked_secs: match plan.rounds {
+                    super::Rounds::Secs(secs) => secs,
+                    super::Rounds::Count(_) => 0.0,
+                },
+            });
+        }
         Ok(LatReport {
             server: self.peer.to_string(),
             path: TransportKind::Tcp,
@@ -385,7 +455,13 @@ impl Tcp {
             secs: Duration::from_secs_f64(plan.secs),
             every: Duration::from_secs_f64(plan.interval_secs),
             len: plan.len,
+            stall: memory::STALL_TIMEOUT,
         };
+        let window = session
+            .streams
+            .first()
+            .and(plan.window)
+            .and_then(|_| granted_window(session.streams[0].as_raw_fd()));
         let cpu = CpuClock::start();
         let streams = session
             .streams
@@ -400,14 +476,60 @@ impl Tcp {
                 Ok((stream.into_std()?, role))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let exchanged = memory::exchange(streams, timing, |tick| watcher.tick(tick))
-            .await
-            .map_err(|err| err.context(format!("memory-to-memory test with {}", self.peer)))?;
+        let peer = self.peer.to_string();
+        let control = &session.control;
+        // On Ctrl-C the server is asked to stop too, so that both ends count to the same end.
+        let stop = async {
+            crate::interrupt::wait().await;
+            let _ = control.try_write(&Request::Finished);
+        };
+        let exchanged =
+            match memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await {
+                Ok(exchanged) => exchanged,
+                Err(err) => return Err(self.explain(&mut session.control, err).await),
+            };
         let local_cpu = cpu.finish();
+        let stopped = exchanged.stopped;
+        let exchanged_quiet = exchanged.quiet;
         let (sent_here, received_here) = (exchanged.sent, exchanged.received);
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::NetDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
+        let warnings = with_stop(warnings, stopped, &sent_here, &received_here, plan.secs);
+        let wait = if stopped {
+            STOPPED_RESULT_TIMEOUT
+        } else {
+            NET_RESULT_TIMEOUT
+        };
+        let answer = tokio::select! {
+            read = session.control.read::<Reply>(wait) => read,
+            // A second look at Ctrl-C only when the test ran to its end.
+            _ = crate::interrupt::wait(), if !stopped => return Err(Interrupted.into()),
+        };
+        let quiet = exchanged_quiet;
+        let done = match answer {
+            Ok(Reply::NetDone(done)) => done,
+            // Stopped, and no figures from the far side: nothing whole to report.
+            _ if stopped => return Err(Interrupted.into()),
+            // The streams went quiet before the end, and then the figures did not come: the
+            // path went dark, whatever the control connection says about it.
+            _ if quiet >= DARK_BEFORE_END => {
+                bail!(
+                    "no data for {} s {} {} before the test's end, and no figures after it: the path stopped carrying data",
+                    quiet.as_secs(),
+                    if uploads > 0 { "to" } else { "from" },
+                    self.peer
+                )
+            }
+            Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
+            Ok(other) => bail!("{}: unexpected answer {other:?}", self.peer),
+            Err(FrameError::Closed) => bail!(
+                "{} closed the connection before sending its figures: the server stopped (see its log)",
+                self.peer
+            ),
+            Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
+                "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
+                wait.as_secs(),
+                self.peer
+            ),
+            Err(err) => bail!("{}: {err}", self.peer),
         };
         let NetDone {
             received: received_there,
@@ -418,7 +540,7 @@ impl Tcp {
             path: Some(TransportKind::Tcp),
             streams: Some(plan.streams),
             mtu,
-            window: plan.window.map(|w| w as u64),
+            window,
             ..Conditions::default()
         };
         let mut directions = Vec::new();
@@ -625,28 +747,80 @@ impl Tcp {
 }
 
 /// `warmup` untimed then `rounds` timed round trips of `size` random bytes on a blocking socket.
+/// Ctrl-C after the warmup ends them early: the figures so far and the seconds they took.
+/// Errors: a stall of [`memory::STALL_TIMEOUT`] (a sentence naming `peer`), the socket's own.
 fn echo_round_trips(
     mut stream: std::net::TcpStream,
     size: usize,
     warmup: u32,
     rounds: super::Rounds,
-) -> Result<Latency> {
-    use std::io::{Read, Write};
+    peer: &str,
+) -> Result<(Latency, Option<f64>)> {
     let mut message = vec![0u8; size];
     crate::payload::RandomFill::new().fill(&mut message);
     let mut back = vec![0u8; size];
-    let (one_way, _) = crate::measure::OneWay::time(warmup, rounds, |_| {
-        crate::interrupt::check()?;
-        let started = std::time::Instant::now();
-        stream.write_all(&message)?;
-        stream.read_exact(&mut back)?;
-        Ok(Some(started.elapsed()))
-    })?;
+    // A blocked call wakes to look at Ctrl-C and the stall clock; a timed one is never cut.
+    stream.set_read_timeout(Some(memory::WAKE))?;
+    stream.set_write_timeout(Some(memory::WAKE))?;
+    let (one_way, _, cut_short) =
+        crate::measure::OneWay::time_until_interrupted(warmup, rounds, |_| {
+            crate::interrupt::check()?;
+            let started = std::time::Instant::now();
+            bounded_io(&mut stream, &mut message, true, peer)?;
+            bounded_io(&mut stream, &mut back, false, peer)?;
+            Ok(Some(started.elapsed()))
+        })?;
     // Closing our side ends the server's echo loop; it then sends its figures.
     stream.shutdown(std::net::Shutdown::Write)?;
-    Ok(one_way.latency(format!(
+    let latency = one_way.latency(format!(
         "{size}-byte TCP message and its echo; one way = half the round trip"
-    )))
+    ));
+    Ok((latency, cut_short))
+}
+
+/// Writes all of `buf` (`write`), or reads it all, on a socket whose calls wake every
+/// [`memory::WAKE`]. Errors: Ctrl-C ([`Interrupted`]), no byte moved for
+/// [`memory::STALL_TIMEOUT`] (a sentence), the peer's close, the socket's own.
+fn bounded_io(
+    stream: &mut std::net::TcpStream,
+    buf: &mut [u8],
+    write: bool,
+    peer: &str,
+) -> Result<()> {
+    use std::io::{ErrorKind, Read, Write};
+    let mut done = 0;
+    let mut quiet_since = None;
+    while done < buf.len() {
+        let moved = match write {
+            true => stream.write(&buf[done..]),
+            false => stream.read(&mut buf[done..]),
+        };
+        match moved {
+            Ok(0) => bail!("{peer} closed the connection in the middle of a round trip"),
+            Ok(n) => {
+                done += n;
+                quiet_since = None;
+            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                crate::interrupt::check()?;
+                let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() + memory::WAKE >= memory::STALL_TIMEOUT {
+                    bail!(
+                        "no data for {} s {} {peer}: the path stopped carrying data",
+                        memory::STALL_TIMEOUT.as_secs(),
+                        if write { "to" } else { "from" }
+                    );
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Compares the digests of a verified copy; a mismatch is an error. `here_received` says which
@@ -744,6 +918,23 @@ pub fn sum_intervals(streams: &[Vec<Interval>]) -> Vec<Interval> {
         }
     }
     sum
+}
+
+/// A test stopped early (Ctrl-C) says so, with how much of its time the figures cover.
+fn with_stop(
+    mut warnings: Vec<Warning>,
+    stopped: bool,
+    sent: &Flow,
+    received: &Flow,
+    asked_secs: f64,
+) -> Vec<Warning> {
+    if stopped {
+        warnings.push(Warning::Interrupted {
+            counted_secs: sent.secs.max(received.secs).max(0.0),
+            asked_secs,
+        });
+    }
+    warnings
 }
 
 /// A server on this machine measures memory and CPU, not a network: say so.

@@ -225,6 +225,17 @@ pub fn assert_failed_cleanly(out: &Run) {
     assert!(!out.stderr.contains("panicked"));
 }
 
+/// A usage error as the tool promises it: exit 2, an `error: ` line (and at most clap's hint).
+pub fn assert_usage_error(out: &Run) {
+    assert_eq!(
+        out.code, 2,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stderr.starts_with("error: "), "stderr: {}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "stderr: {}", out.stderr);
+}
+
 // ---- Files ----
 
 /// Makes a file of random bytes with `xferbench gen` (SIZE as gen takes it: "16M", "5243003").

@@ -627,12 +627,27 @@ impl Ssh {
         }
         let mut last_write = start;
         let mut inputs = Vec::new();
+        // A channel that takes nothing (a frozen server, a path gone dark) must not hold us.
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        let (mut moved, mut moved_at) = (0u64, Instant::now());
+        let label = self.label();
         let sent = async {
             loop {
                 let cut = sampler.next_cut().min(end);
                 tokio::select! {
                     _ = tokio::time::sleep_until(cut), if cut < end => {
                         watcher.tick(&sampler.cut(cut));
+                    }
+                    _ = watch.tick() => {
+                        let now: u64 = counters.iter().map(Counter::get).sum();
+                        if now != moved {
+                            (moved, moved_at) = (now, Instant::now());
+                        } else if moved_at.elapsed() >= memory::STALL_TIMEOUT {
+                            bail!(
+                                "no data for {} s to {label}: the path stopped carrying data (the SSH channels took nothing)",
+                                memory::STALL_TIMEOUT.as_secs()
+                            );
+                        }
                     }
                     joined = writers.join_next() => match joined {
                         Some(joined) => {
@@ -789,7 +804,17 @@ async fn echo_round_trips(
             let stamp = round.to_le_bytes();
             let stamped = message.len().min(stamp.len());
             message[..stamped].copy_from_slice(&stamp[..stamped]);
-            let took = echo_once(&mut input, &mut exec.output, &message, &mut back).await?;
+            let took = tokio::time::timeout(
+                memory::STALL_TIMEOUT,
+                echo_once(&mut input, &mut exec.output, &message, &mut back),
+            )
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no echo for {} s: the path stopped carrying data (or `cat` on the far side stopped)",
+                    memory::STALL_TIMEOUT.as_secs()
+                )
+            })??;
             if back != message {
                 bail!(
                     "`cat` on the far side sent back other bytes than it was sent (round {round})"
@@ -808,7 +833,13 @@ async fn echo_round_trips(
     drop(input);
     // Closing `cat`'s input ends it; a `cat` that failed or is missing says so in its exit
     // status, which tells more than the end of its output.
-    let finished = exec.finish().await;
+    let finished = match &echoed {
+        Ok(()) => exec.finish().await,
+        // A far side that stopped answering cannot take the end of input either: do not wait.
+        Err(_) => tokio::time::timeout(Duration::from_secs(2), exec.finish())
+            .await
+            .unwrap_or(Ok(())),
+    };
     match echoed {
         Err(err) if err.is::<crate::interrupt::Interrupted>() => return Err(err),
         echoed => {

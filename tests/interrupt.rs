@@ -1,0 +1,287 @@
+//! Ctrl-C and SIGTERM, for every command: exit 130 within about a second of the signal, the
+//! figures so far where a command has them (net, lat), and no temporary file left behind.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Background, Hosts, Run, Way, assert_no_leftovers, copy_under_way, temp_dir};
+
+/// How long after the signal a command may take to exit: "about a second", with room for a
+/// busy test machine.
+const EXIT_AFTER_SIGNAL: Duration = Duration::from_millis(2500);
+
+/// Sends `signal` to `client` and returns what it printed, failing the test unless it exited
+/// with 130 within [`EXIT_AFTER_SIGNAL`].
+fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
+    common::send_signal(client.pid(), signal);
+    let sent = Instant::now();
+    let out = client.finish(Duration::from_secs(30));
+    let took = sent.elapsed();
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(
+        took <= EXIT_AFTER_SIGNAL,
+        "exited {took:?} after signal {signal}: {out:?}"
+    );
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("xferbench: interrupted"),
+        "{}",
+        out.stderr
+    );
+    out
+}
+
+/// Starts `xferbench -q ARGS...` here, in the background.
+fn spawn_here(args: &[&OsStr]) -> Background {
+    let mut cmd = common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Background(cmd.spawn().expect("start xferbench"))
+}
+
+/// Waits until `path` exists (a command got under way), failing the test after 30 s.
+fn wait_for(path: &Path, client: &mut Background) {
+    assert!(
+        common::wait_until(Duration::from_secs(30), || path.exists()
+            || !client.running()),
+        "no {} within 30 s",
+        path.display()
+    );
+    assert!(client.running(), "ended before it could be interrupted");
+}
+
+fn net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(
+    signal: libc::c_int,
+) {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "net".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+        "-i".as_ref(),
+        "0.5".as_ref(),
+        "--bidir".as_ref(),
+    ]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let out = signal_and_finish(client, signal);
+    let intervals = out
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("[  1]"))
+        .count();
+    assert!(
+        intervals >= 2,
+        "no intervals before the signal:\n{}",
+        out.stdout
+    );
+    for side in ["sender", "receiver"] {
+        assert!(
+            out.stdout.lines().any(|l| l.trim_start().starts_with(side)),
+            "no {side} summary:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("interrupted after") && out.stdout.contains("of the 30 s asked"),
+        "{}",
+        out.stdout
+    );
+    // The server was asked to stop its side too, and serves on.
+    server.assert_serves();
+}
+
+#[test]
+fn net_ctrl_c_prints_the_figures_so_far_and_exits_130() {
+    net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(libc::SIGINT);
+}
+
+#[test]
+fn net_sigterm_prints_the_figures_so_far_and_exits_130() {
+    net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(libc::SIGTERM);
+}
+
+#[test]
+fn net_ctrl_c_json_carries_an_interrupted_warning() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "net".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+        "-R".as_ref(),
+        "-J".as_ref(),
+    ]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let out = signal_and_finish(client, libc::SIGINT);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|err| panic!("not JSON ({err}):\n{}", out.stdout));
+    let warning = report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .find(|w| w["kind"] == "interrupted")
+        .unwrap_or_else(|| panic!("no interrupted warning: {report:#}"));
+    let counted = warning["counted_secs"].as_f64().expect("counted_secs");
+    assert!(counted > 1.0 && counted < 30.0, "{report:#}");
+    assert_eq!(warning["asked_secs"], 30.0, "{report:#}");
+    let download = &report["directions"][0];
+    assert!(
+        download["receiver"]["bytes"].as_u64().unwrap_or(0) > 0,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "lat".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+    ]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let out = signal_and_finish(client, libc::SIGINT);
+    assert!(
+        out.stdout.contains("latency (") && out.stdout.contains("median"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("interrupted after"), "{}", out.stdout);
+    server.assert_serves();
+}
+
+#[test]
+fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
+    let hosts = Hosts::shaped("200mbit");
+    let root = temp_dir();
+    let server = hosts.serve(root.path(), &[]);
+    let local = temp_dir();
+    let (client, final_path, partial) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+    signal_and_finish(client, libc::SIGINT);
+    assert!(
+        !final_path.exists(),
+        "a final file from an interrupted copy"
+    );
+    // The server removes its partial file when the session ends.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || !partial.exists()),
+        "the server left its partial file"
+    );
+    server.assert_serves();
+}
+
+#[test]
+fn disk_ctrl_c_exits_130_within_a_second_and_removes_its_test_file() {
+    let dir = temp_dir();
+    let mut client = spawn_here(&[
+        "disk".as_ref(),
+        dir.path().as_os_str(),
+        "--size".as_ref(),
+        "16G".as_ref(),
+    ]);
+    let started = Instant::now();
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            !common::leftovers(dir.path()).is_empty() || !client.running()
+        }),
+        "no test file within 30 s"
+    );
+    assert!(
+        client.running(),
+        "disk ended before it could be interrupted"
+    );
+    std::thread::sleep(Duration::from_millis(300).saturating_sub(started.elapsed()));
+    signal_and_finish(client, libc::SIGINT);
+    assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn run_ctrl_c_exits_130_within_a_second_and_leaves_no_partial_file() {
+    let dir = temp_dir();
+    let mut client = spawn_here(&[
+        "run".as_ref(),
+        "--dir".as_ref(),
+        dir.path().as_os_str(),
+        "--size".as_ref(),
+        "64M".as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+    ]);
+    // The test file is made first; then the stages run (the memory-to-memory one for 30 s).
+    let test_file = dir.path().join(".xferbench-run-67108864.data");
+    wait_for(&test_file, &mut client);
+    std::thread::sleep(Duration::from_secs(3));
+    signal_and_finish(client, libc::SIGINT);
+    assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
+    let hosts = Hosts::two();
+    let root = temp_dir();
+    let mut server = hosts.serve(root.path(), &[]);
+    let client = server.spawn(&[
+        "net".as_ref(),
+        server.addr.as_ref(),
+        "-t".as_ref(),
+        "30".as_ref(),
+        "--bidir".as_ref(),
+    ]);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGTERM);
+    let sent = Instant::now();
+    let status = server
+        .wait_exit(Duration::from_secs(30))
+        .expect("serve did not stop within 30 s of SIGTERM");
+    let took = sent.elapsed();
+    assert_eq!(common::exit_code(status), 130, "{}", server.stderr_text());
+    assert!(
+        took <= EXIT_AFTER_SIGNAL,
+        "serve exited {took:?} after SIGTERM"
+    );
+    // Its client is told, and ends on its own.
+    let out = client.finish(Duration::from_secs(30));
+    assert_ne!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
+    const NEEDED: u64 = 20_000_000_000;
+    if common::free_space() < NEEDED {
+        eprintln!("skipping: the Ctrl-C test of gen needs 20 GB free under the test directory");
+        return;
+    }
+    let dir = temp_dir();
+    let path = dir.path().join("big.data");
+    let mut client = spawn_here(&[
+        "gen".as_ref(),
+        path.as_os_str(),
+        "--size".as_ref(),
+        "16G".as_ref(),
+    ]);
+    wait_for(&dir.path().join(".big.data.xferbench-partial"), &mut client);
+    std::thread::sleep(Duration::from_millis(300));
+    signal_and_finish(client, libc::SIGINT);
+    assert!(
+        common::entries(dir.path()).is_empty(),
+        "{:?}",
+        common::entries(dir.path())
+    );
+}
