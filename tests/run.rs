@@ -233,21 +233,8 @@ fn run_against_a_host_without_serve_fails_cleanly() {
 fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_exits_1() {
     let _turn = turn();
     // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
-    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let listen = format!("127.0.0.1:{}", holder.local_addr().unwrap().port());
     let root = temp_dir();
-    let mut cmd = command(["serve", "--listen", &listen, "--root"]);
-    cmd.arg(root.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let _serve = common::Background(cmd.spawn().expect("start serve"));
-    assert!(
-        common::wait_until(std::time::Duration::from_secs(10), || {
-            std::net::TcpStream::connect(&listen).is_ok()
-        }),
-        "serve did not listen on {listen}"
-    );
+    let (_serve, holder, listen) = common::serve_without_udp(root.path());
     let dir = temp_dir();
     let json = dir.path().join("report.json");
     let csv = dir.path().join("report.csv");

@@ -350,17 +350,9 @@ fn lat_over_udp_times_every_round_trip() {
 
 #[test]
 fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
-    // Hold a UDP port, then start serve on the same number for TCP.
-    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = holder.local_addr().unwrap().port();
+    // serve's UDP port (the number of its TCP port) is held here.
     let root = temp_dir();
-    let listen = format!("127.0.0.1:{port}");
-    let mut cmd = common::command(["serve", "--listen", &listen, "--root"]);
-    cmd.arg(root.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut serve = common::Background(cmd.spawn().expect("start serve"));
+    let (mut serve, holder, listen) = common::serve_without_udp(root.path());
     let started = Instant::now();
     let mut tcp = common::run(["net", &listen, "-t", "1", "-J"]);
     while tcp.0 != 0 && started.elapsed() < Duration::from_secs(10) {

@@ -875,3 +875,31 @@ impl Drop for ReadOnlyDir {
         );
     }
 }
+
+/// `serve` on loopback whose UDP port (the number of its TCP port) is held by the returned
+/// socket, so its UDP path fails with "could not open UDP port". Tries a few ports: one free
+/// for UDP may be taken for TCP. Returns serve, the holder, and `127.0.0.1:PORT`.
+pub fn serve_without_udp(root: &Path) -> (Background, std::net::UdpSocket, String) {
+    for _ in 0..5 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        let Ok(holder) = std::net::UdpSocket::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        drop(probe);
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = command(["serve", "--listen", &listen, "--root"]);
+        cmd.arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut serve = Background(cmd.spawn().expect("start serve"));
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(&listen).is_ok() || !serve.running()
+        });
+        if up && serve.running() {
+            return (serve, holder, listen);
+        }
+    }
+    panic!("no loopback port free for both TCP and UDP after 5 tries");
+}
