@@ -69,7 +69,19 @@ fio_ring_flags() {
   strace -f -e trace=io_uring_setup -o "$trace" \
     fio --name=flags --filename="$dir/fixed.data" --size=4M --bs=4k --iodepth=4 \
       --ioengine=io_uring --direct=1 --rw=read --readonly --output-format=json >/dev/null 2>&1 || true
-  grep -o 'flags=[A-Z_|]*' "$trace" | grep -v '^flags=0' | sed 's/^flags=//; s/IORING_SETUP_//g' | tail -n1
+  # strace names the flags it knows and prints the rest in hex: name those too.
+  grep -o 'io_uring_setup([0-9]*, {flags=[^,]*' "$trace" | tail -n1 | sed 's/.*flags=//' |
+    python3 -c '
+import sys
+names = {0x100: "COOP_TASKRUN", 0x1000: "SINGLE_ISSUER", 0x2000: "DEFER_TASKRUN"}
+got = []
+for part in sys.stdin.read().strip().split("|"):
+    if part.startswith("0x"):
+        bits = int(part, 16)
+        got += [name for bit, name in names.items() if bits & bit]
+    elif part and part != "0":
+        got.append(part.removeprefix("IORING_SETUP_"))
+print("|".join(got) or "none")'
   rm -f "$trace"
 }
 

@@ -160,7 +160,9 @@ impl Moved {
 
 /// The sequential pass behind both directions: writes when `fill` is given, reads otherwise.
 /// Keeps `depth` blocks in flight, and refills every block that completed in one go, so the
-/// io_uring engine submits them in one batch the block layer can merge, as fio does.
+/// io_uring engine submits them in one batch the block layer can merge, as fio does. A write
+/// fills one block more while the others are in flight, so making random data overlaps the
+/// disk's work instead of following it (at depth 1 it would cost a fifth of the rate).
 fn sequential(
     engine: &mut Engine,
     size: u64,
@@ -169,36 +171,31 @@ fn sequential(
     progress: &Counter,
     mut clock: IntervalClock,
 ) -> Result<Moved> {
-    let mut pool: Vec<AlignedBuf> = (0..pattern.depth)
+    let spare = usize::from(fill.is_some());
+    let mut pool: Vec<AlignedBuf> = (0..pattern.depth + spare)
         .map(|_| AlignedBuf::new(pattern.block))
         .collect();
     let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
     let mut failure: Option<anyhow::Error> = None;
     let mut end_of_file = false;
+    // A block made ready (filled, for a write) but not yet submitted.
+    let mut ready: Option<Request> = None;
     loop {
-        while failure.is_none() && !end_of_file && next_offset < size {
+        while failure.is_none() && !end_of_file && in_flight < pattern.depth {
             if interrupt::requested() {
                 failure = Some(Interrupted.into());
                 break;
             }
-            let Some(mut buf) = pool.pop() else { break };
-            let len = (size - next_offset).min(pattern.block as u64) as usize;
-            let io_len = pattern.io_len(len);
-            let op = match fill.as_mut() {
-                Some(fill) => {
-                    fill(&mut buf.full_mut()[..io_len]);
-                    buf.set_len(io_len);
-                    Op::Write
-                }
-                None => Op::Read { len: io_len },
+            let Some(request) = ready.take().or_else(|| {
+                next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut())
+            }) else {
+                break;
             };
-            engine.submit(Request {
-                op,
-                offset: next_offset,
-                buf,
-            })?;
+            engine.submit(request)?;
             in_flight += 1;
-            next_offset += len as u64;
+        }
+        if failure.is_none() && ready.is_none() && fill.is_some() {
+            ready = next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut());
         }
         if in_flight == 0 {
             break;
@@ -232,6 +229,38 @@ fn sequential(
         Some(failure) => Err(failure),
         None => Ok(Moved { bytes: done, clock }),
     }
+}
+
+/// The next block of a sequential pass, from the pool: filled for a write (with `fill`), or
+/// an empty read of its length. None at the end of the pass or with no buffer free.
+fn next_block(
+    pool: &mut Vec<AlignedBuf>,
+    next_offset: &mut u64,
+    size: u64,
+    pattern: Pattern,
+    fill: Option<&mut Fill<'_>>,
+) -> Option<Request> {
+    if *next_offset >= size {
+        return None;
+    }
+    let mut buf = pool.pop()?;
+    let len = (size - *next_offset).min(pattern.block as u64) as usize;
+    let io_len = pattern.io_len(len);
+    let op = match fill {
+        Some(fill) => {
+            fill(&mut buf.full_mut()[..io_len]);
+            buf.set_len(io_len);
+            Op::Write
+        }
+        None => Op::Read { len: io_len },
+    };
+    let request = Request {
+        op,
+        offset: *next_offset,
+        buf,
+    };
+    *next_offset += len as u64;
+    Some(request)
 }
 
 /// Which passes `xferbench disk` runs.

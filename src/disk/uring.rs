@@ -213,7 +213,7 @@ impl InFlight {
                 .offset(offset)
                 .build(),
             Op::Read { .. } => {
-                opcode::Read::new(file, self.buf.full_mut()[self.done..].as_mut_ptr(), left)
+                opcode::Read::new(file, self.buf.as_mut_ptr().wrapping_add(self.done), left)
                     .offset(offset)
                     .build()
             }
