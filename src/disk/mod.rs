@@ -186,9 +186,10 @@ fn sequential(
                 failure = Some(Interrupted.into());
                 break;
             }
-            let Some(request) = ready.take().or_else(|| {
-                next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut())
-            }) else {
+            let Some(request) = ready
+                .take()
+                .or_else(|| next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut()))
+            else {
                 break;
             };
             engine.submit(request)?;
@@ -380,7 +381,7 @@ fn baseline_in_dir(
         warnings.push(Warning::DirectUnsupported { path: dir.clone() });
     }
     file::allocate(&handle, &test_path, size)?;
-    let mut engine = start_engine(
+    let mut engine = start_blocking_engine(
         options.engine,
         &handle,
         &test_path,
@@ -395,7 +396,11 @@ fn baseline_in_dir(
             &handle,
             size,
             options.pattern,
-            &mut |b| random.fill(b),
+            &mut |b| {
+                if std::env::var_os("XFB_NOFILL").is_none() {
+                    random.fill(b)
+                }
+            },
             counter,
         )
     })
@@ -465,14 +470,14 @@ pub fn read_while_writing(
     let (write_handle, write_direct) = file::create_new(&test_path, true)?;
     file::allocate(&write_handle, &test_path, size)?;
     let mut ignored = Vec::new();
-    let mut reader = start_engine(
+    let mut reader = start_blocking_engine(
         EngineChoice::Auto,
         &read_handle,
         source,
         pattern.depth,
         &mut ignored,
     )?;
-    let mut writer = start_engine(
+    let mut writer = start_blocking_engine(
         EngineChoice::Auto,
         &write_handle,
         &test_path,
@@ -563,7 +568,7 @@ fn baseline_of_file(
         warnings.push(Warning::DirectUnsupported { path: path.clone() });
     }
     warnings.extend(file::unwritten_warning(&handle, path));
-    let mut engine = start_engine(
+    let mut engine = start_blocking_engine(
         options.engine,
         &handle,
         path,
@@ -587,6 +592,21 @@ fn baseline_of_file(
         measurements: vec![PlacedMeasurement::new(measurement)],
         warnings,
     })
+}
+
+/// [`start_engine`] for a caller that waits on one thread (the sequential passes): io_uring is
+/// driven from that thread, as fio drives it.
+pub fn start_blocking_engine(
+    choice: EngineChoice,
+    handle: &File,
+    path: &Path,
+    depth: usize,
+    warnings: &mut Vec<Warning>,
+) -> Result<Engine> {
+    let (engine, fallback) = Engine::start_blocking(choice, handle, depth)
+        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
+    Ok(engine)
 }
 
 /// Starts the engine on an open file; a fallback from io_uring to psync becomes a warning.

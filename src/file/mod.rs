@@ -78,7 +78,7 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             None
         }
         fill => {
-            let mut engine = disk::start_engine(
+            let mut engine = disk::start_blocking_engine(
                 options.engine,
                 handle,
                 path,
