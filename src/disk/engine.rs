@@ -213,6 +213,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Starts what [`Engine::submit`] queued now, without waiting for anything: a caller with
+    /// other work to do before its next wait (filling the next block) calls it first. An engine
+    /// whose requests start on submit has nothing to do here.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.inline {
+            Some(inline) => inline.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Blocks until a request completes; for callers outside an async runtime.
     pub fn wait(&mut self) -> io::Result<Completion> {
         if let Some(inline) = &mut self.inline {

@@ -196,6 +196,8 @@ fn sequential(
             in_flight += 1;
         }
         if failure.is_none() && ready.is_none() && fill.is_some() {
+            // The submitted blocks must be on their way before the CPU turns to filling.
+            engine.flush()?;
             ready = next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut());
         }
         if in_flight == 0 {

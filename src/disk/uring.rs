@@ -340,6 +340,14 @@ impl Inline {
         }
     }
 
+    /// Hands what is queued to the kernel now, without waiting.
+    pub(super) fn flush(&mut self) -> io::Result<()> {
+        if self.core.ring.submission().is_empty() {
+            return Ok(());
+        }
+        self.turn(0)
+    }
+
     /// A completion that is already there, after one look without waiting.
     pub(super) fn try_next(&mut self) -> Option<Completion> {
         if self.ready.is_empty() && self.core.in_flight > 0 {
