@@ -194,10 +194,12 @@ fn sequential(
             };
             engine.submit(request)?;
             in_flight += 1;
+            // A block goes to the kernel before the CPU turns to filling the next one.
+            if fill.is_some() {
+                engine.flush()?;
+            }
         }
         if failure.is_none() && ready.is_none() && fill.is_some() {
-            // The submitted blocks must be on their way before the CPU turns to filling.
-            engine.flush()?;
             ready = next_block(&mut pool, &mut next_offset, size, pattern, fill.as_mut());
         }
         if in_flight == 0 {
