@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::disk::FillMode;
 use crate::disk::{EngineChoice, Passes, Pattern};
-use crate::file::FillMode;
 use crate::units::parse_size;
 
 /// How fast does a file really go from this disk to that disk, and what holds it back?

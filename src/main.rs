@@ -6,8 +6,8 @@ use clap::Parser;
 use xferbench::cli::{
     Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs, Usage,
 };
+use xferbench::disk::GenOptions;
 use xferbench::disk::{self, BaselineOptions};
-use xferbench::file::{self, GenOptions};
 use xferbench::interrupt::{self, Interrupted};
 use xferbench::plan::{self, RunOptions};
 use xferbench::progress::{IntervalLines, Progress, Style};
@@ -105,7 +105,7 @@ fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
         pattern: args.engine.pattern(),
         engine: args.engine.engine,
     };
-    let made = file::generate(&options, progress)?;
+    let made = disk::generate(&options, progress)?;
     print!("{}", report::text::generated(&made));
     eprint!("{}", report::text::warnings(&made.warnings));
     Ok(())

@@ -3,14 +3,13 @@
 //! One [`Measurement`] type for disks, networks and copies, so they land in the same table and JSON.
 //! Measuring code fills these and never prints; progress bars read a shared [`Counter`].
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::disk::EngineKind;
-use crate::transport::{Rounds, TransportKind};
 use crate::units::Rate;
 
 /// What was measured.
@@ -46,6 +45,105 @@ impl Stage {
             Stage::DiskReadWrite => "read+write",
         }
     }
+}
+
+/// The engine actually running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    IoUring,
+    Psync,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::IoUring => "io_uring",
+            EngineKind::Psync => "psync",
+        })
+    }
+}
+
+/// The transfer paths xferbench knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// Plain TCP to `xferbench serve`, parallel streams.
+    Tcp,
+    /// SCP-like over SSH: any OpenSSH server, or `serve --ssh-listen`.
+    Ssh,
+    /// RC RDMA WRITE to `xferbench serve` (builds with the `rdma` feature).
+    Rdma,
+    /// UDP datagrams to `xferbench serve`: net and lat only (UDP carries no files).
+    Udp,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Ssh => "ssh",
+            TransportKind::Rdma => "rdma",
+            TransportKind::Udp => "udp",
+        })
+    }
+}
+
+/// How long a latency test goes on: so many round trips (`-n`), or so many seconds (`-t`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rounds {
+    Count(u32),
+    Secs(f64),
+}
+
+impl Rounds {
+    /// Whether another timed round trip is due, `done` of them having taken `elapsed`.
+    pub fn more(self, done: u64, elapsed: std::time::Duration) -> bool {
+        match self {
+            Rounds::Count(count) => done < count as u64,
+            Rounds::Secs(secs) => elapsed.as_secs_f64() < secs,
+        }
+    }
+}
+
+/// Which way the bytes of a memory-to-memory test go, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Client to server (iperf3's default).
+    Upload,
+    /// Server to client (`-R`).
+    Download,
+}
+
+/// Whether a stream sends or receives, from the side that samples it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Send,
+    Receive,
+}
+
+/// One stream's share of one interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TickStream {
+    pub role: Role,
+    pub bytes: u64,
+    /// Retransmits during the interval (senders only).
+    pub retransmits: Option<u64>,
+    /// Congestion window at the end of the interval (senders only).
+    pub cwnd_bytes: Option<u64>,
+}
+
+/// One interval report, iperf3's per-second line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tick {
+    /// Seconds from the end of the omitted start (negative-free: omitted ticks count from 0 too).
+    pub start_secs: f64,
+    pub secs: f64,
+    /// Inside the omitted start: shown, not counted.
+    pub omitted: bool,
+    pub streams: Vec<TickStream>,
 }
 
 /// The conditions a figure was taken under, so that it says what it measured.
@@ -194,7 +292,7 @@ pub trait Watcher {
     /// The phase ended, well or not.
     fn end(&self);
     /// An interval of a network test closed (iperf3's per-second line).
-    fn tick(&self, _tick: &crate::transport::memory::Tick) {}
+    fn tick(&self, _tick: &Tick) {}
     /// A stage of a longer run begins (`run`'s numbered headings).
     fn heading(&self, _title: &str) {}
 }

@@ -4,16 +4,18 @@
 //! for each path → disk to disk for each path (verified) → the verdict. Paths this build or peer
 //! cannot do are listed as skipped with the reason, never dropped.
 
+pub mod verdict;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
-use crate::file::{self, FillMode, GenOptions};
+use crate::disk::{FillMode, GenOptions};
+use crate::file;
 use crate::interrupt::Interrupted;
 use crate::measure::{CpuUse, Latency, Measurement, Stage as MeasuredStage, Watcher};
-use crate::report::verdict::{self, Figures, Sentence, Verdict};
 use crate::serve;
 use crate::transport::rdma::{Rdma, RdmaOptions};
 use crate::transport::ssh::Ssh;
@@ -25,6 +27,7 @@ use crate::transport::{
 };
 use crate::units::Rate;
 use crate::warning::Warning;
+use verdict::{Figures, Sentence, Verdict};
 
 /// The paths `--via` may name, known to the design; the ones this build lacks are skipped.
 pub const PATH_NAMES: [&str; 4] = ["tcp", "ssh", "rdma", "udp"];
@@ -385,7 +388,7 @@ pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     let test_file = test_file_path(&options.dir, options.size);
     let reused = reusable(&test_file, options.size);
     if !reused {
-        let made = file::generate(
+        let made = disk::generate(
             &GenOptions {
                 path: test_file.clone(),
                 size: options.size,

@@ -14,10 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use connection::Connection;
 
-use crate::measure::{CpuUse, Measurement};
-use crate::transport::Direction;
-use crate::transport::memory::Flow;
-use crate::transport::udp::{Received, Sent};
+use crate::measure::{CpuUse, Direction, Interval, Measurement};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
@@ -294,4 +291,120 @@ pub struct DiskDone {
     /// one disk serves both ends.
     #[serde(default)]
     pub device: Option<crate::file::DeviceId>,
+}
+
+/// What one side saw of its streams, the omitted start left out.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Flow {
+    pub stream_bytes: Vec<u64>,
+    pub stream_retransmits: Vec<Option<u64>>,
+    pub stream_intervals: Vec<Vec<Interval>>,
+    /// Bytes each stream moved during the omitted start.
+    pub stream_omitted_bytes: Vec<u64>,
+    /// From the end of the omitted start to the last byte.
+    pub secs: f64,
+}
+
+impl Flow {
+    /// Moves the receiver's omitted-start cut to the sender's, by bytes: each end starts counting
+    /// on its own clock, so bytes in flight when the sender's omitted start ended would otherwise
+    /// count for the receiver only. Afterwards a receiver never counts more than its sender.
+    pub fn align_to_sender(&mut self, sender: &Flow) {
+        for i in 0..self
+            .stream_bytes
+            .len()
+            .min(sender.stream_omitted_bytes.len())
+        {
+            let received =
+                self.stream_omitted_bytes.get(i).copied().unwrap_or(0) + self.stream_bytes[i];
+            let counted = received.saturating_sub(sender.stream_omitted_bytes[i]);
+            let counted_here = self.stream_bytes[i];
+            self.stream_bytes[i] = counted;
+            let Some(intervals) = self.stream_intervals.get_mut(i) else {
+                continue;
+            };
+            // The difference belongs to the first counted intervals.
+            if counted >= counted_here {
+                if let Some(first) = intervals.first_mut() {
+                    first.bytes += counted - counted_here;
+                }
+            } else {
+                let mut excess = counted_here - counted;
+                for interval in intervals.iter_mut() {
+                    let taken = excess.min(interval.bytes);
+                    interval.bytes -= taken;
+                    excess -= taken;
+                }
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.stream_bytes.iter().sum()
+    }
+
+    pub fn retransmits(&self) -> Option<u64> {
+        self.stream_retransmits
+            .iter()
+            .copied()
+            .try_fold(0u64, |sum, r| r.map(|r| sum + r))
+    }
+}
+
+/// What the sender of a UDP test counted (the omitted start left out).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sent {
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// From the first counted datagram to the last.
+    pub secs: f64,
+    pub intervals: Vec<Interval>,
+}
+
+/// What the receiver of a UDP test counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Received {
+    /// Distinct datagrams (a duplicate counts once).
+    pub datagrams: u64,
+    pub bytes: u64,
+    /// From the first arrival to the last.
+    pub secs: f64,
+    /// Datagrams that arrived after one numbered higher.
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    /// RFC 3550 interarrival jitter at the end, in microseconds.
+    pub jitter_us: f64,
+    /// Highest sequence number seen, plus one.
+    pub expected: u64,
+    pub intervals: Vec<DatagramInterval>,
+}
+
+/// One interval at the receiver, iperf3 -u's server line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatagramInterval {
+    pub start_secs: f64,
+    pub secs: f64,
+    pub bytes: u64,
+    pub datagrams: u64,
+    /// Sequence numbers that fell in this interval's range: from the one after the highest
+    /// seen before it to the highest seen by its end; the last interval also takes the
+    /// datagrams sent after the last arrival. The intervals' `expected` add up to `sent`.
+    pub expected: u64,
+    /// Sequence numbers of its range that never arrived: a late arrival is taken back from
+    /// the interval its number belongs to, so the intervals' losses add up to the total.
+    pub lost: u64,
+    pub out_of_order: u64,
+    /// RFC 3550 jitter at the end of the interval, in microseconds.
+    pub jitter_us: f64,
+}
+
+impl DatagramInterval {
+    /// Its bytes, as every path's intervals count them.
+    pub fn interval(&self) -> Interval {
+        Interval {
+            start_secs: self.start_secs,
+            secs: self.secs,
+            bytes: self.bytes,
+        }
+    }
 }

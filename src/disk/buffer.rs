@@ -3,8 +3,7 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-/// Alignment that satisfies O_DIRECT on every Linux block device and file system we target.
-pub const ALIGN: usize = 4096;
+pub use crate::file::ALIGN;
 
 /// A heap buffer aligned to [`ALIGN`], with a capacity fixed at creation and a length of valid bytes.
 ///

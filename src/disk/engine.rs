@@ -5,19 +5,18 @@
 //! by sysctl or seccomp. Callers submit owned buffers and get them back in completions, in any
 //! order, so the number of buffers a caller owns bounds both memory and queue depth.
 
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::buffer::AlignedBuf;
 use super::uring;
 pub use super::uring::RingFlags;
+pub use crate::measure::EngineKind;
 
 /// What the user asked for with `--engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -29,23 +28,6 @@ pub enum EngineChoice {
     IoUring,
     /// pread/pwrite on IODEPTH worker threads.
     Psync,
-}
-
-/// The engine actually running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EngineKind {
-    IoUring,
-    Psync,
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EngineKind::IoUring => "io_uring",
-            EngineKind::Psync => "psync",
-        })
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 pub mod buffer;
 pub mod engine;
+pub mod testfile;
 mod uring;
 
 use std::fs::File;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use buffer::{ALIGN, AlignedBuf};
 pub use engine::{Completion, Engine, EngineChoice, EngineKind, Op, Request};
+pub use testfile::{FillMode, GenOptions, Generated, generate};
 
 use crate::classes::{self, DevicePlacement, Direction, LinkPlacement};
 use crate::file::{self, PartialFile};

@@ -1,5 +1,6 @@
-//! Test files done right: allocated up front, filled with random data by O_DIRECT writes,
-//! never left half-made under their final name.
+//! File-system primitives: files made under a temporary name and renamed into place when
+//! complete ([`Landing`]), opened with O_DIRECT where the file system takes it, allocated up
+//! front; free space, tmpfs, extents and the page cache. Nothing here drives a disk engine.
 
 pub mod cache;
 pub mod extents;
@@ -13,114 +14,12 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::Serialize;
 
-use crate::disk::{self, EngineChoice, Pattern};
-use crate::measure::{Measurement, Stage, Watcher, watch};
-use crate::payload::RandomFill;
 use crate::units::format_bytes;
 use crate::warning::Warning;
 
-/// What `gen` writes into the file after allocating it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum FillMode {
-    /// Fast pseudo-random data: incompressible, not dedupable, every read hits the disk.
-    Random,
-    /// Zeros, written for real (compressible: SSH and NAS figures will be inflated).
-    Zero,
-    /// Allocate only, like `fallocate -l`: reads return zeros without disk I/O.
-    None,
-}
-
-/// What `xferbench gen` was asked to make.
-#[derive(Debug, Clone)]
-pub struct GenOptions {
-    pub path: PathBuf,
-    pub size: u64,
-    pub fill: FillMode,
-    pub force: bool,
-    pub pattern: Pattern,
-    pub engine: EngineChoice,
-}
-
-/// The file `gen` made, and how fast it was filled.
-#[derive(Debug, Clone, Serialize)]
-pub struct Generated {
-    pub path: PathBuf,
-    pub size: u64,
-    pub fill: FillMode,
-    pub measurement: Option<Measurement>,
-    pub warnings: Vec<Warning>,
-}
-
-/// Makes a test file: checks room, allocates the full size, fills it, fsyncs, and renames it
-/// into place. On error or Ctrl-C nothing is left under the final name or the temporary one.
-pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated> {
-    let path = &options.path;
-    options.pattern.validate(true)?;
-    let wants_direct = options.fill != FillMode::None;
-    let landing = Landing::prepare(path, options.size, options.force, wants_direct)?;
-    let mut warnings = Vec::new();
-    if wants_direct && !landing.direct {
-        warnings.push(Warning::DirectUnsupported {
-            path: parent_dir(path),
-        });
-    }
-    let handle = &landing.file;
-
-    let measurement = match options.fill {
-        FillMode::None => {
-            handle
-                .sync_all()
-                .with_context(|| format!("fsync of {}", path.display()))?;
-            warnings.push(Warning::UnfilledFile { path: path.clone() });
-            None
-        }
-        fill => {
-            let mut engine = disk::start_blocking_engine(
-                options.engine,
-                handle,
-                path,
-                options.pattern.depth,
-                &mut warnings,
-            )?;
-            // Buffers start zeroed and a zero fill never writes into them.
-            let mut random = (fill == FillMode::Random).then(RandomFill::new);
-            let mut fill_block = |block: &mut [u8]| {
-                if let Some(random) = random.as_mut() {
-                    random.fill(block);
-                }
-            };
-            let pass = watch(watcher, "gen", options.size, |counter| {
-                disk::write_sequential(
-                    &mut engine,
-                    handle,
-                    options.size,
-                    options.pattern,
-                    &mut fill_block,
-                    counter,
-                )
-            })
-            .with_context(|| format!("filling {}", path.display()))?;
-            if fill == FillMode::Zero {
-                warnings.push(Warning::ZeroFilled { path: path.clone() });
-            }
-            Some(pass.into_measurement(
-                Stage::Fill,
-                options.pattern.conditions(landing.direct, true, &engine),
-            ))
-        }
-    };
-    landing.commit()?;
-    Ok(Generated {
-        path: path.clone(),
-        size: options.size,
-        fill: options.fill,
-        measurement,
-        warnings,
-    })
-}
+/// Alignment that satisfies O_DIRECT on every Linux block device and file system we target.
+pub const ALIGN: usize = 4096;
 
 /// A file being made under a temporary name beside its final path (`.NAME.xferbench-partial`):
 /// renamed into place by [`Landing::commit`], removed if dropped before that.
@@ -203,7 +102,7 @@ impl Landing {
     /// Cuts the padding of an O_DIRECT tail back to `size` and fsyncs: how long that took.
     pub fn flush(&self, size: u64) -> Result<std::time::Duration> {
         let start = std::time::Instant::now();
-        if !size.is_multiple_of(crate::disk::ALIGN as u64) {
+        if !size.is_multiple_of(ALIGN as u64) {
             self.file
                 .set_len(size)
                 .context("truncating the padded tail")?;
@@ -437,7 +336,8 @@ pub fn describe_path_error(path: &Path, err: io::Error) -> String {
     }
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+/// The directory holding `path`: "." for a bare file name.
+pub fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),

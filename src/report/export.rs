@@ -177,8 +177,8 @@ fn cannot_write(path: &Path, err: io::Error) -> anyhow::Error {
 #[cfg(test)]
 pub(crate) fn sample_report() -> RunReport {
     use crate::measure::{Conditions, CpuUse, Interval, Latency, Measurement, Stage};
+    use crate::plan::verdict::{self, Figures, Sentence};
     use crate::plan::{Parameters, PathResult, Skipped, Summary};
-    use crate::report::verdict::{self, Figures, Sentence};
     use crate::transport::TransportKind;
     use crate::warning::Warning;
     use std::time::Duration;

@@ -7,7 +7,6 @@ pub mod json;
 pub mod markdown;
 pub mod svg;
 pub mod text;
-pub mod verdict;
 
 use serde::Serialize;
 

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::disk::{Baseline, PlacedMeasurement};
-use crate::file::{FillMode, Generated};
+use crate::disk::{FillMode, Generated};
 use std::time::Duration;
 
 use crate::measure::{Conditions, CpuUse, Stage};

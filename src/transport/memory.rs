@@ -5,12 +5,13 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use tokio::time::Instant;
 
+pub use crate::control::Flow;
 use crate::measure::{Counter, Interval, set_socket_option, tcp_facts};
+pub use crate::measure::{Role, Tick, TickStream};
 use crate::payload::RandomFill;
 
 /// One buffer of random bytes, made once and written over and over: incompressible, and cheap.
@@ -213,14 +214,6 @@ pub fn sink<R: Read + ?Sized>(
     }
 }
 
-/// Whether a stream sends or receives, from the side that samples it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Send,
-    Receive,
-}
-
 /// One stream a sampler watches.
 #[derive(Debug, Clone)]
 pub struct Tracked {
@@ -228,86 +221,6 @@ pub struct Tracked {
     pub role: Role,
     /// The socket, for TCP_INFO; None where the path has no TCP socket of its own.
     pub fd: Option<RawFd>,
-}
-
-/// One stream's share of one interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TickStream {
-    pub role: Role,
-    pub bytes: u64,
-    /// Retransmits during the interval (senders only).
-    pub retransmits: Option<u64>,
-    /// Congestion window at the end of the interval (senders only).
-    pub cwnd_bytes: Option<u64>,
-}
-
-/// One interval report, iperf3's per-second line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tick {
-    /// Seconds from the end of the omitted start (negative-free: omitted ticks count from 0 too).
-    pub start_secs: f64,
-    pub secs: f64,
-    /// Inside the omitted start: shown, not counted.
-    pub omitted: bool,
-    pub streams: Vec<TickStream>,
-}
-
-/// What one side saw of its streams, the omitted start left out.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Flow {
-    pub stream_bytes: Vec<u64>,
-    pub stream_retransmits: Vec<Option<u64>>,
-    pub stream_intervals: Vec<Vec<Interval>>,
-    /// Bytes each stream moved during the omitted start.
-    pub stream_omitted_bytes: Vec<u64>,
-    /// From the end of the omitted start to the last byte.
-    pub secs: f64,
-}
-
-impl Flow {
-    /// Moves the receiver's omitted-start cut to the sender's, by bytes: each end starts counting
-    /// on its own clock, so bytes in flight when the sender's omitted start ended would otherwise
-    /// count for the receiver only. Afterwards a receiver never counts more than its sender.
-    pub fn align_to_sender(&mut self, sender: &Flow) {
-        for i in 0..self
-            .stream_bytes
-            .len()
-            .min(sender.stream_omitted_bytes.len())
-        {
-            let received =
-                self.stream_omitted_bytes.get(i).copied().unwrap_or(0) + self.stream_bytes[i];
-            let counted = received.saturating_sub(sender.stream_omitted_bytes[i]);
-            let counted_here = self.stream_bytes[i];
-            self.stream_bytes[i] = counted;
-            let Some(intervals) = self.stream_intervals.get_mut(i) else {
-                continue;
-            };
-            // The difference belongs to the first counted intervals.
-            if counted >= counted_here {
-                if let Some(first) = intervals.first_mut() {
-                    first.bytes += counted - counted_here;
-                }
-            } else {
-                let mut excess = counted_here - counted;
-                for interval in intervals.iter_mut() {
-                    let taken = excess.min(interval.bytes);
-                    interval.bytes -= taken;
-                    excess -= taken;
-                }
-            }
-        }
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.stream_bytes.iter().sum()
-    }
-
-    pub fn retransmits(&self) -> Option<u64> {
-        self.stream_retransmits
-            .iter()
-            .copied()
-            .try_fold(0u64, |sum, r| r.map(|r| sum + r))
-    }
 }
 
 /// Cuts the streams' running counts into intervals; the omitted start is cut apart from the rest.

@@ -12,40 +12,14 @@ pub mod ssh;
 pub mod tcp;
 pub mod udp;
 
-use std::fmt;
-
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+pub use crate::measure::{Direction, Rounds, TransportKind};
 pub use address::{Location, Peer};
 
 use crate::measure::{CpuUse, Interval, Latency, Measurement, Watcher};
 use crate::warning::Warning;
-
-/// The transfer paths xferbench knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum TransportKind {
-    /// Plain TCP to `xferbench serve`, parallel streams.
-    Tcp,
-    /// SCP-like over SSH: any OpenSSH server, or `serve --ssh-listen`.
-    Ssh,
-    /// RC RDMA WRITE to `xferbench serve` (builds with the `rdma` feature).
-    Rdma,
-    /// UDP datagrams to `xferbench serve`: net and lat only (UDP carries no files).
-    Udp,
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransportKind::Tcp => "tcp",
-            TransportKind::Ssh => "ssh",
-            TransportKind::Rdma => "rdma",
-            TransportKind::Udp => "udp",
-        })
-    }
-}
 
 /// A peer on this machine measures memory and CPU, not a network: say so.
 pub fn loopback_warning(peer: std::net::SocketAddr) -> Option<Warning> {
@@ -78,23 +52,6 @@ pub struct LatPlan {
     pub rounds: Rounds,
 }
 
-/// How long a latency test goes on: so many round trips (`-n`), or so many seconds (`-t`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rounds {
-    Count(u32),
-    Secs(f64),
-}
-
-impl Rounds {
-    /// Whether another timed round trip is due, `done` of them having taken `elapsed`.
-    pub fn more(self, done: u64, elapsed: std::time::Duration) -> bool {
-        match self {
-            Rounds::Count(count) => done < count as u64,
-            Rounds::Secs(secs) => elapsed.as_secs_f64() < secs,
-        }
-    }
-}
-
 /// The result of `xferbench lat`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatReport {
@@ -104,16 +61,6 @@ pub struct LatReport {
     pub latency: Latency,
     pub cpu: CpuBoth,
     pub warnings: Vec<Warning>,
-}
-
-/// Which way the bytes of a memory-to-memory test go, seen from the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// Client to server (iperf3's default).
-    Upload,
-    /// Server to client (`-R`).
-    Download,
 }
 
 /// Which directions a memory-to-memory test runs.

@@ -23,6 +23,7 @@ use super::{
 };
 use crate::control::connection::{Peeked, peek};
 use crate::control::{Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
+pub use crate::control::{DatagramInterval, Received, Sent};
 use crate::measure::{
     Conditions, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
     set_socket_option,
@@ -36,64 +37,6 @@ const ECHO_TIMEOUT: Duration = Duration::from_secs(1);
 const ECHOES_MISSED: u32 = 5;
 /// How long a receiver goes on past the test's length before it stops by itself.
 const RECEIVE_MARGIN: Duration = Duration::from_secs(10);
-
-/// What the sender of a UDP test counted (the omitted start left out).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sent {
-    pub datagrams: u64,
-    pub bytes: u64,
-    /// From the first counted datagram to the last.
-    pub secs: f64,
-    pub intervals: Vec<Interval>,
-}
-
-/// What the receiver of a UDP test counted.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Received {
-    /// Distinct datagrams (a duplicate counts once).
-    pub datagrams: u64,
-    pub bytes: u64,
-    /// From the first arrival to the last.
-    pub secs: f64,
-    /// Datagrams that arrived after one numbered higher.
-    pub out_of_order: u64,
-    pub duplicates: u64,
-    /// RFC 3550 interarrival jitter at the end, in microseconds.
-    pub jitter_us: f64,
-    /// Highest sequence number seen, plus one.
-    pub expected: u64,
-    pub intervals: Vec<DatagramInterval>,
-}
-
-/// One interval at the receiver, iperf3 -u's server line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DatagramInterval {
-    pub start_secs: f64,
-    pub secs: f64,
-    pub bytes: u64,
-    pub datagrams: u64,
-    /// Sequence numbers that fell in this interval's range: from the one after the highest
-    /// seen before it to the highest seen by its end; the last interval also takes the
-    /// datagrams sent after the last arrival. The intervals' `expected` add up to `sent`.
-    pub expected: u64,
-    /// Sequence numbers of its range that never arrived: a late arrival is taken back from
-    /// the interval its number belongs to, so the intervals' losses add up to the total.
-    pub lost: u64,
-    pub out_of_order: u64,
-    /// RFC 3550 jitter at the end of the interval, in microseconds.
-    pub jitter_us: f64,
-}
-
-impl DatagramInterval {
-    /// Its bytes, as every path's intervals count them.
-    pub fn interval(&self) -> Interval {
-        Interval {
-            start_secs: self.start_secs,
-            secs: self.secs,
-            bytes: self.bytes,
-        }
-    }
-}
 
 /// The datagram figures of one direction of a UDP test.
 #[derive(Debug, Clone, Serialize, Deserialize)]
