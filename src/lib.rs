@@ -1,6 +1,20 @@
 //! xferbench: how fast a file really goes from this disk to that disk, and what holds it back.
 //!
 //! The binary is a thin shell over this library, so tests and benches run the same code.
+//!
+//! # Layout
+//! Floors, bottom to top; a module imports only the floors below it (`tests/layers.rs`), and
+//! `ARCHITECTURE.md` draws the map and the control protocol.
+//! - vocabulary: [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`classes`]
+//! - [`measure`]: one `Measurement` for every path, and the words a figure is about
+//! - [`file`]: file-system primitives (`Landing`, O_DIRECT, allocation, page cache)
+//! - [`disk`]: the disk engine, baselines and test files
+//! - [`control`]: the control protocol's frames, requests, replies and exchanged figures
+//! - [`transport`]: the paths (tcp, ssh, rdma, udp) behind one trait, and the copy pipeline
+//! - [`serve`]: the peer daemon
+//! - [`plan`]: what `run` measures, and the verdict
+//! - [`report`], [`progress`]: exporters and progress bars
+//! - [`cli`]: flags and their checks
 
 pub mod ceiling;
 pub mod classes;
