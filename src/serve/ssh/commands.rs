@@ -2,7 +2,7 @@
 //! its exit status, and its error on the channel's stderr. Each function does natively what the
 //! shell command of the SSH path's client would do on an OpenSSH server.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -334,11 +334,8 @@ fn finish(root: &Root, max_bytes: Option<u64>, temp: &str, size: u64, path: &str
     drop(handle);
     std::fs::rename(&temp_path, &final_path)
         .with_context(|| format!("renaming '{temp}' to '{path}'"))?;
-    if let Some(dir) = final_path.parent()
-        && let Ok(dir) = File::open(dir)
-    {
-        // Makes the rename durable; some file systems refuse fsync on directories.
-        let _ = dir.sync_all();
+    if let Some(dir) = final_path.parent() {
+        file::sync_dir(dir);
     }
     Ok(())
 }
