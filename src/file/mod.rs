@@ -345,7 +345,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Makes a rename durable; best effort, since some file systems refuse fsync on directories.
-fn sync_dir(dir: &Path) {
+pub fn sync_dir(dir: &Path) {
     if let Ok(handle) = File::open(dir) {
         let _ = handle.sync_all();
     }
