@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::disk::FillMode;
-use crate::disk::{EngineChoice, Passes, Pattern};
+use crate::disk::{BaselineOptions, EngineChoice, FillMode, GenOptions, Passes, Pattern};
+use crate::plan::RunOptions;
+use crate::report::export::Format;
+use crate::serve::ServeOptions;
+use crate::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
 use crate::units::parse_size;
 
 /// How fast does a file really go from this disk to that disk, and what holds it back?
@@ -881,5 +884,201 @@ impl RunArgs {
             )));
         }
         Ok(())
+    }
+}
+
+/// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
+pub const DEFAULT_NET_LEN: usize = 128 << 10;
+
+/// An error in what the user typed, as a [`Usage`] error (exit 2).
+pub fn as_usage(err: anyhow::Error) -> anyhow::Error {
+    Usage(format!("{err:#}")).into()
+}
+
+/// HOST[:PORT] as net and lat take it; a user@ only with --via ssh. Errors: [`Usage`].
+fn peer_arg(text: &str, via: TransportKind) -> anyhow::Result<Peer> {
+    let peer = Peer::parse(text).map_err(as_usage)?;
+    if via != TransportKind::Ssh {
+        peer.without_user(&via.to_string()).map_err(as_usage)?;
+    }
+    Ok(peer)
+}
+
+impl GenArgs {
+    pub fn options(&self) -> GenOptions {
+        GenOptions {
+            path: self.file.clone(),
+            size: self.size,
+            fill: self.fill,
+            force: self.force,
+            pattern: self.engine.pattern(),
+            engine: self.engine.engine,
+        }
+    }
+}
+
+impl DiskArgs {
+    pub fn options(&self) -> BaselineOptions {
+        BaselineOptions {
+            path: self.path.clone(),
+            size: self.size,
+            pattern: self.engine.pattern(),
+            direct: self.direct(),
+            evict: !self.keep_cache,
+            engine: self.engine.engine,
+            passes: self.passes(),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Errors: a token file that cannot be read.
+    pub fn options(&self) -> anyhow::Result<ServeOptions> {
+        Ok(ServeOptions {
+            listen: self.listen,
+            root: self.root.clone(),
+            token: self.token()?,
+            max_bytes: self.max_bytes,
+            max_clients: self.max_clients,
+            idle_timeout: std::time::Duration::from_secs_f64(self.idle_timeout),
+            ssh: self.ssh(),
+            rdma: self.rdma.options(),
+        })
+    }
+}
+
+impl NetArgs {
+    /// The server, and the transport to it. Errors: [`Usage`] for a HOST that does not parse.
+    pub fn transport(&self) -> anyhow::Result<Box<dyn Transport>> {
+        let peer = peer_arg(&self.host, self.via)?;
+        let login = self.ssh.login(&[]);
+        crate::transport::open(
+            self.via,
+            peer,
+            self.token.token()?,
+            &login,
+            self.rdma.options(),
+        )
+    }
+
+    pub fn plan(&self) -> NetPlan {
+        NetPlan {
+            streams: self.parallel,
+            secs: self.secs,
+            omit_secs: self.omit,
+            interval_secs: self.interval,
+            // UDP's 0: the largest datagram that fits the path MTU, known once connected.
+            len: self.length.unwrap_or(match self.via {
+                TransportKind::Udp => 0,
+                _ => DEFAULT_NET_LEN,
+            }),
+            window: self.window,
+            directions: self.directions(),
+            queue_depth: self.queue_depth,
+            rate: self.bitrate,
+        }
+    }
+}
+
+impl LatArgs {
+    /// The server, and the transport to it. Errors: [`Usage`] for a HOST that does not parse.
+    pub fn transport(&self) -> anyhow::Result<Box<dyn Transport>> {
+        let peer = peer_arg(&self.host, self.via)?;
+        let login = self.ssh.login(&[]);
+        crate::transport::open(
+            self.via,
+            peer,
+            self.token.token()?,
+            &login,
+            self.rdma.options(),
+        )
+    }
+
+    pub fn plan(&self) -> LatPlan {
+        LatPlan {
+            size: self.size,
+            rounds: self.rounds(),
+        }
+    }
+}
+
+impl CopyArgs {
+    /// The copy and the transport to its server. Errors: [`Usage`] when SRC and DEST do not
+    /// parse, are both local or both remote, or name a user off SSH.
+    pub fn plan(&self) -> anyhow::Result<(Box<dyn Transport>, CopyPlan)> {
+        let source = Location::parse(&self.source).map_err(as_usage)?;
+        let destination = Location::parse(&self.destination).map_err(as_usage)?;
+        let peer = match (&source, &destination) {
+            (Location::Local(_), Location::Remote { peer, .. }) => peer.clone(),
+            (Location::Remote { peer, .. }, Location::Local(_)) => peer.clone(),
+            (Location::Local(_), Location::Local(_)) => {
+                return Err(Usage(format!(
+                    "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
+                    self.source, self.destination
+                ))
+                .into());
+            }
+            (Location::Remote { .. }, Location::Remote { .. }) => {
+                return Err(Usage(format!(
+                    "both {} and {} are remote: copy goes between this machine and one server",
+                    self.source, self.destination
+                ))
+                .into());
+            }
+        };
+        if self.via != TransportKind::Ssh {
+            peer.without_user(&self.via.to_string()).map_err(as_usage)?;
+        }
+        let plan = CopyPlan {
+            source,
+            destination,
+            streams: self.parallel,
+            chunk: self.block,
+            iodepth: self.iodepth,
+            verify: self.verify,
+            force: self.force,
+        };
+        let login = self.ssh.login(&self.identity_short);
+        let transport = crate::transport::open(
+            self.via,
+            peer,
+            self.token.token()?,
+            &login,
+            self.rdma.options(),
+        )?;
+        Ok((transport, plan))
+    }
+}
+
+impl RunArgs {
+    /// Errors: a token file that cannot be read.
+    pub fn options(&self) -> anyhow::Result<RunOptions> {
+        Ok(RunOptions {
+            host: self.host.clone(),
+            token: self.token.token()?,
+            paths: self.via.clone(),
+            dir: self.dir.clone(),
+            size: self.size,
+            streams: self.parallel,
+            net_secs: self.secs,
+            repeat: self.repeat,
+            pattern: self.engine.pattern(),
+            ssh: self.ssh.login(&[]),
+            remote_dir: self.remote_dir.clone(),
+            rdma: self.rdma.options(),
+        })
+    }
+
+    /// The report files asked for, each with its format.
+    pub fn exports(&self) -> Vec<(Format, &std::path::Path)> {
+        [
+            (Format::Json, &self.json),
+            (Format::Csv, &self.csv),
+            (Format::Markdown, &self.markdown),
+            (Format::Svg, &self.plot),
+        ]
+        .into_iter()
+        .filter_map(|(format, path)| Some((format, path.as_deref()?)))
+        .collect()
     }
 }

@@ -21,6 +21,23 @@ pub use address::{Location, Peer};
 use crate::measure::{CpuUse, Interval, Latency, Measurement, Watcher};
 use crate::warning::Warning;
 
+/// The client of path `kind` to `peer`: the one place a path's name becomes its transport.
+/// `token` is serve's (tcp, rdma, udp); `login` is how SSH logs in; `rdma` picks the device.
+pub fn open(
+    kind: TransportKind,
+    peer: Peer,
+    token: Option<String>,
+    login: &ssh::login::LoginOptions,
+    rdma: rdma::RdmaOptions,
+) -> Result<Box<dyn Transport>> {
+    Ok(match kind {
+        TransportKind::Tcp => Box::new(tcp::Tcp::new(peer, token)?),
+        TransportKind::Ssh => Box::new(ssh::Ssh::new(&peer, login)?),
+        TransportKind::Rdma => Box::new(rdma::Rdma::new(peer, token, rdma)?),
+        TransportKind::Udp => Box::new(udp::Udp::new(peer, token)?),
+    })
+}
+
 /// A peer on this machine measures memory and CPU, not a network: say so.
 pub fn loopback_warning(peer: std::net::SocketAddr) -> Option<Warning> {
     let loopback = match peer.ip() {
