@@ -904,6 +904,18 @@ fn peer_arg(text: &str, via: TransportKind) -> anyhow::Result<Peer> {
     Ok(peer)
 }
 
+/// The transport of `net` and `lat` to HOST[:PORT].
+fn transport_to(
+    host: &str,
+    via: TransportKind,
+    token: &TokenArgs,
+    ssh: &SshArgs,
+    rdma: &RdmaArgs,
+) -> anyhow::Result<Box<dyn Transport>> {
+    let peer = peer_arg(host, via)?;
+    crate::transport::open(via, peer, token.token()?, &ssh.login(&[]), rdma.options())
+}
+
 impl GenArgs {
     pub fn options(&self) -> GenOptions {
         GenOptions {
@@ -950,15 +962,7 @@ impl ServeArgs {
 impl NetArgs {
     /// The server, and the transport to it. Errors: [`Usage`] for a HOST that does not parse.
     pub fn transport(&self) -> anyhow::Result<Box<dyn Transport>> {
-        let peer = peer_arg(&self.host, self.via)?;
-        let login = self.ssh.login(&[]);
-        crate::transport::open(
-            self.via,
-            peer,
-            self.token.token()?,
-            &login,
-            self.rdma.options(),
-        )
+        transport_to(&self.host, self.via, &self.token, &self.ssh, &self.rdma)
     }
 
     pub fn plan(&self) -> NetPlan {
@@ -983,15 +987,7 @@ impl NetArgs {
 impl LatArgs {
     /// The server, and the transport to it. Errors: [`Usage`] for a HOST that does not parse.
     pub fn transport(&self) -> anyhow::Result<Box<dyn Transport>> {
-        let peer = peer_arg(&self.host, self.via)?;
-        let login = self.ssh.login(&[]);
-        crate::transport::open(
-            self.via,
-            peer,
-            self.token.token()?,
-            &login,
-            self.rdma.options(),
-        )
+        transport_to(&self.host, self.via, &self.token, &self.ssh, &self.rdma)
     }
 
     pub fn plan(&self) -> LatPlan {

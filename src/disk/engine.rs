@@ -78,10 +78,33 @@ impl Engine {
         file: &File,
         depth: usize,
     ) -> io::Result<(Engine, Option<String>)> {
+        Engine::start_with(choice, file, depth, Engine::start_uring)
+    }
+
+    /// Like [`Engine::start`], for a caller that blocks in [`Engine::wait`] and
+    /// [`Engine::try_next`] on one thread: io_uring is then driven from that thread, as fio
+    /// drives its ring, with no thread hop per request (the hop costs a fifth of a disk's rate
+    /// at depth 1). Its `next().await` blocks: async callers use [`Engine::start`].
+    pub fn start_blocking(
+        choice: EngineChoice,
+        file: &File,
+        depth: usize,
+    ) -> io::Result<(Engine, Option<String>)> {
+        Engine::start_with(choice, file, depth, Engine::start_inline)
+    }
+
+    /// psync when asked; else io_uring started by `uring`, falling back to psync under `Auto`
+    /// with the reason.
+    fn start_with(
+        choice: EngineChoice,
+        file: &File,
+        depth: usize,
+        uring: fn(&File, usize) -> io::Result<Engine>,
+    ) -> io::Result<(Engine, Option<String>)> {
         if choice == EngineChoice::Psync {
             return Ok((Engine::start_psync(file, depth)?, None));
         }
-        match Engine::start_uring(file, depth) {
+        match uring(file, depth) {
             Ok(engine) => Ok((engine, None)),
             Err(err) if choice == EngineChoice::Auto => {
                 let reason =
@@ -95,44 +118,19 @@ impl Engine {
         }
     }
 
-    /// Like [`Engine::start`], for a caller that blocks in [`Engine::wait`] and
-    /// [`Engine::try_next`] on one thread: io_uring is then driven from that thread, as fio
-    /// drives its ring, with no thread hop per request (the hop costs a fifth of a disk's rate
-    /// at depth 1). Its `next().await` blocks: async callers use [`Engine::start`].
-    pub fn start_blocking(
-        choice: EngineChoice,
-        file: &File,
-        depth: usize,
-    ) -> io::Result<(Engine, Option<String>)> {
-        if choice == EngineChoice::Psync {
-            return Ok((Engine::start_psync(file, depth)?, None));
-        }
-        match uring::Inline::new(file, depth) {
-            Ok(inline) => {
-                let (_, completions) = unbounded_channel();
-                Ok((
-                    Engine {
-                        kind: EngineKind::IoUring,
-                        requests: None,
-                        completions,
-                        workers: Vec::new(),
-                        doorbell: None,
-                        ring_flags: Some(inline.flags()),
-                        inline: Some(inline),
-                    },
-                    None,
-                ))
-            }
-            Err(err) if choice == EngineChoice::Auto => {
-                let reason =
-                    format!("io_uring is unavailable ({err}); using psync (pread/pwrite threads)");
-                Ok((Engine::start_psync(file, depth)?, Some(reason)))
-            }
-            Err(err) => Err(io::Error::new(
-                err.kind(),
-                format!("io_uring is unavailable: {err}; try --engine psync"),
-            )),
-        }
+    fn start_inline(file: &File, depth: usize) -> io::Result<Engine> {
+        let inline = uring::Inline::new(file, depth)?;
+        // No channel feeds an inline ring: the caller's thread is its one issuer.
+        let (_, completions) = unbounded_channel();
+        Ok(Engine {
+            kind: EngineKind::IoUring,
+            requests: None,
+            completions,
+            workers: Vec::new(),
+            doorbell: None,
+            ring_flags: Some(inline.flags()),
+            inline: Some(inline),
+        })
     }
 
     fn start_uring(file: &File, depth: usize) -> io::Result<Engine> {

@@ -609,10 +609,11 @@ pub fn start_blocking_engine(
     depth: usize,
     warnings: &mut Vec<Warning>,
 ) -> Result<Engine> {
-    let (engine, fallback) = Engine::start_blocking(choice, handle, depth)
-        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
-    warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
-    Ok(engine)
+    started(
+        Engine::start_blocking(choice, handle, depth),
+        path,
+        warnings,
+    )
 }
 
 /// Starts the engine on an open file; a fallback from io_uring to psync becomes a warning.
@@ -623,8 +624,16 @@ pub fn start_engine(
     depth: usize,
     warnings: &mut Vec<Warning>,
 ) -> Result<Engine> {
-    let (engine, fallback) = Engine::start(choice, handle, depth)
-        .with_context(|| format!("starting the disk engine on {}", path.display()))?;
+    started(Engine::start(choice, handle, depth), path, warnings)
+}
+
+fn started(
+    started: std::io::Result<(Engine, Option<String>)>,
+    path: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Result<Engine> {
+    let (engine, fallback) =
+        started.with_context(|| format!("starting the disk engine on {}", path.display()))?;
     warnings.extend(fallback.map(|reason| Warning::EngineFallback { reason }));
     Ok(engine)
 }

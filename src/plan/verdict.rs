@@ -306,9 +306,7 @@ mod tests {
             copy: mb(398.0),
             cpu: vec![cpu(20.0)],
             shared_disk: false,
-            shared_disk_read_write: None,
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..Figures::default()
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -350,9 +348,7 @@ mod tests {
             copy: mb(450.0),
             cpu: Vec::new(),
             shared_disk: false,
-            shared_disk_read_write: None,
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..Figures::default()
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
@@ -375,9 +371,7 @@ mod tests {
             copy: mb(800.0),
             cpu: Vec::new(),
             shared_disk: true,
-            shared_disk_read_write: None,
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..Figures::default()
         };
         let verdict = judge(TransportKind::Tcp, &figures).unwrap();
         assert_eq!(verdict.bottleneck, vec![Stage::SharedDisk]);
@@ -405,9 +399,7 @@ mod tests {
             copy: mb(600.0),
             cpu: vec![cpu(35.0), cpu(99.0)],
             shared_disk: false,
-            shared_disk_read_write: None,
-            suspect: Vec::new(),
-            spread: 0.0,
+            ..Figures::default()
         };
         assert!(judge(TransportKind::Tcp, &figures).unwrap().cpu_bound);
         figures.cpu = vec![cpu(35.0), cpu(40.0)];
