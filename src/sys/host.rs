@@ -104,3 +104,13 @@ pub fn memlock_limit() -> io::Result<u64> {
     }
     Ok(limit.rlim_cur)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_name_is_the_one_uname_gives() {
+        assert_eq!(hostname().unwrap(), uname().unwrap().nodename);
+    }
+}

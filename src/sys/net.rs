@@ -53,3 +53,14 @@ pub fn interface_index(name: &str) -> Option<u32> {
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_interface_has_no_index() {
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert_eq!(interface_index("bad\0name"), None);
+    }
+}

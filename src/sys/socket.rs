@@ -158,3 +158,19 @@ pub fn empty_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain integers, for which all zeros is a valid value.
     unsafe { std::mem::zeroed() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_survives_the_kernel_layout_both_ways() {
+        for text in ["192.0.2.7:4000", "[2001:db8::1]:5201"] {
+            let addr: SocketAddr = text.parse().unwrap();
+            let (storage, len) = to_storage(addr);
+            assert!(len > 0);
+            assert_eq!(from_storage(&storage), Some(addr));
+        }
+        assert_eq!(from_storage(&empty_storage()), None);
+    }
+}
