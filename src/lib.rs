@@ -5,7 +5,7 @@
 //! # Layout
 //! Floors, bottom to top; a module imports only the floors below it (`tests/layers.rs`), and
 //! `ARCHITECTURE.md` draws the map and the control protocol.
-//! - vocabulary: [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`classes`]
+//! - vocabulary: [`sys`] (the system calls, behind safe functions), [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`classes`]
 //! - [`measure`]: one `Measurement` for every path, and the words a figure is about
 //! - [`file`]: file-system primitives (`Landing`, O_DIRECT, allocation, page cache)
 //! - [`disk`]: the disk engine, baselines and test files
@@ -29,6 +29,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod serve;
+pub mod sys;
 pub mod transport;
 pub mod units;
 pub mod warning;

@@ -469,14 +469,7 @@ impl CpuClock {
 }
 
 fn process_cpu_time() -> (Duration, Duration) {
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return (Duration::ZERO, Duration::ZERO);
-    }
-    let time = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    (time(usage.ru_utime), time(usage.ru_stime))
+    crate::sys::host::cpu_time().unwrap_or((Duration::ZERO, Duration::ZERO))
 }
 
 /// What the kernel knows of one TCP connection (TCP_INFO), for the figures iperf3 shows.
@@ -490,18 +483,8 @@ pub struct TcpFacts {
 
 /// Reads TCP_INFO of a connected socket; None where the kernel refuses.
 pub fn tcp_facts(fd: std::os::fd::RawFd) -> Option<TcpFacts> {
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then(|| TcpFacts {
+    let info = crate::sys::socket::tcp_info(fd).ok()?;
+    Some(TcpFacts {
         retransmits: info.tcpi_total_retrans as u64,
         cwnd_bytes: info.tcpi_snd_cwnd as u64 * info.tcpi_snd_mss as u64,
     })
@@ -510,33 +493,13 @@ pub fn tcp_facts(fd: std::os::fd::RawFd) -> Option<TcpFacts> {
 /// Sets an integer SOL_SOCKET option (buffer sizes, low-water marks); best effort, since a
 /// refused tuning changes the cost of a figure, not its truth.
 pub fn set_socket_option(fd: std::os::fd::RawFd, option: libc::c_int, value: libc::c_int) {
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = crate::sys::socket::set_option(fd, libc::SOL_SOCKET, option, value);
 }
 
 /// A SOL_SOCKET option's value as the kernel holds it (e.g. SO_SNDBUF after asking for one:
 /// Linux doubles what is asked, within its floor and ceiling). None if the call fails.
 pub fn socket_option(fd: std::os::fd::RawFd, option: libc::c_int) -> Option<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: value and len are valid for writes of the sizes given for the call's duration.
-    let got = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (got == 0).then_some(value)
+    crate::sys::socket::option(fd, libc::SOL_SOCKET, option).ok()
 }
 
 /// The socket buffer a window of -w came to: the smaller of the send and receive buffers the
@@ -549,23 +512,13 @@ pub fn granted_window(fd: std::os::fd::RawFd) -> Option<u64> {
 
 /// The path MTU the kernel holds for a connected socket (IP_MTU, or IPV6_MTU).
 pub fn path_mtu(fd: std::os::fd::RawFd, ipv6: bool) -> Option<u32> {
-    let mut mtu: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     let (level, name) = if ipv6 {
         (libc::IPPROTO_IPV6, libc::IPV6_MTU)
     } else {
         (libc::IPPROTO_IP, libc::IP_MTU)
     };
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            level,
-            name,
-            (&mut mtu as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && mtu > 0).then_some(mtu as u32)
+    let mtu = crate::sys::socket::option(fd, level, name).ok()?;
+    (mtu > 0).then_some(mtu as u32)
 }
 
 #[cfg(test)]

@@ -376,6 +376,7 @@ fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
         "gen finished before it could be interrupted"
     );
     assert_eq!(
+        // SAFETY: kill takes no pointers; the child is ours and still running.
         unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) },
         0
     );

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may name (`crate::x`) only the modules listed before it.
 const FLOORS: &[&str] = &[
-    // Vocabulary: words every layer shares.
+    // Vocabulary: words every layer shares, and the system calls behind safe functions.
+    "sys",
     "units",
     "warning",
     "interrupt",

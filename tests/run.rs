@@ -358,6 +358,7 @@ fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
 #[test]
 fn run_without_room_for_the_test_file_fails_cleanly() {
     let _turn = turn();
+    // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root to mount a small tmpfs");
         return;

@@ -724,6 +724,7 @@ struct SmallDisk(PathBuf);
 
 impl SmallDisk {
     fn mount(dir: &Path) -> Option<SmallDisk> {
+        // SAFETY: geteuid takes nothing and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
             return None;
         }

@@ -151,6 +151,7 @@ fn remote(path: &str) -> String {
 
 /// The ssh or scp dies with the test that started it.
 fn die_with_test(cmd: &mut Command) {
+    // SAFETY: the closure only calls prctl, which is async-signal-safe, with plain values.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -437,6 +438,7 @@ fn run_bytes(mut cmd: Command) -> Vec<u8> {
     let pid = child.id();
     let watchdog = std::thread::spawn(move || {
         std::thread::sleep(RUN_TIMEOUT);
+        // SAFETY: kill takes no pointers; the ssh is one this test started.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     });
     let out = child.wait_with_output().expect("run ssh");

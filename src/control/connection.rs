@@ -79,16 +79,7 @@ fn keep_alive(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     let fd = stream.as_raw_fd();
     let set = |level, option, value: libc::c_int| {
-        // SAFETY: fd is an open socket for the call; value outlives it and its size is given.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        }
+        let _ = crate::sys::socket::set_option(fd, level, option, value);
     };
     set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
     set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE_SECS);
@@ -111,19 +102,10 @@ pub enum Peeked {
 
 /// Looks at the control socket `fd` without taking anything from it.
 pub fn peek(fd: std::os::fd::RawFd) -> Peeked {
-    let mut byte = 0u8;
-    let got = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match got {
-        0 => Peeked::Closed,
-        n if n > 0 => Peeked::Message,
-        _ => match std::io::Error::last_os_error().kind() {
+    match crate::sys::socket::peek(fd) {
+        Ok(0) => Peeked::Closed,
+        Ok(_) => Peeked::Message,
+        Err(err) => match err.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Peeked::Nothing,
             _ => Peeked::Closed,
         },

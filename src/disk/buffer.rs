@@ -15,8 +15,9 @@ pub struct AlignedBuf {
     len: usize,
 }
 
-// The buffer owns its allocation exclusively, like a Vec<u8>.
+// SAFETY: the buffer owns its allocation exclusively, like a Vec<u8>.
 unsafe impl Send for AlignedBuf {}
+// SAFETY: shared access only reads, through `&self`, like a Vec<u8>.
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
@@ -25,6 +26,7 @@ impl AlignedBuf {
         let capacity = round_up(capacity.max(1), ALIGN);
         let layout = Layout::from_size_align(capacity, ALIGN).expect("buffer size fits a Layout");
         // Zeroed so that no uninitialised memory is ever written to a disk or a socket.
+        // SAFETY: the layout's size is at least ALIGN, never zero.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         AlignedBuf {
@@ -63,11 +65,13 @@ impl AlignedBuf {
 
     /// The whole capacity, valid or not (always initialised memory).
     pub fn full(&self) -> &[u8] {
+        // SAFETY: `ptr` holds `capacity` initialised (zeroed at allocation) bytes we own.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.capacity) }
     }
 
     /// The whole capacity, for filling.
     pub fn full_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr` holds `capacity` initialised bytes we own, borrowed mutably through `self`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.capacity) }
     }
 
@@ -84,6 +88,7 @@ impl Drop for AlignedBuf {
     fn drop(&mut self) {
         let layout =
             Layout::from_size_align(self.capacity, ALIGN).expect("layout was valid at creation");
+        // SAFETY: `ptr` came from alloc_zeroed with this same layout and is freed once.
         unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
     }
 }

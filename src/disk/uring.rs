@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -33,19 +33,11 @@ pub(super) struct Doorbell(OwnedFd);
 
 impl Doorbell {
     fn new() -> io::Result<Doorbell> {
-        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        Ok(Doorbell(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(Doorbell(crate::sys::event::eventfd()?))
     }
 
     pub(super) fn ring(&self) {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live local array to an eventfd we own.
-        let _ = unsafe { libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        let _ = crate::sys::event::notify(self.0.as_fd());
     }
 
     fn fd(&self) -> RawFd {

@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::io::AsRawFd;
 
 /// Fraction (0 to 1) of the file's pages that are in the page cache now (mincore).
 pub fn cached_fraction(file: &File) -> io::Result<f64> {
@@ -13,28 +12,8 @@ pub fn cached_fraction(file: &File) -> io::Result<f64> {
     if len == 0 {
         return Ok(0.0);
     }
-    let page = page_size();
-    let pages = len.div_ceil(page);
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    let mut resident = vec![0u8; pages];
-    let rc = unsafe { libc::mincore(map, len, resident.as_mut_ptr()) };
-    let err = io::Error::last_os_error();
-    unsafe { libc::munmap(map, len) };
-    if rc != 0 {
-        return Err(err);
-    }
+    let pages = len.div_ceil(crate::sys::fs::page_size());
+    let resident = crate::sys::fs::resident_pages(file, len)?;
     let cached = resident.iter().filter(|&&p| p & 1 != 0).count();
     Ok(cached as f64 / pages as f64)
 }
@@ -42,16 +21,7 @@ pub fn cached_fraction(file: &File) -> io::Result<f64> {
 /// Writes back the file's dirty pages and asks the kernel to drop all its cached pages.
 pub fn drop_from_cache(file: &File) -> io::Result<()> {
     file.sync_data()?;
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
-}
-
-fn page_size() -> usize {
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as usize } else { 4096 }
+    crate::sys::fs::fadvise(file, libc::POSIX_FADV_DONTNEED)
 }
 
 #[cfg(test)]

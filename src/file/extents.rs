@@ -4,9 +4,12 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::io::AsRawFd;
 
 use serde::Serialize;
+
+use crate::sys::fs::{
+    EXTENTS_PER_CALL, FIEMAP_EXTENT_LAST, FIEMAP_EXTENT_UNWRITTEN, FIEMAP_FLAG_SYNC, Fiemap, fiemap,
+};
 
 /// How much of a file is backed by data the disk would really have to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,36 +32,6 @@ impl ExtentMap {
     }
 }
 
-// From <linux/fiemap.h> and <linux/fs.h>.
-const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
-const FIEMAP_FLAG_SYNC: u32 = 0x1;
-const FIEMAP_EXTENT_LAST: u32 = 0x1;
-const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
-/// Extents asked for per ioctl call; a big file takes several calls.
-const EXTENTS_PER_CALL: usize = 256;
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct FiemapExtent {
-    logical: u64,
-    physical: u64,
-    length: u64,
-    reserved64: [u64; 2],
-    flags: u32,
-    reserved: [u32; 3],
-}
-
-#[repr(C)]
-struct Fiemap {
-    start: u64,
-    length: u64,
-    flags: u32,
-    mapped_extents: u32,
-    extent_count: u32,
-    reserved: u32,
-    extents: [FiemapExtent; EXTENTS_PER_CALL],
-}
-
 /// Maps the file's extents. Fails with `Unsupported` on file systems without FIEMAP (tmpfs, NFS).
 pub fn map_extents(file: &File) -> io::Result<ExtentMap> {
     let size = file.metadata()?.len();
@@ -68,30 +41,14 @@ pub fn map_extents(file: &File) -> io::Result<ExtentMap> {
         hole_bytes: 0,
     };
     let mut covered_to = 0u64;
-    let mut request = Box::new(Fiemap {
-        start: 0,
-        length: 0,
-        flags: 0,
-        mapped_extents: 0,
-        extent_count: 0,
-        reserved: 0,
-        extents: [FiemapExtent::default(); EXTENTS_PER_CALL],
-    });
+    let mut request = Box::<Fiemap>::default();
     'calls: while covered_to < size {
         request.start = covered_to;
         request.length = size - covered_to;
         request.flags = FIEMAP_FLAG_SYNC;
         request.mapped_extents = 0;
         request.extent_count = EXTENTS_PER_CALL as u32;
-        let rc = unsafe {
-            libc::ioctl(
-                file.as_raw_fd(),
-                FS_IOC_FIEMAP as _,
-                &mut *request as *mut Fiemap,
-            )
-        };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
+        if let Err(err) = fiemap(file, &mut request) {
             return Err(match err.raw_os_error() {
                 Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) => {
                     io::Error::new(io::ErrorKind::Unsupported, err)

@@ -5,12 +5,9 @@
 pub mod cache;
 pub mod extents;
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -202,11 +199,9 @@ fn open_with(path: &Path, direct: bool, set: impl Fn(&mut OpenOptions)) -> Resul
 
 /// Reserves `size` bytes for the file up front, so a full disk fails now, not half-way through.
 pub fn allocate(file: &File, path: &Path, size: u64) -> Result<()> {
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
-    if rc == 0 {
+    let Err(err) = crate::sys::fs::fallocate(file, size) else {
         return Ok(());
-    }
-    let err = io::Error::last_os_error();
+    };
     match err.raw_os_error() {
         Some(libc::ENOSPC) => bail!(
             "not enough free space for {} of {}: {} free; free some space or use a smaller --size",
@@ -268,12 +263,7 @@ fn ensure_room_beside(dir: &Path, old: &Path, size: u64, old_len: u64) -> Result
 
 /// Bytes an unprivileged user may still write on the file system holding `path`.
 pub fn free_space(path: &Path) -> io::Result<u64> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let stat = crate::sys::fs::statvfs(path)?;
     Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
@@ -299,13 +289,9 @@ pub fn device_id(path: &Path) -> Option<DeviceId> {
 pub fn is_tmpfs(path: &Path) -> bool {
     const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
     const RAMFS_MAGIC: libc::c_long = 0x8584_58f6;
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+    let Ok(stat) = crate::sys::fs::statfs(path) else {
         return false;
     };
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return false;
-    }
     matches!(stat.f_type as libc::c_long, TMPFS_MAGIC | RAMFS_MAGIC)
 }
 

@@ -24,11 +24,9 @@ pub struct HostInfo {
 
 impl HostInfo {
     pub fn current() -> HostInfo {
-        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-        let (hostname, kernel) = if unsafe { libc::uname(&mut uts) } == 0 {
-            (c_chars(&uts.nodename), c_chars(&uts.release))
-        } else {
-            (String::new(), String::new())
+        let (hostname, kernel) = match crate::sys::host::uname() {
+            Ok(uname) => (uname.nodename, uname.release),
+            Err(_) => (String::new(), String::new()),
         };
         HostInfo {
             hostname,
@@ -39,13 +37,4 @@ impl HostInfo {
             xferbench: env!("CARGO_PKG_VERSION"),
         }
     }
-}
-
-fn c_chars(chars: &[libc::c_char]) -> String {
-    let bytes: Vec<u8> = chars
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
 }

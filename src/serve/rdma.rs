@@ -72,8 +72,10 @@ pub(super) async fn net(
     let mut probe = AlignedBuf::new(ALIGN);
     let slots = path::target_slots(size, request.depth as usize);
     let mut target = AlignedBuf::new(size * slots);
-    // Both buffers move into the loop's thread with their regions and come back with them.
+    // SAFETY: both buffers move into the loop's thread with their regions and come back with
+    // them; an AlignedBuf's heap memory does not move when the buffer does.
     let probe_region = unsafe { device.register(probe.as_mut_ptr(), probe.capacity(), true)? };
+    // SAFETY: as above, for the target.
     let target_region = unsafe { device.register(target.as_mut_ptr(), target.capacity(), true)? };
     let mut offered = vec![probe_region.slot()];
     let whole = target_region.slot();

@@ -237,14 +237,9 @@ fn numeric_scope(host: &str, whole: &str) -> Result<String> {
     if scope.bytes().all(|b| b.is_ascii_digit()) && !scope.is_empty() {
         return Ok(host.to_string());
     }
-    let index = std::ffi::CString::new(scope)
-        .ok()
-        // SAFETY: a valid C string; if_nametoindex only reads it.
-        .map(|name| unsafe { libc::if_nametoindex(name.as_ptr()) })
-        .unwrap_or(0);
-    if index == 0 {
+    let Some(index) = crate::sys::net::interface_index(scope) else {
         bail!("'{whole}': no network interface named '{scope}' here (`ip link` lists them)");
-    }
+    };
     Ok(format!("{address}%{index}"))
 }
 

@@ -174,6 +174,7 @@ pub fn free_space() -> u64 {
 /// failure after the output file was created.
 pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
     use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only makes async-signal-safe calls (signal, setrlimit) on plain values.
     unsafe {
         cmd.pre_exec(move || {
             // Ignored, SIGXFSZ would kill the process instead of failing the call.
@@ -292,6 +293,7 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// Sends `signal` to a process the test started.
 pub fn send_signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill takes no pointers; the process is one the test started.
     let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(
         sent,
@@ -305,6 +307,7 @@ pub fn send_signal(pid: u32, signal: libc::c_int) {
 /// leaves no server behind (in a namespace nobody would look in).
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
+    // SAFETY: the closure only calls prctl, which is async-signal-safe, with plain values.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -372,6 +375,7 @@ impl Lab {
     /// As root with iproute2, a lab that fails to come up fails the test.
     pub fn up(lab_args: &[&str]) -> Option<Lab> {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // SAFETY: geteuid takes nothing and cannot fail.
         if std::env::var_os(NO_NETNS_VAR).is_some() || unsafe { libc::geteuid() } != 0 {
             return None;
         }
@@ -833,6 +837,7 @@ impl ReadOnlyDir {
             path,
             immutable: false,
         };
+        // SAFETY: geteuid takes nothing and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             // Set before chattr runs: if chattr half-succeeds, Drop still tries to undo it.
             dir.immutable = true;

@@ -99,6 +99,7 @@ impl Sshd {
             }
         }
         let (keygen, ssh) = (tools[0].clone(), tools[1].clone());
+        // SAFETY: geteuid takes nothing and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             ensure_privsep_dir();
         }
@@ -263,6 +264,7 @@ impl Sshd {
             i += 1;
         }
         for pid in doomed {
+            // SAFETY: kill takes no pointers; these are the server's own session processes.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
         self.stop();
@@ -273,6 +275,7 @@ impl Sshd {
         if let Some(mut child) = self.child.take()
             && let Ok(None) = child.try_wait()
         {
+            // SAFETY: kill takes no pointers; the child is ours and not yet reaped.
             unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
             wait_bounded(&mut child, STOP_TIMEOUT);
         }
@@ -539,12 +542,16 @@ fn free_port() -> u16 {
 
 /// The name of the user running the tests.
 fn current_user() -> String {
+    // SAFETY: geteuid takes nothing and cannot fail.
     let uid = unsafe { libc::geteuid() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is pointers and integers: null and zero are valid values.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: pwd, buf (of the length given) and result are live for the call's writes.
     let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
     if rc == 0 && !result.is_null() {
+        // SAFETY: on success pw_name points to a NUL-terminated string inside `buf`, still alive.
         let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
         return name.to_string_lossy().into_owned();
     }

@@ -141,8 +141,10 @@ impl Transport for Rdma {
         let mut payload = AlignedBuf::new(plan.len);
         RandomFill::new().fill(payload.full_mut());
         let mut probe = AlignedBuf::new(ALIGN);
-        // Both buffers live until the end of this function, past the queue pair's last use.
+        // SAFETY: both buffers live, unmoved, until the end of this function, past the queue
+        // pair's last use.
         let local = unsafe { device.register(payload.as_mut_ptr(), payload.capacity(), false)? };
+        // SAFETY: as above, for the probe.
         let probe_region = unsafe { device.register(probe.as_mut_ptr(), probe.capacity(), true)? };
         let request = Request::RdmaNet(RdmaNetRequest {
             size: plan.len as u32,
@@ -249,7 +251,8 @@ impl Transport for Rdma {
         let device = &self.device;
         let mut link = device.queue_pair(4, 1)?;
         let mut probe = AlignedBuf::new(ALIGN);
-        // The buffer lives until the end of this function, past the queue pair's last use.
+        // SAFETY: the buffer lives, unmoved, until the end of this function, past the queue
+        // pair's last use.
         let probe_region = unsafe { device.register(probe.as_mut_ptr(), probe.capacity(), true)? };
         let request = Request::RdmaNet(RdmaNetRequest {
             size: LATENCY_SIZE as u32,

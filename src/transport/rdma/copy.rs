@@ -33,7 +33,8 @@ impl Ring {
         for slot in 0..plan.depth {
             let mut buf = AlignedBuf::new(plan.chunk);
             let addr = buf.as_mut_ptr();
-            // The buffer lives in `bufs` (or in flight, and then back) as long as the ring.
+            // SAFETY: the buffer lives in `bufs` (or in flight, and then back) as long as the ring,
+            // and its heap memory does not move with it.
             let region = unsafe { device.register(addr, buf.capacity(), remote) }
                 .with_context(|| format!("registering {} chunk buffers", plan.depth))?;
             by_addr.insert(addr as usize, slot);

@@ -15,7 +15,8 @@ use crate::transport::memory::{Role, Tick, TickStream};
 
 /// The number the peer last wrote into `probe`: its first 8 bytes, read as the adapter left them.
 fn read_round(probe: &Region) -> u64 {
-    // The adapter writes this memory behind the compiler's back.
+    // SAFETY: a probe is an aligned buffer of at least 8 bytes, alive while its region lives
+    // (register's contract); volatile, as the adapter writes it behind the compiler's back.
     let value = unsafe { std::ptr::read_volatile(probe.addr() as *const u64) };
     u64::from_le(value)
 }

@@ -121,6 +121,7 @@ impl Device {
         } else {
             AccessFlags::LocalWrite
         };
+        // SAFETY: the caller keeps `len` bytes at `addr` allocated and in place while the region lives.
         match unsafe { self.pd.reg_mr(addr as usize, len, access) } {
             Ok(mr) => Ok(Region {
                 mr,
@@ -237,15 +238,9 @@ fn choose_gid(
 
 /// A failed registration, explained: it is nearly always the memory-lock limit.
 fn registration_error(device: &str, len: usize, err: &str) -> anyhow::Error {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let locked = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0;
-    let limit_text = if !locked || limit.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited".to_string()
-    } else {
-        crate::units::format_bytes(limit.rlim_cur)
+    let limit_text = match crate::sys::host::memlock_limit() {
+        Ok(limit) if limit != libc::RLIM_INFINITY => crate::units::format_bytes(limit),
+        _ => "unlimited".to_string(),
     };
     anyhow!(
         "cannot register {} of memory with {device} ({err}): the memory-lock limit is {limit_text} \
@@ -314,7 +309,8 @@ pub struct Link {
     connected_mtu: Option<Mtu>,
 }
 
-// The queue pair is used from one thread at a time; sideway's handles are raw pointers.
+// SAFETY: the queue pair is used from one thread at a time; sideway's handles are raw pointers
+// that libibverbs lets any one thread use.
 unsafe impl Send for Link {}
 
 impl Link {
@@ -400,6 +396,8 @@ impl Link {
             Some(imm) => wr.setup_write_imm(slot.rkey, slot.addr, imm),
             None => wr.setup_write(slot.rkey, slot.addr),
         };
+        // SAFETY: `local`'s memory stays registered while the region lives (register's contract),
+        // and the adapter checks the range against its lkey: a bad one fails the work request.
         unsafe { wr.setup_sge(local.lkey(), local.addr() + offset, len) };
         guard
             .post()

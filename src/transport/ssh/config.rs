@@ -208,13 +208,7 @@ pub struct Tokens {
 
 impl Tokens {
     fn value(&self, token: char) -> Option<String> {
-        let local_host = || {
-            let mut buf = [0u8; 256];
-            // SAFETY: the buffer outlives the call and its length is passed.
-            let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            (rc == 0).then(|| String::from_utf8_lossy(&buf[..end]).into_owned())
-        };
+        let local_host = || crate::sys::host::hostname().ok();
         match token {
             '%' => Some("%".into()),
             'd' => self.home.clone(),
@@ -225,8 +219,7 @@ impl Tokens {
             'r' => self.remote_user.clone(),
             'u' => self.local_user.clone(),
             'j' => Some(self.jump.clone()),
-            // SAFETY: getuid cannot fail.
-            'i' => Some(unsafe { libc::getuid() }.to_string()),
+            'i' => Some(crate::sys::host::uid().to_string()),
             'l' => local_host(),
             'L' => local_host().map(|h| h.split('.').next().unwrap_or_default().to_string()),
             'C' => {

@@ -310,15 +310,7 @@ fn home_dir() -> Option<PathBuf> {
 }
 
 fn current_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer into static storage or null; read at once.
-    unsafe {
-        let entry = libc::getpwuid(libc::getuid());
-        if entry.is_null() {
-            return None;
-        }
-        let name = std::ffi::CStr::from_ptr((*entry).pw_name);
-        Some(name.to_string_lossy().into_owned())
-    }
+    crate::sys::host::user_name()
 }
 
 /// Why a login stopped at the host key.

@@ -3,8 +3,10 @@
 
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
+
+use crate::sys::socket::{empty_storage, from_storage, to_storage};
 
 /// Bytes of [`Header`] at the front of every datagram: the smallest `-l`.
 pub const HEADER_LEN: usize = 32;
@@ -86,11 +88,7 @@ pub fn default_len(mtu: u32, ipv6: bool) -> usize {
 }
 
 /// CLOCK_REALTIME in nanoseconds: the clock the kernel stamps received datagrams with.
-pub fn realtime_ns() -> u64 {
-    let mut now: libc::timespec = unsafe { zeroed() };
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
+pub use crate::sys::host::realtime_ns;
 
 /// Asks the kernel to stamp each received datagram with its arrival time (SO_TIMESTAMPNS),
 /// so jitter does not depend on when this process got around to reading.
@@ -110,7 +108,8 @@ pub struct Batch {
     headers: Vec<libc::mmsghdr>,
 }
 
-// The raw pointers inside point into the batch's own buffers, refreshed before each call.
+// SAFETY: the raw pointers inside point into the batch's own heap buffers, which move with it,
+// and are refreshed before each call; nothing else holds them.
 unsafe impl Send for Batch {}
 
 impl Batch {
@@ -123,9 +122,11 @@ impl Batch {
             data,
             lens: [0; BATCH],
             stamps: [None; BATCH],
-            sources: vec![unsafe { zeroed() }; BATCH],
+            sources: vec![empty_storage(); BATCH],
             controls: vec![[0; CONTROL_LEN]; BATCH],
+            // SAFETY: an iovec is a pointer and a length: null and zero are valid values.
             iovecs: vec![unsafe { zeroed() }; BATCH],
+            // SAFETY: an mmsghdr is pointers and integers: null and zero are valid values.
             headers: vec![unsafe { zeroed() }; BATCH],
         }
     }
@@ -155,7 +156,7 @@ impl Batch {
         let count = count.min(BATCH);
         let (name, name_len) = match to {
             Some(addr) => to_storage(addr),
-            None => (unsafe { zeroed() }, 0),
+            None => (empty_storage(), 0),
         };
         for i in 0..count {
             self.iovecs[i] = libc::iovec {
@@ -164,6 +165,7 @@ impl Batch {
             };
             self.sources[i] = name;
             let header = &mut self.headers[i].msg_hdr;
+            // SAFETY: a msghdr is pointers and integers: null and zero are valid values.
             *header = unsafe { zeroed() };
             header.msg_iov = &mut self.iovecs[i];
             header.msg_iovlen = 1;
@@ -172,6 +174,8 @@ impl Batch {
                 header.msg_namelen = name_len;
             }
         }
+        // SAFETY: each of the `count` headers points at its own iovec, buffer of `len` bytes and
+        // address in this batch, all alive and unmoved for the call.
         let sent =
             unsafe { libc::sendmmsg(fd, self.headers.as_mut_ptr(), count as libc::c_uint, 0) };
         if sent < 0 {
@@ -189,6 +193,7 @@ impl Batch {
                 iov_len: self.len,
             };
             let header = &mut self.headers[i].msg_hdr;
+            // SAFETY: a msghdr is pointers and integers: null and zero are valid values.
             *header = unsafe { zeroed() };
             header.msg_iov = &mut self.iovecs[i];
             header.msg_iovlen = 1;
@@ -202,6 +207,8 @@ impl Batch {
         } else {
             libc::MSG_DONTWAIT
         };
+        // SAFETY: each header points at its own iovec, buffer of `len` bytes, address storage
+        // and control buffer of CONTROL_LEN bytes in this batch, all alive and unmoved for the call.
         let got = unsafe {
             libc::recvmmsg(
                 fd,
@@ -218,14 +225,20 @@ impl Batch {
         for i in 0..got {
             // A datagram longer than the buffer is cut (MSG_TRUNC): counted at the buffer's length.
             self.lens[i] = (self.headers[i].msg_len as usize).min(self.len);
-            self.stamps[i] = arrival(&self.headers[i].msg_hdr);
+            // SAFETY: header `i` was just filled by recvmmsg, its control buffer is the batch's.
+            self.stamps[i] = unsafe { arrival(&self.headers[i].msg_hdr) };
         }
         Ok(got)
     }
 }
 
 /// The SCM_TIMESTAMPNS of a received message, in nanoseconds.
-fn arrival(header: &libc::msghdr) -> Option<u64> {
+///
+/// # Safety
+/// `header`'s control pointer and length must describe a live buffer of control messages.
+unsafe fn arrival(header: &libc::msghdr) -> Option<u64> {
+    // SAFETY: the caller vouches for the control buffer; CMSG_FIRSTHDR and CMSG_NXTHDR stay
+    // inside it, and the timestamp is read unaligned.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(header);
         while !cmsg.is_null() {
@@ -239,62 +252,6 @@ fn arrival(header: &libc::msghdr) -> Option<u64> {
         }
     }
     None
-}
-
-fn to_storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = match addr {
-        SocketAddr::V4(v4) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(*v4.ip()).to_be(),
-                },
-                sin_zero: [0; 8],
-            };
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: v6.port().to_be(),
-                sin6_flowinfo: v6.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.ip().octets(),
-                },
-                sin6_scope_id: v6.scope_id(),
-            };
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET => {
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
 }
 
 /// The same host and port, whether the kernel wrote the address as IPv4 or IPv4-mapped IPv6.
