@@ -1025,6 +1025,10 @@ impl CopyArgs {
         if self.via != TransportKind::Ssh {
             peer.without_user(&self.via.to_string()).map_err(as_usage)?;
         }
+        // A local file whose name reads as host:path, on every path: scp's advice.
+        if let Some(hint) = crate::transport::address::local_twin_hint([&source, &destination]) {
+            return Err(Usage(hint).into());
+        }
         let plan = CopyPlan {
             source,
             destination,
