@@ -83,6 +83,7 @@ build_release() {
 
 # use_xferbench [CARGO_OPTION...]: set `xferbench` to $XFERBENCH when given, else build_release;
 # exit 1 unless it is executable.
+# shellcheck disable=SC2120 # CARGO_OPTION... is optional
 use_xferbench() {
   if [ -z "${XFERBENCH:-}" ]; then
     build_release "$@"
