@@ -73,15 +73,15 @@ start() {
 
 # start_servers NAME ADDR [NETNS]: xferbench serve, nuttcp -S, iperf3 -s and qperf on ADDR.
 start_servers() {
-  local name=$1 addr=$2 ns=(--)
-  if [ $# -ge 3 ]; then ns=("$3" --); fi
-  start "xferbench serve on $addr" "$work/$name.serve" '^listening on' "${ns[@]}" \
+  local name=$1 addr=$2 in_ns=(--)
+  if [ $# -ge 3 ]; then in_ns=("$3" --); fi
+  start "xferbench serve on $addr" "$work/$name.serve" '^listening on' "${in_ns[@]}" \
     "$xferbench" serve --listen "$addr:$xport" --token "$token"
-  start "nuttcp -S on $addr" "$work/$name.nuttcp" '' "${ns[@]}" \
+  start "nuttcp -S on $addr" "$work/$name.nuttcp" '' "${in_ns[@]}" \
     nuttcp -S --nofork -P "$nctl"
-  start "iperf3 -s on $addr" "$work/$name.iperf3" 'Server listening' "${ns[@]}" \
+  start "iperf3 -s on $addr" "$work/$name.iperf3" 'Server listening' "${in_ns[@]}" \
     iperf3 -s -B "$addr" -p "$iport" --forceflush
-  start "qperf on $addr" "$work/$name.qperf" '' "${ns[@]}" qperf -lp "$qport"
+  start "qperf on $addr" "$work/$name.qperf" '' "${in_ns[@]}" qperf -lp "$qport"
 }
 
 # ns_prefix NETNS: sets pre to the words that run a command inside NETNS (none when empty).
