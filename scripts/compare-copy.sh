@@ -40,16 +40,15 @@ addr=${LAB_SUBNET:-10.77.0}.2
 dest_on=${DEST_ON:-same-disk}
 need=0.9
 
-die() { echo "compare-copy: $*" >&2; exit 1; }
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
-[[ $streams =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: STREAMS must be a positive integer (got '$streams')" >&2; exit 2; }
-[[ $net_secs =~ ^[1-9][0-9]*$ ]] || { echo "compare-copy: NET_SECS must be a positive integer (got '$net_secs')" >&2; exit 2; }
+need_posint ROUNDS "$rounds"
+need_posint STREAMS "$streams"
+need_posint NET_SECS "$net_secs"
 case $dest_on in
   same-disk|ram-disk) ;;
-  *) echo "compare-copy: DEST_ON must be same-disk or ram-disk (got '$dest_on')" >&2; exit 2 ;;
+  *) usage_error "DEST_ON must be same-disk or ram-disk (got '$dest_on')" ;;
 esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (the lab uses network namespaces): sudo scripts/compare-copy.sh $*"
-command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+need_python3
 
 # SIZE the way xferbench reads it: 4G = 4 GiB, 4GB = 4x10^9 bytes.
 size_bytes=$(python3 - "$size" <<'EOF'
@@ -61,16 +60,10 @@ power = " kmgtp".index(m.group(2)) if m.group(2) else 0
 base = 1000 if m.group(3) == "b" else 1024
 print(round(float(m.group(1)) * base ** power))
 EOF
-) || { echo "compare-copy: SIZE must look like 4G, 512M or 8GB (got '$size')" >&2; exit 2; }
-[ "$size_bytes" -gt 0 ] || { echo "compare-copy: SIZE must be above zero" >&2; exit 2; }
+) || usage_error "SIZE must look like 4G, 512M or 8GB (got '$size')"
+[ "$size_bytes" -gt 0 ] || usage_error "SIZE must be above zero"
 
-if [ -z "${XFERBENCH:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-  xferbench=$root/target/release/xferbench
-else
-  xferbench=$XFERBENCH
-fi
-[ -x "$xferbench" ] || die "$xferbench is not an executable"
+use_xferbench
 
 mkdir -p "$copy_dir"
 # Room for the source plus (same-disk) one SIZE written at a time (disk test file or the copy),
@@ -93,23 +86,15 @@ if [ "$dest_on" = ram-disk ]; then
     die "/dev/shm has $((shm_free / 1000000)) MB free; DEST_ON=ram-disk with SIZE $size needs $(((img_bytes + 536870912) / 1000000)) MB (an image of SIZE + 1 GiB, and 512 MiB spare); use a smaller SIZE or DEST_ON=same-disk"
 fi
 
-serve_pid=
-lab_made=
-work=
 img=
 mnt=
-cleanup() {
-  local n d
-  # The server first: it holds files open on the destination root.
-  if [ -n "$serve_pid" ]; then
-    kill "$serve_pid" 2>/dev/null || true
-    for n in $(seq 1 50); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-  fi
-  # Then the RAM disk, in order: unmount, detach the loop device, remove the image and mount point.
-  # Each step looks at the system, not at what the script got as far as noting, so a failure (or a
-  # signal) half-way is cleaned up as well.
+# On exit the server goes first (track_pid): it holds files open on the destination root. Then
+# the RAM disk, in order: unmount, detach the loop device, remove the image and mount point.
+# Each step looks at the system, not at what the script got as far as noting, so a failure (or a
+# signal) half-way is cleaned up as well. Then the lab comes down and the work dir goes.
+# shellcheck disable=SC2317 # run on exit, through cleanup_add
+ram_disk_down() {
+  local d
   if [ -n "$mnt" ] && mountpoint -q "$mnt" 2>/dev/null; then
     umount "$mnt" 2>/dev/null || { sleep 1; umount "$mnt" 2>/dev/null; } ||
       { echo "compare-copy: warning: $mnt is busy, unmounting it lazily" >&2; umount -l "$mnt" || true; }
@@ -121,13 +106,11 @@ cleanup() {
     rm -f "$img" || true
   fi
   if [ -n "$mnt" ]; then rmdir "$mnt" 2>/dev/null || echo "compare-copy: warning: could not remove $mnt" >&2; fi
-  if [ -n "$lab_made" ]; then "$root/scripts/lab.sh" down || true; fi
-  if [ -n "$work" ]; then rm -rf "$work" || true; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_add ram_disk_down
 
 work=$(mktemp -d "$copy_dir/xferbench-compare-copy.XXXXXX")
+remove_on_exit "$work"
 src=$work/src.bin
 loopdev=
 if [ "$dest_on" = ram-disk ]; then
@@ -146,7 +129,7 @@ else
 fi
 mkdir "$dest"
 
-token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+token=$(new_token)
 # Generous bounds for one step: 2 minutes plus SIZE at 20 MB/s.
 tmo=$((120 + size_bytes / 20000000))
 
@@ -199,9 +182,8 @@ measure_copy() {
   rm -f "$dest/copy.bin"
 }
 
-lab_made=1
 # shellcheck disable=SC2086 # LAB_ARGS is a list of options
-"$root/scripts/lab.sh" up $lab_args | sed 's/^/  /'
+lab_up $lab_args
 
 echo "making the source: $size of random data"
 "$xferbench" gen "$src" --size "$size" >&2
@@ -209,13 +191,8 @@ echo "making the source: $size of random data"
 ip netns exec "$ns_b" "$xferbench" serve --listen "$addr:$port" --root "$dest" --token "$token" \
   >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-ready=
-for n in $(seq 1 100); do
-  if grep -q '^listening on' "$work/serve.out" 2>/dev/null; then ready=1; break; fi
-  kill -0 "$serve_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$ready" ]; then
+track_pid "$serve_pid"
+if ! wait_for_line "$work/serve.out" '^listening on' 10 "$serve_pid"; then
   echo "compare-copy: xferbench serve on $addr:$port did not start within 10 s:" >&2
   cat "$work/serve.out" "$work/serve.err" >&2
   exit 1
@@ -227,7 +204,6 @@ machine_line "$(dirname "$src")" "$dest"
 echo "xferbench $("$xferbench" --version | cut -d' ' -f2)"
 results=$work/results
 : >"$results"
-mb() { python3 -c "print(f'{float(\"$1\")/1e6:,.0f}')"; }
 for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) -eq 1 ]; then
     r=$(measure_read); n=$(measure_net); w=$(measure_write); c=$(measure_copy)
@@ -236,7 +212,7 @@ for round in $(seq 1 "$rounds"); do
   fi
   echo "$r $n $w $c" >>"$results"
   printf 'round %d: source read %s  network %s  destination write %s  copy %s MB/s\n' \
-    "$round" "$(mb "$r")" "$(mb "$n")" "$(mb "$w")" "$(mb "$c")"
+    "$round" "$(mega "$r")" "$(mega "$n")" "$(mega "$w")" "$(mega "$c")"
 done
 
 dev=$(df -P "$work" | awk 'NR == 2 {print $1}')

@@ -19,24 +19,17 @@ bs=${3:-1M}
 depths=${4:-1,16,64}
 rounds=${5:-5}
 
-command -v fio >/dev/null || { echo "compare-disk: fio is not installed (Debian: apt-get install fio)" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "compare-disk: python3 is needed to read the JSON" >&2; exit 1; }
+need fio fio
+need_python3
 
-made_dir=
 if [ -z "$dir" ]; then
   dir=$(mktemp -d /var/tmp/xferbench-compare.XXXXXX)
-  made_dir=$dir
+  remove_on_exit "$dir"
 fi
 results=$(mktemp)
-cleanup() {
-  rm -f "$dir/fio.test" "$dir/fixed.data" "$results"
-  if [ -n "$made_dir" ]; then rm -rf "$made_dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_add rm -f "$dir/fio.test" "$dir/fixed.data" "$results"
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-xferbench=$root/target/release/xferbench
+build_release
 
 fio_job() { # rw file depth
   fio --name="$1" --filename="$2" --size="$size" --bs="$bs" --iodepth="$3" \
@@ -90,8 +83,6 @@ x_ring_flags() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["measurements"][0]["conditions"].get("ring_flags", "none"))'
 }
 
-gb() { python3 -c "print(f'{float(\"$1\")/1e9:.2f}')"; }
-
 "$xferbench" gen "$dir/fixed.data" --size "$size" --quiet
 echo "disk: $dir  size $size  bs $bs  depths $depths  O_DIRECT  io_uring  $rounds rounds per depth, alternating"
 machine_line "$dir"
@@ -112,7 +103,7 @@ for depth in ${depths//,/ }; do
     rm -f "$dir/fio.test"
     echo "$depth $fw $xw $fr $xr $fo $xo" >>"$results"
     printf 'depth %2d round %d: write fio %s xferbench %s | read fio %s xferbench %s | read-only fio %s xferbench %s GB/s\n' \
-      "$depth" "$round" "$(gb "$fw")" "$(gb "$xw")" "$(gb "$fr")" "$(gb "$xr")" "$(gb "$fo")" "$(gb "$xo")"
+      "$depth" "$round" "$(giga "$fw")" "$(giga "$xw")" "$(giga "$fr")" "$(giga "$xr")" "$(giga "$fo")" "$(giga "$xo")"
   done
 done
 

@@ -27,48 +27,28 @@ ns_a=${LAB_PREFIX:-xfb}-a
 ns_b=${LAB_PREFIX:-xfb}-b
 lab_addr=${LAB_SUBNET:-10.77.0}.2
 
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-net: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
-[[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "compare-net: SECS must be a positive integer (got '$secs')" >&2; exit 2; }
-command -v iperf3 >/dev/null || { echo "compare-net: iperf3 is not installed (Debian: apt-get install iperf3)" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "compare-net: python3 is needed to read the JSON" >&2; exit 1; }
+need_posint ROUNDS "$rounds"
+need_posint SECS "$secs"
+need iperf3 iperf3
+need_python3
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xferbench-compare-net.XXXXXX")
-pids=()
-lab_made=
-cleanup() {
-  local pid n
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for n in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "$lab_made" ]; then "$root/scripts/lab.sh" down || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+remove_on_exit "$work"
 
-if [ -z "${XFERBENCH:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-  xferbench=$root/target/release/xferbench
-else
-  xferbench=$XFERBENCH
-fi
-[ -x "$xferbench" ] || { echo "compare-net: $xferbench is not an executable" >&2; exit 1; }
-token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+use_xferbench
+token=$(new_token)
 
 # wait_for LOG PATTERN PID WHAT: until LOG has a line matching PATTERN (at most ~10 s).
 wait_for() {
-  local n
-  for n in $(seq 1 100); do
-    if grep -q "$2" "$1" 2>/dev/null; then return 0; fi
-    if ! kill -0 "$3" 2>/dev/null; then
-      echo "compare-net: $4 exited before it was ready:" >&2; cat "$1" "$1.err" >&2 2>/dev/null || true; exit 1
-    fi
-    sleep 0.1
-  done
-  echo "compare-net: $4 was not ready after 10 s:" >&2; cat "$1" "$1.err" >&2 2>/dev/null || true; exit 1
+  local rc=0
+  wait_for_line "$1" "$2" 10 "$3" || rc=$?
+  if [ "$rc" -eq 0 ]; then return 0; fi
+  if [ "$rc" -eq 2 ]; then
+    echo "compare-net: $4 exited before it was ready:" >&2
+  else
+    echo "compare-net: $4 was not ready after 10 s:" >&2
+  fi
+  cat "$1" "$1.err" >&2 2>/dev/null || true; exit 1
 }
 
 # start_servers NAME ADDR [NETNS]: xferbench serve and iperf3 -s listening on ADDR.
@@ -77,10 +57,10 @@ start_servers() {
   if [ $# -ge 3 ]; then pre=(ip netns exec "$3"); fi
   "${pre[@]}" "$xferbench" serve --listen "$addr:$xport" --token "$token" \
     >"$work/$name.serve" 2>"$work/$name.serve.err" &
-  pids+=($!)
+  track_pid $!
   wait_for "$work/$name.serve" '^listening on' $! "xferbench serve on $addr:$xport"
   "${pre[@]}" iperf3 -s -B "$addr" -p "$iport" --forceflush >"$work/$name.iperf3" 2>"$work/$name.iperf3.err" &
-  pids+=($!)
+  track_pid $!
   wait_for "$work/$name.iperf3" 'Server listening' $! "iperf3 -s on $addr:$iport"
 }
 
@@ -103,15 +83,12 @@ run_tool() {
   fi
 }
 
-gbit() { python3 -c "print(f'{float(\"$1\")/1e9:.2f}')"; }
-
 # scenarios: "label|addr|client netns"
 scenarios=("loopback -P 1|127.0.0.1|" "loopback -P 4|127.0.0.1|")
 start_servers loopback 127.0.0.1
 if [ "$(id -u)" -eq 0 ]; then
-  lab_made=1
   # shellcheck disable=SC2086 # LAB_ARGS is a list of options
-  "$root/scripts/lab.sh" up $lab_args | sed 's/^/  /'
+  lab_up $lab_args
   start_servers lab "$lab_addr" "$ns_b"
   scenarios+=("lab -P 1|$lab_addr|$ns_a" "lab -P 4|$lab_addr|$ns_a")
 else
@@ -135,7 +112,7 @@ for round in $(seq 1 "$rounds"); do
       i=$(run_tool iperf3 "${args[@]}"); x=$(run_tool xferbench "${args[@]}")
     fi
     echo "$label|$i|$x" >>"$results"
-    printf 'round %d  %-14s iperf3 %6s  xferbench %6s Gb/s\n' "$round" "$label" "$(gbit "$i")" "$(gbit "$x")"
+    printf 'round %d  %-14s iperf3 %6s  xferbench %6s Gb/s\n' "$round" "$label" "$(giga "$i")" "$(giga "$x")"
   done
 done
 

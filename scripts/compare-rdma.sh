@@ -46,14 +46,14 @@ qdepth=${QDEPTH:-128}
 mtu=${MTU:-1500}
 xport=${XFERBENCH_PORT:-5301}
 
-die() { echo "compare-rdma: $*" >&2; exit 1; }
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-rdma: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
-[[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge 4 ] || { echo "compare-rdma: SECS must be an integer >= 4 (got '$secs')" >&2; exit 2; }
-[[ $qdepth =~ ^[1-9][0-9]*$ ]] || { echo "compare-rdma: QDEPTH must be a positive integer (got '$qdepth')" >&2; exit 2; }
-[[ $mtu =~ ^[0-9]+$ ]] || { echo "compare-rdma: MTU must be a number (got '$mtu')" >&2; exit 2; }
-[[ $xport =~ ^[0-9]+$ ]] || { echo "compare-rdma: XFERBENCH_PORT must be a number (got '$xport')" >&2; exit 2; }
-command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+need_posint ROUNDS "$rounds"
+if ! { [[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge 4 ]; }; then usage_error "SECS must be an integer >= 4 (got '$secs')"; fi
+need_posint QDEPTH "$qdepth"
+[[ $mtu =~ ^[0-9]+$ ]] || usage_error "MTU must be a number (got '$mtu')"
+[[ $xport =~ ^[0-9]+$ ]] || usage_error "XFERBENCH_PORT must be a number (got '$xport')"
+need_python3
 # SIZE in bytes, read the way xferbench reads it (K/M/G/T: powers of 1024, KB/MB/GB/TB: of 1000).
+# shellcheck disable=SC2015 # the last part exits
 bytes=$(python3 - "$size" <<'EOF'
 import re, sys
 m = re.fullmatch(r"([0-9.]+)\s*(?:([kmgtp])(i?b?|b)?|b)?", sys.argv[1].strip(), re.I)
@@ -63,15 +63,10 @@ power = "kmgtp".index(m.group(2).lower()) + 1 if m.group(2) else 0
 base = 1000 if (m.group(3) or "").lower() == "b" else 1024
 print(round(float(m.group(1)) * base ** power))
 EOF
-) && [ "$bytes" -gt 0 ] || { echo "compare-rdma: SIZE must be a size such as 512M or 2G (got '$size')" >&2; exit 2; }
+) && [ "$bytes" -gt 0 ] || usage_error "SIZE must be a size such as 512M or 2G (got '$size')"
 
-if [ -z "${XFERBENCH:-}" ]; then
-  cargo build --release --quiet --features rdma --manifest-path "$root/Cargo.toml"
-  xferbench=$root/target/release/xferbench
-else
-  xferbench=$XFERBENCH
-fi
-[ -x "$xferbench" ] && [ -f "$xferbench" ] || die "$xferbench is not an executable"
+use_xferbench --features rdma
+[ -f "$xferbench" ] || die "$xferbench is not an executable"
 # The guest sees this machine's / at the same paths: an absolute path reaches the same binary.
 xferbench=$(cd "$(dirname "$xferbench")" && pwd -P)/$(basename "$xferbench")
 # A build without the feature says so at once (here, where there is no RDMA device to reach).
@@ -80,20 +75,20 @@ case $("$xferbench" -q net 127.0.0.1:9 --via rdma -t 1 2>&1 || true) in
 esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xferbench-compare-rdma.XXXXXX")
-src_host= dest_host=
-cleanup() { rm -rf "$work" ${src_host:+"$src_host"} ${dest_host:+"$dest_host"}; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+remove_on_exit "$work"
+src_host='' dest_host=''
 
 # Where the file and its copy live. A host directory goes into the VM with --share; otherwise
 # the guest mounts a tmpfs of its own (sized for the file) for each side.
 shares=(--share "$work")
 if [ -n "${SRC_DIR:-}" ]; then
   src_host=$(mktemp -d "$SRC_DIR/xferbench-compare-rdma-src.XXXXXX") || die "cannot make a directory in SRC_DIR=$SRC_DIR"
+  remove_on_exit "$src_host"
   shares+=(--share "$src_host")
 fi
 if [ -n "${DEST_DIR:-}" ]; then
   dest_host=$(mktemp -d "$DEST_DIR/xferbench-compare-rdma-dest.XXXXXX") || die "cannot make a directory in DEST_DIR=$DEST_DIR"
+  remove_on_exit "$dest_host"
   shares+=(--share "$dest_host")
 fi
 # Guest memory: the tmpfs sides plus 1 GiB for everything else, 2 GiB at least.

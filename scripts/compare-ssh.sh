@@ -26,33 +26,18 @@ rounds=${2:-5}
 cipher=${3:-aes128-gcm@openssh.com}
 streams=${STREAMS:-4}
 
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-ssh: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
+need_posint ROUNDS "$rounds"
 for tool in sshd scp ssh ssh-keygen python3; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] ||
-    { echo "compare-ssh: $tool is not installed (Debian: apt-get install openssh-server openssh-client python3)" >&2; exit 1; }
+  [ -x "/usr/sbin/$tool" ] || need "$tool" "openssh-server openssh-client python3"
 done
 sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
 
 src_dir=$(mktemp -d "${SRC_DIR:-/dev/shm}/xferbench-compare-ssh-src.XXXXXX")
 dest_dir=$(mktemp -d "${DEST_DIR:-/dev/shm}/xferbench-compare-ssh-dest.XXXXXX")
 work=$(mktemp -d "${TMPDIR:-/tmp}/xferbench-compare-ssh.XXXXXX")
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work" "$src_dir" "$dest_dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+remove_on_exit "$work" "$src_dir" "$dest_dir"
 
-if [ -z "${XFERBENCH:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-  xferbench=$root/target/release/xferbench
-else
-  xferbench=$XFERBENCH
-fi
-[ -x "$xferbench" ] || { echo "compare-ssh: $xferbench is not an executable" >&2; exit 1; }
+use_xferbench
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -77,7 +62,7 @@ StrictModes no
 LogLevel ERROR
 EOF
 "$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-pids+=($!)
+track_pid $!
 echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
 user=$(id -un)
 ssh_opts=(-F /dev/null -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
@@ -89,12 +74,12 @@ ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true || { echo "compare-ssh: s
 
 # xferbench's own SSH server, on another free port.
 own_port=$(free_port)
-"$xferbench" serve --help | grep -q -- --ssh-listen || { echo "compare-ssh: this xferbench has no serve --ssh-listen" >&2; exit 1; }
+"$xferbench" serve --help | grep -q -- --ssh-listen || die "this xferbench has no serve --ssh-listen"
 "$xferbench" serve --listen 127.0.0.1:0 --root "$dest_dir" --ssh-listen "127.0.0.1:$own_port" \
   --authorized-keys "$work/authorized_keys" --host-key "$work/host_key" >"$work/serve.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 50); do grep -q "ssh listening" "$work/serve.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "ssh listening" "$work/serve.log" || { echo "compare-ssh: serve's SSH server did not come up:" >&2; cat "$work/serve.log" >&2; exit 1; }
+track_pid $!
+wait_for_line "$work/serve.log" "ssh listening" 5 ||
+  { echo "compare-ssh: serve's SSH server did not come up:" >&2; cat "$work/serve.log" >&2; exit 1; }
 echo "[127.0.0.1]:$own_port $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$work/known_hosts"
 
 source_file=$src_dir/random.img

@@ -32,67 +32,56 @@ len=8948
 window=4M
 lat_rounds=20000
 
-die() { echo "compare-udp: $*" >&2; exit 1; }
-[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "compare-udp: ROUNDS must be a positive integer (got '$rounds')" >&2; exit 2; }
-[[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "compare-udp: SECS must be a positive integer (got '$secs')" >&2; exit 2; }
+need_posint ROUNDS "$rounds"
+need_posint SECS "$secs"
 for tool in nuttcp iperf3 qperf python3; do
-  command -v $tool >/dev/null || die "$tool is not installed (Debian: apt-get install nuttcp iperf3 qperf python3)"
+  need $tool "nuttcp iperf3 qperf python3"
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/xferbench-compare-udp.XXXXXX")
-pids=()
-lab_made=
-cleanup() {
-  local pid n
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for n in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ -n "$lab_made" ]; then "$root/scripts/lab.sh" down || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+remove_on_exit "$work"
 
-if [ -z "${XFERBENCH:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-  xferbench=$root/target/release/xferbench
-else
-  xferbench=$XFERBENCH
-fi
-[ -x "$xferbench" ] || die "$xferbench is not an executable"
-token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+use_xferbench
+token=$(new_token)
 
-# start NAME LOG PATTERN [NETNS] -- COMMAND...: starts a server, waits until LOG matches (~10 s).
+# start NAME LOG PATTERN [NETNS] -- COMMAND...: starts a server, waits until LOG matches (~10 s);
+# with no PATTERN (a server that prints nothing), gives it 0.4 s as long as it stays up.
 start() {
-  local name=$1 log=$2 pattern=$3 pre=() n
+  local name=$1 log=$2 pattern=$3 pre=() pid rc=0
   shift 3
   if [ "$1" != -- ]; then pre=(ip netns exec "$1"); shift; fi
   shift
   "${pre[@]}" "$@" >"$log" 2>&1 &
-  pids+=($!)
-  for n in $(seq 1 100); do
-    if [ -z "$pattern" ] && [ "$n" -ge 5 ]; then return 0; fi
-    if [ -n "$pattern" ] && grep -q "$pattern" "$log" 2>/dev/null; then return 0; fi
-    kill -0 "${pids[-1]}" 2>/dev/null || { echo "compare-udp: $name exited:" >&2; cat "$log" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "compare-udp: $name was not ready after 10 s:" >&2; cat "$log" >&2; exit 1
+  pid=$!
+  track_pid "$pid"
+  if [ -z "$pattern" ]; then
+    for _ in 1 2 3 4; do
+      kill -0 "$pid" 2>/dev/null || { echo "compare-udp: $name exited:" >&2; cat "$log" >&2; exit 1; }
+      sleep 0.1
+    done
+    return 0
+  fi
+  wait_for_line "$log" "$pattern" 10 "$pid" || rc=$?
+  if [ "$rc" -eq 0 ]; then return 0; fi
+  if [ "$rc" -eq 2 ]; then
+    echo "compare-udp: $name exited:" >&2
+  else
+    echo "compare-udp: $name was not ready after 10 s:" >&2
+  fi
+  cat "$log" >&2; exit 1
 }
 
 # start_servers NAME ADDR [NETNS]: xferbench serve, nuttcp -S, iperf3 -s and qperf on ADDR.
 start_servers() {
-  local name=$1 addr=$2 ns=(--)
-  if [ $# -ge 3 ]; then ns=("$3" --); fi
-  start "xferbench serve on $addr" "$work/$name.serve" '^listening on' "${ns[@]}" \
+  local name=$1 addr=$2 in_ns=(--)
+  if [ $# -ge 3 ]; then in_ns=("$3" --); fi
+  start "xferbench serve on $addr" "$work/$name.serve" '^listening on' "${in_ns[@]}" \
     "$xferbench" serve --listen "$addr:$xport" --token "$token"
-  start "nuttcp -S on $addr" "$work/$name.nuttcp" '' "${ns[@]}" \
+  start "nuttcp -S on $addr" "$work/$name.nuttcp" '' "${in_ns[@]}" \
     nuttcp -S --nofork -P "$nctl"
-  start "iperf3 -s on $addr" "$work/$name.iperf3" 'Server listening' "${ns[@]}" \
+  start "iperf3 -s on $addr" "$work/$name.iperf3" 'Server listening' "${in_ns[@]}" \
     iperf3 -s -B "$addr" -p "$iport" --forceflush
-  start "qperf on $addr" "$work/$name.qperf" '' "${ns[@]}" qperf -lp "$qport"
+  start "qperf on $addr" "$work/$name.qperf" '' "${in_ns[@]}" qperf -lp "$qport"
 }
 
 # ns_prefix NETNS: sets pre to the words that run a command inside NETNS (none when empty).
@@ -154,9 +143,8 @@ print(float(m.group(1)) * scale, "-")' "$out"
 scenarios=("loopback|127.0.0.1|")
 start_servers loopback 127.0.0.1
 if [ "$(id -u)" -eq 0 ]; then
-  lab_made=1
   # shellcheck disable=SC2086 # LAB_ARGS is a list of options
-  "$root/scripts/lab.sh" up $lab_args | sed 's/^/  /'
+  lab_up $lab_args
   start_servers lab "$lab_addr" "$ns_b"
   scenarios+=("lab ${lab_args}|$lab_addr|$ns_a")
 else

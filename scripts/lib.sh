@@ -1,4 +1,6 @@
-# Shared by the compare-*.sh scripts: source it, do not run it.
+# shellcheck shell=bash
+# Shared by the compare-*.sh scripts: source it, do not run it. The script sets `root` (the
+# project's directory) first; sourcing this installs the one EXIT trap (see "Clean-up").
 #
 # machine_line [DIR...]: one line saying which machine a table of figures was measured on (CPU
 # model, cores, memory, kernel, and for each DIR the file system and the disk under it), so a
@@ -29,6 +31,7 @@ disk_of() {
   echo "$name (${model:+$model, }$kind, $(df --output=fstype "$dir" | tail -1))"
 }
 
+# shellcheck disable=SC2120 # DIR... is optional
 machine_line() {
   local cpu cores mem disks="" dir
   cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
@@ -39,3 +42,133 @@ machine_line() {
   done
   echo "machine: ${cpu:-unknown CPU}, $cores cores, $mem, kernel $(uname -r)$disks"
 }
+
+: "${root:?set root to the project directory before sourcing scripts/lib.sh}"
+
+# --- Messages and checks ---------------------------------------------------------------------
+
+# The script's name, the prefix of every message: compare-disk, compare-net, ...
+prog=${0##*/}
+prog=${prog%.sh}
+
+# die MSG: "PROG: MSG" on stderr, exit 1 (a run that could not be made).
+die() { echo "$prog: $*" >&2; exit 1; }
+
+# usage_error MSG: "PROG: MSG" on stderr, exit 2 (bad arguments or environment).
+usage_error() { echo "$prog: $*" >&2; exit 2; }
+
+# need_posint NAME VALUE: exit 2 unless VALUE is a positive integer.
+need_posint() {
+  [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "$1 must be a positive integer (got '$2')"
+}
+
+# need TOOL PACKAGES: exit 1, saying which Debian packages to install, unless TOOL is on the PATH.
+need() {
+  command -v "$1" >/dev/null || die "$1 is not installed (Debian: apt-get install $2)"
+}
+
+# need_python3: exit 1 unless python3 (which reads the tools' JSON) is on the PATH.
+need_python3() {
+  command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+}
+
+# --- The binary under test -------------------------------------------------------------------
+
+# build_release [CARGO_OPTION...]: build the release binary quietly (e.g. --features rdma) and
+# set `xferbench` to it.
+build_release() {
+  cargo build --release --quiet "$@" --manifest-path "$root/Cargo.toml"
+  xferbench=$root/target/release/xferbench
+}
+
+# use_xferbench [CARGO_OPTION...]: set `xferbench` to $XFERBENCH when given, else build_release;
+# exit 1 unless it is executable.
+# shellcheck disable=SC2120 # CARGO_OPTION... is optional
+use_xferbench() {
+  if [ -z "${XFERBENCH:-}" ]; then
+    build_release "$@"
+  else
+    xferbench=$XFERBENCH
+  fi
+  [ -x "$xferbench" ] || die "$xferbench is not an executable"
+}
+
+# new_token: a fresh random token for serve --token and its clients.
+new_token() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+
+# --- Servers ---------------------------------------------------------------------------------
+
+# wait_for_line FILE PATTERN SECS [PID]: poll FILE every 0.1 s, for at most SECS s, until a line
+# matches PATTERN (grep's basic regex), e.g. a server's "listening on". Returns 0 when one does,
+# 2 as soon as PID (the server) has exited, 1 after SECS s. The caller says what went wrong.
+wait_for_line() {
+  local file=$1 pattern=$2 secs=$3 pid=${4:-}
+  for _ in $(seq 1 $((secs * 10))); do
+    if grep -q "$pattern" "$file" 2>/dev/null; then return 0; fi
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 2; fi
+    sleep 0.1
+  done
+  # One last look: the line may have come during the last sleep.
+  grep -q "$pattern" "$file" 2>/dev/null && return 0
+  return 1
+}
+
+# --- The lab ---------------------------------------------------------------------------------
+
+# lab_up [OPTION...]: (re)create the two namespaces of scripts/lab.sh, its output indented; the
+# lab is taken down on exit.
+lab_up() {
+  _lab_up=1
+  "$root/scripts/lab.sh" up "$@" | sed 's/^/  /'
+}
+
+# --- Clean-up --------------------------------------------------------------------------------
+# One EXIT trap, and INT/TERM exit 130 through it. On exit, in this order:
+#  1. every process given to track_pid gets SIGTERM; each then has 5 s to go before SIGKILL;
+#  2. the commands given to cleanup_add run, the last added first;
+#  3. the lab comes down, if lab_up brought it up;
+#  4. the paths given to remove_on_exit are removed (rm -rf), in the order given.
+# A step that fails does not stop the ones after it.
+
+_pids=()
+_cleanups=()
+_removals=()
+_lab_up=
+
+# track_pid PID: stop PID (a server this script started) on exit.
+track_pid() { _pids+=("$1"); }
+
+# cleanup_add COMMAND [ARG...]: run COMMAND ARG... on exit.
+cleanup_add() {
+  local cmd
+  printf -v cmd '%q ' "$@"
+  _cleanups+=("$cmd")
+}
+
+# remove_on_exit PATH...: rm -rf each PATH on exit.
+remove_on_exit() { _removals+=("$@"); }
+
+_on_exit() {
+  local pid i path
+  for pid in "${_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${_pids[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[i]}" || true; done
+  if [ -n "$_lab_up" ]; then "$root/scripts/lab.sh" down || true; fi
+  for path in "${_removals[@]}"; do
+    if [ -n "$path" ]; then rm -rf "$path" || true; fi
+  done
+}
+trap _on_exit EXIT
+trap 'exit 130' INT TERM
+
+# --- Figures ---------------------------------------------------------------------------------
+
+# giga VALUE: VALUE / 10^9 with two decimals (GB/s from bytes/s, Gb/s from bits/s).
+giga() { python3 -c "print(f'{float(\"$1\")/1e9:.2f}')"; }
+
+# mega VALUE: VALUE / 10^6, whole, with thousands separators (MB/s from bytes/s).
+mega() { python3 -c "print(f'{float(\"$1\")/1e6:,.0f}')"; }
