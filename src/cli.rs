@@ -429,7 +429,8 @@ pub struct CopyArgs {
     #[arg(long)]
     pub verify: bool,
 
-    /// Replace the destination file if it exists.
+    /// Replace the destination file if it exists (the old one stays whole until the new one is
+    /// complete and fsynced, then is renamed over; both must fit).
     #[arg(short, long)]
     pub force: bool,
 
@@ -501,7 +502,8 @@ pub struct GenArgs {
     #[arg(long, value_enum, default_value_t = FillMode::Random)]
     pub fill: FillMode,
 
-    /// Replace FILE if it exists.
+    /// Replace FILE if it exists (the old one stays whole until the new one is filled and
+    /// fsynced, then is renamed over; both must fit).
     #[arg(short, long)]
     pub force: bool,
 
