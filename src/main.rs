@@ -94,13 +94,12 @@ fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
 
 fn disk(args: &DiskArgs, progress: &Progress) -> Result<()> {
     let result = disk::baseline(&args.options(), progress)?;
-    let warnings = result.warnings.clone();
     print_report(
         "disk",
         args.json,
         &result,
         report::text::baseline,
-        &warnings,
+        &result.warnings,
     );
     Ok(())
 }
@@ -150,13 +149,12 @@ fn net(args: &NetArgs) -> Result<()> {
     let transport = args.transport()?;
     let lines = IntervalLines::new(args.bidir, !args.json);
     let result = transport.mem_to_mem(&args.plan(), &lines)?;
-    let warnings = result.warnings.clone();
     print_report(
         "net",
         args.json,
         &result,
         report::text::net_summary,
-        &warnings,
+        &result.warnings,
     );
     // The partial figures are out; the exit status still says the test was cut short.
     interrupt::check()?;
@@ -165,8 +163,13 @@ fn net(args: &NetArgs) -> Result<()> {
 
 fn lat(args: &LatArgs) -> Result<()> {
     let result = args.transport()?.latency(&args.plan())?;
-    let warnings = result.warnings.clone();
-    print_report("lat", args.json, &result, report::text::lat, &warnings);
+    print_report(
+        "lat",
+        args.json,
+        &result,
+        report::text::lat,
+        &result.warnings,
+    );
     interrupt::check()?;
     Ok(())
 }
@@ -174,8 +177,13 @@ fn lat(args: &LatArgs) -> Result<()> {
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
     let (transport, plan) = args.plan()?;
     let result = transport.copy(&plan, progress)?;
-    let warnings = result.warnings.clone();
-    print_report("copy", args.json, &result, report::text::copy, &warnings);
+    print_report(
+        "copy",
+        args.json,
+        &result,
+        report::text::copy,
+        &result.warnings,
+    );
     Ok(())
 }
 
@@ -190,17 +198,17 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
     // The report and every file are written even when a path failed or Ctrl-C stopped the run:
     // what was measured stands.
     let written = exports.write_all(&result);
-    let warnings = match args.json_stdout {
-        true => result.warnings.clone(),
-        // The text report says its warnings itself.
-        false => Vec::new(),
+    // The text report says its warnings itself.
+    let warnings: &[Warning] = match args.json_stdout {
+        true => &result.warnings,
+        false => &[],
     };
     print_report(
         "run",
         args.json_stdout,
         &result,
         report::text::run,
-        &warnings,
+        warnings,
     );
     written?;
     if result.interrupted {

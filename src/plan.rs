@@ -139,12 +139,48 @@ pub struct PathResult {
     pub failed: Option<PathFailure>,
 }
 
+/// The step of a path that failed, named as the report's stages are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedStage {
+    /// Only when interrupted: a latency failure alone is `latency_failed`.
+    Latency,
+    /// Memory to memory.
+    Network,
+    /// Disk to disk.
+    Copy,
+}
+
+impl FailedStage {
+    /// The name the JSON and CSV give the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailedStage::Latency => "latency",
+            FailedStage::Network => "network",
+            FailedStage::Copy => "copy",
+        }
+    }
+
+    /// The stage in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailedStage::Latency => "round trips",
+            FailedStage::Network => "memory to memory",
+            FailedStage::Copy => "disk to disk",
+        }
+    }
+}
+
+impl std::fmt::Display for FailedStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Where and why one path's measurements stopped.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathFailure {
-    /// `latency` (only when interrupted: a latency failure alone is `latency_failed`), `network`
-    /// (memory to memory) or `copy` (disk to disk), as in the stages of the report.
-    pub stage: &'static str,
+    pub stage: FailedStage,
     pub reason: String,
     /// Ctrl-C, not the path, stopped it.
     #[serde(skip)]
@@ -152,19 +188,11 @@ pub struct PathFailure {
 }
 
 impl PathFailure {
-    fn new(stage: &'static str, err: &anyhow::Error) -> PathFailure {
+    fn new(stage: FailedStage, err: &anyhow::Error) -> PathFailure {
         PathFailure {
             stage,
             reason: format!("{err:#}"),
             interrupted: err.chain().any(|cause| cause.is::<Interrupted>()),
-        }
-    }
-
-    fn describe(&self) -> &'static str {
-        match self.stage {
-            "latency" => "round trips",
-            "network" => "memory to memory",
-            _ => "disk to disk",
         }
     }
 }

@@ -11,9 +11,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::embedded::Embedded;
 use super::verdict::{self, Figures, Sentence};
 use super::{
-    LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult, REMOTE_COPY,
-    RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling, remote_copy_path,
-    reusable, test_file_path,
+    FailedStage, LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult,
+    REMOTE_COPY, RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling,
+    remote_copy_path, reusable, test_file_path,
 };
 use crate::disk::{self, BaselineOptions, EngineChoice, FillMode, GenOptions, Passes};
 use crate::file;
@@ -379,7 +379,7 @@ fn measure_path(
             (Some(report.latency), None)
         }
         Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-            failed = Some(PathFailure::new("latency", &err));
+            failed = Some(PathFailure::new(FailedStage::Latency, &err));
             (None, None)
         }
         Err(err) => (None, Some(format!("{err:#}"))),
@@ -412,7 +412,7 @@ fn measure_path(
                 nets.extend(report.directions.into_iter().map(|d| d.receiver));
             }
             Err(err) => {
-                failed = Some(PathFailure::new("network", &err));
+                failed = Some(PathFailure::new(FailedStage::Network, &err));
                 break;
             }
         }
@@ -455,7 +455,7 @@ fn measure_path(
                 copies.push(report.measurement);
             }
             Err(err) => {
-                failed = Some(PathFailure::new("copy", &err));
+                failed = Some(PathFailure::new(FailedStage::Copy, &err));
                 break;
             }
         }
@@ -531,7 +531,7 @@ fn judge(
     let sentence = match (failed, &verdict) {
         (Some(failure), _) => format!(
             "{kind}: failed in {}: {} (its other figures below stand; no verdict)",
-            failure.describe(),
+            failure.stage.describe(),
             failure.reason
         ),
         (None, Some(verdict)) => Sentence {
@@ -547,7 +547,12 @@ fn judge(
 /// The copies served their purpose: a far disk is not left holding a test-file-sized file.
 fn remove_copies(options: &RunOptions, setup: &mut Setup, paths: &[PathResult]) {
     for result in paths {
-        if result.copy.is_none() && result.failed.as_ref().is_none_or(|f| f.stage != "copy") {
+        if result.copy.is_none()
+            && result
+                .failed
+                .as_ref()
+                .is_none_or(|f| f.stage != FailedStage::Copy)
+        {
             continue;
         }
         let (removed, path) = match result.path {

@@ -7,6 +7,7 @@ use crate::disk::{FillMode, Generated};
 use std::time::Duration;
 
 use crate::measure::{Conditions, CpuUse, Stage};
+use crate::plan::FailedStage;
 use crate::transport::memory::{Role, Tick};
 use crate::transport::{CopyReport, CpuBoth, Direction, DirectionReport, NetReport};
 use crate::units::{Rate, format_block, format_bytes};
@@ -544,7 +545,7 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             &link_class,
         );
         if path.network.is_none() {
-            missing_row(&mut out, path, "network", "memory to memory");
+            missing_row(&mut out, path, FailedStage::Network);
         }
         if udp {
             let _ = writeln!(
@@ -570,7 +571,7 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             &link_class,
         );
         if path.copy.is_none() {
-            missing_row(&mut out, path, "copy", "disk to disk");
+            missing_row(&mut out, path, FailedStage::Copy);
         }
     }
     if report.interrupted {
@@ -593,10 +594,11 @@ pub fn run(report: &crate::plan::RunReport) -> String {
 }
 
 /// Under a stage `rate_row` found "not measured": why, when its path failed.
-fn missing_row(out: &mut String, path: &crate::plan::PathResult, stage: &str, words: &str) {
+fn missing_row(out: &mut String, path: &crate::plan::PathResult, stage: FailedStage) {
     let Some(failed) = &path.failed else {
         return;
     };
+    let words = stage.describe();
     let why = match failed.stage == stage {
         true => format!("{} {words} failed (why is in its first line)", path.path),
         false => format!("{} {words} not run: an earlier stage failed", path.path),
