@@ -394,6 +394,24 @@ fn interval_ends(stdout: &str) -> Vec<f64> {
         .collect()
 }
 
+/// Starts `xferbench ARGS...` against `server`, lets it run for `after`, then cuts the lab's path
+/// to the server's port. None (said) when the path cannot be cut here.
+fn client_on_a_path_cut_after(
+    lab: &common::Lab,
+    server: &common::Server,
+    args: &[&str],
+    after: std::time::Duration,
+) -> Option<common::Background> {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let client = server.spawn(&args);
+    std::thread::sleep(after);
+    if let Err(why) = cut_path(lab, server.port) {
+        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+        return None;
+    }
+    Some(client)
+}
+
 /// `net -t 10` (EXTRA added) on a path cut 2 s in: ends with one line saying the path stopped
 /// carrying data, well within -t plus a grace, no interval past -t, and the server serves again.
 fn net_on_a_path_that_goes_dark(extra: &[&str]) {
@@ -405,14 +423,11 @@ fn net_on_a_path_that_goes_dark(extra: &[&str]) {
     let mut server = hosts.serve(root.path(), &["--max-clients", "1"]);
     let mut args = vec!["net", server.addr.as_str(), "-t", "10"];
     args.extend_from_slice(extra);
-    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
     let started = std::time::Instant::now();
-    let client = server.spawn(&args);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    if let Err(why) = cut_path(lab, server.port) {
-        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+    let second = std::time::Duration::from_secs(1);
+    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, 2 * second) else {
         return;
-    }
+    };
     let out = client.finish(std::time::Duration::from_secs(60));
     let took = started.elapsed();
     eprintln!(
@@ -462,18 +477,12 @@ fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
     };
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let client = server.spawn(&[
-        "net".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-    ]);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    if let Err(why) = cut_path(lab, server.port) {
-        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+    let args = ["net", server.addr.as_str(), "-t", "30"];
+    let second = std::time::Duration::from_secs(1);
+    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
         return;
-    }
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    };
+    std::thread::sleep(2 * second);
     common::send_signal(client.pid(), libc::SIGINT);
     let signalled = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(10));
@@ -532,17 +541,11 @@ fn lat_ends_with_a_sentence_when_the_path_goes_dark() {
     };
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let client = server.spawn(&[
-        "lat".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "60".as_ref(),
-    ]);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    if let Err(why) = cut_path(lab, server.port) {
-        eprintln!("skipping: cannot blackhole the lab's path: {why}");
+    let args = ["lat", server.addr.as_str(), "-t", "60"];
+    let second = std::time::Duration::from_secs(1);
+    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
         return;
-    }
+    };
     let cut = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(60));
     let took = cut.elapsed();

@@ -133,6 +133,8 @@ struct Core {
     slots: Vec<Option<InFlight>>,
     free: Vec<usize>,
     in_flight: usize,
+    /// The completions of one reap (user_data, result), kept so that reaping allocates nothing.
+    reaped: Vec<(u64, i32)>,
 }
 
 impl Core {
@@ -147,6 +149,7 @@ impl Core {
             slots: Vec::new(),
             free: Vec::new(),
             in_flight: 0,
+            reaped: Vec::new(),
         })
     }
 
@@ -215,12 +218,14 @@ impl Core {
     /// Takes every completion: finished requests go to `done`, short ones go in again, and
     /// any other entry's user_data (the doorbell's) to `other`.
     fn reap(&mut self, done: &mut dyn FnMut(Completion), other: &mut dyn FnMut(u64)) {
-        let reaped: Vec<(u64, i32)> = self
-            .ring
-            .completion()
-            .map(|cqe| (cqe.user_data(), cqe.result()))
-            .collect();
-        for (user_data, result) in reaped {
+        // Taken first: going again (a short read or write) pushes onto the ring.
+        let mut reaped = std::mem::take(&mut self.reaped);
+        reaped.extend(
+            self.ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result())),
+        );
+        for &(user_data, result) in &reaped {
             if user_data == WAKE {
                 other(user_data);
                 continue;
@@ -262,6 +267,8 @@ impl Core {
                 }
             }
         }
+        reaped.clear();
+        self.reaped = reaped;
     }
 
     /// The ring itself failed: every request in flight fails with its error. Their buffers
