@@ -75,6 +75,7 @@ fn engine_name(choice: EngineChoice) -> &'static str {
         EngineChoice::IoUring => "io_uring",
         EngineChoice::Psync => "psync",
         EngineChoice::Auto => "auto",
+        EngineChoice::Null => "null",
     }
 }
 
@@ -149,7 +150,12 @@ fn engine(c: &mut Criterion) {
     // Each pass takes tens of milliseconds or more: equal samples need far fewer passes than linear ones.
     group.sampling_mode(SamplingMode::Flat);
 
-    for choice in [EngineChoice::IoUring, EngineChoice::Psync] {
+    // null (fio's): no I/O, so its figure is what the engine and the pass cost on their own.
+    for choice in [
+        EngineChoice::IoUring,
+        EngineChoice::Psync,
+        EngineChoice::Null,
+    ] {
         let name = engine_name(choice);
         if let Some(reason) = unavailable(choice, dir.path()) {
             eprintln!("skipping engine/*/{name}: {reason}");

@@ -1068,6 +1068,7 @@ impl RunArgs {
             ssh: self.ssh.login(&[]),
             remote_dir: self.remote_dir.clone(),
             rdma: self.rdma.options(),
+            engine: EngineChoice::Auto,
         })
     }
 

@@ -53,6 +53,8 @@ impl Stage {
 pub enum EngineKind {
     IoUring,
     Psync,
+    /// fio's `null`: no byte moved (tests of the layers above the disk).
+    Null,
 }
 
 impl fmt::Display for EngineKind {
@@ -60,6 +62,7 @@ impl fmt::Display for EngineKind {
         f.write_str(match self {
             EngineKind::IoUring => "io_uring",
             EngineKind::Psync => "psync",
+            EngineKind::Null => "null",
         })
     }
 }

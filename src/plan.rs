@@ -5,6 +5,8 @@
 //! cannot do are listed as skipped with the reason, never dropped.
 
 mod embedded;
+#[cfg(test)]
+pub(crate) mod fake;
 mod steps;
 pub mod verdict;
 
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::disk::Pattern;
+use crate::disk::{EngineChoice, Pattern};
 use crate::file;
 use crate::interrupt::Interrupted;
 use crate::measure::{CpuUse, Latency, Measurement};
@@ -283,6 +285,9 @@ pub struct RunOptions {
     pub remote_dir: String,
     /// Which RDMA device and GID `--via rdma` uses (and the server inside this process).
     pub rdma: RdmaOptions,
+    /// The disk engine of the test file and the source read (`Null` in tests of the layers
+    /// above the disk).
+    pub engine: EngineChoice,
 }
 
 /// Where a run keeps its test file, so the next run can reuse it.

@@ -2,7 +2,7 @@
 //!
 //! One small interface, two implementations: io_uring (the io-uring crate, in `uring.rs`) and a
 //! `psync` fallback of worker threads doing pread/pwrite, for kernels where io_uring is disabled
-//! by sysctl or seccomp. Callers submit owned buffers and get them back in completions, in any
+//! by sysctl or seccomp; and fio's `null` engine for tests of the layers above. Callers submit owned buffers and get them back in completions, in any
 //! order, so the number of buffers a caller owns bounds both memory and queue depth.
 
 use std::fs::File;
@@ -28,6 +28,10 @@ pub enum EngineChoice {
     IoUring,
     /// pread/pwrite on IODEPTH worker threads.
     Psync,
+    /// fio's `null`: every request completes at once and no byte reaches the file. For fast
+    /// tests of the layers above the disk; never offered on the command line.
+    #[value(skip)]
+    Null,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,15 @@ pub struct Engine {
     ring_flags: Option<RingFlags>,
     /// io_uring driven by the caller's own thread (see [`Engine::start_blocking`]).
     inline: Option<uring::Inline>,
+    /// The null engine: completes each request as it is submitted.
+    null: Option<Null>,
+}
+
+/// fio's `null` engine: what a request would have moved, at once, with no I/O.
+struct Null {
+    completions: UnboundedSender<Completion>,
+    /// The file's length at start: reads end there, as they would on the file.
+    len: u64,
 }
 
 /// Most worker threads the psync engine starts, whatever the depth asked.
@@ -101,8 +114,10 @@ impl Engine {
         depth: usize,
         uring: fn(&File, usize) -> io::Result<Engine>,
     ) -> io::Result<(Engine, Option<String>)> {
-        if choice == EngineChoice::Psync {
-            return Ok((Engine::start_psync(file, depth)?, None));
+        match choice {
+            EngineChoice::Psync => return Ok((Engine::start_psync(file, depth)?, None)),
+            EngineChoice::Null => return Ok((Engine::start_null(file)?, None)),
+            EngineChoice::Auto | EngineChoice::IoUring => {}
         }
         match uring(file, depth) {
             Ok(engine) => Ok((engine, None)),
@@ -130,6 +145,7 @@ impl Engine {
             doorbell: None,
             ring_flags: Some(inline.flags()),
             inline: Some(inline),
+            null: None,
         })
     }
 
@@ -145,6 +161,7 @@ impl Engine {
             doorbell: Some(ring.doorbell),
             ring_flags: Some(ring.flags),
             inline: None,
+            null: None,
         })
     }
 
@@ -169,6 +186,24 @@ impl Engine {
             doorbell: None,
             ring_flags: None,
             inline: None,
+            null: None,
+        })
+    }
+
+    fn start_null(file: &File) -> io::Result<Engine> {
+        let (sender, completions) = unbounded_channel();
+        Ok(Engine {
+            kind: EngineKind::Null,
+            requests: None,
+            completions,
+            workers: Vec::new(),
+            doorbell: None,
+            ring_flags: None,
+            inline: None,
+            null: Some(Null {
+                completions: sender,
+                len: file.metadata()?.len(),
+            }),
         })
     }
 
@@ -184,6 +219,9 @@ impl Engine {
     pub fn submit(&mut self, request: Request) -> io::Result<()> {
         if let Some(inline) = &mut self.inline {
             return inline.submit(request);
+        }
+        if let Some(null) = &self.null {
+            return null.complete(request);
         }
         let sender = self.requests.as_ref().expect("requests open until drop");
         sender.send(request).map_err(|_| engine_stopped())?;
@@ -238,6 +276,34 @@ impl Drop for Engine {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+    }
+}
+
+impl Null {
+    fn complete(
+        &self,
+        Request {
+            op,
+            offset,
+            mut buf,
+        }: Request,
+    ) -> io::Result<()> {
+        let moved = match op {
+            Op::Write => buf.len(),
+            Op::Read { len } => {
+                let moved = len.min(self.len.saturating_sub(offset) as usize);
+                buf.set_len(moved);
+                moved
+            }
+        };
+        self.completions
+            .send(Completion {
+                op,
+                offset,
+                buf,
+                result: Ok(moved),
+            })
+            .map_err(|_| engine_stopped())
     }
 }
 
@@ -392,6 +458,18 @@ mod tests {
         round_trip(EngineChoice::Psync, false);
     }
 
+    /// A write of `len` bytes of `byte` at offset 0.
+    fn write_of(len: usize, byte: u8) -> Request {
+        let mut buf = AlignedBuf::new(len);
+        buf.full_mut().fill(byte);
+        buf.set_len(len);
+        Request {
+            op: Op::Write,
+            offset: 0,
+            buf,
+        }
+    }
+
     /// Reads `len` bytes at `offset` and waits for the answer.
     fn read_at(engine: &mut Engine, offset: u64, len: usize) -> Completion {
         let buf = AlignedBuf::new(len);
@@ -416,6 +494,26 @@ mod tests {
             let past = read_at(&mut engine, 8192, 4096);
             assert_eq!(past.result.unwrap(), 0, "{choice:?}");
         }
+    }
+
+    #[test]
+    fn the_null_engine_completes_at_once_and_moves_no_byte() {
+        let (_dir, file) = scratch();
+        file.set_len(100_000).unwrap();
+        let mut engine = start(EngineChoice::Null, false, &file, 4);
+        assert_eq!(engine.kind(), EngineKind::Null);
+        engine.submit(write_of(65536, 0xa5)).unwrap();
+        let written = engine.try_next().expect("complete on submit");
+        assert_eq!(written.result.unwrap(), 65536);
+        let mut on_disk = vec![0xffu8; 65536];
+        file.read_exact_at(&mut on_disk, 0).unwrap();
+        assert!(on_disk.iter().all(|&b| b == 0), "a byte reached the file");
+        // Reads end where the file ends, as on a real file.
+        assert_eq!(
+            read_at(&mut engine, 65536, 65536).result.unwrap(),
+            100_000 - 65536
+        );
+        assert_eq!(read_at(&mut engine, 200_000, 4096).result.unwrap(), 0);
     }
 
     #[test]
@@ -468,14 +566,7 @@ mod tests {
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let mut buf = AlignedBuf::new(4096);
-                    buf.set_len(4096);
-                    let write = Request {
-                        op: Op::Write,
-                        offset: 0,
-                        buf,
-                    };
-                    engine.submit(write).unwrap();
+                    engine.submit(write_of(4096, 0)).unwrap();
                     assert_eq!(engine.wait().unwrap().result.unwrap(), 4096);
                 })
                 .join()

@@ -533,6 +533,10 @@ pub fn read_while_writing(
 /// Marks a disk figure that cannot be the disk's: a file on tmpfs (memory), a buffered read
 /// mostly answered by the page cache, or a rate above the device's interface.
 pub fn hold_to_the_disk(measurement: &mut Measurement, path: &Path) {
+    // The null engine's figure is the engine's own: it never claims to be a disk's.
+    if measurement.conditions.engine == Some(EngineKind::Null) {
+        return;
+    }
     let cached = measurement.conditions.cached_before.unwrap_or(0.0);
     if file::is_tmpfs(path) {
         measurement.suspect =

@@ -4,7 +4,7 @@
 //! [`Step`], and a step that fails for one path is kept in that path's row.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -15,10 +15,10 @@ use super::{
     REMOTE_COPY, RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling,
     remote_copy_path, reusable, test_file_path,
 };
-use crate::disk::{self, BaselineOptions, EngineChoice, FillMode, GenOptions, Passes};
+use crate::disk::{self, BaselineOptions, FillMode, GenOptions, Passes};
 use crate::file;
 use crate::interrupt::Interrupted;
-use crate::measure::{Stage as MeasuredStage, Watcher};
+use crate::measure::{Measurement, Stage as MeasuredStage, Watcher};
 use crate::transport::rdma::Rdma;
 use crate::transport::ssh::Ssh;
 use crate::transport::tcp::Tcp;
@@ -77,23 +77,38 @@ fn announce(watcher: &dyn Watcher, step: Step) {
 /// Runs everything, step by step, and judges each path.
 pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     check(options)?;
-    let mut setup = Setup::start(options)?;
-    let test_file = make_test_file(options, watcher, &mut setup.warnings)?;
-    let baselines = measure_baselines(options, &mut setup, &test_file, watcher)?;
-    let mut paths = Vec::new();
-    let count = setup.wanted.len();
-    for (index, kind) in setup.wanted.clone().into_iter().enumerate() {
-        let result = measure_path(
-            options, &mut setup, &baselines, &test_file, kind, index, count, watcher,
-        );
+    let (servers, paths) = Servers::start(options)?;
+    run_against(options, &servers, paths, watcher)
+}
+
+/// The steps of a run against `far`, for the paths chosen: what [`run`] does once its
+/// servers are up, and what tests drive with a fake far side.
+pub(crate) fn run_against(
+    options: &RunOptions,
+    far: &dyn Far,
+    paths: Paths,
+    watcher: &dyn Watcher,
+) -> Result<RunReport> {
+    let mut run = Run {
+        options,
+        far,
+        watcher,
+        warnings: Vec::new(),
+    };
+    let test_file = run.make_test_file()?;
+    let baselines = run.measure_baselines(&test_file)?;
+    let mut results = Vec::new();
+    let count = paths.wanted.len();
+    for (index, &kind) in paths.wanted.iter().enumerate() {
+        let result = run.measure_path(&baselines, &test_file, kind, index, count);
         let interrupted = result.failed.as_ref().is_some_and(|f| f.interrupted);
-        paths.push(result);
+        results.push(result);
         if interrupted {
             break;
         }
     }
-    remove_copies(options, &mut setup, &paths);
-    Ok(finish(options, setup, test_file, baselines, paths, watcher))
+    run.remove_copies(&results);
+    Ok(run.finish(paths.skipped, test_file, baselines, results))
 }
 
 /// What the options ask that cannot be run, said before anything is measured.
@@ -117,10 +132,43 @@ fn check(options: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// The server and a transport for each path to run.
-struct Setup {
-    wanted: Vec<TransportKind>,
-    skipped: Vec<Skipped>,
+/// The paths a run measures, in order, and the ones it cannot, with the reason.
+pub(crate) struct Paths {
+    pub(crate) wanted: Vec<TransportKind>,
+    pub(crate) skipped: Vec<Skipped>,
+}
+
+/// The far disk writing a file of the run's size, as its server measured it.
+pub(crate) struct FarWrite {
+    pub(crate) measurements: Vec<Measurement>,
+    pub(crate) warnings: Vec<Warning>,
+    /// The device of the server's root, when it says: the same as this disk's means one
+    /// disk serves both ends.
+    pub(crate) device: Option<file::DeviceId>,
+}
+
+/// The far side of a run: a transport for each path, its disk's write figure, and removing
+/// what the run left there. [`Servers`] is the real one; tests give a fake.
+pub(crate) trait Far {
+    /// `HOST:PORT`, or "embedded".
+    fn name(&self) -> String;
+    /// The server, as a copy's destination names it.
+    fn peer(&self) -> &Peer;
+    /// The transport of a path the run wants (every wanted path has one).
+    fn transport(&self, kind: TransportKind) -> &dyn Transport;
+    /// The far disk's write baseline.
+    fn disk_write(&self, options: &RunOptions) -> Result<FarWrite>;
+    /// Removes the copy path `kind` left on the far side.
+    fn remove_copy(&self, kind: TransportKind, options: &RunOptions) -> Result<()>;
+    /// The embedded server's root: where a copy lands on this machine's own disk.
+    fn embedded_root(&self) -> Option<&Path>;
+    /// What the interface towards the server can carry, where the system says.
+    fn link_ceiling(&self) -> Option<crate::ceiling::Ceiling>;
+}
+
+/// The real far side: `serve` (given, or embedded in this process) and a transport for each
+/// path to run.
+struct Servers {
     /// serve's address (the SSH server's may differ).
     peer: Peer,
     /// `HOST:PORT`, or "embedded".
@@ -131,15 +179,14 @@ struct Setup {
     udp: Option<Udp>,
     /// The embedded server's root: where the shared disk's write half lands.
     embedded_dir: Option<PathBuf>,
-    warnings: Vec<Warning>,
     // Kept alive for the run: the embedded servers and their root.
     _embedded: Option<(tempfile::TempDir, Embedded)>,
 }
 
-impl Setup {
+impl Servers {
     /// The server: the one given, or one in this process whose root is a directory beside the
     /// test file (on one machine, the destination disk is this disk); then the transports.
-    fn start(options: &RunOptions) -> Result<Setup> {
+    fn start(options: &RunOptions) -> Result<(Servers, Paths)> {
         let (mut wanted, mut skipped) = choose_paths(&options.paths)?;
         let wants = |kind| wanted.contains(&kind);
         let (wants_tcp, wants_ssh, wants_rdma, wants_udp) = (
@@ -209,9 +256,7 @@ impl Setup {
             true => Some(Tcp::new(peer.clone(), options.token.clone())?),
             false => None,
         };
-        Ok(Setup {
-            wanted,
-            skipped,
+        let servers = Servers {
             peer,
             server_name,
             tcp,
@@ -219,9 +264,19 @@ impl Setup {
             rdma,
             udp,
             embedded_dir: embedded.as_ref().map(|(root, _)| root.path().to_path_buf()),
-            warnings: Vec::new(),
             _embedded: embedded,
-        })
+        };
+        Ok((servers, Paths { wanted, skipped }))
+    }
+}
+
+impl Far for Servers {
+    fn name(&self) -> String {
+        self.server_name.clone()
+    }
+
+    fn peer(&self) -> &Peer {
+        &self.peer
     }
 
     fn transport(&self, kind: TransportKind) -> &dyn Transport {
@@ -232,33 +287,149 @@ impl Setup {
             TransportKind::Ssh => self.ssh.as_ref().expect("made for ssh"),
         }
     }
+
+    /// serve measures its own disk (write then read, O_DIRECT) for the TCP, RDMA and UDP
+    /// paths and the embedded server; over SSH alone, a file is written there and timed.
+    fn disk_write(&self, options: &RunOptions) -> Result<FarWrite> {
+        match (&self.tcp, &self.ssh) {
+            (Some(tcp), _) => {
+                let far = tcp
+                    .remote_baseline(options.size, options.pattern)
+                    .context("the server's disk baseline")?;
+                Ok(FarWrite {
+                    measurements: far
+                        .measurements
+                        .into_iter()
+                        .filter(|m| m.stage == MeasuredStage::DiskWrite)
+                        .collect(),
+                    warnings: Vec::new(),
+                    device: far.device,
+                })
+            }
+            (None, Some(ssh)) => {
+                let (write, said) = ssh
+                    .remote_baseline(options.size, &options.remote_dir)
+                    .context("the far disk's baseline over SSH")?;
+                Ok(FarWrite {
+                    measurements: vec![write],
+                    warnings: said,
+                    device: None,
+                })
+            }
+            (None, None) => unreachable!("a run has at least one path"),
+        }
+    }
+
+    fn remove_copy(&self, kind: TransportKind, options: &RunOptions) -> Result<()> {
+        match (kind, &self.ssh, &self.tcp) {
+            (TransportKind::Ssh, Some(ssh), _) => {
+                ssh.remove_remote(&remote_copy_path(kind, &options.remote_dir))
+            }
+            (_, _, Some(tcp)) => tcp.remove_remote(REMOTE_COPY).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    fn embedded_root(&self) -> Option<&Path> {
+        self.embedded_dir.as_deref()
+    }
+
+    fn link_ceiling(&self) -> Option<crate::ceiling::Ceiling> {
+        peer_ceiling(&self.peer)
+    }
 }
 
-/// The random test file, made unless a fully written one of the size is there. Returns its
-/// path and whether it was reused.
-fn make_test_file(
-    options: &RunOptions,
-    watcher: &dyn Watcher,
-    warnings: &mut Vec<Warning>,
-) -> Result<(PathBuf, bool)> {
-    announce(watcher, Step::TestFile);
-    let test_file = test_file_path(&options.dir, options.size);
-    let reused = reusable(&test_file, options.size);
-    if !reused {
-        let made = disk::generate(
-            &GenOptions {
-                path: test_file.clone(),
-                size: options.size,
-                fill: FillMode::Random,
-                force: true,
-                pattern: options.pattern,
-                engine: EngineChoice::Auto,
-            },
-            watcher,
-        )?;
-        warnings.extend(made.warnings);
+/// One run's state between its steps: what it measures against, and the warnings so far.
+struct Run<'a> {
+    options: &'a RunOptions,
+    far: &'a dyn Far,
+    watcher: &'a dyn Watcher,
+    warnings: Vec<Warning>,
+}
+
+impl Run<'_> {
+    /// The random test file, made unless a fully written one of the size is there. Returns
+    /// its path and whether it was reused.
+    fn make_test_file(&mut self) -> Result<(PathBuf, bool)> {
+        let options = self.options;
+        announce(self.watcher, Step::TestFile);
+        let test_file = test_file_path(&options.dir, options.size);
+        let reused = reusable(&test_file, options.size);
+        if !reused {
+            let made = disk::generate(
+                &GenOptions {
+                    path: test_file.clone(),
+                    size: options.size,
+                    fill: FillMode::Random,
+                    force: true,
+                    pattern: options.pattern,
+                    engine: options.engine,
+                },
+                self.watcher,
+            )?;
+            self.warnings.extend(made.warnings);
+        }
+        Ok((test_file, reused))
     }
-    Ok((test_file, reused))
+
+    /// The source disk's read here and the destination disk's write on the server; when one
+    /// disk serves both ends (the embedded server, or a far serve whose root is on this
+    /// machine's same file system), that disk reading and writing at once, as the copy uses it.
+    fn measure_baselines(&mut self, (test_file, _): &(PathBuf, bool)) -> Result<Baselines> {
+        let (options, watcher) = (self.options, self.watcher);
+        announce(watcher, Step::Baselines);
+        let mut reads = Vec::new();
+        let mut writes = Vec::new();
+        let mut far_device = None;
+        for _ in 0..options.repeat {
+            let read = disk::baseline(
+                &BaselineOptions {
+                    path: test_file.clone(),
+                    size: None,
+                    pattern: options.pattern,
+                    direct: true,
+                    evict: true,
+                    engine: options.engine,
+                    passes: Passes::ReadOnly,
+                },
+                watcher,
+            )?;
+            self.warnings.extend(read.warnings);
+            reads.extend(read.measurements.into_iter().map(|p| p.measurement));
+            let far = self.far.disk_write(options)?;
+            self.warnings.extend(far.warnings);
+            writes.extend(far.measurements);
+            far_device = far.device;
+        }
+        let write_dir = match self.far.embedded_root() {
+            Some(root) => Some(root.to_path_buf()),
+            None => far_device
+                .filter(|far| file::device_id(&options.dir).as_ref() == Some(far))
+                .map(|_| options.dir.clone()),
+        };
+        let mut read_writes = Vec::new();
+        if let Some(write_dir) = &write_dir {
+            announce(watcher, Step::SharedDisk);
+            for _ in 0..options.repeat {
+                read_writes.push(
+                    disk::read_while_writing(
+                        test_file,
+                        write_dir,
+                        options.size,
+                        options.pattern,
+                        watcher,
+                    )
+                    .context("the shared disk reading and writing at once")?,
+                );
+            }
+        }
+        Ok(Baselines {
+            source_read: Summary::of(reads),
+            destination_write: Summary::of(writes),
+            shared: write_dir.is_some(),
+            shared_read_write: Summary::of(read_writes),
+        })
+    }
 }
 
 /// The disks' figures every path's verdict shares.
@@ -271,216 +442,136 @@ struct Baselines {
     shared_read_write: Option<Summary>,
 }
 
-/// The source disk's read here and the destination disk's write on the server; when one disk
-/// serves both ends (the embedded server, or a far serve whose root is on this machine's same
-/// file system), that disk reading and writing at once, as the copy uses it.
-fn measure_baselines(
-    options: &RunOptions,
-    setup: &mut Setup,
-    (test_file, _): &(PathBuf, bool),
-    watcher: &dyn Watcher,
-) -> Result<Baselines> {
-    announce(watcher, Step::Baselines);
-    let mut reads = Vec::new();
-    let mut writes = Vec::new();
-    let mut far_device = None;
-    for _ in 0..options.repeat {
-        let read = disk::baseline(
-            &BaselineOptions {
-                path: test_file.clone(),
-                size: None,
-                pattern: options.pattern,
-                direct: true,
-                evict: true,
-                engine: EngineChoice::Auto,
-                passes: Passes::ReadOnly,
+impl Run<'_> {
+    /// One path: its latency, memory to memory and verified copy, then its verdict. A step that
+    /// fails keeps what the path measured before it and shows why; Ctrl-C ends it the same way.
+    fn measure_path(
+        &mut self,
+        baselines: &Baselines,
+        (test_file, _): &(PathBuf, bool),
+        kind: TransportKind,
+        index: usize,
+        count: usize,
+    ) -> PathResult {
+        let (options, watcher) = (self.options, self.watcher);
+        let transport = self.far.transport(kind);
+        let mut warnings = Vec::new();
+        announce(watcher, Step::Network { kind, index, count });
+        // A path whose round trips fail still has its rates and verdict; the reason is shown.
+        let lat_plan = LatPlan {
+            size: LATENCY_SIZE,
+            rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
+        };
+        let mut failed = None;
+        let (latency, latency_failed) = match transport.latency(&lat_plan) {
+            Ok(report) => {
+                warnings.extend(report.warnings);
+                (Some(report.latency), None)
+            }
+            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
+                failed = Some(PathFailure::new(FailedStage::Latency, &err));
+                (None, None)
+            }
+            Err(err) => (None, Some(format!("{err:#}"))),
+        };
+        let net_plan = NetPlan {
+            // RDMA runs one queue pair; its depth gives the parallelism.
+            streams: match kind {
+                TransportKind::Rdma | TransportKind::Udp => 1,
+                _ => options.streams,
             },
-            watcher,
-        )?;
-        setup.warnings.extend(read.warnings);
-        reads.extend(read.measurements.into_iter().map(|p| p.measurement));
-        match (&setup.tcp, &setup.ssh) {
-            (Some(tcp), _) => {
-                let far = tcp
-                    .remote_baseline(options.size, options.pattern)
-                    .context("the server's disk baseline")?;
-                far_device = far.device.clone();
-                writes.extend(
-                    far.measurements
-                        .into_iter()
-                        .filter(|m| m.stage == MeasuredStage::DiskWrite),
-                );
+            secs: options.net_secs,
+            omit_secs: 0.0,
+            interval_secs: 1.0,
+            // UDP: the largest datagram that fits the path MTU, sent as fast as it goes.
+            len: match kind {
+                TransportKind::Udp => 0,
+                _ => 128 << 10,
+            },
+            window: None,
+            directions: Directions::Upload,
+            queue_depth: 128,
+            rate: None,
+        };
+        let mut nets = Vec::new();
+        let net_runs = if failed.is_none() { options.repeat } else { 0 };
+        for _ in 0..net_runs {
+            match transport.mem_to_mem(&net_plan, watcher) {
+                Ok(report) => {
+                    warnings.extend(report.warnings);
+                    nets.extend(report.directions.into_iter().map(|d| d.receiver));
+                }
+                Err(err) => {
+                    failed = Some(PathFailure::new(FailedStage::Network, &err));
+                    break;
+                }
             }
-            (None, Some(ssh)) => {
-                let (write, said) = ssh
-                    .remote_baseline(options.size, &options.remote_dir)
-                    .context("the far disk's baseline over SSH")?;
-                setup.warnings.extend(said);
-                writes.push(write);
-            }
-            (None, None) => unreachable!("a run has at least one path"),
         }
-    }
-    let write_dir = match &setup.embedded_dir {
-        Some(root) => Some(root.clone()),
-        None => far_device
-            .filter(|far| file::device_id(&options.dir).as_ref() == Some(far))
-            .map(|_| options.dir.clone()),
-    };
-    let mut read_writes = Vec::new();
-    if let Some(write_dir) = &write_dir {
-        announce(watcher, Step::SharedDisk);
-        for _ in 0..options.repeat {
-            read_writes.push(
-                disk::read_while_writing(
-                    test_file,
-                    write_dir,
-                    options.size,
-                    options.pattern,
-                    watcher,
-                )
-                .context("the shared disk reading and writing at once")?,
+        // UDP does not deliver every datagram: no file goes over it. Only serve computes a digest
+        // on the far side.
+        let copies_files = kind != TransportKind::Udp && failed.is_none();
+        let verify = kind != TransportKind::Ssh;
+        if copies_files {
+            announce(
+                watcher,
+                Step::Copy {
+                    kind,
+                    verified: verify,
+                },
             );
         }
-    }
-    Ok(Baselines {
-        source_read: Summary::of(reads),
-        destination_write: Summary::of(writes),
-        shared: write_dir.is_some(),
-        shared_read_write: Summary::of(read_writes),
-    })
-}
-
-/// One path: its latency, memory to memory and verified copy, then its verdict. A step that
-/// fails keeps what the path measured before it and shows why; Ctrl-C ends it the same way.
-#[allow(clippy::too_many_arguments)]
-fn measure_path(
-    options: &RunOptions,
-    setup: &mut Setup,
-    baselines: &Baselines,
-    (test_file, _): &(PathBuf, bool),
-    kind: TransportKind,
-    index: usize,
-    count: usize,
-    watcher: &dyn Watcher,
-) -> PathResult {
-    let transport = setup.transport(kind);
-    let mut warnings = Vec::new();
-    announce(watcher, Step::Network { kind, index, count });
-    // A path whose round trips fail still has its rates and verdict; the reason is shown.
-    let lat_plan = LatPlan {
-        size: LATENCY_SIZE,
-        rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
-    };
-    let mut failed = None;
-    let (latency, latency_failed) = match transport.latency(&lat_plan) {
-        Ok(report) => {
-            warnings.extend(report.warnings);
-            (Some(report.latency), None)
-        }
-        Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-            failed = Some(PathFailure::new(FailedStage::Latency, &err));
-            (None, None)
-        }
-        Err(err) => (None, Some(format!("{err:#}"))),
-    };
-    let net_plan = NetPlan {
-        // RDMA runs one queue pair; its depth gives the parallelism.
-        streams: match kind {
-            TransportKind::Rdma | TransportKind::Udp => 1,
-            _ => options.streams,
-        },
-        secs: options.net_secs,
-        omit_secs: 0.0,
-        interval_secs: 1.0,
-        // UDP: the largest datagram that fits the path MTU, sent as fast as it goes.
-        len: match kind {
-            TransportKind::Udp => 0,
-            _ => 128 << 10,
-        },
-        window: None,
-        directions: Directions::Upload,
-        queue_depth: 128,
-        rate: None,
-    };
-    let mut nets = Vec::new();
-    let net_runs = if failed.is_none() { options.repeat } else { 0 };
-    for _ in 0..net_runs {
-        match transport.mem_to_mem(&net_plan, watcher) {
-            Ok(report) => {
-                warnings.extend(report.warnings);
-                nets.extend(report.directions.into_iter().map(|d| d.receiver));
-            }
-            Err(err) => {
-                failed = Some(PathFailure::new(FailedStage::Network, &err));
-                break;
-            }
-        }
-    }
-    // UDP does not deliver every datagram: no file goes over it. Only serve computes a digest
-    // on the far side.
-    let copies_files = kind != TransportKind::Udp && failed.is_none();
-    let verify = kind != TransportKind::Ssh;
-    if copies_files {
-        announce(
-            watcher,
-            Step::Copy {
-                kind,
-                verified: verify,
+        let copy_plan = CopyPlan {
+            source: Location::Local(test_file.clone()),
+            destination: Location::Remote {
+                peer: self.far.peer().clone(),
+                path: remote_copy_path(kind, &options.remote_dir),
             },
-        );
-    }
-    let copy_plan = CopyPlan {
-        source: Location::Local(test_file.clone()),
-        destination: Location::Remote {
-            peer: setup.peer.clone(),
-            path: remote_copy_path(kind, &options.remote_dir),
-        },
-        streams: options.streams,
-        chunk: options.pattern.block,
-        iodepth: options.pattern.depth,
-        verify,
-        force: true,
-    };
-    let mut copies = Vec::new();
-    let mut copy_cpu = Vec::new();
-    let copy_runs = if copies_files { options.repeat } else { 0 };
-    for _ in 0..copy_runs {
-        match transport.copy(&copy_plan, watcher) {
-            Ok(report) => {
-                warnings.extend(report.warnings);
-                copy_cpu = std::iter::once(report.cpu.local)
-                    .chain(report.cpu.remote)
-                    .collect();
-                copies.push(report.measurement);
-            }
-            Err(err) => {
-                failed = Some(PathFailure::new(FailedStage::Copy, &err));
-                break;
+            streams: options.streams,
+            chunk: options.pattern.block,
+            iodepth: options.pattern.depth,
+            verify,
+            force: true,
+        };
+        let mut copies = Vec::new();
+        let mut copy_cpu = Vec::new();
+        let copy_runs = if copies_files { options.repeat } else { 0 };
+        for _ in 0..copy_runs {
+            match transport.copy(&copy_plan, watcher) {
+                Ok(report) => {
+                    warnings.extend(report.warnings);
+                    copy_cpu = std::iter::once(report.cpu.local)
+                        .chain(report.cpu.remote)
+                        .collect();
+                    copies.push(report.measurement);
+                }
+                Err(err) => {
+                    failed = Some(PathFailure::new(FailedStage::Copy, &err));
+                    break;
+                }
             }
         }
-    }
-    // A network figure cannot beat the interface it left through, nor can a copy over it.
-    let link = peer_ceiling(&setup.peer);
-    for measurement in nets.iter_mut().chain(copies.iter_mut()) {
-        measurement.hold_to(
-            link.as_ref(),
-            "it did not all cross that interface (the peer is on this machine?)",
-        );
-    }
-    setup.warnings.extend(warnings);
-    let (network, copy) = (Summary::of(nets), Summary::of(copies));
-    let (verdict, sentence) = judge(kind, baselines, &network, &copy, &copy_cpu, &failed);
-    PathResult {
-        path: kind,
-        latency,
-        latency_failed,
-        network,
-        copy,
-        copy_cpu,
-        verdict,
-        sentence,
-        failed,
+        // A network figure cannot beat the interface it left through, nor can a copy over it.
+        let link = self.far.link_ceiling();
+        for measurement in nets.iter_mut().chain(copies.iter_mut()) {
+            measurement.hold_to(
+                link.as_ref(),
+                "it did not all cross that interface (the peer is on this machine?)",
+            );
+        }
+        self.warnings.extend(warnings);
+        let (network, copy) = (Summary::of(nets), Summary::of(copies));
+        let (verdict, sentence) = judge(kind, baselines, &network, &copy, &copy_cpu, &failed);
+        PathResult {
+            path: kind,
+            latency,
+            latency_failed,
+            network,
+            copy,
+            copy_cpu,
+            verdict,
+            sentence,
+            failed,
+        }
     }
 }
 
@@ -544,78 +635,185 @@ fn judge(
     (verdict, sentence)
 }
 
-/// The copies served their purpose: a far disk is not left holding a test-file-sized file.
-fn remove_copies(options: &RunOptions, setup: &mut Setup, paths: &[PathResult]) {
-    for result in paths {
-        if result.copy.is_none()
-            && result
-                .failed
-                .as_ref()
-                .is_none_or(|f| f.stage != FailedStage::Copy)
-        {
-            continue;
-        }
-        let (removed, path) = match result.path {
-            TransportKind::Ssh => {
-                let path = remote_copy_path(result.path, &options.remote_dir);
-                (setup.ssh.as_ref().map(|ssh| ssh.remove_remote(&path)), path)
-            }
-            _ => (
-                setup
-                    .tcp
+impl Run<'_> {
+    /// The copies served their purpose: a far disk is not left holding a test-file-sized file.
+    fn remove_copies(&mut self, paths: &[PathResult]) {
+        for result in paths {
+            let copied = result.copy.is_some()
+                || result
+                    .failed
                     .as_ref()
-                    .map(|tcp| tcp.remove_remote(REMOTE_COPY).map(drop)),
-                REMOTE_COPY.to_string(),
-            ),
-        };
-        if let Some(Err(err)) = removed {
-            setup.warnings.push(Warning::RemoteCopyLeft {
-                host: setup.server_name.clone(),
-                path,
-                reason: format!("{err:#}"),
-            });
+                    .is_some_and(|f| f.stage == FailedStage::Copy);
+            if !copied {
+                continue;
+            }
+            if let Err(err) = self.far.remove_copy(result.path, self.options) {
+                self.warnings.push(Warning::RemoteCopyLeft {
+                    host: self.far.name(),
+                    path: remote_copy_path(result.path, &self.options.remote_dir),
+                    reason: format!("{err:#}"),
+                });
+            }
+        }
+    }
+
+    /// The report: what was asked, every figure, every path's verdict, what was skipped.
+    fn finish(
+        mut self,
+        skipped: Vec<Skipped>,
+        (test_file, reused): (PathBuf, bool),
+        baselines: Baselines,
+        paths: Vec<PathResult>,
+    ) -> RunReport {
+        let options = self.options;
+        let interrupted = paths
+            .last()
+            .and_then(|path| path.failed.as_ref())
+            .is_some_and(|failed| failed.interrupted);
+        if !interrupted {
+            announce(self.watcher, Step::Verdict);
+        }
+        crate::warning::dedup(&mut self.warnings);
+        RunReport {
+            parameters: Parameters {
+                server: self.far.name(),
+                paths: options.paths.clone(),
+                size: options.size,
+                streams: options.streams,
+                net_secs: options.net_secs,
+                repeat: options.repeat,
+                block_size: options.pattern.block as u64,
+                iodepth: options.pattern.depth,
+                latency_size: LATENCY_SIZE,
+                latency_round_trips: LATENCY_ROUND_TRIPS,
+            },
+            test_file: test_file.display().to_string(),
+            test_file_reused: reused,
+            source_read: baselines.source_read,
+            destination_write: baselines.destination_write,
+            shared_disk: baselines.shared_read_write,
+            paths,
+            skipped,
+            warnings: self.warnings,
+            interrupted,
         }
     }
 }
 
-/// The report: what was asked, every figure, every path's verdict, what was skipped.
-fn finish(
-    options: &RunOptions,
-    mut setup: Setup,
-    (test_file, reused): (PathBuf, bool),
-    baselines: Baselines,
-    paths: Vec<PathResult>,
-    watcher: &dyn Watcher,
-) -> RunReport {
-    let interrupted = paths
-        .last()
-        .and_then(|path| path.failed.as_ref())
-        .is_some_and(|failed| failed.interrupted);
-    if !interrupted {
-        announce(watcher, Step::Verdict);
+#[cfg(test)]
+mod tests {
+    use super::super::fake::{self, FakeFar};
+    use super::super::verdict::Stage;
+    use super::*;
+    use crate::transport::fake::{FailAt, Fake};
+
+    /// A run of one tcp path that fails `at`: the far side (what it removed) and the path.
+    fn failing_at(at: FailAt) -> (FakeFar, PathResult) {
+        let tcp = Fake {
+            fail: Some(at),
+            ..Fake::new(TransportKind::Tcp, 1.0, 0.9)
+        };
+        let far = FakeFar::new(vec![tcp], 10.0);
+        let (_dir, mut report) = fake::run(&far);
+        (far, report.paths.remove(0))
     }
-    crate::warning::dedup(&mut setup.warnings);
-    RunReport {
-        parameters: Parameters {
-            server: setup.server_name.clone(),
-            paths: options.paths.clone(),
-            size: options.size,
-            streams: options.streams,
-            net_secs: options.net_secs,
-            repeat: options.repeat,
-            block_size: options.pattern.block as u64,
-            iodepth: options.pattern.depth,
-            latency_size: LATENCY_SIZE,
-            latency_round_trips: LATENCY_ROUND_TRIPS,
-        },
-        test_file: test_file.display().to_string(),
-        test_file_reused: reused,
-        source_read: baselines.source_read,
-        destination_write: baselines.destination_write,
-        shared_disk: baselines.shared_read_write,
-        paths,
-        skipped: std::mem::take(&mut setup.skipped),
-        warnings: std::mem::take(&mut setup.warnings),
-        interrupted,
+
+    #[test]
+    fn a_path_slower_than_both_disks_is_limited_by_the_network() {
+        let far = FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0);
+        let (_dir, report) = fake::run(&far);
+        let tcp = &report.paths[0];
+        let verdict = tcp.verdict.as_ref().expect("a verdict");
+        assert_eq!(verdict.bottleneck, vec![Stage::Network], "{}", tcp.sentence);
+        assert!(
+            (verdict.efficiency.unwrap() - 0.9).abs() < 1e-6,
+            "{verdict:?}"
+        );
+        assert!(
+            tcp.sentence.contains("limited by the network"),
+            "{}",
+            tcp.sentence
+        );
+        assert!(tcp.latency.is_some() && tcp.failed.is_none());
+        assert_eq!(report.parameters.server, "fake");
+        assert_eq!(*far.removed.borrow(), vec![TransportKind::Tcp]);
+    }
+
+    #[test]
+    fn each_path_is_judged_on_its_own_figures() {
+        let far = FakeFar::new(
+            vec![
+                Fake::new(TransportKind::Tcp, 1.0, 0.9),
+                Fake::new(TransportKind::Ssh, 10.0, 2.8),
+            ],
+            3.0,
+        );
+        let (_dir, report) = fake::run(&far);
+        let bottleneck = |i: usize| report.paths[i].verdict.as_ref().unwrap().bottleneck.clone();
+        assert_eq!(bottleneck(0), vec![Stage::Network]);
+        assert_eq!(bottleneck(1), vec![Stage::DestinationDisk]);
+        let far_write = report.destination_write.as_ref().unwrap().rate();
+        assert!((far_write.mb_per_sec() - 3.0).abs() < 1e-6, "{far_write}");
+    }
+
+    #[test]
+    fn a_path_that_fails_its_copy_keeps_its_network_figure_and_has_no_verdict() {
+        let (far, tcp) = failing_at(FailAt::Copy);
+        assert_eq!(tcp.failed.as_ref().unwrap().stage, FailedStage::Copy);
+        assert!(tcp.network.is_some() && tcp.copy.is_none() && tcp.verdict.is_none());
+        assert!(
+            tcp.sentence.contains("failed in disk to disk"),
+            "{}",
+            tcp.sentence
+        );
+        // A copy that failed may have left part of a file: it is removed too.
+        assert_eq!(*far.removed.borrow(), vec![TransportKind::Tcp]);
+    }
+
+    #[test]
+    fn a_path_that_fails_memory_to_memory_runs_no_copy() {
+        let (far, tcp) = failing_at(FailAt::Network);
+        assert_eq!(tcp.failed.as_ref().unwrap().stage, FailedStage::Network);
+        assert!(tcp.network.is_none() && tcp.copy.is_none());
+        assert!(far.removed.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_path_whose_round_trips_fail_is_still_judged() {
+        let (_, tcp) = failing_at(FailAt::Latency);
+        assert!(tcp.latency.is_none());
+        assert!(
+            tcp.latency_failed
+                .as_ref()
+                .unwrap()
+                .contains("failed in Latency")
+        );
+        assert!(tcp.failed.is_none() && tcp.verdict.is_some());
+    }
+
+    #[test]
+    fn a_copy_the_server_would_not_remove_is_a_warning_naming_it() {
+        let far = FakeFar {
+            removal_fails: true,
+            ..FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0)
+        };
+        let (_dir, report) = fake::run(&far);
+        let left = report.warnings.iter().find_map(|warning| match warning {
+            Warning::RemoteCopyLeft { host, path, .. } => Some((host.clone(), path.clone())),
+            _ => None,
+        });
+        assert_eq!(left, Some(("fake".to_string(), REMOTE_COPY.to_string())));
+    }
+
+    #[test]
+    fn the_disk_figures_of_the_null_engine_say_so_and_are_not_held_to_a_device() {
+        let far = FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0);
+        let (_dir, report) = fake::run(&far);
+        let read = &report.source_read.as_ref().unwrap().measurements[0];
+        assert_eq!(
+            read.conditions.engine,
+            Some(crate::measure::EngineKind::Null)
+        );
+        assert_eq!(read.suspect, None);
     }
 }

@@ -8,6 +8,9 @@ pub mod markdown;
 pub mod svg;
 pub mod text;
 
+#[cfg(test)]
+mod run_tests;
+
 use serde::Serialize;
 
 /// Version of the JSON report layout; bumped on any incompatible change.

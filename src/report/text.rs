@@ -511,9 +511,19 @@ pub fn run(report: &crate::plan::RunReport) -> String {
     let read_class = |r: Rate| classes::place_device(r, Io::Read).to_string();
     let write_class = |r: Rate| classes::place_device(r, Io::Write).to_string();
     let link_class = |r: Rate| classes::place_link(r).to_string();
+    // Said as it was measured: O_DIRECT is asked for, and a file system may refuse it.
+    let buffered = report
+        .source_read
+        .iter()
+        .flat_map(|summary| &summary.measurements)
+        .any(|m| !m.conditions.direct);
     rate_row(
         &mut out,
-        "source read (O_DIRECT)",
+        if buffered {
+            "source read (buffered)"
+        } else {
+            "source read (O_DIRECT)"
+        },
         report.source_read.as_ref(),
         &read_class,
     );
@@ -625,6 +635,14 @@ fn rate_row(
         );
         return;
     }
+    let null = summary
+        .measurements
+        .iter()
+        .any(|m| m.conditions.engine == Some(crate::measure::EngineKind::Null));
+    let placed = match null {
+        true => "null engine: no byte reached a device".to_string(),
+        false => class(summary.rate()),
+    };
     let spread = if summary.measurements.len() > 1 {
         format!(
             " ({:.0}–{:.0} MB/s, sd {:.0})",
@@ -639,7 +657,7 @@ fn rate_row(
         out,
         "  {name:<28} {:>26}{spread} — {}",
         summary.rate().to_string(),
-        class(summary.rate())
+        placed
     );
 }
 

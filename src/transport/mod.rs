@@ -5,6 +5,8 @@
 //! data plane shared by every stream-based path lives in `memory` and `pipeline`.
 
 pub mod address;
+#[cfg(test)]
+pub mod fake;
 pub mod memory;
 pub mod pipeline;
 pub mod rdma;

@@ -1,0 +1,164 @@
+//! A path that moves no byte and reports the rates it is given: for fast, deterministic tests
+//! of what sits above the transports (`run`, the verdict, the exporters). Never a real figure.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+
+use super::{
+    CopyPlan, CopyReport, CpuBoth, DirectionReport, LatPlan, LatReport, Location, NetPlan,
+    NetReport, StreamReport, TimeSplit, Transport, TransportKind, Verification,
+};
+use crate::measure::{Conditions, CpuUse, Direction, Measurement, OneWay, Stage, Watcher};
+
+/// A step of a path that the fake fails, with the error it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAt {
+    Latency,
+    Network,
+    Copy,
+}
+
+/// A transport of `kind` whose memory-to-memory and copy figures are the rates given, in
+/// bytes per second, and whose round trip is `round_trip`.
+#[derive(Debug, Clone)]
+pub struct Fake {
+    pub kind: TransportKind,
+    pub network_bytes_per_sec: f64,
+    pub copy_bytes_per_sec: f64,
+    pub round_trip: Duration,
+    /// Where it fails, with "the fake path failed here" as the error.
+    pub fail: Option<FailAt>,
+}
+
+impl Fake {
+    pub fn new(kind: TransportKind, network_mb_s: f64, copy_mb_s: f64) -> Fake {
+        Fake {
+            kind,
+            network_bytes_per_sec: network_mb_s * 1e6,
+            copy_bytes_per_sec: copy_mb_s * 1e6,
+            round_trip: Duration::from_micros(50),
+            fail: None,
+        }
+    }
+
+    fn fails(&self, at: FailAt) -> Result<()> {
+        match self.fail == Some(at) {
+            true => Err(anyhow!("the fake {} path failed in {at:?}", self.kind)),
+            false => Ok(()),
+        }
+    }
+
+    fn conditions(&self, streams: usize) -> Conditions {
+        Conditions {
+            path: Some(self.kind),
+            streams: Some(streams),
+            ..Conditions::default()
+        }
+    }
+
+    fn no_cpu() -> CpuBoth {
+        CpuBoth {
+            local: CpuUse::default(),
+            remote: Some(CpuUse::default()),
+        }
+    }
+}
+
+/// `bytes` taking as long as they would at `bytes_per_sec`.
+fn at_rate(stage: Stage, bytes: u64, bytes_per_sec: f64, conditions: Conditions) -> Measurement {
+    let elapsed = Duration::from_secs_f64(bytes as f64 / bytes_per_sec);
+    Measurement::new(stage, bytes, elapsed, conditions, Vec::new())
+}
+
+impl Transport for Fake {
+    fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
+    fn mem_to_mem(&self, plan: &NetPlan, _watcher: &dyn Watcher) -> Result<NetReport> {
+        self.fails(FailAt::Network)?;
+        let bytes = (self.network_bytes_per_sec * plan.secs) as u64;
+        let measured = |stage| {
+            at_rate(
+                stage,
+                bytes,
+                self.network_bytes_per_sec,
+                self.conditions(plan.streams),
+            )
+        };
+        Ok(NetReport {
+            server: "fake".into(),
+            path: self.kind,
+            streams: plan.streams,
+            secs: plan.secs,
+            omit_secs: plan.omit_secs,
+            len: plan.len,
+            window: plan.window,
+            directions: vec![DirectionReport {
+                direction: Direction::Upload,
+                sender: measured(Stage::NetSend),
+                receiver: measured(Stage::NetReceive),
+                retransmits: None,
+                streams: vec![StreamReport {
+                    id: 1,
+                    sender_bytes: bytes,
+                    receiver_bytes: bytes,
+                    retransmits: None,
+                    intervals: Vec::new(),
+                }],
+                datagrams: None,
+            }],
+            cpu: Fake::no_cpu(),
+            latency: None,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn copy(&self, plan: &CopyPlan, _watcher: &dyn Watcher) -> Result<CopyReport> {
+        self.fails(FailAt::Copy)?;
+        let Location::Local(source) = &plan.source else {
+            return Err(anyhow!("the fake path uploads only"));
+        };
+        let bytes = std::fs::metadata(source)?.len();
+        let measurement = at_rate(
+            Stage::Copy,
+            bytes,
+            self.copy_bytes_per_sec,
+            self.conditions(plan.streams),
+        );
+        let digest = "0".repeat(16);
+        Ok(CopyReport {
+            source: source.display().to_string(),
+            destination: "fake".into(),
+            path: self.kind,
+            split: TimeSplit {
+                fsync_secs: 0.0,
+                ..TimeSplit::default()
+            },
+            measurement,
+            verify: plan.verify.then(|| Verification {
+                algorithm: "fake".into(),
+                source: digest.clone(),
+                destination: digest,
+                matched: true,
+            }),
+            cpu: Fake::no_cpu(),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
+        self.fails(FailAt::Latency)?;
+        let mut one_way = OneWay::new();
+        one_way.record(self.round_trip);
+        Ok(LatReport {
+            server: "fake".into(),
+            path: self.kind,
+            size: plan.size,
+            latency: one_way.latency("fake round trip"),
+            cpu: Fake::no_cpu(),
+            warnings: Vec::new(),
+        })
+    }
+}
