@@ -21,12 +21,8 @@
 #              LAB_ARGS        options for `scripts/lab.sh up`, e.g. "--rate 10gbit"
 #              LAB_PREFIX, LAB_SUBNET   passed on to scripts/lab.sh
 # Only the lab's own addresses are used. The lab is (re)created at the start and taken down at the end.
-set -euo pipefail
-shopt -s inherit_errexit
-
-root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 size=${1:-4G}
 rounds=${2:-3}
 streams=${3:-4}
@@ -34,9 +30,6 @@ port=${XFERBENCH_PORT:-5301}
 net_secs=${NET_SECS:-5}
 copy_dir=${COPY_DIR:-$root/target}
 lab_args=${LAB_ARGS:-}
-ns_a=${LAB_PREFIX:-xfb}-a
-ns_b=${LAB_PREFIX:-xfb}-b
-addr=${LAB_SUBNET:-10.77.0}.2
 dest_on=${DEST_ON:-same-disk}
 need=0.9
 
@@ -161,7 +154,7 @@ measure_read() {
 }
 measure_net() {
   step net directions.0.receiver.bytes_per_sec \
-    ip netns exec "$ns_a" "$xferbench" net "$addr:$port" -P "$streams" -t "$net_secs" --token "$token" -J
+    ip netns exec "$ns_a" "$xferbench" net "$lab_addr:$port" -P "$streams" -t "$net_secs" --token "$token" -J
 }
 measure_write() {
   step write measurements.0.bytes_per_sec "$xferbench" disk "$dest" --write-only --size "$size" -J
@@ -169,7 +162,7 @@ measure_write() {
 measure_copy() {
   uncache "$src"
   step copy measurement.bytes_per_sec \
-    ip netns exec "$ns_a" "$xferbench" copy "$src" "$addr:$port:copy.bin" -P "$streams" --token "$token" -J
+    ip netns exec "$ns_a" "$xferbench" copy "$src" "$lab_addr:$port:copy.bin" -P "$streams" --token "$token" -J
   local got
   if [ ! -f "$dest/copy.bin" ]; then
     echo "compare-copy: warning: no copy.bin in the destination root after the copy" >&2
@@ -188,17 +181,17 @@ lab_up $lab_args
 echo "making the source: $size of random data"
 "$xferbench" gen "$src" --size "$size" >&2
 
-ip netns exec "$ns_b" "$xferbench" serve --listen "$addr:$port" --root "$dest" --token "$token" \
+ip netns exec "$ns_b" "$xferbench" serve --listen "$lab_addr:$port" --root "$dest" --token "$token" \
   >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
 track_pid "$serve_pid"
 if ! wait_for_line "$work/serve.out" '^listening on' 10 "$serve_pid"; then
-  echo "compare-copy: xferbench serve on $addr:$port did not start within 10 s:" >&2
+  echo "compare-copy: xferbench serve on $lab_addr:$port did not start within 10 s:" >&2
   cat "$work/serve.out" "$work/serve.err" >&2
   exit 1
 fi
 
-echo "copy $size ($size_bytes bytes) from $ns_a to $ns_b ($addr), -P $streams, $rounds rounds, alternating order"
+echo "copy $size ($size_bytes bytes) from $ns_a to $ns_b ($lab_addr), -P $streams, $rounds rounds, alternating order"
 echo "destination (DEST_ON=$dest_on): $dest_desc"
 machine_line "$(dirname "$src")" "$dest"
 echo "xferbench $("$xferbench" --version | cut -d' ' -f2)"

@@ -12,20 +12,13 @@
 #              LAB_PREFIX, LAB_SUBNET        passed on to scripts/lab.sh
 # Only loopback and the lab's own addresses are ever used. As root the lab is (re)created at the
 # start and taken down at the end.
-set -euo pipefail
-shopt -s inherit_errexit
-
-root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 rounds=${1:-5}
 secs=${2:-5}
 xport=${XFERBENCH_PORT:-5301}
 iport=${IPERF3_PORT:-5302}
 lab_args=${LAB_ARGS:-}
-ns_a=${LAB_PREFIX:-xfb}-a
-ns_b=${LAB_PREFIX:-xfb}-b
-lab_addr=${LAB_SUBNET:-10.77.0}.2
 
 need_posint ROUNDS "$rounds"
 need_posint SECS "$secs"
@@ -39,17 +32,7 @@ use_xferbench
 token=$(new_token)
 
 # wait_for LOG PATTERN PID WHAT: until LOG has a line matching PATTERN (at most ~10 s).
-wait_for() {
-  local rc=0
-  wait_for_line "$1" "$2" 10 "$3" || rc=$?
-  if [ "$rc" -eq 0 ]; then return 0; fi
-  if [ "$rc" -eq 2 ]; then
-    echo "compare-net: $4 exited before it was ready:" >&2
-  else
-    echo "compare-net: $4 was not ready after 10 s:" >&2
-  fi
-  cat "$1" "$1.err" >&2 2>/dev/null || true; exit 1
-}
+wait_for() { wait_ready "$1" "$2" "$3" "$4" "exited before it was ready" "$1" "$1.err"; }
 
 # start_servers NAME ADDR [NETNS]: xferbench serve and iperf3 -s listening on ADDR.
 start_servers() {

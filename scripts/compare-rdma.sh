@@ -33,12 +33,8 @@
 #              RDMA_VM_MEM, RDMA_VM_TIMEOUT and the rest: see scripts/rdma-vm.sh (defaults here:
 #                          enough memory for the file and its copy, 1500 s or more)
 # Only 127.0.0.1 (in the VM) is ever used.
-set -euo pipefail
-shopt -s inherit_errexit
-
-root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 size=${1:-512M}
 rounds=${2:-3}
 secs=${SECS:-8}

@@ -15,12 +15,8 @@
 #              SRC_DIR, DEST_DIR  where the file is read and written (default: /dev/shm)
 #              STREAMS    xferbench's parallel connections for the -P row (default 4)
 # Only 127.0.0.1 is ever used.
-set -euo pipefail
-shopt -s inherit_errexit
-
-root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 size=${1:-2G}
 rounds=${2:-5}
 cipher=${3:-aes128-gcm@openssh.com}

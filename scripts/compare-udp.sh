@@ -14,20 +14,13 @@
 #              LAB_PREFIX, LAB_SUBNET        passed on to scripts/lab.sh
 # Only loopback and the lab's own addresses are ever used. As root the lab is (re)created at the
 # start and taken down at the end.
-set -euo pipefail
-shopt -s inherit_errexit
-
-root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/lib.sh
-. "$root/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh" || exit 1
 rounds=${1:-5}
 secs=${2:-5}
 base=${BASE_PORT:-5311}
 xport=$base nctl=$((base + 1)) ndata=$((base + 2)) iport=$((base + 3)) qport=$((base + 4))
 lab_args=${LAB_ARGS:---mtu 9000}
-ns_a=${LAB_PREFIX:-xfb}-a
-ns_b=${LAB_PREFIX:-xfb}-b
-lab_addr=${LAB_SUBNET:-10.77.0}.2
 len=8948
 window=4M
 lat_rounds=20000
@@ -47,7 +40,7 @@ token=$(new_token)
 # start NAME LOG PATTERN [NETNS] -- COMMAND...: starts a server, waits until LOG matches (~10 s);
 # with no PATTERN (a server that prints nothing), gives it 0.4 s as long as it stays up.
 start() {
-  local name=$1 log=$2 pattern=$3 pre=() pid rc=0
+  local name=$1 log=$2 pattern=$3 pre=() pid
   shift 3
   if [ "$1" != -- ]; then pre=(ip netns exec "$1"); shift; fi
   shift
@@ -61,14 +54,7 @@ start() {
     done
     return 0
   fi
-  wait_for_line "$log" "$pattern" 10 "$pid" || rc=$?
-  if [ "$rc" -eq 0 ]; then return 0; fi
-  if [ "$rc" -eq 2 ]; then
-    echo "compare-udp: $name exited:" >&2
-  else
-    echo "compare-udp: $name was not ready after 10 s:" >&2
-  fi
-  cat "$log" >&2; exit 1
+  wait_ready "$log" "$pattern" "$pid" "$name" exited "$log"
 }
 
 # start_servers NAME ADDR [NETNS]: xferbench serve, nuttcp -S, iperf3 -s and qperf on ADDR.

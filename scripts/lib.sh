@@ -1,10 +1,16 @@
 # shellcheck shell=bash
-# Shared by the compare-*.sh scripts: source it, do not run it. The script sets `root` (the
-# project's directory) first; sourcing this installs the one EXIT trap (see "Clean-up").
+# Shared by the compare-*.sh scripts: source it first, do not run it. Sourcing it puts the script
+# in strict mode (errexit, nounset, pipefail, inherit_errexit), sets `root` (the project's
+# directory) and installs the one EXIT trap (see "Clean-up").
 #
 # machine_line [DIR...]: one line saying which machine a table of figures was measured on (CPU
 # model, cores, memory, kernel, and for each DIR the file system and the disk under it), so a
 # figure pasted into the README or a note can be read against the machine that made it.
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The disk under DIR: "nvme0n1 (Samsung SSD 970, NVMe)", "sda (..., SATA, rotational)", "vda (virtio)".
 disk_of() {
@@ -42,8 +48,6 @@ machine_line() {
   done
   echo "machine: ${cpu:-unknown CPU}, $cores cores, $mem, kernel $(uname -r)$disks"
 }
-
-: "${root:?set root to the project directory before sourcing scripts/lib.sh}"
 
 # --- Messages and checks ---------------------------------------------------------------------
 
@@ -113,7 +117,29 @@ wait_for_line() {
   return 1
 }
 
+# wait_ready LOG PATTERN PID WHAT EXITED [SHOW...]: wait_for_line LOG PATTERN 10 PID; when no
+# line came, "PROG: WHAT EXITED:" (PID has exited) or "PROG: WHAT was not ready after 10 s:" on
+# stderr, then the files SHOW..., and exit 1.
+wait_ready() {
+  local log=$1 pattern=$2 pid=$3 what=$4 exited=$5 rc=0
+  shift 5
+  wait_for_line "$log" "$pattern" 10 "$pid" || rc=$?
+  if [ "$rc" -eq 0 ]; then return 0; fi
+  if [ "$rc" -eq 2 ]; then
+    echo "$prog: $what $exited:" >&2
+  else
+    echo "$prog: $what was not ready after 10 s:" >&2
+  fi
+  cat "$@" >&2 2>/dev/null || true
+  exit 1
+}
+
 # --- The lab ---------------------------------------------------------------------------------
+
+# The names scripts/lab.sh gives its two namespaces (after LAB_PREFIX), and the address of the
+# second, where the servers listen (in LAB_SUBNET).
+# shellcheck disable=SC2034 # read by the scripts that source this file
+ns_a=${LAB_PREFIX:-xfb}-a ns_b=${LAB_PREFIX:-xfb}-b lab_addr=${LAB_SUBNET:-10.77.0}.2
 
 # lab_up [OPTION...]: (re)create the two namespaces of scripts/lab.sh, its output indented; the
 # lab is taken down on exit.

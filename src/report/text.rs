@@ -702,12 +702,17 @@ mod tests {
         }
     }
 
+    /// The datagram lines of a sender paced to `paced_gbit` by -b that sent `sent_bits_per_sec`.
+    fn paced_lines(paced_gbit: f64, sent_bits_per_sec: f64) -> String {
+        let sent = Rate {
+            bytes_per_sec: sent_bits_per_sec / 8.0,
+        };
+        datagram_lines(&paced(paced_gbit), sent)
+    }
+
     #[test]
     fn a_sender_short_of_its_b_rate_is_not_said_to_be_held_to_it() {
-        let sent = Rate {
-            bytes_per_sec: 33.6e9 / 8.0,
-        };
-        let text = datagram_lines(&paced(100.0), sent);
+        let text = paced_lines(100.0, 33.6e9);
         assert!(text.contains("could not reach the 100 Gb/s"), "{text}");
         assert!(text.contains("it sent 33.6 Gb/s"), "{text}");
         assert!(!text.contains("held to"), "{text}");
@@ -715,10 +720,7 @@ mod tests {
 
     #[test]
     fn a_sender_at_its_b_rate_is_said_to_be_held_to_it() {
-        let sent = Rate {
-            bytes_per_sec: 0.99e9 / 8.0,
-        };
-        let text = datagram_lines(&paced(1.0), sent);
+        let text = paced_lines(1.0, 0.99e9);
         assert!(text.contains("held to 1.00 Gb/s by -b"), "{text}");
     }
 }

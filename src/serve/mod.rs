@@ -180,6 +180,20 @@ fn start_in_thread(options: ServeOptions) -> Result<(Listening, Stopper)> {
     }
 }
 
+/// Binds a listener; the error says which address, and for a port in use which flag picks another.
+async fn listen(addr: SocketAddr, what: &str, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        anyhow!(
+            "cannot {what} on {addr}: {err}{}",
+            if err.kind() == std::io::ErrorKind::AddrInUse {
+                format!(": another server has the port; pick another with {flag} ADDR:PORT")
+            } else {
+                String::new()
+            }
+        )
+    })
+}
+
 /// Serves until `stop` resolves.
 fn serve_until(
     options: ServeOptions,
@@ -209,17 +223,7 @@ fn serve_until(
         .build()
         .context("starting the server runtime")?;
     let served = runtime.block_on(async move {
-        let listener = TcpListener::bind(options.listen).await.map_err(|err| {
-            anyhow!(
-                "cannot listen on {}: {err}{}",
-                options.listen,
-                if err.kind() == std::io::ErrorKind::AddrInUse {
-                    ": another server has the port; pick another with --listen ADDR:PORT"
-                } else {
-                    ""
-                }
-            )
-        })?;
+        let listener = listen(options.listen, "listen", "--listen").await?;
         let addr = listener.local_addr()?;
         let ssh_server = match &options.ssh {
             Some(ssh_options) => {

@@ -141,6 +141,29 @@ async fn connect_copy(
     Ok((link, ring))
 }
 
+/// Runs `work` on this end of a connected copy, on a blocking thread that keeps an eye on the
+/// control connection.
+async fn copy_side<T: Send + 'static>(
+    control: &Connection,
+    (mut link, mut ring): (Link, Ring),
+    size: u64,
+    plan: ChunkPlan,
+    work: impl FnOnce(Side<'_>, &mut Pulse) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let fd = control.stream().as_raw_fd();
+    blocking(move || {
+        let mut pulse = Pulse::new(fd);
+        let side = Side {
+            link: &mut link,
+            ring: &mut ring,
+            size,
+            plan,
+        };
+        work(side, &mut pulse)
+    })
+    .await
+}
+
 /// Receives a file the client writes into this server's slots.
 pub(super) async fn receive(
     shared: &Shared,
@@ -154,19 +177,10 @@ pub(super) async fn receive(
         warnings,
     } = session::prepare_receive(shared, &request.file)?;
     let size = request.file.size;
-    let (mut link, mut ring) =
-        connect_copy(shared, control, plan, size, &request.endpoint, true).await?;
-    let fd = control.stream().as_raw_fd();
+    let connected = connect_copy(shared, control, plan, size, &request.endpoint, true).await?;
     let cpu = CpuClock::start();
-    let received = blocking(move || {
-        let mut pulse = Pulse::new(fd);
-        let side = Side {
-            link: &mut link,
-            ring: &mut ring,
-            size,
-            plan,
-        };
-        copy::receive_file(side, engine, &Counter::new(), &mut pulse)
+    let received = copy_side(control, connected, size, plan, move |side, pulse| {
+        copy::receive_file(side, engine, &Counter::new(), pulse)
     })
     .await?;
     session::land(landing, size, received, cpu, warnings)
@@ -185,25 +199,16 @@ pub(super) async fn send(
         direct,
         warnings,
     } = session::prepare_send(shared, &request.file)?;
-    let (mut link, mut ring) =
-        connect_copy(shared, control, plan, size, &request.endpoint, false).await?;
+    let connected = connect_copy(shared, control, plan, size, &request.endpoint, false).await?;
     match control.read::<Request>(BEGIN_TIMEOUT).await {
         Ok(Request::Begin) => {}
         Ok(other) => bail!("expected the client's go-ahead, got {other:?}"),
         Err(err) => bail!("the client did not start the copy: {err}"),
     }
-    let fd = control.stream().as_raw_fd();
     let cpu = CpuClock::start();
     let targets = request.endpoint.slots;
-    let done = blocking(move || {
-        let mut pulse = Pulse::new(fd);
-        let side = Side {
-            link: &mut link,
-            ring: &mut ring,
-            size,
-            plan,
-        };
-        copy::send_file(side, engine, &targets, &Counter::new(), &mut pulse)
+    let done = copy_side(control, connected, size, plan, move |side, pulse| {
+        copy::send_file(side, engine, &targets, &Counter::new(), pulse)
     })
     .await?;
     Ok(session::sent(done, direct, cpu, warnings))

@@ -25,26 +25,33 @@ fn c_path(path: &Path) -> io::Result<CString> {
 
 /// statvfs of the file system holding `path` (InvalidInput for a path with a NUL).
 pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
-    let c_path = c_path(path)?;
-    // SAFETY: statvfs is plain integers, for which all zeros is a valid value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string the call only reads, and a live statvfs it writes into.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stat)
+    // SAFETY: statvfs is plain integers, and libc::statvfs fills one in from a C path.
+    unsafe { stat_of(path, libc::statvfs) }
 }
 
 /// statfs of the file system holding `path` (InvalidInput for a path with a NUL).
 pub fn statfs(path: &Path) -> io::Result<libc::statfs> {
+    // SAFETY: statfs is plain integers, and libc::statfs fills one in from a C path.
+    unsafe { stat_of(path, libc::statfs) }
+}
+
+/// Calls `stat` (statvfs or statfs) on `path` into a zeroed `T`.
+///
+/// # Safety
+/// `T` must be plain integers (all zeros a valid value), and `stat` must only read the C
+/// string and write one `T`.
+unsafe fn stat_of<T>(
+    path: &Path,
+    stat: unsafe extern "C" fn(*const libc::c_char, *mut T) -> libc::c_int,
+) -> io::Result<T> {
     let c_path = c_path(path)?;
-    // SAFETY: statfs is plain integers, for which all zeros is a valid value.
-    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid C string the call only reads, and a live statfs it writes into.
-    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+    // SAFETY: the caller vouches that all zeros is a valid T.
+    let mut out: T = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string the call only reads, and a live T it writes into.
+    if unsafe { stat(c_path.as_ptr(), &mut out) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(stat)
+    Ok(out)
 }
 
 /// posix_fadvise over the whole file.

@@ -130,17 +130,7 @@ impl SshServer {
     pub(super) async fn bind(options: &SshOptions, idle_timeout: Duration) -> Result<SshServer> {
         let (authorized, skipped) = keys::load_authorized_keys(&options.authorized_keys)?;
         let (host_key, host_key_generated) = keys::host_key(options.host_key.as_deref())?;
-        let listener = TcpListener::bind(options.listen).await.map_err(|err| {
-            anyhow!(
-                "cannot listen for SSH on {}: {err}{}",
-                options.listen,
-                if err.kind() == std::io::ErrorKind::AddrInUse {
-                    ": another server has the port; pick another with --ssh-listen ADDR:PORT"
-                } else {
-                    ""
-                }
-            )
-        })?;
+        let listener = super::listen(options.listen, "listen for SSH", "--ssh-listen").await?;
         let listening = SshListening {
             addr: listener.local_addr()?,
             host_key: host_key.public_key().clone(),

@@ -327,6 +327,17 @@ mod tests {
         keys::parse_public_key_base64(blob).unwrap()
     }
 
+    /// Asserts what `known` says of the ED25519 test key under `name`.
+    macro_rules! assert_check {
+        ($known:expr, $name:expr, $verdict:pat) => {
+            assert!(
+                matches!($known.check($name, &key(ED25519)), $verdict),
+                "{}",
+                $name
+            )
+        };
+    }
+
     fn known(text: &str) -> KnownHosts {
         let mut known = KnownHosts::default();
         known.add(Path::new("kh"), text);
@@ -339,38 +350,20 @@ mod tests {
             "# a comment\n\nnas,10.0.0.2 ssh-ed25519 {ED25519}\n[Lab]:2222 ssh-ed25519 {ED25519}\n"
         ));
         for name in ["nas", "NAS", "10.0.0.2", "[lab]:2222"] {
-            assert!(
-                matches!(known.check(name, &key(ED25519)), Verdict::Known),
-                "{name}"
-            );
+            assert_check!(known, name, Verdict::Known);
         }
         for name in ["lab", "[nas]:2222", "10.0.0.20"] {
-            assert!(
-                matches!(known.check(name, &key(ED25519)), Verdict::Unknown),
-                "{name}"
-            );
+            assert_check!(known, name, Verdict::Unknown);
         }
     }
 
     #[test]
     fn wildcards_match_and_a_negation_excludes_the_line() {
         let known = known(&format!("*.lab,!bad.lab,host-? ssh-ed25519 {ED25519}\n"));
-        assert!(matches!(
-            known.check("a.lab", &key(ED25519)),
-            Verdict::Known
-        ));
-        assert!(matches!(
-            known.check("host-1", &key(ED25519)),
-            Verdict::Known
-        ));
-        assert!(matches!(
-            known.check("host-10", &key(ED25519)),
-            Verdict::Unknown
-        ));
-        assert!(matches!(
-            known.check("bad.lab", &key(ED25519)),
-            Verdict::Unknown
-        ));
+        assert_check!(known, "a.lab", Verdict::Known);
+        assert_check!(known, "host-1", Verdict::Known);
+        assert_check!(known, "host-10", Verdict::Unknown);
+        assert_check!(known, "bad.lab", Verdict::Unknown);
         assert!(wildcard_match("[*]:2222", "[nas]:2222"));
         assert!(!wildcard_match("a*b?", "ab"));
     }
@@ -386,14 +379,8 @@ mod tests {
             .into_bytes();
         let line = format!("|1|{salt}|{} ssh-ed25519 {ED25519}\n", BASE64.encode(&mac));
         let known = known(&line);
-        assert!(matches!(
-            known.check("[127.0.0.1]:2222", &key(ED25519)),
-            Verdict::Known
-        ));
-        assert!(matches!(
-            known.check("127.0.0.1", &key(ED25519)),
-            Verdict::Unknown
-        ));
+        assert_check!(known, "[127.0.0.1]:2222", Verdict::Known);
+        assert_check!(known, "127.0.0.1", Verdict::Unknown);
     }
 
     #[test]
@@ -412,14 +399,8 @@ mod tests {
         let known = known(&format!(
             "@cert-authority *.lab ssh-ed25519 {ED25519_OTHER}\n"
         ));
-        assert!(matches!(
-            known.check("a.lab", &key(ED25519)),
-            Verdict::CertAuthority(_)
-        ));
-        assert!(matches!(
-            known.check("nas", &key(ED25519)),
-            Verdict::Unknown
-        ));
+        assert_check!(known, "a.lab", Verdict::CertAuthority(_));
+        assert_check!(known, "nas", Verdict::Unknown);
     }
 
     #[test]
@@ -434,10 +415,7 @@ mod tests {
     #[test]
     fn a_host_pinned_under_another_algorithm_is_not_unknown_and_its_algorithm_goes_first() {
         let known = known(&format!("nas ecdsa-sha2-nistp256 {ECDSA}\n"));
-        assert!(matches!(
-            known.check("nas", &key(ED25519)),
-            Verdict::OtherAlgorithms(_)
-        ));
+        assert_check!(known, "nas", Verdict::OtherAlgorithms(_));
         assert_eq!(
             known.pinned_algorithms("nas"),
             [Algorithm::Ecdsa {
@@ -452,10 +430,7 @@ mod tests {
         let known = known(&format!(
             "@bogus nas ssh-ed25519 {ED25519}\nnas ssh-ed25519 not-base64\nnas\n"
         ));
-        assert!(matches!(
-            known.check("nas", &key(ED25519)),
-            Verdict::Unknown
-        ));
+        assert_check!(known, "nas", Verdict::Unknown);
     }
 
     #[test]
@@ -466,9 +441,6 @@ mod tests {
         let text = std::fs::read_to_string(&file).unwrap();
         assert_eq!(text, format!("[127.0.0.1]:2222 ssh-ed25519 {ED25519}\n"));
         let known = KnownHosts::load(&[file]).unwrap();
-        assert!(matches!(
-            known.check("[127.0.0.1]:2222", &key(ED25519)),
-            Verdict::Known
-        ));
+        assert_check!(known, "[127.0.0.1]:2222", Verdict::Known);
     }
 }
