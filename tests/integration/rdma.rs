@@ -5,15 +5,11 @@
 //! The VM tests run when XFERBENCH_RDMA_VM=1 (`.ci/run` sets it after `rdma-vm.sh setup`); one
 //! VM boots at a time.
 
-#![cfg(feature = "rdma")]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::*;
+use crate::common::*;
 
 /// One VM at a time: each has two vCPUs of its own, emulated.
 static VM: Mutex<()> = Mutex::new(());
@@ -233,7 +229,7 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     );
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 1000);
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     let text = guest.succeeded("text");
     assert!(
         text.stdout.contains("latency (") && text.stdout.contains("p99"),
@@ -246,7 +242,7 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     let lat = json_report(&guest.step("lat"));
     assert_eq!(lat["path"], "rdma");
     assert_eq!(lat["latency"]["samples"], 300);
-    common::assert_latency_ordered(&lat["latency"]);
+    crate::common::assert_latency_ordered(&lat["latency"]);
     guest.failed_saying("lat_size", &["-s 8"]);
     // -t: timed round trips for a second, then the stop mark ends the server's answers (else it
     // would wait for another round and refuse the end of the test).

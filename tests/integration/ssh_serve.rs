@@ -2,16 +2,16 @@
 //! `scp -O` on loopback. Each test prints "skipped" and passes when the OpenSSH client is not
 //! installed.
 
-mod common;
-
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
-use common::{Hosts, RUN_TIMEOUT, Run, Server, assert_no_leftovers, entries, temp_dir, wait_until};
+use crate::common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
+use crate::common::{
+    Hosts, RUN_TIMEOUT, Run, Server, assert_no_leftovers, entries, temp_dir, wait_until,
+};
 use tempfile::TempDir;
 use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSsh};
 use xferbench::transport::ssh::command::RemoteCommand;
@@ -597,7 +597,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
     let only_restricted = client.dir.path().join("restricted_keys");
     std::fs::write(&only_restricted, format!("from=\"10.9.9.9\" {key}")).unwrap();
     let root = temp_dir();
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "serve".as_ref(),
         "--listen".as_ref(),
         "127.0.0.1:0".as_ref(),
@@ -615,7 +615,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
         "{}",
         out.stderr
     );
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -628,7 +628,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
 
 /// `xferbench ARGS --via ssh` with the test's key and known_hosts, as the server's client.
 fn xferbench_to_own(setup: &Setup, args: &[&str]) -> Run {
-    let mut cmd = common::command(args);
+    let mut cmd = crate::common::command(args);
     cmd.args(["--via", "ssh", "--identity"])
         .arg(&setup.client.key)
         .arg("--known-hosts")
@@ -636,7 +636,7 @@ fn xferbench_to_own(setup: &Setup, args: &[&str]) -> Run {
         .args(["-F", "/dev/null"])
         .env("HOME", setup.client.dir.path())
         .env_remove("SSH_AUTH_SOCK");
-    common::run_command(cmd)
+    crate::common::run_command(cmd)
 }
 
 #[test]
@@ -669,9 +669,9 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
         assert_file(&back, &bytes);
     }
     assert!(
-        common::leftovers(&setup.root).is_empty(),
+        crate::common::leftovers(&setup.root).is_empty(),
         "{:?}",
-        common::entries(&setup.root)
+        crate::common::entries(&setup.root)
     );
     let out = xferbench_to_own(
         &setup,
@@ -685,7 +685,7 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
             "-J",
         ],
     );
-    let report = common::json_report(&out);
+    let report = crate::common::json_report(&out);
     assert!(
         report["directions"][0]["receiver"]["bytes"]
             .as_u64()
@@ -701,12 +701,12 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
     let host = format!("127.0.0.1:{}", setup.client.port);
     let out = xferbench_to_own(&setup, &["lat", &host, "-n", "250", "-s", "100", "-J"]);
     assert_ran(&out, "xferbench lat --via ssh to serve");
-    let report = common::json_report(&out);
+    let report = crate::common::json_report(&out);
     assert_eq!(report["path"], "ssh", "{report:#}");
     assert_eq!(report["size"], 100);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 250, "{latency}");
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     assert!(
         latency["what"]
             .as_str()

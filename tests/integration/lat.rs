@@ -1,8 +1,6 @@
 //! `xferbench lat`: round trips through serve, one way = half the round trip.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
@@ -16,7 +14,7 @@ fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
     assert_eq!(report["size"], 1024);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 300);
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     assert!(report["cpu"]["remote"].is_object(), "{report:#}");
 }
 

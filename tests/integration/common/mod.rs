@@ -4,8 +4,6 @@
 //! Point that at a disk-backed file system: tmpfs has no O_DIRECT and no FIEMAP, and several
 //! tests pin down behaviour that only a real disk file system shows.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;

@@ -1,14 +1,12 @@
 //! `xferbench serve`: what it announces, its control protocol against bad peers, its limits,
 //! and how it stops. Raw-socket tests talk to a server on loopback with std's TcpStream.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Hosts, Server, TEST_TOKEN, Way, assert_failed_cleanly, assert_no_leftovers, copy_under_way,
     entries, exit_code, make_file, run_command, temp_dir, wait_until,
 };
@@ -200,14 +198,14 @@ fn serve_logs_one_line_per_finished_session() {
         source.as_os_str(),
         server.remote("logged.data").as_ref(),
     ]);
-    common::assert_success(up.code, &up.stdout, &up.stderr);
+    crate::common::assert_success(up.code, &up.stdout, &up.stderr);
     let back = dir.path().join("back.data");
     let down = server.run(&[
         "copy".as_ref(),
         server.remote("logged.data").as_ref(),
         back.as_os_str(),
     ]);
-    common::assert_success(down.code, &down.stdout, &down.stderr);
+    crate::common::assert_success(down.code, &down.stdout, &down.stderr);
     let refused = server.run(&[
         "copy".as_ref(),
         server.remote("no-such.data").as_ref(),
@@ -370,14 +368,14 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
         done
     });
     assert!(served, "still busy after the holder left: {last:?}");
-    common::assert_same_content(&source, &root.path().join("turned-away.data"));
+    crate::common::assert_same_content(&source, &root.path().join("turned-away.data"));
 }
 
 #[test]
 fn serve_on_a_port_in_use_fails_cleanly() {
     let (_root, server) = loopback_server(&[]);
     let other_root = temp_dir();
-    let out = run_command(common::command([
+    let out = run_command(crate::common::command([
         "serve",
         "--listen",
         &format!("127.0.0.1:{}", server.port),
@@ -397,7 +395,7 @@ fn serve_on_a_port_in_use_fails_cleanly() {
 fn serve_with_a_missing_root_fails_cleanly() {
     let dir = temp_dir();
     let missing = dir.path().join("missing");
-    let out = run_command(common::command([
+    let out = run_command(crate::common::command([
         OsStr::new("serve"),
         OsStr::new("--listen"),
         OsStr::new("127.0.0.1:0"),
@@ -459,7 +457,7 @@ fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving(
     let dir = temp_dir();
     let (client, final_path, partial) = copy_under_way(&hosts, &server, dir.path(), Way::Upload);
 
-    common::send_signal(client.pid(), libc::SIGKILL);
+    crate::common::send_signal(client.pid(), libc::SIGKILL);
     let _ = client.finish(ANSWER_TIMEOUT);
     assert!(
         wait_until(ANSWER_TIMEOUT, || !partial.exists()),
@@ -517,18 +515,18 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
 // ---- A client that stops moving ----
 
 /// Stops (SIGSTOP) a client and resumes it (SIGCONT) then kills it when dropped.
-struct Frozen(common::Background);
+struct Frozen(crate::common::Background);
 
 impl Frozen {
-    fn freeze(client: common::Background) -> Frozen {
-        common::send_signal(client.pid(), libc::SIGSTOP);
+    fn freeze(client: crate::common::Background) -> Frozen {
+        crate::common::send_signal(client.pid(), libc::SIGSTOP);
         Frozen(client)
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        common::send_signal(self.0.pid(), libc::SIGCONT);
+        crate::common::send_signal(self.0.pid(), libc::SIGCONT);
     }
 }
 
@@ -581,7 +579,7 @@ fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file
     let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
     let local = temp_dir();
     let (client, final_path, partial) =
-        common::copy_under_way(&hosts, &server, local.path(), common::Way::Upload);
+        crate::common::copy_under_way(&hosts, &server, local.path(), crate::common::Way::Upload);
     let frozen = Frozen::freeze(client);
     let froze = std::time::Instant::now();
     let line = server.wait_for_line("receive", Duration::from_secs(20));
@@ -598,7 +596,7 @@ fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file
     assert!(
         !partial.exists() && !final_path.exists(),
         "{:?}",
-        common::entries(root.path())
+        crate::common::entries(root.path())
     );
     server.assert_serves();
     drop(frozen);

@@ -2,14 +2,12 @@
 //! server on loopback; with a lab of the test's own (as root) the verdict is checked against a
 //! link shaped to 1 Gbit (the network must be named) and an unshaped one (a disk must be).
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 
-use common::{
+use crate::common::{
     Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, run_command,
     temp_dir,
 };
@@ -28,7 +26,7 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
 /// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
 const SIZE: &str = "16M";
 
-fn run_here(dir: &std::path::Path, extra: &[&str]) -> common::Run {
+fn run_here(dir: &std::path::Path, extra: &[&str]) -> crate::common::Run {
     let mut cmd = command(["-q", "run", "--size", SIZE, "-t", "1", "--dir"]);
     cmd.arg(dir).args(extra);
     run_command(cmd)
@@ -112,7 +110,7 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
         let latency = &path["latency"];
         assert_eq!(latency["samples"], 1000, "{path:#}");
         assert!(path["latency_failed"].is_null(), "{path:#}");
-        common::assert_latency_ordered(latency);
+        crate::common::assert_latency_ordered(latency);
     }
     assert!(
         measured[0]["latency"]["what"]
@@ -183,7 +181,7 @@ fn run_with_an_unknown_path_fails_before_measuring_anything() {
     let _turn = turn();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
-    common::assert_usage_error(&out);
+    crate::common::assert_usage_error(&out);
     assert!(out.stderr.contains("carrier-pigeon"), "{}", out.stderr);
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
@@ -195,7 +193,7 @@ fn run_with_a_size_below_one_block_fails_cleanly() {
     let mut cmd = command(["-q", "run", "--size", "4K", "--dir"]);
     cmd.arg(dir.path());
     let out = run_command(cmd);
-    common::assert_usage_error(&out);
+    crate::common::assert_usage_error(&out);
     assert!(
         out.stderr.contains("smaller than one block"),
         "{}",
@@ -234,7 +232,7 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
     let _turn = turn();
     // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
     let root = temp_dir();
-    let (_serve, holder, listen) = common::serve_without_udp(root.path());
+    let (_serve, holder, listen) = crate::common::serve_without_udp(root.path());
     let dir = temp_dir();
     let json = dir.path().join("report.json");
     let csv = dir.path().join("report.csv");

@@ -3,12 +3,10 @@
 //! No figure is compared with a speed: the tests pin down what is counted, how it adds up, and
 //! how the faults end.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
 use serde_json::Value;
 
 /// `COMMAND SERVER --via udp EXTRA...`, as the server's clients run.
@@ -25,7 +23,7 @@ fn client(server: &Server, command: &str, extra: &[&str]) -> Run {
     server.run(&udp_args(server, command, extra))
 }
 
-fn spawn(server: &Server, command: &str, extra: &[&str]) -> common::Background {
+fn spawn(server: &Server, command: &str, extra: &[&str]) -> crate::common::Background {
     server.spawn(&udp_args(server, command, extra))
 }
 
@@ -214,15 +212,15 @@ fn bad_lengths_rates_and_shapes_get_one_line() {
         &["lat", "127.0.0.1:1", "--via", "udp", "-s", "65508"],
         &["copy", "Cargo.toml", "127.0.0.1:1:x", "--via", "udp"],
     ] {
-        let out = common::run(args.iter().map(OsStr::new));
+        let out = crate::common::run(args.iter().map(OsStr::new));
         // Usage errors, clap's own or found after parsing: exit 2, one error line.
         assert_eq!(out.0, 2, "{args:?}: {}", out.2);
         assert!(out.2.starts_with("error: "), "{args:?}: {}", out.2);
         assert!(!out.2.contains("panicked"), "{args:?}: {}", out.2);
     }
-    let too_long = common::run(["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"]);
+    let too_long = crate::common::run(["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"]);
     assert!(too_long.2.contains("65507"), "{}", too_long.2);
-    let zero = common::run(["net", "127.0.0.1:1", "--via", "udp", "-b", "0"]);
+    let zero = crate::common::run(["net", "127.0.0.1:1", "--via", "udp", "-b", "0"]);
     assert!(zero.2.contains("--max"), "{}", zero.2);
 }
 
@@ -258,7 +256,7 @@ fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
     let mut receiver = spawn(&server, "net", &["-t", "60", "-R", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(receiver.running(), "the download ended early");
-    common::send_signal(receiver.pid(), libc::SIGKILL);
+    crate::common::send_signal(receiver.pid(), libc::SIGKILL);
     drop(receiver);
     // The server notices within its 50 ms checks; the next test gets the port.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -341,7 +339,7 @@ fn lat_over_udp_times_every_round_trip() {
         .find(|w| w["kind"] == "lost_round_trips")
         .map_or(0, |w| count(&w["lost"]));
     assert_eq!(count(&latency["samples"]) + lost, 500, "{report:#}");
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     // -t: round trips for a second instead of a count.
     let timed = json_report(&client(&server, "lat", &["-t", "1", "-J"]));
     let samples = count(&timed["latency"]["samples"]);
@@ -352,20 +350,20 @@ fn lat_over_udp_times_every_round_trip() {
 fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
     // serve's UDP port (the number of its TCP port) is held here.
     let root = temp_dir();
-    let (mut serve, holder, listen) = common::serve_without_udp(root.path());
+    let (mut serve, holder, listen) = crate::common::serve_without_udp(root.path());
     let started = Instant::now();
-    let mut tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+    let mut tcp = crate::common::run(["net", &listen, "-t", "1", "-J"]);
     while tcp.0 != 0 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
-        tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+        tcp = crate::common::run(["net", &listen, "-t", "1", "-J"]);
     }
     assert_eq!(tcp.0, 0, "{}", tcp.2);
-    let udp = common::run(["net", &listen, "--via", "udp", "-t", "1"]);
+    let udp = crate::common::run(["net", &listen, "--via", "udp", "-t", "1"]);
     assert_eq!(udp.0, 1, "{}", udp.2);
     assert!(udp.2.contains("could not open UDP port"), "{}", udp.2);
     assert!(serve.running());
     // The operator was told too, in serve's log.
-    common::send_signal(serve.pid(), libc::SIGTERM);
+    crate::common::send_signal(serve.pid(), libc::SIGTERM);
     let stopped = serve.finish(Duration::from_secs(10));
     assert!(stopped.stdout.contains("no UDP: "), "{}", stopped.stdout);
     drop(holder);

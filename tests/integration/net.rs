@@ -2,11 +2,9 @@
 //! namespaces of a lab of the test's own when root, else on loopback. No figure is compared
 //! with a speed: the tests pin down what is counted and how it adds up.
 
-mod common;
-
 use std::ffi::OsStr;
 
-use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
 use serde_json::Value;
 
 /// Runs `net SERVER EXTRA... -J` against a server of its own (in a lab when possible) and
@@ -230,7 +228,7 @@ fn net_text_output_has_interval_lines_per_stream_and_a_summary() {
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
     let out = net(&server, &["-t", "1", "-i", "0.5", "-P", "2"], false);
-    common::assert_success(out.code, &out.stdout, &out.stderr);
+    crate::common::assert_success(out.code, &out.stdout, &out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     for id in ["[  1]", "[  2]", "[SUM]"] {
         let count = lines.iter().filter(|line| line.starts_with(id)).count();
@@ -257,7 +255,7 @@ fn net_text_output_has_interval_lines_per_stream_and_a_summary() {
 #[test]
 fn net_to_an_unknown_host_fails_cleanly() {
     // .invalid never resolves (RFC 6761): the lookup fails locally, nothing is sent.
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q",
         "net",
         "no-such-host.invalid",
@@ -279,7 +277,7 @@ fn net_to_a_port_nothing_listens_on_fails_cleanly() {
         listener.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let out = common::run_command(common::command(["-q", "net", &addr, "-t", "1"]));
+    let out = crate::common::run_command(crate::common::command(["-q", "net", &addr, "-t", "1"]));
     assert_failed_cleanly(&out);
     assert!(
         out.stderr.contains(&addr) && out.stderr.contains("refused"),
@@ -293,7 +291,7 @@ fn net_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
-    let out = common::run_command(server.client(&[
+    let out = crate::common::run_command(server.client(&[
         "net".as_ref(),
         server.addr.as_ref(),
         "-t".as_ref(),
@@ -314,7 +312,12 @@ fn net_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
 fn net_rejects_zero_and_too_many_streams_as_usage_errors() {
     for streams in ["0", "129", "10000"] {
         // Rejected before any connection: the address is never dialled.
-        let out = common::run_command(common::command(["net", "127.0.0.1:9", "-P", streams]));
+        let out = crate::common::run_command(crate::common::command([
+            "net",
+            "127.0.0.1:9",
+            "-P",
+            streams,
+        ]));
         assert_eq!(out.code, 2, "-P {streams}: {out:?}");
         assert!(
             out.stderr.starts_with("error: ") && out.stderr.contains("--parallel"),
@@ -329,7 +332,7 @@ fn net_rejects_zero_and_too_many_streams_as_usage_errors() {
 /// Makes the lab's path drop every packet of established connections to the server's `port`,
 /// from now on (the server's namespace goes away with the lab). Tries iptables, then a tc
 /// ingress filter on the server's veth end; returns why neither worked.
-fn cut_path(lab: &common::Lab, port: u16) -> Result<(), String> {
+fn cut_path(lab: &crate::common::Lab, port: u16) -> Result<(), String> {
     let ns = lab.server_ns();
     let port = port.to_string();
     let iptables = std::process::Command::new("ip")
@@ -371,7 +374,7 @@ fn cut_path(lab: &common::Lab, port: u16) -> Result<(), String> {
 }
 
 /// The lab when this machine can make one, else None after saying why the test is skipped.
-fn lab_or_skip(hosts: &Hosts) -> Option<&common::Lab> {
+fn lab_or_skip(hosts: &Hosts) -> Option<&crate::common::Lab> {
     let lab = hosts.lab();
     if lab.is_none() {
         eprintln!(
@@ -397,11 +400,11 @@ fn interval_ends(stdout: &str) -> Vec<f64> {
 /// Starts `xferbench ARGS...` against `server`, lets it run for `after`, then cuts the lab's path
 /// to the server's port. None (said) when the path cannot be cut here.
 fn client_on_a_path_cut_after(
-    lab: &common::Lab,
-    server: &common::Server,
+    lab: &crate::common::Lab,
+    server: &crate::common::Server,
     args: &[&str],
     after: std::time::Duration,
-) -> Option<common::Background> {
+) -> Option<crate::common::Background> {
     let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
     let client = server.spawn(&args);
     std::thread::sleep(after);
@@ -483,7 +486,7 @@ fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
         return;
     };
     std::thread::sleep(2 * second);
-    common::send_signal(client.pid(), libc::SIGINT);
+    crate::common::send_signal(client.pid(), libc::SIGINT);
     let signalled = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(10));
     let took = signalled.elapsed();
@@ -514,7 +517,7 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
         "net -t 2 -w 1 took {took:?}"
     );
     let text = net(&server, &["-t", "1", "-w", "1"], false);
-    common::assert_success(text.code, &text.stdout, &text.stderr);
+    crate::common::assert_success(text.code, &text.stdout, &text.stderr);
     assert!(
         text.stdout
             .contains(&format!("window {granted} B granted (1 B asked)")),

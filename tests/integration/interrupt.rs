@@ -1,14 +1,12 @@
 //! Ctrl-C and SIGTERM, for every command: exit 130 within about a second of the signal, the
 //! figures so far where a command has them (net, lat), and no temporary file left behind.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Background, Hosts, Run, Way, assert_no_leftovers, copy_under_way, temp_dir};
+use crate::common::{Background, Hosts, Run, Way, assert_no_leftovers, copy_under_way, temp_dir};
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
 /// busy test machine.
@@ -17,7 +15,7 @@ const EXIT_AFTER_SIGNAL: Duration = Duration::from_millis(2500);
 /// Sends `signal` to `client` and returns what it printed, failing the test unless it exited
 /// with 130 within [`EXIT_AFTER_SIGNAL`].
 fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
-    common::send_signal(client.pid(), signal);
+    crate::common::send_signal(client.pid(), signal);
     let sent = Instant::now();
     let out = client.finish(Duration::from_secs(30));
     let took = sent.elapsed();
@@ -41,7 +39,8 @@ fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
 
 /// Starts `xferbench -q ARGS...` here, in the background.
 fn spawn_here(args: &[&OsStr]) -> Background {
-    let mut cmd = common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
+    let mut cmd =
+        crate::common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -51,7 +50,7 @@ fn spawn_here(args: &[&OsStr]) -> Background {
 /// Waits until `path` exists (a command got under way), failing the test after 30 s.
 fn wait_for(path: &Path, client: &mut Background) {
     assert!(
-        common::wait_until(Duration::from_secs(30), || path.exists()
+        crate::common::wait_until(Duration::from_secs(30), || path.exists()
             || !client.running()),
         "no {} within 30 s",
         path.display()
@@ -181,7 +180,7 @@ fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
     );
     // The server removes its partial file when the session ends.
     assert!(
-        common::wait_until(Duration::from_secs(10), || !partial.exists()),
+        crate::common::wait_until(Duration::from_secs(10), || !partial.exists()),
         "the server left its partial file"
     );
     server.assert_serves();
@@ -198,8 +197,8 @@ fn disk_ctrl_c_exits_130_within_a_second_and_removes_its_test_file() {
     ]);
     let started = Instant::now();
     assert!(
-        common::wait_until(Duration::from_secs(30), || {
-            !common::leftovers(dir.path()).is_empty() || !client.running()
+        crate::common::wait_until(Duration::from_secs(30), || {
+            !crate::common::leftovers(dir.path()).is_empty() || !client.running()
         }),
         "no test file within 30 s"
     );
@@ -251,7 +250,12 @@ fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
         .wait_exit(Duration::from_secs(30))
         .expect("serve did not stop within 30 s of SIGTERM");
     let took = sent.elapsed();
-    assert_eq!(common::exit_code(status), 130, "{}", server.stderr_text());
+    assert_eq!(
+        crate::common::exit_code(status),
+        130,
+        "{}",
+        server.stderr_text()
+    );
     assert!(
         took <= EXIT_AFTER_SIGNAL,
         "serve exited {took:?} after SIGTERM"
@@ -264,7 +268,7 @@ fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
 #[test]
 fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     const NEEDED: u64 = 20_000_000_000;
-    if common::free_space() < NEEDED {
+    if crate::common::free_space() < NEEDED {
         eprintln!("skipping: the Ctrl-C test of gen needs 20 GB free under the test directory");
         return;
     }
@@ -280,8 +284,8 @@ fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     std::thread::sleep(Duration::from_millis(300));
     signal_and_finish(client, libc::SIGINT);
     assert!(
-        common::entries(dir.path()).is_empty(),
+        crate::common::entries(dir.path()).is_empty(),
         "{:?}",
-        common::entries(dir.path())
+        crate::common::entries(dir.path())
     );
 }

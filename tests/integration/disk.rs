@@ -1,11 +1,11 @@
 //! `xferbench disk PATH ...`: the local disk baseline.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir};
+use crate::common::{
+    assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir,
+};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -314,9 +314,9 @@ fn disk_removes_its_test_file_when_the_write_fails() {
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
+    crate::common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
+    crate::common::assert_failed_cleanly(&out);
     assert!(
         entries(dir.path()).is_empty(),
         "left in the directory: {:?}",

@@ -1,7 +1,5 @@
 //! `xferbench gen FILE --size SIZE [--fill random|zero|none] [--force] [-q]`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -9,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir, wait_bounded,
 };
 use xferbench::file::extents::map_extents;
@@ -223,9 +221,9 @@ fn gen_force_that_fails_keeps_the_old_file_whole() {
         "64M".as_ref(),
         "--force".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
+    crate::common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
+    crate::common::assert_failed_cleanly(&out);
     assert_eq!(std::fs::read(&path).unwrap(), b"old content");
     assert_eq!(entries(dir.path()), ["old.data"]);
 }
@@ -309,9 +307,9 @@ fn gen_leaves_no_partial_file_when_allocation_fails() {
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
+    crate::common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
+    crate::common::assert_failed_cleanly(&out);
     assert_no_leftovers(dir.path());
     assert!(
         entries(dir.path()).is_empty(),
@@ -335,11 +333,11 @@ impl Drop for KillOnDrop {
 #[test]
 fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
     const NEEDED: u64 = 20_000_000_000;
-    let free = common::free_space();
+    let free = crate::common::free_space();
     if free < NEEDED {
         eprintln!(
             "skipping: {free} bytes free under {}, the Ctrl-C test needs 20 GB",
-            common::test_root().display()
+            crate::common::test_root().display()
         );
         return;
     }
@@ -391,7 +389,7 @@ fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert_eq!(common::exit_code(status), 130, "stderr: {stderr}");
+    assert_eq!(crate::common::exit_code(status), 130, "stderr: {stderr}");
     assert!(stderr.contains("interrupted"), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(!path.exists(), "the final file exists after Ctrl-C");

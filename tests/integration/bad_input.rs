@@ -1,12 +1,10 @@
 //! Bad input: a non-zero exit, one line on stderr that says what is wrong, no panic, no file left.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{ReadOnlyDir, entries, run, temp_dir};
+use crate::common::{ReadOnlyDir, entries, run, temp_dir};
 
 const CLAP_HINT: &str = "For more information, try '--help'.";
 
@@ -82,7 +80,7 @@ fn disk_fails_with(dir: &Path, path: &Path, extra: &[&str], keys: &[&str]) -> St
 const PLENTY: &str = "900T";
 
 fn assert_plenty_is_more_than_free() {
-    let free = common::free_space();
+    let free = crate::common::free_space();
     assert!(
         free < 900 << 40,
         "the test directory has more than 900 TiB free ({free} bytes)"

@@ -1,13 +1,11 @@
-//! Pins down the test sshd of `common::sshd` that the `--via ssh` tests stand on: a real
+//! Pins down the test sshd of `crate::common::sshd` that the `--via ssh` tests stand on: a real
 //! OpenSSH server that stores what it is sent byte for byte, and refuses what it should.
 //! Each test prints "skipped" and passes when OpenSSH is not installed.
 
-mod common;
-
 use std::path::Path;
 
-use common::sshd::{Sshd, new_key, random_bytes, run_bounded, shell_quote};
-use common::{RUN_TIMEOUT, Run, assert_same_content, temp_dir};
+use crate::common::sshd::{Sshd, new_key, random_bytes, run_bounded, shell_quote};
+use crate::common::{RUN_TIMEOUT, Run, assert_same_content, temp_dir};
 
 fn start() -> Option<Sshd> {
     let sshd = Sshd::start();

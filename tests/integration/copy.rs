@@ -2,13 +2,11 @@
 //! report, and every way a copy can go wrong. Server and client run in two network namespaces
 //! of a lab of the test's own when root, else on loopback.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Hosts, Run, Server, Way, assert_failed_cleanly, assert_no_leftovers, assert_same_content,
     assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
 };
@@ -270,7 +268,7 @@ fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
     let server = hosts.serve(root.path(), &[]);
     let local = temp_dir();
     let source = local.path().join("fallocated.data");
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "gen".as_ref(),
         source.as_os_str(),
         "--size".as_ref(),
@@ -369,7 +367,7 @@ fn copy_to_an_unknown_host_fails_cleanly() {
     let local = temp_dir();
     let source = local.path().join("source.data");
     make_file(&source, "1M");
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
         "copy".as_ref(),
         source.as_os_str(),
@@ -393,7 +391,7 @@ fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
     let local = temp_dir();
     let source = local.path().join("source.data");
     make_file(&source, "1M");
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
         "copy".as_ref(),
         source.as_os_str(),
@@ -412,7 +410,7 @@ fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
 fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
     let setup = Setup::new(&[]);
     let remote = setup.server.remote("x.data");
-    let out = common::run_command(setup.server.client(&[
+    let out = crate::common::run_command(setup.server.client(&[
         "copy".as_ref(),
         setup.source.as_os_str(),
         remote.as_ref(),
@@ -433,7 +431,7 @@ fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
 fn copy_without_a_token_is_refused_and_the_server_keeps_serving() {
     let setup = Setup::new(&[]);
     let remote = setup.server.remote("x.data");
-    let out = common::run_command(setup.server.client(&[
+    let out = crate::common::run_command(setup.server.client(&[
         "copy".as_ref(),
         setup.source.as_os_str(),
         remote.as_ref(),
@@ -565,7 +563,7 @@ fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
     std::fs::write(&source, b"x").unwrap();
     for streams in ["0", "10000"] {
         // Rejected before any connection: the address is never dialled.
-        let out = common::run_command(common::command([
+        let out = crate::common::run_command(crate::common::command([
             "copy".as_ref(),
             source.as_os_str(),
             "127.0.0.1:9:x".as_ref(),
@@ -646,7 +644,7 @@ fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_serv
     let (client, final_path, partial) =
         copy_under_way(&hosts, &server, local.path(), Way::Download);
 
-    common::send_signal(client.pid(), libc::SIGINT);
+    crate::common::send_signal(client.pid(), libc::SIGINT);
     let out = client.finish(FAIL_TIMEOUT);
     assert_eq!(out.code, 130, "{out:?}");
     assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
@@ -674,7 +672,7 @@ fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
     let local = temp_dir();
     let old: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
     let (client, final_path, partial) =
-        common::copy_over_under_way(&hosts, &server, local.path(), way, Some(&old));
+        crate::common::copy_over_under_way(&hosts, &server, local.path(), way, Some(&old));
     assert!(partial.exists(), "no partial file beside the old one");
     assert_eq!(
         std::fs::read(&final_path).unwrap(),
@@ -682,7 +680,7 @@ fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
         "the old file changed while the new one was still arriving"
     );
     match stop {
-        "interrupt" => common::send_signal(client.pid(), libc::SIGINT),
+        "interrupt" => crate::common::send_signal(client.pid(), libc::SIGINT),
         "server killed" => {
             server.signal(libc::SIGKILL);
             server
