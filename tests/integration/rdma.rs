@@ -7,12 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use crate::common::*;
-
-/// One VM at a time: each has two vCPUs of its own, emulated.
-static VM: Mutex<()> = Mutex::new(());
 
 fn vm_enabled() -> bool {
     let on = std::env::var_os("XFERBENCH_RDMA_VM").is_some_and(|v| v == "1");
@@ -58,7 +54,8 @@ impl Guest {
 
     /// Runs `script` (after the prelude) in a fresh VM; fails the test if the VM itself fails.
     fn run(&self, script: &str) {
-        let _one = VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One VM at a time (each has two vCPUs of its own, emulated), and nothing else measuring.
+        let _one = rates_lock();
         let file = self.path("steps.sh");
         std::fs::write(&file, format!("{PRELUDE}\n{script}\n")).unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -8,20 +8,10 @@ use std::net::TcpListener;
 use std::process::Command;
 
 use crate::common::{
-    Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, run_command,
-    temp_dir,
+    Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, rates_lock,
+    run_command, temp_dir,
 };
 use serde_json::Value;
-
-/// The tests of this file take turns: the verdict tests compare rates, which other runs on the
-/// same two cores would disturb.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
 const SIZE: &str = "16M";
@@ -34,7 +24,7 @@ fn run_here(dir: &std::path::Path, extra: &[&str]) -> crate::common::Run {
 
 #[test]
 fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let first = run_here(dir.path(), &[]);
     assert_success(first.code, &first.stdout, &first.stderr);
@@ -64,7 +54,7 @@ fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file(
 
 #[test]
 fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(
         dir.path(),
@@ -145,7 +135,7 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
 
 #[test]
 fn run_over_udp_measures_round_trips_and_the_network_but_copies_no_file() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["-J", "--via", "udp"]);
     let report = json_report(&out);
@@ -178,7 +168,7 @@ fn run_over_udp_measures_round_trips_and_the_network_but_copies_no_file() {
 
 #[test]
 fn run_with_an_unknown_path_fails_before_measuring_anything() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
     crate::common::assert_usage_error(&out);
@@ -188,7 +178,7 @@ fn run_with_an_unknown_path_fails_before_measuring_anything() {
 
 #[test]
 fn run_with_a_size_below_one_block_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let mut cmd = command(["-q", "run", "--size", "4K", "--dir"]);
     cmd.arg(dir.path());
@@ -204,7 +194,7 @@ fn run_with_a_size_below_one_block_fails_cleanly() {
 
 #[test]
 fn run_against_a_host_without_serve_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let unused = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap();
     drop(unused);
@@ -229,7 +219,7 @@ fn run_against_a_host_without_serve_fails_cleanly() {
 
 #[test]
 fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_exits_1() {
-    let _turn = turn();
+    let _turn = rates_lock();
     // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
     let root = temp_dir();
     let (_serve, holder, listen) = crate::common::serve_without_udp(root.path());
@@ -299,7 +289,7 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
 
 #[test]
 fn run_against_a_server_leaves_no_copy_in_its_root() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
@@ -325,7 +315,7 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
 
 #[test]
 fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     // A server that says hello with a version from the future, to whoever calls.
@@ -355,7 +345,7 @@ fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
 
 #[test]
 fn run_without_room_for_the_test_file_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root to mount a small tmpfs");
@@ -412,7 +402,7 @@ fn bottleneck(report: &Value) -> Vec<String> {
 
 #[test]
 fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let hosts = Hosts::shaped("1gbit");
     let Some(report) = run_in_lab(&hosts, &["-P", "1"]) else {
         eprintln!("skipped: needs root and iproute2 for a lab");
@@ -438,7 +428,7 @@ fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
 
 #[test]
 fn run_over_an_unshaped_link_names_a_disk_not_the_network() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let hosts = Hosts::two();
     let Some(report) = run_in_lab(&hosts, &[]) else {
         eprintln!("skipped: needs root and iproute2 for a lab");
@@ -483,7 +473,7 @@ fn iperf3_bits_per_sec(server_ns: &str, client_ns: &str, server_ip: &str) -> Opt
 
 #[test]
 fn run_writes_every_report_file_asked_for() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out_dir = temp_dir();
     let file = |name: &str| out_dir.path().join(name);
@@ -620,7 +610,7 @@ fn run_writes_every_report_file_asked_for() {
 
 #[test]
 fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let mut cmd = command(["-q", "run", "--size", SIZE, "--dir"]);
     cmd.arg(dir.path())

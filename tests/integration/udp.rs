@@ -106,6 +106,7 @@ fn checked_direction<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
+    let _turn = crate::common::rates_lock();
     let hosts = Hosts::two();
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
@@ -176,6 +177,7 @@ fn the_default_datagram_fills_a_jumbo_frame() {
 
 #[test]
 fn a_rate_beyond_the_link_ends_on_time_and_reports_the_loss() {
+    let _turn = crate::common::rates_lock();
     let hosts = Hosts::shaped("50mbit");
     let Some(_) = hosts.lab() else {
         eprintln!("skipped: needs root for a shaped lab link");

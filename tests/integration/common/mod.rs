@@ -101,6 +101,16 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// The tests that measure and compare real rates (run's verdicts, UDP held to its rate, the
+/// RDMA VM) take turns: other tests on the same two cores would disturb the figures. Poisoning is
+/// ignored: a failed test must not fail the ones after it.
+pub fn rates_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RATES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Where scratch directories are made: `$XFERBENCH_TEST_DIR`, else the system temp dir.
 pub fn test_root() -> PathBuf {
     match std::env::var_os("XFERBENCH_TEST_DIR") {
