@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::common::{ReadOnlyDir, entries, run, temp_dir};
+use crate::common::{ReadOnlyDir, assert_empty_dir, entries, run, temp_dir};
 
 const CLAP_HINT: &str = "For more information, try '--help'.";
 
@@ -59,11 +59,7 @@ fn gen_fails_with(size: &str, extra: &[&str], keys: &[&str]) -> String {
     ];
     args.extend(extra.iter().map(OsStr::new));
     let line = fails_with(&args, keys);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
     line
 }
 
@@ -125,11 +121,7 @@ fn gen_rejects_a_path_in_a_missing_directory() {
         &["missing", "does not exist"],
     );
     assert!(!missing.exists(), "the missing directory was created");
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 #[test]
@@ -153,11 +145,7 @@ fn gen_rejects_a_read_only_directory() {
         ],
         &["cannot create", "permission denied"],
     );
-    assert!(
-        entries(&locked.path).is_empty(),
-        "left behind: {:?}",
-        entries(&locked.path)
-    );
+    assert_empty_dir(&locked.path);
 }
 
 #[test]
@@ -174,11 +162,7 @@ fn gen_rejects_a_directory_as_the_file() {
         ],
         &["is a directory", "give a file name"],
     );
-    assert!(
-        entries(&sub).is_empty(),
-        "left in the directory: {:?}",
-        entries(&sub)
-    );
+    assert_empty_dir(&sub);
     assert_eq!(entries(dir.path()), ["sub"]);
 }
 
@@ -309,7 +293,7 @@ fn disk_rejects_a_size_larger_than_the_free_space() {
         &["--size", PLENTY],
         &["not enough free space", "smaller --size"],
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_empty_dir(dir.path());
 }
 
 #[test]

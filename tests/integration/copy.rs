@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::{
-    Hosts, Run, Server, Way, assert_failed_cleanly, assert_no_leftovers, assert_same_content,
-    assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
+    Hosts, Run, Server, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
+    assert_same_content, assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
 };
 use serde_json::Value;
 
@@ -423,7 +423,7 @@ fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
         "{}",
         out.stderr
     );
-    assert!(entries(setup.root.path()).is_empty());
+    assert_empty_dir(setup.root.path());
     setup.server.assert_serves();
 }
 
@@ -442,7 +442,7 @@ fn copy_without_a_token_is_refused_and_the_server_keeps_serving() {
         "{}",
         out.stderr
     );
-    assert!(entries(setup.root.path()).is_empty());
+    assert_empty_dir(setup.root.path());
     setup.server.assert_serves();
 }
 
@@ -627,11 +627,7 @@ fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_kil
         "a final file from an interrupted copy"
     );
     assert!(!partial.exists(), "the client left its partial file");
-    assert!(
-        entries(local.path()).is_empty(),
-        "{:?}",
-        entries(local.path())
-    );
+    assert_empty_dir(local.path());
     assert_eq!(entries(root.path()), ["big.data"]);
 }
 
@@ -654,11 +650,7 @@ fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_serv
         "a final file from an interrupted copy"
     );
     assert!(!partial.exists(), "the client left its partial file");
-    assert!(
-        entries(local.path()).is_empty(),
-        "{:?}",
-        entries(local.path())
-    );
+    assert_empty_dir(local.path());
     server.assert_serves();
     assert_eq!(entries(root.path()), ["big.data"]);
 }

@@ -4,7 +4,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::common::{
-    assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir,
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, run_command,
+    temp_dir,
 };
 use serde_json::Value;
 
@@ -74,11 +75,7 @@ fn disk_json_reports_a_direct_write_then_read_of_the_requested_size() {
     }
     assert_eq!(passes[0]["conditions"]["fsync_included"], true);
     assert_eq!(passes[1]["conditions"]["fsync_included"], false);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
     let test_file = report["test_file"]
         .as_str()
         .expect("test_file in the report");
@@ -201,11 +198,7 @@ fn disk_write_only_runs_just_the_write_pass() {
     assert_eq!(passes.len(), 1, "{report:#}");
     assert_eq!(passes[0]["stage"], "disk_write");
     assert_eq!(passes[0]["bytes"].as_u64(), Some(16 * MIB));
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 fn assert_one_read_of_the_whole_file(report: &Value, path: &Path, len: u64) {
@@ -317,11 +310,7 @@ fn disk_removes_its_test_file_when_the_write_fails() {
     crate::common::limit_file_size(&mut cmd, 8 << 20);
     let out = run_command(cmd);
     crate::common::assert_failed_cleanly(&out);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir, wait_bounded,
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, run_command,
+    temp_dir, wait_bounded,
 };
 use xferbench::file::extents::map_extents;
 use xferbench::file::unwritten_warning;
@@ -311,11 +312,7 @@ fn gen_leaves_no_partial_file_when_allocation_fails() {
     let out = run_command(cmd);
     crate::common::assert_failed_cleanly(&out);
     assert_no_leftovers(dir.path());
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 /// Kills the child if the test fails while it runs.
@@ -394,9 +391,5 @@ fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(!path.exists(), "the final file exists after Ctrl-C");
     assert!(!partial.exists(), "the partial file was left after Ctrl-C");
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }

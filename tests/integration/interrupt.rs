@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{Background, Hosts, Run, Way, assert_no_leftovers, copy_under_way, temp_dir};
+use crate::common::{
+    Background, Hosts, Run, Way, assert_empty_dir, assert_no_leftovers, copy_under_way, temp_dir,
+};
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
 /// busy test machine.
@@ -283,9 +285,5 @@ fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     wait_for(&dir.path().join(".big.data.xferbench-partial"), &mut client);
     std::thread::sleep(Duration::from_millis(300));
     signal_and_finish(client, libc::SIGINT);
-    assert!(
-        crate::common::entries(dir.path()).is_empty(),
-        "{:?}",
-        crate::common::entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }

@@ -8,8 +8,8 @@ use std::net::TcpListener;
 use std::process::Command;
 
 use crate::common::{
-    Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, rates_lock,
-    run_command, temp_dir,
+    Hosts, assert_empty_dir, assert_failed_cleanly, assert_success, command, entries, json_report,
+    rates_lock, run_command, temp_dir,
 };
 use serde_json::Value;
 
@@ -173,7 +173,7 @@ fn run_with_an_unknown_path_fails_before_measuring_anything() {
     let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
     crate::common::assert_usage_error(&out);
     assert!(out.stderr.contains("carrier-pigeon"), "{}", out.stderr);
-    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    assert_empty_dir(dir.path());
 }
 
 #[test]
@@ -189,7 +189,7 @@ fn run_with_a_size_below_one_block_fails_cleanly() {
         "{}",
         out.stderr
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_empty_dir(dir.path());
 }
 
 #[test]
@@ -279,11 +279,7 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
     let markdown = std::fs::read_to_string(&markdown).unwrap();
     assert!(markdown.contains("## Failed"), "{markdown}");
     // The run's copy was removed from the server's root at the end.
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
     drop(holder);
 }
 
@@ -306,11 +302,7 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
     assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
 }
 
 #[test]
@@ -619,5 +611,5 @@ fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
     let out = run_command(cmd);
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("r.csv"), "{}", out.stderr);
-    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    assert_empty_dir(dir.path());
 }

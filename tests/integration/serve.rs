@@ -7,8 +7,8 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Hosts, Server, TEST_TOKEN, Way, assert_failed_cleanly, assert_no_leftovers, copy_under_way,
-    entries, exit_code, make_file, run_command, temp_dir, wait_until,
+    Hosts, Server, TEST_TOKEN, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
+    copy_under_way, exit_code, make_file, run_command, temp_dir, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -179,11 +179,7 @@ fn serve_off_loopback_without_a_token_generates_one_and_requires_it() {
     ]));
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("missing token"), "{}", out.stderr);
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
     server.assert_serves();
 }
 
@@ -349,11 +345,7 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
         "{}",
         out.stderr
     );
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
 
     // Once the holder leaves, its slot is free again.
     drop(holder);
@@ -438,11 +430,7 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
         !final_path.exists(),
         "a final file from an interrupted copy"
     );
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
 
     let out = client.finish(ANSWER_TIMEOUT);
     assert_failed_cleanly(&out);
@@ -472,11 +460,7 @@ fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving(
         .expect("a log line for the broken session");
     assert!(!line.contains("done in"), "{line}");
     server.assert_serves();
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::common::sshd::Sshd;
 use crate::common::{
-    Background, Run, assert_failed_cleanly, assert_same_content, json_report, make_file,
-    run_command, temp_dir, wait_until,
+    Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, json_report,
+    make_file, run_command, temp_dir, wait_until,
 };
 
 fn start() -> Option<Sshd> {
@@ -713,7 +713,7 @@ fn a_read_only_remote_directory_fails_before_sending() {
         );
         assert_failed_cleanly(&out);
         assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
-        assert!(crate::common::entries(&locked.path).is_empty());
+        assert_empty_dir(&locked.path);
     }
 }
 
@@ -766,11 +766,7 @@ fn a_full_remote_disk_fails_cleanly_and_leaves_nothing() {
             "-P {streams}: {}",
             out.stderr
         );
-        assert!(
-            crate::common::entries(&disk.0).is_empty(),
-            "-P {streams}: {:?}",
-            crate::common::entries(&disk.0)
-        );
+        assert_empty_dir(&disk.0);
     }
 }
 

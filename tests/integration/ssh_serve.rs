@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
 use crate::common::{
-    Hosts, RUN_TIMEOUT, Run, Server, assert_no_leftovers, entries, temp_dir, wait_until,
+    Hosts, RUN_TIMEOUT, Run, Server, assert_empty_dir, assert_no_leftovers, entries, temp_dir,
+    wait_until,
 };
 use tempfile::TempDir;
 use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSsh};
@@ -295,7 +296,7 @@ fn scp_paths_outside_the_root_are_refused() {
     assert_ne!(out.code, 0, "a download through .. succeeded");
     assert!(!Path::new(escape).exists(), "{escape} was written");
     assert_eq!(entries(setup.outside.path()), ["root"]);
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -333,7 +334,7 @@ fn a_shell_command_is_refused_with_runs_no_shell() {
     );
     let out = run(setup.client.ssh("scp -t -- x; touch y"), Some(Vec::new()));
     assert_eq!(out.code, 127, "{}", out.stderr);
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -476,7 +477,7 @@ fn a_killed_scp_upload_leaves_no_file_under_the_final_name() {
         entries(&setup.root)
     );
     assert!(!setup.root.join("big.bin").exists());
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -582,11 +583,7 @@ fn sigterm_during_an_scp_upload_stops_serve_and_removes_the_partial_file() {
     );
     let status = status.expect("serve did not stop within 20 s of SIGTERM");
     assert_eq!(status.code(), Some(130), "{}", setup.server.stderr_text());
-    assert!(
-        entries(&setup.root).is_empty(),
-        "{:?}",
-        entries(&setup.root)
-    );
+    assert_empty_dir(&setup.root);
 }
 
 #[test]

@@ -143,6 +143,12 @@ pub fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Asserts `dir` holds nothing at all, naming what was left in it.
+pub fn assert_empty_dir(dir: &Path) {
+    let left = entries(dir);
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
+}
+
 /// Temporary files xferbench makes: `gen`'s `.NAME.xferbench-partial` and `disk`'s `.xferbench-disk-PID.tmp`.
 pub fn leftovers(dir: &Path) -> Vec<String> {
     entries(dir)
