@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::common::{
     Hosts, Run, Server, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
-    assert_same_content, assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
+    assert_same_content, assert_success, copy_under_way, entries, has_warning, json_report,
+    make_file, temp_dir,
 };
 use serde_json::Value;
 
@@ -291,14 +292,7 @@ fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
         "no warning on stderr: {}",
         out.stderr
     );
-    assert!(
-        report["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["kind"] == "unwritten_extents"),
-        "{report:#}"
-    );
+    assert!(has_warning(&report, "unwritten_extents"), "{report:#}");
     assert_same_content(&source, &root.path().join("fallocated.data"));
 }
 

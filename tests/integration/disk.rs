@@ -4,8 +4,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, run_command,
-    temp_dir,
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, has_warning, run,
+    run_command, temp_dir,
 };
 use serde_json::Value;
 
@@ -47,12 +47,6 @@ fn make_file(path: &Path, size: &str, fill: &str) {
         "-q".as_ref(),
     ]);
     assert_success(code, &stdout, &stderr);
-}
-
-fn has_warning(report: &Value, kind: &str) -> bool {
-    report["warnings"]
-        .as_array()
-        .is_some_and(|warnings| warnings.iter().any(|w| w["kind"] == kind))
 }
 
 #[test]

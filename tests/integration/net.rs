@@ -4,7 +4,9 @@
 
 use std::ffi::OsStr;
 
-use crate::common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{
+    Hosts, Run, Server, assert_failed_cleanly, count, has_warning, json_report, number, temp_dir,
+};
 use serde_json::Value;
 
 /// Runs `net SERVER EXTRA... -J` against a server of its own (in a lab when possible) and
@@ -26,11 +28,7 @@ fn net_json(hosts: &Hosts, extra: &[&str]) -> Value {
             );
         }
     }
-    let loopback_warned = report["warnings"]
-        .as_array()
-        .expect("a warnings array")
-        .iter()
-        .any(|w| w["kind"] == "loopback");
+    let loopback_warned = has_warning(&report, "loopback");
     assert_eq!(loopback_warned, hosts.lab().is_none(), "{report:#}");
     report
 }
@@ -62,18 +60,6 @@ fn direction<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} direction: {report:#}"))
 }
 
-fn u64_of(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a count: {value}"))
-}
-
-fn f64_of(value: &Value) -> f64 {
-    value
-        .as_f64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
-}
-
 /// Figures that must hold for any direction of any run: both ends counted bytes, the receiver
 /// no more than was sent, rates are bytes over seconds, streams add up to the direction.
 fn assert_plausible(dir: &Value, streams: usize) {
@@ -81,17 +67,17 @@ fn assert_plausible(dir: &Value, streams: usize) {
     let receiver = &dir["receiver"];
     assert_eq!(sender["stage"], "net_send", "{dir:#}");
     assert_eq!(receiver["stage"], "net_receive", "{dir:#}");
-    let sent = u64_of(&sender["bytes"]);
-    let received = u64_of(&receiver["bytes"]);
+    let sent = count(&sender["bytes"]);
+    let received = count(&receiver["bytes"]);
     assert!(received > 0, "nothing received: {dir:#}");
     assert!(
         received <= sent,
         "received {received} bytes, more than the {sent} sent: {dir:#}"
     );
     for m in [sender, receiver] {
-        let bytes = f64_of(&m["bytes"]);
-        let secs = f64_of(&m["secs"]);
-        let rate = f64_of(&m["bytes_per_sec"]);
+        let bytes = number(&m["bytes"]);
+        let secs = number(&m["secs"]);
+        let rate = number(&m["bytes_per_sec"]);
         assert!(secs > 0.0, "{dir:#}");
         assert!(
             (rate - bytes / secs).abs() <= 1e-6 * rate,
@@ -103,9 +89,9 @@ fn assert_plausible(dir: &Value, streams: usize) {
     }
     let stream_reports = dir["streams"].as_array().expect("a streams array");
     assert_eq!(stream_reports.len(), streams, "{dir:#}");
-    let ids: Vec<u64> = stream_reports.iter().map(|s| u64_of(&s["id"])).collect();
+    let ids: Vec<u64> = stream_reports.iter().map(|s| count(&s["id"])).collect();
     assert_eq!(ids, (1..=streams as u64).collect::<Vec<_>>(), "{dir:#}");
-    let sum = |field: &str| -> u64 { stream_reports.iter().map(|s| u64_of(&s[field])).sum() };
+    let sum = |field: &str| -> u64 { stream_reports.iter().map(|s| count(&s[field])).sum() };
     assert_eq!(sum("sender_bytes"), sent, "streams do not add up: {dir:#}");
     assert_eq!(
         sum("receiver_bytes"),
@@ -114,7 +100,7 @@ fn assert_plausible(dir: &Value, streams: usize) {
     );
     for stream in stream_reports {
         assert!(
-            u64_of(&stream["receiver_bytes"]) <= u64_of(&stream["sender_bytes"]),
+            count(&stream["receiver_bytes"]) <= count(&stream["sender_bytes"]),
             "a stream received more than was sent: {dir:#}"
         );
     }
@@ -169,8 +155,8 @@ fn net_reports_an_interval_every_half_second_per_stream() {
         );
         let mut next_start = 0.0;
         for (n, interval) in intervals.iter().enumerate() {
-            let start = f64_of(&interval["start_secs"]);
-            let secs = f64_of(&interval["secs"]);
+            let start = number(&interval["start_secs"]);
+            let secs = number(&interval["secs"]);
             assert!(
                 (start - next_start).abs() < 1e-6,
                 "intervals are not back to back: {stream:#}"
@@ -184,8 +170,8 @@ fn net_reports_an_interval_every_half_second_per_stream() {
             next_start = start + secs;
         }
         // The client sends the upload: its intervals count what it sent.
-        let counted: u64 = intervals.iter().map(|i| u64_of(&i["bytes"])).sum();
-        assert_eq!(counted, u64_of(&stream["sender_bytes"]), "{stream:#}");
+        let counted: u64 = intervals.iter().map(|i| count(&i["bytes"])).sum();
+        assert_eq!(counted, count(&stream["sender_bytes"]), "{stream:#}");
     }
 }
 
@@ -197,13 +183,13 @@ fn net_omit_leaves_the_first_seconds_out_of_the_counted_time() {
     let upload = direction(&report, "upload");
     for side in ["sender", "receiver"] {
         // Counted from the end of the omitted second: about 1 s, not the 2 s the test ran.
-        let secs = f64_of(&upload[side]["secs"]);
+        let secs = number(&upload[side]["secs"]);
         assert!(
             (0.9..1.8).contains(&secs),
             "{side} counted {secs} s of a 1 s test after 1 s omitted: {report:#}"
         );
         let first = &upload[side]["intervals"][0];
-        assert_eq!(f64_of(&first["start_secs"]), 0.0, "{report:#}");
+        assert_eq!(number(&first["start_secs"]), 0.0, "{report:#}");
     }
     // The receiver's cut is aligned to the sender's, so it never counts more than was sent.
     assert_plausible(upload, 1);
@@ -510,7 +496,7 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
     // What -w asked stays in `window`; the conditions say what the kernel gave: its floor here.
     assert_eq!(report["window"], 1, "{report:#}");
     let upload = direction(&report, "upload");
-    let granted = u64_of(&upload["sender"]["conditions"]["window"]);
+    let granted = count(&upload["sender"]["conditions"]["window"]);
     assert!(granted >= 1024, "granted {granted} B: {report:#}");
     assert!(
         took < std::time::Duration::from_secs(2 + 10),

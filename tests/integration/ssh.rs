@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::common::sshd::Sshd;
 use crate::common::{
-    Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, json_report,
-    make_file, run_command, temp_dir, wait_until,
+    Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, has_warning,
+    json_report, make_file, run_command, temp_dir, wait_until,
 };
 
 fn start() -> Option<Sshd> {
@@ -564,14 +564,7 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
     let baseline = &report["destination_write"]["measurements"][0];
     assert_eq!(baseline["bytes"], 32 << 20, "{report}");
     assert_eq!(baseline["conditions"]["direct"], true);
-    assert!(
-        report["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["kind"] == "zero_baseline"),
-        "{report}"
-    );
+    assert!(has_warning(&report, "zero_baseline"), "{report}");
     // Round trips through the stock server's `cat`.
     assert_eq!(path["latency"]["samples"], 1000, "{path}");
     assert!(path["latency_failed"].is_null(), "{path}");

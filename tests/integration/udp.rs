@@ -6,7 +6,9 @@
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use crate::common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{
+    Hosts, Run, Server, assert_failed_cleanly, count, has_warning, json_report, number, temp_dir,
+};
 use serde_json::Value;
 
 /// `COMMAND SERVER --via udp EXTRA...`, as the server's clients run.
@@ -34,26 +36,6 @@ fn udp_net(server: &Server, extra: &[&str]) -> Value {
     assert_eq!(report["command"], "net", "{report:#}");
     assert_eq!(report["path"], "udp", "{report:#}");
     report
-}
-
-fn count(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a count: {value}"))
-}
-
-fn number(value: &Value) -> f64 {
-    value
-        .as_f64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
-}
-
-fn warned(report: &Value, kind: &str) -> bool {
-    report["warnings"]
-        .as_array()
-        .expect("a warnings array")
-        .iter()
-        .any(|w| w["kind"] == kind)
 }
 
 /// The one direction of a UDP report, after the checks every one must pass: every datagram
@@ -127,7 +109,7 @@ fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
     let expected_len = if hosts.lab().is_some() { 1472 } else { 65507 };
     assert_eq!(count(&d["len"]), expected_len, "{report:#}");
     assert_eq!(
-        warned(&report, "loopback"),
+        has_warning(&report, "loopback"),
         hosts.lab().is_none(),
         "{report:#}"
     );
@@ -321,7 +303,7 @@ fn datagrams_from_other_senders_are_ignored_and_counted() {
     let direction = checked_direction(&report, "upload");
     let foreign = count(&direction["datagrams"]["foreign"]);
     assert!(foreign >= 300, "{foreign} foreign: {report:#}");
-    assert!(warned(&report, "foreign_datagrams"), "{report:#}");
+    assert!(has_warning(&report, "foreign_datagrams"), "{report:#}");
 }
 
 #[test]
@@ -382,9 +364,12 @@ fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
     let server = hosts.serve(root.path(), &[]);
     let report = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "8000"]);
     checked_direction(&report, "upload");
-    assert!(warned(&report, "fragmented_datagrams"), "{report:#}");
+    assert!(has_warning(&report, "fragmented_datagrams"), "{report:#}");
     let fitting = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "1472"]);
-    assert!(!warned(&fitting, "fragmented_datagrams"), "{fitting:#}");
+    assert!(
+        !has_warning(&fitting, "fragmented_datagrams"),
+        "{fitting:#}"
+    );
 }
 
 #[test]

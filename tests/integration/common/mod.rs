@@ -291,6 +291,29 @@ pub fn json_report(out: &Run) -> serde_json::Value {
         .unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{}", out.stdout))
 }
 
+/// Whether a JSON report warns of `kind` (it must have a warnings array).
+pub fn has_warning(report: &serde_json::Value, kind: &str) -> bool {
+    report["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings array: {report:#}"))
+        .iter()
+        .any(|w| w["kind"] == kind)
+}
+
+/// A count of a JSON report, failing the test if it is not one.
+pub fn count(value: &serde_json::Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+/// A figure of a JSON report, failing the test if it is not a number.
+pub fn number(value: &serde_json::Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
 /// Waits at most `limit` for `condition`, checking every 10 ms; returns whether it held.
 pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
