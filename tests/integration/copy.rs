@@ -19,13 +19,11 @@ const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Copies a file of `size` (as gen takes it) one `way` with `-P streams` and maybe `--verify`,
 /// checks the copy byte for byte and the report's figures, and that no temporary file is left.
 fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let local = temp_dir();
     let (source, destination) = match way {
-        Way::Upload => (local.path().join("a.data"), root.path().join("b.data")),
-        Way::Download => (root.path().join("a.data"), local.path().join("b.data")),
+        Way::Upload => (local.path().join("a.data"), server.root.join("b.data")),
+        Way::Download => (server.root.join("a.data"), local.path().join("b.data")),
     };
     make_file(&source, size);
     let (from, to) = match way {
@@ -84,7 +82,7 @@ fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
         assert_eq!(report["verify"], Value::Null, "{report:#}");
     }
     assert!(report["warnings"].is_array(), "{report:#}");
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
     assert_no_leftovers(local.path());
 }
 
@@ -155,9 +153,7 @@ fn copy_download_of_an_odd_size_arrives_to_the_last_byte() {
 
 #[test]
 fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let local = temp_dir();
     let empty = local.path().join("empty");
     std::fs::write(&empty, b"").unwrap();
@@ -168,7 +164,7 @@ fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
         "--verify".as_ref(),
     ]);
     assert_success(up.code, &up.stdout, &up.stderr);
-    assert_eq!(std::fs::read(root.path().join("empty")).unwrap(), b"");
+    assert_eq!(std::fs::read(server.root.join("empty")).unwrap(), b"");
 
     let back = local.path().join("back");
     let down = server.run(&[
@@ -179,7 +175,7 @@ fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
     ]);
     assert_success(down.code, &down.stdout, &down.stderr);
     assert_eq!(std::fs::read(&back).unwrap(), b"");
-    assert_eq!(entries(root.path()), ["empty"]);
+    assert_eq!(entries(&server.root), ["empty"]);
     assert_eq!(entries(local.path()), ["back", "empty"]);
 }
 
@@ -232,10 +228,8 @@ fn copy_download_into_a_local_directory_keeps_the_remote_name() {
 
 #[test]
 fn copy_replaces_an_existing_destination_only_with_force() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let existing = root.path().join("there.data");
+    let server = Hosts::two().served(&[]);
+    let existing = server.root.join("there.data");
     std::fs::write(&existing, b"keep me").unwrap();
     let local = temp_dir();
     let source = local.path().join("new.data");
@@ -249,7 +243,7 @@ fn copy_replaces_an_existing_destination_only_with_force() {
         refused.stderr
     );
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
 
     let forced = server.run(&[
         "copy".as_ref(),
@@ -259,14 +253,12 @@ fn copy_replaces_an_existing_destination_only_with_force() {
     ]);
     assert_success(forced.code, &forced.stdout, &forced.stderr);
     assert_same_content(&source, &existing);
-    assert_eq!(entries(root.path()), ["there.data"]);
+    assert_eq!(entries(&server.root), ["there.data"]);
 }
 
 #[test]
 fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let local = temp_dir();
     let source = local.path().join("fallocated.data");
     let out = crate::common::run_command(crate::common::command([
@@ -293,7 +285,7 @@ fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
         out.stderr
     );
     assert!(has_warning(&report, "unwritten_extents"), "{report:#}");
-    assert_same_content(&source, &root.path().join("fallocated.data"));
+    assert_same_content(&source, &server.root.join("fallocated.data"));
 }
 
 // ---- Bad input and faults: one clean line, nothing under the final name, server serving ----
@@ -579,11 +571,9 @@ fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
 
 #[test]
 fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, _) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, _) = copy_under_way(&server.hosts, &server, local.path(), Way::Upload);
 
     server.signal(libc::SIGKILL);
     server
@@ -602,12 +592,10 @@ fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
 
 #[test]
 fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_killed_mid_download() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
     let (client, final_path, partial) =
-        copy_under_way(&hosts, &server, local.path(), Way::Download);
+        copy_under_way(&server.hosts, &server, local.path(), Way::Download);
 
     server.signal(libc::SIGKILL);
     server
@@ -622,17 +610,15 @@ fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_kil
     );
     assert!(!partial.exists(), "the client left its partial file");
     assert_empty_dir(local.path());
-    assert_eq!(entries(root.path()), ["big.data"]);
+    assert_eq!(entries(&server.root), ["big.data"]);
 }
 
 #[test]
 fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_server_keeps_serving() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
     let (client, final_path, partial) =
-        copy_under_way(&hosts, &server, local.path(), Way::Download);
+        copy_under_way(&server.hosts, &server, local.path(), Way::Download);
 
     crate::common::send_signal(client.pid(), libc::SIGINT);
     let out = client.finish(FAIL_TIMEOUT);
@@ -646,19 +632,17 @@ fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_serv
     assert!(!partial.exists(), "the client left its partial file");
     assert_empty_dir(local.path());
     server.assert_serves();
-    assert_eq!(entries(root.path()), ["big.data"]);
+    assert_eq!(entries(&server.root), ["big.data"]);
 }
 
 /// A forced copy onto an existing file, stopped half-way by `stop`: the old file is still
 /// there, whole, under its name, both while the copy runs and after it failed.
 fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
     let old: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
     let (client, final_path, partial) =
-        crate::common::copy_over_under_way(&hosts, &server, local.path(), way, Some(&old));
+        crate::common::copy_over_under_way(&server.hosts, &server, local.path(), way, Some(&old));
     assert!(partial.exists(), "no partial file beside the old one");
     assert_eq!(
         std::fs::read(&final_path).unwrap(),
@@ -708,9 +692,7 @@ fn copy_force_download_with_the_server_killed_keeps_the_old_destination_whole() 
 fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
     // Not a speed test: the shaped link drops packets (tbf), so TCP recovers losses across
     // several streams while chunks land out of order.
-    let hosts = Hosts::shaped("1gbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::shaped("1gbit").served(&[]);
     let local = temp_dir();
     let source = local.path().join("a.data");
     make_file(&source, "32M");
@@ -726,5 +708,5 @@ fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
         "--verify".as_ref(),
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
-    assert_same_content(&source, &root.path().join("a.data"));
+    assert_same_content(&source, &server.root.join("a.data"));
 }

@@ -63,9 +63,7 @@ fn wait_for(path: &Path, client: &mut Background) {
 fn net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(
     signal: libc::c_int,
 ) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let client = server.spawn(&[
         "net".as_ref(),
         server.addr.as_ref(),
@@ -115,9 +113,7 @@ fn net_sigterm_prints_the_figures_so_far_and_exits_130() {
 
 #[test]
 fn net_ctrl_c_json_carries_an_interrupted_warning() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let client = server.spawn(&[
         "net".as_ref(),
         server.addr.as_ref(),
@@ -148,9 +144,7 @@ fn net_ctrl_c_json_carries_an_interrupted_warning() {
 
 #[test]
 fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let client = server.spawn(&[
         "lat".as_ref(),
         server.addr.as_ref(),
@@ -170,11 +164,10 @@ fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
 
 #[test]
 fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, partial) =
+        copy_under_way(&server.hosts, &server, local.path(), Way::Upload);
     signal_and_finish(client, libc::SIGINT);
     assert!(
         !final_path.exists(),
@@ -235,9 +228,7 @@ fn run_ctrl_c_exits_130_within_a_second_and_leaves_no_partial_file() {
 
 #[test]
 fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::two().served(&[]);
     let client = server.spawn(&[
         "net".as_ref(),
         server.addr.as_ref(),

@@ -210,9 +210,7 @@ fn net_on_loopback_warns_that_the_figure_is_not_a_networks() {
 
 #[test]
 fn net_text_output_has_interval_lines_per_stream_and_a_summary() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let out = net(&server, &["-t", "1", "-i", "0.5", "-P", "2"], false);
     crate::common::assert_success(out.code, &out.stdout, &out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -274,9 +272,7 @@ fn net_to_a_port_nothing_listens_on_fails_cleanly() {
 
 #[test]
 fn net_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let out = crate::common::run_command(server.client(&[
         "net".as_ref(),
         server.addr.as_ref(),
@@ -486,9 +482,7 @@ fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
 
 #[test]
 fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let started = std::time::Instant::now();
     let out = net(&server, &["-t", "2", "-w", "1"], true);
     let took = started.elapsed();

@@ -286,9 +286,7 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
 #[test]
 fn run_against_a_server_leaves_no_copy_in_its_root() {
     let _turn = rates_lock();
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let dir = temp_dir();
     let out = server.run(&[
         "run".as_ref(),
@@ -302,7 +300,7 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
     assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
-    assert_empty_dir(root.path());
+    assert_empty_dir(&server.root);
 }
 
 #[test]

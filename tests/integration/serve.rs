@@ -413,11 +413,10 @@ fn serve_stops_on_ctrl_c_with_exit_130() {
 
 #[test]
 fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) =
+        copy_under_way(&server.hosts, &server, dir.path(), Way::Upload);
 
     server.signal(libc::SIGTERM);
     let status = server
@@ -430,7 +429,7 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
         !final_path.exists(),
         "a final file from an interrupted copy"
     );
-    assert_empty_dir(root.path());
+    assert_empty_dir(&server.root);
 
     let out = client.finish(ANSWER_TIMEOUT);
     assert_failed_cleanly(&out);
@@ -439,11 +438,10 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
 
 #[test]
 fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) =
+        copy_under_way(&server.hosts, &server, dir.path(), Way::Upload);
 
     crate::common::send_signal(client.pid(), libc::SIGKILL);
     let _ = client.finish(ANSWER_TIMEOUT);
@@ -460,7 +458,7 @@ fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving(
         .expect("a log line for the broken session");
     assert!(!line.contains("done in"), "{line}");
     server.assert_serves();
-    assert_empty_dir(root.path());
+    assert_empty_dir(&server.root);
 }
 
 #[test]
@@ -470,9 +468,7 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
     use xferbench::transport::Peer;
     use xferbench::transport::tcp::Tcp;
 
-    let hosts = Hosts::loopback();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &["--max-bytes", "16M"]);
+    let server = Hosts::loopback().served(&["--max-bytes", "16M"]);
     let tcp = Tcp::new(Peer::parse(&server.addr).unwrap(), server.token.clone()).unwrap();
     let pattern = Pattern {
         block: 1 << 20,
@@ -486,7 +482,7 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
         assert!(m.secs > 0.0 && m.bytes_per_sec > 0.0, "{m:?}");
     }
     assert!(baseline.measurements[0].conditions.fsync_included);
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
 
     let refused = tcp.remote_baseline(32 << 20, pattern).unwrap_err();
     assert!(
@@ -517,9 +513,7 @@ impl Drop for Frozen {
 /// A server with one slot and a 2 s idle timeout, a client of `args` frozen once under way:
 /// the server ends the session within the idle timeout plus a little, and serves the next.
 fn serve_frees_the_slot_of_a_frozen_client(args: &[&str], under_way: Duration) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let mut server = Hosts::two().served(&["--max-clients", "1", "--idle-timeout", "2"]);
     let mut all: Vec<&OsStr> = vec![args[0].as_ref(), server.addr.as_ref()];
     all.extend(args[1..].iter().map(OsStr::new));
     let client = server.spawn(&all);
@@ -558,12 +552,15 @@ fn serve_frees_the_slot_of_a_latency_client_that_froze() {
 
 #[test]
 fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let mut server =
+        Hosts::shaped("200mbit").served(&["--max-clients", "1", "--idle-timeout", "2"]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        crate::common::copy_under_way(&hosts, &server, local.path(), crate::common::Way::Upload);
+    let (client, final_path, partial) = crate::common::copy_under_way(
+        &server.hosts,
+        &server,
+        local.path(),
+        crate::common::Way::Upload,
+    );
     let frozen = Frozen::freeze(client);
     let froze = std::time::Instant::now();
     let line = server.wait_for_line("receive", Duration::from_secs(20));
@@ -580,7 +577,7 @@ fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file
     assert!(
         !partial.exists() && !final_path.exists(),
         "{:?}",
-        crate::common::entries(root.path())
+        crate::common::entries(&server.root)
     );
     server.assert_serves();
     drop(frozen);

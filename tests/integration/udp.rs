@@ -89,9 +89,7 @@ fn checked_direction<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
     let _turn = crate::common::rates_lock();
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let report = udp_net(&server, &["-t", "2", "-b", "200M"]);
     let direction = checked_direction(&report, "upload");
     let d = &direction["datagrams"];
@@ -106,20 +104,22 @@ fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
         "{sent_bits} bits sent: {report:#}"
     );
     // Loopback's MTU is 65536: the default datagram is the largest UDP payload.
-    let expected_len = if hosts.lab().is_some() { 1472 } else { 65507 };
+    let expected_len = if server.hosts.lab().is_some() {
+        1472
+    } else {
+        65507
+    };
     assert_eq!(count(&d["len"]), expected_len, "{report:#}");
     assert_eq!(
         has_warning(&report, "loopback"),
-        hosts.lab().is_none(),
+        server.hosts.lab().is_none(),
         "{report:#}"
     );
 }
 
 #[test]
 fn a_download_is_counted_by_the_client() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let report = udp_net(&server, &["-t", "1", "-R", "-l", "1000", "-b", "100M"]);
     let direction = checked_direction(&report, "download");
     assert_eq!(count(&direction["datagrams"]["len"]), 1000, "{report:#}");
@@ -210,9 +210,7 @@ fn bad_lengths_rates_and_shapes_get_one_line() {
 
 #[test]
 fn the_sender_stops_within_seconds_when_the_server_dies() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::two().served(&[]);
     let sender = spawn(&server, "net", &["-t", "60", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     server.signal(libc::SIGKILL);
@@ -234,9 +232,7 @@ fn the_sender_stops_within_seconds_when_the_server_dies() {
 
 #[test]
 fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let mut receiver = spawn(&server, "net", &["-t", "60", "-R", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(receiver.running(), "the download ended early");
@@ -261,9 +257,7 @@ fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
 
 #[test]
 fn a_second_udp_test_is_told_the_port_is_busy() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let first = spawn(&server, "net", &["-t", "4", "-b", "10M"]);
     std::thread::sleep(Duration::from_millis(1000));
     let second = client(&server, "net", &["-t", "1"]);
@@ -276,9 +270,7 @@ fn a_second_udp_test_is_told_the_port_is_busy() {
 #[test]
 fn datagrams_from_other_senders_are_ignored_and_counted() {
     // Loopback: the test itself is the other sender.
-    let hosts = Hosts::loopback();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::loopback().served(&[]);
     let test = spawn(
         &server,
         "net",
@@ -308,9 +300,7 @@ fn datagrams_from_other_senders_are_ignored_and_counted() {
 
 #[test]
 fn lat_over_udp_times_every_round_trip() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let out = client(&server, "lat", &["-n", "500", "-s", "100", "-J"]);
     let report = json_report(&out);
     assert_eq!(report["path"], "udp", "{report:#}");

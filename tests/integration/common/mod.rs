@@ -524,6 +524,18 @@ impl Hosts {
 
     /// Starts `xferbench serve --listen IP:0 --root ROOT --token TEST_TOKEN EXTRA...` on the
     /// server's end (no --token added when EXTRA gives one).
+    /// `xferbench serve --root ROOT EXTRA...` (as [`Hosts::serve`]) on a scratch root of its own,
+    /// held together with the hosts so that none is dropped early.
+    pub fn served(self, extra: &[&str]) -> Served {
+        let root = temp_dir();
+        let server = self.serve(root.path(), extra);
+        Served {
+            server,
+            _root: root,
+            hosts: self,
+        }
+    }
+
     pub fn serve(&self, root: &Path, extra: &[&str]) -> Server {
         let gives_token = extra.iter().any(|arg| arg.starts_with("--token"));
         let mut args = Vec::new();
@@ -553,6 +565,27 @@ impl Hosts {
         let ns = self.lab.as_ref().map(Lab::server_ns);
         let cmd = in_namespace(ns.as_deref(), &args);
         Server::start(cmd, ip, root, self.lab.as_ref().map(Lab::client_ns))
+    }
+}
+
+/// A server with its scratch root and its hosts, dropped in this order (the server first). It
+/// derefs to the [`Server`]: `server.root` is the root's path.
+pub struct Served {
+    server: Server,
+    _root: TempDir,
+    pub hosts: Hosts,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 }
 
