@@ -73,6 +73,11 @@ fn disk_fails_with(dir: &Path, path: &Path, extra: &[&str], keys: &[&str]) -> St
     line
 }
 
+/// `disk DIR EXTRA...` of a directory, expected to fail as [`disk_fails_with`] says.
+fn disk_of_dir_fails_with(dir: &Path, extra: &[&str], keys: &[&str]) -> String {
+    disk_fails_with(dir, dir, extra, keys)
+}
+
 const PLENTY: &str = "900T";
 
 fn assert_plenty_is_more_than_free() {
@@ -227,10 +232,8 @@ fn disk_rejects_a_missing_path() {
 
 #[test]
 fn disk_rejects_an_iodepth_of_zero() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--size", "8M", "--iodepth", "0"],
         &["--iodepth 0"],
     );
@@ -238,10 +241,8 @@ fn disk_rejects_an_iodepth_of_zero() {
 
 #[test]
 fn disk_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--size", "8M", "--bs", "5000"],
         &["--bs 5000", "multiple of 4096"],
     );
@@ -249,21 +250,13 @@ fn disk_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
 
 #[test]
 fn disk_rejects_a_zero_size() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
-        &["--size", "0"],
-        &["--size", "zero"],
-    );
+    disk_of_dir_fails_with(temp_dir().path(), &["--size", "0"], &["--size", "zero"]);
 }
 
 #[test]
 fn disk_read_only_rejects_a_directory() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--read-only"],
         &["is a directory", "--read-only", "existing file"],
     );
@@ -287,8 +280,7 @@ fn disk_write_only_refuses_an_existing_file() {
 fn disk_rejects_a_size_larger_than_the_free_space() {
     assert_plenty_is_more_than_free();
     let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
+    disk_of_dir_fails_with(
         dir.path(),
         &["--size", PLENTY],
         &["not enough free space", "smaller --size"],
@@ -303,21 +295,11 @@ fn disk_errors_only_suggest_options_disk_accepts() {
     std::fs::write(&file, b"data").unwrap();
     let lines = [
         disk_fails_with(dir.path(), &dir.path().join("missing"), &[], &[]),
-        disk_fails_with(
-            dir.path(),
-            dir.path(),
-            &["--size", "8M", "--iodepth", "0"],
-            &[],
-        ),
-        disk_fails_with(
-            dir.path(),
-            dir.path(),
-            &["--size", "8M", "--bs", "5000"],
-            &[],
-        ),
-        disk_fails_with(dir.path(), dir.path(), &["--read-only"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", "8M", "--iodepth", "0"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", "8M", "--bs", "5000"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--read-only"], &[]),
         disk_fails_with(dir.path(), &file, &["--write-only"], &[]),
-        disk_fails_with(dir.path(), dir.path(), &["--size", PLENTY], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", PLENTY], &[]),
     ];
     for line in &lines {
         assert_advice_uses_only_accepted_options("disk", line);

@@ -4,8 +4,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, has_warning, run,
-    run_command, temp_dir,
+    assert_empty_dir, assert_no_leftovers, assert_success, entries, has_warning, run, temp_dir,
 };
 use serde_json::Value;
 
@@ -33,6 +32,19 @@ fn measurements(report: &Value) -> &Vec<Value> {
     report["measurements"]
         .as_array()
         .unwrap_or_else(|| panic!("no measurements array: {report:#}"))
+}
+
+/// Both passes of a 16 MiB run in `dir` went through `engine`, the report says so, and the test
+/// file is gone.
+fn assert_both_passes_went_through(report: &Value, engine: &str, dir: &Path) {
+    assert_eq!(report["engine"], engine);
+    let passes = measurements(report);
+    assert_eq!(passes.len(), 2);
+    for m in passes {
+        assert_eq!(m["conditions"]["engine"], engine, "{m:#}");
+        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
+    }
+    assert_no_leftovers(dir);
 }
 
 /// Makes a file with `xferbench gen`.
@@ -83,14 +95,7 @@ fn disk_json_reports_a_direct_write_then_read_of_the_requested_size() {
 fn disk_psync_engine_is_used_and_reported() {
     let dir = temp_dir();
     let (report, _) = disk_json(dir.path(), &["--size", "16M", "--engine", "psync"]);
-    assert_eq!(report["engine"], "psync");
-    let passes = measurements(&report);
-    assert_eq!(passes.len(), 2);
-    for m in passes {
-        assert_eq!(m["conditions"]["engine"], "psync", "{m:#}");
-        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
-    }
-    assert_no_leftovers(dir.path());
+    assert_both_passes_went_through(&report, "psync", dir.path());
 }
 
 #[test]
@@ -112,14 +117,7 @@ fn disk_io_uring_engine_is_used_and_reported() {
     }
     assert_success(code, &stdout, &stderr);
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["engine"], "io_uring");
-    let passes = measurements(&report);
-    assert_eq!(passes.len(), 2);
-    for m in passes {
-        assert_eq!(m["conditions"]["engine"], "io_uring", "{m:#}");
-        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
-    }
-    assert_no_leftovers(dir.path());
+    assert_both_passes_went_through(&report, "io_uring", dir.path());
 }
 
 #[test]
@@ -295,15 +293,12 @@ fn disk_text_output_gives_rates_in_bytes_and_bits_placed_against_classes() {
 fn disk_removes_its_test_file_when_the_write_fails() {
     // A file size limit (RLIMIT_FSIZE) makes the allocation fail after the test file was created.
     let dir = temp_dir();
-    let mut cmd = command([
+    crate::common::fails_cleanly_past_8_mib([
         OsStr::new("disk"),
         dir.path().as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    crate::common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    crate::common::assert_failed_cleanly(&out);
     assert_empty_dir(dir.path());
 }
 

@@ -8,8 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, run_command,
-    temp_dir, wait_bounded,
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, temp_dir,
+    wait_bounded,
 };
 use xferbench::file::extents::map_extents;
 use xferbench::file::unwritten_warning;
@@ -215,16 +215,13 @@ fn gen_force_that_fails_keeps_the_old_file_whole() {
     let dir = temp_dir();
     let path = dir.path().join("old.data");
     std::fs::write(&path, b"old content").unwrap();
-    let mut cmd = command([
+    crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
         path.as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
         "--force".as_ref(),
     ]);
-    crate::common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    crate::common::assert_failed_cleanly(&out);
     assert_eq!(std::fs::read(&path).unwrap(), b"old content");
     assert_eq!(entries(dir.path()), ["old.data"]);
 }
@@ -302,15 +299,12 @@ fn gen_leaves_no_partial_file_when_allocation_fails() {
     // partial file was created: the failure path must remove it.
     let dir = temp_dir();
     let path = dir.path().join("limited.data");
-    let mut cmd = command([
+    crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
         path.as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    crate::common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    crate::common::assert_failed_cleanly(&out);
     assert_no_leftovers(dir.path());
     assert_empty_dir(dir.path());
 }

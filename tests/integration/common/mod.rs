@@ -205,6 +205,20 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
     }
 }
 
+/// Runs `xferbench ARGS...` with file writes past 8 MiB failing (see [`limit_file_size`]) and
+/// asserts it failed cleanly.
+pub fn fails_cleanly_past_8_mib<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = command(args);
+    limit_file_size(&mut cmd, 8 << 20);
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    out
+}
+
 /// Latency figures in order, min ≤ median ≤ p99 ≤ p99.9 ≤ max, and in microseconds: a round
 /// trip through a kernel or an adapter takes microseconds, never nanoseconds.
 pub fn assert_latency_ordered(latency: &serde_json::Value) {
