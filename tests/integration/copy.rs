@@ -326,13 +326,7 @@ impl Setup {
         all.extend_from_slice(args);
         let out = self.server.run(&all);
         assert_failed_cleanly(&out);
-        for key in keys {
-            assert!(
-                out.stderr.contains(key),
-                "the error does not say {key:?}: {}",
-                out.stderr
-            );
-        }
+        crate::common::assert_says_all("the error", &out.stderr, keys);
         assert_eq!(
             entries(self.root.path()),
             root_before,

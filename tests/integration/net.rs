@@ -357,13 +357,9 @@ fn cut_path(lab: &crate::common::Lab, port: u16) -> Result<(), String> {
 
 /// The lab when this machine can make one, else None after saying why the test is skipped.
 fn lab_or_skip(hosts: &Hosts) -> Option<&crate::common::Lab> {
-    let lab = hosts.lab();
-    if lab.is_none() {
-        eprintln!(
-            "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)"
-        );
-    }
-    lab
+    hosts.lab_or_skip(
+        "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)",
+    )
 }
 
 /// The end of every interval line `[ ID] A-B s ...` of a text run.

@@ -111,13 +111,7 @@ impl Guest {
         } else {
             assert_failed_cleanly(&out);
         }
-        for word in words {
-            assert!(
-                out.stderr.contains(word),
-                "step {name}: '{word}' not in: {}",
-                out.stderr
-            );
-        }
+        assert_says_all(&format!("step {name}"), &out.stderr, words);
         out
     }
 }

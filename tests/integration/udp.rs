@@ -141,10 +141,12 @@ fn a_download_is_counted_by_the_client() {
 #[test]
 fn the_default_datagram_fills_a_jumbo_frame() {
     let hosts = Hosts::with(&["--mtu", "9000"]);
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab with MTU 9000");
+    if hosts
+        .lab_or_skip("skipped: needs root for a lab with MTU 9000")
+        .is_none()
+    {
         return;
-    };
+    }
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
     let report = udp_net(&server, &["-t", "1", "-b", "100M"]);
@@ -161,10 +163,12 @@ fn the_default_datagram_fills_a_jumbo_frame() {
 fn a_rate_beyond_the_link_ends_on_time_and_reports_the_loss() {
     let _turn = crate::common::rates_lock();
     let hosts = Hosts::shaped("50mbit");
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a shaped lab link");
+    if hosts
+        .lab_or_skip("skipped: needs root for a shaped lab link")
+        .is_none()
+    {
         return;
-    };
+    }
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
     let started = Instant::now();
@@ -346,10 +350,12 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
 #[test]
 fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
     let hosts = Hosts::two();
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)");
+    if hosts
+        .lab_or_skip("skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)")
+        .is_none()
+    {
         return;
-    };
+    }
     let root = temp_dir();
     let server = hosts.serve(root.path(), &[]);
     let report = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "8000"]);
@@ -365,8 +371,9 @@ fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
 #[test]
 fn a_test_where_no_datagram_arrived_fails_with_the_likely_causes() {
     let hosts = Hosts::two();
-    let Some(lab) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab whose server drops IP fragments");
+    let Some(lab) =
+        hosts.lab_or_skip("skipped: needs root for a lab whose server drops IP fragments")
+    else {
         return;
     };
     // The server's host drops every later IP fragment before reassembly (raw PREROUTING; INPUT

@@ -254,6 +254,13 @@ pub fn assert_failed_cleanly(out: &Run) {
     assert!(!out.stderr.contains("panicked"));
 }
 
+/// Asserts `text` contains every one of `keys`; `what` names it in the failure message.
+pub fn assert_says_all(what: &str, text: &str, keys: &[&str]) {
+    for key in keys {
+        assert!(text.contains(key), "{what} does not say {key:?}: {text}");
+    }
+}
+
 /// A usage error as the tool promises it: exit 2, an `error: ` line (and at most clap's hint).
 pub fn assert_usage_error(out: &Run) {
     assert_eq!(
@@ -538,6 +545,15 @@ impl Hosts {
 
     /// Starts `xferbench serve --listen IP:0 --root ROOT --token TEST_TOKEN EXTRA...` on the
     /// server's end (no --token added when EXTRA gives one).
+    /// The lab, or None after printing `skipped` (why the test skips here).
+    pub fn lab_or_skip(&self, skipped: &str) -> Option<&Lab> {
+        let lab = self.lab();
+        if lab.is_none() {
+            eprintln!("{skipped}");
+        }
+        lab
+    }
+
     /// `xferbench serve --root ROOT EXTRA...` (as [`Hosts::serve`]) on a scratch root of its own,
     /// held together with the hosts so that none is dropped early.
     pub fn served(self, extra: &[&str]) -> Served {
