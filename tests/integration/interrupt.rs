@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Background, Hosts, Run, Way, assert_empty_dir, assert_no_leftovers, copy_under_way, temp_dir,
+    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, copy_under_way,
+    temp_dir,
 };
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
@@ -39,6 +40,20 @@ fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
     out
 }
 
+/// Runs `xferbench -q ARGS...` where `server`'s clients run, lets it run for `running`, then
+/// sends `signal` (see [`signal_and_finish`]).
+fn interrupted_after(
+    server: &Server,
+    args: &[&str],
+    running: Duration,
+    signal: libc::c_int,
+) -> Run {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let client = server.spawn(&args);
+    std::thread::sleep(running);
+    signal_and_finish(client, signal)
+}
+
 /// Starts `xferbench -q ARGS...` here, in the background.
 fn spawn_here(args: &[&OsStr]) -> Background {
     let mut cmd =
@@ -64,17 +79,12 @@ fn net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(
     signal: libc::c_int,
 ) {
     let server = Hosts::two().served(&[]);
-    let client = server.spawn(&[
-        "net".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-        "-i".as_ref(),
-        "0.5".as_ref(),
-        "--bidir".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let out = signal_and_finish(client, signal);
+    let out = interrupted_after(
+        &server,
+        &["net", &server.addr, "-t", "30", "-i", "0.5", "--bidir"],
+        Duration::from_millis(2500),
+        signal,
+    );
     let intervals = out
         .stdout
         .lines()
@@ -114,16 +124,12 @@ fn net_sigterm_prints_the_figures_so_far_and_exits_130() {
 #[test]
 fn net_ctrl_c_json_carries_an_interrupted_warning() {
     let server = Hosts::two().served(&[]);
-    let client = server.spawn(&[
-        "net".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-        "-R".as_ref(),
-        "-J".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2000));
-    let out = signal_and_finish(client, libc::SIGINT);
+    let out = interrupted_after(
+        &server,
+        &["net", &server.addr, "-t", "30", "-R", "-J"],
+        Duration::from_millis(2000),
+        libc::SIGINT,
+    );
     let report: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|err| panic!("not JSON ({err}):\n{}", out.stdout));
     let warning = report["warnings"]
@@ -145,14 +151,12 @@ fn net_ctrl_c_json_carries_an_interrupted_warning() {
 #[test]
 fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
     let server = Hosts::two().served(&[]);
-    let client = server.spawn(&[
-        "lat".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2000));
-    let out = signal_and_finish(client, libc::SIGINT);
+    let out = interrupted_after(
+        &server,
+        &["lat", &server.addr, "-t", "30"],
+        Duration::from_millis(2000),
+        libc::SIGINT,
+    );
     assert!(
         out.stdout.contains("latency (") && out.stdout.contains("median"),
         "{}",
