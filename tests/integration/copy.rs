@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::common::{
     Hosts, Run, Server, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
-    assert_same_content, assert_success, copy_under_way, entries, has_warning, json_report,
-    make_file, temp_dir,
+    assert_same_content, assert_success, entries, has_warning, json_report, make_file, temp_dir,
 };
 use serde_json::Value;
 
@@ -567,7 +566,7 @@ fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
 fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
     let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, _) = copy_under_way(&server.hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, _) = server.copy_under_way(local.path(), Way::Upload);
 
     server.signal(libc::SIGKILL);
     server
@@ -588,8 +587,7 @@ fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
 fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_killed_mid_download() {
     let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&server.hosts, &server, local.path(), Way::Download);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Download);
 
     server.signal(libc::SIGKILL);
     server
@@ -611,8 +609,7 @@ fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_kil
 fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_server_keeps_serving() {
     let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&server.hosts, &server, local.path(), Way::Download);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Download);
 
     crate::common::send_signal(client.pid(), libc::SIGINT);
     let out = client.finish(FAIL_TIMEOUT);

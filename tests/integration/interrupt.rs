@@ -7,8 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, copy_under_way,
-    temp_dir,
+    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, temp_dir,
 };
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
@@ -170,8 +169,7 @@ fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
 fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
     let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&server.hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Upload);
     signal_and_finish(client, libc::SIGINT);
     assert!(
         !final_path.exists(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     Hosts, Server, TEST_TOKEN, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
-    copy_under_way, exit_code, make_file, run_command, temp_dir, wait_until,
+    exit_code, make_file, run_command, temp_dir, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -415,8 +415,7 @@ fn serve_stops_on_ctrl_c_with_exit_130() {
 fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
     let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&server.hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(dir.path(), Way::Upload);
 
     server.signal(libc::SIGTERM);
     let status = server
@@ -440,8 +439,7 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
 fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving() {
     let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&server.hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(dir.path(), Way::Upload);
 
     crate::common::send_signal(client.pid(), libc::SIGKILL);
     let _ = client.finish(ANSWER_TIMEOUT);

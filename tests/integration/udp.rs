@@ -140,15 +140,11 @@ fn a_download_is_counted_by_the_client() {
 
 #[test]
 fn the_default_datagram_fills_a_jumbo_frame() {
-    let hosts = Hosts::with(&["--mtu", "9000"]);
-    if hosts
-        .lab_or_skip("skipped: needs root for a lab with MTU 9000")
-        .is_none()
-    {
+    let Some(server) = Hosts::with(&["--mtu", "9000"])
+        .served_in_lab(&[], "skipped: needs root for a lab with MTU 9000")
+    else {
         return;
-    }
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    };
     let report = udp_net(&server, &["-t", "1", "-b", "100M"]);
     let direction = checked_direction(&report, "upload");
     assert_eq!(count(&direction["datagrams"]["len"]), 8972, "{report:#}");
@@ -162,15 +158,11 @@ fn the_default_datagram_fills_a_jumbo_frame() {
 #[test]
 fn a_rate_beyond_the_link_ends_on_time_and_reports_the_loss() {
     let _turn = crate::common::rates_lock();
-    let hosts = Hosts::shaped("50mbit");
-    if hosts
-        .lab_or_skip("skipped: needs root for a shaped lab link")
-        .is_none()
-    {
+    let Some(server) =
+        Hosts::shaped("50mbit").served_in_lab(&[], "skipped: needs root for a shaped lab link")
+    else {
         return;
-    }
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    };
     let started = Instant::now();
     let report = udp_net(&server, &["-t", "2", "-b", "500M"]);
     assert!(
@@ -349,15 +341,12 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
 
 #[test]
 fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
-    let hosts = Hosts::two();
-    if hosts
-        .lab_or_skip("skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)")
-        .is_none()
-    {
+    let Some(server) = Hosts::two().served_in_lab(
+        &[],
+        "skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)",
+    ) else {
         return;
-    }
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    };
     let report = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "8000"]);
     checked_direction(&report, "upload");
     assert!(has_warning(&report, "fragmented_datagrams"), "{report:#}");

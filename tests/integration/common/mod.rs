@@ -554,6 +554,12 @@ impl Hosts {
         lab
     }
 
+    /// [`Hosts::served`] in the lab, or None after printing `skipped` when there is no lab.
+    pub fn served_in_lab(self, extra: &[&str], skipped: &str) -> Option<Served> {
+        self.lab_or_skip(skipped)?;
+        Some(self.served(extra))
+    }
+
     /// `xferbench serve --root ROOT EXTRA...` (as [`Hosts::serve`]) on a scratch root of its own,
     /// held together with the hosts so that none is dropped early.
     pub fn served(self, extra: &[&str]) -> Served {
@@ -604,6 +610,13 @@ pub struct Served {
     server: Server,
     _root: TempDir,
     pub hosts: Hosts,
+}
+
+impl Served {
+    /// [`copy_under_way`] between `local` and this server's root.
+    pub fn copy_under_way(&self, local: &Path, way: Way) -> (Background, PathBuf, PathBuf) {
+        copy_under_way(&self.hosts, self, local, way)
+    }
 }
 
 impl std::ops::Deref for Served {
