@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use crate::common::{ReadOnlyDir, assert_empty_dir, entries, run, temp_dir};
+use crate::common::{ReadOnlyDir, assert_empty_dir, entries, run, scratch_path, temp_dir};
 
 const CLAP_HINT: &str = "For more information, try '--help'.";
 
@@ -49,8 +49,7 @@ fn fails_with(args: &[&OsStr], keys: &[&str]) -> String {
 
 /// `xferbench gen DIR/NAME --size SIZE EXTRA...` in a fresh directory, which must stay empty.
 fn gen_fails_with(size: &str, extra: &[&str], keys: &[&str]) -> String {
-    let dir = temp_dir();
-    let path = dir.path().join("out.data");
+    let (dir, path) = scratch_path("out.data");
     let mut args: Vec<&OsStr> = vec![
         "gen".as_ref(),
         path.as_os_str(),
@@ -113,8 +112,7 @@ fn gen_rejects_a_size_larger_than_the_free_space() {
 
 #[test]
 fn gen_rejects_a_path_in_a_missing_directory() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
+    let (dir, missing) = scratch_path("missing");
     let path = missing.join("out.data");
     fails_with(
         &[
@@ -155,8 +153,7 @@ fn gen_rejects_a_read_only_directory() {
 
 #[test]
 fn gen_rejects_a_directory_as_the_file() {
-    let dir = temp_dir();
-    let sub = dir.path().join("sub");
+    let (dir, sub) = scratch_path("sub");
     std::fs::create_dir(&sub).unwrap();
     fails_with(
         &[
@@ -224,8 +221,7 @@ fn gen_errors_only_suggest_options_gen_accepts() {
 
 #[test]
 fn disk_rejects_a_missing_path() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
+    let (dir, missing) = scratch_path("missing");
     disk_fails_with(dir.path(), &missing, &[], &["missing", "does not exist"]);
     assert!(!missing.exists());
 }
@@ -264,8 +260,7 @@ fn disk_read_only_rejects_a_directory() {
 
 #[test]
 fn disk_write_only_refuses_an_existing_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("precious.data");
+    let (dir, path) = scratch_path("precious.data");
     std::fs::write(&path, b"keep me").unwrap();
     disk_fails_with(
         dir.path(),
@@ -290,8 +285,7 @@ fn disk_rejects_a_size_larger_than_the_free_space() {
 
 #[test]
 fn disk_errors_only_suggest_options_disk_accepts() {
-    let dir = temp_dir();
-    let file = dir.path().join("file.data");
+    let (dir, file) = scratch_path("file.data");
     std::fs::write(&file, b"data").unwrap();
     let lines = [
         disk_fails_with(dir.path(), &dir.path().join("missing"), &[], &[]),
@@ -309,8 +303,7 @@ fn disk_errors_only_suggest_options_disk_accepts() {
 #[cfg(not(feature = "rdma"))]
 #[test]
 fn a_build_without_rdma_says_how_to_get_it() {
-    let dir = temp_dir();
-    let file = dir.path().join("f.bin");
+    let (dir, file) = scratch_path("f.bin");
     std::fs::write(&file, b"x").unwrap();
     let rebuild = ["no RDMA support", "--features rdma", "libclang"];
     fails_with(
@@ -357,8 +350,7 @@ fn usage_error(args: &[&str], keys: &[&str]) {
 
 #[test]
 fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
-    let dir = temp_dir();
-    let file = dir.path().join("f.data");
+    let (_dir, file) = scratch_path("f.data");
     std::fs::write(&file, b"x").unwrap();
     let file = file.to_str().unwrap();
     // Port 9 (discard): nothing is dialled, every one is refused before.

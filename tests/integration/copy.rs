@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::common::{
     Hosts, Run, Server, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
-    assert_same_content, assert_success, entries, has_warning, json_report, make_file, temp_dir,
+    assert_same_content, assert_success, entries, has_warning, json_report, make_file,
+    scratch_path, temp_dir,
 };
 use serde_json::Value;
 
@@ -153,8 +154,7 @@ fn copy_download_of_an_odd_size_arrives_to_the_last_byte() {
 #[test]
 fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
     let server = Hosts::two().served(&[]);
-    let local = temp_dir();
-    let empty = local.path().join("empty");
+    let (local, empty) = scratch_path("empty");
     std::fs::write(&empty, b"").unwrap();
     let up = server.run(&[
         "copy".as_ref(),
@@ -185,8 +185,7 @@ fn copy_into_a_remote_directory_or_the_root_keeps_the_source_name() {
     std::fs::create_dir(root.path().join("in")).unwrap();
     std::fs::create_dir(root.path().join("deep")).unwrap();
     let server = hosts.serve(root.path(), &[]);
-    let local = temp_dir();
-    let source = local.path().join("named.data");
+    let (_local, source) = scratch_path("named.data");
     make_file(&source, "1M");
     // A directory without its trailing slash works too, as with cp and scp.
     for (remote, landed) in [
@@ -230,8 +229,7 @@ fn copy_replaces_an_existing_destination_only_with_force() {
     let server = Hosts::two().served(&[]);
     let existing = server.root.join("there.data");
     std::fs::write(&existing, b"keep me").unwrap();
-    let local = temp_dir();
-    let source = local.path().join("new.data");
+    let (_local, source) = scratch_path("new.data");
     make_file(&source, "1M");
     let remote = server.remote("there.data");
     let refused = server.run(&["copy".as_ref(), source.as_os_str(), remote.as_ref()]);
@@ -258,8 +256,7 @@ fn copy_replaces_an_existing_destination_only_with_force() {
 #[test]
 fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
     let server = Hosts::two().served(&[]);
-    let local = temp_dir();
-    let source = local.path().join("fallocated.data");
+    let (_local, source) = scratch_path("fallocated.data");
     let out = crate::common::run_command(crate::common::command([
         "gen".as_ref(),
         source.as_os_str(),
@@ -303,8 +300,7 @@ impl Setup {
         let hosts = Hosts::two();
         let root = temp_dir();
         let server = hosts.serve(root.path(), serve_args);
-        let local = temp_dir();
-        let source = local.path().join("source.data");
+        let (local, source) = scratch_path("source.data");
         make_file(&source, "1M");
         // Dropped last: the server dies before its lab.
         Setup {
@@ -343,8 +339,7 @@ impl Setup {
 #[test]
 fn copy_to_an_unknown_host_fails_cleanly() {
     // .invalid never resolves (RFC 6761): the lookup fails locally, nothing is sent.
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     make_file(&source, "1M");
     let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
@@ -367,8 +362,7 @@ fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     make_file(&source, "1M");
     let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
@@ -537,8 +531,7 @@ fn copy_larger_than_max_bytes_is_refused_and_the_server_keeps_serving() {
 
 #[test]
 fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     std::fs::write(&source, b"x").unwrap();
     for streams in ["0", "10000"] {
         // Rejected before any connection: the address is never dialled.
@@ -684,8 +677,7 @@ fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
     // Not a speed test: the shaped link drops packets (tbf), so TCP recovers losses across
     // several streams while chunks land out of order.
     let server = Hosts::shaped("1gbit").served(&[]);
-    let local = temp_dir();
-    let source = local.path().join("a.data");
+    let (_local, source) = scratch_path("a.data");
     make_file(&source, "32M");
     let remote = server.remote("a.data");
     let out = server.run(&[

@@ -4,7 +4,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, entries, has_warning, run, temp_dir,
+    assert_empty_dir, assert_no_leftovers, assert_success, entries, has_warning, run, scratch_path,
+    temp_dir,
 };
 use serde_json::Value;
 
@@ -175,8 +176,7 @@ fn disk_buffered_with_an_unaligned_block_size_moves_exactly_the_requested_bytes(
 
 #[test]
 fn disk_buffered_read_of_a_file_with_an_unaligned_block_size_reads_the_file_once() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (_dir, path) = scratch_path("input.data");
     make_file(&path, "1000001", "random");
     let (report, _) = disk_json(&path, &["--bs", "5000", "--buffered"]);
     assert_one_read_of_the_whole_file(&report, &path, 1_000_001);
@@ -204,8 +204,7 @@ fn assert_one_read_of_the_whole_file(report: &Value, path: &Path, len: u64) {
 
 #[test]
 fn disk_read_only_reads_an_existing_file_whole_and_leaves_it_alone() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (dir, path) = scratch_path("input.data");
     make_file(&path, "1000001", "random");
     let before = std::fs::read(&path).unwrap();
     let (report, stderr) = disk_json(&path, &["--read-only"]);
@@ -222,8 +221,7 @@ fn disk_read_only_reads_an_existing_file_whole_and_leaves_it_alone() {
 
 #[test]
 fn disk_on_a_file_path_reads_the_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (dir, path) = scratch_path("input.data");
     make_file(&path, "16M", "random");
     let (report, _) = disk_json(&path, &[]);
     assert_one_read_of_the_whole_file(&report, &path, 16 * MIB);
@@ -232,8 +230,7 @@ fn disk_on_a_file_path_reads_the_file() {
 
 #[test]
 fn disk_warns_about_unwritten_extents_in_a_fallocated_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("fallocated.data");
+    let (_dir, path) = scratch_path("fallocated.data");
     make_file(&path, "64M", "none");
     let (report, stderr) = disk_json(&path, &["--read-only"]);
     assert_one_read_of_the_whole_file(&report, &path, 64 * MIB);
@@ -304,8 +301,7 @@ fn disk_removes_its_test_file_when_the_write_fails() {
 
 #[test]
 fn a_read_answered_by_the_page_cache_is_marked_not_printed_clean() {
-    let dir = temp_dir();
-    let path = dir.path().join("cached.data");
+    let (_dir, path) = scratch_path("cached.data");
     // Written through the page cache, not evicted: every page is still in memory.
     let bytes: Vec<u8> = (0..32 * MIB)
         .map(|i| ((i * 2_654_435_761) >> 13) as u8)

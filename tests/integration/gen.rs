@@ -8,8 +8,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, temp_dir,
-    wait_bounded,
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, scratch_path,
+    temp_dir, wait_bounded,
 };
 use xferbench::file::extents::map_extents;
 use xferbench::file::unwritten_warning;
@@ -45,8 +45,7 @@ fn assert_all_4k_blocks_differ(data: &[u8]) {
 
 #[test]
 fn gen_makes_a_file_of_exactly_the_requested_round_size() {
-    let dir = temp_dir();
-    let path = dir.path().join("round.data");
+    let (dir, path) = scratch_path("round.data");
     let (stdout, _) = gen_ok(&path, "8M", &[]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * MIB);
     assert!(stdout.contains("(8388608 bytes)"), "stdout: {stdout}");
@@ -56,8 +55,7 @@ fn gen_makes_a_file_of_exactly_the_requested_round_size() {
 #[test]
 fn gen_makes_a_file_of_exactly_the_requested_odd_size_filled_to_the_last_byte() {
     // 1000001 = 244 × 4096 + 577: the last O_DIRECT write is padded and the file truncated after.
-    let dir = temp_dir();
-    let path = dir.path().join("odd.data");
+    let (dir, path) = scratch_path("odd.data");
     gen_ok(&path, "1000001", &[]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len(), 1_000_001);
@@ -73,16 +71,14 @@ fn gen_makes_a_file_of_exactly_the_requested_odd_size_filled_to_the_last_byte() 
 
 #[test]
 fn gen_takes_decimal_units_as_powers_of_1000() {
-    let dir = temp_dir();
-    let path = dir.path().join("decimal.data");
+    let (_dir, path) = scratch_path("decimal.data");
     gen_ok(&path, "8MB", &[]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8_000_000);
 }
 
 #[test]
 fn gen_random_fill_has_no_repeated_4k_blocks() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     gen_ok(&path, "8M", &["--fill", "random"]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len() as u64, 8 * MIB);
@@ -91,8 +87,7 @@ fn gen_random_fill_has_no_repeated_4k_blocks() {
 
 #[test]
 fn gen_random_fill_does_not_compress() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     // The default fill is random.
     gen_ok(&path, "8M", &[]);
     let data = std::fs::read(&path).unwrap();
@@ -110,8 +105,7 @@ fn gen_random_fill_does_not_compress() {
 
 #[test]
 fn gen_zero_fill_writes_zeros_and_warns_about_them() {
-    let dir = temp_dir();
-    let path = dir.path().join("zero.data");
+    let (_dir, path) = scratch_path("zero.data");
     let (_, stderr) = gen_ok(&path, "8M", &["--fill", "zero"]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len() as u64, 8 * MIB);
@@ -134,8 +128,7 @@ fn gen_zero_fill_writes_zeros_and_warns_about_them() {
 
 #[test]
 fn gen_fill_none_leaves_the_file_unwritten_and_warns() {
-    let dir = temp_dir();
-    let path = dir.path().join("none.data");
+    let (_dir, path) = scratch_path("none.data");
     let (stdout, stderr) = gen_ok(&path, "64M", &["--fill", "none"]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * MIB);
     assert!(stdout.contains("allocated only"), "stdout: {stdout}");
@@ -156,8 +149,7 @@ fn gen_fill_none_leaves_the_file_unwritten_and_warns() {
 
 #[test]
 fn gen_random_fill_leaves_no_unwritten_extents_or_holes() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     gen_ok(&path, "8M", &[]);
     let file = File::open(&path).unwrap();
     let map =
@@ -175,8 +167,7 @@ fn gen_random_fill_leaves_no_unwritten_extents_or_holes() {
 
 #[test]
 fn gen_refuses_to_overwrite_without_force() {
-    let dir = temp_dir();
-    let path = dir.path().join("precious.data");
+    let (dir, path) = scratch_path("precious.data");
     std::fs::write(&path, b"keep me").unwrap();
     let (code, stdout, stderr) = run([
         "gen".as_ref(),
@@ -197,8 +188,7 @@ fn gen_refuses_to_overwrite_without_force() {
 
 #[test]
 fn gen_replaces_an_existing_file_with_force() {
-    let dir = temp_dir();
-    let path = dir.path().join("old.data");
+    let (dir, path) = scratch_path("old.data");
     std::fs::write(&path, b"old content").unwrap();
     gen_ok(&path, "8M", &["--force"]);
     let data = std::fs::read(&path).unwrap();
@@ -212,8 +202,7 @@ fn gen_replaces_an_existing_file_with_force() {
 fn gen_force_that_fails_keeps_the_old_file_whole() {
     // A file size limit below --size makes the new file's allocation fail half-way through
     // the replacement: the old file must still be there, unchanged.
-    let dir = temp_dir();
-    let path = dir.path().join("old.data");
+    let (dir, path) = scratch_path("old.data");
     std::fs::write(&path, b"old content").unwrap();
     crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
@@ -297,8 +286,7 @@ fn gen_leaves_no_partial_file_after_success() {
 fn gen_leaves_no_partial_file_when_allocation_fails() {
     // A file size limit (RLIMIT_FSIZE) below --size makes fallocate fail with EFBIG after the
     // partial file was created: the failure path must remove it.
-    let dir = temp_dir();
-    let path = dir.path().join("limited.data");
+    let (dir, path) = scratch_path("limited.data");
     crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
         path.as_os_str(),
@@ -332,8 +320,7 @@ fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
         );
         return;
     }
-    let dir = temp_dir();
-    let path = dir.path().join("big.data");
+    let (dir, path) = scratch_path("big.data");
     let partial = dir.path().join(".big.data.xferbench-partial");
     let child = command([
         "gen".as_ref(),

@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, temp_dir,
+    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, scratch_path,
+    temp_dir,
 };
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
@@ -267,8 +268,7 @@ fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
         eprintln!("skipping: the Ctrl-C test of gen needs 20 GB free under the test directory");
         return;
     }
-    let dir = temp_dir();
-    let path = dir.path().join("big.data");
+    let (dir, path) = scratch_path("big.data");
     let mut client = spawn_here(&[
         "gen".as_ref(),
         path.as_os_str(),

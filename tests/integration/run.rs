@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::common::{
     Hosts, assert_empty_dir, assert_failed_cleanly, assert_success, command, entries, json_report,
-    rates_lock, run_command, temp_dir,
+    rates_lock, run_command, scratch_path, temp_dir,
 };
 use serde_json::Value;
 
@@ -198,8 +198,7 @@ fn run_against_a_host_without_serve_fails_cleanly() {
     let unused = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap();
     drop(unused);
-    let dir = temp_dir();
-    let report = dir.path().join("report.json");
+    let (dir, report) = scratch_path("report.json");
     let out = run_here(
         dir.path(),
         &[&addr.to_string(), "--json", report.to_str().unwrap()],
@@ -223,8 +222,7 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
     // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
     let root = temp_dir();
     let (_serve, holder, listen) = crate::common::serve_without_udp(root.path());
-    let dir = temp_dir();
-    let json = dir.path().join("report.json");
+    let (dir, json) = scratch_path("report.json");
     let csv = dir.path().join("report.csv");
     let markdown = dir.path().join("report.md");
     let out = run_here(

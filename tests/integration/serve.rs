@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     Hosts, Server, TEST_TOKEN, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
-    exit_code, make_file, run_command, temp_dir, wait_until,
+    exit_code, make_file, run_command, scratch_path, temp_dir, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -139,8 +139,7 @@ fn serve_announces_a_real_port_its_root_and_that_loopback_needs_no_token() {
 
 #[test]
 fn serve_with_a_token_file_requires_that_token() {
-    let dir = temp_dir();
-    let token_file = dir.path().join("token");
+    let (_dir, token_file) = scratch_path("token");
     std::fs::write(&token_file, "from-a-file\nignored second line\n").unwrap();
     let root = temp_dir();
     let server =
@@ -168,8 +167,7 @@ fn serve_off_loopback_without_a_token_generates_one_and_requires_it() {
     );
     assert!(token.len() >= 16, "a short token: {token}");
 
-    let dir = temp_dir();
-    let source = dir.path().join("a.data");
+    let (_dir, source) = scratch_path("a.data");
     make_file(&source, "1M");
     let out = run_command(server.client(&[
         "-q".as_ref(),
@@ -186,8 +184,7 @@ fn serve_off_loopback_without_a_token_generates_one_and_requires_it() {
 #[test]
 fn serve_logs_one_line_per_finished_session() {
     let (root, mut server) = loopback_server(&[]);
-    let dir = temp_dir();
-    let source = dir.path().join("logged.data");
+    let (dir, source) = scratch_path("logged.data");
     make_file(&source, "1M");
     let up = server.run(&[
         "copy".as_ref(),
@@ -333,8 +330,7 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
     // The slot is taken before the welcome is sent.
     assert_eq!(holder.read_frame()["type"], "welcome");
 
-    let dir = temp_dir();
-    let source = dir.path().join("turned-away.data");
+    let (_dir, source) = scratch_path("turned-away.data");
     make_file(&source, "1M");
     let remote = server.remote("turned-away.data");
     let copy_args = [OsStr::new("copy"), source.as_os_str(), remote.as_ref()];
@@ -385,8 +381,7 @@ fn serve_on_a_port_in_use_fails_cleanly() {
 
 #[test]
 fn serve_with_a_missing_root_fails_cleanly() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
+    let (_dir, missing) = scratch_path("missing");
     let out = run_command(crate::common::command([
         OsStr::new("serve"),
         OsStr::new("--listen"),

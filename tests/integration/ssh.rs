@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::sshd::Sshd;
 use crate::common::{
     Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, has_warning,
-    json_report, make_file, run_command, temp_dir, wait_until,
+    json_report, make_file, run_command, scratch_path, temp_dir, wait_until,
 };
 
 fn start() -> Option<Sshd> {
@@ -447,8 +447,7 @@ fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
 /// An sshd whose `cat` is `script`, first on the far side's PATH (then /usr/bin and /bin); the
 /// directory that holds it is returned too, to live as long as the sshd.
 fn sshd_with_cat(script: &str) -> Option<(Sshd, tempfile::TempDir)> {
-    let tools = temp_dir();
-    let cat = tools.path().join("cat");
+    let (tools, cat) = scratch_path("cat");
     std::fs::write(&cat, script).unwrap();
     std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", tools.path().display());
@@ -882,8 +881,7 @@ fn known_hosts_lines_are_judged_as_openssh_judges_them() {
     let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
         return;
     };
-    let home = temp_dir();
-    let other = home.path().join("other");
+    let (home, other) = scratch_path("other");
     crate::common::sshd::new_key(&other);
     let other = crate::common::sshd::public_key(&other);
     let (ed, port) = (host_key(&sshd), sshd.port());
@@ -956,8 +954,7 @@ fn a_host_pinned_only_by_its_ecdsa_key_is_known_and_accept_new_appends_nothing()
     let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
         return;
     };
-    let home = temp_dir();
-    let known_hosts = home.path().join("known_hosts");
+    let (home, known_hosts) = scratch_path("known_hosts");
     let pinned = format!("[127.0.0.1]:{} {ecdsa}\n", sshd.port());
     std::fs::write(&known_hosts, &pinned).unwrap();
     let out = reach(&sshd, home.path(), &known_hosts, &["--accept-new-host-key"]);
@@ -968,8 +965,7 @@ fn a_host_pinned_only_by_its_ecdsa_key_is_known_and_accept_new_appends_nothing()
 #[test]
 fn unknown_host_refusal_names_bracketed_known_hosts_entry() {
     let Some(sshd) = start() else { return };
-    let home = temp_dir();
-    let known_hosts = home.path().join("known_hosts");
+    let (home, known_hosts) = scratch_path("known_hosts");
     let out = reach(&sshd, home.path(), &known_hosts, &[]);
     assert_failed_cleanly(&out);
     let line = format!("[127.0.0.1]:{} {}", sshd.port(), host_key(&sshd));
@@ -1018,8 +1014,7 @@ fn accept_new_records_the_key_once_when_parallel_logins_meet_an_unknown_host() {
 #[test]
 fn revoked_and_authority_lines_stop_the_login_and_accept_new_records_nothing() {
     let Some(sshd) = start() else { return };
-    let home = temp_dir();
-    let other = home.path().join("other");
+    let (home, other) = scratch_path("other");
     crate::common::sshd::new_key(&other);
     let other = crate::common::sshd::public_key(&other);
     let ed = host_key(&sshd);

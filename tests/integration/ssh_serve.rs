@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
 use crate::common::{
-    Hosts, RUN_TIMEOUT, Run, Server, assert_empty_dir, assert_no_leftovers, entries, temp_dir,
-    wait_until,
+    Hosts, RUN_TIMEOUT, Run, Server, assert_empty_dir, assert_no_leftovers, entries, scratch_path,
+    temp_dir, wait_until,
 };
 use tempfile::TempDir;
 use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSsh};
@@ -58,8 +58,7 @@ struct Client {
 impl Client {
     /// A client key pair (KEY, KEY.pub) and a host key pair made with ssh-keygen.
     fn new(tools: OpenSsh) -> Client {
-        let dir = temp_dir();
-        let key = dir.path().join("id_ed25519");
+        let (dir, key) = scratch_path("id_ed25519");
         new_key(&key);
         new_key(&dir.path().join("host_key"));
         Client {
@@ -187,8 +186,7 @@ struct Setup {
 
 fn start(extra: &[&str]) -> Option<Setup> {
     let client = Client::new(OpenSsh::find()?);
-    let outside = temp_dir();
-    let root = outside.path().join("root");
+    let (outside, root) = scratch_path("root");
     std::fs::create_dir(&root).unwrap();
     let (authorized_keys, host_key) = (client.authorized_keys(), client.host_key());
     let mut args = vec![
@@ -639,8 +637,7 @@ fn xferbench_to_own(setup: &Setup, args: &[&str]) -> Run {
 #[test]
 fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
     let Some(setup) = start(&[]) else { return };
-    let local = temp_dir();
-    let source = local.path().join("a b.img");
+    let (local, source) = scratch_path("a b.img");
     let bytes = write_random(&source, (5 << 20) + 77);
     let target = format!("127.0.0.1:{}:in.img", setup.client.port);
     for streams in ["1", "3"] {
@@ -717,8 +714,7 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
 fn xferbench_tilde_paths_are_the_root_of_its_own_ssh_server_at_every_stream_count() {
     let Some(setup) = start(&[]) else { return };
     std::fs::create_dir(setup.root.join("in")).unwrap();
-    let local = temp_dir();
-    let source = local.path().join("f.bin");
+    let (local, source) = scratch_path("f.bin");
     let bytes = write_random(&source, (2 << 20) + 5);
     let at = |path: &str| format!("127.0.0.1:{}:{path}", setup.client.port);
     for streams in ["1", "3"] {

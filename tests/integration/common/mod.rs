@@ -127,6 +127,13 @@ pub fn temp_dir() -> TempDir {
         .expect("create a scratch directory")
 }
 
+/// A fresh scratch directory and the path of `name` in it (not made).
+pub fn scratch_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = temp_dir();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 /// The names in `dir`, sorted (hidden ones included).
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
