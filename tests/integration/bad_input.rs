@@ -303,7 +303,7 @@ fn disk_errors_only_suggest_options_disk_accepts() {
 #[cfg(not(feature = "rdma"))]
 #[test]
 fn a_build_without_rdma_says_how_to_get_it() {
-    let (dir, file) = scratch_path("f.bin");
+    let (_dir, file) = scratch_path("f.bin");
     std::fs::write(&file, b"x").unwrap();
     let rebuild = ["no RDMA support", "--features rdma", "libclang"];
     fails_with(
