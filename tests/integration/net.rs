@@ -5,7 +5,8 @@
 use std::ffi::OsStr;
 
 use crate::common::{
-    Hosts, Run, Server, assert_failed_cleanly, count, has_warning, json_report, number, temp_dir,
+    Hosts, Run, Served, Server, assert_failed_cleanly, count, has_warning, json_report, number,
+    temp_dir,
 };
 use serde_json::Value;
 
@@ -355,13 +356,6 @@ fn cut_path(lab: &crate::common::Lab, port: u16) -> Result<(), String> {
         .map_err(|tc_error| format!("iptables: {iptables:?}; tc: {tc_error}"))
 }
 
-/// The lab when this machine can make one, else None after saying why the test is skipped.
-fn lab_or_skip(hosts: &Hosts) -> Option<&crate::common::Lab> {
-    hosts.lab_or_skip(
-        "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)",
-    )
-}
-
 /// The end of every interval line `[ ID] A-B s ...` of a text run.
 fn interval_ends(stdout: &str) -> Vec<f64> {
     stdout
@@ -373,6 +367,40 @@ fn interval_ends(stdout: &str) -> Vec<f64> {
             span.split_once('-')?.1.parse().ok()
         })
         .collect()
+}
+
+/// A server in a lab of its own (`serve EXTRA...`) and `xferbench COMMAND ADDR ARGS...` against
+/// it, the path cut `after` the client started (returned: when it started). None (said) when the
+/// lab or the cut cannot be made here.
+fn client_on_a_dark_path(
+    extra: &[&str],
+    command: &str,
+    args: &[&str],
+    after: std::time::Duration,
+) -> Option<(Served, crate::common::Background, std::time::Instant)> {
+    let server = Hosts::two().served_in_lab(
+        extra,
+        "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)",
+    )?;
+    let mut all = vec![command, server.addr.as_str()];
+    all.extend_from_slice(args);
+    let started = std::time::Instant::now();
+    let lab = server.hosts.lab()?;
+    let client = client_on_a_path_cut_after(lab, &server, &all, after)?;
+    Some((server, client, started))
+}
+
+/// A clean failure (see [`assert_failed_cleanly`]) that says the path to `server` stopped
+/// carrying data.
+fn assert_failed_saying_the_path_went_dark(out: &Run, server: &Server) {
+    assert_failed_cleanly(out);
+    assert!(
+        out.stderr.contains("the path stopped carrying data")
+            && out.stderr.contains(&server.addr)
+            && !out.stderr.contains("os error 11"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Starts `xferbench ARGS...` against `server`, lets it run for `after`, then cuts the lab's path
@@ -396,17 +424,12 @@ fn client_on_a_path_cut_after(
 /// `net -t 10` (EXTRA added) on a path cut 2 s in: ends with one line saying the path stopped
 /// carrying data, well within -t plus a grace, no interval past -t, and the server serves again.
 fn net_on_a_path_that_goes_dark(extra: &[&str]) {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1"]);
-    let mut args = vec!["net", server.addr.as_str(), "-t", "10"];
+    let mut args = vec!["-t", "10"];
     args.extend_from_slice(extra);
-    let started = std::time::Instant::now();
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, 2 * second) else {
+    let Some((mut server, client, started)) =
+        client_on_a_dark_path(&["--max-clients", "1"], "net", &args, 2 * second)
+    else {
         return;
     };
     let out = client.finish(std::time::Duration::from_secs(60));
@@ -415,14 +438,7 @@ fn net_on_a_path_that_goes_dark(extra: &[&str]) {
         "net {extra:?} on a dark path ended after {took:?}: {}",
         out.stderr.trim()
     );
-    assert_failed_cleanly(&out);
-    assert!(
-        out.stderr.contains("the path stopped carrying data")
-            && out.stderr.contains(&server.addr)
-            && !out.stderr.contains("os error 11"),
-        "{}",
-        out.stderr
-    );
+    assert_failed_saying_the_path_went_dark(&out, &server);
     assert!(
         took < std::time::Duration::from_secs(10 + 15),
         "net -t 10 took {took:?} on a dark path"
@@ -452,15 +468,9 @@ fn net_reverse_ends_near_t_when_the_path_goes_dark() {
 
 #[test]
 fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let args = ["net", server.addr.as_str(), "-t", "30"];
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
+    let Some((_server, client, _)) = client_on_a_dark_path(&[], "net", &["-t", "30"], second)
+    else {
         return;
     };
     std::thread::sleep(2 * second);
@@ -514,28 +524,14 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
 // `lat` waits on the same kind of path: it lives here, beside the helpers that cut one.
 #[test]
 fn lat_ends_with_a_sentence_when_the_path_goes_dark() {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let args = ["lat", server.addr.as_str(), "-t", "60"];
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
+    let Some((server, client, _)) = client_on_a_dark_path(&[], "lat", &["-t", "60"], second) else {
         return;
     };
     let cut = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(60));
     let took = cut.elapsed();
-    assert_failed_cleanly(&out);
-    assert!(
-        out.stderr.contains("the path stopped carrying data")
-            && out.stderr.contains(&server.addr)
-            && !out.stderr.contains("os error 11"),
-        "{}",
-        out.stderr
-    );
+    assert_failed_saying_the_path_went_dark(&out, &server);
     assert!(
         took < std::time::Duration::from_secs(20),
         "lat took {took:?} to give up on a dark path"
