@@ -47,6 +47,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    take_share();
     let mut cmd = Command::new(bin());
     cmd.args(args);
     cmd
@@ -101,14 +102,90 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-/// The tests that measure and compare real rates (run's verdicts, UDP held to its rate, the
-/// RDMA VM) take turns: other tests on the same two cores would disturb the figures. Poisoning is
-/// ignored: a failed test must not fail the ones after it.
-pub fn rates_lock() -> std::sync::MutexGuard<'static, ()> {
-    static RATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    RATES
+// ---- Turns: the tests that compare real rates measure on a quiet machine ----
+//
+// In one test binary every test may run beside every other. A test that compares real rates
+// (run's verdicts, UDP held to its rate, the RDMA VM) takes [`rates_lock`]: it waits until no
+// other test has a process of ours running, and while it measures, other tests wait before they
+// start one. Each other test thread takes a share on its first process (in [`command`], a lab or
+// a namespace) and holds it until the thread ends, which is when its test ends.
+
+#[derive(Default)]
+struct Turns {
+    /// Test threads holding a share.
+    sharing: usize,
+    /// Whether a test that compares rates is measuring.
+    measuring: bool,
+}
+
+static TURNS: std::sync::Mutex<Turns> = std::sync::Mutex::new(Turns {
+    sharing: 0,
+    measuring: false,
+});
+static TURN_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// The turns, poisoning ignored: a failed test must not fail the ones after it.
+fn turns() -> std::sync::MutexGuard<'static, Turns> {
+    TURNS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test thread's share, given back when the thread ends.
+struct Share;
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        turns().sharing -= 1;
+        TURN_CHANGED.notify_all();
+    }
+}
+
+thread_local! {
+    static SHARE: std::cell::RefCell<Option<Share>> = const { std::cell::RefCell::new(None) };
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Before this thread starts a process of ours: waits while a test compares rates, then holds a
+/// share until the thread ends. Nothing to do on the measuring thread or with a share held.
+fn take_share() {
+    if MEASURING.get() {
+        return;
+    }
+    SHARE.with_borrow_mut(|share| {
+        if share.is_none() {
+            let mut turns = TURN_CHANGED
+                .wait_while(turns(), |turns| turns.measuring)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns.sharing += 1;
+            *share = Some(Share);
+        }
+    });
+}
+
+/// The turn of a test that compares real rates; the next one may start when it is dropped.
+pub struct RatesTurn(());
+
+impl Drop for RatesTurn {
+    fn drop(&mut self) {
+        MEASURING.set(false);
+        turns().measuring = false;
+        TURN_CHANGED.notify_all();
+    }
+}
+
+/// Waits until no other test compares rates or has a process of ours running, and keeps other
+/// tests from starting one until the turn is dropped. For the tests that measure and compare
+/// real rates or need the machine quiet.
+pub fn rates_lock() -> RatesTurn {
+    // This thread's own share, from processes it ran before, would wait on itself.
+    drop(SHARE.with_borrow_mut(Option::take));
+    let mut turns = TURN_CHANGED
+        .wait_while(turns(), |turns| turns.measuring || turns.sharing > 0)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    turns.measuring = true;
+    MEASURING.set(true);
+    RatesTurn(())
 }
 
 /// Where scratch directories are made: `$XFERBENCH_TEST_DIR`, else the system temp dir.
@@ -472,6 +549,7 @@ impl Lab {
     }
 
     fn script(&self, command: &[&str], args: &[&str]) -> Command {
+        take_share();
         let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"));
         cmd.args(command)
             .args(args)
@@ -643,6 +721,7 @@ impl std::ops::DerefMut for Served {
 fn in_namespace(ns: Option<&str>, args: &[&OsStr]) -> Command {
     match ns {
         Some(ns) => {
+            take_share();
             let mut cmd = Command::new("ip");
             cmd.args(["netns", "exec", ns]).arg(bin()).args(args);
             cmd
