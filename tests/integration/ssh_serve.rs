@@ -184,6 +184,35 @@ struct Setup {
     outside: TempDir,
 }
 
+impl Setup {
+    /// Starts scp of 32 MiB to `big.bin` at 16 Mbit/s (`-l 16000`, two seconds per 4 MB: time to
+    /// stop it half-way) and waits at most 20 s for the partial file. Returns scp, the partial
+    /// file and whether it appeared.
+    fn slow_scp_upload(&self) -> (std::process::Child, PathBuf, bool) {
+        let local = self.client.dir.path().join("big.bin");
+        write_random(&local, 32 << 20);
+        let mut cmd = self.client.scp(&["-l", "16000"], &local, remote("big.bin"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let scp = cmd.spawn().expect("start scp");
+        let partial = self.root.join(".big.bin.xferbench-partial");
+        let started = wait_until(Duration::from_secs(20), || partial.exists());
+        (scp, partial, started)
+    }
+
+    /// Kills and reaps the scp of [`Setup::slow_scp_upload`]; fails the test if it never started.
+    fn stop_scp(&self, mut scp: std::process::Child, started: bool) {
+        let _ = scp.kill();
+        let _ = scp.wait();
+        assert!(
+            started,
+            "the upload never started: {:?}",
+            entries(&self.root)
+        );
+    }
+}
+
 fn start(extra: &[&str]) -> Option<Setup> {
     let client = Client::new(OpenSsh::find()?);
     let (outside, root) = scratch_path("root");
@@ -449,26 +478,9 @@ fn run_bytes(mut cmd: Command) -> Vec<u8> {
 #[test]
 fn a_killed_scp_upload_leaves_no_file_under_the_final_name() {
     let Some(setup) = start(&[]) else { return };
-    let local = setup.client.dir.path().join("big.bin");
-    write_random(&local, 32 << 20);
-    // -l 16000: 16 Mbit/s, two seconds per 4 MB: time to kill it half-way.
-    let mut cmd = setup
-        .client
-        .scp(&["-l", "16000"], &local, remote("big.bin"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut scp = cmd.spawn().expect("start scp");
-    let partial = setup.root.join(".big.bin.xferbench-partial");
-    let started = wait_until(Duration::from_secs(20), || partial.exists());
+    let (scp, partial, started) = setup.slow_scp_upload();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = scp.kill();
-    let _ = scp.wait();
-    assert!(
-        started,
-        "the upload never started: {:?}",
-        entries(&setup.root)
-    );
+    setup.stop_scp(scp, started);
     assert!(
         wait_until(Duration::from_secs(20), || !partial.exists()),
         "the partial file stayed: {:?}",
@@ -559,26 +571,10 @@ fn the_in_process_server_takes_scp_and_says_its_host_key() {
 #[test]
 fn sigterm_during_an_scp_upload_stops_serve_and_removes_the_partial_file() {
     let Some(mut setup) = start(&[]) else { return };
-    let local = setup.client.dir.path().join("big.bin");
-    write_random(&local, 32 << 20);
-    let mut cmd = setup
-        .client
-        .scp(&["-l", "16000"], &local, remote("big.bin"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut scp = cmd.spawn().expect("start scp");
-    let partial = setup.root.join(".big.bin.xferbench-partial");
-    let started = wait_until(Duration::from_secs(20), || partial.exists());
+    let (scp, _, started) = setup.slow_scp_upload();
     setup.server.signal(libc::SIGTERM);
     let status = setup.server.wait_exit(Duration::from_secs(20));
-    let _ = scp.kill();
-    let _ = scp.wait();
-    assert!(
-        started,
-        "the upload never started: {:?}",
-        entries(&setup.root)
-    );
+    setup.stop_scp(scp, started);
     let status = status.expect("serve did not stop within 20 s of SIGTERM");
     assert_eq!(status.code(), Some(130), "{}", setup.server.stderr_text());
     assert_empty_dir(&setup.root);
