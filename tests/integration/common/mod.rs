@@ -4,8 +4,6 @@
 //! Point that at a disk-backed file system: tmpfs has no O_DIRECT and no FIEMAP, and several
 //! tests pin down behaviour that only a real disk file system shows.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
@@ -49,6 +47,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    take_share();
     let mut cmd = Command::new(bin());
     cmd.args(args);
     cmd
@@ -103,6 +102,92 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+// ---- Turns: the tests that compare real rates measure on a quiet machine ----
+//
+// In one test binary every test may run beside every other. A test that compares real rates
+// (run's verdicts, UDP held to its rate, the RDMA VM) takes [`rates_lock`]: it waits until no
+// other test has a process of ours running, and while it measures, other tests wait before they
+// start one. Each other test thread takes a share on its first process (in [`command`], a lab or
+// a namespace) and holds it until the thread ends, which is when its test ends.
+
+#[derive(Default)]
+struct Turns {
+    /// Test threads holding a share.
+    sharing: usize,
+    /// Whether a test that compares rates is measuring.
+    measuring: bool,
+}
+
+static TURNS: std::sync::Mutex<Turns> = std::sync::Mutex::new(Turns {
+    sharing: 0,
+    measuring: false,
+});
+static TURN_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// The turns, poisoning ignored: a failed test must not fail the ones after it.
+fn turns() -> std::sync::MutexGuard<'static, Turns> {
+    TURNS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One test thread's share, given back when the thread ends.
+struct Share;
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        turns().sharing -= 1;
+        TURN_CHANGED.notify_all();
+    }
+}
+
+thread_local! {
+    static SHARE: std::cell::RefCell<Option<Share>> = const { std::cell::RefCell::new(None) };
+    static MEASURING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Before this thread starts a process of ours: waits while a test compares rates, then holds a
+/// share until the thread ends. Nothing to do on the measuring thread or with a share held.
+fn take_share() {
+    if MEASURING.get() {
+        return;
+    }
+    SHARE.with_borrow_mut(|share| {
+        if share.is_none() {
+            let mut turns = TURN_CHANGED
+                .wait_while(turns(), |turns| turns.measuring)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns.sharing += 1;
+            *share = Some(Share);
+        }
+    });
+}
+
+/// The turn of a test that compares real rates; the next one may start when it is dropped.
+pub struct RatesTurn(());
+
+impl Drop for RatesTurn {
+    fn drop(&mut self) {
+        MEASURING.set(false);
+        turns().measuring = false;
+        TURN_CHANGED.notify_all();
+    }
+}
+
+/// Waits until no other test compares rates or has a process of ours running, and keeps other
+/// tests from starting one until the turn is dropped. For the tests that measure and compare
+/// real rates or need the machine quiet.
+pub fn rates_lock() -> RatesTurn {
+    // This thread's own share, from processes it ran before, would wait on itself.
+    drop(SHARE.with_borrow_mut(Option::take));
+    let mut turns = TURN_CHANGED
+        .wait_while(turns(), |turns| turns.measuring || turns.sharing > 0)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    turns.measuring = true;
+    MEASURING.set(true);
+    RatesTurn(())
+}
+
 /// Where scratch directories are made: `$XFERBENCH_TEST_DIR`, else the system temp dir.
 pub fn test_root() -> PathBuf {
     match std::env::var_os("XFERBENCH_TEST_DIR") {
@@ -119,6 +204,13 @@ pub fn temp_dir() -> TempDir {
         .expect("create a scratch directory")
 }
 
+/// A fresh scratch directory and the path of `name` in it (not made).
+pub fn scratch_path(name: &str) -> (TempDir, PathBuf) {
+    let dir = temp_dir();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 /// The names in `dir`, sorted (hidden ones included).
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -133,6 +225,12 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Asserts `dir` holds nothing at all, naming what was left in it.
+pub fn assert_empty_dir(dir: &Path) {
+    let left = entries(dir);
+    assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
 }
 
 /// Temporary files xferbench makes: `gen`'s `.NAME.xferbench-partial` and `disk`'s `.xferbench-disk-PID.tmp`.
@@ -191,6 +289,20 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
     }
 }
 
+/// Runs `xferbench ARGS...` with file writes past 8 MiB failing (see [`limit_file_size`]) and
+/// asserts it failed cleanly.
+pub fn fails_cleanly_past_8_mib<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = command(args);
+    limit_file_size(&mut cmd, 8 << 20);
+    let out = run_command(cmd);
+    assert_failed_cleanly(&out);
+    out
+}
+
 /// Latency figures in order, min ≤ median ≤ p99 ≤ p99.9 ≤ max, and in microseconds: a round
 /// trip through a kernel or an adapter takes microseconds, never nanoseconds.
 pub fn assert_latency_ordered(latency: &serde_json::Value) {
@@ -224,6 +336,13 @@ pub fn assert_failed_cleanly(out: &Run) {
     );
     assert_eq!(out.stderr.lines().count(), 1, "stderr: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"));
+}
+
+/// Asserts `text` contains every one of `keys`; `what` names it in the failure message.
+pub fn assert_says_all(what: &str, text: &str, keys: &[&str]) {
+    for key in keys {
+        assert!(text.contains(key), "{what} does not say {key:?}: {text}");
+    }
 }
 
 /// A usage error as the tool promises it: exit 2, an `error: ` line (and at most clap's hint).
@@ -275,6 +394,29 @@ pub fn json_report(out: &Run) -> serde_json::Value {
     assert_success(out.code, &out.stdout, &out.stderr);
     serde_json::from_str(&out.stdout)
         .unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{}", out.stdout))
+}
+
+/// Whether a JSON report warns of `kind` (it must have a warnings array).
+pub fn has_warning(report: &serde_json::Value, kind: &str) -> bool {
+    report["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings array: {report:#}"))
+        .iter()
+        .any(|w| w["kind"] == kind)
+}
+
+/// A count of a JSON report, failing the test if it is not one.
+pub fn count(value: &serde_json::Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a count: {value}"))
+}
+
+/// A figure of a JSON report, failing the test if it is not a number.
+pub fn number(value: &serde_json::Value) -> f64 {
+    value
+        .as_f64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
 }
 
 /// Waits at most `limit` for `condition`, checking every 10 ms; returns whether it held.
@@ -407,6 +549,7 @@ impl Lab {
     }
 
     fn script(&self, command: &[&str], args: &[&str]) -> Command {
+        take_share();
         let mut cmd = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"));
         cmd.args(command)
             .args(args)
@@ -487,6 +630,33 @@ impl Hosts {
 
     /// Starts `xferbench serve --listen IP:0 --root ROOT --token TEST_TOKEN EXTRA...` on the
     /// server's end (no --token added when EXTRA gives one).
+    /// The lab, or None after printing `skipped` (why the test skips here).
+    pub fn lab_or_skip(&self, skipped: &str) -> Option<&Lab> {
+        let lab = self.lab();
+        if lab.is_none() {
+            eprintln!("{skipped}");
+        }
+        lab
+    }
+
+    /// [`Hosts::served`] in the lab, or None after printing `skipped` when there is no lab.
+    pub fn served_in_lab(self, extra: &[&str], skipped: &str) -> Option<Served> {
+        self.lab_or_skip(skipped)?;
+        Some(self.served(extra))
+    }
+
+    /// `xferbench serve --root ROOT EXTRA...` (as [`Hosts::serve`]) on a scratch root of its own,
+    /// held together with the hosts so that none is dropped early.
+    pub fn served(self, extra: &[&str]) -> Served {
+        let root = temp_dir();
+        let server = self.serve(root.path(), extra);
+        Served {
+            server,
+            _root: root,
+            hosts: self,
+        }
+    }
+
     pub fn serve(&self, root: &Path, extra: &[&str]) -> Server {
         let gives_token = extra.iter().any(|arg| arg.starts_with("--token"));
         let mut args = Vec::new();
@@ -519,10 +689,39 @@ impl Hosts {
     }
 }
 
+/// A server with its scratch root and its hosts, dropped in this order (the server first). It
+/// derefs to the [`Server`]: `server.root` is the root's path.
+pub struct Served {
+    server: Server,
+    _root: TempDir,
+    pub hosts: Hosts,
+}
+
+impl Served {
+    /// [`copy_under_way`] between `local` and this server's root.
+    pub fn copy_under_way(&self, local: &Path, way: Way) -> (Background, PathBuf, PathBuf) {
+        copy_under_way(&self.hosts, self, local, way)
+    }
+}
+
+impl std::ops::Deref for Served {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
+}
+
 /// `xferbench ARGS...`, inside network namespace `ns` when given.
 fn in_namespace(ns: Option<&str>, args: &[&OsStr]) -> Command {
     match ns {
         Some(ns) => {
+            take_share();
             let mut cmd = Command::new("ip");
             cmd.args(["netns", "exec", ns]).arg(bin()).args(args);
             cmd

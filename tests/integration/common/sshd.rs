@@ -7,8 +7,6 @@
 //! installs it. sshd dies with the test: killed on drop, and with the test thread that started
 //! it should the test runner itself be killed.
 
-#![allow(dead_code)]
-
 use std::ffi::OsStr;
 use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -50,8 +48,8 @@ pub struct Sshd {
     client_config: PathBuf,
     /// How long the last start took, from spawning sshd to the first successful login.
     started_in: Duration,
-    // Last, so it is removed after sshd is gone.
-    dir: TempDir,
+    // Held only to be removed on drop; last, so it is removed after sshd is gone.
+    _dir: TempDir,
 }
 
 /// Why one start of sshd did not come up.
@@ -131,7 +129,7 @@ impl Sshd {
             host_key_pub: pub_path(&host_key),
             client_config,
             started_in: Duration::ZERO,
-            dir,
+            _dir: dir,
         };
         let config = base.join("sshd_config");
         let pid_file = base.join("sshd.pid");
@@ -308,11 +306,6 @@ impl Sshd {
     /// sshd's public host key (`ssh-ed25519 AAAA... comment`).
     pub fn host_key_pub(&self) -> &Path {
         &self.host_key_pub
-    }
-
-    /// The scratch directory with the keys and the config; removed on drop.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// How long sshd took to accept the first login.

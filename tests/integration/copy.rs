@@ -2,15 +2,14 @@
 //! report, and every way a copy can go wrong. Server and client run in two network namespaces
 //! of a lab of the test's own when root, else on loopback.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{
-    Hosts, Run, Server, Way, assert_failed_cleanly, assert_no_leftovers, assert_same_content,
-    assert_success, copy_under_way, entries, json_report, make_file, temp_dir,
+use crate::common::{
+    Hosts, Run, Server, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
+    assert_same_content, assert_success, entries, has_warning, json_report, make_file,
+    scratch_path, temp_dir,
 };
 use serde_json::Value;
 
@@ -20,13 +19,11 @@ const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Copies a file of `size` (as gen takes it) one `way` with `-P streams` and maybe `--verify`,
 /// checks the copy byte for byte and the report's figures, and that no temporary file is left.
 fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let local = temp_dir();
     let (source, destination) = match way {
-        Way::Upload => (local.path().join("a.data"), root.path().join("b.data")),
-        Way::Download => (root.path().join("a.data"), local.path().join("b.data")),
+        Way::Upload => (local.path().join("a.data"), server.root.join("b.data")),
+        Way::Download => (server.root.join("a.data"), local.path().join("b.data")),
     };
     make_file(&source, size);
     let (from, to) = match way {
@@ -85,7 +82,7 @@ fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
         assert_eq!(report["verify"], Value::Null, "{report:#}");
     }
     assert!(report["warnings"].is_array(), "{report:#}");
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
     assert_no_leftovers(local.path());
 }
 
@@ -156,11 +153,8 @@ fn copy_download_of_an_odd_size_arrives_to_the_last_byte() {
 
 #[test]
 fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let local = temp_dir();
-    let empty = local.path().join("empty");
+    let server = Hosts::two().served(&[]);
+    let (local, empty) = scratch_path("empty");
     std::fs::write(&empty, b"").unwrap();
     let up = server.run(&[
         "copy".as_ref(),
@@ -169,7 +163,7 @@ fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
         "--verify".as_ref(),
     ]);
     assert_success(up.code, &up.stdout, &up.stderr);
-    assert_eq!(std::fs::read(root.path().join("empty")).unwrap(), b"");
+    assert_eq!(std::fs::read(server.root.join("empty")).unwrap(), b"");
 
     let back = local.path().join("back");
     let down = server.run(&[
@@ -180,7 +174,7 @@ fn copy_of_an_empty_file_makes_an_empty_file_both_ways() {
     ]);
     assert_success(down.code, &down.stdout, &down.stderr);
     assert_eq!(std::fs::read(&back).unwrap(), b"");
-    assert_eq!(entries(root.path()), ["empty"]);
+    assert_eq!(entries(&server.root), ["empty"]);
     assert_eq!(entries(local.path()), ["back", "empty"]);
 }
 
@@ -191,8 +185,7 @@ fn copy_into_a_remote_directory_or_the_root_keeps_the_source_name() {
     std::fs::create_dir(root.path().join("in")).unwrap();
     std::fs::create_dir(root.path().join("deep")).unwrap();
     let server = hosts.serve(root.path(), &[]);
-    let local = temp_dir();
-    let source = local.path().join("named.data");
+    let (_local, source) = scratch_path("named.data");
     make_file(&source, "1M");
     // A directory without its trailing slash works too, as with cp and scp.
     for (remote, landed) in [
@@ -233,13 +226,10 @@ fn copy_download_into_a_local_directory_keeps_the_remote_name() {
 
 #[test]
 fn copy_replaces_an_existing_destination_only_with_force() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let existing = root.path().join("there.data");
+    let server = Hosts::two().served(&[]);
+    let existing = server.root.join("there.data");
     std::fs::write(&existing, b"keep me").unwrap();
-    let local = temp_dir();
-    let source = local.path().join("new.data");
+    let (_local, source) = scratch_path("new.data");
     make_file(&source, "1M");
     let remote = server.remote("there.data");
     let refused = server.run(&["copy".as_ref(), source.as_os_str(), remote.as_ref()]);
@@ -250,7 +240,7 @@ fn copy_replaces_an_existing_destination_only_with_force() {
         refused.stderr
     );
     assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
 
     let forced = server.run(&[
         "copy".as_ref(),
@@ -260,17 +250,14 @@ fn copy_replaces_an_existing_destination_only_with_force() {
     ]);
     assert_success(forced.code, &forced.stdout, &forced.stderr);
     assert_same_content(&source, &existing);
-    assert_eq!(entries(root.path()), ["there.data"]);
+    assert_eq!(entries(&server.root), ["there.data"]);
 }
 
 #[test]
 fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let local = temp_dir();
-    let source = local.path().join("fallocated.data");
-    let out = common::run_command(common::command([
+    let server = Hosts::two().served(&[]);
+    let (_local, source) = scratch_path("fallocated.data");
+    let out = crate::common::run_command(crate::common::command([
         "gen".as_ref(),
         source.as_os_str(),
         "--size".as_ref(),
@@ -293,15 +280,8 @@ fn copy_warns_about_a_source_with_unwritten_extents_and_still_copies_it() {
         "no warning on stderr: {}",
         out.stderr
     );
-    assert!(
-        report["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["kind"] == "unwritten_extents"),
-        "{report:#}"
-    );
-    assert_same_content(&source, &root.path().join("fallocated.data"));
+    assert!(has_warning(&report, "unwritten_extents"), "{report:#}");
+    assert_same_content(&source, &server.root.join("fallocated.data"));
 }
 
 // ---- Bad input and faults: one clean line, nothing under the final name, server serving ----
@@ -320,8 +300,7 @@ impl Setup {
         let hosts = Hosts::two();
         let root = temp_dir();
         let server = hosts.serve(root.path(), serve_args);
-        let local = temp_dir();
-        let source = local.path().join("source.data");
+        let (local, source) = scratch_path("source.data");
         make_file(&source, "1M");
         // Dropped last: the server dies before its lab.
         Setup {
@@ -342,13 +321,7 @@ impl Setup {
         all.extend_from_slice(args);
         let out = self.server.run(&all);
         assert_failed_cleanly(&out);
-        for key in keys {
-            assert!(
-                out.stderr.contains(key),
-                "the error does not say {key:?}: {}",
-                out.stderr
-            );
-        }
+        crate::common::assert_says_all("the error", &out.stderr, keys);
         assert_eq!(
             entries(self.root.path()),
             root_before,
@@ -366,10 +339,9 @@ impl Setup {
 #[test]
 fn copy_to_an_unknown_host_fails_cleanly() {
     // .invalid never resolves (RFC 6761): the lookup fails locally, nothing is sent.
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     make_file(&source, "1M");
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
         "copy".as_ref(),
         source.as_os_str(),
@@ -390,10 +362,9 @@ fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     make_file(&source, "1M");
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q".as_ref(),
         "copy".as_ref(),
         source.as_os_str(),
@@ -412,7 +383,7 @@ fn copy_to_a_port_nothing_listens_on_fails_cleanly() {
 fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
     let setup = Setup::new(&[]);
     let remote = setup.server.remote("x.data");
-    let out = common::run_command(setup.server.client(&[
+    let out = crate::common::run_command(setup.server.client(&[
         "copy".as_ref(),
         setup.source.as_os_str(),
         remote.as_ref(),
@@ -425,7 +396,7 @@ fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
         "{}",
         out.stderr
     );
-    assert!(entries(setup.root.path()).is_empty());
+    assert_empty_dir(setup.root.path());
     setup.server.assert_serves();
 }
 
@@ -433,7 +404,7 @@ fn copy_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
 fn copy_without_a_token_is_refused_and_the_server_keeps_serving() {
     let setup = Setup::new(&[]);
     let remote = setup.server.remote("x.data");
-    let out = common::run_command(setup.server.client(&[
+    let out = crate::common::run_command(setup.server.client(&[
         "copy".as_ref(),
         setup.source.as_os_str(),
         remote.as_ref(),
@@ -444,7 +415,7 @@ fn copy_without_a_token_is_refused_and_the_server_keeps_serving() {
         "{}",
         out.stderr
     );
-    assert!(entries(setup.root.path()).is_empty());
+    assert_empty_dir(setup.root.path());
     setup.server.assert_serves();
 }
 
@@ -560,12 +531,11 @@ fn copy_larger_than_max_bytes_is_refused_and_the_server_keeps_serving() {
 
 #[test]
 fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
-    let local = temp_dir();
-    let source = local.path().join("source.data");
+    let (local, source) = scratch_path("source.data");
     std::fs::write(&source, b"x").unwrap();
     for streams in ["0", "10000"] {
         // Rejected before any connection: the address is never dialled.
-        let out = common::run_command(common::command([
+        let out = crate::common::run_command(crate::common::command([
             "copy".as_ref(),
             source.as_os_str(),
             "127.0.0.1:9:x".as_ref(),
@@ -587,11 +557,9 @@ fn copy_rejects_zero_and_too_many_streams_as_usage_errors() {
 
 #[test]
 fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, _) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, _) = server.copy_under_way(local.path(), Way::Upload);
 
     server.signal(libc::SIGKILL);
     server
@@ -610,12 +578,9 @@ fn copy_fails_within_seconds_when_the_server_is_killed_mid_upload() {
 
 #[test]
 fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_killed_mid_download() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&hosts, &server, local.path(), Way::Download);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Download);
 
     server.signal(libc::SIGKILL);
     server
@@ -629,24 +594,17 @@ fn copy_fails_within_seconds_and_removes_its_partial_file_when_the_server_is_kil
         "a final file from an interrupted copy"
     );
     assert!(!partial.exists(), "the client left its partial file");
-    assert!(
-        entries(local.path()).is_empty(),
-        "{:?}",
-        entries(local.path())
-    );
-    assert_eq!(entries(root.path()), ["big.data"]);
+    assert_empty_dir(local.path());
+    assert_eq!(entries(&server.root), ["big.data"]);
 }
 
 #[test]
 fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_server_keeps_serving() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        copy_under_way(&hosts, &server, local.path(), Way::Download);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Download);
 
-    common::send_signal(client.pid(), libc::SIGINT);
+    crate::common::send_signal(client.pid(), libc::SIGINT);
     let out = client.finish(FAIL_TIMEOUT);
     assert_eq!(out.code, 130, "{out:?}");
     assert!(out.stderr.contains("interrupted"), "{}", out.stderr);
@@ -656,25 +614,19 @@ fn copy_interrupted_mid_download_exits_130_removes_its_partial_file_and_the_serv
         "a final file from an interrupted copy"
     );
     assert!(!partial.exists(), "the client left its partial file");
-    assert!(
-        entries(local.path()).is_empty(),
-        "{:?}",
-        entries(local.path())
-    );
+    assert_empty_dir(local.path());
     server.assert_serves();
-    assert_eq!(entries(root.path()), ["big.data"]);
+    assert_eq!(entries(&server.root), ["big.data"]);
 }
 
 /// A forced copy onto an existing file, stopped half-way by `stop`: the old file is still
 /// there, whole, under its name, both while the copy runs and after it failed.
 fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
     let old: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
     let (client, final_path, partial) =
-        common::copy_over_under_way(&hosts, &server, local.path(), way, Some(&old));
+        crate::common::copy_over_under_way(&server.hosts, &server, local.path(), way, Some(&old));
     assert!(partial.exists(), "no partial file beside the old one");
     assert_eq!(
         std::fs::read(&final_path).unwrap(),
@@ -682,7 +634,7 @@ fn forced_copy_stopped_half_way_keeps_the_old_file(way: Way, stop: &str) {
         "the old file changed while the new one was still arriving"
     );
     match stop {
-        "interrupt" => common::send_signal(client.pid(), libc::SIGINT),
+        "interrupt" => crate::common::send_signal(client.pid(), libc::SIGINT),
         "server killed" => {
             server.signal(libc::SIGKILL);
             server
@@ -724,11 +676,8 @@ fn copy_force_download_with_the_server_killed_keeps_the_old_destination_whole() 
 fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
     // Not a speed test: the shaped link drops packets (tbf), so TCP recovers losses across
     // several streams while chunks land out of order.
-    let hosts = Hosts::shaped("1gbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let local = temp_dir();
-    let source = local.path().join("a.data");
+    let server = Hosts::shaped("1gbit").served(&[]);
+    let (_local, source) = scratch_path("a.data");
     make_file(&source, "32M");
     let remote = server.remote("a.data");
     let out = server.run(&[
@@ -742,5 +691,5 @@ fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
         "--verify".as_ref(),
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
-    assert_same_content(&source, &root.path().join("a.data"));
+    assert_same_content(&source, &server.root.join("a.data"));
 }

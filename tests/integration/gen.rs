@@ -1,7 +1,5 @@
 //! `xferbench gen FILE --size SIZE [--fill random|zero|none] [--force] [-q]`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -9,8 +7,9 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{
-    assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir, wait_bounded,
+use crate::common::{
+    assert_empty_dir, assert_no_leftovers, assert_success, command, entries, run, scratch_path,
+    temp_dir, wait_bounded,
 };
 use xferbench::file::extents::map_extents;
 use xferbench::file::unwritten_warning;
@@ -46,8 +45,7 @@ fn assert_all_4k_blocks_differ(data: &[u8]) {
 
 #[test]
 fn gen_makes_a_file_of_exactly_the_requested_round_size() {
-    let dir = temp_dir();
-    let path = dir.path().join("round.data");
+    let (dir, path) = scratch_path("round.data");
     let (stdout, _) = gen_ok(&path, "8M", &[]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 * MIB);
     assert!(stdout.contains("(8388608 bytes)"), "stdout: {stdout}");
@@ -57,8 +55,7 @@ fn gen_makes_a_file_of_exactly_the_requested_round_size() {
 #[test]
 fn gen_makes_a_file_of_exactly_the_requested_odd_size_filled_to_the_last_byte() {
     // 1000001 = 244 × 4096 + 577: the last O_DIRECT write is padded and the file truncated after.
-    let dir = temp_dir();
-    let path = dir.path().join("odd.data");
+    let (dir, path) = scratch_path("odd.data");
     gen_ok(&path, "1000001", &[]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len(), 1_000_001);
@@ -74,16 +71,14 @@ fn gen_makes_a_file_of_exactly_the_requested_odd_size_filled_to_the_last_byte() 
 
 #[test]
 fn gen_takes_decimal_units_as_powers_of_1000() {
-    let dir = temp_dir();
-    let path = dir.path().join("decimal.data");
+    let (_dir, path) = scratch_path("decimal.data");
     gen_ok(&path, "8MB", &[]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8_000_000);
 }
 
 #[test]
 fn gen_random_fill_has_no_repeated_4k_blocks() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     gen_ok(&path, "8M", &["--fill", "random"]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len() as u64, 8 * MIB);
@@ -92,8 +87,7 @@ fn gen_random_fill_has_no_repeated_4k_blocks() {
 
 #[test]
 fn gen_random_fill_does_not_compress() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     // The default fill is random.
     gen_ok(&path, "8M", &[]);
     let data = std::fs::read(&path).unwrap();
@@ -111,8 +105,7 @@ fn gen_random_fill_does_not_compress() {
 
 #[test]
 fn gen_zero_fill_writes_zeros_and_warns_about_them() {
-    let dir = temp_dir();
-    let path = dir.path().join("zero.data");
+    let (_dir, path) = scratch_path("zero.data");
     let (_, stderr) = gen_ok(&path, "8M", &["--fill", "zero"]);
     let data = std::fs::read(&path).unwrap();
     assert_eq!(data.len() as u64, 8 * MIB);
@@ -135,8 +128,7 @@ fn gen_zero_fill_writes_zeros_and_warns_about_them() {
 
 #[test]
 fn gen_fill_none_leaves_the_file_unwritten_and_warns() {
-    let dir = temp_dir();
-    let path = dir.path().join("none.data");
+    let (_dir, path) = scratch_path("none.data");
     let (stdout, stderr) = gen_ok(&path, "64M", &["--fill", "none"]);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * MIB);
     assert!(stdout.contains("allocated only"), "stdout: {stdout}");
@@ -157,8 +149,7 @@ fn gen_fill_none_leaves_the_file_unwritten_and_warns() {
 
 #[test]
 fn gen_random_fill_leaves_no_unwritten_extents_or_holes() {
-    let dir = temp_dir();
-    let path = dir.path().join("random.data");
+    let (_dir, path) = scratch_path("random.data");
     gen_ok(&path, "8M", &[]);
     let file = File::open(&path).unwrap();
     let map =
@@ -176,8 +167,7 @@ fn gen_random_fill_leaves_no_unwritten_extents_or_holes() {
 
 #[test]
 fn gen_refuses_to_overwrite_without_force() {
-    let dir = temp_dir();
-    let path = dir.path().join("precious.data");
+    let (dir, path) = scratch_path("precious.data");
     std::fs::write(&path, b"keep me").unwrap();
     let (code, stdout, stderr) = run([
         "gen".as_ref(),
@@ -198,8 +188,7 @@ fn gen_refuses_to_overwrite_without_force() {
 
 #[test]
 fn gen_replaces_an_existing_file_with_force() {
-    let dir = temp_dir();
-    let path = dir.path().join("old.data");
+    let (dir, path) = scratch_path("old.data");
     std::fs::write(&path, b"old content").unwrap();
     gen_ok(&path, "8M", &["--force"]);
     let data = std::fs::read(&path).unwrap();
@@ -213,19 +202,15 @@ fn gen_replaces_an_existing_file_with_force() {
 fn gen_force_that_fails_keeps_the_old_file_whole() {
     // A file size limit below --size makes the new file's allocation fail half-way through
     // the replacement: the old file must still be there, unchanged.
-    let dir = temp_dir();
-    let path = dir.path().join("old.data");
+    let (dir, path) = scratch_path("old.data");
     std::fs::write(&path, b"old content").unwrap();
-    let mut cmd = command([
+    crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
         path.as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
         "--force".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
     assert_eq!(std::fs::read(&path).unwrap(), b"old content");
     assert_eq!(entries(dir.path()), ["old.data"]);
 }
@@ -301,23 +286,15 @@ fn gen_leaves_no_partial_file_after_success() {
 fn gen_leaves_no_partial_file_when_allocation_fails() {
     // A file size limit (RLIMIT_FSIZE) below --size makes fallocate fail with EFBIG after the
     // partial file was created: the failure path must remove it.
-    let dir = temp_dir();
-    let path = dir.path().join("limited.data");
-    let mut cmd = command([
+    let (dir, path) = scratch_path("limited.data");
+    crate::common::fails_cleanly_past_8_mib([
         "gen".as_ref(),
         path.as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
     assert_no_leftovers(dir.path());
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 /// Kills the child if the test fails while it runs.
@@ -335,16 +312,15 @@ impl Drop for KillOnDrop {
 #[test]
 fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
     const NEEDED: u64 = 20_000_000_000;
-    let free = common::free_space();
+    let free = crate::common::free_space();
     if free < NEEDED {
         eprintln!(
             "skipping: {free} bytes free under {}, the Ctrl-C test needs 20 GB",
-            common::test_root().display()
+            crate::common::test_root().display()
         );
         return;
     }
-    let dir = temp_dir();
-    let path = dir.path().join("big.data");
+    let (dir, path) = scratch_path("big.data");
     let partial = dir.path().join(".big.data.xferbench-partial");
     let child = command([
         "gen".as_ref(),
@@ -391,14 +367,10 @@ fn gen_ctrl_c_exits_130_and_removes_the_partial_file() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert_eq!(common::exit_code(status), 130, "stderr: {stderr}");
+    assert_eq!(crate::common::exit_code(status), 130, "stderr: {stderr}");
     assert!(stderr.contains("interrupted"), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(!path.exists(), "the final file exists after Ctrl-C");
     assert!(!partial.exists(), "the partial file was left after Ctrl-C");
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }

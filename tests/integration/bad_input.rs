@@ -1,12 +1,10 @@
 //! Bad input: a non-zero exit, one line on stderr that says what is wrong, no panic, no file left.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{ReadOnlyDir, entries, run, temp_dir};
+use crate::common::{ReadOnlyDir, assert_empty_dir, entries, run, scratch_path, temp_dir};
 
 const CLAP_HINT: &str = "For more information, try '--help'.";
 
@@ -51,8 +49,7 @@ fn fails_with(args: &[&OsStr], keys: &[&str]) -> String {
 
 /// `xferbench gen DIR/NAME --size SIZE EXTRA...` in a fresh directory, which must stay empty.
 fn gen_fails_with(size: &str, extra: &[&str], keys: &[&str]) -> String {
-    let dir = temp_dir();
-    let path = dir.path().join("out.data");
+    let (dir, path) = scratch_path("out.data");
     let mut args: Vec<&OsStr> = vec![
         "gen".as_ref(),
         path.as_os_str(),
@@ -61,11 +58,7 @@ fn gen_fails_with(size: &str, extra: &[&str], keys: &[&str]) -> String {
     ];
     args.extend(extra.iter().map(OsStr::new));
     let line = fails_with(&args, keys);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
     line
 }
 
@@ -79,10 +72,15 @@ fn disk_fails_with(dir: &Path, path: &Path, extra: &[&str], keys: &[&str]) -> St
     line
 }
 
+/// `disk DIR EXTRA...` of a directory, expected to fail as [`disk_fails_with`] says.
+fn disk_of_dir_fails_with(dir: &Path, extra: &[&str], keys: &[&str]) -> String {
+    disk_fails_with(dir, dir, extra, keys)
+}
+
 const PLENTY: &str = "900T";
 
 fn assert_plenty_is_more_than_free() {
-    let free = common::free_space();
+    let free = crate::common::free_space();
     assert!(
         free < 900 << 40,
         "the test directory has more than 900 TiB free ({free} bytes)"
@@ -114,8 +112,7 @@ fn gen_rejects_a_size_larger_than_the_free_space() {
 
 #[test]
 fn gen_rejects_a_path_in_a_missing_directory() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
+    let (dir, missing) = scratch_path("missing");
     let path = missing.join("out.data");
     fails_with(
         &[
@@ -127,11 +124,7 @@ fn gen_rejects_a_path_in_a_missing_directory() {
         &["missing", "does not exist"],
     );
     assert!(!missing.exists(), "the missing directory was created");
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left behind: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 #[test]
@@ -155,17 +148,12 @@ fn gen_rejects_a_read_only_directory() {
         ],
         &["cannot create", "permission denied"],
     );
-    assert!(
-        entries(&locked.path).is_empty(),
-        "left behind: {:?}",
-        entries(&locked.path)
-    );
+    assert_empty_dir(&locked.path);
 }
 
 #[test]
 fn gen_rejects_a_directory_as_the_file() {
-    let dir = temp_dir();
-    let sub = dir.path().join("sub");
+    let (dir, sub) = scratch_path("sub");
     std::fs::create_dir(&sub).unwrap();
     fails_with(
         &[
@@ -176,11 +164,7 @@ fn gen_rejects_a_directory_as_the_file() {
         ],
         &["is a directory", "give a file name"],
     );
-    assert!(
-        entries(&sub).is_empty(),
-        "left in the directory: {:?}",
-        entries(&sub)
-    );
+    assert_empty_dir(&sub);
     assert_eq!(entries(dir.path()), ["sub"]);
 }
 
@@ -237,18 +221,15 @@ fn gen_errors_only_suggest_options_gen_accepts() {
 
 #[test]
 fn disk_rejects_a_missing_path() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
+    let (dir, missing) = scratch_path("missing");
     disk_fails_with(dir.path(), &missing, &[], &["missing", "does not exist"]);
     assert!(!missing.exists());
 }
 
 #[test]
 fn disk_rejects_an_iodepth_of_zero() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--size", "8M", "--iodepth", "0"],
         &["--iodepth 0"],
     );
@@ -256,10 +237,8 @@ fn disk_rejects_an_iodepth_of_zero() {
 
 #[test]
 fn disk_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--size", "8M", "--bs", "5000"],
         &["--bs 5000", "multiple of 4096"],
     );
@@ -267,21 +246,13 @@ fn disk_rejects_a_block_size_that_is_not_a_multiple_of_4096() {
 
 #[test]
 fn disk_rejects_a_zero_size() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
-        &["--size", "0"],
-        &["--size", "zero"],
-    );
+    disk_of_dir_fails_with(temp_dir().path(), &["--size", "0"], &["--size", "zero"]);
 }
 
 #[test]
 fn disk_read_only_rejects_a_directory() {
-    let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
-        dir.path(),
+    disk_of_dir_fails_with(
+        temp_dir().path(),
         &["--read-only"],
         &["is a directory", "--read-only", "existing file"],
     );
@@ -289,8 +260,7 @@ fn disk_read_only_rejects_a_directory() {
 
 #[test]
 fn disk_write_only_refuses_an_existing_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("precious.data");
+    let (dir, path) = scratch_path("precious.data");
     std::fs::write(&path, b"keep me").unwrap();
     disk_fails_with(
         dir.path(),
@@ -305,37 +275,25 @@ fn disk_write_only_refuses_an_existing_file() {
 fn disk_rejects_a_size_larger_than_the_free_space() {
     assert_plenty_is_more_than_free();
     let dir = temp_dir();
-    disk_fails_with(
-        dir.path(),
+    disk_of_dir_fails_with(
         dir.path(),
         &["--size", PLENTY],
         &["not enough free space", "smaller --size"],
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_empty_dir(dir.path());
 }
 
 #[test]
 fn disk_errors_only_suggest_options_disk_accepts() {
-    let dir = temp_dir();
-    let file = dir.path().join("file.data");
+    let (dir, file) = scratch_path("file.data");
     std::fs::write(&file, b"data").unwrap();
     let lines = [
         disk_fails_with(dir.path(), &dir.path().join("missing"), &[], &[]),
-        disk_fails_with(
-            dir.path(),
-            dir.path(),
-            &["--size", "8M", "--iodepth", "0"],
-            &[],
-        ),
-        disk_fails_with(
-            dir.path(),
-            dir.path(),
-            &["--size", "8M", "--bs", "5000"],
-            &[],
-        ),
-        disk_fails_with(dir.path(), dir.path(), &["--read-only"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", "8M", "--iodepth", "0"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", "8M", "--bs", "5000"], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--read-only"], &[]),
         disk_fails_with(dir.path(), &file, &["--write-only"], &[]),
-        disk_fails_with(dir.path(), dir.path(), &["--size", PLENTY], &[]),
+        disk_of_dir_fails_with(dir.path(), &["--size", PLENTY], &[]),
     ];
     for line in &lines {
         assert_advice_uses_only_accepted_options("disk", line);
@@ -345,8 +303,7 @@ fn disk_errors_only_suggest_options_disk_accepts() {
 #[cfg(not(feature = "rdma"))]
 #[test]
 fn a_build_without_rdma_says_how_to_get_it() {
-    let dir = temp_dir();
-    let file = dir.path().join("f.bin");
+    let (_dir, file) = scratch_path("f.bin");
     std::fs::write(&file, b"x").unwrap();
     let rebuild = ["no RDMA support", "--features rdma", "libclang"];
     fails_with(
@@ -393,8 +350,7 @@ fn usage_error(args: &[&str], keys: &[&str]) {
 
 #[test]
 fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
-    let dir = temp_dir();
-    let file = dir.path().join("f.data");
+    let (_dir, file) = scratch_path("f.data");
     std::fs::write(&file, b"x").unwrap();
     let file = file.to_str().unwrap();
     // Port 9 (discard): nothing is dialled, every one is refused before.

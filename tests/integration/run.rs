@@ -2,33 +2,21 @@
 //! server on loopback; with a lab of the test's own (as root) the verdict is checked against a
 //! link shaped to 1 Gbit (the network must be named) and an unshaped one (a disk must be).
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
 
-use common::{
-    Hosts, assert_failed_cleanly, assert_success, command, entries, json_report, run_command,
-    temp_dir,
+use crate::common::{
+    Hosts, assert_empty_dir, assert_failed_cleanly, assert_success, command, entries, json_report,
+    rates_lock, run_command, scratch_path, temp_dir,
 };
 use serde_json::Value;
-
-/// The tests of this file take turns: the verdict tests compare rates, which other runs on the
-/// same two cores would disturb.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
 const SIZE: &str = "16M";
 
-fn run_here(dir: &std::path::Path, extra: &[&str]) -> common::Run {
+fn run_here(dir: &std::path::Path, extra: &[&str]) -> crate::common::Run {
     let mut cmd = command(["-q", "run", "--size", SIZE, "-t", "1", "--dir"]);
     cmd.arg(dir).args(extra);
     run_command(cmd)
@@ -36,7 +24,7 @@ fn run_here(dir: &std::path::Path, extra: &[&str]) -> common::Run {
 
 #[test]
 fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let first = run_here(dir.path(), &[]);
     assert_success(first.code, &first.stdout, &first.stderr);
@@ -66,7 +54,7 @@ fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file(
 
 #[test]
 fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(
         dir.path(),
@@ -112,7 +100,7 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
         let latency = &path["latency"];
         assert_eq!(latency["samples"], 1000, "{path:#}");
         assert!(path["latency_failed"].is_null(), "{path:#}");
-        common::assert_latency_ordered(latency);
+        crate::common::assert_latency_ordered(latency);
     }
     assert!(
         measured[0]["latency"]["what"]
@@ -147,7 +135,7 @@ fn run_json_has_every_stage_the_verdict_and_the_skipped_paths() {
 
 #[test]
 fn run_over_udp_measures_round_trips_and_the_network_but_copies_no_file() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["-J", "--via", "udp"]);
     let report = json_report(&out);
@@ -180,38 +168,37 @@ fn run_over_udp_measures_round_trips_and_the_network_but_copies_no_file() {
 
 #[test]
 fn run_with_an_unknown_path_fails_before_measuring_anything() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out = run_here(dir.path(), &["--via", "tcp,carrier-pigeon"]);
-    common::assert_usage_error(&out);
+    crate::common::assert_usage_error(&out);
     assert!(out.stderr.contains("carrier-pigeon"), "{}", out.stderr);
-    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    assert_empty_dir(dir.path());
 }
 
 #[test]
 fn run_with_a_size_below_one_block_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let mut cmd = command(["-q", "run", "--size", "4K", "--dir"]);
     cmd.arg(dir.path());
     let out = run_command(cmd);
-    common::assert_usage_error(&out);
+    crate::common::assert_usage_error(&out);
     assert!(
         out.stderr.contains("smaller than one block"),
         "{}",
         out.stderr
     );
-    assert!(entries(dir.path()).is_empty());
+    assert_empty_dir(dir.path());
 }
 
 #[test]
 fn run_against_a_host_without_serve_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let unused = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap();
     drop(unused);
-    let dir = temp_dir();
-    let report = dir.path().join("report.json");
+    let (dir, report) = scratch_path("report.json");
     let out = run_here(
         dir.path(),
         &[&addr.to_string(), "--json", report.to_str().unwrap()],
@@ -231,12 +218,11 @@ fn run_against_a_host_without_serve_fails_cleanly() {
 
 #[test]
 fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_exits_1() {
-    let _turn = turn();
+    let _turn = rates_lock();
     // serve cannot open its UDP port (held here), so the udp path fails after tcp measured.
     let root = temp_dir();
-    let (_serve, holder, listen) = common::serve_without_udp(root.path());
-    let dir = temp_dir();
-    let json = dir.path().join("report.json");
+    let (_serve, holder, listen) = crate::common::serve_without_udp(root.path());
+    let (dir, json) = scratch_path("report.json");
     let csv = dir.path().join("report.csv");
     let markdown = dir.path().join("report.md");
     let out = run_here(
@@ -291,20 +277,14 @@ fn run_with_one_path_failing_keeps_the_others_figures_writes_every_report_and_ex
     let markdown = std::fs::read_to_string(&markdown).unwrap();
     assert!(markdown.contains("## Failed"), "{markdown}");
     // The run's copy was removed from the server's root at the end.
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
     drop(holder);
 }
 
 #[test]
 fn run_against_a_server_leaves_no_copy_in_its_root() {
-    let _turn = turn();
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let _turn = rates_lock();
+    let server = Hosts::two().served(&[]);
     let dir = temp_dir();
     let out = server.run(&[
         "run".as_ref(),
@@ -318,16 +298,12 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
     assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(&server.root);
 }
 
 #[test]
 fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     // A server that says hello with a version from the future, to whoever calls.
@@ -357,7 +333,7 @@ fn run_against_a_server_of_another_protocol_version_fails_cleanly() {
 
 #[test]
 fn run_without_room_for_the_test_file_fails_cleanly() {
-    let _turn = turn();
+    let _turn = rates_lock();
     // SAFETY: geteuid takes nothing and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: needs root to mount a small tmpfs");
@@ -414,7 +390,7 @@ fn bottleneck(report: &Value) -> Vec<String> {
 
 #[test]
 fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let hosts = Hosts::shaped("1gbit");
     let Some(report) = run_in_lab(&hosts, &["-P", "1"]) else {
         eprintln!("skipped: needs root and iproute2 for a lab");
@@ -440,7 +416,7 @@ fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
 
 #[test]
 fn run_over_an_unshaped_link_names_a_disk_not_the_network() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let hosts = Hosts::two();
     let Some(report) = run_in_lab(&hosts, &[]) else {
         eprintln!("skipped: needs root and iproute2 for a lab");
@@ -485,7 +461,7 @@ fn iperf3_bits_per_sec(server_ns: &str, client_ns: &str, server_ip: &str) -> Opt
 
 #[test]
 fn run_writes_every_report_file_asked_for() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let out_dir = temp_dir();
     let file = |name: &str| out_dir.path().join(name);
@@ -622,7 +598,7 @@ fn run_writes_every_report_file_asked_for() {
 
 #[test]
 fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
-    let _turn = turn();
+    let _turn = rates_lock();
     let dir = temp_dir();
     let mut cmd = command(["-q", "run", "--size", SIZE, "--dir"]);
     cmd.arg(dir.path())
@@ -631,5 +607,5 @@ fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
     let out = run_command(cmd);
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("r.csv"), "{}", out.stderr);
-    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    assert_empty_dir(dir.path());
 }

@@ -3,12 +3,12 @@
 //! No figure is compared with a speed: the tests pin down what is counted, how it adds up, and
 //! how the faults end.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
-use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{
+    Hosts, Run, Server, assert_failed_cleanly, count, has_warning, json_report, number, temp_dir,
+};
 use serde_json::Value;
 
 /// `COMMAND SERVER --via udp EXTRA...`, as the server's clients run.
@@ -25,7 +25,7 @@ fn client(server: &Server, command: &str, extra: &[&str]) -> Run {
     server.run(&udp_args(server, command, extra))
 }
 
-fn spawn(server: &Server, command: &str, extra: &[&str]) -> common::Background {
+fn spawn(server: &Server, command: &str, extra: &[&str]) -> crate::common::Background {
     server.spawn(&udp_args(server, command, extra))
 }
 
@@ -36,26 +36,6 @@ fn udp_net(server: &Server, extra: &[&str]) -> Value {
     assert_eq!(report["command"], "net", "{report:#}");
     assert_eq!(report["path"], "udp", "{report:#}");
     report
-}
-
-fn count(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a count: {value}"))
-}
-
-fn number(value: &Value) -> f64 {
-    value
-        .as_f64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
-}
-
-fn warned(report: &Value, kind: &str) -> bool {
-    report["warnings"]
-        .as_array()
-        .expect("a warnings array")
-        .iter()
-        .any(|w| w["kind"] == kind)
 }
 
 /// The one direction of a UDP report, after the checks every one must pass: every datagram
@@ -108,9 +88,8 @@ fn checked_direction<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let _turn = crate::common::rates_lock();
+    let server = Hosts::two().served(&[]);
     let report = udp_net(&server, &["-t", "2", "-b", "200M"]);
     let direction = checked_direction(&report, "upload");
     let d = &direction["datagrams"];
@@ -125,20 +104,22 @@ fn an_upload_counts_every_datagram_as_received_or_lost_and_holds_to_the_rate() {
         "{sent_bits} bits sent: {report:#}"
     );
     // Loopback's MTU is 65536: the default datagram is the largest UDP payload.
-    let expected_len = if hosts.lab().is_some() { 1472 } else { 65507 };
+    let expected_len = if server.hosts.lab().is_some() {
+        1472
+    } else {
+        65507
+    };
     assert_eq!(count(&d["len"]), expected_len, "{report:#}");
     assert_eq!(
-        warned(&report, "loopback"),
-        hosts.lab().is_none(),
+        has_warning(&report, "loopback"),
+        server.hosts.lab().is_none(),
         "{report:#}"
     );
 }
 
 #[test]
 fn a_download_is_counted_by_the_client() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let report = udp_net(&server, &["-t", "1", "-R", "-l", "1000", "-b", "100M"]);
     let direction = checked_direction(&report, "download");
     assert_eq!(count(&direction["datagrams"]["len"]), 1000, "{report:#}");
@@ -159,13 +140,11 @@ fn a_download_is_counted_by_the_client() {
 
 #[test]
 fn the_default_datagram_fills_a_jumbo_frame() {
-    let hosts = Hosts::with(&["--mtu", "9000"]);
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab with MTU 9000");
+    let Some(server) = Hosts::with(&["--mtu", "9000"])
+        .served_in_lab(&[], "skipped: needs root for a lab with MTU 9000")
+    else {
         return;
     };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
     let report = udp_net(&server, &["-t", "1", "-b", "100M"]);
     let direction = checked_direction(&report, "upload");
     assert_eq!(count(&direction["datagrams"]["len"]), 8972, "{report:#}");
@@ -178,13 +157,12 @@ fn the_default_datagram_fills_a_jumbo_frame() {
 
 #[test]
 fn a_rate_beyond_the_link_ends_on_time_and_reports_the_loss() {
-    let hosts = Hosts::shaped("50mbit");
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a shaped lab link");
+    let _turn = crate::common::rates_lock();
+    let Some(server) =
+        Hosts::shaped("50mbit").served_in_lab(&[], "skipped: needs root for a shaped lab link")
+    else {
         return;
     };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
     let started = Instant::now();
     let report = udp_net(&server, &["-t", "2", "-b", "500M"]);
     assert!(
@@ -214,23 +192,21 @@ fn bad_lengths_rates_and_shapes_get_one_line() {
         &["lat", "127.0.0.1:1", "--via", "udp", "-s", "65508"],
         &["copy", "Cargo.toml", "127.0.0.1:1:x", "--via", "udp"],
     ] {
-        let out = common::run(args.iter().map(OsStr::new));
+        let out = crate::common::run(args.iter().map(OsStr::new));
         // Usage errors, clap's own or found after parsing: exit 2, one error line.
         assert_eq!(out.0, 2, "{args:?}: {}", out.2);
         assert!(out.2.starts_with("error: "), "{args:?}: {}", out.2);
         assert!(!out.2.contains("panicked"), "{args:?}: {}", out.2);
     }
-    let too_long = common::run(["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"]);
+    let too_long = crate::common::run(["net", "127.0.0.1:1", "--via", "udp", "-l", "65508"]);
     assert!(too_long.2.contains("65507"), "{}", too_long.2);
-    let zero = common::run(["net", "127.0.0.1:1", "--via", "udp", "-b", "0"]);
+    let zero = crate::common::run(["net", "127.0.0.1:1", "--via", "udp", "-b", "0"]);
     assert!(zero.2.contains("--max"), "{}", zero.2);
 }
 
 #[test]
 fn the_sender_stops_within_seconds_when_the_server_dies() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::two().served(&[]);
     let sender = spawn(&server, "net", &["-t", "60", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     server.signal(libc::SIGKILL);
@@ -252,13 +228,11 @@ fn the_sender_stops_within_seconds_when_the_server_dies() {
 
 #[test]
 fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let mut receiver = spawn(&server, "net", &["-t", "60", "-R", "-b", "50M"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(receiver.running(), "the download ended early");
-    common::send_signal(receiver.pid(), libc::SIGKILL);
+    crate::common::send_signal(receiver.pid(), libc::SIGKILL);
     drop(receiver);
     // The server notices within its 50 ms checks; the next test gets the port.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -279,9 +253,7 @@ fn a_client_gone_mid_download_frees_the_port_for_the_next_test() {
 
 #[test]
 fn a_second_udp_test_is_told_the_port_is_busy() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let first = spawn(&server, "net", &["-t", "4", "-b", "10M"]);
     std::thread::sleep(Duration::from_millis(1000));
     let second = client(&server, "net", &["-t", "1"]);
@@ -294,9 +266,7 @@ fn a_second_udp_test_is_told_the_port_is_busy() {
 #[test]
 fn datagrams_from_other_senders_are_ignored_and_counted() {
     // Loopback: the test itself is the other sender.
-    let hosts = Hosts::loopback();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::loopback().served(&[]);
     let test = spawn(
         &server,
         "net",
@@ -321,14 +291,12 @@ fn datagrams_from_other_senders_are_ignored_and_counted() {
     let direction = checked_direction(&report, "upload");
     let foreign = count(&direction["datagrams"]["foreign"]);
     assert!(foreign >= 300, "{foreign} foreign: {report:#}");
-    assert!(warned(&report, "foreign_datagrams"), "{report:#}");
+    assert!(has_warning(&report, "foreign_datagrams"), "{report:#}");
 }
 
 #[test]
 fn lat_over_udp_times_every_round_trip() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let out = client(&server, "lat", &["-n", "500", "-s", "100", "-J"]);
     let report = json_report(&out);
     assert_eq!(report["path"], "udp", "{report:#}");
@@ -341,7 +309,7 @@ fn lat_over_udp_times_every_round_trip() {
         .find(|w| w["kind"] == "lost_round_trips")
         .map_or(0, |w| count(&w["lost"]));
     assert_eq!(count(&latency["samples"]) + lost, 500, "{report:#}");
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     // -t: round trips for a second instead of a count.
     let timed = json_report(&client(&server, "lat", &["-t", "1", "-J"]));
     let samples = count(&timed["latency"]["samples"]);
@@ -352,20 +320,20 @@ fn lat_over_udp_times_every_round_trip() {
 fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
     // serve's UDP port (the number of its TCP port) is held here.
     let root = temp_dir();
-    let (mut serve, holder, listen) = common::serve_without_udp(root.path());
+    let (mut serve, holder, listen) = crate::common::serve_without_udp(root.path());
     let started = Instant::now();
-    let mut tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+    let mut tcp = crate::common::run(["net", &listen, "-t", "1", "-J"]);
     while tcp.0 != 0 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(200));
-        tcp = common::run(["net", &listen, "-t", "1", "-J"]);
+        tcp = crate::common::run(["net", &listen, "-t", "1", "-J"]);
     }
     assert_eq!(tcp.0, 0, "{}", tcp.2);
-    let udp = common::run(["net", &listen, "--via", "udp", "-t", "1"]);
+    let udp = crate::common::run(["net", &listen, "--via", "udp", "-t", "1"]);
     assert_eq!(udp.0, 1, "{}", udp.2);
     assert!(udp.2.contains("could not open UDP port"), "{}", udp.2);
     assert!(serve.running());
     // The operator was told too, in serve's log.
-    common::send_signal(serve.pid(), libc::SIGTERM);
+    crate::common::send_signal(serve.pid(), libc::SIGTERM);
     let stopped = serve.finish(Duration::from_secs(10));
     assert!(stopped.stdout.contains("no UDP: "), "{}", stopped.stdout);
     drop(holder);
@@ -373,25 +341,28 @@ fn a_server_without_its_udp_port_says_so_and_still_serves_tcp() {
 
 #[test]
 fn datagrams_larger_than_the_path_mtu_carries_are_warned_about() {
-    let hosts = Hosts::two();
-    let Some(_) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)");
+    let Some(server) = Hosts::two().served_in_lab(
+        &[],
+        "skipped: needs root for a lab link of MTU 1500 (loopback carries 65507)",
+    ) else {
         return;
     };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
     let report = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "8000"]);
     checked_direction(&report, "upload");
-    assert!(warned(&report, "fragmented_datagrams"), "{report:#}");
+    assert!(has_warning(&report, "fragmented_datagrams"), "{report:#}");
     let fitting = udp_net(&server, &["-t", "1", "-b", "50M", "-l", "1472"]);
-    assert!(!warned(&fitting, "fragmented_datagrams"), "{fitting:#}");
+    assert!(
+        !has_warning(&fitting, "fragmented_datagrams"),
+        "{fitting:#}"
+    );
 }
 
 #[test]
 fn a_test_where_no_datagram_arrived_fails_with_the_likely_causes() {
     let hosts = Hosts::two();
-    let Some(lab) = hosts.lab() else {
-        eprintln!("skipped: needs root for a lab whose server drops IP fragments");
+    let Some(lab) =
+        hosts.lab_or_skip("skipped: needs root for a lab whose server drops IP fragments")
+    else {
         return;
     };
     // The server's host drops every later IP fragment before reassembly (raw PREROUTING; INPUT

@@ -1,14 +1,15 @@
 //! Ctrl-C and SIGTERM, for every command: exit 130 within about a second of the signal, the
 //! figures so far where a command has them (net, lat), and no temporary file left behind.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Background, Hosts, Run, Way, assert_no_leftovers, copy_under_way, temp_dir};
+use crate::common::{
+    Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, scratch_path,
+    temp_dir,
+};
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
 /// busy test machine.
@@ -17,7 +18,7 @@ const EXIT_AFTER_SIGNAL: Duration = Duration::from_millis(2500);
 /// Sends `signal` to `client` and returns what it printed, failing the test unless it exited
 /// with 130 within [`EXIT_AFTER_SIGNAL`].
 fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
-    common::send_signal(client.pid(), signal);
+    crate::common::send_signal(client.pid(), signal);
     let sent = Instant::now();
     let out = client.finish(Duration::from_secs(30));
     let took = sent.elapsed();
@@ -39,9 +40,24 @@ fn signal_and_finish(client: Background, signal: libc::c_int) -> Run {
     out
 }
 
+/// Runs `xferbench -q ARGS...` where `server`'s clients run, lets it run for `running`, then
+/// sends `signal` (see [`signal_and_finish`]).
+fn interrupted_after(
+    server: &Server,
+    args: &[&str],
+    running: Duration,
+    signal: libc::c_int,
+) -> Run {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let client = server.spawn(&args);
+    std::thread::sleep(running);
+    signal_and_finish(client, signal)
+}
+
 /// Starts `xferbench -q ARGS...` here, in the background.
 fn spawn_here(args: &[&OsStr]) -> Background {
-    let mut cmd = common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
+    let mut cmd =
+        crate::common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -51,7 +67,7 @@ fn spawn_here(args: &[&OsStr]) -> Background {
 /// Waits until `path` exists (a command got under way), failing the test after 30 s.
 fn wait_for(path: &Path, client: &mut Background) {
     assert!(
-        common::wait_until(Duration::from_secs(30), || path.exists()
+        crate::common::wait_until(Duration::from_secs(30), || path.exists()
             || !client.running()),
         "no {} within 30 s",
         path.display()
@@ -62,20 +78,13 @@ fn wait_for(path: &Path, client: &mut Background) {
 fn net_interrupted_prints_the_intervals_so_far_and_a_summary_marked_interrupted(
     signal: libc::c_int,
 ) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let client = server.spawn(&[
-        "net".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-        "-i".as_ref(),
-        "0.5".as_ref(),
-        "--bidir".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let out = signal_and_finish(client, signal);
+    let server = Hosts::two().served(&[]);
+    let out = interrupted_after(
+        &server,
+        &["net", &server.addr, "-t", "30", "-i", "0.5", "--bidir"],
+        Duration::from_millis(2500),
+        signal,
+    );
     let intervals = out
         .stdout
         .lines()
@@ -114,19 +123,13 @@ fn net_sigterm_prints_the_figures_so_far_and_exits_130() {
 
 #[test]
 fn net_ctrl_c_json_carries_an_interrupted_warning() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let client = server.spawn(&[
-        "net".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-        "-R".as_ref(),
-        "-J".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2000));
-    let out = signal_and_finish(client, libc::SIGINT);
+    let server = Hosts::two().served(&[]);
+    let out = interrupted_after(
+        &server,
+        &["net", &server.addr, "-t", "30", "-R", "-J"],
+        Duration::from_millis(2000),
+        libc::SIGINT,
+    );
     let report: serde_json::Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|err| panic!("not JSON ({err}):\n{}", out.stdout));
     let warning = report["warnings"]
@@ -147,17 +150,13 @@ fn net_ctrl_c_json_carries_an_interrupted_warning() {
 
 #[test]
 fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let client = server.spawn(&[
-        "lat".as_ref(),
-        server.addr.as_ref(),
-        "-t".as_ref(),
-        "30".as_ref(),
-    ]);
-    std::thread::sleep(Duration::from_millis(2000));
-    let out = signal_and_finish(client, libc::SIGINT);
+    let server = Hosts::two().served(&[]);
+    let out = interrupted_after(
+        &server,
+        &["lat", &server.addr, "-t", "30"],
+        Duration::from_millis(2000),
+        libc::SIGINT,
+    );
     assert!(
         out.stdout.contains("latency (") && out.stdout.contains("median"),
         "{}",
@@ -169,11 +168,9 @@ fn lat_ctrl_c_prints_the_round_trips_so_far_and_exits_130() {
 
 #[test]
 fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::shaped("200mbit").served(&[]);
     let local = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, local.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(local.path(), Way::Upload);
     signal_and_finish(client, libc::SIGINT);
     assert!(
         !final_path.exists(),
@@ -181,7 +178,7 @@ fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
     );
     // The server removes its partial file when the session ends.
     assert!(
-        common::wait_until(Duration::from_secs(10), || !partial.exists()),
+        crate::common::wait_until(Duration::from_secs(10), || !partial.exists()),
         "the server left its partial file"
     );
     server.assert_serves();
@@ -198,8 +195,8 @@ fn disk_ctrl_c_exits_130_within_a_second_and_removes_its_test_file() {
     ]);
     let started = Instant::now();
     assert!(
-        common::wait_until(Duration::from_secs(30), || {
-            !common::leftovers(dir.path()).is_empty() || !client.running()
+        crate::common::wait_until(Duration::from_secs(30), || {
+            !crate::common::leftovers(dir.path()).is_empty() || !client.running()
         }),
         "no test file within 30 s"
     );
@@ -234,9 +231,7 @@ fn run_ctrl_c_exits_130_within_a_second_and_leaves_no_partial_file() {
 
 #[test]
 fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::two().served(&[]);
     let client = server.spawn(&[
         "net".as_ref(),
         server.addr.as_ref(),
@@ -251,7 +246,12 @@ fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
         .wait_exit(Duration::from_secs(30))
         .expect("serve did not stop within 30 s of SIGTERM");
     let took = sent.elapsed();
-    assert_eq!(common::exit_code(status), 130, "{}", server.stderr_text());
+    assert_eq!(
+        crate::common::exit_code(status),
+        130,
+        "{}",
+        server.stderr_text()
+    );
     assert!(
         took <= EXIT_AFTER_SIGNAL,
         "serve exited {took:?} after SIGTERM"
@@ -264,12 +264,11 @@ fn serve_sigterm_while_a_net_test_runs_exits_130_within_a_second() {
 #[test]
 fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     const NEEDED: u64 = 20_000_000_000;
-    if common::free_space() < NEEDED {
+    if crate::common::free_space() < NEEDED {
         eprintln!("skipping: the Ctrl-C test of gen needs 20 GB free under the test directory");
         return;
     }
-    let dir = temp_dir();
-    let path = dir.path().join("big.data");
+    let (dir, path) = scratch_path("big.data");
     let mut client = spawn_here(&[
         "gen".as_ref(),
         path.as_os_str(),
@@ -279,9 +278,5 @@ fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     wait_for(&dir.path().join(".big.data.xferbench-partial"), &mut client);
     std::thread::sleep(Duration::from_millis(300));
     signal_and_finish(client, libc::SIGINT);
-    assert!(
-        common::entries(dir.path()).is_empty(),
-        "{:?}",
-        common::entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }

@@ -1,14 +1,10 @@
 //! `xferbench lat`: round trips through serve, one way = half the round trip.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let addr = server.addr.to_string();
     let args = ["lat", &addr, "-n", "300", "-s", "1K", "-J"].map(std::ffi::OsStr::new);
     let report = json_report(&server.run(&args));
@@ -16,15 +12,13 @@ fn lat_over_tcp_reports_ordered_figures_of_every_round_trip() {
     assert_eq!(report["size"], 1024);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 300);
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     assert!(report["cpu"]["remote"].is_object(), "{report:#}");
 }
 
 #[test]
 fn lat_with_a_time_runs_round_trips_for_that_long_instead_of_a_count() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let addr = server.addr.to_string();
     let args = ["lat", &addr, "-t", "1", "-J"].map(std::ffi::OsStr::new);
     let started = std::time::Instant::now();
@@ -60,9 +54,7 @@ fn lat_refuses_a_zero_count() {
 
 #[test]
 fn lat_of_one_round_trip_gives_one_figure_and_says_the_percentiles_precision() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let addr = server.addr.to_string();
     let args = ["lat", &addr, "-n", "1", "-J"].map(std::ffi::OsStr::new);
     let report = json_report(&server.run(&args));

@@ -1,13 +1,11 @@
 //! `--via ssh` against a server that stops answering: every wait on it is bounded. The server is
 //! `serve --ssh-listen` on loopback, frozen with SIGSTOP mid-test.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Hosts, assert_failed_cleanly, temp_dir};
+use crate::common::{Hosts, assert_failed_cleanly, temp_dir};
 
 /// An ed25519 key pair KEY, KEY.pub in `dir`, made with ssh-keygen; None (said) without it.
 fn client_key(dir: &Path) -> Option<std::path::PathBuf> {

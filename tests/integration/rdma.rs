@@ -5,18 +5,10 @@
 //! The VM tests run when XFERBENCH_RDMA_VM=1 (`.ci/run` sets it after `rdma-vm.sh setup`); one
 //! VM boots at a time.
 
-#![cfg(feature = "rdma")]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
-use common::*;
-
-/// One VM at a time: each has two vCPUs of its own, emulated.
-static VM: Mutex<()> = Mutex::new(());
+use crate::common::*;
 
 fn vm_enabled() -> bool {
     let on = std::env::var_os("XFERBENCH_RDMA_VM").is_some_and(|v| v == "1");
@@ -62,7 +54,8 @@ impl Guest {
 
     /// Runs `script` (after the prelude) in a fresh VM; fails the test if the VM itself fails.
     fn run(&self, script: &str) {
-        let _one = VM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One VM at a time (each has two vCPUs of its own, emulated), and nothing else measuring.
+        let _one = rates_lock();
         let file = self.path("steps.sh");
         std::fs::write(&file, format!("{PRELUDE}\n{script}\n")).unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -118,13 +111,7 @@ impl Guest {
         } else {
             assert_failed_cleanly(&out);
         }
-        for word in words {
-            assert!(
-                out.stderr.contains(word),
-                "step {name}: '{word}' not in: {}",
-                out.stderr
-            );
-        }
+        assert_says_all(&format!("step {name}"), &out.stderr, words);
         out
     }
 }
@@ -233,7 +220,7 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     );
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 1000);
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     let text = guest.succeeded("text");
     assert!(
         text.stdout.contains("latency (") && text.stdout.contains("p99"),
@@ -246,7 +233,7 @@ step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
     let lat = json_report(&guest.step("lat"));
     assert_eq!(lat["path"], "rdma");
     assert_eq!(lat["latency"]["samples"], 300);
-    common::assert_latency_ordered(&lat["latency"]);
+    crate::common::assert_latency_ordered(&lat["latency"]);
     guest.failed_saying("lat_size", &["-s 8"]);
     // -t: timed round trips for a second, then the stop mark ends the server's answers (else it
     // would wait for another round and refuse the end of the test).

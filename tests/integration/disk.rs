@@ -1,11 +1,12 @@
 //! `xferbench disk PATH ...`: the local disk baseline.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{assert_no_leftovers, assert_success, command, entries, run, run_command, temp_dir};
+use crate::common::{
+    assert_empty_dir, assert_no_leftovers, assert_success, entries, has_warning, run, scratch_path,
+    temp_dir,
+};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
@@ -34,6 +35,19 @@ fn measurements(report: &Value) -> &Vec<Value> {
         .unwrap_or_else(|| panic!("no measurements array: {report:#}"))
 }
 
+/// Both passes of a 16 MiB run in `dir` went through `engine`, the report says so, and the test
+/// file is gone.
+fn assert_both_passes_went_through(report: &Value, engine: &str, dir: &Path) {
+    assert_eq!(report["engine"], engine);
+    let passes = measurements(report);
+    assert_eq!(passes.len(), 2);
+    for m in passes {
+        assert_eq!(m["conditions"]["engine"], engine, "{m:#}");
+        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
+    }
+    assert_no_leftovers(dir);
+}
+
 /// Makes a file with `xferbench gen`.
 fn make_file(path: &Path, size: &str, fill: &str) {
     let (code, stdout, stderr) = run([
@@ -46,12 +60,6 @@ fn make_file(path: &Path, size: &str, fill: &str) {
         "-q".as_ref(),
     ]);
     assert_success(code, &stdout, &stderr);
-}
-
-fn has_warning(report: &Value, kind: &str) -> bool {
-    report["warnings"]
-        .as_array()
-        .is_some_and(|warnings| warnings.iter().any(|w| w["kind"] == kind))
 }
 
 #[test]
@@ -74,11 +82,7 @@ fn disk_json_reports_a_direct_write_then_read_of_the_requested_size() {
     }
     assert_eq!(passes[0]["conditions"]["fsync_included"], true);
     assert_eq!(passes[1]["conditions"]["fsync_included"], false);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
     let test_file = report["test_file"]
         .as_str()
         .expect("test_file in the report");
@@ -92,14 +96,7 @@ fn disk_json_reports_a_direct_write_then_read_of_the_requested_size() {
 fn disk_psync_engine_is_used_and_reported() {
     let dir = temp_dir();
     let (report, _) = disk_json(dir.path(), &["--size", "16M", "--engine", "psync"]);
-    assert_eq!(report["engine"], "psync");
-    let passes = measurements(&report);
-    assert_eq!(passes.len(), 2);
-    for m in passes {
-        assert_eq!(m["conditions"]["engine"], "psync", "{m:#}");
-        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
-    }
-    assert_no_leftovers(dir.path());
+    assert_both_passes_went_through(&report, "psync", dir.path());
 }
 
 #[test]
@@ -121,14 +118,7 @@ fn disk_io_uring_engine_is_used_and_reported() {
     }
     assert_success(code, &stdout, &stderr);
     let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["engine"], "io_uring");
-    let passes = measurements(&report);
-    assert_eq!(passes.len(), 2);
-    for m in passes {
-        assert_eq!(m["conditions"]["engine"], "io_uring", "{m:#}");
-        assert_eq!(m["bytes"].as_u64(), Some(16 * MIB), "{m:#}");
-    }
-    assert_no_leftovers(dir.path());
+    assert_both_passes_went_through(&report, "io_uring", dir.path());
 }
 
 #[test]
@@ -186,8 +176,7 @@ fn disk_buffered_with_an_unaligned_block_size_moves_exactly_the_requested_bytes(
 
 #[test]
 fn disk_buffered_read_of_a_file_with_an_unaligned_block_size_reads_the_file_once() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (_dir, path) = scratch_path("input.data");
     make_file(&path, "1000001", "random");
     let (report, _) = disk_json(&path, &["--bs", "5000", "--buffered"]);
     assert_one_read_of_the_whole_file(&report, &path, 1_000_001);
@@ -201,11 +190,7 @@ fn disk_write_only_runs_just_the_write_pass() {
     assert_eq!(passes.len(), 1, "{report:#}");
     assert_eq!(passes[0]["stage"], "disk_write");
     assert_eq!(passes[0]["bytes"].as_u64(), Some(16 * MIB));
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 fn assert_one_read_of_the_whole_file(report: &Value, path: &Path, len: u64) {
@@ -219,8 +204,7 @@ fn assert_one_read_of_the_whole_file(report: &Value, path: &Path, len: u64) {
 
 #[test]
 fn disk_read_only_reads_an_existing_file_whole_and_leaves_it_alone() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (dir, path) = scratch_path("input.data");
     make_file(&path, "1000001", "random");
     let before = std::fs::read(&path).unwrap();
     let (report, stderr) = disk_json(&path, &["--read-only"]);
@@ -237,8 +221,7 @@ fn disk_read_only_reads_an_existing_file_whole_and_leaves_it_alone() {
 
 #[test]
 fn disk_on_a_file_path_reads_the_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("input.data");
+    let (dir, path) = scratch_path("input.data");
     make_file(&path, "16M", "random");
     let (report, _) = disk_json(&path, &[]);
     assert_one_read_of_the_whole_file(&report, &path, 16 * MIB);
@@ -247,8 +230,7 @@ fn disk_on_a_file_path_reads_the_file() {
 
 #[test]
 fn disk_warns_about_unwritten_extents_in_a_fallocated_file() {
-    let dir = temp_dir();
-    let path = dir.path().join("fallocated.data");
+    let (_dir, path) = scratch_path("fallocated.data");
     make_file(&path, "64M", "none");
     let (report, stderr) = disk_json(&path, &["--read-only"]);
     assert_one_read_of_the_whole_file(&report, &path, 64 * MIB);
@@ -308,26 +290,18 @@ fn disk_text_output_gives_rates_in_bytes_and_bits_placed_against_classes() {
 fn disk_removes_its_test_file_when_the_write_fails() {
     // A file size limit (RLIMIT_FSIZE) makes the allocation fail after the test file was created.
     let dir = temp_dir();
-    let mut cmd = command([
+    crate::common::fails_cleanly_past_8_mib([
         OsStr::new("disk"),
         dir.path().as_os_str(),
         "--size".as_ref(),
         "64M".as_ref(),
     ]);
-    common::limit_file_size(&mut cmd, 8 << 20);
-    let out = run_command(cmd);
-    common::assert_failed_cleanly(&out);
-    assert!(
-        entries(dir.path()).is_empty(),
-        "left in the directory: {:?}",
-        entries(dir.path())
-    );
+    assert_empty_dir(dir.path());
 }
 
 #[test]
 fn a_read_answered_by_the_page_cache_is_marked_not_printed_clean() {
-    let dir = temp_dir();
-    let path = dir.path().join("cached.data");
+    let (_dir, path) = scratch_path("cached.data");
     // Written through the page cache, not evicted: every page is still in memory.
     let bytes: Vec<u8> = (0..32 * MIB)
         .map(|i| ((i * 2_654_435_761) >> 13) as u8)

@@ -1,16 +1,14 @@
 //! `xferbench serve`: what it announces, its control protocol against bad peers, its limits,
 //! and how it stops. Raw-socket tests talk to a server on loopback with std's TcpStream.
 
-mod common;
-
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{
-    Hosts, Server, TEST_TOKEN, Way, assert_failed_cleanly, assert_no_leftovers, copy_under_way,
-    entries, exit_code, make_file, run_command, temp_dir, wait_until,
+use crate::common::{
+    Hosts, Server, TEST_TOKEN, Way, assert_empty_dir, assert_failed_cleanly, assert_no_leftovers,
+    exit_code, make_file, run_command, scratch_path, temp_dir, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -141,8 +139,7 @@ fn serve_announces_a_real_port_its_root_and_that_loopback_needs_no_token() {
 
 #[test]
 fn serve_with_a_token_file_requires_that_token() {
-    let dir = temp_dir();
-    let token_file = dir.path().join("token");
+    let (_dir, token_file) = scratch_path("token");
     std::fs::write(&token_file, "from-a-file\nignored second line\n").unwrap();
     let root = temp_dir();
     let server =
@@ -170,8 +167,7 @@ fn serve_off_loopback_without_a_token_generates_one_and_requires_it() {
     );
     assert!(token.len() >= 16, "a short token: {token}");
 
-    let dir = temp_dir();
-    let source = dir.path().join("a.data");
+    let (_dir, source) = scratch_path("a.data");
     make_file(&source, "1M");
     let out = run_command(server.client(&[
         "-q".as_ref(),
@@ -181,33 +177,28 @@ fn serve_off_loopback_without_a_token_generates_one_and_requires_it() {
     ]));
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("missing token"), "{}", out.stderr);
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
     server.assert_serves();
 }
 
 #[test]
 fn serve_logs_one_line_per_finished_session() {
     let (root, mut server) = loopback_server(&[]);
-    let dir = temp_dir();
-    let source = dir.path().join("logged.data");
+    let (dir, source) = scratch_path("logged.data");
     make_file(&source, "1M");
     let up = server.run(&[
         "copy".as_ref(),
         source.as_os_str(),
         server.remote("logged.data").as_ref(),
     ]);
-    common::assert_success(up.code, &up.stdout, &up.stderr);
+    crate::common::assert_success(up.code, &up.stdout, &up.stderr);
     let back = dir.path().join("back.data");
     let down = server.run(&[
         "copy".as_ref(),
         server.remote("logged.data").as_ref(),
         back.as_os_str(),
     ]);
-    common::assert_success(down.code, &down.stdout, &down.stderr);
+    crate::common::assert_success(down.code, &down.stdout, &down.stderr);
     let refused = server.run(&[
         "copy".as_ref(),
         server.remote("no-such.data").as_ref(),
@@ -339,8 +330,7 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
     // The slot is taken before the welcome is sent.
     assert_eq!(holder.read_frame()["type"], "welcome");
 
-    let dir = temp_dir();
-    let source = dir.path().join("turned-away.data");
+    let (_dir, source) = scratch_path("turned-away.data");
     make_file(&source, "1M");
     let remote = server.remote("turned-away.data");
     let copy_args = [OsStr::new("copy"), source.as_os_str(), remote.as_ref()];
@@ -351,11 +341,7 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
         "{}",
         out.stderr
     );
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(root.path());
 
     // Once the holder leaves, its slot is free again.
     drop(holder);
@@ -370,14 +356,14 @@ fn serve_tells_a_client_beyond_max_clients_that_it_is_busy() {
         done
     });
     assert!(served, "still busy after the holder left: {last:?}");
-    common::assert_same_content(&source, &root.path().join("turned-away.data"));
+    crate::common::assert_same_content(&source, &root.path().join("turned-away.data"));
 }
 
 #[test]
 fn serve_on_a_port_in_use_fails_cleanly() {
     let (_root, server) = loopback_server(&[]);
     let other_root = temp_dir();
-    let out = run_command(common::command([
+    let out = run_command(crate::common::command([
         "serve",
         "--listen",
         &format!("127.0.0.1:{}", server.port),
@@ -395,9 +381,8 @@ fn serve_on_a_port_in_use_fails_cleanly() {
 
 #[test]
 fn serve_with_a_missing_root_fails_cleanly() {
-    let dir = temp_dir();
-    let missing = dir.path().join("missing");
-    let out = run_command(common::command([
+    let (_dir, missing) = scratch_path("missing");
+    let out = run_command(crate::common::command([
         OsStr::new("serve"),
         OsStr::new("--listen"),
         OsStr::new("127.0.0.1:0"),
@@ -423,11 +408,9 @@ fn serve_stops_on_ctrl_c_with_exit_130() {
 
 #[test]
 fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(dir.path(), Way::Upload);
 
     server.signal(libc::SIGTERM);
     let status = server
@@ -440,11 +423,7 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
         !final_path.exists(),
         "a final file from an interrupted copy"
     );
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(&server.root);
 
     let out = client.finish(ANSWER_TIMEOUT);
     assert_failed_cleanly(&out);
@@ -453,13 +432,11 @@ fn serve_stopped_by_sigterm_mid_copy_exits_130_and_removes_the_partial_file() {
 
 #[test]
 fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &[]);
+    let mut server = Hosts::shaped("200mbit").served(&[]);
     let dir = temp_dir();
-    let (client, final_path, partial) = copy_under_way(&hosts, &server, dir.path(), Way::Upload);
+    let (client, final_path, partial) = server.copy_under_way(dir.path(), Way::Upload);
 
-    common::send_signal(client.pid(), libc::SIGKILL);
+    crate::common::send_signal(client.pid(), libc::SIGKILL);
     let _ = client.finish(ANSWER_TIMEOUT);
     assert!(
         wait_until(ANSWER_TIMEOUT, || !partial.exists()),
@@ -474,11 +451,7 @@ fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving(
         .expect("a log line for the broken session");
     assert!(!line.contains("done in"), "{line}");
     server.assert_serves();
-    assert!(
-        entries(root.path()).is_empty(),
-        "{:?}",
-        entries(root.path())
-    );
+    assert_empty_dir(&server.root);
 }
 
 #[test]
@@ -488,9 +461,7 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
     use xferbench::transport::Peer;
     use xferbench::transport::tcp::Tcp;
 
-    let hosts = Hosts::loopback();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &["--max-bytes", "16M"]);
+    let server = Hosts::loopback().served(&["--max-bytes", "16M"]);
     let tcp = Tcp::new(Peer::parse(&server.addr).unwrap(), server.token.clone()).unwrap();
     let pattern = Pattern {
         block: 1 << 20,
@@ -504,7 +475,7 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
         assert!(m.secs > 0.0 && m.bytes_per_sec > 0.0, "{m:?}");
     }
     assert!(baseline.measurements[0].conditions.fsync_included);
-    assert_no_leftovers(root.path());
+    assert_no_leftovers(&server.root);
 
     let refused = tcp.remote_baseline(32 << 20, pattern).unwrap_err();
     assert!(
@@ -517,27 +488,25 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
 // ---- A client that stops moving ----
 
 /// Stops (SIGSTOP) a client and resumes it (SIGCONT) then kills it when dropped.
-struct Frozen(common::Background);
+struct Frozen(crate::common::Background);
 
 impl Frozen {
-    fn freeze(client: common::Background) -> Frozen {
-        common::send_signal(client.pid(), libc::SIGSTOP);
+    fn freeze(client: crate::common::Background) -> Frozen {
+        crate::common::send_signal(client.pid(), libc::SIGSTOP);
         Frozen(client)
     }
 }
 
 impl Drop for Frozen {
     fn drop(&mut self) {
-        common::send_signal(self.0.pid(), libc::SIGCONT);
+        crate::common::send_signal(self.0.pid(), libc::SIGCONT);
     }
 }
 
 /// A server with one slot and a 2 s idle timeout, a client of `args` frozen once under way:
 /// the server ends the session within the idle timeout plus a little, and serves the next.
 fn serve_frees_the_slot_of_a_frozen_client(args: &[&str], under_way: Duration) {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let mut server = Hosts::two().served(&["--max-clients", "1", "--idle-timeout", "2"]);
     let mut all: Vec<&OsStr> = vec![args[0].as_ref(), server.addr.as_ref()];
     all.extend(args[1..].iter().map(OsStr::new));
     let client = server.spawn(&all);
@@ -576,12 +545,15 @@ fn serve_frees_the_slot_of_a_latency_client_that_froze() {
 
 #[test]
 fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file() {
-    let hosts = Hosts::shaped("200mbit");
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1", "--idle-timeout", "2"]);
+    let mut server =
+        Hosts::shaped("200mbit").served(&["--max-clients", "1", "--idle-timeout", "2"]);
     let local = temp_dir();
-    let (client, final_path, partial) =
-        common::copy_under_way(&hosts, &server, local.path(), common::Way::Upload);
+    let (client, final_path, partial) = crate::common::copy_under_way(
+        &server.hosts,
+        &server,
+        local.path(),
+        crate::common::Way::Upload,
+    );
     let frozen = Frozen::freeze(client);
     let froze = std::time::Instant::now();
     let line = server.wait_for_line("receive", Duration::from_secs(20));
@@ -598,7 +570,7 @@ fn serve_frees_the_slot_of_a_copy_client_that_froze_and_removes_its_partial_file
     assert!(
         !partial.exists() && !final_path.exists(),
         "{:?}",
-        common::entries(root.path())
+        crate::common::entries(&server.root)
     );
     server.assert_serves();
     drop(frozen);

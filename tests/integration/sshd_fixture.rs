@@ -1,13 +1,11 @@
-//! Pins down the test sshd of `common::sshd` that the `--via ssh` tests stand on: a real
+//! Pins down the test sshd of `crate::common::sshd` that the `--via ssh` tests stand on: a real
 //! OpenSSH server that stores what it is sent byte for byte, and refuses what it should.
 //! Each test prints "skipped" and passes when OpenSSH is not installed.
 
-mod common;
-
 use std::path::Path;
 
-use common::sshd::{Sshd, new_key, random_bytes, run_bounded, shell_quote};
-use common::{RUN_TIMEOUT, Run, assert_same_content, temp_dir};
+use crate::common::sshd::{Sshd, new_key, random_bytes, run_bounded, shell_quote};
+use crate::common::{RUN_TIMEOUT, Run, assert_same_content, scratch_path, temp_dir};
 
 fn start() -> Option<Sshd> {
     let sshd = Sshd::start();
@@ -27,6 +25,15 @@ fn run(cmd: std::process::Command, input: Option<Vec<u8>>) -> Run {
     let shown = format!("{cmd:?}");
     run_bounded(cmd, input, RUN_TIMEOUT)
         .unwrap_or_else(|| panic!("{shown} ran longer than {RUN_TIMEOUT:?} and was killed"))
+}
+
+/// Runs `cmd`, which must be refused (`case` names why) saying `says`, its command (which makes
+/// `marker`) not run.
+fn assert_refused(case: &str, cmd: std::process::Command, says: &str, marker: &Path) {
+    let out = run(cmd, None);
+    assert_ne!(out.code, 0, "{case}: logged in anyway");
+    assert!(out.stderr.contains(says), "{case}: stderr: {}", out.stderr);
+    assert!(!marker.exists(), "{case}: the command ran");
 }
 
 fn assert_ok(what: &str, run: &Run, sshd: &Sshd) {
@@ -78,8 +85,7 @@ fn sshd_stores_bytes_sent_over_ssh_and_scp_byte_for_byte() {
 #[test]
 fn sshd_refuses_an_unauthorized_key_and_an_unknown_host_key() {
     let Some(sshd) = start() else { return };
-    let dir = temp_dir();
-    let marker = dir.path().join("ran");
+    let (dir, marker) = scratch_path("ran");
     let touch = format!("touch {}", shell_quote(&marker));
 
     // The fixture's own key and known_hosts get in: the refusals below are the point.
@@ -89,33 +95,20 @@ fn sshd_refuses_an_unauthorized_key_and_an_unknown_host_key() {
 
     let other = dir.path().join("other_ed25519");
     new_key(&other);
-    let out = run(
+    assert_refused(
+        "a key not in authorized_keys",
         sshd.ssh_command_with(&other, sshd.known_hosts(), &touch),
-        None,
+        "Permission denied",
+        &marker,
     );
-    assert_ne!(out.code, 0, "a key not in authorized_keys logged in");
-    assert!(
-        out.stderr.contains("Permission denied"),
-        "stderr: {}",
-        out.stderr
-    );
-    assert!(!marker.exists(), "the command ran with an unauthorized key");
 
     let empty = dir.path().join("empty_known_hosts");
     std::fs::write(&empty, "").expect("write an empty known_hosts");
-    let out = run(
+    assert_refused(
+        "an unknown host key",
         sshd.ssh_command_with(sshd.client_key(), &empty, &touch),
-        None,
-    );
-    assert_ne!(out.code, 0, "an unknown host key was accepted");
-    assert!(
-        out.stderr.contains("Host key verification failed"),
-        "stderr: {}",
-        out.stderr
-    );
-    assert!(
-        !marker.exists(),
-        "the command ran against an unknown host key"
+        "Host key verification failed",
+        &marker,
     );
     assert_eq!(
         std::fs::read_to_string(&empty).expect("read known_hosts"),

@@ -3,15 +3,13 @@
 //! every refusal OpenSSH's client would make. Each test prints "skipped" and passes when
 //! OpenSSH is not installed (`.ci/run` installs it).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::sshd::Sshd;
-use common::{
-    Background, Run, assert_failed_cleanly, assert_same_content, json_report, make_file,
-    run_command, temp_dir, wait_until,
+use crate::common::sshd::Sshd;
+use crate::common::{
+    Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, has_warning,
+    json_report, make_file, run_command, scratch_path, temp_dir, wait_until,
 };
 
 fn start() -> Option<Sshd> {
@@ -30,7 +28,7 @@ fn remote(sshd: &Sshd, path: &Path) -> String {
 /// `xferbench ARGS --via ssh` with the test's key and known_hosts, and a HOME of its own so
 /// no ~/.ssh of the machine is read.
 fn xferbench_ssh(sshd: &Sshd, home: &Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = common::command(args);
+    let mut cmd = crate::common::command(args);
     cmd.args(["--via", "ssh", "--identity"])
         .arg(sshd.client_key())
         .arg("--known-hosts")
@@ -59,7 +57,7 @@ fn assert_ok(what: &str, out: &Run, sshd: &Sshd) {
 }
 
 fn no_partial_files(dir: &Path) -> bool {
-    common::leftovers(dir).is_empty()
+    crate::common::leftovers(dir).is_empty()
 }
 
 fn round_trip(streams: &str, size: &str) {
@@ -211,7 +209,7 @@ fn an_unknown_host_key_is_refused_until_accepted_then_recorded() {
     make_file(&source, "1M");
     let known_hosts = home.path().join("known_hosts");
     let attempt = |extra: &[&str]| {
-        let mut cmd = common::command([
+        let mut cmd = crate::common::command([
             "copy",
             source.to_str().unwrap(),
             &remote(&sshd, &far.path().join("a.img")),
@@ -254,7 +252,7 @@ fn a_changed_host_key_is_refused_like_openssh_even_with_accept_new() {
     make_file(&source, "1M");
     // Another ed25519 key recorded for this host and port.
     let other = home.path().join("other");
-    common::sshd::new_key(&other);
+    crate::common::sshd::new_key(&other);
     let other_pub =
         std::fs::read_to_string(PathBuf::from(format!("{}.pub", other.display()))).unwrap();
     let mut fields = other_pub.split_whitespace();
@@ -265,7 +263,7 @@ fn a_changed_host_key_is_refused_like_openssh_even_with_accept_new() {
         format!("[127.0.0.1]:{} {kind} {blob}\n", sshd.port()),
     )
     .unwrap();
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &remote(&sshd, &far.path().join("a.img")),
@@ -299,8 +297,8 @@ fn a_key_the_server_does_not_know_is_refused() {
     let source = local.path().join("a.img");
     make_file(&source, "1M");
     let stranger = home.path().join("stranger");
-    common::sshd::new_key(&stranger);
-    let mut cmd = common::command([
+    crate::common::sshd::new_key(&stranger);
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &remote(&sshd, &far.path().join("a.img")),
@@ -321,7 +319,7 @@ fn a_key_the_server_does_not_know_is_refused() {
     assert!(out.stderr.contains("stranger"), "{}", out.stderr);
 
     // No key at all: nothing in -i, no ~/.ssh, no agent.
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "net",
         &format!("{}:{}", sshd.destination(), sshd.port()),
         "-t",
@@ -355,7 +353,7 @@ fn ssh_config_supplies_host_name_port_user_and_identity() {
     .unwrap();
     std::fs::copy(sshd.known_hosts(), home.path().join(".ssh/known_hosts")).unwrap();
     let landed = far.path().join("a.img");
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &format!("nas:{}", landed.display()),
@@ -395,7 +393,7 @@ fn net_sends_random_bytes_into_a_remote_sink_and_names_the_cipher() {
         home.path(),
         &["net", &host, "-t", "1", "-R"],
     ));
-    common::assert_usage_error(&out);
+    crate::common::assert_usage_error(&out);
     assert!(out.stderr.contains("uploads only"), "{}", out.stderr);
 }
 
@@ -415,7 +413,7 @@ fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
     assert_eq!(report["size"], 1024);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 300, "{latency}");
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     let what = latency["what"].as_str().unwrap();
     assert!(
         what.contains("1024-byte message over an SSH channel (cipher aes128-gcm@openssh.com)")
@@ -449,8 +447,7 @@ fn lat_echoes_every_message_through_cat_and_names_the_cipher() {
 /// An sshd whose `cat` is `script`, first on the far side's PATH (then /usr/bin and /bin); the
 /// directory that holds it is returned too, to live as long as the sshd.
 fn sshd_with_cat(script: &str) -> Option<(Sshd, tempfile::TempDir)> {
-    let tools = temp_dir();
-    let cat = tools.path().join("cat");
+    let (tools, cat) = scratch_path("cat");
     std::fs::write(&cat, script).unwrap();
     std::fs::set_permissions(&cat, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:/usr/bin:/bin", tools.path().display());
@@ -566,14 +563,7 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
     let baseline = &report["destination_write"]["measurements"][0];
     assert_eq!(baseline["bytes"], 32 << 20, "{report}");
     assert_eq!(baseline["conditions"]["direct"], true);
-    assert!(
-        report["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["kind"] == "zero_baseline"),
-        "{report}"
-    );
+    assert!(has_warning(&report, "zero_baseline"), "{report}");
     // Round trips through the stock server's `cat`.
     assert_eq!(path["latency"]["samples"], 1000, "{path}");
     assert!(path["latency_failed"].is_null(), "{path}");
@@ -585,7 +575,7 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
         "{path}"
     );
     // The copy was measured, then removed with the baseline file: nothing is left on the far disk.
-    let names = common::entries(far.path());
+    let names = crate::common::entries(far.path());
     assert!(names.is_empty(), "{names:?}");
 }
 
@@ -680,7 +670,7 @@ fn a_remote_without_scp_is_named_in_the_error() {
     assert!(
         no_partial_files(far.path()),
         "{:?}",
-        common::entries(far.path())
+        crate::common::entries(far.path())
     );
     // Without scp, parallel connections (dd) still work.
     let out = copy(
@@ -698,7 +688,7 @@ fn a_remote_without_scp_is_named_in_the_error() {
 fn a_read_only_remote_directory_fails_before_sending() {
     let Some(sshd) = start() else { return };
     let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
-    let locked = common::ReadOnlyDir::new(far.path().join("locked"));
+    let locked = crate::common::ReadOnlyDir::new(far.path().join("locked"));
     if !locked.is_unwritable() {
         eprintln!("skipped: cannot make a directory read-only here");
         return;
@@ -715,7 +705,7 @@ fn a_read_only_remote_directory_fails_before_sending() {
         );
         assert_failed_cleanly(&out);
         assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
-        assert!(common::entries(&locked.path).is_empty());
+        assert_empty_dir(&locked.path);
     }
 }
 
@@ -768,11 +758,7 @@ fn a_full_remote_disk_fails_cleanly_and_leaves_nothing() {
             "-P {streams}: {}",
             out.stderr
         );
-        assert!(
-            common::entries(&disk.0).is_empty(),
-            "-P {streams}: {:?}",
-            common::entries(&disk.0)
-        );
+        assert_empty_dir(&disk.0);
     }
 }
 
@@ -809,7 +795,7 @@ fn the_agent_key_logs_in_when_no_key_file_is_given() {
     let source = local.path().join("a.img");
     make_file(&source, "1M");
     let landed = far.path().join("a.img");
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &remote(&sshd, &landed),
@@ -835,7 +821,7 @@ fn reach(sshd: &Sshd, home: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
     if !config.exists() {
         std::fs::write(&config, "GlobalKnownHostsFile /dev/null\n").unwrap();
     }
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "lat",
         &format!("{}:{}", sshd.destination(), sshd.port()),
         "-n",
@@ -859,7 +845,8 @@ fn reach(sshd: &Sshd, home: &Path, known_hosts: &Path, extra: &[&str]) -> Run {
 fn openssh_accepts(sshd: &Sshd, known_hosts: &Path) -> bool {
     let mut cmd = sshd.ssh_command_with(sshd.client_key(), known_hosts, "true");
     cmd.stdin(std::process::Stdio::null());
-    let run = common::sshd::run_bounded(cmd, None, Duration::from_secs(30)).expect("ssh hung");
+    let run =
+        crate::common::sshd::run_bounded(cmd, None, Duration::from_secs(30)).expect("ssh hung");
     run.code == 0
 }
 
@@ -871,12 +858,12 @@ fn sshd_with_ecdsa_host_key() -> Option<(Sshd, tempfile::TempDir, String)> {
         .canonicalize()
         .unwrap()
         .join("ssh_host_ecdsa_key");
-    common::sshd::new_key_of_type(&ecdsa, "ecdsa");
+    crate::common::sshd::new_key_of_type(&ecdsa, "ecdsa");
     let sshd = Sshd::start_with(&format!("HostKey {}\n", ecdsa.display()));
     if sshd.is_none() {
         eprintln!("skipped: OpenSSH is not installed");
     }
-    let public = common::sshd::public_key(&ecdsa);
+    let public = crate::common::sshd::public_key(&ecdsa);
     Some((sshd?, keys, public))
 }
 
@@ -894,10 +881,9 @@ fn known_hosts_lines_are_judged_as_openssh_judges_them() {
     let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
         return;
     };
-    let home = temp_dir();
-    let other = home.path().join("other");
-    common::sshd::new_key(&other);
-    let other = common::sshd::public_key(&other);
+    let (home, other) = scratch_path("other");
+    crate::common::sshd::new_key(&other);
+    let other = crate::common::sshd::public_key(&other);
     let (ed, port) = (host_key(&sshd), sshd.port());
     let cases = [
         ("bracketed", format!("[127.0.0.1]:{port} {ed}\n"), true),
@@ -968,8 +954,7 @@ fn a_host_pinned_only_by_its_ecdsa_key_is_known_and_accept_new_appends_nothing()
     let Some((sshd, _keys, ecdsa)) = sshd_with_ecdsa_host_key() else {
         return;
     };
-    let home = temp_dir();
-    let known_hosts = home.path().join("known_hosts");
+    let (home, known_hosts) = scratch_path("known_hosts");
     let pinned = format!("[127.0.0.1]:{} {ecdsa}\n", sshd.port());
     std::fs::write(&known_hosts, &pinned).unwrap();
     let out = reach(&sshd, home.path(), &known_hosts, &["--accept-new-host-key"]);
@@ -980,8 +965,7 @@ fn a_host_pinned_only_by_its_ecdsa_key_is_known_and_accept_new_appends_nothing()
 #[test]
 fn unknown_host_refusal_names_bracketed_known_hosts_entry() {
     let Some(sshd) = start() else { return };
-    let home = temp_dir();
-    let known_hosts = home.path().join("known_hosts");
+    let (home, known_hosts) = scratch_path("known_hosts");
     let out = reach(&sshd, home.path(), &known_hosts, &[]);
     assert_failed_cleanly(&out);
     let line = format!("[127.0.0.1]:{} {}", sshd.port(), host_key(&sshd));
@@ -1003,7 +987,7 @@ fn accept_new_records_the_key_once_when_parallel_logins_meet_an_unknown_host() {
     let source = local.path().join("a.img");
     make_file(&source, "1M");
     let known_hosts = home.path().join("known_hosts");
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &remote(&sshd, &far.path().join("a.img")),
@@ -1030,10 +1014,9 @@ fn accept_new_records_the_key_once_when_parallel_logins_meet_an_unknown_host() {
 #[test]
 fn revoked_and_authority_lines_stop_the_login_and_accept_new_records_nothing() {
     let Some(sshd) = start() else { return };
-    let home = temp_dir();
-    let other = home.path().join("other");
-    common::sshd::new_key(&other);
-    let other = common::sshd::public_key(&other);
+    let (home, other) = scratch_path("other");
+    crate::common::sshd::new_key(&other);
+    let other = crate::common::sshd::public_key(&other);
     let ed = host_key(&sshd);
     for (text, said) in [
         (format!("@revoked * {ed}\n"), "is REVOKED"),
@@ -1087,7 +1070,7 @@ fn ssh_config_tokens_and_known_hosts_files_are_expanded_like_openssh() {
     )
     .unwrap();
     let landed = far.path().join("a.img");
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "copy",
         source.to_str().unwrap(),
         &format!("1:{}", landed.display()),
@@ -1158,7 +1141,7 @@ fn proxy_jump_reaches_the_second_sshd_through_the_first() {
     .unwrap();
     let copy_via_jump = |streams: &str| {
         let landed = far.path().join("a.img");
-        let mut cmd = common::command([
+        let mut cmd = crate::common::command([
             "copy",
             source.to_str().unwrap(),
             &format!("{}@far:{}", target.user(), landed.display()),
@@ -1242,7 +1225,8 @@ fn a_noisy_remote_shell_start_up_is_named_as_the_cause() {
     };
     let mut probe = sshd.ssh_command("true");
     probe.stdin(std::process::Stdio::null());
-    let said = common::sshd::run_bounded(probe, None, Duration::from_secs(30)).expect("ssh hung");
+    let said =
+        crate::common::sshd::run_bounded(probe, None, Duration::from_secs(30)).expect("ssh hung");
     if !said.stdout.contains("hello from bashrc") {
         eprintln!("skipped: this login shell reads no start-up file for a command over SSH");
         return;
@@ -1389,7 +1373,7 @@ fn a_remote_source_that_is_not_a_regular_file_is_named_at_every_stream_count() {
 fn a_local_name_that_reads_as_host_and_port_gets_the_dot_slash_hint() {
     let local = temp_dir();
     std::fs::write(local.path().join("lab:99999:x.bin"), b"x").unwrap();
-    let mut cmd = common::command(["copy", "lab:99999:x.bin", "out.bin", "--via", "ssh"]);
+    let mut cmd = crate::common::command(["copy", "lab:99999:x.bin", "out.bin", "--via", "ssh"]);
     cmd.current_dir(local.path());
     let out = run_command(cmd);
     assert_ne!(out.code, 0, "{}", out.stderr);
@@ -1413,7 +1397,7 @@ fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
         ("tcp", format!("127.0.0.1:{port}")),
         ("ssh", format!("[::1]:{port}")),
     ] {
-        let mut cmd = common::command(["net", &host, "-t", "1", "--via", via]);
+        let mut cmd = crate::common::command(["net", &host, "-t", "1", "--via", via]);
         cmd.env("HOME", home.path()).env_remove("SSH_AUTH_SOCK");
         let out = run_command(cmd);
         assert_failed_cleanly(&out);
@@ -1426,7 +1410,7 @@ fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
     // A bare IPv6 address is a host (port 22 or ssh_config's), not "an empty host name".
     let config = home.path().join("config");
     std::fs::write(&config, format!("Host ::1\n  Port {port}\n")).unwrap();
-    let mut cmd = common::command([
+    let mut cmd = crate::common::command([
         "net",
         "::1",
         "-t",
@@ -1444,7 +1428,7 @@ fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
         "{}",
         out.stderr
     );
-    let out = run_command(common::command(["net", "::1:5301", "-t", "1"]));
+    let out = run_command(crate::common::command(["net", "::1:5301", "-t", "1"]));
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("[brackets]"), "{}", out.stderr);
 }

@@ -2,16 +2,17 @@
 //! `scp -O` on loopback. Each test prints "skipped" and passes when the OpenSSH client is not
 //! installed.
 
-mod common;
-
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
-use common::{Hosts, RUN_TIMEOUT, Run, Server, assert_no_leftovers, entries, temp_dir, wait_until};
+use crate::common::sshd::{backslash_escape, new_key, random_bytes, run_bounded};
+use crate::common::{
+    Hosts, RUN_TIMEOUT, Run, Server, assert_empty_dir, assert_no_leftovers, entries, scratch_path,
+    temp_dir, wait_until,
+};
 use tempfile::TempDir;
 use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSsh};
 use xferbench::transport::ssh::command::RemoteCommand;
@@ -57,8 +58,7 @@ struct Client {
 impl Client {
     /// A client key pair (KEY, KEY.pub) and a host key pair made with ssh-keygen.
     fn new(tools: OpenSsh) -> Client {
-        let dir = temp_dir();
-        let key = dir.path().join("id_ed25519");
+        let (dir, key) = scratch_path("id_ed25519");
         new_key(&key);
         new_key(&dir.path().join("host_key"));
         Client {
@@ -184,10 +184,38 @@ struct Setup {
     outside: TempDir,
 }
 
+impl Setup {
+    /// Starts scp of 32 MiB to `big.bin` at 16 Mbit/s (`-l 16000`, two seconds per 4 MB: time to
+    /// stop it half-way) and waits at most 20 s for the partial file. Returns scp, the partial
+    /// file and whether it appeared.
+    fn slow_scp_upload(&self) -> (std::process::Child, PathBuf, bool) {
+        let local = self.client.dir.path().join("big.bin");
+        write_random(&local, 32 << 20);
+        let mut cmd = self.client.scp(&["-l", "16000"], &local, remote("big.bin"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let scp = cmd.spawn().expect("start scp");
+        let partial = self.root.join(".big.bin.xferbench-partial");
+        let started = wait_until(Duration::from_secs(20), || partial.exists());
+        (scp, partial, started)
+    }
+
+    /// Kills and reaps the scp of [`Setup::slow_scp_upload`]; fails the test if it never started.
+    fn stop_scp(&self, mut scp: std::process::Child, started: bool) {
+        let _ = scp.kill();
+        let _ = scp.wait();
+        assert!(
+            started,
+            "the upload never started: {:?}",
+            entries(&self.root)
+        );
+    }
+}
+
 fn start(extra: &[&str]) -> Option<Setup> {
     let client = Client::new(OpenSsh::find()?);
-    let outside = temp_dir();
-    let root = outside.path().join("root");
+    let (outside, root) = scratch_path("root");
     std::fs::create_dir(&root).unwrap();
     let (authorized_keys, host_key) = (client.authorized_keys(), client.host_key());
     let mut args = vec![
@@ -295,7 +323,7 @@ fn scp_paths_outside_the_root_are_refused() {
     assert_ne!(out.code, 0, "a download through .. succeeded");
     assert!(!Path::new(escape).exists(), "{escape} was written");
     assert_eq!(entries(setup.outside.path()), ["root"]);
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -333,7 +361,7 @@ fn a_shell_command_is_refused_with_runs_no_shell() {
     );
     let out = run(setup.client.ssh("scp -t -- x; touch y"), Some(Vec::new()));
     assert_eq!(out.code, 127, "{}", out.stderr);
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -450,33 +478,16 @@ fn run_bytes(mut cmd: Command) -> Vec<u8> {
 #[test]
 fn a_killed_scp_upload_leaves_no_file_under_the_final_name() {
     let Some(setup) = start(&[]) else { return };
-    let local = setup.client.dir.path().join("big.bin");
-    write_random(&local, 32 << 20);
-    // -l 16000: 16 Mbit/s, two seconds per 4 MB: time to kill it half-way.
-    let mut cmd = setup
-        .client
-        .scp(&["-l", "16000"], &local, remote("big.bin"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut scp = cmd.spawn().expect("start scp");
-    let partial = setup.root.join(".big.bin.xferbench-partial");
-    let started = wait_until(Duration::from_secs(20), || partial.exists());
+    let (scp, partial, started) = setup.slow_scp_upload();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = scp.kill();
-    let _ = scp.wait();
-    assert!(
-        started,
-        "the upload never started: {:?}",
-        entries(&setup.root)
-    );
+    setup.stop_scp(scp, started);
     assert!(
         wait_until(Duration::from_secs(20), || !partial.exists()),
         "the partial file stayed: {:?}",
         entries(&setup.root)
     );
     assert!(!setup.root.join("big.bin").exists());
-    assert!(entries(&setup.root).is_empty());
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -560,33 +571,13 @@ fn the_in_process_server_takes_scp_and_says_its_host_key() {
 #[test]
 fn sigterm_during_an_scp_upload_stops_serve_and_removes_the_partial_file() {
     let Some(mut setup) = start(&[]) else { return };
-    let local = setup.client.dir.path().join("big.bin");
-    write_random(&local, 32 << 20);
-    let mut cmd = setup
-        .client
-        .scp(&["-l", "16000"], &local, remote("big.bin"));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut scp = cmd.spawn().expect("start scp");
-    let partial = setup.root.join(".big.bin.xferbench-partial");
-    let started = wait_until(Duration::from_secs(20), || partial.exists());
+    let (scp, _, started) = setup.slow_scp_upload();
     setup.server.signal(libc::SIGTERM);
     let status = setup.server.wait_exit(Duration::from_secs(20));
-    let _ = scp.kill();
-    let _ = scp.wait();
-    assert!(
-        started,
-        "the upload never started: {:?}",
-        entries(&setup.root)
-    );
+    setup.stop_scp(scp, started);
     let status = status.expect("serve did not stop within 20 s of SIGTERM");
     assert_eq!(status.code(), Some(130), "{}", setup.server.stderr_text());
-    assert!(
-        entries(&setup.root).is_empty(),
-        "{:?}",
-        entries(&setup.root)
-    );
+    assert_empty_dir(&setup.root);
 }
 
 #[test]
@@ -597,7 +588,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
     let only_restricted = client.dir.path().join("restricted_keys");
     std::fs::write(&only_restricted, format!("from=\"10.9.9.9\" {key}")).unwrap();
     let root = temp_dir();
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "serve".as_ref(),
         "--listen".as_ref(),
         "127.0.0.1:0".as_ref(),
@@ -615,7 +606,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
         "{}",
         out.stderr
     );
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -628,7 +619,7 @@ fn authorized_keys_lines_with_options_are_skipped_and_said() {
 
 /// `xferbench ARGS --via ssh` with the test's key and known_hosts, as the server's client.
 fn xferbench_to_own(setup: &Setup, args: &[&str]) -> Run {
-    let mut cmd = common::command(args);
+    let mut cmd = crate::common::command(args);
     cmd.args(["--via", "ssh", "--identity"])
         .arg(&setup.client.key)
         .arg("--known-hosts")
@@ -636,14 +627,13 @@ fn xferbench_to_own(setup: &Setup, args: &[&str]) -> Run {
         .args(["-F", "/dev/null"])
         .env("HOME", setup.client.dir.path())
         .env_remove("SSH_AUTH_SOCK");
-    common::run_command(cmd)
+    crate::common::run_command(cmd)
 }
 
 #[test]
 fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
     let Some(setup) = start(&[]) else { return };
-    let local = temp_dir();
-    let source = local.path().join("a b.img");
+    let (local, source) = scratch_path("a b.img");
     let bytes = write_random(&source, (5 << 20) + 77);
     let target = format!("127.0.0.1:{}:in.img", setup.client.port);
     for streams in ["1", "3"] {
@@ -669,9 +659,9 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
         assert_file(&back, &bytes);
     }
     assert!(
-        common::leftovers(&setup.root).is_empty(),
+        crate::common::leftovers(&setup.root).is_empty(),
         "{:?}",
-        common::entries(&setup.root)
+        crate::common::entries(&setup.root)
     );
     let out = xferbench_to_own(
         &setup,
@@ -685,7 +675,7 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
             "-J",
         ],
     );
-    let report = common::json_report(&out);
+    let report = crate::common::json_report(&out);
     assert!(
         report["directions"][0]["receiver"]["bytes"]
             .as_u64()
@@ -701,12 +691,12 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
     let host = format!("127.0.0.1:{}", setup.client.port);
     let out = xferbench_to_own(&setup, &["lat", &host, "-n", "250", "-s", "100", "-J"]);
     assert_ran(&out, "xferbench lat --via ssh to serve");
-    let report = common::json_report(&out);
+    let report = crate::common::json_report(&out);
     assert_eq!(report["path"], "ssh", "{report:#}");
     assert_eq!(report["size"], 100);
     let latency = &report["latency"];
     assert_eq!(latency["samples"], 250, "{latency}");
-    common::assert_latency_ordered(latency);
+    crate::common::assert_latency_ordered(latency);
     assert!(
         latency["what"]
             .as_str()
@@ -720,8 +710,7 @@ fn xferbench_lat_round_trips_through_its_own_ssh_server() {
 fn xferbench_tilde_paths_are_the_root_of_its_own_ssh_server_at_every_stream_count() {
     let Some(setup) = start(&[]) else { return };
     std::fs::create_dir(setup.root.join("in")).unwrap();
-    let local = temp_dir();
-    let source = local.path().join("f.bin");
+    let (local, source) = scratch_path("f.bin");
     let bytes = write_random(&source, (2 << 20) + 5);
     let at = |path: &str| format!("127.0.0.1:{}:{path}", setup.client.port);
     for streams in ["1", "3"] {

@@ -2,11 +2,12 @@
 //! namespaces of a lab of the test's own when root, else on loopback. No figure is compared
 //! with a speed: the tests pin down what is counted and how it adds up.
 
-mod common;
-
 use std::ffi::OsStr;
 
-use common::{Hosts, Run, Server, assert_failed_cleanly, json_report, temp_dir};
+use crate::common::{
+    Hosts, Run, Served, Server, assert_failed_cleanly, count, has_warning, json_report, number,
+    temp_dir,
+};
 use serde_json::Value;
 
 /// Runs `net SERVER EXTRA... -J` against a server of its own (in a lab when possible) and
@@ -28,11 +29,7 @@ fn net_json(hosts: &Hosts, extra: &[&str]) -> Value {
             );
         }
     }
-    let loopback_warned = report["warnings"]
-        .as_array()
-        .expect("a warnings array")
-        .iter()
-        .any(|w| w["kind"] == "loopback");
+    let loopback_warned = has_warning(&report, "loopback");
     assert_eq!(loopback_warned, hosts.lab().is_none(), "{report:#}");
     report
 }
@@ -64,18 +61,6 @@ fn direction<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} direction: {report:#}"))
 }
 
-fn u64_of(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a count: {value}"))
-}
-
-fn f64_of(value: &Value) -> f64 {
-    value
-        .as_f64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
-}
-
 /// Figures that must hold for any direction of any run: both ends counted bytes, the receiver
 /// no more than was sent, rates are bytes over seconds, streams add up to the direction.
 fn assert_plausible(dir: &Value, streams: usize) {
@@ -83,17 +68,17 @@ fn assert_plausible(dir: &Value, streams: usize) {
     let receiver = &dir["receiver"];
     assert_eq!(sender["stage"], "net_send", "{dir:#}");
     assert_eq!(receiver["stage"], "net_receive", "{dir:#}");
-    let sent = u64_of(&sender["bytes"]);
-    let received = u64_of(&receiver["bytes"]);
+    let sent = count(&sender["bytes"]);
+    let received = count(&receiver["bytes"]);
     assert!(received > 0, "nothing received: {dir:#}");
     assert!(
         received <= sent,
         "received {received} bytes, more than the {sent} sent: {dir:#}"
     );
     for m in [sender, receiver] {
-        let bytes = f64_of(&m["bytes"]);
-        let secs = f64_of(&m["secs"]);
-        let rate = f64_of(&m["bytes_per_sec"]);
+        let bytes = number(&m["bytes"]);
+        let secs = number(&m["secs"]);
+        let rate = number(&m["bytes_per_sec"]);
         assert!(secs > 0.0, "{dir:#}");
         assert!(
             (rate - bytes / secs).abs() <= 1e-6 * rate,
@@ -105,9 +90,9 @@ fn assert_plausible(dir: &Value, streams: usize) {
     }
     let stream_reports = dir["streams"].as_array().expect("a streams array");
     assert_eq!(stream_reports.len(), streams, "{dir:#}");
-    let ids: Vec<u64> = stream_reports.iter().map(|s| u64_of(&s["id"])).collect();
+    let ids: Vec<u64> = stream_reports.iter().map(|s| count(&s["id"])).collect();
     assert_eq!(ids, (1..=streams as u64).collect::<Vec<_>>(), "{dir:#}");
-    let sum = |field: &str| -> u64 { stream_reports.iter().map(|s| u64_of(&s[field])).sum() };
+    let sum = |field: &str| -> u64 { stream_reports.iter().map(|s| count(&s[field])).sum() };
     assert_eq!(sum("sender_bytes"), sent, "streams do not add up: {dir:#}");
     assert_eq!(
         sum("receiver_bytes"),
@@ -116,7 +101,7 @@ fn assert_plausible(dir: &Value, streams: usize) {
     );
     for stream in stream_reports {
         assert!(
-            u64_of(&stream["receiver_bytes"]) <= u64_of(&stream["sender_bytes"]),
+            count(&stream["receiver_bytes"]) <= count(&stream["sender_bytes"]),
             "a stream received more than was sent: {dir:#}"
         );
     }
@@ -171,8 +156,8 @@ fn net_reports_an_interval_every_half_second_per_stream() {
         );
         let mut next_start = 0.0;
         for (n, interval) in intervals.iter().enumerate() {
-            let start = f64_of(&interval["start_secs"]);
-            let secs = f64_of(&interval["secs"]);
+            let start = number(&interval["start_secs"]);
+            let secs = number(&interval["secs"]);
             assert!(
                 (start - next_start).abs() < 1e-6,
                 "intervals are not back to back: {stream:#}"
@@ -186,8 +171,8 @@ fn net_reports_an_interval_every_half_second_per_stream() {
             next_start = start + secs;
         }
         // The client sends the upload: its intervals count what it sent.
-        let counted: u64 = intervals.iter().map(|i| u64_of(&i["bytes"])).sum();
-        assert_eq!(counted, u64_of(&stream["sender_bytes"]), "{stream:#}");
+        let counted: u64 = intervals.iter().map(|i| count(&i["bytes"])).sum();
+        assert_eq!(counted, count(&stream["sender_bytes"]), "{stream:#}");
     }
 }
 
@@ -199,13 +184,13 @@ fn net_omit_leaves_the_first_seconds_out_of_the_counted_time() {
     let upload = direction(&report, "upload");
     for side in ["sender", "receiver"] {
         // Counted from the end of the omitted second: about 1 s, not the 2 s the test ran.
-        let secs = f64_of(&upload[side]["secs"]);
+        let secs = number(&upload[side]["secs"]);
         assert!(
             (0.9..1.8).contains(&secs),
             "{side} counted {secs} s of a 1 s test after 1 s omitted: {report:#}"
         );
         let first = &upload[side]["intervals"][0];
-        assert_eq!(f64_of(&first["start_secs"]), 0.0, "{report:#}");
+        assert_eq!(number(&first["start_secs"]), 0.0, "{report:#}");
     }
     // The receiver's cut is aligned to the sender's, so it never counts more than was sent.
     assert_plausible(upload, 1);
@@ -226,11 +211,9 @@ fn net_on_loopback_warns_that_the_figure_is_not_a_networks() {
 
 #[test]
 fn net_text_output_has_interval_lines_per_stream_and_a_summary() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let out = net(&server, &["-t", "1", "-i", "0.5", "-P", "2"], false);
-    common::assert_success(out.code, &out.stdout, &out.stderr);
+    crate::common::assert_success(out.code, &out.stdout, &out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     for id in ["[  1]", "[  2]", "[SUM]"] {
         let count = lines.iter().filter(|line| line.starts_with(id)).count();
@@ -257,7 +240,7 @@ fn net_text_output_has_interval_lines_per_stream_and_a_summary() {
 #[test]
 fn net_to_an_unknown_host_fails_cleanly() {
     // .invalid never resolves (RFC 6761): the lookup fails locally, nothing is sent.
-    let out = common::run_command(common::command([
+    let out = crate::common::run_command(crate::common::command([
         "-q",
         "net",
         "no-such-host.invalid",
@@ -279,7 +262,7 @@ fn net_to_a_port_nothing_listens_on_fails_cleanly() {
         listener.local_addr().unwrap().port()
     };
     let addr = format!("127.0.0.1:{port}");
-    let out = common::run_command(common::command(["-q", "net", &addr, "-t", "1"]));
+    let out = crate::common::run_command(crate::common::command(["-q", "net", &addr, "-t", "1"]));
     assert_failed_cleanly(&out);
     assert!(
         out.stderr.contains(&addr) && out.stderr.contains("refused"),
@@ -290,10 +273,8 @@ fn net_to_a_port_nothing_listens_on_fails_cleanly() {
 
 #[test]
 fn net_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let out = common::run_command(server.client(&[
+    let server = Hosts::two().served(&[]);
+    let out = crate::common::run_command(server.client(&[
         "net".as_ref(),
         server.addr.as_ref(),
         "-t".as_ref(),
@@ -314,7 +295,12 @@ fn net_with_a_wrong_token_is_refused_and_the_server_keeps_serving() {
 fn net_rejects_zero_and_too_many_streams_as_usage_errors() {
     for streams in ["0", "129", "10000"] {
         // Rejected before any connection: the address is never dialled.
-        let out = common::run_command(common::command(["net", "127.0.0.1:9", "-P", streams]));
+        let out = crate::common::run_command(crate::common::command([
+            "net",
+            "127.0.0.1:9",
+            "-P",
+            streams,
+        ]));
         assert_eq!(out.code, 2, "-P {streams}: {out:?}");
         assert!(
             out.stderr.starts_with("error: ") && out.stderr.contains("--parallel"),
@@ -329,7 +315,7 @@ fn net_rejects_zero_and_too_many_streams_as_usage_errors() {
 /// Makes the lab's path drop every packet of established connections to the server's `port`,
 /// from now on (the server's namespace goes away with the lab). Tries iptables, then a tc
 /// ingress filter on the server's veth end; returns why neither worked.
-fn cut_path(lab: &common::Lab, port: u16) -> Result<(), String> {
+fn cut_path(lab: &crate::common::Lab, port: u16) -> Result<(), String> {
     let ns = lab.server_ns();
     let port = port.to_string();
     let iptables = std::process::Command::new("ip")
@@ -370,17 +356,6 @@ fn cut_path(lab: &common::Lab, port: u16) -> Result<(), String> {
         .map_err(|tc_error| format!("iptables: {iptables:?}; tc: {tc_error}"))
 }
 
-/// The lab when this machine can make one, else None after saying why the test is skipped.
-fn lab_or_skip(hosts: &Hosts) -> Option<&common::Lab> {
-    let lab = hosts.lab();
-    if lab.is_none() {
-        eprintln!(
-            "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)"
-        );
-    }
-    lab
-}
-
 /// The end of every interval line `[ ID] A-B s ...` of a text run.
 fn interval_ends(stdout: &str) -> Vec<f64> {
     stdout
@@ -394,14 +369,48 @@ fn interval_ends(stdout: &str) -> Vec<f64> {
         .collect()
 }
 
+/// A server in a lab of its own (`serve EXTRA...`) and `xferbench COMMAND ADDR ARGS...` against
+/// it, the path cut `after` the client started (returned: when it started). None (said) when the
+/// lab or the cut cannot be made here.
+fn client_on_a_dark_path(
+    extra: &[&str],
+    command: &str,
+    args: &[&str],
+    after: std::time::Duration,
+) -> Option<(Served, crate::common::Background, std::time::Instant)> {
+    let server = Hosts::two().served_in_lab(
+        extra,
+        "skipping: cutting a path needs root and network namespaces (or XFERBENCH_TEST_NO_NETNS is set)",
+    )?;
+    let mut all = vec![command, server.addr.as_str()];
+    all.extend_from_slice(args);
+    let started = std::time::Instant::now();
+    let lab = server.hosts.lab()?;
+    let client = client_on_a_path_cut_after(lab, &server, &all, after)?;
+    Some((server, client, started))
+}
+
+/// A clean failure (see [`assert_failed_cleanly`]) that says the path to `server` stopped
+/// carrying data.
+fn assert_failed_saying_the_path_went_dark(out: &Run, server: &Server) {
+    assert_failed_cleanly(out);
+    assert!(
+        out.stderr.contains("the path stopped carrying data")
+            && out.stderr.contains(&server.addr)
+            && !out.stderr.contains("os error 11"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// Starts `xferbench ARGS...` against `server`, lets it run for `after`, then cuts the lab's path
 /// to the server's port. None (said) when the path cannot be cut here.
 fn client_on_a_path_cut_after(
-    lab: &common::Lab,
-    server: &common::Server,
+    lab: &crate::common::Lab,
+    server: &crate::common::Server,
     args: &[&str],
     after: std::time::Duration,
-) -> Option<common::Background> {
+) -> Option<crate::common::Background> {
     let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
     let client = server.spawn(&args);
     std::thread::sleep(after);
@@ -415,17 +424,12 @@ fn client_on_a_path_cut_after(
 /// `net -t 10` (EXTRA added) on a path cut 2 s in: ends with one line saying the path stopped
 /// carrying data, well within -t plus a grace, no interval past -t, and the server serves again.
 fn net_on_a_path_that_goes_dark(extra: &[&str]) {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let mut server = hosts.serve(root.path(), &["--max-clients", "1"]);
-    let mut args = vec!["net", server.addr.as_str(), "-t", "10"];
+    let mut args = vec!["-t", "10"];
     args.extend_from_slice(extra);
-    let started = std::time::Instant::now();
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, 2 * second) else {
+    let Some((mut server, client, started)) =
+        client_on_a_dark_path(&["--max-clients", "1"], "net", &args, 2 * second)
+    else {
         return;
     };
     let out = client.finish(std::time::Duration::from_secs(60));
@@ -434,14 +438,7 @@ fn net_on_a_path_that_goes_dark(extra: &[&str]) {
         "net {extra:?} on a dark path ended after {took:?}: {}",
         out.stderr.trim()
     );
-    assert_failed_cleanly(&out);
-    assert!(
-        out.stderr.contains("the path stopped carrying data")
-            && out.stderr.contains(&server.addr)
-            && !out.stderr.contains("os error 11"),
-        "{}",
-        out.stderr
-    );
+    assert_failed_saying_the_path_went_dark(&out, &server);
     assert!(
         took < std::time::Duration::from_secs(10 + 15),
         "net -t 10 took {took:?} on a dark path"
@@ -471,19 +468,13 @@ fn net_reverse_ends_near_t_when_the_path_goes_dark() {
 
 #[test]
 fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let args = ["net", server.addr.as_str(), "-t", "30"];
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
+    let Some((_server, client, _)) = client_on_a_dark_path(&[], "net", &["-t", "30"], second)
+    else {
         return;
     };
     std::thread::sleep(2 * second);
-    common::send_signal(client.pid(), libc::SIGINT);
+    crate::common::send_signal(client.pid(), libc::SIGINT);
     let signalled = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(10));
     let took = signalled.elapsed();
@@ -497,9 +488,7 @@ fn net_ctrl_c_on_a_dark_path_exits_130_within_a_second() {
 
 #[test]
 fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
-    let hosts = Hosts::two();
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
+    let server = Hosts::two().served(&[]);
     let started = std::time::Instant::now();
     let out = net(&server, &["-t", "2", "-w", "1"], true);
     let took = started.elapsed();
@@ -507,14 +496,14 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
     // What -w asked stays in `window`; the conditions say what the kernel gave: its floor here.
     assert_eq!(report["window"], 1, "{report:#}");
     let upload = direction(&report, "upload");
-    let granted = u64_of(&upload["sender"]["conditions"]["window"]);
+    let granted = count(&upload["sender"]["conditions"]["window"]);
     assert!(granted >= 1024, "granted {granted} B: {report:#}");
     assert!(
         took < std::time::Duration::from_secs(2 + 10),
         "net -t 2 -w 1 took {took:?}"
     );
     let text = net(&server, &["-t", "1", "-w", "1"], false);
-    common::assert_success(text.code, &text.stdout, &text.stderr);
+    crate::common::assert_success(text.code, &text.stdout, &text.stderr);
     assert!(
         text.stdout
             .contains(&format!("window {granted} B granted (1 B asked)")),
@@ -535,28 +524,14 @@ fn net_window_reports_what_the_kernel_granted_and_ends_on_time() {
 // `lat` waits on the same kind of path: it lives here, beside the helpers that cut one.
 #[test]
 fn lat_ends_with_a_sentence_when_the_path_goes_dark() {
-    let hosts = Hosts::two();
-    let Some(lab) = lab_or_skip(&hosts) else {
-        return;
-    };
-    let root = temp_dir();
-    let server = hosts.serve(root.path(), &[]);
-    let args = ["lat", server.addr.as_str(), "-t", "60"];
     let second = std::time::Duration::from_secs(1);
-    let Some(client) = client_on_a_path_cut_after(lab, &server, &args, second) else {
+    let Some((server, client, _)) = client_on_a_dark_path(&[], "lat", &["-t", "60"], second) else {
         return;
     };
     let cut = std::time::Instant::now();
     let out = client.finish(std::time::Duration::from_secs(60));
     let took = cut.elapsed();
-    assert_failed_cleanly(&out);
-    assert!(
-        out.stderr.contains("the path stopped carrying data")
-            && out.stderr.contains(&server.addr)
-            && !out.stderr.contains("os error 11"),
-        "{}",
-        out.stderr
-    );
+    assert_failed_saying_the_path_went_dark(&out, &server);
     assert!(
         took < std::time::Duration::from_secs(20),
         "lat took {took:?} to give up on a dark path"

@@ -1,0 +1,21 @@
+//! Every integration test in one binary (as ripgrep lays them out): one link instead of one per
+//! file. One area at a time: `cargo test --test integration copy::`.
+
+mod common;
+
+mod bad_input;
+mod copy;
+mod disk;
+mod r#gen;
+mod interrupt;
+mod lat;
+mod net;
+#[cfg(feature = "rdma")]
+mod rdma;
+mod run;
+mod serve;
+mod ssh;
+mod ssh_bounds;
+mod ssh_serve;
+mod sshd_fixture;
+mod udp;
