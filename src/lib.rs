@@ -3,7 +3,7 @@
 //! The binary is a thin shell over this library, so tests and benches run the same code.
 //!
 //! # Layout
-//! Floors, bottom to top; a module imports only the floors below it (`tests/layers.rs`), and
+//! Floors, bottom to top; a module imports only the floors below it (`tests/integration/layers.rs`), and
 //! `ARCHITECTURE.md` draws the map and the control protocol.
 //! - vocabulary: [`sys`] (the system calls, behind safe functions), [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`classes`]
 //! - [`measure`]: one `Measurement` for every path, and the words a figure is about

@@ -9,6 +9,7 @@ mod disk;
 mod r#gen;
 mod interrupt;
 mod lat;
+mod layers;
 mod net;
 #[cfg(feature = "rdma")]
 mod rdma;
