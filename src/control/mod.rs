@@ -7,11 +7,13 @@
 //! ([`Reply::NetDone`], [`Reply::CopyDone`], [`Reply::DiskDone`]) on the control connection.
 //! Anything the server refuses comes back as [`Reply::Error`] with a sentence for the user.
 
+pub mod client;
 pub mod connection;
 pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
+pub use client::Client;
 pub use connection::Connection;
 
 use crate::measure::{CpuUse, Direction, Interval, Measurement};
