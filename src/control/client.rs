@@ -133,13 +133,12 @@ impl Client {
             }
         }
         let Some(stream) = connected else {
+            let tried = match tried.is_empty() {
+                true => "no address".to_string(),
+                false => tried.join(", "),
+            };
             bail!(
-                "cannot connect to {name}: tried {}: is `xferbench serve` running there, on that port?",
-                if tried.is_empty() {
-                    "no address".into()
-                } else {
-                    tried.join(", ")
-                }
+                "cannot connect to {name}: tried {tried}: is `xferbench serve` running there, on that port?"
             );
         };
         let mut control = Connection::new(stream, MAX_RESULT_FRAME);
@@ -241,6 +240,14 @@ impl Client {
                 self.name()
             )),
             _ => err,
+        }
+    }
+
+    /// `outcome` as it is, or its error with the server's word on it (see [`Client::explain`]).
+    pub async fn explained<T>(&self, control: &mut Connection, outcome: Result<T>) -> Result<T> {
+        match outcome {
+            Ok(value) => Ok(value),
+            Err(err) => Err(self.explain(control, err).await),
         }
     }
 

@@ -317,10 +317,11 @@ impl Tcp {
             let _ = control.try_write(&Request::Finished);
         };
         let exchanged =
-            match memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await {
-                Ok(exchanged) => exchanged,
-                Err(err) => return Err(self.client.explain(&mut session.control, err).await),
-            };
+            memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await;
+        let exchanged = self
+            .client
+            .explained(&mut session.control, exchanged)
+            .await?;
         let local_cpu = cpu.finish();
         let stopped = exchanged.stopped;
         let exchanged_quiet = exchanged.quiet;
@@ -446,19 +447,11 @@ impl Tcp {
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let streams = std::mem::take(&mut session.streams);
-        let counter = Counter::new();
-        let (sent, intervals) = pipeline::watched(
-            watcher,
-            size,
-            &counter,
-            pipeline::send_file(engine, size, streams, chunks, &counter),
-        )
-        .await;
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err(err) => return Err(self.client.explain(&mut session.control, err).await),
-        };
+        let (sent, intervals) = self
+            .moving(&mut session, size, watcher, async |streams, counter| {
+                pipeline::send_file(engine, size, streams, chunks, counter).await
+            })
+            .await?;
         let done = self.client.copy_done(&mut session.control).await?;
         warnings.extend(done.warnings.iter().cloned());
         let elapsed = start.elapsed();
@@ -517,19 +510,11 @@ impl Tcp {
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let streams = std::mem::take(&mut session.streams);
-        let counter = Counter::new();
-        let (received, intervals) = pipeline::watched(
-            watcher,
-            size,
-            &counter,
-            pipeline::receive_file(engine, size, streams, chunks, &counter),
-        )
-        .await;
-        let received = match received {
-            Ok(received) => received,
-            Err(err) => return Err(self.client.explain(&mut session.control, err).await),
-        };
+        let (received, intervals) = self
+            .moving(&mut session, size, watcher, async |streams, counter| {
+                pipeline::receive_file(engine, size, streams, chunks, counter).await
+            })
+            .await?;
         let fsync = landing.flush(size)?;
         let done = self.client.copy_done(&mut session.control).await?;
         warnings.extend(done.warnings.iter().cloned());
@@ -550,6 +535,25 @@ impl Tcp {
             },
             warnings,
         })
+    }
+}
+
+impl Tcp {
+    /// Moves a copy's `size` bytes on the session's streams with `work`, under the watcher
+    /// (progress, intervals); a broken stream is explained by what the server said.
+    async fn moving<T>(
+        &self,
+        session: &mut Session,
+        size: u64,
+        watcher: &dyn Watcher,
+        work: impl AsyncFnOnce(Vec<TcpStream>, &Counter) -> Result<T>,
+    ) -> Result<(T, Vec<Interval>)> {
+        let streams = std::mem::take(&mut session.streams);
+        let counter = Counter::new();
+        let (moved, intervals) =
+            pipeline::watched(watcher, size, &counter, work(streams, &counter)).await;
+        let moved = self.client.explained(&mut session.control, moved).await?;
+        Ok((moved, intervals))
     }
 }
 

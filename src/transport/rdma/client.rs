@@ -67,9 +67,10 @@ impl Rdma {
         }
     }
 
-    /// After a failure here, the server has usually said why on the control connection.
-    fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
-        self.client.block_on(self.client.explain(control, err))
+    /// `outcome`, or its error with what the server said on the control connection.
+    fn explained<T>(&self, control: &mut Connection, outcome: Result<T>) -> Result<T> {
+        self.client
+            .block_on(self.client.explained(control, outcome))
     }
 
     /// Runs a copy's data loop under the watcher (progress, 1 s intervals); a failure is
@@ -87,10 +88,7 @@ impl Rdma {
         let outcome = work(&counter, &mut pulse);
         watcher.end();
         let intervals = pulse.intervals();
-        match outcome {
-            Ok(moved) => Ok((moved, intervals)),
-            Err(err) => Err(self.explain(control, err)),
-        }
+        Ok((self.explained(control, outcome)?, intervals))
     }
 
     /// Says the memory-to-memory test is over and reads the server's figures.
@@ -183,10 +181,7 @@ impl Transport for Rdma {
                 })?;
             Ok((latency, written))
         })();
-        let (latency, written) = match measured {
-            Ok(measured) => measured,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let (latency, written) = self.explained(&mut control, measured)?;
         let local_cpu = cpu.finish();
         let done = self.finish(&mut control)?;
         let conditions = Conditions {
@@ -283,10 +278,7 @@ impl Transport for Rdma {
                     &mut pulse,
                 )
             });
-        let latency = match measured {
-            Ok(latency) => latency,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let latency = self.explained(&mut control, measured)?;
         let local_cpu = cpu.finish();
         let done = self.finish(&mut control)?;
         Ok(LatReport {

@@ -230,14 +230,7 @@ impl Transport for Udp {
             Direction::Upload => sent.intervals.clone(),
             Direction::Download => receiver_intervals.clone(),
         };
-        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
-        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
-            warnings.push(Warning::FragmentedDatagrams {
-                len,
-                mtu,
-                largest: unfragmented,
-            });
-        }
+        let mut warnings = path_warnings(server, len, unfragmented, mtu);
         if foreign > 0 {
             warnings.push(Warning::ForeignDatagrams { count: foreign });
         }
@@ -314,14 +307,7 @@ impl Transport for Udp {
         let local_cpu = cpu.finish();
         self.client.block_on(control.write(&Request::Finished))?;
         let done = self.done(&mut control)?;
-        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
-        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
-            warnings.push(Warning::FragmentedDatagrams {
-                len,
-                mtu,
-                largest: unfragmented,
-            });
-        }
+        let mut warnings = path_warnings(server, len, unfragmented, mtu);
         if lost > 0 {
             warnings.push(Warning::LostRoundTrips {
                 lost,
@@ -434,6 +420,25 @@ impl Udp {
     fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
         self.client.block_on(self.client.explain(control, err))
     }
+}
+
+/// What every UDP test says of its path: a server on this machine, and datagrams of `len`
+/// bytes larger than the `unfragmented` ones the path MTU carries in one packet.
+fn path_warnings(
+    server: SocketAddr,
+    len: usize,
+    unfragmented: usize,
+    mtu: Option<u32>,
+) -> Vec<Warning> {
+    let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+    if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
+        warnings.push(Warning::FragmentedDatagrams {
+            len,
+            mtu,
+            largest: unfragmented,
+        });
+    }
+    warnings
 }
 
 /// The likely reasons a UDP test's datagrams all went missing, most likely first.
