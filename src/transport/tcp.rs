@@ -23,8 +23,8 @@ use crate::control::{
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, granted_window,
-    path_mtu,
+    Conditions, Counter, CpuClock, CpuUse, Interval, Latency, Measurement, Stage, Watcher,
+    granted_window, path_mtu,
 };
 use crate::warning::Warning;
 
@@ -239,17 +239,15 @@ impl Tcp {
                 },
             });
         }
-        Ok(LatReport {
-            server: self.server().to_string(),
-            path: TransportKind::Tcp,
-            size: plan.size,
+        let cpu = (local_cpu, done.cpu);
+        Ok(lat_report(
+            &self.client,
+            TransportKind::Tcp,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 
     async fn net(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
@@ -554,6 +552,29 @@ impl Tcp {
             pipeline::watched(watcher, size, &counter, work(streams, &counter)).await;
         let moved = self.client.explained(&mut session.control, moved).await?;
         Ok((moved, intervals))
+    }
+}
+
+/// The report of `plan`'s round trips over `path` to `client`'s server, with the CPU of this
+/// end and the server's.
+pub(super) fn lat_report(
+    client: &Client,
+    path: TransportKind,
+    plan: &LatPlan,
+    latency: Latency,
+    (local, remote): (CpuUse, CpuUse),
+    warnings: Vec<Warning>,
+) -> LatReport {
+    LatReport {
+        server: client.name().to_string(),
+        path,
+        size: plan.size,
+        latency,
+        cpu: CpuBoth {
+            local,
+            remote: Some(remote),
+        },
+        warnings,
     }
 }
 

@@ -281,17 +281,15 @@ impl Transport for Rdma {
         let latency = self.explained(&mut control, measured)?;
         let local_cpu = cpu.finish();
         let done = self.finish(&mut control)?;
-        Ok(LatReport {
-            server: self.server().to_string(),
-            path: TransportKind::Rdma,
-            size: LATENCY_SIZE,
+        let cpu = (local_cpu, done.cpu);
+        Ok(tcp::lat_report(
+            &self.client,
+            TransportKind::Rdma,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {

@@ -319,17 +319,15 @@ impl Transport for Udp {
                 count: done.foreign,
             });
         }
-        Ok(LatReport {
-            server: self.server().to_string(),
-            path: TransportKind::Udp,
-            size: plan.size,
+        let cpu = (local_cpu, done.cpu);
+        Ok(super::tcp::lat_report(
+            &self.client,
+            TransportKind::Udp,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 }
 
