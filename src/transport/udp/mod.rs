@@ -1,9 +1,9 @@
 //! The UDP path: memory-to-memory datagrams and round trips through `xferbench serve`, like
 //! nuttcp -u, iperf3 -u and qperf's udp_lat. No file copies: UDP does not deliver every byte.
 //!
-//! The control connection is the TCP path's; the datagrams go to serve's UDP port (the number
-//! of its TCP port). The client says Hello there with the session's key until the server's
-//! Welcome comes back, so both ways are known open before anything is timed.
+//! The control steps go through serve's [`Client`]; the datagrams go to serve's UDP port (the
+//! number of its TCP port). The client says Hello there with the session's key until the
+//! server's Welcome comes back, so both ways are known open before anything is timed.
 
 pub mod receive;
 pub mod send;
