@@ -108,16 +108,17 @@ pub fn open_source(
     Ok((engine, meta.len(), direct))
 }
 
-/// Prepares where a copy lands (a temporary name, O_DIRECT when the filesystem allows it) and
-/// starts the disk engine on it.
+/// Prepares where `plan`'s copy lands (a temporary name, O_DIRECT when the filesystem allows
+/// it; an existing file only with --force) and starts the disk engine on it, `chunks.depth`
+/// I/Os deep.
 pub fn open_destination(
     destination: &std::path::Path,
     size: u64,
-    force: bool,
-    depth: usize,
+    plan: &super::CopyPlan,
+    chunks: ChunkPlan,
     warnings: &mut Vec<Warning>,
 ) -> Result<(file::Landing, Engine)> {
-    let landing = file::Landing::prepare(destination, size, force, true)?;
+    let landing = file::Landing::prepare(destination, size, plan.force, true)?;
     if !landing.direct {
         warnings.push(Warning::DirectUnsupported {
             path: destination.to_path_buf(),
@@ -127,7 +128,7 @@ pub fn open_destination(
         EngineChoice::Auto,
         &landing.file,
         destination,
-        depth,
+        chunks.depth,
         warnings,
     )?;
     Ok((landing, engine))

@@ -495,13 +495,8 @@ impl Tcp {
         let size = session
             .size
             .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.server()))?;
-        let (landing, engine) = pipeline::open_destination(
-            &destination,
-            size,
-            plan.force,
-            chunks.depth,
-            &mut warnings,
-        )?;
+        let (landing, engine) =
+            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         let mut session = self.start(session, plan.streams).await?;

@@ -396,13 +396,8 @@ impl Rdma {
         let size = size
             .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.server()))?;
         copy::chunk_count(size, chunks.chunk)?;
-        let (landing, engine) = pipeline::open_destination(
-            &destination,
-            size,
-            plan.force,
-            chunks.depth,
-            &mut warnings,
-        )?;
+        let (landing, engine) =
+            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         warnings.extend(tcp::loopback_warning(&control));
