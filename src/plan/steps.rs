@@ -185,8 +185,7 @@ impl Setup {
             true => Some(Ssh::new(&ssh_peer, &ssh_login)?),
             false => None,
         };
-        // One client of serve for tcp, rdma and udp, so a run holds one network runtime; serve
-        // also takes the far disk's baseline for those paths, and without HOST.
+        // One client of serve, shared by tcp, rdma and udp: a run holds one network runtime.
         let client = match wants_tcp || wants_rdma || wants_udp || options.host.is_none() {
             true => Some(serve_client(peer.clone(), options.token.clone())?),
             false => None,
@@ -212,7 +211,11 @@ impl Setup {
             true => Some(Udp::with_client(shared())),
             false => None,
         };
-        let tcp = client.map(Tcp::with_client);
+        // serve takes the far disk's baseline for the TCP, RDMA and UDP paths, and without HOST.
+        let tcp = match wants_tcp || wants_rdma || wants_udp || options.host.is_none() {
+            true => Some(Tcp::with_client(shared())),
+            false => None,
+        };
         Ok(Setup {
             wanted,
             skipped,
