@@ -36,6 +36,7 @@ const NET_RESULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DARK_BEFORE_END: Duration = Duration::from_secs(3);
 /// How long a stopped (Ctrl-C) test waits for the server's figures so far.
 const STOPPED_RESULT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The TCP path to one server.
 pub struct Tcp {
     client: Client,
