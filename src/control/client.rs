@@ -289,3 +289,33 @@ impl Client {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local_client() -> Client {
+        let server = Server {
+            name: "127.0.0.1:9".into(),
+            host: "127.0.0.1".into(),
+            authority: "127.0.0.1:9".into(),
+        };
+        Client::new(server, None).unwrap()
+    }
+
+    #[test]
+    fn clones_share_one_runtime_that_lives_until_the_last_is_dropped() {
+        let first = local_client();
+        let second = first.clone();
+        assert!(Arc::ptr_eq(&first.runtime, &second.runtime));
+        drop(first);
+        assert_eq!(second.block_on(async { 7 }), 7);
+    }
+
+    #[test]
+    fn an_unexpected_reply_names_the_server() {
+        let client = local_client();
+        let err = client.unexpected(Reply::Started);
+        assert_eq!(err.to_string(), "127.0.0.1:9: unexpected answer Started");
+    }
+}
