@@ -9,7 +9,8 @@
 //! - [`measure`]: one `Measurement` for every path, and the words a figure is about
 //! - [`file`]: file-system primitives (`Landing`, O_DIRECT, allocation, page cache)
 //! - [`disk`]: the disk engine, baselines and test files
-//! - [`control`]: the control protocol's frames, requests, replies and exchanged figures
+//! - [`control`]: the control protocol's frames, requests, replies and exchanged figures, and
+//!   its client (`control::Client`, shared by the tcp, udp and rdma paths)
 //! - [`transport`]: the paths (tcp, ssh, rdma, udp) behind one trait, and the copy pipeline
 //! - [`serve`]: the peer daemon
 //! - [`plan`]: what `run` measures, and the verdict

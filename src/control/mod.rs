@@ -6,12 +6,15 @@
 //! [`Reply::Started`] once the server has them all, moves the bytes, and reads the results
 //! ([`Reply::NetDone`], [`Reply::CopyDone`], [`Reply::DiskDone`]) on the control connection.
 //! Anything the server refuses comes back as [`Reply::Error`] with a sentence for the user.
+//! [`Client`] is the client's end, shared by every path that goes through `serve`.
 
+pub mod client;
 pub mod connection;
 pub mod frame;
 
 use serde::{Deserialize, Serialize};
 
+pub use client::Client;
 pub use connection::Connection;
 
 use crate::measure::{CpuUse, Direction, Interval, Measurement};

@@ -25,6 +25,7 @@ use crate::transport::tcp::Tcp;
 use crate::transport::udp::Udp;
 use crate::transport::{
     CopyPlan, Directions, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
+    serve_client,
 };
 use crate::warning::Warning;
 
@@ -231,9 +232,15 @@ impl Servers {
             true => Some(Ssh::new(&ssh_peer, &ssh_login)?),
             false => None,
         };
+        // One client of serve, shared by tcp, rdma and udp: a run holds one network runtime.
+        let client = match wants_tcp || wants_rdma || wants_udp || options.host.is_none() {
+            true => Some(serve_client(peer.clone(), options.token.clone())?),
+            false => None,
+        };
+        let shared = || client.clone().expect("made for tcp, rdma and udp");
         // A machine without an RDMA device still measures the other paths; the reason is shown.
         let rdma = match wants_rdma {
-            true => match Rdma::new(peer.clone(), options.token.clone(), options.rdma.clone()) {
+            true => match Rdma::with_client(shared(), options.rdma.clone()) {
                 Ok(rdma) => Some(rdma),
                 Err(err) if wanted.len() > 1 => {
                     wanted.retain(|kind| *kind != TransportKind::Rdma);
@@ -248,12 +255,12 @@ impl Servers {
             false => None,
         };
         let udp = match wants_udp {
-            true => Some(Udp::new(peer.clone(), options.token.clone())?),
+            true => Some(Udp::with_client(shared())),
             false => None,
         };
         // serve takes the far disk's baseline for the TCP, RDMA and UDP paths, and without HOST.
         let tcp = match wants_tcp || wants_rdma || wants_udp || options.host.is_none() {
-            true => Some(Tcp::new(peer.clone(), options.token.clone())?),
+            true => Some(Tcp::with_client(shared())),
             false => None,
         };
         let servers = Servers {

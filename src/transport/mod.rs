@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::measure::{Direction, Rounds, TransportKind};
 pub use address::{Location, Peer};
 
+use crate::control::Client;
+use crate::control::client::Server;
 use crate::measure::{CpuUse, Interval, Latency, Measurement, Watcher};
 use crate::warning::Warning;
 
@@ -38,6 +40,19 @@ pub fn open(
         TransportKind::Rdma => Box::new(rdma::Rdma::new(peer, token, rdma)?),
         TransportKind::Udp => Box::new(udp::Udp::new(peer, token)?),
     })
+}
+
+/// The control-protocol client of `serve` at `peer` (on serve's port unless it names one),
+/// for the paths that go through serve; its clones share one runtime.
+pub fn serve_client(mut peer: Peer, token: Option<String>) -> Result<Client> {
+    peer.without_user("tcp")?;
+    peer.port = Some(peer.serve_port());
+    let server = Server {
+        name: peer.to_string(),
+        host: peer.host.clone(),
+        authority: peer.authority(),
+    };
+    Client::new(server, token)
 }
 
 /// A peer on this machine measures memory and CPU, not a network: say so.

@@ -108,16 +108,17 @@ pub fn open_source(
     Ok((engine, meta.len(), direct))
 }
 
-/// Prepares where a copy lands (a temporary name, O_DIRECT when the filesystem allows it) and
-/// starts the disk engine on it.
+/// Prepares where `plan`'s copy lands (a temporary name, O_DIRECT when the filesystem allows
+/// it; an existing file only with --force) and starts the disk engine on it, `chunks.depth`
+/// I/Os deep.
 pub fn open_destination(
     destination: &std::path::Path,
     size: u64,
-    force: bool,
-    depth: usize,
+    plan: &super::CopyPlan,
+    chunks: ChunkPlan,
     warnings: &mut Vec<Warning>,
 ) -> Result<(file::Landing, Engine)> {
-    let landing = file::Landing::prepare(destination, size, force, true)?;
+    let landing = file::Landing::prepare(destination, size, plan.force, true)?;
     if !landing.direct {
         warnings.push(Warning::DirectUnsupported {
             path: destination.to_path_buf(),
@@ -127,7 +128,7 @@ pub fn open_destination(
         EngineChoice::Auto,
         &landing.file,
         destination,
-        depth,
+        chunks.depth,
         warnings,
     )?;
     Ok((landing, engine))
@@ -354,13 +355,8 @@ where
     let mut tasks = JoinSet::new();
     for (index, (stream, range)) in streams.into_iter().enumerate() {
         let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
-        let task = async move {
-            receive_range(stream, range, plan, &free_rx, &incoming_tx)
-                .await
-                .map(|stream| (index, stream))
-                .with_context(|| format!("receiving on stream {}", index + 1))
-        };
-        spawn_where(&mut tasks, task, on.get(index));
+        let work = async move { receive_range(stream, range, plan, &free_rx, &incoming_tx).await };
+        spawn_stream(&mut tasks, index, "receiving", work, on.get(index));
     }
     drop(incoming_tx);
     let (received, mut streams) =
@@ -485,12 +481,23 @@ async fn receive_range<S: AsyncRead + Unpin>(
     Ok(stream)
 }
 
-/// Runs a stream's task where its connection lives, or here.
-fn spawn_where<T, F>(tasks: &mut JoinSet<T>, task: F, runtime: Option<&tokio::runtime::Handle>)
-where
-    T: Send + 'static,
-    F: Future<Output = T> + Send + 'static,
+/// Runs stream `index`'s half of a copy on `runtime` (this one when None); its error names
+/// the stream and what it was `doing`.
+fn spawn_stream<S, F>(
+    tasks: &mut JoinSet<Result<(usize, S)>>,
+    index: usize,
+    doing: &'static str,
+    work: F,
+    runtime: Option<&tokio::runtime::Handle>,
+) where
+    S: Send + 'static,
+    F: Future<Output = Result<S>> + Send + 'static,
 {
+    let task = async move {
+        work.await
+            .map(|stream| (index, stream))
+            .with_context(|| format!("{doing} on stream {}", index + 1))
+    };
     match runtime {
         Some(runtime) => tasks.spawn_on(task, runtime),
         None => tasks.spawn(task),
@@ -531,13 +538,9 @@ where
     for (index, (stream, range)) in streams.into_iter().enumerate() {
         let (ready_tx, ready_rx) = mpsc::channel::<Chunk>(share);
         let (free_tx, sending) = (free_tx.clone(), sending.clone());
-        let task = async move {
-            send_range(stream, ready_rx, index, &free_tx, &sending)
-                .await
-                .map(|stream| (index, stream))
-                .with_context(|| format!("sending on stream {}", index + 1))
-        };
-        spawn_where(&mut tasks, task, on.get(index));
+        let work =
+            async move { Ok(send_range(stream, ready_rx, index, &free_tx, &sending).await?) };
+        spawn_stream(&mut tasks, index, "sending", work, on.get(index));
         ranges.push(RangeState {
             next_read: range.start,
             next_send: range.start,

@@ -15,25 +15,18 @@ use super::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, LatPlan, LatReport, Location,
     NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, Verification,
 };
-use crate::control::frame::{FrameError, MAX_RESULT_FRAME};
+use crate::control::client::{HANDSHAKE_TIMEOUT, RemoteBaseline};
+use crate::control::frame::FrameError;
 use crate::control::{
-    Connection, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest, Opening, PROTOCOL_NAME,
-    PROTOCOL_VERSION, RemoveRequest, Reply, Request,
+    Client, Connection, EchoRequest, FileRequest, NetDone, NetRequest, Opening, Reply, Request,
 };
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, Latency, Measurement, Stage, Watcher, granted_window,
-    path_mtu,
+    Conditions, Counter, CpuClock, CpuUse, Interval, Latency, Measurement, Stage, Watcher,
+    granted_window, path_mtu,
 };
 use crate::warning::Warning;
-
-/// How long to wait for a connection or a handshake answer before calling the server unreachable.
-pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the results of a copy may take after the last byte: the far side fsyncs first.
-pub(super) const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long to wait for the server's explanation after a data stream broke.
-const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long after its own streams ended a `net` client waits for the server's figures: the
 /// server's receivers may drain for [`memory::END_GRACE`] past the end, on a clock started a
@@ -43,59 +36,26 @@ const NET_RESULT_TIMEOUT: Duration = Duration::from_secs(10);
 const DARK_BEFORE_END: Duration = Duration::from_secs(3);
 /// How long a stopped (Ctrl-C) test waits for the server's figures so far.
 const STOPPED_RESULT_TIMEOUT: Duration = Duration::from_secs(1);
-/// How long the runtime's threads get to finish when the path is dropped: each wakes at least
-/// every [`memory::WAKE`], so more than this means one is stuck, and the process must not wait.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The TCP path to one server.
 pub struct Tcp {
-    peer: Peer,
-    token: Option<String>,
-    /// Always Some until dropped (then shut down with a bound, not waited for).
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl Drop for Tcp {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
-        }
-    }
+    client: Client,
 }
 
 impl Tcp {
-    pub fn new(mut peer: Peer, token: Option<String>) -> Result<Tcp> {
-        peer.without_user("tcp")?;
-        peer.port = Some(peer.serve_port());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("xferbench-net")
-            .build()
-            .context("starting the network runtime")?;
-        Ok(Tcp {
-            peer,
-            token,
-            runtime: Some(runtime),
-        })
-    }
-}
-
-impl Tcp {
-    /// Runs a step of the control protocol (for paths that share it).
-    #[cfg_attr(not(feature = "rdma"), allow(dead_code))]
-    pub(super) fn block_on<F: Future>(&self, step: F) -> F::Output {
-        self.runtime().block_on(step)
+    /// The TCP path to serve at `peer`, with a runtime of its own (a single command's).
+    pub fn new(peer: Peer, token: Option<String>) -> Result<Tcp> {
+        Ok(Tcp::with_client(super::serve_client(peer, token)?))
     }
 
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        self.runtime
-            .as_ref()
-            .expect("the runtime lives until the path is dropped")
+    /// The TCP path through `client`, sharing its runtime with the other paths of a run.
+    pub fn with_client(client: Client) -> Tcp {
+        Tcp { client }
     }
 
-    /// The server this path talks to.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
+    /// The server this path talks to, as its sentences name it.
+    pub fn server(&self) -> &str {
+        self.client.name()
     }
 }
 
@@ -105,75 +65,37 @@ impl Transport for Tcp {
     }
 
     fn mem_to_mem(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
-        self.runtime().block_on(self.net(plan, watcher))
+        self.client.block_on(self.net(plan, watcher))
     }
 
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
-        self.runtime().block_on(self.round_trips(plan))
+        self.client.block_on(self.round_trips(plan))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         let chunks = plan.chunks()?;
         match (&plan.source, &plan.destination) {
             (Location::Local(source), Location::Remote { path, .. }) => self
-                .runtime()
+                .client
                 .block_on(self.upload(plan, source, path, chunks, watcher)),
             (Location::Remote { path, .. }, Location::Local(destination)) => self
-                .runtime()
+                .client
                 .block_on(self.download(plan, path, destination, chunks, watcher)),
             _ => bail!("one side of a copy must be local and the other host:path"),
         }
     }
 }
 
-/// A baseline of the server's disk, measured there in its root (write then read, O_DIRECT).
-#[derive(Debug, Clone)]
-pub struct RemoteBaseline {
-    pub measurements: Vec<Measurement>,
-    /// The server's warnings, in words.
-    pub warnings: Vec<String>,
-    /// The device of the server's root, when it says.
-    pub device: Option<crate::file::DeviceId>,
-}
-
 impl Tcp {
     /// Asks the server to measure its own disk, so a verdict can know the far side's write rate.
     pub fn remote_baseline(&self, size: u64, pattern: disk::Pattern) -> Result<RemoteBaseline> {
-        self.runtime().block_on(async {
-            let mut control = self.handshake().await?;
-            control
-                .write(&Request::Disk(DiskRequest {
-                    size,
-                    block: pattern.block as u32,
-                    iodepth: pattern.depth as u32,
-                }))
-                .await?;
-            match self.reply(&mut control, RESULT_TIMEOUT).await? {
-                Reply::DiskDone(done) => Ok(RemoteBaseline {
-                    measurements: done.measurements,
-                    warnings: done.warnings,
-                    device: done.device,
-                }),
-                other => bail!("{}: unexpected answer {other:?}", self.peer),
-            }
-        })
+        self.client.remote_baseline(size, pattern)
     }
 
     /// Asks the server to remove a file of its root that this client made (`run`'s copy);
     /// true when there was one.
     pub fn remove_remote(&self, path: &str) -> Result<bool> {
-        self.runtime().block_on(async {
-            let mut control = self.handshake().await?;
-            control
-                .write(&Request::Remove(RemoveRequest {
-                    path: path.to_string(),
-                }))
-                .await?;
-            match self.reply(&mut control, RESULT_TIMEOUT).await? {
-                Reply::Removed { existed } => Ok(existed),
-                other => bail!("{}: unexpected answer {other:?}", self.peer),
-            }
-        })
+        self.client.remove_remote(path)
     }
 }
 
@@ -196,20 +118,21 @@ impl Tcp {
         streams: usize,
         window: Option<usize>,
     ) -> Result<Session> {
-        let mut control = self.handshake().await?;
-        control.write(&request).await?;
-        let session = self.ready(control, window).await?;
+        let session = self.ready(&request, window).await?;
         self.start(session, streams).await
     }
 
-    /// Waits for the server to make the session ready.
-    async fn ready(&self, mut control: Connection, window: Option<usize>) -> Result<Session> {
-        match self.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
-            Reply::Ready {
-                session,
-                port,
-                size,
-            } => Ok(Session {
+    /// Sends `request` and waits for the server to make the session ready.
+    async fn ready(&self, request: &Request, window: Option<usize>) -> Result<Session> {
+        match self.client.open(request).await? {
+            (
+                control,
+                Reply::Ready {
+                    session,
+                    port,
+                    size,
+                },
+            ) => Ok(Session {
                 control,
                 streams: Vec::new(),
                 size,
@@ -217,7 +140,7 @@ impl Tcp {
                 port,
                 window,
             }),
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
+            (_, other) => Err(self.client.unexpected(other)),
         }
     }
 
@@ -231,103 +154,13 @@ impl Tcp {
                 .await?;
             session.streams.push(joined);
         }
-        match self.reply(&mut session.control, HANDSHAKE_TIMEOUT).await? {
+        match self
+            .client
+            .reply(&mut session.control, HANDSHAKE_TIMEOUT)
+            .await?
+        {
             Reply::Started => Ok(session),
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
-        }
-    }
-
-    pub(super) async fn handshake(&self) -> Result<Connection> {
-        let authority = self.peer.authority();
-        let addrs: Vec<SocketAddr> =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio::net::lookup_host(&authority))
-                .await
-                .map_err(|_| anyhow!("cannot resolve {}: timed out", self.peer.host))?
-                .map_err(|err| {
-                    anyhow!(
-                        "cannot resolve {}: {err}: check the host name",
-                        self.peer.host
-                    )
-                })?
-                .collect();
-        // Every address tried is named in the error, with why it failed.
-        let mut tried = Vec::new();
-        let mut connected = None;
-        for addr in addrs {
-            let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr));
-            let connected_or = tokio::select! {
-                connected = connect => connected,
-                _ = crate::interrupt::wait() => return Err(Interrupted.into()),
-            };
-            match connected_or {
-                Ok(Ok(stream)) => {
-                    connected = Some(stream);
-                    break;
-                }
-                Ok(Err(err)) => tried.push(format!("{addr} ({err})")),
-                Err(_) => tried.push(format!("{addr} (timed out)")),
-            }
-        }
-        let Some(stream) = connected else {
-            bail!(
-                "cannot connect to {}: tried {}: is `xferbench serve` running there, on that port?",
-                self.peer,
-                if tried.is_empty() {
-                    "no address".into()
-                } else {
-                    tried.join(", ")
-                }
-            );
-        };
-        let mut control = Connection::new(stream, MAX_RESULT_FRAME);
-        control
-            .write(&Opening::Hello {
-                protocol: PROTOCOL_NAME.into(),
-                version: PROTOCOL_VERSION,
-                token: self.token.clone(),
-            })
-            .await?;
-        match self.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
-            Reply::Welcome { version, .. } if version == PROTOCOL_VERSION => Ok(control),
-            Reply::Welcome { version, server } => bail!(
-                "{} runs xferbench {server} speaking protocol {version}, this one speaks {PROTOCOL_VERSION}: use the same version on both sides",
-                self.peer
-            ),
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
-        }
-    }
-
-    /// Reads the next reply; a server error becomes ours, with the server named.
-    /// Reads the next reply, for at most `timeout`; Ctrl-C ends the wait at once.
-    /// Errors: the server's refusal, a closed connection, or silence, each as a sentence.
-    pub(super) async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
-        let read = tokio::select! {
-            read = control.read::<Reply>(timeout) => read,
-            _ = crate::interrupt::wait() => return Err(Interrupted.into()),
-        };
-        match read {
-            Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
-            Ok(reply) => Ok(reply),
-            Err(FrameError::Closed) => bail!(
-                "{} closed the connection: the server stopped or refused us (see its log)",
-                self.peer
-            ),
-            // Our own deadline: nothing came at all.
-            Err(FrameError::Io(err))
-                if err.kind() == std::io::ErrorKind::TimedOut && err.raw_os_error().is_none() =>
-            {
-                bail!(
-                    "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
-                    timeout.as_secs(),
-                    self.peer
-                )
-            }
-            // The kernel's: keepalive probes went unanswered.
-            Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
-                "no answer from {}: the path stopped carrying data (the connection's keepalive probes went unanswered)",
-                self.peer
-            ),
-            Err(err) => bail!("{}: {err}", self.peer),
+            other => Err(self.client.unexpected(other)),
         }
     }
 
@@ -373,7 +206,7 @@ impl Tcp {
             .pop()
             .expect("one stream joined")
             .into_std()?;
-        let peer = self.peer.to_string();
+        let peer = self.server().to_string();
         let (rounds, warmup, size) = (plan.rounds, super::rdma::LATENCY_WARMUP, plan.size);
         // Blocking calls on a thread of their own: no runtime between the two syscalls timed.
         let ((latency, cut_short), local_cpu) = tokio::task::spawn_blocking(move || {
@@ -386,10 +219,11 @@ impl Tcp {
         .await
         .map_err(|err| anyhow!("the latency test failed: {err}"))??;
         let done = match cut_short {
-            None => match self.reply(&mut session.control, NET_RESULT_TIMEOUT).await? {
-                Reply::NetDone(done) => done,
-                other => bail!("{}: unexpected answer {other:?}", self.peer),
-            },
+            None => {
+                self.client
+                    .net_done(&mut session.control, NET_RESULT_TIMEOUT)
+                    .await?
+            }
             // Stopped by Ctrl-C: the server's figures if they come at once, else none at all.
             Some(_) => match session.control.read::<Reply>(STOPPED_RESULT_TIMEOUT).await {
                 Ok(Reply::NetDone(done)) => done,
@@ -406,17 +240,15 @@ impl Tcp {
                 },
             });
         }
-        Ok(LatReport {
-            server: self.peer.to_string(),
-            path: TransportKind::Tcp,
-            size: plan.size,
+        let cpu = (local_cpu, done.cpu);
+        Ok(lat_report(
+            &self.client,
+            TransportKind::Tcp,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 
     async fn net(&self, plan: &NetPlan, watcher: &dyn Watcher) -> Result<NetReport> {
@@ -476,7 +308,7 @@ impl Tcp {
                 Ok((stream.into_std()?, role))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let peer = self.peer.to_string();
+        let peer = self.server().to_string();
         let control = &session.control;
         // On Ctrl-C the server is asked to stop too, so that both ends count to the same end.
         let stop = async {
@@ -484,10 +316,11 @@ impl Tcp {
             let _ = control.try_write(&Request::Finished);
         };
         let exchanged =
-            match memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await {
-                Ok(exchanged) => exchanged,
-                Err(err) => return Err(self.explain(&mut session.control, err).await),
-            };
+            memory::exchange(streams, timing, &peer, |tick| watcher.tick(tick), stop).await;
+        let exchanged = self
+            .client
+            .explained(&mut session.control, exchanged)
+            .await?;
         let local_cpu = cpu.finish();
         let stopped = exchanged.stopped;
         let exchanged_quiet = exchanged.quiet;
@@ -515,21 +348,21 @@ impl Tcp {
                     "no data for {} s {} {} before the test's end, and no figures after it: the path stopped carrying data",
                     quiet.as_secs(),
                     if uploads > 0 { "to" } else { "from" },
-                    self.peer
+                    self.server()
                 )
             }
-            Ok(Reply::Error { message }) => bail!("{}: {message}", self.peer),
-            Ok(other) => bail!("{}: unexpected answer {other:?}", self.peer),
+            Ok(Reply::Error { message }) => bail!("{}: {message}", self.server()),
+            Ok(other) => bail!("{}: unexpected answer {other:?}", self.server()),
             Err(FrameError::Closed) => bail!(
                 "{} closed the connection before sending its figures: the server stopped (see its log)",
-                self.peer
+                self.server()
             ),
             Err(FrameError::Io(err)) if err.kind() == std::io::ErrorKind::TimedOut => bail!(
                 "no data for {} s from {}: the path stopped carrying data, or the server stopped answering",
                 wait.as_secs(),
-                self.peer
+                self.server()
             ),
-            Err(err) => bail!("{}: {err}", self.peer),
+            Err(err) => bail!("{}: {err}", self.server()),
         };
         let NetDone {
             received: received_there,
@@ -546,7 +379,7 @@ impl Tcp {
         let mut directions = Vec::new();
         if uploads > 0 {
             let mut there =
-                received_there.ok_or_else(|| anyhow!("{}: no upload figures", self.peer))?;
+                received_there.ok_or_else(|| anyhow!("{}: no upload figures", self.server()))?;
             there.align_to_sender(&sent_here);
             directions.push(direction_report(
                 Direction::Upload,
@@ -557,7 +390,8 @@ impl Tcp {
             ));
         }
         if downloads > 0 {
-            let there = sent_there.ok_or_else(|| anyhow!("{}: no download figures", self.peer))?;
+            let there =
+                sent_there.ok_or_else(|| anyhow!("{}: no download figures", self.server()))?;
             let mut received_here = received_here;
             received_here.align_to_sender(&there);
             directions.push(direction_report(
@@ -569,7 +403,7 @@ impl Tcp {
             ));
         }
         Ok(NetReport {
-            server: self.peer.to_string(),
+            server: self.server().to_string(),
             path: TransportKind::Tcp,
             streams: plan.streams,
             secs: plan.secs,
@@ -612,30 +446,19 @@ impl Tcp {
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let streams = std::mem::take(&mut session.streams);
-        let counter = Counter::new();
-        let (sent, intervals) = pipeline::watched(
-            watcher,
-            size,
-            &counter,
-            pipeline::send_file(engine, size, streams, chunks, &counter),
-        )
-        .await;
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err(err) => return Err(self.explain(&mut session.control, err).await),
-        };
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::CopyDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
-        };
+        let (sent, intervals) = self
+            .moving(&mut session, size, watcher, async |streams, counter| {
+                pipeline::send_file(engine, size, streams, chunks, counter).await
+            })
+            .await?;
+        let done = self.client.copy_done(&mut session.control).await?;
         warnings.extend(done.warnings.iter().cloned());
         let elapsed = start.elapsed();
-        let verify = verification(sent.digest, done.digest.as_deref(), false, &self.peer)?;
+        let verify = verification(sent.digest, done.digest.as_deref(), false, self.server())?;
         let conditions = copy_conditions(plan, chunks, direct && done.direct, engine_kind);
         Ok(CopyReport {
             source: source.display().to_string(),
-            destination: format!("{}:{remote_path}", self.peer),
+            destination: format!("{}:{remote_path}", self.server()),
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit::uploaded(&sent, &done),
@@ -669,50 +492,32 @@ impl Tcp {
             name: None,
         });
         // The destination is checked before the server starts sending.
-        let mut control = self.handshake().await?;
-        control.write(&request).await?;
-        let session = self.ready(control, None).await?;
+        let session = self.ready(&request, None).await?;
         let size = session
             .size
-            .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.peer))?;
-        let (landing, engine) = pipeline::open_destination(
-            &destination,
-            size,
-            plan.force,
-            chunks.depth,
-            &mut warnings,
-        )?;
+            .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.server()))?;
+        let (landing, engine) =
+            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         let mut session = self.start(session, plan.streams).await?;
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let streams = std::mem::take(&mut session.streams);
-        let counter = Counter::new();
-        let (received, intervals) = pipeline::watched(
-            watcher,
-            size,
-            &counter,
-            pipeline::receive_file(engine, size, streams, chunks, &counter),
-        )
-        .await;
-        let received = match received {
-            Ok(received) => received,
-            Err(err) => return Err(self.explain(&mut session.control, err).await),
-        };
+        let (received, intervals) = self
+            .moving(&mut session, size, watcher, async |streams, counter| {
+                pipeline::receive_file(engine, size, streams, chunks, counter).await
+            })
+            .await?;
         let fsync = landing.flush(size)?;
-        let done = match self.reply(&mut session.control, RESULT_TIMEOUT).await? {
-            Reply::CopyDone(done) => done,
-            other => bail!("{}: unexpected answer {other:?}", self.peer),
-        };
+        let done = self.client.copy_done(&mut session.control).await?;
         warnings.extend(done.warnings.iter().cloned());
-        let verify = verification(received.digest, done.digest.as_deref(), true, &self.peer)?;
+        let verify = verification(received.digest, done.digest.as_deref(), true, self.server())?;
         let elapsed = start.elapsed();
         landing.commit()?;
         let conditions = copy_conditions(plan, chunks, landing_direct && done.direct, engine_kind);
         Ok(CopyReport {
-            source: format!("{}:{remote_path}", self.peer),
+            source: format!("{}:{remote_path}", self.server()),
             destination: destination.display().to_string(),
             path: TransportKind::Tcp,
             measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
@@ -725,24 +530,47 @@ impl Tcp {
             warnings,
         })
     }
+}
 
-    /// After a data stream broke, the server usually said why on the control connection.
-    pub(super) async fn explain(
+impl Tcp {
+    /// Moves a copy's `size` bytes on the session's streams with `work`, under the watcher
+    /// (progress, intervals); a broken stream is explained by what the server said.
+    async fn moving<T>(
         &self,
-        control: &mut Connection,
-        err: anyhow::Error,
-    ) -> anyhow::Error {
-        if err.chain().any(|cause| cause.is::<Interrupted>()) {
-            return err;
-        }
-        match control.read::<Reply>(EXPLANATION_TIMEOUT).await {
-            Ok(Reply::Error { message }) => anyhow!("{}: {message}", self.peer),
-            Err(FrameError::Closed) => err.context(format!(
-                "{} went away in the middle of the transfer (server stopped or killed?)",
-                self.peer
-            )),
-            _ => err,
-        }
+        session: &mut Session,
+        size: u64,
+        watcher: &dyn Watcher,
+        work: impl AsyncFnOnce(Vec<TcpStream>, &Counter) -> Result<T>,
+    ) -> Result<(T, Vec<Interval>)> {
+        let streams = std::mem::take(&mut session.streams);
+        let counter = Counter::new();
+        let (moved, intervals) =
+            pipeline::watched(watcher, size, &counter, work(streams, &counter)).await;
+        let moved = self.client.explained(&mut session.control, moved).await?;
+        Ok((moved, intervals))
+    }
+}
+
+/// The report of `plan`'s round trips over `path` to `client`'s server, with the CPU of this
+/// end and the server's.
+pub(super) fn lat_report(
+    client: &Client,
+    path: TransportKind,
+    plan: &LatPlan,
+    latency: Latency,
+    (local, remote): (CpuUse, CpuUse),
+    warnings: Vec<Warning>,
+) -> LatReport {
+    LatReport {
+        server: client.name().to_string(),
+        path,
+        size: plan.size,
+        latency,
+        cpu: CpuBoth {
+            local,
+            remote: Some(remote),
+        },
+        warnings,
     }
 }
 
@@ -829,7 +657,7 @@ pub(super) fn verification(
     here: Option<pipeline::Digest>,
     there: Option<&str>,
     here_received: bool,
-    peer: &Peer,
+    peer: &str,
 ) -> Result<Option<Verification>> {
     let (Some(here), Some(there)) = (here, there) else {
         return Ok(None);

@@ -1,5 +1,5 @@
-//! The client's end of the RDMA path: the control steps go through the TCP path's connection
-//! to `serve`; the data moves by RDMA WRITE on one RC queue pair.
+//! The client's end of the RDMA path: the control steps go through serve's control client
+//! ([`Client`]); the data moves by RDMA WRITE on one RC queue pair.
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -13,15 +13,15 @@ use super::verbs::{Device, Link};
 use super::{
     LATENCY_ROUND_TRIPS, LATENCY_SIZE, LATENCY_WARMUP, MAX_DEPTH, MAX_SIZE, Pulse, RdmaOptions,
 };
+use crate::control::client::RESULT_TIMEOUT;
 use crate::control::{
-    Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply, Request,
+    Client, Connection, FileRequest, NetDone, RdmaEndpoint, RdmaFileRequest, RdmaNetRequest, Reply,
+    Request,
 };
 use crate::disk::{ALIGN, AlignedBuf};
 use crate::measure::{Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher};
 use crate::payload::RandomFill;
-use crate::transport::tcp::{
-    self, HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp, copy_conditions, verification,
-};
+use crate::transport::tcp::{self, copy_conditions, verification};
 use crate::transport::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
     Location, NetPlan, NetReport, Peer, Rounds, StreamReport, TimeSplit, Transport, TransportKind,
@@ -30,7 +30,7 @@ use crate::transport::{
 
 /// The RDMA path to one server.
 pub struct Rdma {
-    tcp: Tcp,
+    client: Client,
     /// Opened once: a missing device fails before any server is asked.
     device: Device,
 }
@@ -38,31 +38,39 @@ pub struct Rdma {
 impl Rdma {
     /// Checks this machine has the device first: no server is bothered when it does not.
     pub fn new(peer: Peer, token: Option<String>, options: RdmaOptions) -> Result<Rdma> {
+        let device = Device::open(&options)?;
         Ok(Rdma {
-            device: Device::open(&options)?,
-            tcp: Tcp::new(peer, token)?,
+            client: crate::transport::serve_client(peer, token)?,
+            device,
         })
     }
 
-    fn peer(&self) -> &Peer {
-        self.tcp.peer()
+    /// The RDMA path whose control steps go through `client` (shared with a run's other
+    /// paths); fails when this machine has no such device.
+    pub fn with_client(client: Client, options: RdmaOptions) -> Result<Rdma> {
+        Ok(Rdma {
+            device: Device::open(&options)?,
+            client,
+        })
+    }
+
+    /// The server, as its sentences name it.
+    fn server(&self) -> &str {
+        self.client.name()
     }
 
     /// Says hello, sends `request` and waits for the server's end of the connection.
     fn open(&self, request: &Request) -> Result<(Connection, RdmaEndpoint, Option<u64>)> {
-        self.tcp.block_on(async {
-            let mut control = self.tcp.handshake().await?;
-            control.write(request).await?;
-            match self.tcp.reply(&mut control, HANDSHAKE_TIMEOUT).await? {
-                Reply::RdmaReady { endpoint, size } => Ok((control, endpoint, size)),
-                other => bail!("{}: unexpected answer {other:?}", self.peer()),
-            }
-        })
+        match self.client.block_on(self.client.open(request))? {
+            (control, Reply::RdmaReady { endpoint, size }) => Ok((control, endpoint, size)),
+            (_, other) => Err(self.client.unexpected(other)),
+        }
     }
 
-    /// After a failure here, the server has usually said why on the control connection.
-    fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
-        self.tcp.block_on(self.tcp.explain(control, err))
+    /// `outcome`, or its error with what the server said on the control connection.
+    fn explained<T>(&self, control: &mut Connection, outcome: Result<T>) -> Result<T> {
+        self.client
+            .block_on(self.client.explained(control, outcome))
     }
 
     /// Runs a copy's data loop under the watcher (progress, 1 s intervals); a failure is
@@ -80,30 +88,19 @@ impl Rdma {
         let outcome = work(&counter, &mut pulse);
         watcher.end();
         let intervals = pulse.intervals();
-        match outcome {
-            Ok(moved) => Ok((moved, intervals)),
-            Err(err) => Err(self.explain(control, err)),
-        }
+        Ok((self.explained(control, outcome)?, intervals))
     }
 
     /// Says the memory-to-memory test is over and reads the server's figures.
     fn finish(&self, control: &mut Connection) -> Result<NetDone> {
-        self.tcp.block_on(async {
+        self.client.block_on(async {
             control.write(&Request::Finished).await?;
-            match self.tcp.reply(control, RESULT_TIMEOUT).await? {
-                Reply::NetDone(done) => Ok(done),
-                other => bail!("{}: unexpected answer {other:?}", self.peer()),
-            }
+            self.client.net_done(control, RESULT_TIMEOUT).await
         })
     }
 
     fn copy_done(&self, control: &mut Connection) -> Result<crate::control::CopyDone> {
-        self.tcp.block_on(async {
-            match self.tcp.reply(control, RESULT_TIMEOUT).await? {
-                Reply::CopyDone(done) => Ok(done),
-                other => bail!("{}: unexpected answer {other:?}", self.peer()),
-            }
-        })
+        self.client.block_on(self.client.copy_done(control))
     }
 }
 
@@ -184,10 +181,7 @@ impl Transport for Rdma {
                 })?;
             Ok((latency, written))
         })();
-        let (latency, written) = match measured {
-            Ok(measured) => measured,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let (latency, written) = self.explained(&mut control, measured)?;
         let local_cpu = cpu.finish();
         let done = self.finish(&mut control)?;
         let conditions = Conditions {
@@ -225,7 +219,7 @@ impl Transport for Rdma {
             datagrams: None,
         };
         Ok(NetReport {
-            server: self.peer().to_string(),
+            server: self.server().to_string(),
             path: TransportKind::Rdma,
             streams: 1,
             secs: plan.secs,
@@ -284,23 +278,18 @@ impl Transport for Rdma {
                     &mut pulse,
                 )
             });
-        let latency = match measured {
-            Ok(latency) => latency,
-            Err(err) => return Err(self.explain(&mut control, err)),
-        };
+        let latency = self.explained(&mut control, measured)?;
         let local_cpu = cpu.finish();
         let done = self.finish(&mut control)?;
-        Ok(LatReport {
-            server: self.peer().to_string(),
-            path: TransportKind::Rdma,
-            size: LATENCY_SIZE,
+        let cpu = (local_cpu, done.cpu);
+        Ok(tcp::lat_report(
+            &self.client,
+            TransportKind::Rdma,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
@@ -354,10 +343,10 @@ impl Rdma {
         let done = self.copy_done(&mut control)?;
         let elapsed = start.elapsed();
         warnings.extend(done.warnings.iter().cloned());
-        let verify = verification(sent.digest, done.digest.as_deref(), false, self.peer())?;
+        let verify = verification(sent.digest, done.digest.as_deref(), false, self.server())?;
         Ok(CopyReport {
             source: source.display().to_string(),
-            destination: format!("{}:{remote_path}", self.peer()),
+            destination: format!("{}:{remote_path}", self.server()),
             path: TransportKind::Rdma,
             measurement: Measurement::new(
                 Stage::Copy,
@@ -404,21 +393,16 @@ impl Rdma {
             endpoint: link.endpoint(ring.slots()),
         });
         let (mut control, peer_end, size) = self.open(&request)?;
-        let size =
-            size.ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.peer()))?;
+        let size = size
+            .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.server()))?;
         copy::chunk_count(size, chunks.chunk)?;
-        let (landing, engine) = pipeline::open_destination(
-            &destination,
-            size,
-            plan.force,
-            chunks.depth,
-            &mut warnings,
-        )?;
+        let (landing, engine) =
+            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         warnings.extend(tcp::loopback_warning(&control));
         link.connect(&peer_end)?;
-        self.tcp.block_on(control.write(&Request::Begin))?;
+        self.client.block_on(control.write(&Request::Begin))?;
         let cpu = CpuClock::start();
         let start = Instant::now();
         let side = Side {
@@ -434,11 +418,11 @@ impl Rdma {
         let fsync = landing.flush(size)?;
         let done = self.copy_done(&mut control)?;
         warnings.extend(done.warnings.iter().cloned());
-        let verify = verification(received.digest, done.digest.as_deref(), true, self.peer())?;
+        let verify = verification(received.digest, done.digest.as_deref(), true, self.server())?;
         let elapsed = start.elapsed();
         landing.commit()?;
         Ok(CopyReport {
-            source: format!("{}:{remote_path}", self.peer()),
+            source: format!("{}:{remote_path}", self.server()),
             destination: destination.display().to_string(),
             path: TransportKind::Rdma,
             measurement: Measurement::new(

@@ -105,6 +105,14 @@ pub struct Side<'a> {
     pub plan: ChunkPlan,
 }
 
+impl<'a> Side<'a> {
+    /// Its parts, and how many chunks the file makes (an error when more than the wire numbers).
+    fn parts(self) -> Result<(&'a mut Link, &'a mut Ring, u64, ChunkPlan, u64)> {
+        let chunks = chunk_count(self.size, self.plan.chunk)?;
+        Ok((self.link, self.ring, self.size, self.plan, chunks))
+    }
+}
+
 /// Reads the engine's file and RDMA-WRITEs it into the peer's `targets`, a chunk per write.
 pub fn send_file(
     side: Side<'_>,
@@ -113,13 +121,7 @@ pub fn send_file(
     counter: &Counter,
     pulse: &mut Pulse,
 ) -> Result<Sent> {
-    let Side {
-        link,
-        ring,
-        size,
-        plan,
-    } = side;
-    let chunks = chunk_count(size, plan.chunk)?;
+    let (link, ring, size, plan, chunks) = side.parts()?;
     if targets.is_empty() || targets.iter().any(|t| (t.len as usize) < plan.chunk) {
         bail!(
             "the peer offered no buffers of {} bytes to write into",
@@ -242,13 +244,7 @@ pub fn receive_file(
     counter: &Counter,
     pulse: &mut Pulse,
 ) -> Result<Received> {
-    let Side {
-        link,
-        ring,
-        size,
-        plan,
-    } = side;
-    let chunks = chunk_count(size, plan.chunk)?;
+    let (link, ring, size, plan, chunks) = side.parts()?;
     let mut credits_left = credits_needed(chunks, ring.len());
     let writing = BusyClock::new();
     let mut digest = plan.verify.then(Digest::default);

@@ -55,6 +55,7 @@ mod absent {
     use anyhow::{Result, bail};
 
     use super::{NOT_BUILT, RdmaOptions};
+    use crate::control::Client;
     use crate::measure::Watcher;
     use crate::transport::{
         CopyPlan, CopyReport, LatPlan, LatReport, NetPlan, NetReport, Peer, Transport,
@@ -66,6 +67,10 @@ mod absent {
 
     impl Rdma {
         pub fn new(_peer: Peer, _token: Option<String>, _options: RdmaOptions) -> Result<Rdma> {
+            bail!(NOT_BUILT)
+        }
+
+        pub fn with_client(_client: Client, _options: RdmaOptions) -> Result<Rdma> {
             bail!(NOT_BUILT)
         }
     }

@@ -471,13 +471,8 @@ impl Ssh {
             }
             size
         };
-        let (landing, engine) = pipeline::open_destination(
-            &destination,
-            size,
-            plan.force,
-            chunks.depth,
-            &mut warnings,
-        )?;
+        let (landing, engine) =
+            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
         let ranges = if scp {

@@ -1,9 +1,9 @@
 //! The UDP path: memory-to-memory datagrams and round trips through `xferbench serve`, like
 //! nuttcp -u, iperf3 -u and qperf's udp_lat. No file copies: UDP does not deliver every byte.
 //!
-//! The control connection is the TCP path's; the datagrams go to serve's UDP port (the number
-//! of its TCP port). The client says Hello there with the session's key until the server's
-//! Welcome comes back, so both ways are known open before anything is timed.
+//! The control steps go through serve's [`Client`]; the datagrams go to serve's UDP port (the
+//! number of its TCP port). The client says Hello there with the session's key until the
+//! server's Welcome comes back, so both ways are known open before anything is timed.
 
 pub mod receive;
 pub mod send;
@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::tcp::{HANDSHAKE_TIMEOUT, RESULT_TIMEOUT, Tcp};
 use super::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, Directions, LatPlan, LatReport,
     NetPlan, NetReport, Peer, StreamReport, Transport, TransportKind,
 };
+use crate::control::client::HANDSHAKE_TIMEOUT;
 use crate::control::connection::{Peeked, peek};
-use crate::control::{Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
+use crate::control::{Client, Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
 pub use crate::control::{DatagramInterval, Received, Sent};
 use crate::measure::{
     Conditions, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
@@ -91,18 +91,23 @@ impl Datagrams {
 
 /// The UDP path to one server.
 pub struct Udp {
-    tcp: Tcp,
+    client: Client,
 }
 
 impl Udp {
+    /// The UDP path to serve at `peer`, with a runtime of its own (a single command's).
     pub fn new(peer: Peer, token: Option<String>) -> Result<Udp> {
-        Ok(Udp {
-            tcp: Tcp::new(peer, token)?,
-        })
+        Ok(Udp::with_client(super::serve_client(peer, token)?))
     }
 
-    fn peer(&self) -> &Peer {
-        self.tcp.peer()
+    /// The UDP path whose control steps go through `client` (shared with a run's other paths).
+    pub fn with_client(client: Client) -> Udp {
+        Udp { client }
+    }
+
+    /// The server, as its sentences name it.
+    fn server(&self) -> &str {
+        self.client.name()
     }
 }
 
@@ -130,7 +135,7 @@ impl Transport for Udp {
                 bail!("--via udp runs one direction at a time: leave --bidir out (-R reverses)")
             }
         };
-        let mut control = self.tcp.block_on(self.tcp.handshake())?;
+        let mut control = self.client.block_on(self.client.handshake())?;
         let server = control.stream().peer_addr()?;
         let socket = socket_towards(server, plan.window)?;
         let mtu = path_mtu(socket.as_raw_fd(), server.is_ipv6());
@@ -166,10 +171,10 @@ impl Transport for Udp {
                 };
                 let sent = send::send(&sending, &mut on_tick)
                     .map_err(|err| self.explain(&mut control, err))?;
-                self.tcp.block_on(control.write(&Request::Finished))?;
+                self.client.block_on(control.write(&Request::Finished))?;
                 let mut done = self.done(&mut control)?;
                 let received = done.received.take().ok_or_else(|| {
-                    anyhow!("{}: no figures of the datagrams received", self.peer())
+                    anyhow!("{}: no figures of the datagrams received", self.server())
                 })?;
                 (sent, received, done, 0)
             }
@@ -187,10 +192,9 @@ impl Transport for Udp {
                 let (received, _) = receive::receive(&listening, &mut foreign, &mut on_tick)
                     .map_err(|err| self.explain(&mut control, err))?;
                 let mut done = self.done(&mut control)?;
-                let sent = done
-                    .sent
-                    .take()
-                    .ok_or_else(|| anyhow!("{}: no figures of the datagrams sent", self.peer()))?;
+                let sent = done.sent.take().ok_or_else(|| {
+                    anyhow!("{}: no figures of the datagrams sent", self.server())
+                })?;
                 (sent, received, done, foreign)
             }
         };
@@ -199,7 +203,7 @@ impl Transport for Udp {
         if sent.datagrams > 0 && received.datagrams == 0 {
             bail!(
                 "{}: none of the {} datagrams sent {} arrived, so there is no figure to give. {}",
-                self.peer(),
+                self.server(),
                 sent.datagrams,
                 match direction {
                     Direction::Upload => "to the server",
@@ -226,19 +230,12 @@ impl Transport for Udp {
             Direction::Upload => sent.intervals.clone(),
             Direction::Download => receiver_intervals.clone(),
         };
-        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
-        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
-            warnings.push(Warning::FragmentedDatagrams {
-                len,
-                mtu,
-                largest: unfragmented,
-            });
-        }
+        let mut warnings = path_warnings(server, len, unfragmented, mtu);
         if foreign > 0 {
             warnings.push(Warning::ForeignDatagrams { count: foreign });
         }
         Ok(NetReport {
-            server: self.peer().to_string(),
+            server: self.server().to_string(),
             path: TransportKind::Udp,
             streams: 1,
             secs: plan.secs,
@@ -293,7 +290,7 @@ impl Transport for Udp {
                 plan.size
             );
         }
-        let mut control = self.tcp.block_on(self.tcp.handshake())?;
+        let mut control = self.client.block_on(self.client.handshake())?;
         let server = control.stream().peer_addr()?;
         let socket = socket_towards(server, None)?;
         let (len, mtu) = (plan.size, path_mtu(socket.as_raw_fd(), server.is_ipv6()));
@@ -308,16 +305,9 @@ impl Transport for Udp {
         let (latency, lost) =
             echo_round_trips(&socket, plan, fd).map_err(|err| self.explain(&mut control, err))?;
         let local_cpu = cpu.finish();
-        self.tcp.block_on(control.write(&Request::Finished))?;
+        self.client.block_on(control.write(&Request::Finished))?;
         let done = self.done(&mut control)?;
-        let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
-        if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
-            warnings.push(Warning::FragmentedDatagrams {
-                len,
-                mtu,
-                largest: unfragmented,
-            });
-        }
+        let mut warnings = path_warnings(server, len, unfragmented, mtu);
         if lost > 0 {
             warnings.push(Warning::LostRoundTrips {
                 lost,
@@ -329,17 +319,15 @@ impl Transport for Udp {
                 count: done.foreign,
             });
         }
-        Ok(LatReport {
-            server: self.peer().to_string(),
-            path: TransportKind::Udp,
-            size: plan.size,
+        let cpu = (local_cpu, done.cpu);
+        Ok(super::tcp::lat_report(
+            &self.client,
+            TransportKind::Udp,
+            plan,
             latency,
-            cpu: CpuBoth {
-                local: local_cpu,
-                remote: Some(done.cpu),
-            },
+            cpu,
             warnings,
-        })
+        ))
     }
 }
 
@@ -347,13 +335,13 @@ impl Udp {
     /// Sends `request`, points `socket` at the server's UDP port, and says Hello there until
     /// the server's Welcome (or its first datagram) comes back. Returns the session's key.
     fn open(&self, control: &mut Connection, request: Request, socket: &UdpSocket) -> Result<u64> {
-        self.tcp.block_on(control.write(&request))?;
+        self.client.block_on(control.write(&request))?;
         let (port, key) = match self
-            .tcp
-            .block_on(self.tcp.reply(control, HANDSHAKE_TIMEOUT))?
+            .client
+            .block_on(self.client.reply(control, HANDSHAKE_TIMEOUT))?
         {
             Reply::UdpReady { port, key } => (port, key),
-            other => bail!("{}: unexpected answer {other:?}", self.peer()),
+            other => bail!("{}: unexpected answer {other:?}", self.server()),
         };
         let mut server = control.stream().peer_addr()?;
         server.set_port(port);
@@ -362,7 +350,7 @@ impl Udp {
         let closed = || {
             anyhow!(
                 "{}: UDP port {port} answers \"port unreachable\": the server has no UDP socket there, or a firewall rejects UDP",
-                self.peer()
+                self.server()
             )
         };
         let mut hello = [0u8; HEADER_LEN];
@@ -381,7 +369,7 @@ impl Udp {
                     return Err(closed());
                 }
                 Err(err) if !receive::quiet(&err) => {
-                    bail!("{}: sending to UDP port {port}: {err}", self.peer())
+                    bail!("{}: sending to UDP port {port}: {err}", self.server())
                 }
                 _ => {}
             }
@@ -399,22 +387,22 @@ impl Udp {
                     return Err(closed());
                 }
                 Err(err) if receive::quiet(&err) => {}
-                Err(err) => bail!("{}: receiving on UDP: {err}", self.peer()),
+                Err(err) => bail!("{}: receiving on UDP: {err}", self.server()),
             }
             match peek(control.stream().as_raw_fd()) {
                 Peeked::Nothing => {}
                 _ => {
                     let reply = self
-                        .tcp
-                        .block_on(self.tcp.reply(control, HANDSHAKE_TIMEOUT))?;
-                    bail!("{}: unexpected answer {reply:?}", self.peer());
+                        .client
+                        .block_on(self.client.reply(control, HANDSHAKE_TIMEOUT))?;
+                    bail!("{}: unexpected answer {reply:?}", self.server());
                 }
             }
             crate::interrupt::check()?;
             if Instant::now() > deadline {
                 bail!(
                     "no UDP answer from {} port {port} in {} s (the TCP control connection works): a firewall may drop UDP to that port",
-                    self.peer(),
+                    self.server(),
                     HANDSHAKE_TIMEOUT.as_secs()
                 );
             }
@@ -423,16 +411,32 @@ impl Udp {
 
     /// The server's figures at the end of a test.
     fn done(&self, control: &mut Connection) -> Result<UdpDone> {
-        match self.tcp.block_on(self.tcp.reply(control, RESULT_TIMEOUT))? {
-            Reply::UdpDone(done) => Ok(done),
-            other => bail!("{}: unexpected answer {other:?}", self.peer()),
-        }
+        self.client.block_on(self.client.udp_done(control))
     }
 
     /// The server's word on why a test broke off, when it has one.
     fn explain(&self, control: &mut Connection, err: anyhow::Error) -> anyhow::Error {
-        self.tcp.block_on(self.tcp.explain(control, err))
+        self.client.block_on(self.client.explain(control, err))
     }
+}
+
+/// What every UDP test says of its path: a server on this machine, and datagrams of `len`
+/// bytes larger than the `unfragmented` ones the path MTU carries in one packet.
+fn path_warnings(
+    server: SocketAddr,
+    len: usize,
+    unfragmented: usize,
+    mtu: Option<u32>,
+) -> Vec<Warning> {
+    let mut warnings: Vec<Warning> = super::loopback_warning(server).into_iter().collect();
+    if let Some(mtu) = mtu.filter(|_| len > unfragmented) {
+        warnings.push(Warning::FragmentedDatagrams {
+            len,
+            mtu,
+            largest: unfragmented,
+        });
+    }
+    warnings
 }
 
 /// The likely reasons a UDP test's datagrams all went missing, most likely first.
