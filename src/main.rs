@@ -216,7 +216,7 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
     }
     let failed: Vec<String> = result
         .failures()
-        .map(|(path, failure)| format!("{path} ({})", failure.stage))
+        .map(|(path, failure)| format!("{path} ({})", failure.step))
         .collect();
     if !failed.is_empty() {
         anyhow::bail!(

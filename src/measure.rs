@@ -15,7 +15,7 @@ use crate::units::Rate;
 /// What was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Stage {
+pub enum Workload {
     /// Sequential write of a test file, timed through fsync.
     DiskWrite,
     /// Sequential read of a file.
@@ -33,16 +33,16 @@ pub enum Stage {
     DiskReadWrite,
 }
 
-impl Stage {
+impl Workload {
     pub fn label(self) -> &'static str {
         match self {
-            Stage::DiskWrite => "write",
-            Stage::DiskRead => "read",
-            Stage::Fill => "fill",
-            Stage::NetSend => "sender",
-            Stage::NetReceive => "receiver",
-            Stage::Copy => "copy",
-            Stage::DiskReadWrite => "read+write",
+            Workload::DiskWrite => "write",
+            Workload::DiskRead => "read",
+            Workload::Fill => "fill",
+            Workload::NetSend => "sender",
+            Workload::NetReceive => "receiver",
+            Workload::Copy => "copy",
+            Workload::DiskReadWrite => "read+write",
         }
     }
 }
@@ -203,7 +203,9 @@ pub struct Interval {
 /// One figure: so many bytes in so much time, under stated conditions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
-    pub stage: Stage,
+    /// What was measured (`stage` in the JSON report).
+    #[serde(rename = "stage")]
+    pub workload: Workload,
     pub bytes: u64,
     pub secs: f64,
     pub bytes_per_sec: f64,
@@ -217,17 +219,17 @@ pub struct Measurement {
 
 impl Measurement {
     pub fn new(
-        stage: Stage,
+        workload: Workload,
         bytes: u64,
         elapsed: Duration,
         conditions: Conditions,
         mut intervals: Vec<Interval>,
     ) -> Measurement {
-        if stage == Stage::Copy {
+        if workload == Workload::Copy {
             close_time_line(&mut intervals, elapsed);
         }
         Measurement {
-            stage,
+            workload,
             bytes,
             secs: elapsed.as_secs_f64(),
             bytes_per_sec: Rate::new(bytes, elapsed).bytes_per_sec,
@@ -543,7 +545,7 @@ mod tests {
             },
         ];
         let copy = Measurement::new(
-            Stage::Copy,
+            Workload::Copy,
             800,
             Duration::from_millis(1080),
             Conditions::default(),
@@ -557,7 +559,7 @@ mod tests {
         assert!((800.0 / drawn - copy.bytes_per_sec).abs() < 1e-6);
         // Other stages keep their intervals as measured.
         let net = Measurement::new(
-            Stage::NetReceive,
+            Workload::NetReceive,
             800,
             Duration::from_millis(1080),
             Conditions::default(),

@@ -141,10 +141,11 @@ pub struct PathResult {
     pub failed: Option<PathFailure>,
 }
 
-/// The step of a path that failed, named as the report's stages are.
+/// A step of one path in `run` (its round trips, memory to memory, its copy); where a path
+/// failed, named as the report names it (`stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FailedStage {
+pub enum PathStep {
     /// Only when interrupted: a latency failure alone is `latency_failed`.
     Latency,
     /// Memory to memory.
@@ -153,27 +154,27 @@ pub enum FailedStage {
     Copy,
 }
 
-impl FailedStage {
-    /// The name the JSON and CSV give the stage.
+impl PathStep {
+    /// The name the JSON and CSV give the step (`stage`).
     pub fn name(self) -> &'static str {
         match self {
-            FailedStage::Latency => "latency",
-            FailedStage::Network => "network",
-            FailedStage::Copy => "copy",
+            PathStep::Latency => "latency",
+            PathStep::Network => "network",
+            PathStep::Copy => "copy",
         }
     }
 
-    /// The stage in words.
+    /// The step in words.
     pub fn describe(self) -> &'static str {
         match self {
-            FailedStage::Latency => "round trips",
-            FailedStage::Network => "memory to memory",
-            FailedStage::Copy => "disk to disk",
+            PathStep::Latency => "round trips",
+            PathStep::Network => "memory to memory",
+            PathStep::Copy => "disk to disk",
         }
     }
 }
 
-impl std::fmt::Display for FailedStage {
+impl std::fmt::Display for PathStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
@@ -182,7 +183,9 @@ impl std::fmt::Display for FailedStage {
 /// Where and why one path's measurements stopped.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathFailure {
-    pub stage: FailedStage,
+    /// `stage` in the JSON report.
+    #[serde(rename = "stage")]
+    pub step: PathStep,
     pub reason: String,
     /// Ctrl-C, not the path, stopped it.
     #[serde(skip)]
@@ -190,9 +193,9 @@ pub struct PathFailure {
 }
 
 impl PathFailure {
-    fn new(stage: FailedStage, err: &anyhow::Error) -> PathFailure {
+    fn new(step: PathStep, err: &anyhow::Error) -> PathFailure {
         PathFailure {
-            stage,
+            step,
             reason: format!("{err:#}"),
             interrupted: err.chain().any(|cause| cause.is::<Interrupted>()),
         }
@@ -237,12 +240,12 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Conditions, Stage};
+    use crate::measure::{Conditions, Workload};
     use std::time::Duration;
 
     fn measured(mb_per_sec: f64) -> Measurement {
         Measurement::new(
-            Stage::Copy,
+            Workload::Copy,
             (mb_per_sec * 1e6) as u64,
             Duration::from_secs(1),
             Conditions::default(),

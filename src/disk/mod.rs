@@ -23,7 +23,7 @@ use crate::classes::{self, DevicePlacement, Direction, LinkPlacement};
 use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{
-    Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Stage, Watcher,
+    Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Watcher, Workload,
     watch,
 };
 use crate::payload::RandomFill;
@@ -107,8 +107,14 @@ pub struct Pass {
 }
 
 impl Pass {
-    pub fn into_measurement(self, stage: Stage, conditions: Conditions) -> Measurement {
-        Measurement::new(stage, self.bytes, self.elapsed, conditions, self.intervals)
+    pub fn into_measurement(self, workload: Workload, conditions: Conditions) -> Measurement {
+        Measurement::new(
+            workload,
+            self.bytes,
+            self.elapsed,
+            conditions,
+            self.intervals,
+        )
     }
 }
 
@@ -308,7 +314,7 @@ pub struct PlacedMeasurement {
 
 impl PlacedMeasurement {
     pub fn new(measurement: Measurement) -> PlacedMeasurement {
-        let direction = if measurement.stage == Stage::DiskRead {
+        let direction = if measurement.workload == Workload::DiskRead {
             Direction::Read
         } else {
             Direction::Write
@@ -412,7 +418,7 @@ fn baseline_in_dir(
     })
     .with_context(|| format!("write test on {}", test_path.display()))?;
     let mut measurements =
-        vec![written.into_measurement(Stage::DiskWrite, write_conditions.clone())];
+        vec![written.into_measurement(Workload::DiskWrite, write_conditions.clone())];
 
     if options.passes == Passes::WriteThenRead {
         let mut read_conditions = Conditions {
@@ -427,7 +433,7 @@ fn baseline_in_dir(
             read_sequential(&mut engine, size, options.pattern, counter)
         })
         .with_context(|| format!("read test on {}", test_path.display()))?;
-        measurements.push(read.into_measurement(Stage::DiskRead, read_conditions));
+        measurements.push(read.into_measurement(Workload::DiskRead, read_conditions));
     }
     for measurement in &mut measurements {
         hold_to_the_disk(measurement, dir);
@@ -520,7 +526,7 @@ pub fn read_while_writing(
     // Both started together: the pair took as long as the slower of the two.
     let elapsed = read.elapsed.max(written.elapsed);
     let mut measurement = Measurement::new(
-        Stage::DiskReadWrite,
+        Workload::DiskReadWrite,
         size,
         elapsed,
         conditions,
@@ -593,7 +599,7 @@ fn baseline_of_file(
         read_sequential(&mut engine, size, options.pattern, counter)
     })
     .with_context(|| format!("reading {}", path.display()))?;
-    let mut measurement = read.into_measurement(Stage::DiskRead, conditions);
+    let mut measurement = read.into_measurement(Workload::DiskRead, conditions);
     hold_to_the_disk(&mut measurement, path);
     Ok(Baseline {
         path: path.clone(),

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{EngineChoice, Pattern};
 use crate::file::{self, Landing};
-use crate::measure::{Measurement, Stage, Watcher, watch};
+use crate::measure::{Measurement, Watcher, Workload, watch};
 use crate::payload::RandomFill;
 use crate::warning::Warning;
 
@@ -98,7 +98,7 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
                 warnings.push(Warning::ZeroFilled { path: path.clone() });
             }
             Some(pass.into_measurement(
-                Stage::Fill,
+                Workload::Fill,
                 options.pattern.conditions(landing.direct, true, &engine),
             ))
         }

@@ -12,7 +12,7 @@ use anyhow::{Result, anyhow};
 use super::steps::{Far, FarWrite, Paths, run_against};
 use super::{RunOptions, RunReport};
 use crate::disk::{EngineChoice, Pattern};
-use crate::measure::{Conditions, Measurement, Stage, Unwatched};
+use crate::measure::{Conditions, Measurement, Unwatched, Workload};
 use crate::transport::fake::Fake;
 use crate::transport::{Peer, Transport, TransportKind};
 
@@ -68,7 +68,7 @@ impl Far for FakeFar {
             ..Conditions::default()
         };
         let write = Measurement::new(
-            Stage::DiskWrite,
+            Workload::DiskWrite,
             options.size,
             Duration::from_secs_f64(secs),
             conditions,

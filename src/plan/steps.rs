@@ -11,14 +11,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::embedded::Embedded;
 use super::verdict::{self, Figures, Sentence};
 use super::{
-    FailedStage, LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult,
-    REMOTE_COPY, RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling,
-    remote_copy_path, reusable, test_file_path,
+    LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult, PathStep, REMOTE_COPY,
+    RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling, remote_copy_path,
+    reusable, test_file_path,
 };
 use crate::disk::{self, BaselineOptions, FillMode, GenOptions, Passes};
 use crate::file;
 use crate::interrupt::Interrupted;
-use crate::measure::{Measurement, Stage as MeasuredStage, Watcher};
+use crate::measure::{Measurement, Watcher, Workload};
 use crate::transport::rdma::Rdma;
 use crate::transport::ssh::Ssh;
 use crate::transport::tcp::Tcp;
@@ -307,7 +307,7 @@ impl Far for Servers {
                     measurements: far
                         .measurements
                         .into_iter()
-                        .filter(|m| m.stage == MeasuredStage::DiskWrite)
+                        .filter(|m| m.workload == Workload::DiskWrite)
                         .collect(),
                     warnings: Vec::new(),
                     device: far.device,
@@ -476,7 +476,7 @@ impl Run<'_> {
                 (Some(report.latency), None)
             }
             Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-                failed = Some(PathFailure::new(FailedStage::Latency, &err));
+                failed = Some(PathFailure::new(PathStep::Latency, &err));
                 (None, None)
             }
             Err(err) => (None, Some(format!("{err:#}"))),
@@ -509,7 +509,7 @@ impl Run<'_> {
                     nets.extend(report.directions.into_iter().map(|d| d.receiver));
                 }
                 Err(err) => {
-                    failed = Some(PathFailure::new(FailedStage::Network, &err));
+                    failed = Some(PathFailure::new(PathStep::Network, &err));
                     break;
                 }
             }
@@ -552,7 +552,7 @@ impl Run<'_> {
                     copies.push(report.measurement);
                 }
                 Err(err) => {
-                    failed = Some(PathFailure::new(FailedStage::Copy, &err));
+                    failed = Some(PathFailure::new(PathStep::Copy, &err));
                     break;
                 }
             }
@@ -629,7 +629,7 @@ fn judge(
     let sentence = match (failed, &verdict) {
         (Some(failure), _) => format!(
             "{kind}: failed in {}: {} (its other figures below stand; no verdict)",
-            failure.stage.describe(),
+            failure.step.describe(),
             failure.reason
         ),
         (None, Some(verdict)) => Sentence {
@@ -650,7 +650,7 @@ impl Run<'_> {
                 || result
                     .failed
                     .as_ref()
-                    .is_some_and(|f| f.stage == FailedStage::Copy);
+                    .is_some_and(|f| f.step == PathStep::Copy);
             if !copied {
                 continue;
             }
@@ -766,7 +766,7 @@ mod tests {
     #[test]
     fn a_path_that_fails_its_copy_keeps_its_network_figure_and_has_no_verdict() {
         let (far, tcp) = failing_at(FailAt::Copy);
-        assert_eq!(tcp.failed.as_ref().unwrap().stage, FailedStage::Copy);
+        assert_eq!(tcp.failed.as_ref().unwrap().step, PathStep::Copy);
         assert!(tcp.network.is_some() && tcp.copy.is_none() && tcp.verdict.is_none());
         assert!(
             tcp.sentence.contains("failed in disk to disk"),
@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn a_path_that_fails_memory_to_memory_runs_no_copy() {
         let (far, tcp) = failing_at(FailAt::Network);
-        assert_eq!(tcp.failed.as_ref().unwrap().stage, FailedStage::Network);
+        assert_eq!(tcp.failed.as_ref().unwrap().step, PathStep::Network);
         assert!(tcp.network.is_none() && tcp.copy.is_none());
         assert!(far.removed.borrow().is_empty());
     }

@@ -85,7 +85,7 @@ fn rows(report: &RunReport) -> Vec<Row> {
         rows.extend(repeats("copy", path.clone(), &result.copy));
         if let Some(failed) = &result.failed {
             rows.push(Row {
-                stage: failed.stage.name(),
+                stage: failed.step.name(),
                 path,
                 run: 1,
                 error: Some(failed.reason.clone()),
@@ -255,7 +255,7 @@ mod tests {
         let mut report = sample_report();
         report.paths[0].copy = None;
         report.paths[0].failed = Some(crate::plan::PathFailure {
-            stage: crate::plan::FailedStage::Copy,
+            step: crate::plan::PathStep::Copy,
             reason: "the server closed the connection".into(),
             interrupted: false,
         });

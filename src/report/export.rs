@@ -176,7 +176,7 @@ fn cannot_write(path: &Path, err: io::Error) -> anyhow::Error {
 /// intervals and a verdict, a skipped path, and a warning.
 #[cfg(test)]
 pub(crate) fn sample_report() -> RunReport {
-    use crate::measure::{Conditions, CpuUse, Interval, Latency, Measurement, Stage};
+    use crate::measure::{Conditions, CpuUse, Interval, Latency, Measurement, Workload};
     use crate::plan::verdict::{self, Figures, Sentence};
     use crate::plan::{Parameters, PathResult, Skipped, Summary};
     use crate::transport::TransportKind;
@@ -193,7 +193,7 @@ pub(crate) fn sample_report() -> RunReport {
             Duration::from_secs_f64(secs),
             Conditions {
                 direct: true,
-                fsync_included: stage == Stage::DiskWrite,
+                fsync_included: stage == Workload::DiskWrite,
                 block_size: Some(MIB),
                 iodepth: Some(32),
                 ..Conditions::default()
@@ -220,8 +220,8 @@ pub(crate) fn sample_report() -> RunReport {
             bytes,
             Duration::from_secs_f64(start),
             Conditions {
-                direct: stage == Stage::Copy,
-                fsync_included: stage == Stage::Copy,
+                direct: stage == Workload::Copy,
+                fsync_included: stage == Workload::Copy,
                 path: Some(TransportKind::Tcp),
                 streams: Some(4),
                 mtu: Some(9000),
@@ -234,25 +234,25 @@ pub(crate) fn sample_report() -> RunReport {
     };
 
     let source_read = Summary::of(vec![
-        disk(Stage::DiskRead, 1480.0),
-        disk(Stage::DiskRead, 1610.0),
-        disk(Stage::DiskRead, 1550.0),
+        disk(Workload::DiskRead, 1480.0),
+        disk(Workload::DiskRead, 1610.0),
+        disk(Workload::DiskRead, 1550.0),
     ]);
     let destination_write = Summary::of(vec![
-        disk(Stage::DiskWrite, 402.0),
-        disk(Stage::DiskWrite, 431.0),
-        disk(Stage::DiskWrite, 415.0),
+        disk(Workload::DiskWrite, 402.0),
+        disk(Workload::DiskWrite, 431.0),
+        disk(Workload::DiskWrite, 415.0),
     ]);
     let network = Summary::of(vec![over_time(
-        Stage::NetReceive,
+        Workload::NetReceive,
         &[
             980.0, 1160.0, 1172.0, 1168.0, 1175.0, 1170.0, 1166.0, 1174.0, 1171.0, 1169.0,
         ],
     )]);
     let copy = Summary::of(vec![
-        over_time(Stage::Copy, &[360.0, 402.0, 398.0, 405.0, 391.0, 400.0]),
+        over_time(Workload::Copy, &[360.0, 402.0, 398.0, 405.0, 391.0, 400.0]),
         over_time(
-            Stage::Copy,
+            Workload::Copy,
             &[520.0, 410.0, 396.0, 401.0, 388.0, 399.0, 402.0, 210.0],
         ),
     ]);

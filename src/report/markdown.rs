@@ -104,7 +104,7 @@ fn render(report: &RunReport) -> String {
         out.push_str("\n## Failed\n\n");
         for (path, failure) in failures {
             let reason = failure.reason.replace('\n', " ");
-            let _ = writeln!(out, "- {path}, stage {}: {reason}", failure.stage);
+            let _ = writeln!(out, "- {path}, stage {}: {reason}", failure.step);
         }
     }
 

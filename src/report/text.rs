@@ -6,8 +6,8 @@ use crate::disk::{Baseline, PlacedMeasurement};
 use crate::disk::{FillMode, Generated};
 use std::time::Duration;
 
-use crate::measure::{Conditions, CpuUse, Stage};
-use crate::plan::FailedStage;
+use crate::measure::{Conditions, CpuUse, Workload};
+use crate::plan::PathStep;
 use crate::transport::memory::{Role, Tick};
 use crate::transport::{CopyReport, CpuBoth, Direction, DirectionReport, NetReport};
 use crate::units::{Rate, format_block, format_bytes};
@@ -46,14 +46,14 @@ fn measurement_line(placed: &PlacedMeasurement) -> String {
         // Not placed against the classes: it is not the disk's figure.
         return format!(
             "  {:<5} {:>22} in {:.2} s{fsync} — NOT THE DISK: {suspect}",
-            m.stage.label(),
+            m.workload.label(),
             m.rate().to_string(),
             m.secs,
         );
     }
     format!(
         "  {:<5} {:>22} in {:.2} s{fsync} — {}, {}",
-        m.stage.label(),
+        m.workload.label(),
         m.rate().to_string(),
         m.secs,
         placed.device_class,
@@ -213,14 +213,14 @@ pub fn net_summary(report: &NetReport) -> String {
         };
         let _ = writeln!(out, "{name}, {}:", net_conditions(report, direction));
         for m in [&direction.sender, &direction.receiver] {
-            let retransmits = match (m.stage, direction.retransmits) {
-                (Stage::NetSend, Some(r)) => format!(", {r} retransmits"),
+            let retransmits = match (m.workload, direction.retransmits) {
+                (Workload::NetSend, Some(r)) => format!(", {r} retransmits"),
                 _ => String::new(),
             };
             let _ = writeln!(
                 out,
                 "  {:<8} {:>9} in {:5.2} s  {:>26}{retransmits}",
-                m.stage.label(),
+                m.workload.label(),
                 format_bytes(m.bytes),
                 m.secs,
                 m.rate().to_string()
@@ -555,7 +555,7 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             &link_class,
         );
         if path.network.is_none() {
-            missing_row(&mut out, path, FailedStage::Network);
+            missing_row(&mut out, path, PathStep::Network);
         }
         if udp {
             let _ = writeln!(
@@ -581,7 +581,7 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             &link_class,
         );
         if path.copy.is_none() {
-            missing_row(&mut out, path, FailedStage::Copy);
+            missing_row(&mut out, path, PathStep::Copy);
         }
     }
     if report.interrupted {
@@ -603,13 +603,13 @@ pub fn run(report: &crate::plan::RunReport) -> String {
     out
 }
 
-/// Under a stage `rate_row` found "not measured": why, when its path failed.
-fn missing_row(out: &mut String, path: &crate::plan::PathResult, stage: FailedStage) {
+/// Under a step `rate_row` found "not measured": why, when its path failed.
+fn missing_row(out: &mut String, path: &crate::plan::PathResult, step: PathStep) {
     let Some(failed) = &path.failed else {
         return;
     };
-    let words = stage.describe();
-    let why = match failed.stage == stage {
+    let words = step.describe();
+    let why = match failed.step == step {
         true => format!("{} {words} failed (why is in its first line)", path.path),
         false => format!("{} {words} not run: an earlier stage failed", path.path),
     };

@@ -9,7 +9,7 @@ use super::{
     CopyPlan, CopyReport, CpuBoth, DirectionReport, LatPlan, LatReport, Location, NetPlan,
     NetReport, StreamReport, TimeSplit, Transport, TransportKind, Verification,
 };
-use crate::measure::{Conditions, CpuUse, Direction, Measurement, OneWay, Stage, Watcher};
+use crate::measure::{Conditions, CpuUse, Direction, Measurement, OneWay, Watcher, Workload};
 
 /// A step of a path that the fake fails, with the error it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +66,14 @@ impl Fake {
 }
 
 /// `bytes` taking as long as they would at `bytes_per_sec`.
-fn at_rate(stage: Stage, bytes: u64, bytes_per_sec: f64, conditions: Conditions) -> Measurement {
+fn at_rate(
+    workload: Workload,
+    bytes: u64,
+    bytes_per_sec: f64,
+    conditions: Conditions,
+) -> Measurement {
     let elapsed = Duration::from_secs_f64(bytes as f64 / bytes_per_sec);
-    Measurement::new(stage, bytes, elapsed, conditions, Vec::new())
+    Measurement::new(workload, bytes, elapsed, conditions, Vec::new())
 }
 
 impl Transport for Fake {
@@ -79,12 +84,13 @@ impl Transport for Fake {
     fn mem_to_mem(&self, plan: &NetPlan, _watcher: &dyn Watcher) -> Result<NetReport> {
         self.fails(FailAt::Network)?;
         let bytes = (self.network_bytes_per_sec * plan.secs) as u64;
-        let measured = |stage| {
+        let conditions = self.conditions(plan.streams);
+        let measured = |workload| {
             at_rate(
-                stage,
+                workload,
                 bytes,
                 self.network_bytes_per_sec,
-                self.conditions(plan.streams),
+                conditions.clone(),
             )
         };
         Ok(NetReport {
@@ -97,8 +103,8 @@ impl Transport for Fake {
             window: plan.window,
             directions: vec![DirectionReport {
                 direction: Direction::Upload,
-                sender: measured(Stage::NetSend),
-                receiver: measured(Stage::NetReceive),
+                sender: measured(Workload::NetSend),
+                receiver: measured(Workload::NetReceive),
                 retransmits: None,
                 streams: vec![StreamReport {
                     id: 1,
@@ -122,7 +128,7 @@ impl Transport for Fake {
         };
         let bytes = std::fs::metadata(source)?.len();
         let measurement = at_rate(
-            Stage::Copy,
+            Workload::Copy,
             bytes,
             self.copy_bytes_per_sec,
             self.conditions(plan.streams),

@@ -23,7 +23,7 @@ use crate::control::{
 use crate::disk;
 use crate::interrupt::Interrupted;
 use crate::measure::{
-    Conditions, Counter, CpuClock, CpuUse, Interval, Latency, Measurement, Stage, Watcher,
+    Conditions, Counter, CpuClock, CpuUse, Interval, Latency, Measurement, Watcher, Workload,
     granted_window, path_mtu,
 };
 use crate::warning::Warning;
@@ -460,7 +460,7 @@ impl Tcp {
             source: source.display().to_string(),
             destination: format!("{}:{remote_path}", self.server()),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
+            measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit::uploaded(&sent, &done),
             verify,
             cpu: CpuBoth {
@@ -520,7 +520,7 @@ impl Tcp {
             source: format!("{}:{remote_path}", self.server()),
             destination: destination.display().to_string(),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Stage::Copy, size, elapsed, conditions, intervals),
+            measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
             cpu: CpuBoth {
@@ -729,8 +729,8 @@ fn direction_report(
     };
     DirectionReport {
         direction,
-        sender: measurement(Stage::NetSend, sender),
-        receiver: measurement(Stage::NetReceive, receiver),
+        sender: measurement(Workload::NetSend, sender),
+        receiver: measurement(Workload::NetReceive, receiver),
         retransmits: sender.retransmits(),
         streams,
         datagrams: None,

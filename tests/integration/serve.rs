@@ -457,7 +457,7 @@ fn serve_removes_the_partial_file_of_a_client_killed_mid_copy_and_keeps_serving(
 #[test]
 fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
     use xferbench::disk::Pattern;
-    use xferbench::measure::Stage;
+    use xferbench::measure::Workload;
     use xferbench::transport::Peer;
     use xferbench::transport::tcp::Tcp;
 
@@ -468,8 +468,8 @@ fn serve_measures_its_own_disk_for_a_client_and_leaves_nothing_in_its_root() {
         depth: 4,
     };
     let baseline = tcp.remote_baseline(8 << 20, pattern).unwrap();
-    let stages: Vec<Stage> = baseline.measurements.iter().map(|m| m.stage).collect();
-    assert_eq!(stages, vec![Stage::DiskWrite, Stage::DiskRead]);
+    let workloads: Vec<Workload> = baseline.measurements.iter().map(|m| m.workload).collect();
+    assert_eq!(workloads, vec![Workload::DiskWrite, Workload::DiskRead]);
     for m in &baseline.measurements {
         assert_eq!(m.bytes, 8 << 20);
         assert!(m.secs > 0.0 && m.bytes_per_sec > 0.0, "{m:?}");

@@ -19,7 +19,7 @@ use crate::control::{
     Request,
 };
 use crate::disk::{ALIGN, AlignedBuf};
-use crate::measure::{Conditions, Counter, CpuClock, Interval, Measurement, Stage, Watcher};
+use crate::measure::{Conditions, Counter, CpuClock, Interval, Measurement, Watcher, Workload};
 use crate::payload::RandomFill;
 use crate::transport::tcp::{self, copy_conditions, verification};
 use crate::transport::{
@@ -206,8 +206,8 @@ impl Transport for Rdma {
         // count is the receiver's too.
         let direction = DirectionReport {
             direction: Direction::Upload,
-            sender: figure(Stage::NetSend),
-            receiver: figure(Stage::NetReceive),
+            sender: figure(Workload::NetSend),
+            receiver: figure(Workload::NetReceive),
             retransmits: None,
             streams: vec![StreamReport {
                 id: 1,
@@ -349,7 +349,7 @@ impl Rdma {
             destination: format!("{}:{remote_path}", self.server()),
             path: TransportKind::Rdma,
             measurement: Measurement::new(
-                Stage::Copy,
+                Workload::Copy,
                 size,
                 elapsed,
                 self.conditions(
@@ -426,7 +426,7 @@ impl Rdma {
             destination: destination.display().to_string(),
             path: TransportKind::Rdma,
             measurement: Measurement::new(
-                Stage::Copy,
+                Workload::Copy,
                 size,
                 elapsed,
                 self.conditions(

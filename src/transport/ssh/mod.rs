@@ -35,7 +35,7 @@ use super::{
     Location, NetPlan, NetReport, Peer, Rounds, StreamReport, TimeSplit, Transport, TransportKind,
 };
 use crate::disk;
-use crate::measure::{Conditions, Counter, CpuClock, Latency, Measurement, Stage, Watcher};
+use crate::measure::{Conditions, Counter, CpuClock, Latency, Measurement, Watcher, Workload};
 use crate::warning::Warning;
 
 /// An SSH server reached by login.
@@ -91,7 +91,7 @@ impl Ssh {
             ..Conditions::default()
         };
         let measurement = Measurement::new(
-            Stage::DiskWrite,
+            Workload::DiskWrite,
             bytes,
             Duration::from_secs_f64(secs),
             conditions,
@@ -209,7 +209,7 @@ impl Ssh {
             destination: format!("{}:{path}", self.label()),
             path: TransportKind::Ssh,
             measurement: Measurement::new(
-                Stage::Copy,
+                Workload::Copy,
                 size,
                 elapsed,
                 conditions(plan, chunks, direct, engine_kind, &connections),
@@ -543,7 +543,7 @@ impl Ssh {
             destination: destination.display().to_string(),
             path: TransportKind::Ssh,
             measurement: Measurement::new(
-                Stage::Copy,
+                Workload::Copy,
                 size,
                 elapsed,
                 conditions(plan, chunks, landing_direct, engine_kind, &connections),
@@ -720,8 +720,8 @@ impl Ssh {
             window: None,
             directions: vec![DirectionReport {
                 direction: Direction::Upload,
-                sender: measurement(Stage::NetSend, &sender),
-                receiver: measurement(Stage::NetReceive, &receiver),
+                sender: measurement(Workload::NetSend, &sender),
+                receiver: measurement(Workload::NetReceive, &receiver),
                 retransmits: None,
                 streams,
                 datagrams: None,

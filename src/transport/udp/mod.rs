@@ -25,7 +25,7 @@ use crate::control::connection::{Peeked, peek};
 use crate::control::{Client, Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
 pub use crate::control::{DatagramInterval, Received, Sent};
 use crate::measure::{
-    Conditions, CpuClock, Interval, Latency, Measurement, Stage, Watcher, path_mtu,
+    Conditions, CpuClock, Interval, Latency, Measurement, Watcher, Workload, path_mtu,
     set_socket_option,
 };
 use crate::warning::Warning;
@@ -245,14 +245,14 @@ impl Transport for Udp {
             directions: vec![DirectionReport {
                 direction,
                 sender: Measurement::new(
-                    Stage::NetSend,
+                    Workload::NetSend,
                     sent.bytes,
                     Duration::from_secs_f64(sent.secs),
                     conditions.clone(),
                     sent.intervals.clone(),
                 ),
                 receiver: Measurement::new(
-                    Stage::NetReceive,
+                    Workload::NetReceive,
                     received.bytes,
                     Duration::from_secs_f64(received.secs),
                     conditions,
