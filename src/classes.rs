@@ -94,10 +94,10 @@ pub const LINKS: [LinkClass; 7] = [
     GBE_100,
 ];
 
-/// Which way the disk was driven, since devices write slower than they read.
+/// Whether the disk was read or written, since devices write slower than they read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub enum Access {
     Read,
     Write,
 }
@@ -129,11 +129,11 @@ pub enum DevicePlacement {
     },
 }
 
-pub fn place_device(rate: Rate, direction: Direction) -> DevicePlacement {
+pub fn place_device(rate: Rate, access: Access) -> DevicePlacement {
     let mb = rate.mb_per_sec();
-    let figure = |class: &DeviceClass| match direction {
-        Direction::Read => class.read_mb_s,
-        Direction::Write => class.write_mb_s,
+    let figure = |class: &DeviceClass| match access {
+        Access::Read => class.read_mb_s,
+        Access::Write => class.write_mb_s,
     };
     let nearest = DEVICES
         .iter()
@@ -234,15 +234,15 @@ mod tests {
 
     #[test]
     fn a_rate_near_a_class_figure_is_that_class() {
-        let placed = place_device(Rate::from_mb_per_sec(2700.0), Direction::Read);
+        let placed = place_device(Rate::from_mb_per_sec(2700.0), Access::Read);
         assert_eq!(placed.to_string(), "NVMe Gen3 x4 class");
-        let placed = place_device(Rate::from_mb_per_sec(410.0), Direction::Write);
+        let placed = place_device(Rate::from_mb_per_sec(410.0), Access::Write);
         assert_eq!(placed.to_string(), "SATA SSD class");
     }
 
     #[test]
     fn a_rate_between_classes_names_both() {
-        let placed = place_device(Rate::from_mb_per_sec(1500.0), Direction::Read);
+        let placed = place_device(Rate::from_mb_per_sec(1500.0), Access::Read);
         assert_eq!(
             placed.to_string(),
             "between SATA SSD and NVMe Gen3 x4 class"
@@ -252,11 +252,11 @@ mod tests {
     #[test]
     fn rates_off_the_ends_are_below_or_above() {
         assert!(matches!(
-            place_device(Rate::from_mb_per_sec(50.0), Direction::Read),
+            place_device(Rate::from_mb_per_sec(50.0), Access::Read),
             DevicePlacement::Below { class: "HDD", .. }
         ));
         assert!(matches!(
-            place_device(Rate::from_mb_per_sec(20000.0), Direction::Read),
+            place_device(Rate::from_mb_per_sec(20000.0), Access::Read),
             DevicePlacement::Above {
                 class: "NVMe Gen4 x4",
                 ..

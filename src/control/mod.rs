@@ -258,9 +258,9 @@ pub struct NetDone {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UdpDone {
     /// What the server received (an upload).
-    pub received: Option<Received>,
+    pub received: Option<DatagramsReceived>,
     /// What the server sent (a download).
-    pub sent: Option<Sent>,
+    pub sent: Option<DatagramsSent>,
     /// Datagrams that reached the server's UDP port from other senders, ignored.
     pub foreign: u64,
     pub cpu: CpuUse,
@@ -356,7 +356,7 @@ impl Flow {
 
 /// What the sender of a UDP test counted (the omitted start left out).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sent {
+pub struct DatagramsSent {
     pub datagrams: u64,
     pub bytes: u64,
     /// From the first counted datagram to the last.
@@ -366,7 +366,7 @@ pub struct Sent {
 
 /// What the receiver of a UDP test counted.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Received {
+pub struct DatagramsReceived {
     /// Distinct datagrams (a duplicate counts once).
     pub datagrams: u64,
     pub bytes: u64,

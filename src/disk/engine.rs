@@ -42,8 +42,9 @@ pub enum Op {
     Read { len: usize },
 }
 
+/// A read or write handed to the engine, with the buffer it owns until its [`Completion`].
 #[derive(Debug)]
-pub struct Request {
+pub struct Submission {
     pub op: Op,
     pub offset: u64,
     pub buf: AlignedBuf,
@@ -61,7 +62,7 @@ pub struct Completion {
 /// A running engine bound to one open file.
 pub struct Engine {
     kind: EngineKind,
-    requests: Option<UnboundedSender<Request>>,
+    requests: Option<UnboundedSender<Submission>>,
     completions: UnboundedReceiver<Completion>,
     workers: Vec<JoinHandle<()>>,
     /// io_uring: wakes the ring's thread for each request, and at the end.
@@ -166,7 +167,7 @@ impl Engine {
     }
 
     fn start_psync(file: &File, depth: usize) -> io::Result<Engine> {
-        let (requests, request_rx) = unbounded_channel::<Request>();
+        let (requests, request_rx) = unbounded_channel::<Submission>();
         let (completion_tx, completions) = unbounded_channel();
         let shared_rx = Arc::new(Mutex::new(request_rx));
         let file = Arc::new(file.try_clone()?);
@@ -216,7 +217,7 @@ impl Engine {
         self.ring_flags
     }
 
-    pub fn submit(&mut self, request: Request) -> io::Result<()> {
+    pub fn submit(&mut self, request: Submission) -> io::Result<()> {
         if let Some(inline) = &mut self.inline {
             return inline.submit(request);
         }
@@ -282,11 +283,11 @@ impl Drop for Engine {
 impl Null {
     fn complete(
         &self,
-        Request {
+        Submission {
             op,
             offset,
             mut buf,
-        }: Request,
+        }: Submission,
     ) -> io::Result<()> {
         let moved = match op {
             Op::Write => buf.len(),
@@ -313,12 +314,12 @@ fn engine_stopped() -> io::Error {
 
 fn psync_worker(
     file: &File,
-    requests: &Mutex<UnboundedReceiver<Request>>,
+    requests: &Mutex<UnboundedReceiver<Submission>>,
     completions: &UnboundedSender<Completion>,
 ) {
     loop {
         let next = requests.lock().map(|mut rx| rx.blocking_recv());
-        let Ok(Some(Request {
+        let Ok(Some(Submission {
             op,
             offset,
             mut buf,
@@ -404,7 +405,7 @@ mod tests {
                 buf.set_len(BLOCK);
                 let offset = (next * BLOCK) as u64;
                 engine
-                    .submit(Request {
+                    .submit(Submission {
                         op: Op::Write,
                         offset,
                         buf,
@@ -421,7 +422,7 @@ mod tests {
             let offset = (index * BLOCK) as u64;
             let buf = pool.pop().unwrap();
             engine
-                .submit(Request {
+                .submit(Submission {
                     op: Op::Read { len: BLOCK },
                     offset,
                     buf,
@@ -459,11 +460,11 @@ mod tests {
     }
 
     /// A write of `len` bytes of `byte` at offset 0.
-    fn write_of(len: usize, byte: u8) -> Request {
+    fn write_of(len: usize, byte: u8) -> Submission {
         let mut buf = AlignedBuf::new(len);
         buf.full_mut().fill(byte);
         buf.set_len(len);
-        Request {
+        Submission {
             op: Op::Write,
             offset: 0,
             buf,
@@ -474,7 +475,7 @@ mod tests {
     fn read_at(engine: &mut Engine, offset: u64, len: usize) -> Completion {
         let buf = AlignedBuf::new(len);
         let op = Op::Read { len };
-        engine.submit(Request { op, offset, buf }).unwrap();
+        engine.submit(Submission { op, offset, buf }).unwrap();
         engine.wait().unwrap()
     }
 
@@ -530,7 +531,7 @@ mod tests {
             let mut buf = AlignedBuf::new(1 << 20);
             buf.set_len(1 << 20);
             engine
-                .submit(Request {
+                .submit(Submission {
                     op: Op::Write,
                     offset: index << 20,
                     buf,

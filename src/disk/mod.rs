@@ -16,10 +16,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 
 pub use buffer::{ALIGN, AlignedBuf};
-pub use engine::{Completion, Engine, EngineChoice, EngineKind, Op, Request};
+pub use engine::{Completion, Engine, EngineChoice, EngineKind, Op, Submission};
 pub use testfile::{FillMode, GenOptions, Generated, generate};
 
-use crate::classes::{self, DevicePlacement, Direction, LinkPlacement};
+use crate::classes::{self, Access, DevicePlacement, LinkPlacement};
 use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{
@@ -187,7 +187,7 @@ fn sequential(
     let mut failure: Option<anyhow::Error> = None;
     let mut end_of_file = false;
     // A block made ready (filled, for a write) but not yet submitted.
-    let mut ready: Option<Request> = None;
+    let mut ready: Option<Submission> = None;
     loop {
         while failure.is_none() && !end_of_file && in_flight < pattern.depth {
             if interrupt::requested() {
@@ -252,7 +252,7 @@ fn next_block(
     size: u64,
     pattern: Pattern,
     fill: Option<&mut Fill<'_>>,
-) -> Option<Request> {
+) -> Option<Submission> {
     if *next_offset >= size {
         return None;
     }
@@ -267,7 +267,7 @@ fn next_block(
         }
         None => Op::Read { len: io_len },
     };
-    let request = Request {
+    let request = Submission {
         op,
         offset: *next_offset,
         buf,
@@ -314,13 +314,13 @@ pub struct PlacedMeasurement {
 
 impl PlacedMeasurement {
     pub fn new(measurement: Measurement) -> PlacedMeasurement {
-        let direction = if measurement.workload == Workload::DiskRead {
-            Direction::Read
+        let access = if measurement.workload == Workload::DiskRead {
+            Access::Read
         } else {
-            Direction::Write
+            Access::Write
         };
         PlacedMeasurement {
-            device_class: classes::place_device(measurement.rate(), direction),
+            device_class: classes::place_device(measurement.rate(), access),
             link_class: classes::place_link(measurement.rate()),
             measurement,
         }

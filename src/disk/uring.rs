@@ -22,7 +22,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::buffer::AlignedBuf;
-use super::engine::{Completion, Op, Request};
+use super::engine::{Completion, Op, Submission};
 
 /// The user_data of the eventfd read; I/O uses its slot index.
 const WAKE: u64 = u64::MAX;
@@ -154,8 +154,8 @@ impl Core {
     }
 
     /// Queues a request; a zero-length one completes at once, through `done`.
-    fn start(&mut self, request: Request, done: &mut dyn FnMut(Completion)) {
-        let Request {
+    fn start(&mut self, request: Submission, done: &mut dyn FnMut(Completion)) {
+        let Submission {
             op,
             offset,
             mut buf,
@@ -319,7 +319,7 @@ impl Inline {
         Ok(())
     }
 
-    pub(super) fn submit(&mut self, request: Request) -> io::Result<()> {
+    pub(super) fn submit(&mut self, request: Submission) -> io::Result<()> {
         self.enable()?;
         let ready = &mut self.ready;
         self.core.start(request, &mut |done| ready.push_back(done));
@@ -390,7 +390,7 @@ pub(super) struct Ring {
 pub(super) fn spawn(
     file: File,
     depth: usize,
-    requests: UnboundedReceiver<Request>,
+    requests: UnboundedReceiver<Submission>,
     completions: UnboundedSender<Completion>,
 ) -> io::Result<Ring> {
     let doorbell = Arc::new(Doorbell::new()?);
@@ -492,7 +492,7 @@ impl InFlight {
 struct Worker {
     core: Core,
     doorbell: Arc<Doorbell>,
-    requests: UnboundedReceiver<Request>,
+    requests: UnboundedReceiver<Submission>,
     completions: UnboundedSender<Completion>,
 }
 

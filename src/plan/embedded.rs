@@ -12,26 +12,26 @@ use crate::transport::ssh::login::LoginOptions;
 
 /// The servers of a run without HOST, inside this process on loopback: TCP always, SSH for
 /// `--via ssh`, logged into with a key made for the run.
-pub(super) struct Embedded {
+pub(super) struct EmbeddedServers {
     tcp: std::net::SocketAddr,
     ssh: Option<std::net::SocketAddr>,
     pub(super) login: LoginOptions,
     /// The run's key, authorized_keys and known_hosts; removed at the end.
     _keys: Option<tempfile::TempDir>,
-    _tcp: Option<serve::Embedded>,
-    _ssh: Option<serve::ssh::EmbeddedSsh>,
+    _tcp: Option<serve::EmbeddedServer>,
+    _ssh: Option<serve::ssh::EmbeddedSshServer>,
 }
 
-impl Embedded {
+impl EmbeddedServers {
     pub(super) fn start(
         root: &Path,
         with_ssh: bool,
         login: &LoginOptions,
         rdma: &RdmaOptions,
-    ) -> Result<Embedded> {
+    ) -> Result<EmbeddedServers> {
         if !with_ssh {
-            let tcp = serve::Embedded::start(root.to_path_buf(), rdma.clone())?;
-            return Ok(Embedded {
+            let tcp = serve::EmbeddedServer::start(root.to_path_buf(), rdma.clone())?;
+            return Ok(EmbeddedServers {
                 tcp: tcp.addr,
                 ssh: None,
                 login: login.clone(),
@@ -58,9 +58,9 @@ impl Embedded {
             .to_openssh()
             .map_err(|err| anyhow!("writing the run's SSH key: {err}"))?;
         std::fs::write(&authorized_keys, format!("{public}\n"))?;
-        let ssh = serve::ssh::EmbeddedSsh::start(root.to_path_buf(), &authorized_keys, None)?;
+        let ssh = serve::ssh::EmbeddedSshServer::start(root.to_path_buf(), &authorized_keys, None)?;
         std::fs::write(&known_hosts, format!("{}\n", ssh.known_hosts_line()))?;
-        Ok(Embedded {
+        Ok(EmbeddedServers {
             tcp: ssh.tcp_addr,
             ssh: Some(ssh.addr),
             login: LoginOptions {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::embedded::Embedded;
+use super::embedded::EmbeddedServers;
 use super::verdict::{self, Figures, Sentence};
 use super::{
     LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult, PathStep, REMOTE_COPY,
@@ -181,7 +181,7 @@ struct Servers {
     /// The embedded server's root: where the shared disk's write half lands.
     embedded_dir: Option<PathBuf>,
     // Kept alive for the run: the embedded servers and their root.
-    _embedded: Option<(tempfile::TempDir, Embedded)>,
+    _embedded: Option<(tempfile::TempDir, EmbeddedServers)>,
 }
 
 impl Servers {
@@ -217,7 +217,8 @@ impl Servers {
                     .with_context(|| {
                         format!("creating a destination root in {}", options.dir.display())
                     })?;
-                let servers = Embedded::start(root.path(), wants_ssh, &options.ssh, &options.rdma)?;
+                let servers =
+                    EmbeddedServers::start(root.path(), wants_ssh, &options.ssh, &options.rdma)?;
                 let found = (
                     servers.tcp_peer(),
                     servers.ssh_peer(),

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::classes::{self, Direction};
+use crate::classes::{self, Access};
 use crate::measure::CpuUse;
 use crate::transport::TransportKind;
 use crate::units::Rate;
@@ -257,10 +257,10 @@ fn stage_figure(stage: Stage, figures: &Figures) -> String {
     match stage {
         Stage::SourceDisk => figures
             .source_read
-            .map(|r| format!("read {r}, {}", classes::place_device(r, Direction::Read))),
+            .map(|r| format!("read {r}, {}", classes::place_device(r, Access::Read))),
         Stage::DestinationDisk => figures
             .destination_write
-            .map(|r| format!("write {r}, {}", classes::place_device(r, Direction::Write))),
+            .map(|r| format!("write {r}, {}", classes::place_device(r, Access::Write))),
         Stage::Network => figures
             .network
             .map(|r| format!("carries {r}, {}", classes::place_link(r))),

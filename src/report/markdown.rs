@@ -5,7 +5,7 @@ use std::fmt::Write;
 use anyhow::Result;
 
 use super::export::Exporter;
-use crate::classes::{self, Direction};
+use crate::classes::{self, Access};
 use crate::plan::{PathResult, RunReport, Summary};
 use crate::units::{format_block, format_bytes};
 
@@ -20,7 +20,7 @@ impl Exporter for MarkdownExporter {
 /// What a table row's figure is placed against: a disk against devices, a transfer against links.
 #[derive(Clone, Copy)]
 enum ClassKind {
-    Device(Direction),
+    Device(Access),
     Link,
 }
 
@@ -59,8 +59,8 @@ fn render(report: &RunReport) -> String {
         "| stage | path | median MB/s | median Gb/s | min | max | stddev | runs | class |\n",
     );
     out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
-    let read = ClassKind::Device(Direction::Read);
-    let write = ClassKind::Device(Direction::Write);
+    let read = ClassKind::Device(Access::Read);
+    let write = ClassKind::Device(Access::Write);
     table_row(&mut out, "source read", "", &report.source_read, read);
     table_row(
         &mut out,

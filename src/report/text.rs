@@ -427,7 +427,7 @@ pub fn copy(report: &CopyReport) -> String {
         format_bytes(m.bytes),
         m.secs,
         m.rate(),
-        crate::classes::place_device(m.rate(), crate::classes::Direction::Write),
+        crate::classes::place_device(m.rate(), crate::classes::Access::Write),
         crate::classes::place_link(m.rate())
     );
     let busy = |secs: Option<f64>| {
@@ -507,9 +507,9 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             "s"
         }
     );
-    use crate::classes::{self, Direction as Io};
-    let read_class = |r: Rate| classes::place_device(r, Io::Read).to_string();
-    let write_class = |r: Rate| classes::place_device(r, Io::Write).to_string();
+    use crate::classes::{self, Access};
+    let read_class = |r: Rate| classes::place_device(r, Access::Read).to_string();
+    let write_class = |r: Rate| classes::place_device(r, Access::Write).to_string();
     let link_class = |r: Rate| classes::place_link(r).to_string();
     // Said as it was measured: O_DIRECT is asked for, and a file system may refuse it.
     let buffered = report

@@ -63,14 +63,14 @@ pub struct ServeOptions {
 
 /// What the server tells its operator as it starts.
 #[derive(Debug, Clone)]
-pub struct Listening {
+pub struct Announcement {
     pub addr: SocketAddr,
     pub root: PathBuf,
     /// A token was generated here (the operator must hand it to clients).
     pub token: Option<String>,
     pub token_generated: bool,
     /// The embedded SSH server, when one runs.
-    pub ssh: Option<ssh::SshListening>,
+    pub ssh: Option<ssh::SshAnnouncement>,
 }
 
 /// State every connection shares.
@@ -96,7 +96,7 @@ pub(crate) struct Shared {
 /// served; `log` gets one line per session.
 pub fn run(
     options: ServeOptions,
-    announce: impl FnOnce(&Listening),
+    announce: impl FnOnce(&Announcement),
     log: impl Fn(&str) + Send + Sync + 'static,
 ) -> Result<()> {
     serve_until(options, announce, log, interrupt::wait())?;
@@ -105,14 +105,17 @@ pub fn run(
 
 /// A server running inside this process on loopback: `run`'s default peer, so a first run
 /// needs nothing else installed. Stopped (and its sessions dropped) when this is dropped.
-pub struct Embedded {
+pub struct EmbeddedServer {
     pub addr: SocketAddr,
     _running: Stopper,
 }
 
-impl Embedded {
+impl EmbeddedServer {
     /// Starts a server on 127.0.0.1 (any free port) serving `root`, its RDMA path on `rdma`.
-    pub fn start(root: PathBuf, rdma: crate::transport::rdma::RdmaOptions) -> Result<Embedded> {
+    pub fn start(
+        root: PathBuf,
+        rdma: crate::transport::rdma::RdmaOptions,
+    ) -> Result<EmbeddedServer> {
         let options = ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             root: Some(root),
@@ -124,7 +127,7 @@ impl Embedded {
             rdma,
         };
         let (listening, running) = start_in_thread(options)?;
-        Ok(Embedded {
+        Ok(EmbeddedServer {
             addr: listening.addr,
             _running: running,
         })
@@ -147,7 +150,7 @@ impl Drop for Stopper {
 }
 
 /// Runs a server on a thread of its own; returns once it listens.
-fn start_in_thread(options: ServeOptions) -> Result<(Listening, Stopper)> {
+fn start_in_thread(options: ServeOptions) -> Result<(Announcement, Stopper)> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (listening_tx, listening_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -197,7 +200,7 @@ async fn listen(addr: SocketAddr, what: &str, flag: &str) -> Result<TcpListener>
 /// Serves until `stop` resolves.
 fn serve_until(
     options: ServeOptions,
-    announce: impl FnOnce(&Listening),
+    announce: impl FnOnce(&Announcement),
     log: impl Fn(&str) + Send + Sync + 'static,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
@@ -231,7 +234,7 @@ fn serve_until(
             }
             None => None,
         };
-        announce(&Listening {
+        announce(&Announcement {
             addr,
             root: root.dir().to_path_buf(),
             token: token.clone(),

@@ -425,7 +425,7 @@ pub(super) fn prepare_receive(shared: &Shared, request: &FileRequest) -> Result<
 pub(super) fn land(
     landing: Landing,
     size: u64,
-    received: pipeline::Received,
+    received: pipeline::CopyReceived,
     cpu: CpuClock,
     warnings: Vec<Warning>,
 ) -> Result<Reply> {
@@ -507,7 +507,7 @@ pub(super) fn prepare_send(shared: &Shared, request: &FileRequest) -> Result<Sen
 
 /// The figures of a file sent.
 pub(super) fn sent(
-    sent: pipeline::Sent,
+    sent: pipeline::CopySent,
     direct: bool,
     cpu: CpuClock,
     warnings: Vec<Warning>,

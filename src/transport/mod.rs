@@ -238,7 +238,7 @@ pub struct TimeSplit {
 
 impl TimeSplit {
     /// An upload to serve: this side read and sent, serve wrote and fsynced.
-    pub fn uploaded(sent: &pipeline::Sent, done: &crate::control::CopyDone) -> TimeSplit {
+    pub fn uploaded(sent: &pipeline::CopySent, done: &crate::control::CopyDone) -> TimeSplit {
         TimeSplit {
             reading_secs: Some(sent.reading.as_secs_f64()),
             sending_secs: Some(sent.sending.as_secs_f64()),
@@ -249,7 +249,7 @@ impl TimeSplit {
 
     /// A download from serve: serve read and sent, this side wrote and fsynced.
     pub fn downloaded(
-        received: &pipeline::Received,
+        received: &pipeline::CopyReceived,
         fsync: std::time::Duration,
         done: &crate::control::CopyDone,
     ) -> TimeSplit {

@@ -19,7 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
-use crate::disk::{self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Request, buffer::round_up};
+use crate::disk::{
+    self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Submission, buffer::round_up,
+};
 use crate::file;
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{BusyClock, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Watcher};
@@ -136,7 +138,7 @@ pub fn open_destination(
 
 /// The sender's side of a copy.
 #[derive(Debug, Clone, Copy)]
-pub struct Sent {
+pub struct CopySent {
     pub bytes: u64,
     /// Time the disk had a read in flight.
     pub reading: Duration,
@@ -147,7 +149,7 @@ pub struct Sent {
 
 /// The receiver's side of a copy (before its fsync).
 #[derive(Debug, Clone, Copy)]
-pub struct Received {
+pub struct CopyReceived {
     pub bytes: u64,
     /// Time the disk had a write in flight.
     pub writing: Duration,
@@ -169,7 +171,7 @@ pub async fn send_file<S>(
     streams: Vec<S>,
     plan: ChunkPlan,
     counter: &Counter,
-) -> Result<Sent>
+) -> Result<CopySent>
 where
     S: AsyncWrite + Unpin + Send + 'static,
 {
@@ -199,7 +201,7 @@ where
             && let Some(buf) = pool.pop()
         {
             let len = (size - next_offset).min(plan.chunk as u64) as usize;
-            engine.submit(Request {
+            engine.submit(Submission {
                 op: Op::Read {
                     len: round_up(len, ALIGN),
                 },
@@ -246,7 +248,7 @@ where
     while let Ok(buf) = free_rx.try_recv() {
         counter.add(buf.len() as u64);
     }
-    Ok(Sent {
+    Ok(CopySent {
         bytes: done,
         reading: reading.total(),
         sending: sending.total(),
@@ -314,7 +316,7 @@ pub async fn receive_file<S>(
     streams: Vec<S>,
     plan: ChunkPlan,
     counter: &Counter,
-) -> Result<Received>
+) -> Result<CopyReceived>
 where
     S: AsyncRead + Unpin + Send + 'static,
 {
@@ -346,7 +348,7 @@ pub async fn receive_ranges<S>(
     on: &[tokio::runtime::Handle],
     plan: ChunkPlan,
     counter: &Counter,
-) -> Result<(Received, Vec<S>)>
+) -> Result<(CopyReceived, Vec<S>)>
 where
     S: AsyncRead + Unpin + Send + 'static,
 {
@@ -387,7 +389,7 @@ async fn write_incoming<T: Send + 'static>(
     free_tx: Pool,
     mut incoming_rx: mpsc::Receiver<Chunk>,
     mut tasks: JoinSet<Result<T>>,
-) -> Result<(Received, Vec<T>)> {
+) -> Result<(CopyReceived, Vec<T>)> {
     let writing = BusyClock::new();
     let (mut in_flight, mut done, mut streams_open) = (0usize, 0u64, true);
     let mut digest = plan.verify.then(Digest::default);
@@ -400,7 +402,7 @@ async fn write_incoming<T: Send + 'static>(
                         digest.add(chunk.offset, chunk.buf.as_slice());
                     }
                     chunk.buf.set_len(round_up(chunk.len, ALIGN));
-                    engine.submit(Request { op: Op::Write, offset: chunk.offset, buf: chunk.buf })?;
+                    engine.submit(Submission { op: Op::Write, offset: chunk.offset, buf: chunk.buf })?;
                     if in_flight == 0 {
                         writing.enter();
                     }
@@ -437,7 +439,7 @@ async fn write_incoming<T: Send + 'static>(
         );
     }
     Ok((
-        Received {
+        CopyReceived {
             bytes: done,
             writing: writing.total(),
             digest,
@@ -524,7 +526,7 @@ pub async fn send_ranges<S>(
     on: &[tokio::runtime::Handle],
     plan: ChunkPlan,
     counter: &Counter,
-) -> Result<(Sent, Vec<S>)>
+) -> Result<(CopySent, Vec<S>)>
 where
     S: AsyncWrite + Unpin + Send + 'static,
 {
@@ -563,7 +565,7 @@ where
                 && let Some(buf) = state.pool.pop()
             {
                 let len = (state.range.end - state.next_read).min(plan.chunk as u64) as usize;
-                engine.submit(Request {
+                engine.submit(Submission {
                     op: Op::Read {
                         len: round_up(len, ALIGN),
                     },
@@ -632,7 +634,7 @@ where
     }
     streams.sort_by_key(|(index, _)| *index);
     Ok((
-        Sent {
+        CopySent {
             bytes: done,
             reading: reading.total(),
             sending: sending.total(),

@@ -14,7 +14,7 @@ use crate::common::{
     temp_dir, wait_until,
 };
 use tempfile::TempDir;
-use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSsh};
+use xferbench::serve::ssh::{CONNECTIONS_PER_CLIENT, EmbeddedSshServer};
 use xferbench::transport::ssh::command::RemoteCommand;
 
 /// Longest the server may take to print where its SSH server listens.
@@ -550,8 +550,9 @@ fn the_in_process_server_takes_scp_and_says_its_host_key() {
     let Some(tools) = OpenSsh::find() else { return };
     let mut client = Client::new(tools);
     let root = temp_dir();
-    let server = EmbeddedSsh::start(root.path().to_path_buf(), &client.authorized_keys(), None)
-        .expect("start the embedded SSH server");
+    let server =
+        EmbeddedSshServer::start(root.path().to_path_buf(), &client.authorized_keys(), None)
+            .expect("start the embedded SSH server");
     assert!(server.addr.ip().is_loopback() && server.tcp_addr.ip().is_loopback());
     assert!(server.fingerprint().starts_with("SHA256:"));
     let line = server.known_hosts_line();

@@ -13,7 +13,7 @@ use russh::ChannelWriteHalf;
 use russh::server::Msg;
 use tokio::sync::mpsc;
 
-use crate::disk::{self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Request};
+use crate::disk::{self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Submission};
 use crate::file;
 
 /// Bytes per disk request: large enough for full disk speed with few requests.
@@ -91,7 +91,7 @@ impl DiskWriter {
 
     fn submit(&mut self, buf: AlignedBuf) -> Result<()> {
         let len = buf.len() as u64;
-        self.engine.submit(Request {
+        self.engine.submit(Submission {
             op: Op::Write,
             offset: self.start,
             buf,
@@ -221,7 +221,7 @@ pub(super) async fn send_range(
             let Some(buf) = free.pop() else { break };
             let want = (end - next_read).div_ceil(align) * align;
             let read_len = want.min(BLOCK as u64) as usize;
-            engine.submit(Request {
+            engine.submit(Submission {
                 op: Op::Read { len: read_len },
                 offset: next_read,
                 buf,

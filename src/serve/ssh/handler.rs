@@ -29,7 +29,7 @@ pub(super) async fn serve_connection(
     peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
 ) {
-    let handler = Connection {
+    let handler = SshHandler {
         shared: shared.clone(),
         authorized,
         peer,
@@ -56,7 +56,7 @@ pub(super) async fn serve_connection(
 }
 
 /// The russh handler of one connection: authentication, channels, and their requests.
-struct Connection {
+struct SshHandler {
     shared: Arc<Shared>,
     authorized: Arc<Vec<PublicKey>>,
     peer: SocketAddr,
@@ -70,7 +70,7 @@ struct Connection {
     refusal_logged: bool,
 }
 
-impl Connection {
+impl SshHandler {
     fn allows(&self, key: &PublicKey) -> bool {
         self.authorized
             .iter()
@@ -110,7 +110,7 @@ impl Connection {
     }
 }
 
-impl russh::server::Handler for Connection {
+impl russh::server::Handler for SshHandler {
     type Error = russh::Error;
 
     async fn auth_publickey_offered(

@@ -14,7 +14,7 @@
 //! # Layout
 //!
 //! - `mod.rs`: what the rest of `serve` uses: the options, the listener and its accept loop, the
-//!   russh configuration, and [`EmbeddedSsh`] for tests and `run --via ssh`.
+//!   russh configuration, and [`EmbeddedSshServer`] for tests and `run --via ssh`.
 //! - `keys`: the host key (loaded or made) and the `authorized_keys` file.
 //! - `handler`: one connection: authentication, channels, and the dispatch of exec requests.
 //! - `commands`: one function per remote command (size, absent, finish, discard, sink, source,
@@ -46,7 +46,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, Listening, ServeOptions, Shared, Stopper};
+use super::{
+    Announcement, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENTS, ServeOptions, Shared, Stopper,
+};
 
 /// SSH connections one client may hold: `copy --via ssh -P N` opens N of them, and those of a
 /// test just finished may still be closing when the next test starts.
@@ -75,7 +77,7 @@ pub struct SshOptions {
 
 /// What the SSH server tells its operator as it starts.
 #[derive(Debug, Clone)]
-pub struct SshListening {
+pub struct SshAnnouncement {
     pub addr: SocketAddr,
     pub host_key: PublicKey,
     /// The host key was made at start (clients cannot know it in advance).
@@ -86,7 +88,7 @@ pub struct SshListening {
     pub skipped: Vec<String>,
 }
 
-impl SshListening {
+impl SshAnnouncement {
     /// `SHA256:...`, as `ssh-keygen -lf` and ssh's first-connection prompt show it.
     pub fn fingerprint(&self) -> String {
         self.host_key.fingerprint(HashAlg::Sha256).to_string()
@@ -122,7 +124,7 @@ pub(super) struct SshServer {
     listener: TcpListener,
     config: Arc<russh::server::Config>,
     authorized: Arc<Vec<PublicKey>>,
-    listening: SshListening,
+    listening: SshAnnouncement,
 }
 
 impl SshServer {
@@ -131,7 +133,7 @@ impl SshServer {
         let (authorized, skipped) = keys::load_authorized_keys(&options.authorized_keys)?;
         let (host_key, host_key_generated) = keys::host_key(options.host_key.as_deref())?;
         let listener = super::listen(options.listen, "listen for SSH", "--ssh-listen").await?;
-        let listening = SshListening {
+        let listening = SshAnnouncement {
             addr: listener.local_addr()?,
             host_key: host_key.public_key().clone(),
             host_key_generated,
@@ -146,7 +148,7 @@ impl SshServer {
         })
     }
 
-    pub(super) fn listening(&self) -> &SshListening {
+    pub(super) fn listening(&self) -> &SshAnnouncement {
         &self.listening
     }
 
@@ -215,25 +217,25 @@ fn server_config(host_key: PrivateKey, idle_timeout: Duration) -> russh::server:
 
 /// An SSH server (and the TCP server beside it) inside this process on 127.0.0.1: for tests,
 /// and for `run --via ssh` against its own embedded peer. Stopped when dropped.
-pub struct EmbeddedSsh {
+pub struct EmbeddedSshServer {
     /// Where the SSH server listens.
     pub addr: SocketAddr,
     /// Where the TCP control server listens (the disk baseline goes through it).
     pub tcp_addr: SocketAddr,
     /// The host key clients must expect.
     pub host_key: PublicKey,
-    listening: SshListening,
+    listening: SshAnnouncement,
     _running: Stopper,
 }
 
-impl EmbeddedSsh {
+impl EmbeddedSshServer {
     /// Serves `root` on free ports of 127.0.0.1 to the keys of `authorized_keys`, with the host
     /// key of `host_key` or a fresh ed25519 one.
     pub fn start(
         root: PathBuf,
         authorized_keys: &Path,
         host_key: Option<&Path>,
-    ) -> Result<EmbeddedSsh> {
+    ) -> Result<EmbeddedSshServer> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let options = ServeOptions {
             listen: loopback,
@@ -249,9 +251,9 @@ impl EmbeddedSsh {
             }),
             rdma: Default::default(),
         };
-        let (Listening { addr, ssh, .. }, running) = super::start_in_thread(options)?;
+        let (Announcement { addr, ssh, .. }, running) = super::start_in_thread(options)?;
         let listening = ssh.ok_or_else(|| anyhow!("the embedded SSH server did not start"))?;
-        Ok(EmbeddedSsh {
+        Ok(EmbeddedSshServer {
             addr: listening.addr,
             tcp_addr: addr,
             host_key: listening.host_key.clone(),

@@ -12,9 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use super::Pulse;
 use super::verbs::{Completion, Device, Finished, Link, Region};
 use crate::control::RdmaSlot;
-use crate::disk::{ALIGN, AlignedBuf, Engine, Op, Request, buffer::round_up};
+use crate::disk::{ALIGN, AlignedBuf, Engine, Op, Submission, buffer::round_up};
 use crate::measure::{BusyClock, Counter};
-use crate::transport::pipeline::{ChunkPlan, Digest, Received, Sent};
+use crate::transport::pipeline::{ChunkPlan, CopyReceived, CopySent, Digest};
 
 /// Registered chunk buffers; a buffer is out while the disk engine or the adapter holds it.
 pub struct Ring {
@@ -120,7 +120,7 @@ pub fn send_file(
     targets: &[RdmaSlot],
     counter: &Counter,
     pulse: &mut Pulse,
-) -> Result<Sent> {
+) -> Result<CopySent> {
     let (link, ring, size, plan, chunks) = side.parts()?;
     if targets.is_empty() || targets.iter().any(|t| (t.len as usize) < plan.chunk) {
         bail!(
@@ -146,7 +146,7 @@ pub fn send_file(
                 .take()
                 .expect("a free slot holds its buffer");
             let (offset, len) = chunk_at(next_chunk, plan.chunk, size);
-            engine.submit(Request {
+            engine.submit(Submission {
                 op: Op::Read {
                     len: round_up(len, ALIGN),
                 },
@@ -228,7 +228,7 @@ pub fn send_file(
         }
         pulse.pass(moved)?;
     }
-    Ok(Sent {
+    Ok(CopySent {
         bytes: size,
         reading: reading.total(),
         sending: sending.total(),
@@ -243,7 +243,7 @@ pub fn receive_file(
     mut engine: Engine,
     counter: &Counter,
     pulse: &mut Pulse,
-) -> Result<Received> {
+) -> Result<CopyReceived> {
     let (link, ring, size, plan, chunks) = side.parts()?;
     let mut credits_left = credits_needed(chunks, ring.len());
     let writing = BusyClock::new();
@@ -278,7 +278,7 @@ pub fn receive_file(
                     }
                     // O_DIRECT writes whole blocks; the landing truncates the tail.
                     buf.set_len(round_up(len, ALIGN));
-                    engine.submit(Request {
+                    engine.submit(Submission {
                         op: Op::Write,
                         offset,
                         buf,
@@ -320,7 +320,7 @@ pub fn receive_file(
         }
         pulse.pass(moved)?;
     }
-    Ok(Received {
+    Ok(CopyReceived {
         bytes: size,
         writing: writing.total(),
         digest,

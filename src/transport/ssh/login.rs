@@ -455,7 +455,7 @@ impl client::Handler for Client {
 }
 
 /// One logged-in SSH connection.
-pub struct Connection {
+pub struct SshConnection {
     pub handle: Handle<Client>,
     /// The cipher the key exchange chose.
     pub cipher: String,
@@ -469,7 +469,7 @@ pub struct Connection {
 }
 
 /// Connects, checks the host key, logs in; the connection's session runs on a thread of its own.
-pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
+pub async fn connect(target: &Arc<Target>, index: usize) -> Result<SshConnection> {
     let worker = Worker::start(format!("xferbench-ssh-{}", index + 1))?;
     let login = worker.runtime().spawn({
         let target = target.clone();
@@ -485,7 +485,7 @@ pub async fn connect(target: &Arc<Target>, index: usize) -> Result<Connection> {
                 LOGIN_TIMEOUT.as_secs()
             )
         })??;
-    Ok(Connection {
+    Ok(SshConnection {
         handle: session.handle,
         cipher: session.cipher,
         peer_addr: session.peer_addr,

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 
 use self::command::RemoteCommand;
 use self::exec::{Exec, Output, input_writer};
-use self::login::{Connection, LoginOptions, Target};
+use self::login::{LoginOptions, SshConnection, Target};
 use super::memory::{self, Role, Sampler, Tracked};
 use super::pipeline::{self, ChunkPlan};
 use super::{
@@ -116,7 +116,7 @@ impl Ssh {
     }
 
     /// `count` logged-in connections, set up in parallel.
-    async fn connect(&self, count: usize) -> Result<Vec<Connection>> {
+    async fn connect(&self, count: usize) -> Result<Vec<SshConnection>> {
         let mut tasks = JoinSet::new();
         for index in 0..count {
             let target = self.target.clone();
@@ -234,7 +234,7 @@ impl Ssh {
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
-        connections: &[Connection],
+        connections: &[SshConnection],
         (temp, path): (&str, &str),
         size: u64,
         ranges: Vec<Range<u64>>,
@@ -243,7 +243,7 @@ impl Ssh {
         chunks: ChunkPlan,
         watcher: &dyn Watcher,
     ) -> Result<(
-        pipeline::Sent,
+        pipeline::CopySent,
         Vec<crate::measure::Interval>,
         Option<Duration>,
     )> {
@@ -389,7 +389,7 @@ impl Ssh {
     }
 
     /// Best effort after a failed upload: no temporary file left behind.
-    async fn discard(&self, connections: &[Connection], temp: &str) {
+    async fn discard(&self, connections: &[SshConnection], temp: &str) {
         let command = RemoteCommand::Discard {
             path: temp.to_string(),
         };
@@ -867,7 +867,7 @@ fn conditions(
     chunks: ChunkPlan,
     direct: bool,
     engine: disk::EngineKind,
-    connections: &[Connection],
+    connections: &[SshConnection],
 ) -> Conditions {
     Conditions {
         direct,

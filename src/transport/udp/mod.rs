@@ -23,7 +23,7 @@ use super::{
 use crate::control::client::HANDSHAKE_TIMEOUT;
 use crate::control::connection::{Peeked, peek};
 use crate::control::{Client, Connection, EchoRequest, Reply, Request, UdpDone, UdpNetRequest};
-pub use crate::control::{DatagramInterval, Received, Sent};
+pub use crate::control::{DatagramInterval, DatagramsReceived, DatagramsSent};
 use crate::measure::{
     Conditions, CpuClock, Interval, Latency, Measurement, Watcher, Workload, path_mtu,
     set_socket_option,
@@ -60,7 +60,13 @@ pub struct Datagrams {
 }
 
 impl Datagrams {
-    fn of(len: usize, rate: Option<f64>, sent: &Sent, received: &Received, foreign: u64) -> Self {
+    fn of(
+        len: usize,
+        rate: Option<f64>,
+        sent: &DatagramsSent,
+        received: &DatagramsReceived,
+        foreign: u64,
+    ) -> Self {
         let lost = sent.datagrams.saturating_sub(received.datagrams);
         // Datagrams sent after the last one that arrived belong to no interval's range yet.
         let mut intervals = received.intervals.clone();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::wire::{self, Batch, Header, Kind};
-use super::{DatagramInterval, Received};
+use super::{DatagramInterval, DatagramsReceived};
 use crate::control::connection::{Peeked, peek};
 use crate::interrupt;
 use crate::measure::Interval;
@@ -131,14 +131,14 @@ impl Tally {
     }
 
     /// Everything counted; the open interval closed at the last arrival.
-    pub fn finish(mut self) -> Received {
+    pub fn finish(mut self) -> DatagramsReceived {
         if let Some(first) = self.first_arrival {
             let end = self.last_arrival - first;
             if end > (self.open.start_secs * 1e9) as u64 || self.intervals.is_empty() {
                 self.cut(end);
             }
         }
-        Received {
+        DatagramsReceived {
             datagrams: self.datagrams,
             bytes: self.bytes,
             secs: self
@@ -241,7 +241,7 @@ pub fn receive(
     listening: &Listening,
     foreign: &mut u64,
     on_tick: &mut dyn FnMut(Tick),
-) -> Result<(Received, Stop)> {
+) -> Result<(DatagramsReceived, Stop)> {
     let fd = listening.socket.as_raw_fd();
     listening.socket.set_read_timeout(Some(CHECK_EVERY))?;
     wire::stamp_arrivals(fd);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::Sent;
+use super::DatagramsSent;
 use super::wire::{self, BATCH, Batch, Header, Kind};
 use crate::control::connection::{Peeked, peek};
 use crate::interrupt;
@@ -38,7 +38,7 @@ pub struct Sending<'a> {
 }
 
 /// Sends for the omitted start and the counted time, then the End datagrams.
-pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
+pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<DatagramsSent> {
     let fd = sending.socket.as_raw_fd();
     sending.socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     let mut batch = Batch::new(sending.len);
@@ -147,7 +147,7 @@ pub fn send(sending: &Sending, on_tick: &mut dyn FnMut(Tick)) -> Result<Sent> {
         intervals.clear();
     }
     end_datagrams(sending, &mut batch, counted_sent)?;
-    Ok(Sent {
+    Ok(DatagramsSent {
         datagrams: counted_sent,
         bytes: counted_sent * len,
         secs: last_send.saturating_duration_since(since).as_secs_f64(),
