@@ -40,8 +40,8 @@
 #                     mounted at /srv/nas. smb: smbd in `nas` (SMB3 only, bound to lab-nas-srv),
 #                     share `share`, guest-writable, files owned by root; mounted with
 #                     `mount -t cifs //198.51.100.2/share /mnt/nas -o guest,vers=3.1.1,cache=none`.
-#                     nfs: rpcbind, rpc.nfsd (NFSv4 only, 8 threads, grace and lease 10 s, grace
-#                     ended once up), exportfs and rpc.mountd in `nas`, /srv/nas exported
+#                     nfs: rpcbind, nfsdcld (so no grace period), rpc.nfsd (NFSv4 only, 8 threads,
+#                     grace and lease 10 s), exportfs and rpc.mountd in `nas`, /srv/nas exported
 #                     `rw,no_root_squash,no_subtree_check,fsid=0,sync`; mounted with
 #                     `mount -t nfs4 198.51.100.2:/ /mnt/nas -o vers=4.2`. COMMAND then sees
 #                     LAB_NAS_KIND (smb|nfs), LAB_NAS_MNT=/mnt/nas (the client's mount),
@@ -394,9 +394,123 @@ stty -F /dev/ttyS1 raw -echo 2>/dev/null
 stty -F /dev/ttyS2 raw -echo 2>/dev/null
 exec >/dev/ttyS1 2>/dev/ttyS2
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
-off() { sync; echo o >/proc/sysrq-trigger; sleep 30; }
+off() { sync; echo o >/proc/sysrq-trigger; sleep 30 2>/dev/null; }
 fail() { echo "lab-vm guest: $*" >&2; echo setup-failed >"$R/status"; off; }
 . "$R/guest.env" || fail "cannot read guest.env"
+
+# --nas: one line naming what failed, then the command does not run.
+nas_fail() { echo "lab-vm: $*" >&2; echo nas-failed >"$R/status"; off; }
+# The last lines of a log, on one line.
+tail1() { tail -n "${2:-3}" "$1" 2>/dev/null | tr -s '\n\t' '  ' | cut -c 1-400; }
+# Runs "$@" until it succeeds: at most TRIES times and SECS seconds, a pause of 0.2 s between.
+retry() {
+  local tries=$1 secs=$2 end=$((SECONDS + $2)) i
+  shift 2
+  for ((i = 0; i < tries; i++)); do
+    "$@" && return 0
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.2
+  done
+  return 1
+}
+# Notes in the setup log how long the NAS has taken so far.
+stamp() { awk -v a="$t0" -v b="$EPOCHREALTIME" -v w="$*" 'BEGIN { printf "+%.2f s %s\n", b - a, w }' >>"$log"; }
+listening() { ip netns exec nas ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# A NAS in network namespace `nas`, its share mounted at $NAS_MNT here.
+nas_up() {
+  local t0=$EPOCHREALTIME m W=/run/lab-nas dev src opts log t i
+  local exp=/srv/nas veth=lab-nas veth_srv=lab-nas-srv
+  for m in veth loop ext4 sch_tbf; do modprobe "$m" || nas_fail "modprobe $m failed"; done
+  case $NAS_KIND in
+    smb) modprobe cifs || nas_fail "modprobe cifs failed" ;;
+    nfs) for m in nfsd nfsv4; do modprobe "$m" || nas_fail "modprobe $m failed"; done ;;
+  esac
+  mkdir -p "$W" "$exp" "$NAS_MNT"
+  log=$W/setup.log
+  stamp "modules loaded"
+  stamp "namespace"
+  ip netns add nas 2>>"$log" && ip link add "$veth" type veth peer name "$veth_srv" netns nas 2>>"$log" &&
+    ip addr add "$NAS_CLIENT_ADDR/24" dev "$veth" && ip link set "$veth" up &&
+    ip -n nas link set lo up && ip -n nas addr add "$NAS_ADDR/24" dev "$veth_srv" &&
+    ip -n nas link set "$veth_srv" up 2>>"$log" || nas_fail "cannot set up the veth pair to namespace nas: $(tail1 "$log")"
+  stamp "veth up"
+  # The export: ext4 on a loop image in a tmpfs of its own (the guest's memory, NAS_SIZE at most).
+  mkdir -p "$W/disk"
+  mount -t tmpfs -o "size=$NAS_BYTES,mode=700" tmpfs "$W/disk" && truncate -s "$NAS_BYTES" "$W/disk/nas.img" &&
+    mkfs.ext4 -q -F -m 0 -E lazy_itable_init=0,lazy_journal_init=0 -L lab-nas "$W/disk/nas.img" >>"$log" 2>&1 &&
+    dev=$(losetup -f --show "$W/disk/nas.img" 2>>"$log") && mount -t ext4 "$dev" "$exp" 2>>"$log" &&
+    chmod 1777 "$exp" || nas_fail "cannot make the export's ext4 on a loop image: $(tail1 "$log")"
+  stamp "export mounted"
+  case $NAS_KIND in
+    smb)
+      src=//$NAS_ADDR/share
+      opts=guest,vers=3.1.1,cache=none
+      mkdir -p "$W/smb"/{private,lock,state,cache,run,ncalrpc}
+      {
+        printf '%s\n' '[global]' 'server role = standalone server' 'bind interfaces only = yes' \
+          "interfaces = $veth_srv" 'smb ports = 445' 'disable netbios = yes' 'server min protocol = SMB3' \
+          'map to guest = Bad User' 'load printers = no' 'printing = bsd' 'printcap name = /dev/null' \
+          'disable spoolss = yes' 'usershare max shares = 0' "private dir = $W/smb/private" \
+          "lock directory = $W/smb/lock" "state directory = $W/smb/state" "cache directory = $W/smb/cache" \
+          "pid directory = $W/smb/run" "ncalrpc dir = $W/smb/ncalrpc" 'logging = file' \
+          "log file = $W/smbd.log" 'max log size = 0' 'log level = 1' \
+          '[share]' "path = $exp" 'read only = no' 'guest ok = yes' 'guest only = yes' 'force user = root' \
+          'force group = root'
+        [ -z "$NAS_EXPORT_OPTS" ] || tr ';' '\n' <<<"$NAS_EXPORT_OPTS"
+      } >"$W/smb.conf"
+      NAS_LOG=$W/smbd.log
+      ip netns exec nas smbd -D -s "$W/smb.conf" >>"$NAS_LOG" 2>&1 || nas_fail "smbd did not start: $(tail1 "$NAS_LOG")"
+      stamp "smbd -D returned"
+      retry 150 30 listening 445 || nas_fail "smbd did not start: $(tail1 "$NAS_LOG")"
+      ;;
+    nfs)
+      src=$NAS_ADDR:/
+      opts=vers=4.2
+      NAS_LOG=$W/nfs.log
+      echo "$exp $NAS_CLIENT_ADDR/24($NAS_EXPORT_OPTS)" >/etc/exports
+      # nfsd's control files and rpc_pipefs are per network namespace: these are the ones of
+      # `nas`. The first OPEN for writing waits out nfsd's grace period (~90 s by default): it is
+      # shortened to 10 s (the least) with the lease, and skipped altogether when nfsdcld, the
+      # only client tracking nfsd has in a namespace, says that no client is to reclaim.
+      mkdir -p "$W/rpc_pipefs" "$W/nfsdcld"
+      nsenter --net=/run/netns/nas mount -t nfsd nfsd /proc/fs/nfsd 2>>"$NAS_LOG" &&
+        nsenter --net=/run/netns/nas mount -t rpc_pipefs sunrpc "$W/rpc_pipefs" 2>>"$NAS_LOG" &&
+        echo 10 >/proc/fs/nfsd/nfsv4gracetime && echo 10 >/proc/fs/nfsd/nfsv4leasetime ||
+        nas_fail "cannot mount nfsd's control files for namespace nas: $(tail1 "$NAS_LOG")"
+      # In the foreground (of a background job) so that its messages land in the log. Its
+      # database is there once it watches for nfsd's pipe, which nfsd gives it 0.5 s to open.
+      ip netns exec nas nfsdcld -F -p "$W/rpc_pipefs" -s "$W/nfsdcld" >>"$NAS_LOG" 2>&1 &
+      retry 100 20 test -e "$W/nfsdcld/main.sqlite" || nas_fail "nfsdcld did not start: $(tail1 "$NAS_LOG")"
+      stamp "nfsd control files"
+      ip netns exec nas rpcbind -w >>"$NAS_LOG" 2>&1 || nas_fail "rpcbind did not start: $(tail1 "$NAS_LOG")"
+      # nfsd gives nfsdcld 0.5 s to open its pipe, which a busy emulated guest can miss; then
+      # the grace period runs (v4_end_grace says N), and a restart of nfsd tries again.
+      for i in 1 2 3; do
+        ip netns exec nas rpc.nfsd -N 3 8 >>"$NAS_LOG" 2>&1 || nas_fail "rpc.nfsd did not start: $(tail1 "$NAS_LOG")"
+        [ "$(cat /proc/fs/nfsd/v4_end_grace 2>/dev/null)" != Y ] || break
+        echo "lab-vm: nfsd is in its grace period (nfsdcld missed it), restart $i" >>"$NAS_LOG"
+        [ "$i" = 3 ] || ip netns exec nas rpc.nfsd 0 >>"$NAS_LOG" 2>&1
+      done
+      stamp "rpc.nfsd"
+      ip netns exec nas exportfs -ra >>"$NAS_LOG" 2>&1 || nas_fail "exportfs -ra failed: $(tail1 "$NAS_LOG")"
+      ip netns exec nas rpc.mountd -N 3 >>"$NAS_LOG" 2>&1 || nas_fail "rpc.mountd did not start: $(tail1 "$NAS_LOG")"
+      retry 150 30 listening 2049 || nas_fail "nfsd did not start: nothing listens on 2049: $(tail1 "$NAS_LOG")"
+      ;;
+  esac
+  stamp "server listening"
+  [ -z "$NAS_MOUNT_OPTS" ] || opts=$opts,$NAS_MOUNT_OPTS
+  # Each try bounded too: a mount against a server that does not answer can hang for minutes.
+  retry 5 60 timeout 20 mount -t "${NAS_KIND/smb/cifs}" "$src" "$NAS_MNT" -o "$opts" 2>>"$log" ||
+    nas_fail "mount -t ${NAS_KIND/smb/cifs} $src $NAS_MNT -o $opts failed: $(tail1 "$log" 2) (server log: $(tail1 "$NAS_LOG" 2))"
+  stamp "share mounted"
+  timeout 30 sh -c 'echo probe >"$1/.lab-nas-probe" && rm "$1/.lab-nas-probe"' sh "$NAS_MNT" 2>>"$log" ||
+    nas_fail "the share at $NAS_MNT is not writable: $(tail1 "$log" 2)"
+  stamp "share writable"
+  t=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+  echo "lab-vm: NAS $NAS_KIND: $src on $NAS_MNT -o $opts (export $exp, ext4 $NAS_SIZE, namespace nas, $veth $NAS_CLIENT_ADDR -> $veth_srv $NAS_ADDR), up in $t s" >&2
+  export LAB_NAS_KIND=$NAS_KIND LAB_NAS_MNT=$NAS_MNT LAB_NAS_ADDR=$NAS_ADDR LAB_NAS_CLIENT_ADDR=$NAS_CLIENT_ADDR \
+    LAB_NAS_EXPORT=$exp LAB_NAS_NETNS=nas LAB_NAS_VETH=$veth LAB_NAS_SOURCE=$src LAB_NAS_LOG=$NAS_LOG
+}
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
@@ -416,6 +530,7 @@ ulimit -l unlimited
 pmtu=$(ibv_devinfo -d rxe0 2>/dev/null | sed -n 's/.*active_mtu:[[:space:]]*\([0-9]*\).*/\1/p' | head -n 1)
 echo "lab-vm: rxe0 on dummy0 $ADDR/24, MTU $MTU (RDMA active_mtu ${pmtu:-unknown})" >&2
 export RDMA_VM_DEV=rxe0 RDMA_VM_NETDEV=dummy0 RDMA_VM_ADDR=$ADDR RDMA_VM_MTU=$MTU
+[ -z "$NAS_KIND" ] || nas_up
 while IFS= read -r -d '' kv; do export "$kv"; done <"$R/env"
 cd "$CWD" 2>/dev/null || { echo "lab-vm: cannot cd to $CWD in the guest; running in /" >&2; cd /; }
 mapfile -d '' -t argv <"$R/cmd"
@@ -427,9 +542,17 @@ EOF
 }
 
 cmd_run() {
-  local mtu=1500 shares=() envs=() s
+  local mtu=1500 shares=() envs=() s nas= nas_size=512M nas_bytes nas_export_opts= nas_mount_opts= nas_opts_given=
   while [ $# -gt 0 ]; do
     case $1 in
+      --nas) [ $# -ge 2 ] || usage; nas=$2; shift 2 ;;
+      --nas=*) nas=${1#*=}; shift ;;
+      --nas-size) [ $# -ge 2 ] || usage; nas_size=$2; nas_opts_given=1; shift 2 ;;
+      --nas-size=*) nas_size=${1#*=}; nas_opts_given=1; shift ;;
+      --nas-export-opts) [ $# -ge 2 ] || usage; nas_export_opts=$2; nas_opts_given=1; shift 2 ;;
+      --nas-export-opts=*) nas_export_opts=${1#*=}; nas_opts_given=1; shift ;;
+      --nas-mount-opts) [ $# -ge 2 ] || usage; nas_mount_opts=$2; nas_opts_given=1; shift 2 ;;
+      --nas-mount-opts=*) nas_mount_opts=${1#*=}; nas_opts_given=1; shift ;;
       --mtu) [ $# -ge 2 ] || usage; mtu=$2; shift 2 ;;
       --mtu=*) mtu=${1#*=}; shift ;;
       --share) [ $# -ge 2 ] || usage; shares+=("$2"); shift 2 ;;
@@ -450,8 +573,19 @@ cmd_run() {
     shares[$s]=$(cd "${shares[$s]}" && pwd -P)
   done
   for s in "${envs[@]}"; do [[ $s =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env must be NAME=VALUE (got '$s')"; done
+  case $nas in
+    smb|nfs) ;;
+    '') [ -z "$nas_opts_given" ] || die "--nas-size, --nas-export-opts and --nas-mount-opts need --nas smb|nfs" ;;
+    *) die "--nas must be smb or nfs (got '$nas')" ;;
+  esac
+  nas_bytes=$(numfmt --from=iec "$nas_size" 2>/dev/null || numfmt --from=auto "$nas_size" 2>/dev/null) &&
+    [ "$nas_bytes" -ge $((16 << 20)) ] 2>/dev/null || die "--nas-size must be a size of 16M or more, like 512M or 2G (got '$nas_size')"
+  [[ $nas_export_opts != *[[:space:]]* || $nas = smb ]] || die "--nas-export-opts for nfs is one option list, like rw,async,no_root_squash (got '$nas_export_opts')"
+  [[ $nas_export_opts != *$'\n'* ]] || die "--nas-export-opts must be one line"
+  [[ $nas_mount_opts != *[[:space:]]* ]] || die "--nas-mount-opts is one option list, like cache=strict,vers=3.0 (got '$nas_mount_opts')"
+  if [ "$nas" = nfs ] && [ -z "$nas_export_opts" ]; then nas_export_opts=rw,no_root_squash,no_subtree_check,fsid=0,sync; fi
 
-  if [ -n "$(not_ready)" ]; then
+  if [ -n "$(not_ready ${nas:+nas})" ]; then
     note "not set up yet, running setup first"
     cmd_setup
   fi
@@ -474,6 +608,9 @@ cmd_run() {
   guest_script >"$tmp/guest/guest.sh"
   {
     printf 'KVER=%q\nMODDIR=%q\nMTU=%q\nADDR=%q\nCWD=%q\n' "$k" "$cache/kernel/lib/modules/$k" "$mtu" "$guest_addr" "$PWD"
+    printf 'NAS_KIND=%q\nNAS_SIZE=%q\nNAS_BYTES=%q\nNAS_EXPORT_OPTS=%q\nNAS_MOUNT_OPTS=%q\n' \
+      "$nas" "$nas_size" "$nas_bytes" "$nas_export_opts" "$nas_mount_opts"
+    printf 'NAS_MNT=/mnt/nas\nNAS_ADDR=%q\nNAS_CLIENT_ADDR=%q\n' "$nas_addr" "$nas_client_addr"
     printf 'SHARES=('
     for s in "${shares[@]}"; do printf '%q ' "$s"; done
     printf ')\n'
@@ -523,6 +660,8 @@ cmd_run() {
     echo "lab-vm: last lines of the guest console:" >&2
     tail -n 15 "$console" | tr -d '\r' | sed 's/^/  /' >&2
   fi
+  # The guest said in one line what failed.
+  if [ "$st" = nas-failed ]; then exit 1; fi
   if [ "$st" = setup-failed ]; then die "the guest could not set up rxe0 (see above); the command did not run"; fi
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then die "the VM did not finish within ${vm_timeout} s (RDMA_VM_TIMEOUT) and reported no exit status"; fi
   die "the guest never reported an exit status (qemu exited with $rc)"
