@@ -419,20 +419,19 @@ listening() { ip netns exec nas ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; 
 # A NAS in network namespace `nas`, its share mounted at $NAS_MNT here.
 nas_up() {
   local t0=$EPOCHREALTIME m W=/run/lab-nas dev src opts log t i
-  local exp=/srv/nas veth=lab-nas veth_srv=lab-nas-srv
-  for m in veth loop ext4 sch_tbf; do modprobe "$m" || nas_fail "modprobe $m failed"; done
-  case $NAS_KIND in
-    smb) modprobe cifs || nas_fail "modprobe cifs failed" ;;
-    nfs) for m in nfsd nfsv4; do modprobe "$m" || nas_fail "modprobe $m failed"; done ;;
-  esac
+  local exp=/srv/nas veth=lab-nas veth_srv=lab-nas-srv mods=(veth loop ext4 sch_tbf)
   mkdir -p "$W" "$exp" "$NAS_MNT"
   log=$W/setup.log
+  case $NAS_KIND in
+    smb) mods+=(cifs) ;;
+    nfs) mods+=(nfsd nfsv4) ;;
+  esac
+  for m in "${mods[@]}"; do modprobe "$m" 2>>"$log" || nas_fail "modprobe $m failed: $(tail1 "$log" 1)"; done
   stamp "modules loaded"
-  stamp "namespace"
-  ip netns add nas 2>>"$log" && ip link add "$veth" type veth peer name "$veth_srv" netns nas 2>>"$log" &&
+  { ip netns add nas && ip link add "$veth" type veth peer name "$veth_srv" netns nas &&
     ip addr add "$NAS_CLIENT_ADDR/24" dev "$veth" && ip link set "$veth" up &&
     ip -n nas link set lo up && ip -n nas addr add "$NAS_ADDR/24" dev "$veth_srv" &&
-    ip -n nas link set "$veth_srv" up 2>>"$log" || nas_fail "cannot set up the veth pair to namespace nas: $(tail1 "$log")"
+    ip -n nas link set "$veth_srv" up; } 2>>"$log" || nas_fail "cannot set up the veth pair to namespace nas: $(tail1 "$log")"
   stamp "veth up"
   # The export: ext4 on a loop image in a tmpfs of its own (the guest's memory, NAS_SIZE at most).
   mkdir -p "$W/disk"
@@ -657,13 +656,13 @@ cmd_run() {
   if [[ $st =~ ^[0-9]+$ ]]; then
     exit "$st"
   fi
+  # The guest said in one line what failed.
+  if [ "$st" = nas-failed ]; then exit 1; fi
   if [ -s "$tmp/qemu.err" ]; then sed 's/^/lab-vm: qemu: /' "$tmp/qemu.err" | tail -n 5 >&2; fi
   if [ "$verbose" != 1 ] && [ -s "$console" ]; then
     echo "lab-vm: last lines of the guest console:" >&2
     tail -n 15 "$console" | tr -d '\r' | sed 's/^/  /' >&2
   fi
-  # The guest said in one line what failed.
-  if [ "$st" = nas-failed ]; then exit 1; fi
   if [ "$st" = setup-failed ]; then die "the guest could not set up rxe0 (see above); the command did not run"; fi
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then die "the VM did not finish within ${vm_timeout} s (RDMA_VM_TIMEOUT) and reported no exit status"; fi
   die "the guest never reported an exit status (qemu exited with $rc)"
