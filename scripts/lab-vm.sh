@@ -194,7 +194,7 @@ daemon_pids() {
 # that were not running before are stopped: the guest starts its own.
 apt_install_no_services() {
   [ $# -gt 0 ] || return 0
-  local policy=/usr/sbin/policy-rc.d ours= before pid
+  local policy=/usr/sbin/policy-rc.d ours='' before pid
   before=$(daemon_pids)
   if [ "$(id -u)" -eq 0 ] && [ ! -e "$policy" ]; then
     printf '#!/bin/sh\n# temporary, from xferbench scripts/lab-vm.sh setup: start no services\nexit 101\n' >"$policy"
@@ -361,7 +361,7 @@ cmd_setup() {
 }
 
 cmd_check() {
-  local q reasons nas=
+  local q reasons nas=''
   case ${1:-} in --nas) nas=nas ;; '') ;; *) usage ;; esac
   q=$(qemu_bin)
   echo "cache:     $cache"
@@ -404,7 +404,7 @@ nas_fail() { echo "lab-vm: $*" >&2; echo nas-failed >"$R/status"; off; }
 tail1() { tail -n "${2:-3}" "$1" 2>/dev/null | tr -s '\n\t' '  ' | cut -c 1-400; }
 # Runs "$@" until it succeeds: at most TRIES times and SECS seconds, a pause of 0.2 s between.
 retry() {
-  local tries=$1 secs=$2 end=$((SECONDS + $2)) i
+  local tries=$1 end=$((SECONDS + $2)) i
   shift 2
   for ((i = 0; i < tries; i++)); do
     "$@" && return 0
@@ -541,7 +541,7 @@ EOF
 }
 
 cmd_run() {
-  local mtu=1500 shares=() envs=() s nas= nas_size=512M nas_bytes nas_export_opts= nas_mount_opts= nas_opts_given=
+  local mtu=1500 shares=() envs=() s nas='' nas_size=512M nas_bytes nas_export_opts='' nas_mount_opts='' nas_opts_given=''
   while [ $# -gt 0 ]; do
     case $1 in
       --nas) [ $# -ge 2 ] || usage; nas=$2; shift 2 ;;
