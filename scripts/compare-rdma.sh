@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# xferbench --via rdma against perftest, on soft-RoCE (rxe0) in the QEMU VM of scripts/rdma-vm.sh,
+# xferbench --via rdma against perftest, on soft-RoCE (rxe0) in the QEMU VM of scripts/lab-vm.sh,
 # so no RDMA hardware is needed: memory to memory `xferbench net` against ib_write_bw (RC RDMA
 # WRITE, 1 MiB messages, the same number of WRITEs in flight, the same duration), the write
 # latency of that same `xferbench net` run against ib_write_lat (8 bytes, 1000 samples), and a
@@ -26,11 +26,11 @@
 #              SECS        seconds per bandwidth run, both tools (default 8; at least 4, below
 #                          which ib_write_bw has no margins and counts its own start)
 #              QDEPTH      RDMA WRITEs in flight: ib_write_bw -t, xferbench -Q (default 128)
-#              MTU         MTU of the VM's dummy0, rdma-vm.sh --mtu (default 1500: RDMA MTU 1024)
+#              MTU         MTU of the VM's dummy0, lab-vm.sh --mtu (default 1500: RDMA MTU 1024)
 #              SRC_DIR, DEST_DIR   host directories for the file and its copy (default: a tmpfs
 #                          in the VM each)
 #              XFERBENCH_PORT      serve's port in the VM (default 5301)
-#              RDMA_VM_MEM, RDMA_VM_TIMEOUT and the rest: see scripts/rdma-vm.sh (defaults here:
+#              RDMA_VM_MEM, RDMA_VM_TIMEOUT and the rest: see scripts/lab-vm.sh (defaults here:
 #                          enough memory for the file and its copy, 1500 s or more)
 # Only 127.0.0.1 (in the VM) is ever used.
 # shellcheck source=scripts/lib.sh
@@ -100,7 +100,7 @@ export RDMA_VM_TIMEOUT=${RDMA_VM_TIMEOUT:-$(( estimate > 1500 ? estimate : 1500 
 # The guest's half: runs as root in the VM, writes one line per measurement to $RESULTS.
 cat >"$work/inner.sh" <<'EOF'
 #!/bin/bash
-# compare-rdma.sh's guest side (generated; runs in scripts/rdma-vm.sh's VM).
+# compare-rdma.sh's guest side (generated; runs in scripts/lab-vm.sh's VM).
 set -euo pipefail
 shopt -s inherit_errexit
 die() { echo "compare-rdma (in the VM): $*" >&2; exit 1; }
@@ -232,11 +232,11 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 EOF
 
-echo "xferbench --via rdma vs perftest on soft-RoCE in a QEMU VM (scripts/rdma-vm.sh: TCG, ${RDMA_VM_MEM} memory, MTU $mtu)"
+echo "xferbench --via rdma vs perftest on soft-RoCE in a QEMU VM (scripts/lab-vm.sh: TCG, ${RDMA_VM_MEM} memory, MTU $mtu)"
 machine_line
 : >"$work/results"
 rc=0
-"$root/scripts/rdma-vm.sh" run --mtu "$mtu" "${shares[@]}" \
+"$root/scripts/lab-vm.sh" run --mtu "$mtu" "${shares[@]}" \
   --env "XFERBENCH=$xferbench" --env "SIZE=$size" --env "BYTES=$bytes" --env "ROUNDS=$rounds" --env "SECS=$secs" \
   --env "QDEPTH=$qdepth" --env "XPORT=$xport" --env "RESULTS=$work/results" \
   --env "SRC_HOST=$src_host" --env "DEST_HOST=$dest_host" \

@@ -1,4 +1,4 @@
-//! The RDMA path on a real soft-RoCE device: `scripts/rdma-vm.sh` boots a small VM with rxe0,
+//! The RDMA path on a real soft-RoCE device: `scripts/lab-vm.sh` boots a small VM with rxe0,
 //! and serve and the client both run in it (rxe does not span network namespaces). The VM sees
 //! a scratch directory of this machine at the same path, so files are made and checked here.
 //!
@@ -14,7 +14,7 @@ fn vm_enabled() -> bool {
     let on = std::env::var_os("XFERBENCH_RDMA_VM").is_some_and(|v| v == "1");
     if !on {
         eprintln!(
-            "skipped: set XFERBENCH_RDMA_VM=1 (after scripts/rdma-vm.sh setup) to run the soft-RoCE tests"
+            "skipped: set XFERBENCH_RDMA_VM=1 (after scripts/lab-vm.sh setup) to run the soft-RoCE tests"
         );
     }
     on
@@ -59,7 +59,7 @@ impl Guest {
         let file = self.path("steps.sh");
         std::fs::write(&file, format!("{PRELUDE}\n{script}\n")).unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(repo.join("scripts/rdma-vm.sh"))
+        let out = Command::new(repo.join("scripts/lab-vm.sh"))
             .args(["run", "--share"])
             .arg(self.dir.path())
             .arg("--env")
@@ -70,7 +70,7 @@ impl Guest {
             .arg(&file)
             .env("RDMA_VM_TIMEOUT", "300")
             .output()
-            .expect("running scripts/rdma-vm.sh");
+            .expect("running scripts/lab-vm.sh");
         assert!(
             out.status.success(),
             "the VM run failed ({}):\n{}\n{}",
