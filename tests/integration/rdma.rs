@@ -2,7 +2,7 @@
 //! and serve and the client both run in it (rxe does not span network namespaces). The VM sees
 //! a scratch directory of this machine at the same path, so files are made and checked here.
 //!
-//! The VM tests run when XFERBENCH_RDMA_VM=1 (`.ci/run` sets it after `rdma-vm.sh setup`); one
+//! The VM tests run when XFERBENCH_RDMA_VM=1 (`.ci/run` sets it after `lab-vm.sh setup`); one
 //! VM boots at a time.
 
 use std::path::{Path, PathBuf};
