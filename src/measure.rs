@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::Rate;
 
+pub mod knee;
+pub use knee::Knee;
+
 /// What was measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +47,14 @@ impl Workload {
             Workload::Copy => "copy",
             Workload::DiskReadWrite => "read+write",
         }
+    }
+
+    /// Whether it writes to a disk, where a write cache can fill and the rate fall for good.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Workload::DiskWrite | Workload::Fill | Workload::Copy | Workload::DiskReadWrite
+        )
     }
 }
 
@@ -215,6 +226,9 @@ pub struct Measurement {
     /// link's ceiling, read from the page cache); None for a figure that holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<String>,
+    /// Where a write rate fell for good after a burst (a write cache filling), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knee: Option<Knee>,
 }
 
 impl Measurement {
@@ -233,6 +247,7 @@ impl Measurement {
             bytes,
             secs: elapsed.as_secs_f64(),
             bytes_per_sec: Rate::new(bytes, elapsed).bytes_per_sec,
+            knee: workload.writes().then(|| knee::find(&intervals)).flatten(),
             conditions,
             intervals,
             suspect: None,

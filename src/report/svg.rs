@@ -132,8 +132,22 @@ fn series(report: &RunReport) -> Vec<Series> {
             let Some(last) = summary.measurements.last() else {
                 continue;
             };
+            // A rate that fell for good says where, in the legend beside its line.
+            let knee = match &last.knee {
+                Some(knee) => format!(
+                    "; fell after {:.0} s from {} to {}",
+                    knee.at_secs,
+                    Rate {
+                        bytes_per_sec: knee.burst_bytes_per_sec
+                    },
+                    Rate {
+                        bytes_per_sec: knee.sustained_bytes_per_sec
+                    }
+                ),
+                None => String::new(),
+            };
             all.push(Series {
-                label: format!("{} {what}: median {}", result.path, summary.rate()),
+                label: format!("{} {what}: median {}{knee}", result.path, summary.rate()),
                 colour: *colours.next().expect("the cycle is endless"),
                 points: steps(last),
             });

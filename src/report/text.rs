@@ -31,8 +31,24 @@ pub fn baseline(result: &Baseline) -> String {
     );
     for placed in &result.measurements {
         let _ = writeln!(out, "{}", measurement_line(placed));
+        knee_line(&mut out, &placed.measurement);
     }
     out
+}
+
+/// Under a figure whose rate fell for good after a burst: where, and the rate that lasted.
+fn knee_line(out: &mut String, m: &crate::measure::Measurement) {
+    let Some(knee) = &m.knee else { return };
+    let rate = |bytes_per_sec| Rate { bytes_per_sec };
+    let _ = writeln!(
+        out,
+        "    ran at {} for {:.0} s ({}), then {} to the end: a write cache filled, most likely; \
+         plan with the later rate",
+        rate(knee.burst_bytes_per_sec),
+        knee.at_secs,
+        format_bytes(knee.burst_bytes),
+        rate(knee.sustained_bytes_per_sec)
+    );
 }
 
 fn measurement_line(placed: &PlacedMeasurement) -> String {
@@ -83,6 +99,9 @@ pub fn generated(result: &Generated) -> String {
         None => out.push_str(", allocated only (not written)"),
     }
     out.push('\n');
+    if let Some(m) = &result.measurement {
+        knee_line(&mut out, m);
+    }
     out
 }
 
@@ -430,6 +449,7 @@ pub fn copy(report: &CopyReport) -> String {
         crate::classes::place_device(m.rate(), crate::classes::Access::Write),
         crate::classes::place_link(m.rate())
     );
+    knee_line(&mut out, m);
     let busy = |secs: Option<f64>| {
         let Some(secs) = secs else {
             return "not measured (stock server)".to_string();
@@ -659,6 +679,10 @@ fn rate_row(
         summary.rate().to_string(),
         placed
     );
+    // The first run whose rate fell is enough to say so.
+    if let Some(m) = summary.measurements.iter().find(|m| m.knee.is_some()) {
+        knee_line(out, m);
+    }
 }
 
 /// A path's latency in `run`'s figures: the median one way, min–max and p99, or why not measured.
@@ -685,6 +709,47 @@ fn latency_row(out: &mut String, path: &crate::plan::PathResult, p: &crate::plan
 mod tests {
     use super::*;
     use crate::transport::udp::Datagrams;
+
+    #[test]
+    fn a_write_that_fell_for_good_says_where_and_the_rate_that_lasted() {
+        use crate::measure::{Interval, Measurement, Workload};
+        let second = |i: usize, mb_s: f64| Interval {
+            start_secs: i as f64,
+            secs: 1.0,
+            bytes: (mb_s * 1e6) as u64,
+        };
+        let intervals: Vec<Interval> = (0..20)
+            .map(|i| second(i, if i < 14 { 1100.0 } else { 280.0 }))
+            .collect();
+        let bytes = intervals.iter().map(|i| i.bytes).sum();
+        let elapsed = std::time::Duration::from_secs(20);
+        let m = Measurement::new(
+            Workload::DiskWrite,
+            bytes,
+            elapsed,
+            Conditions::default(),
+            intervals,
+        );
+        let mut out = String::new();
+        knee_line(&mut out, &m);
+        assert!(
+            out.contains(
+                "ran at 1.10 GB/s (8.80 Gb/s) for 14 s (15.4 GB), then 280 MB/s (2.24 Gb/s)"
+            ),
+            "{out}"
+        );
+        // Reads fill no write cache: the same series read is not said to have a knee.
+        let read = Measurement::new(
+            Workload::DiskRead,
+            bytes,
+            elapsed,
+            Conditions::default(),
+            m.intervals.clone(),
+        );
+        let mut none = String::new();
+        knee_line(&mut none, &read);
+        assert_eq!(none, "");
+    }
 
     fn paced(gbit: f64) -> Datagrams {
         Datagrams {

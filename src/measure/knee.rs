@@ -1,0 +1,179 @@
+//! A rate that fell for good after a burst: a write cache filling (a NAS's RAM, an SSD's SLC
+//! cache), found in a measurement's per-interval series.
+//!
+//! The series is fitted with one step (two flat segments, each interval weighted by its
+//! length); the best step is a knee only when it explains most of the variation, the later
+//! segment is at most 1/[`FALL`] of the earlier, and both hold: few intervals of the burst fall
+//! below the midpoint and few after it climb back above.
+
+use serde::{Deserialize, Serialize};
+
+use super::Interval;
+
+/// The burst must run at least this many times the sustained rate.
+pub const FALL: f64 = 1.5;
+/// The step must leave at most this fraction of the series' variation unexplained.
+const UNEXPLAINED: f64 = 0.25;
+/// At most this fraction of the burst's time may run below the midpoint of the two rates, and of
+/// the time after it above.
+const STRAY: f64 = 0.2;
+/// Intervals on each side of a knee, at the least.
+const MIN_INTERVALS: usize = 2;
+
+/// Where and how a rate fell for good.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Knee {
+    /// Seconds from the start to the fall.
+    pub at_secs: f64,
+    /// Bytes moved before it.
+    pub burst_bytes: u64,
+    pub burst_bytes_per_sec: f64,
+    /// The rate from the fall to the end.
+    pub sustained_bytes_per_sec: f64,
+}
+
+/// The knee of `intervals`, if it has one (None for fewer than 4 intervals).
+pub fn find(intervals: &[Interval]) -> Option<Knee> {
+    let timed: Vec<&Interval> = intervals.iter().filter(|i| i.secs > 0.0).collect();
+    if timed.len() < 2 * MIN_INTERVALS {
+        return None;
+    }
+    let rate = |i: &Interval| i.bytes as f64 / i.secs;
+    let overall = Segment::of(&timed);
+    let one_step_error = overall.squared_error(&timed, rate);
+    if one_step_error <= 0.0 {
+        return None;
+    }
+    let (split, error) = (MIN_INTERVALS..=timed.len() - MIN_INTERVALS)
+        .map(|k| {
+            let (before, after) = timed.split_at(k);
+            let error = Segment::of(before).squared_error(before, rate)
+                + Segment::of(after).squared_error(after, rate);
+            (k, error)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let (before, after) = timed.split_at(split);
+    let (burst, sustained) = (Segment::of(before), Segment::of(after));
+    if burst.rate < FALL * sustained.rate || error > UNEXPLAINED * one_step_error {
+        return None;
+    }
+    let midpoint = (burst.rate + sustained.rate) / 2.0;
+    let stray = |side: &[&Interval], out: &dyn Fn(f64) -> bool| {
+        side.iter()
+            .filter(|i| out(rate(i)))
+            .map(|i| i.secs)
+            .sum::<f64>()
+            / side.iter().map(|i| i.secs).sum::<f64>()
+    };
+    if stray(before, &|r| r < midpoint) > STRAY || stray(after, &|r| r > midpoint) > STRAY {
+        return None;
+    }
+    Some(Knee {
+        at_secs: after[0].start_secs,
+        burst_bytes: burst.bytes,
+        burst_bytes_per_sec: burst.rate,
+        sustained_bytes_per_sec: sustained.rate,
+    })
+}
+
+/// A flat segment: its bytes over its time.
+struct Segment {
+    bytes: u64,
+    rate: f64,
+}
+
+impl Segment {
+    fn of(intervals: &[&Interval]) -> Segment {
+        let bytes = intervals.iter().map(|i| i.bytes).sum();
+        let secs: f64 = intervals.iter().map(|i| i.secs).sum();
+        Segment {
+            bytes,
+            rate: bytes as f64 / secs,
+        }
+    }
+
+    /// Squared distance of each interval's rate from the segment's, weighted by its length.
+    fn squared_error(&self, intervals: &[&Interval], rate: impl Fn(&Interval) -> f64) -> f64 {
+        intervals
+            .iter()
+            .map(|i| i.secs * (rate(i) - self.rate).powi(2))
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One-second intervals at these MB/s.
+    fn series(mb_s: &[f64]) -> Vec<Interval> {
+        mb_s.iter()
+            .enumerate()
+            .map(|(i, &r)| Interval {
+                start_secs: i as f64,
+                secs: 1.0,
+                bytes: (r * 1e6) as u64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_then_a_lower_rate_for_good_is_a_knee_where_it_fell() {
+        let mut rates = vec![1100.0; 14];
+        rates.extend([280.0, 275.0, 290.0, 281.0, 284.0, 279.0]);
+        let knee = find(&series(&rates)).expect("a knee");
+        assert_eq!(knee.at_secs, 14.0);
+        assert_eq!(knee.burst_bytes, 14 * 1_100_000_000);
+        assert!((knee.burst_bytes_per_sec - 1.1e9).abs() < 1.0);
+        assert!(
+            (knee.sustained_bytes_per_sec / 1e6 - 281.5).abs() < 0.5,
+            "{knee:?}"
+        );
+    }
+
+    #[test]
+    fn a_noisy_steady_rate_has_no_knee() {
+        let rates = [
+            500.0, 620.0, 410.0, 590.0, 450.0, 610.0, 400.0, 560.0, 480.0, 600.0,
+        ];
+        assert_eq!(find(&series(&rates)), None);
+    }
+
+    #[test]
+    fn a_rate_that_dips_and_recovers_has_no_knee() {
+        let rates = [
+            900.0, 910.0, 905.0, 300.0, 310.0, 895.0, 900.0, 905.0, 300.0, 910.0,
+        ];
+        assert_eq!(find(&series(&rates)), None);
+    }
+
+    #[test]
+    fn a_rise_or_a_small_fall_is_not_a_knee() {
+        assert_eq!(
+            find(&series(&[100.0, 110.0, 900.0, 910.0, 905.0, 900.0])),
+            None
+        );
+        assert_eq!(
+            find(&series(&[600.0, 610.0, 605.0, 450.0, 455.0, 450.0])),
+            None
+        );
+    }
+
+    #[test]
+    fn too_few_intervals_say_nothing() {
+        assert_eq!(find(&series(&[1000.0, 1000.0, 100.0])), None);
+        assert_eq!(find(&[]), None);
+    }
+
+    #[test]
+    fn a_short_last_interval_weighs_little() {
+        let mut intervals = series(&[800.0, 800.0, 800.0, 200.0, 200.0, 200.0]);
+        intervals.push(Interval {
+            start_secs: 6.0,
+            secs: 0.05,
+            bytes: 50_000_000,
+        });
+        let knee = find(&intervals).expect("a knee");
+        assert_eq!(knee.at_secs, 3.0);
+    }
+}
