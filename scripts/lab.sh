@@ -3,11 +3,14 @@
 # (xfb-a0 10.77.0.1/24 <-> xfb-b0 10.77.0.2/24), optionally shaped with tc to emulate a link.
 # Traffic between them never leaves the machine.
 #
-# usage: scripts/lab.sh up [--rate RATE] [--mtu MTU] [--delay DELAY]
+# usage: scripts/lab.sh up [--rate RATE [--burst SIZE --peakrate RATE]] [--mtu MTU] [--delay DELAY]
 #        scripts/lab.sh down
 #        scripts/lab.sh status          (exit 0 when the lab is up, 1 when it is down)
 #
 #   --rate RATE   shape both directions with tbf, e.g. 1gbit, 2500mbit, 10gbit (default: unshaped)
+#   --burst SIZE  tbf's bucket instead of the one chosen for RATE, e.g. 100mb: that many bytes
+#                 pass faster than RATE before it holds (a burst that runs out, as a cache fills)
+#   --peakrate R  with --burst: the rate the burst drains at (tbf peakrate, mtu 64kb), e.g. 400mbit
 #   --mtu MTU     MTU of both veth ends, e.g. 9000 for jumbo frames (default 1500)
 #   --delay DELAY one-way delay on both ends with netem, e.g. 1ms (needs sch_netem in the kernel)
 #
@@ -21,7 +24,7 @@ prefix=${LAB_PREFIX:-xfb}
 subnet=${LAB_SUBNET:-10.77.0}
 
 die() { echo "lab: $*" >&2; exit 1; }
-usage() { echo "usage: scripts/lab.sh up [--rate RATE] [--mtu MTU] [--delay DELAY] | down | status" >&2; exit 2; }
+usage() { echo "usage: scripts/lab.sh up [--rate RATE [--burst SIZE --peakrate RATE]] [--mtu MTU] [--delay DELAY] | down | status" >&2; exit 2; }
 
 # Interface names are at most 15 bytes: PREFIX-a0 leaves 12 for the prefix.
 [[ $prefix =~ ^[A-Za-z0-9_]([A-Za-z0-9_-]{0,11})$ ]] ||
@@ -96,9 +99,11 @@ burst_for() {
 human_rate() { awk -v b="$1" 'BEGIN { printf "%.3g Gbit/s (%.0f MB/s)", b * 8 / 1e9, b / 1e6 }'; }
 
 cmd_up() {
-  local rate= mtu=1500 delay= rbytes= burst=
+  local rate= mtu=1500 delay= rbytes= burst= given_burst= peakrate= peak=
   while [ $# -gt 0 ]; do
     case $1 in
+      --burst) [ $# -ge 2 ] || usage; given_burst=$2; shift 2 ;;
+      --peakrate) [ $# -ge 2 ] || usage; peakrate=$2; shift 2 ;;
       --rate) [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
       --rate=*) rate=${1#*=}; shift ;;
       --mtu) [ $# -ge 2 ] || usage; mtu=$2; shift 2 ;;
@@ -114,6 +119,13 @@ cmd_up() {
     rbytes=$(rate_bytes "$rate") || die "--rate must look like 1gbit, 2500mbit, 10gbit or 100mbps (got '$rate')"
     [ "$rbytes" -gt 0 ] || die "--rate must be above zero (got '$rate')"
     burst=$(burst_for "$rbytes")
+  fi
+  if [ -n "$given_burst" ] || [ -n "$peakrate" ]; then
+    [ -n "$rate" ] && [ -n "$given_burst" ] && [ -n "$peakrate" ] || die "--burst and --peakrate go together, with --rate"
+    [[ $given_burst =~ ^[0-9]+(kb|mb)$ ]] || die "--burst must look like 512kb or 100mb (got '$given_burst')"
+    rate_bytes "$peakrate" >/dev/null || die "--peakrate must look like 400mbit (got '$peakrate')"
+    burst=$given_burst
+    peak="peakrate $peakrate mtu 64kb"
   fi
   if [ -n "$delay" ]; then
     [[ ${delay,,} =~ ^[0-9]+(\.[0-9]+)?(s|ms|us)$ ]] || die "--delay must look like 1ms, 500us or 0.1s (got '$delay')"
@@ -148,10 +160,10 @@ cmd_up() {
       fi
       if [ -n "$rate" ]; then
         ip netns exec "$1" tc qdisc replace dev "$2" parent 1:1 handle 10: \
-          tbf rate "$rate" burst "$burst" latency 10ms overhead 24
+          tbf rate "$rate" burst "$burst" $peak latency 10ms overhead 24
       fi
     elif [ -n "$rate" ]; then
-      ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$rate" burst "$burst" latency 10ms overhead 24
+      ip netns exec "$1" tc qdisc replace dev "$2" root tbf rate "$rate" burst "$burst" $peak latency 10ms overhead 24
     fi
   done
 
@@ -166,7 +178,7 @@ cmd_up() {
   echo "lab up: $ns_a ($if_a $addr_a/24) <-> $ns_b ($if_b $addr_b/24)"
   echo "  mtu     $mtu"
   if [ -n "$rate" ]; then
-    echo "  shaping tbf rate $rate burst $burst latency 10ms overhead 24, both directions ($(human_rate "$rbytes") on the wire)"
+    echo "  shaping tbf rate $rate burst $burst${peak:+ $peak} latency 10ms overhead 24, both directions ($(human_rate "$rbytes") on the wire)"
   else
     echo "  shaping none (veth at full speed)"
   fi

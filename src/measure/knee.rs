@@ -1,10 +1,13 @@
 //! A rate that fell for good after a burst: a write cache filling (a NAS's RAM, an SSD's SLC
 //! cache), found in a measurement's per-interval series.
 //!
-//! The series is fitted with one step (two flat segments, each interval weighted by its
-//! length); the best step is a knee only when it explains most of the variation, the later
-//! segment is at most 1/[`FALL`] of the earlier, and both hold: few intervals of the burst fall
-//! below the midpoint and few after it climb back above.
+//! The series is fitted with one step: two flat segments at their medians, each interval's
+//! distance from its segment's median weighted by its length (so a lone spike, such as the last
+//! buffers flushing at the end, moves nothing). The best step is a knee only when it explains most
+//! of the variation, the later median is at most 1/[`FALL`] of the earlier, and both hold: few
+//! intervals of the burst fall below the midpoint and few after it climb back above. The burst's
+//! rate is its bytes over its time; the sustained rate is the median after the fall, so neither
+//! the interval the fall happened in nor a final flush moves it.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +15,8 @@ use super::Interval;
 
 /// The burst must run at least this many times the sustained rate.
 pub const FALL: f64 = 1.5;
-/// The step must leave at most this fraction of the series' variation unexplained.
-const UNEXPLAINED: f64 = 0.25;
+/// The step must leave at most this fraction of the series' distance from one median.
+const UNEXPLAINED: f64 = 0.5;
 /// At most this fraction of the burst's time may run below the midpoint of the two rates, and of
 /// the time after it above.
 const STRAY: f64 = 0.2;
@@ -28,7 +31,7 @@ pub struct Knee {
     /// Bytes moved before it.
     pub burst_bytes: u64,
     pub burst_bytes_per_sec: f64,
-    /// The rate from the fall to the end.
+    /// The rate from the fall to the end: the median of its intervals' rates.
     pub sustained_bytes_per_sec: f64,
 }
 
@@ -38,26 +41,24 @@ pub fn find(intervals: &[Interval]) -> Option<Knee> {
     if timed.len() < 2 * MIN_INTERVALS {
         return None;
     }
-    let rate = |i: &Interval| i.bytes as f64 / i.secs;
-    let overall = Segment::of(&timed);
-    let one_step_error = overall.squared_error(&timed, rate);
-    if one_step_error <= 0.0 {
+    let one_step = Segment::of(&timed).distance(&timed);
+    if one_step <= 0.0 {
         return None;
     }
-    let (split, error) = (MIN_INTERVALS..=timed.len() - MIN_INTERVALS)
+    let (split, two_steps) = (MIN_INTERVALS..=timed.len() - MIN_INTERVALS)
         .map(|k| {
             let (before, after) = timed.split_at(k);
-            let error = Segment::of(before).squared_error(before, rate)
-                + Segment::of(after).squared_error(after, rate);
-            (k, error)
+            let distance =
+                Segment::of(before).distance(before) + Segment::of(after).distance(after);
+            (k, distance)
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))?;
     let (before, after) = timed.split_at(split);
     let (burst, sustained) = (Segment::of(before), Segment::of(after));
-    if burst.rate < FALL * sustained.rate || error > UNEXPLAINED * one_step_error {
+    if burst.median < FALL * sustained.median || two_steps > UNEXPLAINED * one_step {
         return None;
     }
-    let midpoint = (burst.rate + sustained.rate) / 2.0;
+    let midpoint = (burst.median + sustained.median) / 2.0;
     let stray = |side: &[&Interval], out: &dyn Fn(f64) -> bool| {
         side.iter()
             .filter(|i| out(rate(i)))
@@ -72,31 +73,48 @@ pub fn find(intervals: &[Interval]) -> Option<Knee> {
         at_secs: after[0].start_secs,
         burst_bytes: burst.bytes,
         burst_bytes_per_sec: burst.rate,
-        sustained_bytes_per_sec: sustained.rate,
+        sustained_bytes_per_sec: sustained.median,
     })
 }
 
-/// A flat segment: its bytes over its time.
+fn rate(interval: &Interval) -> f64 {
+    interval.bytes as f64 / interval.secs
+}
+
+/// A flat segment: its bytes over its time, and the median of its intervals' rates (each
+/// weighted by its length).
 struct Segment {
     bytes: u64,
     rate: f64,
+    median: f64,
 }
 
 impl Segment {
     fn of(intervals: &[&Interval]) -> Segment {
         let bytes = intervals.iter().map(|i| i.bytes).sum();
         let secs: f64 = intervals.iter().map(|i| i.secs).sum();
+        let mut by_rate: Vec<&&Interval> = intervals.iter().collect();
+        by_rate.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+        let mut passed = 0.0;
+        let median = by_rate
+            .iter()
+            .find(|i| {
+                passed += i.secs;
+                passed >= secs / 2.0
+            })
+            .map_or(0.0, |i| rate(i));
         Segment {
             bytes,
             rate: bytes as f64 / secs,
+            median,
         }
     }
 
-    /// Squared distance of each interval's rate from the segment's, weighted by its length.
-    fn squared_error(&self, intervals: &[&Interval], rate: impl Fn(&Interval) -> f64) -> f64 {
+    /// How far the intervals' rates lie from the segment's median, weighted by their lengths.
+    fn distance(&self, intervals: &[&Interval]) -> f64 {
         intervals
             .iter()
-            .map(|i| i.secs * (rate(i) - self.rate).powi(2))
+            .map(|i| i.secs * (rate(i) - self.median).abs())
             .sum()
     }
 }
@@ -126,9 +144,27 @@ mod tests {
         assert_eq!(knee.burst_bytes, 14 * 1_100_000_000);
         assert!((knee.burst_bytes_per_sec - 1.1e9).abs() < 1.0);
         assert!(
-            (knee.sustained_bytes_per_sec / 1e6 - 281.5).abs() < 0.5,
+            (knee.sustained_bytes_per_sec / 1e6 - 280.0).abs() < 0.5,
             "{knee:?}"
         );
+    }
+
+    #[test]
+    fn buffers_flushed_at_the_end_do_not_hide_a_knee() {
+        // A TCP upload through tbf with a 100 MB burst: its last chunks are counted at once.
+        let mut intervals = series(&[49.2, 47.1, 18.1, 5.7, 4.8, 4.2, 5.2, 4.8, 4.2, 4.8, 5.2]);
+        intervals.extend(series(&[0.0, 0.0, 0.0]).into_iter().map(|mut i| {
+            i.start_secs += 11.0;
+            i
+        }));
+        intervals.push(Interval {
+            start_secs: 14.0,
+            secs: 0.197,
+            bytes: 16_777_216,
+        });
+        let knee = find(&intervals).expect("a knee");
+        assert_eq!(knee.at_secs, 2.0);
+        assert!((knee.sustained_bytes_per_sec / 1e6 - 4.8).abs() < 0.1, "{knee:?}");
     }
 
     #[test]

@@ -42,8 +42,8 @@ fn knee_line(out: &mut String, m: &crate::measure::Measurement) {
     let rate = |bytes_per_sec| Rate { bytes_per_sec };
     let _ = writeln!(
         out,
-        "    ran at {} for {:.0} s ({}), then {} to the end: a write cache filled, most likely; \
-         plan with the later rate",
+        "    ran at {} for {:.0} s ({}), then {} to the end: a burst that ran out (a write cache \
+         filling, an SSD's SLC cache, a link shaper's bucket); plan with the later rate",
         rate(knee.burst_bytes_per_sec),
         knee.at_secs,
         format_bytes(knee.burst_bytes),

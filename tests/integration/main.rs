@@ -8,6 +8,7 @@ mod copy;
 mod disk;
 mod r#gen;
 mod interrupt;
+mod knee;
 mod lat;
 mod layers;
 mod net;
