@@ -388,10 +388,12 @@ fn bottleneck(report: &Value) -> Vec<String> {
         .collect()
 }
 
+// 500 Mbit/s: far below what this test's debug build reads and writes, whatever the load, so
+// only the link can be named; at 1 Gbit/s a loaded 2-core machine's disk ties with it.
 #[test]
-fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
+fn run_over_a_500_mbit_link_names_the_network_within_10_percent_of_iperf3() {
     let _turn = rates_lock();
-    let hosts = Hosts::shaped("1gbit");
+    let hosts = Hosts::shaped("500mbit");
     let Some(report) = run_in_lab(&hosts, &["-P", "1"]) else {
         eprintln!("skipped: needs root and iproute2 for a lab");
         return;
@@ -410,7 +412,7 @@ fn run_over_a_1_gbit_link_names_the_network_within_10_percent_of_iperf3() {
     let ratio = ours / iperf3;
     assert!(
         (0.9..=1.1).contains(&ratio),
-        "xferbench {ours:.3e} b/s vs iperf3 {iperf3:.3e} b/s on the same 1 Gbit link"
+        "xferbench {ours:.3e} b/s vs iperf3 {iperf3:.3e} b/s on the same 500 Mbit link"
     );
 }
 
