@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::disk::{BaselineOptions, EngineChoice, FillMode, GenOptions, Passes, Pattern};
+use crate::disk::durability::{DURABILITY_MAX_SIZE, DurabilityOptions};
+use crate::disk::{
+    BaselineOptions, DEFAULT_TEST_SIZE, EngineChoice, FillMode, GenOptions, Passes, Pattern,
+};
 use crate::plan::RunOptions;
 use crate::report::export::Format;
 use crate::serve::ServeOptions;
@@ -541,6 +544,13 @@ pub struct DiskArgs {
     #[arg(long)]
     pub write_only: bool,
 
+    /// Then write the same amount (at most 1 GiB) three ways: through the cache with one fsync at
+    /// the end, with O_DIRECT, and with O_DSYNC (each write stable before it returns). Stable
+    /// writes as fast as the others mean nothing waited for the medium: an NFS async export, a
+    /// write-back cache, or a disk cache that survives power loss. PATH must be a directory.
+    #[arg(long, conflicts_with = "read_only")]
+    pub durability: bool,
+
     /// Print the result as one JSON object on stdout instead of text.
     #[arg(short = 'J', long)]
     pub json: bool,
@@ -724,13 +734,30 @@ impl Cli {
     pub fn check(&self) -> Result<(), Usage> {
         match &self.command {
             Command::Gen(args) => args.engine.pattern().validate(true).map_err(usage),
-            Command::Disk(args) => args.engine.pattern().validate(args.direct()).map_err(usage),
+            Command::Disk(args) => args.check(),
             Command::Serve(_) => Ok(()),
             Command::Net(args) => args.check(),
             Command::Lat(args) => args.check(),
             Command::Copy(args) => args.check(),
             Command::Run(args) => args.check(),
         }
+    }
+}
+
+impl DiskArgs {
+    fn check(&self) -> Result<(), Usage> {
+        self.engine
+            .pattern()
+            .validate(self.direct())
+            .map_err(usage)?;
+        // Said before the baseline runs, not after it.
+        if self.durability && self.path.exists() && !self.path.is_dir() {
+            return Err(usage(format!(
+                "--durability writes files of its own: {} is not a directory; give one",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -942,6 +969,19 @@ impl DiskArgs {
             engine: self.engine.engine,
             passes: self.passes(),
         }
+    }
+
+    /// The durability probe --durability asks for: the test's size, at most 1 GiB.
+    pub fn durability(&self) -> Option<DurabilityOptions> {
+        self.durability.then(|| DurabilityOptions {
+            dir: self.path.clone(),
+            size: self
+                .size
+                .unwrap_or(DEFAULT_TEST_SIZE)
+                .min(DURABILITY_MAX_SIZE),
+            pattern: self.engine.pattern(),
+            engine: self.engine.engine,
+        })
     }
 }
 

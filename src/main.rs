@@ -93,7 +93,12 @@ fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
 }
 
 fn disk(args: &DiskArgs, progress: &Progress) -> Result<()> {
-    let result = disk::baseline(&args.options(), progress)?;
+    let mut result = disk::baseline(&args.options(), progress)?;
+    if let Some(options) = args.durability() {
+        let probe = disk::durability::probe(&options, progress)?;
+        result.warnings.extend(probe.warnings.iter().cloned());
+        result.durability = Some(probe);
+    }
     print_report(
         "disk",
         args.json,

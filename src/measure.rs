@@ -167,6 +167,9 @@ pub struct Conditions {
     pub direct: bool,
     /// Whether the time includes the final fsync.
     pub fsync_included: bool,
+    /// Opened with O_DSYNC: each write stable before it returns (a durability probe).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dsync: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineKind>,
     /// io_uring's ring setup flags, as fio's names them ("COOP_TASKRUN|SINGLE_ISSUER|DEFER_TASKRUN").

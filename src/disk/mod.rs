@@ -4,7 +4,8 @@
 //! the write baseline writes.
 
 pub mod buffer;
-pub mod engine;
+pub mod durability;
+mod engine;
 pub mod testfile;
 mod uring;
 
@@ -335,6 +336,9 @@ pub struct Baseline {
     pub test_file: PathBuf,
     pub engine: EngineKind,
     pub measurements: Vec<PlacedMeasurement>,
+    /// The durability probe, when asked for (`disk --durability`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<durability::Durability>,
     pub warnings: Vec<Warning>,
 }
 
@@ -450,6 +454,7 @@ fn baseline_in_dir(
             .into_iter()
             .map(PlacedMeasurement::new)
             .collect(),
+        durability: None,
         warnings,
     })
 }
@@ -606,6 +611,7 @@ fn baseline_of_file(
         test_file: path.clone(),
         engine: engine.kind(),
         measurements: vec![PlacedMeasurement::new(measurement)],
+        durability: None,
         warnings,
     })
 }

@@ -161,6 +161,18 @@ pub fn create_new(path: &Path, direct: bool) -> Result<(File, bool)> {
     })
 }
 
+/// Creates a new file whose every write is stable when it returns (O_DSYNC), through the page
+/// cache: the writes a durability probe times.
+pub fn create_new_dsync(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_DSYNC)
+        .open(path)
+        .map_err(|err| anyhow!(describe_path_error(path, err)))
+}
+
 /// Opens an existing file for reading, with O_DIRECT when asked and supported.
 pub fn open_read(path: &Path, direct: bool) -> Result<(File, bool)> {
     open_with(path, direct, |options| {

@@ -164,7 +164,10 @@ mod tests {
         });
         let knee = find(&intervals).expect("a knee");
         assert_eq!(knee.at_secs, 2.0);
-        assert!((knee.sustained_bytes_per_sec / 1e6 - 4.8).abs() < 0.1, "{knee:?}");
+        assert!(
+            (knee.sustained_bytes_per_sec / 1e6 - 4.8).abs() < 0.1,
+            "{knee:?}"
+        );
     }
 
     #[test]

@@ -33,7 +33,41 @@ pub fn baseline(result: &Baseline) -> String {
         let _ = writeln!(out, "{}", measurement_line(placed));
         knee_line(&mut out, &placed.measurement);
     }
+    if let Some(probe) = &result.durability {
+        durability(&mut out, probe);
+    }
     out
+}
+
+/// The durability probe: the three writes, and whether stable ones waited for the medium.
+fn durability(out: &mut String, probe: &crate::disk::durability::Durability) {
+    let _ = writeln!(
+        out,
+        "durability: {} written three ways, fsync included",
+        format_bytes(probe.fsync_at_end.bytes)
+    );
+    let line = |out: &mut String, name: &str, m: Option<&crate::measure::Measurement>| {
+        let figure = m.map_or("refused by the file system".to_string(), |m| {
+            format!("{:>22} in {:.2} s", m.rate().to_string(), m.secs)
+        });
+        let _ = writeln!(out, "  {name:<26} {figure}");
+    };
+    line(out, "buffered, fsync at end", Some(&probe.fsync_at_end));
+    line(out, "O_DIRECT", probe.direct.as_ref());
+    line(out, "O_DSYNC (each write stable)", Some(&probe.dsync));
+    let said = match probe.stable_as_fast {
+        true => {
+            "stable writes ran as fast as the others: nothing waited for the medium (an NFS \
+                 async export, a write-back cache), or its cache survives power loss; data may \
+                 not be on the disk when a write returns"
+        }
+        false => "stable writes waited for the medium, as a sync export or a plain disk does",
+    };
+    let _ = writeln!(
+        out,
+        "  O_DSYNC ran at {:.2}× fsync-at-end: {said}",
+        probe.stable_ratio
+    );
 }
 
 /// Under a figure whose rate fell for good after a burst: where, and the rate that lasted.

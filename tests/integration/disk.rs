@@ -4,8 +4,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::common::{
-    assert_empty_dir, assert_no_leftovers, assert_success, entries, has_warning, run, scratch_path,
-    temp_dir,
+    assert_empty_dir, assert_no_leftovers, assert_success, assert_usage_error, command, entries,
+    has_warning, run, run_command, scratch_path, temp_dir,
 };
 use serde_json::Value;
 
@@ -350,4 +350,52 @@ fn keep_cache_without_buffered_is_a_usage_error() {
     let (code, _, stderr) = run(["disk", ".", "--keep-cache"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--buffered"), "{stderr}");
+}
+
+#[test]
+fn disk_durability_writes_three_ways_says_whether_stable_writes_waited_and_leaves_nothing() {
+    let dir = temp_dir();
+    let (report, _) = disk_json(
+        dir.path(),
+        &["--size", "8M", "--write-only", "--durability"],
+    );
+    let probe = &report["durability"];
+    let (cached, dsync) = (&probe["fsync_at_end"], &probe["dsync"]);
+    for (m, direct, dsynced) in [(cached, false, false), (dsync, false, true)] {
+        assert_eq!(m["bytes"], 8 * MIB, "{probe:#}");
+        assert_eq!(m["conditions"]["direct"], direct, "{probe:#}");
+        assert_eq!(
+            m["conditions"]["dsync"].as_bool().unwrap_or(false),
+            dsynced,
+            "{probe:#}"
+        );
+        assert_eq!(m["conditions"]["fsync_included"], true, "{probe:#}");
+    }
+    // O_DIRECT where the file system takes it (not tmpfs), else null.
+    let direct = &probe["direct"];
+    assert!(
+        direct.is_null() || direct["conditions"]["direct"] == true,
+        "{probe:#}"
+    );
+    let ratio =
+        dsync["bytes_per_sec"].as_f64().unwrap() / cached["bytes_per_sec"].as_f64().unwrap();
+    assert!(
+        (probe["stable_ratio"].as_f64().unwrap() - ratio).abs() < 1e-9,
+        "{probe:#}"
+    );
+    assert_eq!(probe["stable_as_fast"], ratio >= 0.7, "{probe:#}");
+    assert_empty_dir(dir.path());
+}
+
+#[test]
+fn disk_durability_of_a_file_is_refused_before_anything_runs() {
+    let (_dir, file) = scratch_path("a.data");
+    std::fs::write(&file, b"x").unwrap();
+    let out = run_command(command([
+        "disk".as_ref(),
+        file.as_os_str(),
+        "--durability".as_ref(),
+    ]));
+    assert_usage_error(&out);
+    assert!(out.stderr.contains("is not a directory"), "{}", out.stderr);
 }
