@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The file system a path is on.
+/// The file system a path is on. Every field is in the JSON, null where it does not apply, so
+/// a share's and a disk's facts have one shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MountFacts {
     /// As mountinfo names it: "nfs4", "cifs", "smb3", "fuse.sshfs", "ext4", "tmpfs", "overlay", …
@@ -22,19 +23,14 @@ pub struct MountFacts {
     pub source: String,
     /// A network file system's server: the address the kernel uses (`addr=`), else the host of
     /// the source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// The NFS export path, or the SMB share name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<String>,
     /// A network file system's options that shape its rate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<ShareOptions>,
     /// The interface the route to the server leaves from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<Interface>,
     /// A local file system's block device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<BlockDevice>,
     /// The kernel release: its NFS or SMB client is part of the figure. A host fact, so not in
     /// the JSON (the report's `host.kernel` says it once).
@@ -46,25 +42,17 @@ pub struct MountFacts {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShareOptions {
     /// Protocol version (`vers=`): "4.2", "3.1.1".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vers: Option<String>,
     /// NFS: TCP connections to the server (the kernel shows it only above 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nconnect: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsize: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wsize: Option<u64>,
     /// CIFS client caching: "strict", "none", "loose", "ro", "rw".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<String>,
     /// CIFS: SMB3 multichannel on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multichannel: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_channels: Option<u32>,
     /// true for a `hard` mount (retries for ever), false for `soft` (fails after its retries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hard: Option<bool>,
     /// Mounted `sync`: every write goes to the server before it returns.
     #[serde(default)]
@@ -75,11 +63,9 @@ pub struct ShareOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Interface {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// Negotiated speed in megabits per second; None where unknown (virtual links: veth,
     /// bridges, loopback).
-    #[serde(default)]
     pub speed_mbit_s: Option<u64>,
 }
 
@@ -88,12 +74,10 @@ pub struct Interface {
 pub struct BlockDevice {
     /// The kernel's name: "vda", "nvme0n1", "sda" (the whole disk, not the partition).
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotational: Option<bool>,
     /// How it is attached: "nvme", "sata", "scsi", "virtio", "usb", "mmc", "loop",
     /// "device-mapper", "md", "zram", or "unknown".
     pub transport: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
 }
 
