@@ -5,7 +5,7 @@
 //! # Layout
 //! Floors, bottom to top; a module imports only the floors below it (`tests/integration/layers.rs`), and
 //! `ARCHITECTURE.md` draws the map and the control protocol.
-//! - vocabulary: [`sys`] (the system calls, behind safe functions), [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`classes`]
+//! - vocabulary: [`sys`] (the system calls, behind safe functions), [`units`], [`warning`], [`interrupt`], [`payload`], [`ceiling`], [`mounts`], [`classes`]
 //! - [`measure`]: one `Measurement` for every path, and the words a figure is about
 //! - [`file`]: file-system primitives (`Landing`, O_DIRECT, allocation, page cache)
 //! - [`disk`]: the disk engine, baselines and test files
@@ -25,6 +25,7 @@ pub mod disk;
 pub mod file;
 pub mod interrupt;
 pub mod measure;
+pub mod mounts;
 pub mod payload;
 pub mod plan;
 pub mod progress;

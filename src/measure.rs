@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mounts::MountFacts;
 use crate::units::Rate;
 
 pub mod knee;
@@ -204,6 +205,10 @@ pub struct Conditions {
     /// RDMA work requests kept in flight.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_depth: Option<usize>,
+    /// The file system of the figure's file (this side's file, for a copy): a share's server,
+    /// options and interface, or a disk's block device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountFacts>,
 }
 
 /// Bytes moved during one reporting interval, from the start of the measurement.

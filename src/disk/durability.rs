@@ -118,7 +118,7 @@ fn write_once(
     )?;
     let conditions = Conditions {
         dsync: way == Way::Dsync,
-        ..options.pattern.conditions(direct, true, &engine)
+        ..options.pattern.conditions(direct, true, &engine, &path)
     };
     let mut random = RandomFill::new();
     let label = match way {

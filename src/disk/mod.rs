@@ -72,8 +72,14 @@ impl Pattern {
         Ok(())
     }
 
-    /// The conditions of a pass driven with this pattern.
-    pub fn conditions(&self, direct: bool, fsync_included: bool, engine: &Engine) -> Conditions {
+    /// The conditions of a pass driven with this pattern on a file at `on`.
+    pub fn conditions(
+        &self,
+        direct: bool,
+        fsync_included: bool,
+        engine: &Engine,
+        on: &Path,
+    ) -> Conditions {
         Conditions {
             direct,
             fsync_included,
@@ -81,6 +87,7 @@ impl Pattern {
             ring_flags: engine.ring_flags().map(|flags| flags.names()),
             block_size: Some(self.block as u64),
             iodepth: Some(self.depth),
+            mount: Some(crate::mounts::facts(on)),
             ..Conditions::default()
         }
     }
@@ -404,7 +411,7 @@ fn baseline_in_dir(
         options.pattern.depth,
         &mut warnings,
     )?;
-    let write_conditions = options.pattern.conditions(direct, true, &engine);
+    let write_conditions = options.pattern.conditions(direct, true, &engine, dir);
     let mut random = RandomFill::new();
     let written = watch(watcher, "write", size, |counter| {
         write_sequential(
@@ -503,7 +510,7 @@ pub fn read_while_writing(
     )?;
     let conditions = Conditions {
         direct: read_direct && write_direct,
-        ..pattern.conditions(true, true, &writer)
+        ..pattern.conditions(true, true, &writer, dir)
     };
     let (read, written) = watch(watcher, "read+write", 2 * size, |counter| {
         std::thread::scope(|scope| {
@@ -596,7 +603,7 @@ fn baseline_of_file(
         options.pattern.depth,
         &mut warnings,
     )?;
-    let mut conditions = options.pattern.conditions(direct, false, &engine);
+    let mut conditions = options.pattern.conditions(direct, false, &engine, path);
     if !direct {
         conditions.cached_before = Some(evict(&handle, path, options.evict, &mut warnings)?);
     }

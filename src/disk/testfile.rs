@@ -97,10 +97,14 @@ pub fn generate(options: &GenOptions, watcher: &dyn Watcher) -> Result<Generated
             if fill == FillMode::Zero {
                 warnings.push(Warning::ZeroFilled { path: path.clone() });
             }
-            Some(pass.into_measurement(
-                Workload::Fill,
-                options.pattern.conditions(landing.direct, true, &engine),
-            ))
+            Some(
+                pass.into_measurement(
+                    Workload::Fill,
+                    options
+                        .pattern
+                        .conditions(landing.direct, true, &engine, path),
+                ),
+            )
         }
     };
     landing.commit()?;

@@ -7,6 +7,7 @@ use crate::disk::{FillMode, Generated};
 use std::time::Duration;
 
 use crate::measure::{Conditions, CpuUse, Workload};
+use crate::mounts::{MountFacts, ShareOptions};
 use crate::plan::PathStep;
 use crate::transport::memory::{Role, Tick};
 use crate::transport::{CopyReport, CpuBoth, Direction, DirectionReport, NetReport};
@@ -29,6 +30,9 @@ pub fn baseline(result: &Baseline) -> String {
         },
         conditions(&first.conditions)
     );
+    if let Some(facts) = &first.conditions.mount {
+        let _ = writeln!(out, "  {}", mount(facts));
+    }
     for placed in &result.measurements {
         let _ = writeln!(out, "{}", measurement_line(placed));
         knee_line(&mut out, &placed.measurement);
@@ -136,7 +140,95 @@ pub fn generated(result: &Generated) -> String {
     if let Some(m) = &result.measurement {
         knee_line(&mut out, m);
     }
+    if let Some(facts) = result
+        .measurement
+        .as_ref()
+        .and_then(|m| m.conditions.mount.as_ref())
+    {
+        let _ = writeln!(out, "  {}", mount(facts));
+    }
     out
+}
+
+/// The file system a figure's file is on, in one line: "on /mnt/nas: nfs4 vers=4.2 from
+/// 198.51.100.2:/ (nconnect=1, rsize=wsize=1 MiB, hard) via lab-nas (MTU 1500, speed unknown);
+/// kernel 6.1.0-57-amd64", or "on /: ext4 on vda (virtio, non-rotational)".
+pub fn mount(facts: &MountFacts) -> String {
+    let mut out = format!("on {}: {}", facts.mount_point.display(), facts.fs_type);
+    if let Some(options) = &facts.options {
+        if let Some(vers) = &options.vers {
+            let _ = write!(out, " vers={vers}");
+        }
+        let _ = write!(out, " from {}", facts.source);
+        let details = share_options(options);
+        if !details.is_empty() {
+            let _ = write!(out, " ({})", details.join(", "));
+        }
+    }
+    if let Some(interface) = &facts.interface {
+        let _ = write!(out, " via {}", interface.name);
+        let mut link = Vec::new();
+        if let Some(mtu) = interface.mtu {
+            link.push(format!("MTU {mtu}"));
+        }
+        link.push(match interface.speed_mbit_s {
+            Some(speed) => format!("{speed} Mb/s"),
+            None => "speed unknown".into(),
+        });
+        let _ = write!(out, " ({})", link.join(", "));
+    }
+    if let Some(device) = &facts.device {
+        let _ = write!(out, " on {} ({}", device.name, device.transport);
+        match device.rotational {
+            Some(true) => out.push_str(", rotational"),
+            Some(false) => out.push_str(", non-rotational"),
+            None => {}
+        }
+        if let Some(model) = &device.model {
+            let _ = write!(out, ", {model}");
+        }
+        out.push(')');
+    } else if facts.fs_type == "tmpfs" {
+        out.push_str(" (memory)");
+    }
+    // A share's client is the kernel's: its release is part of the figure.
+    if let Some(kernel) = facts.kernel.as_ref().filter(|_| facts.options.is_some()) {
+        let _ = write!(out, "; kernel {kernel}");
+    }
+    out
+}
+
+/// "nconnect=1", "rsize=wsize=1 MiB", "cache=none", "no multichannel", "hard", "sync".
+fn share_options(options: &ShareOptions) -> Vec<String> {
+    let mut parts = Vec::new();
+    if let Some(nconnect) = options.nconnect {
+        parts.push(format!("nconnect={nconnect}"));
+    }
+    match (options.rsize, options.wsize) {
+        (Some(r), Some(w)) if r == w => parts.push(format!("rsize=wsize={}", format_block(r))),
+        (r, w) => {
+            parts.extend(r.map(|r| format!("rsize={}", format_block(r))));
+            parts.extend(w.map(|w| format!("wsize={}", format_block(w))));
+        }
+    }
+    if let Some(cache) = &options.cache {
+        parts.push(format!("cache={cache}"));
+    }
+    match (options.multichannel, options.max_channels) {
+        (Some(true), Some(max)) => parts.push(format!("multichannel, max_channels={max}")),
+        (Some(true), None) => parts.push("multichannel".into()),
+        (Some(false), _) => parts.push("no multichannel".into()),
+        (None, _) => {}
+    }
+    match options.hard {
+        Some(true) => parts.push("hard".into()),
+        Some(false) => parts.push("soft".into()),
+        None => {}
+    }
+    if options.sync {
+        parts.push("sync".into());
+    }
+    parts
 }
 
 /// "O_DIRECT, 1 MiB blocks, iodepth 16, io_uring".
@@ -484,6 +576,9 @@ pub fn copy(report: &CopyReport) -> String {
         crate::classes::place_link(m.rate())
     );
     knee_line(&mut out, m);
+    if let Some(facts) = &m.conditions.mount {
+        let _ = writeln!(out, "  this side's file {}", mount(facts));
+    }
     let busy = |secs: Option<f64>| {
         let Some(secs) = secs else {
             return "not measured (stock server)".to_string();
@@ -581,12 +676,14 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         report.source_read.as_ref(),
         &read_class,
     );
+    mount_row(&mut out, report.source_read.as_ref());
     rate_row(
         &mut out,
         "destination write (+fsync)",
         report.destination_write.as_ref(),
         &write_class,
     );
+    mount_row(&mut out, report.destination_write.as_ref());
     if report.shared_disk.is_some() {
         rate_row(
             &mut out,
@@ -670,6 +767,16 @@ fn missing_row(out: &mut String, path: &crate::plan::PathResult, step: PathStep)
     let _ = writeln!(out, "    {why}");
 }
 
+/// Under a disk stage of `run`: the file system its figures were taken on.
+fn mount_row(out: &mut String, summary: Option<&crate::plan::Summary>) {
+    let facts = summary
+        .and_then(|summary| summary.measurements.first())
+        .and_then(|m| m.conditions.mount.as_ref());
+    if let Some(facts) = facts {
+        let _ = writeln!(out, "    {}", mount(facts));
+    }
+}
+
 /// One stage of `run`'s figures: its median rate, the spread of repeats, and its class.
 fn rate_row(
     out: &mut String,
@@ -742,6 +849,7 @@ fn latency_row(out: &mut String, path: &crate::plan::PathResult, p: &crate::plan
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mounts::{self, BlockDevice, Interface};
     use crate::transport::udp::Datagrams;
 
     #[test]
@@ -783,6 +891,51 @@ mod tests {
         let mut none = String::new();
         knee_line(&mut none, &read);
         assert_eq!(none, "");
+    }
+
+    fn facts_of(line: &str) -> MountFacts {
+        mounts::facts_of_entry(&mounts::parse_mountinfo(line)[0])
+    }
+
+    #[test]
+    fn a_share_says_its_version_server_options_and_link_in_one_line() {
+        let mut nfs = facts_of(
+            "95 28 0:34 / /mnt/nas rw,relatime - nfs4 198.51.100.2:/ rw,vers=4.2,rsize=1048576,wsize=1048576,namlen=255,hard,proto=tcp,addr=198.51.100.2",
+        );
+        nfs.interface = Some(Interface {
+            name: "lab-nas".into(),
+            mtu: Some(1500),
+            speed_mbit_s: None,
+        });
+        nfs.kernel = Some("6.1.0-57-amd64".into());
+        assert_eq!(
+            mount(&nfs),
+            "on /mnt/nas: nfs4 vers=4.2 from 198.51.100.2:/ (nconnect=1, rsize=wsize=1 MiB, hard) \
+             via lab-nas (MTU 1500, speed unknown); kernel 6.1.0-57-amd64"
+        );
+        let cifs = facts_of(
+            "54 28 0:32 / /mnt/nas rw,relatime - cifs //198.51.100.2/share rw,vers=3.1.1,cache=none,addr=198.51.100.2,soft,rsize=4194304,wsize=65536",
+        );
+        assert_eq!(
+            mount(&cifs),
+            "on /mnt/nas: cifs vers=3.1.1 from //198.51.100.2/share (rsize=4 MiB, wsize=64 KiB, \
+             cache=none, no multichannel, soft)"
+        );
+    }
+
+    #[test]
+    fn a_local_disk_says_its_device_and_tmpfs_says_memory() {
+        let mut root = facts_of("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw");
+        root.device = Some(BlockDevice {
+            name: "vda".into(),
+            rotational: Some(false),
+            transport: "virtio".into(),
+            model: None,
+        });
+        root.kernel = Some("6.1.0".into());
+        assert_eq!(mount(&root), "on /: ext4 on vda (virtio, non-rotational)");
+        let tmp = facts_of("25 27 0:23 / /tmp rw - tmpfs tmpfs rw");
+        assert_eq!(mount(&tmp), "on /tmp: tmpfs (memory)");
     }
 
     fn paced(gbit: f64) -> Datagrams {

@@ -218,6 +218,17 @@ impl CopyPlan {
         chunks.validate()?;
         Ok(chunks)
     }
+
+    /// The file system of this side's file: the source's, or the destination's (which may not
+    /// exist yet: its directory's).
+    pub fn local_mount(&self) -> Option<crate::mounts::MountFacts> {
+        [&self.source, &self.destination]
+            .into_iter()
+            .find_map(|location| match location {
+                Location::Local(path) => Some(crate::mounts::facts(path)),
+                Location::Remote { .. } => None,
+            })
+    }
 }
 
 /// Where the time of a copy went. The stages overlap, so each is the time that stage was busy;

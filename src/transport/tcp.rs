@@ -696,6 +696,7 @@ pub(super) fn copy_conditions(
         iodepth: Some(chunks.depth),
         path: Some(TransportKind::Tcp),
         streams: Some(plan.streams),
+        mount: plan.local_mount(),
         ..Conditions::default()
     }
 }

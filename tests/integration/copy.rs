@@ -70,6 +70,12 @@ fn round_trip(way: Way, size: &str, streams: u32, verify: bool) {
         "{report:#}"
     );
     assert_rate_is_bytes_over_secs(measurement);
+    // This side's file: its file system holds the local directory.
+    let mount = &measurement["conditions"]["mount"];
+    assert!(mount["fs_type"].is_string(), "{report:#}");
+    let mount_point = mount["mount_point"].as_str().unwrap();
+    let local_dir = std::fs::canonicalize(local.path()).unwrap();
+    assert!(local_dir.starts_with(mount_point), "{report:#}");
     if verify {
         let check = &report["verify"];
         assert_eq!(check["matched"], true, "{report:#}");

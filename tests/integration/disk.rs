@@ -259,9 +259,14 @@ fn disk_text_output_gives_rates_in_bytes_and_bits_placed_against_classes() {
         "text output parsed as JSON"
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "a heading and one line per pass:\n{stdout}");
+    assert_eq!(
+        lines.len(),
+        4,
+        "a heading, the file system and one line per pass:\n{stdout}"
+    );
     assert!(lines[0].contains("O_DIRECT"), "{stdout}");
-    for (line, label) in lines[1..].iter().zip(["write", "read"]) {
+    assert!(lines[1].trim_start().starts_with("on /"), "{stdout}");
+    for (line, label) in lines[2..].iter().zip(["write", "read"]) {
         assert!(line.trim_start().starts_with(label), "{line}");
         // Rates print in bytes (kB/s, MB/s or GB/s) and in bits (Mb/s or Gb/s, Gb/s from 125 MB/s up).
         assert!(
@@ -398,4 +403,32 @@ fn disk_durability_of_a_file_is_refused_before_anything_runs() {
     ]));
     assert_usage_error(&out);
     assert!(out.stderr.contains("is not a directory"), "{}", out.stderr);
+}
+
+#[test]
+fn disk_json_says_which_file_system_the_test_file_was_on() {
+    let dir = temp_dir();
+    let (report, _) = disk_json(dir.path(), &["--size", "16M"]);
+    let findmnt = std::process::Command::new("findmnt")
+        .args(["-no", "FSTYPE,TARGET", "-T"])
+        .arg(dir.path())
+        .output()
+        .expect("findmnt (util-linux) says what the file system is");
+    assert!(findmnt.status.success(), "{findmnt:?}");
+    let said = String::from_utf8_lossy(&findmnt.stdout);
+    let (fs_type, target) = said.trim().split_once(' ').unwrap();
+    for m in measurements(&report) {
+        let mount = &m["conditions"]["mount"];
+        assert_eq!(mount["fs_type"], fs_type, "{m:#}");
+        assert_eq!(mount["mount_point"], target.trim(), "{m:#}");
+        // A host fact: the report's host.kernel says it once.
+        assert!(mount.get("kernel").is_none(), "{mount:#}");
+        assert!(mount["server"].is_null(), "a local disk: {mount:#}");
+        if let Some(device) = mount.get("device").filter(|d| !d.is_null()) {
+            assert!(
+                device["name"].is_string() && device["transport"].is_string(),
+                "{device:#}"
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@ const FLOORS: &[&str] = &[
     "interrupt",
     "payload",
     "ceiling",
+    "mounts",
     "classes",
     // What a figure is.
     "measure",

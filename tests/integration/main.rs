@@ -16,6 +16,7 @@ mod net;
 mod rdma;
 mod run;
 mod serve;
+mod share;
 mod ssh;
 mod ssh_bounds;
 mod ssh_serve;

@@ -878,6 +878,7 @@ fn conditions(
         path: Some(TransportKind::Ssh),
         streams: Some(connections.len().min(plan.streams.max(1))),
         cipher: connections.first().map(|c| c.cipher.clone()),
+        mount: plan.local_mount(),
         ..Conditions::default()
     }
 }
