@@ -101,6 +101,8 @@ pub fn open_source(
     }
     let (handle, direct) = file::open_read(source, true)?;
     if !direct {
+        // Best effort: what stays cached is read from memory, and the warning says why.
+        let _ = file::cache::drop_from_cache(&handle);
         warnings.push(Warning::DirectUnsupported {
             path: source.to_path_buf(),
         });
@@ -258,7 +260,7 @@ where
 
 /// A finished read of the chunk at its offset, up to `end` (of its range): short means the file
 /// shrank under the copy. Counted in the digest when there is one.
-fn read_chunk(
+pub(super) fn read_chunk(
     completion: crate::disk::Completion,
     end: u64,
     size: u64,
