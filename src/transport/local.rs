@@ -15,14 +15,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Digest};
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Digest, ReadAhead, WriteBehind};
 use super::{CopyPlan, CopyReport, CpuBoth, Location, TimeSplit, TransportKind, Verification};
-use crate::disk::{
-    self, ALIGN, AlignedBuf, Engine, EngineChoice, Op, Submission, buffer::round_up,
-};
+use crate::disk::{self, AlignedBuf, Engine, EngineChoice};
 use crate::file;
 use crate::interrupt::{self, Interrupted};
-use crate::measure::{BusyClock, Conditions, Counter, CpuClock, Measurement, Watcher, Workload};
+use crate::measure::{Conditions, Counter, CpuClock, Measurement, Watcher, Workload};
 use crate::units::Rate;
 
 /// How `--verify` read the landed file back, and what that re-read could have come from.
@@ -70,7 +68,6 @@ pub fn copy(plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
     else {
         bail!("a local copy goes between two local paths");
     };
-    let chunks = plan.chunks()?;
     let destination = landing_path(destination, source)?;
     if same_file(source, &destination)
         .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?
@@ -85,17 +82,17 @@ pub fn copy(plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         .enable_time()
         .build()
         .context("starting the copy's runtime")?;
-    runtime.block_on(copy_file(plan, source, &destination, chunks, watcher))
+    runtime.block_on(copy_file(plan, source, &destination, watcher))
 }
 
 async fn copy_file(
     plan: &CopyPlan,
     source: &Path,
     destination: &Path,
-    chunks: ChunkPlan,
     watcher: &dyn Watcher,
 ) -> Result<CopyReport> {
     let mut warnings = Vec::new();
+    let chunks = plan.chunks()?;
     let (reader, size, source_direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
     let (landing, writer) =
         pipeline::open_destination(destination, size, plan, chunks, &mut warnings)?;
@@ -103,14 +100,7 @@ async fn copy_file(
     let destination_direct = landing.direct;
     let cpu = CpuClock::start();
     let start = Instant::now();
-    let counter = Counter::new();
-    let (pumped, intervals) = pipeline::watched(
-        watcher,
-        size,
-        &counter,
-        pump(reader, Some(writer), size, chunks, &counter),
-    )
-    .await;
+    let (pumped, intervals) = pump(reader, Some(writer), size, chunks, watcher).await;
     let pumped = pumped?;
     let fsync = landing.flush(size)?;
     let elapsed = start.elapsed();
@@ -207,15 +197,8 @@ async fn verify(
         chunks.depth,
         &mut ignored,
     )?;
-    let counter = Counter::new();
     let start = Instant::now();
-    let (pumped, _) = pipeline::watched(
-        watcher,
-        size,
-        &counter,
-        pump(reader, None, size, chunks, &counter),
-    )
-    .await;
+    let (pumped, _) = pump(reader, None, size, chunks, watcher).await;
     let elapsed = start.elapsed();
     let landed = pumped?.digest.expect("a verifying pump digests");
     let (source, landed) = (read.hex(), landed.hex());
@@ -266,9 +249,23 @@ struct Pumped {
 }
 
 /// Reads `size` bytes with `reader`, `chunks.depth` reads in flight, and writes each chunk at
-/// its offset with `writer` as soon as it is read (None: reads only, for a re-read). One pool
-/// of `depth` buffers serves both sides, so memory stays bounded whatever the size.
+/// its offset with `writer` as soon as it is read (None: reads only, for a re-read), under
+/// `watcher`'s progress bar, in 1 s intervals.
 async fn pump(
+    reader: Engine,
+    writer: Option<Engine>,
+    size: u64,
+    chunks: ChunkPlan,
+    watcher: &dyn Watcher,
+) -> (Result<Pumped>, Vec<crate::measure::Interval>) {
+    let counter = Counter::new();
+    let moving = moved(reader, writer, size, chunks, &counter);
+    pipeline::watched(watcher, size, &counter, moving).await
+}
+
+/// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so
+/// memory stays bounded whatever the size.
+async fn moved(
     mut reader: Engine,
     mut writer: Option<Engine>,
     size: u64,
@@ -278,27 +275,11 @@ async fn pump(
     let mut pool: Vec<AlignedBuf> = (0..chunks.depth)
         .map(|_| AlignedBuf::new(chunks.chunk))
         .collect();
-    let (reading, writing) = (BusyClock::new(), BusyClock::new());
+    let (mut reads, mut writes) = (ReadAhead::default(), WriteBehind::default());
     let mut digest = chunks.verify.then(Digest::default);
-    let (mut next_offset, mut reads, mut writes, mut done) = (0u64, 0usize, 0usize, 0u64);
+    let mut done = 0u64;
     while done < size {
-        while next_offset < size
-            && let Some(buf) = pool.pop()
-        {
-            let len = (size - next_offset).min(chunks.chunk as u64) as usize;
-            reader.submit(Submission {
-                op: Op::Read {
-                    len: round_up(len, ALIGN),
-                },
-                offset: next_offset,
-                buf,
-            })?;
-            if reads == 0 {
-                reading.enter();
-            }
-            reads += 1;
-            next_offset += len as u64;
-        }
+        reads.fill(&mut reader, &mut pool, size, chunks.chunk)?;
         let written = async {
             match writer.as_mut() {
                 Some(writer) => writer.next().await,
@@ -306,26 +287,15 @@ async fn pump(
             }
         };
         tokio::select! {
-            completion = reader.next(), if reads > 0 => {
+            completion = reader.next(), if reads.in_flight > 0 => {
                 let completion = completion?;
-                reads -= 1;
-                if reads == 0 {
-                    reading.leave();
-                }
+                reads.completed();
                 let offset = completion.offset;
-                let mut buf =
+                let buf =
                     pipeline::read_chunk(completion, size, size, chunks.chunk, digest.as_mut())?;
                 let len = buf.len();
                 match writer.as_mut() {
-                    Some(writer) => {
-                        // An O_DIRECT write of the tail goes whole blocks; the landing cuts it back.
-                        buf.set_len(round_up(len, ALIGN));
-                        writer.submit(Submission { op: Op::Write, offset, buf })?;
-                        if writes == 0 {
-                            writing.enter();
-                        }
-                        writes += 1;
-                    }
+                    Some(writer) => writes.submit(writer, offset, buf, len)?,
                     None => {
                         done += len as u64;
                         counter.add(len as u64);
@@ -333,26 +303,18 @@ async fn pump(
                     }
                 }
             }
-            completion = written, if writes > 0 => {
-                let completion = completion?;
-                writes -= 1;
-                if writes == 0 {
-                    writing.leave();
-                }
-                completion
-                    .result
-                    .with_context(|| format!("writing at offset {}", completion.offset))?;
-                let len = (size - completion.offset).min(chunks.chunk as u64);
+            completion = written, if writes.in_flight > 0 => {
+                let (len, buf) = writes.completed(completion?, size, chunks.chunk)?;
                 done += len;
                 counter.add(len);
-                pool.push(completion.buf);
+                pool.push(buf);
             }
             _ = interrupt::wait() => return Err(Interrupted.into()),
         }
     }
     Ok(Pumped {
-        reading: reading.total(),
-        writing: writing.total(),
+        reading: reads.busy.total(),
+        writing: writes.busy.total(),
         digest,
     })
 }
