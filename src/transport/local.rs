@@ -100,7 +100,7 @@ async fn copy_file(
     let destination_direct = landing.direct;
     let cpu = CpuClock::start();
     let start = Instant::now();
-    let (pumped, intervals) = pump(reader, Some(writer), size, chunks, watcher).await;
+    let (pumped, intervals) = pump("copy", reader, Some(writer), size, chunks, watcher).await;
     let pumped = pumped?;
     let fsync = landing.flush(size)?;
     let elapsed = start.elapsed();
@@ -198,7 +198,7 @@ async fn verify(
         &mut ignored,
     )?;
     let start = Instant::now();
-    let (pumped, _) = pump(reader, None, size, chunks, watcher).await;
+    let (pumped, _) = pump("verify", reader, None, size, chunks, watcher).await;
     let elapsed = start.elapsed();
     let landed = pumped?.digest.expect("a verifying pump digests");
     let (source, landed) = (read.hex(), landed.hex());
@@ -250,8 +250,9 @@ struct Pumped {
 
 /// Reads `size` bytes with `reader`, `chunks.depth` reads in flight, and writes each chunk at
 /// its offset with `writer` as soon as it is read (None: reads only, for a re-read), under
-/// `watcher`'s progress bar, in 1 s intervals.
+/// `watcher`'s progress bar labelled `label`, in 1 s intervals.
 async fn pump(
+    label: &str,
     reader: Engine,
     writer: Option<Engine>,
     size: u64,
@@ -260,7 +261,7 @@ async fn pump(
 ) -> (Result<Pumped>, Vec<crate::measure::Interval>) {
     let counter = Counter::new();
     let moving = moved(reader, writer, size, chunks, &counter);
-    pipeline::watched(watcher, size, &counter, moving).await
+    pipeline::watched_as(label, watcher, size, &counter, moving).await
 }
 
 /// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so

@@ -815,7 +815,18 @@ pub async fn watched<T>(
     counter: &Counter,
     pipeline: impl Future<Output = Result<T>>,
 ) -> (Result<T>, Vec<Interval>) {
-    watcher.begin("copy", size, counter);
+    watched_as("copy", watcher, size, counter, pipeline).await
+}
+
+/// Like [`watched`], with the progress bar labelled `label` (a local copy's "verify").
+pub async fn watched_as<T>(
+    label: &str,
+    watcher: &dyn Watcher,
+    size: u64,
+    counter: &Counter,
+    pipeline: impl Future<Output = Result<T>>,
+) -> (Result<T>, Vec<Interval>) {
+    watcher.begin(label, size, counter);
     let outcome = sampled(pipeline, counter, STALL_TIMEOUT).await;
     watcher.end();
     outcome
