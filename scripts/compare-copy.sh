@@ -43,18 +43,7 @@ esac
 [ "$(id -u)" -eq 0 ] || die "must run as root (the lab uses network namespaces): sudo scripts/compare-copy.sh $*"
 need_python3
 
-# SIZE the way xferbench reads it: 4G = 4 GiB, 4GB = 4x10^9 bytes.
-size_bytes=$(python3 - "$size" <<'EOF'
-import re, sys
-m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgtp])(i|ib|b)?|b)?", sys.argv[1].strip().lower())
-if not m:
-    sys.exit(1)
-power = " kmgtp".index(m.group(2)) if m.group(2) else 0
-base = 1000 if m.group(3) == "b" else 1024
-print(round(float(m.group(1)) * base ** power))
-EOF
-) || usage_error "SIZE must look like 4G, 512M or 8GB (got '$size')"
-[ "$size_bytes" -gt 0 ] || usage_error "SIZE must be above zero"
+size_bytes=$(need_size "$size")
 
 use_xferbench
 
@@ -125,13 +114,6 @@ mkdir "$dest"
 token=$(new_token)
 # Generous bounds for one step: 2 minutes plus SIZE at 20 MB/s.
 tmo=$((120 + size_bytes / 20000000))
-
-# Drop SRC from the page cache, so every read of it goes to the disk (only this file is touched).
-uncache() {
-  python3 -c 'import os, sys
-fd = os.open(sys.argv[1], os.O_RDONLY)
-os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$1"
-}
 
 # step NAME KEY CMD...: run CMD with a time limit; print the number at KEY (a.b.c, digits index)
 step() {

@@ -66,6 +66,24 @@ need_posint() {
   [[ $2 =~ ^[1-9][0-9]*$ ]] || usage_error "$1 must be a positive integer (got '$2')"
 }
 
+# need_size SIZE: print SIZE in bytes, read the way xferbench reads it (4G = 4 GiB, 4GB = 4x10^9
+# bytes); exit 2 unless it parses and is above zero.
+need_size() {
+  local bytes
+  bytes=$(python3 - "$1" <<'EOF'
+import re, sys
+m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:([kmgtp])(i|ib|b)?|b)?", sys.argv[1].strip().lower())
+if not m:
+    sys.exit(1)
+power = " kmgtp".index(m.group(2)) if m.group(2) else 0
+base = 1000 if m.group(3) == "b" else 1024
+print(round(float(m.group(1)) * base ** power))
+EOF
+) || usage_error "SIZE must look like 4G, 512M or 8GB (got '$1')"
+  [ "$bytes" -gt 0 ] || usage_error "SIZE must be above zero"
+  echo "$bytes"
+}
+
 # need TOOL PACKAGES: exit 1, saying which Debian packages to install, unless TOOL is on the PATH.
 need() {
   command -v "$1" >/dev/null || die "$1 is not installed (Debian: apt-get install $2)"
@@ -192,6 +210,14 @@ trap _on_exit EXIT
 trap 'exit 130' INT TERM
 
 # --- Figures ---------------------------------------------------------------------------------
+
+# uncache FILE: write FILE back and drop it from the page cache, so the next read of it goes to
+# the disk (only this file is touched).
+uncache() {
+  python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$1"
+}
 
 # giga VALUE: VALUE / 10^9 with two decimals (GB/s from bytes/s, Gb/s from bits/s).
 giga() { python3 -c "print(f'{float(\"$1\")/1e9:.2f}')"; }

@@ -76,15 +76,18 @@ pub enum Command {
     /// min, median, mean, p99, p99.9 and max. Needs `xferbench serve` on HOST, or, with --via
     /// ssh, any SSH server (the message goes into `cat`, which sends it back).
     Lat(LatArgs),
-    /// Copy a file disk to disk through `xferbench serve` or over SSH, with a progress bar.
+    /// Copy a file disk to disk through `xferbench serve`, over SSH, or between two local paths,
+    /// with a progress bar.
     ///
     /// One of SRC and DEST is HOST[:PORT]:PATH, PATH relative to the server's --root (scp-like:
-    /// an existing directory, a trailing / or an empty PATH keeps the file's name). The file is
-    /// read with O_DIRECT into a fixed pool of buffers, spread over -P streams, written at its
-    /// offsets, fsynced and renamed into place: an interrupted copy never leaves a file under the
-    /// final name. With --via ssh, [USER@]HOST[:PORT]:PATH is any SSH server: -P 1 speaks the SCP
-    /// protocol (scp -t/-f), -P N sends one range per connection through dd; host keys are
-    /// checked against known_hosts like OpenSSH.
+    /// an existing directory, a trailing / or an empty PATH keeps the file's name), or neither is:
+    /// a copy on this machine, e.g. to or from a mounted SMB or NFS share, where the kernel's
+    /// file-system client carries the bytes (no --via, no -P). The file is read with O_DIRECT
+    /// (where the file system takes it) into a fixed pool of buffers, spread over -P streams,
+    /// written at its offsets, fsynced and renamed into place: an interrupted copy never leaves a
+    /// file under the final name. With --via ssh, [USER@]HOST[:PORT]:PATH is any SSH server: -P 1
+    /// speaks the SCP protocol (scp -t/-f), -P N sends one range per connection through dd; host
+    /// keys are checked against known_hosts like OpenSSH.
     Copy(CopyArgs),
 }
 
@@ -419,8 +422,9 @@ pub struct CopyArgs {
     /// The file to copy: a local path, or [USER@]HOST[:PORT]:PATH to download.
     pub source: String,
 
-    /// Where to: [USER@]HOST[:PORT]:PATH to upload, or a local path (or directory) to download
-    /// into. With --via ssh, PATH is as scp reads it (relative to the login's home).
+    /// Where to: [USER@]HOST[:PORT]:PATH to upload, or a local path (or directory: the file keeps
+    /// its name) to download or copy into. With --via ssh, PATH is as scp reads it (relative to
+    /// the login's home).
     pub destination: String,
 
     /// Parallel streams.
@@ -428,7 +432,9 @@ pub struct CopyArgs {
           value_parser = parse_streams)]
     pub parallel: usize,
 
-    /// Compute a digest of the data on both sides (xxh3-128) and fail on a mismatch.
+    /// Compute a digest of the data on both sides (xxh3-128) and fail on a mismatch. Between two
+    /// local paths: the landed file is read back (O_DIRECT, or after dropping this machine's
+    /// cache) before it is renamed into place; a share's server may still answer from its cache.
     #[arg(long)]
     pub verify: bool,
 
@@ -437,9 +443,9 @@ pub struct CopyArgs {
     #[arg(short, long)]
     pub force: bool,
 
-    /// Transfer path.
-    #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
-    pub via: crate::transport::TransportKind,
+    /// Transfer path [default: tcp]; none between two local paths.
+    #[arg(long, value_enum)]
+    pub via: Option<crate::transport::TransportKind>,
 
     /// Chunk size: bytes per disk I/O and per message on a stream (a multiple of 4K).
     #[arg(long = "bs", value_name = "SIZE", default_value = "1M", value_parser = parse_block)]
@@ -771,7 +777,8 @@ impl NetArgs {
             ));
         }
         match self.via {
-            TransportKind::Tcp => Ok(()),
+            // Not a value of --via: clap never gives it.
+            TransportKind::Tcp | TransportKind::Local => Ok(()),
             TransportKind::Udp => {
                 if let Some(len) = self.length
                     && !(wire::HEADER_LEN..=wire::MAX_LEN).contains(&len)
@@ -868,8 +875,13 @@ impl LatArgs {
 }
 
 impl CopyArgs {
+    /// The path asked for with --via, tcp if none.
+    fn via(&self) -> TransportKind {
+        self.via.unwrap_or(TransportKind::Tcp)
+    }
+
     fn check(&self) -> Result<(), Usage> {
-        if self.via == crate::transport::TransportKind::Udp {
+        if self.via() == TransportKind::Udp {
             return Err(usage(
                 "copy --via udp: UDP does not deliver every datagram, so it carries no files; copy over tcp, ssh or rdma",
             ));
@@ -881,7 +893,7 @@ impl CopyArgs {
         }
         .validate()
         .map_err(usage)?;
-        if self.verify && self.via == crate::transport::TransportKind::Ssh {
+        if self.verify && self.via() == TransportKind::Ssh {
             return Err(usage(
                 "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum",
             ));
@@ -1041,21 +1053,27 @@ impl LatArgs {
 }
 
 impl CopyArgs {
-    /// The copy and the transport to its server. Errors: [`Usage`] when SRC and DEST do not
-    /// parse, are both local or both remote, or name a user off SSH.
-    pub fn plan(&self) -> anyhow::Result<(Box<dyn Transport>, CopyPlan)> {
+    /// The copy and the transport to its server; no transport when both sides are local (see
+    /// `transport::local::copy`). Errors: [`Usage`] when SRC and DEST do not parse, are both
+    /// remote, name a user off SSH, or are both local with --via.
+    pub fn plan(&self) -> anyhow::Result<(Option<Box<dyn Transport>>, CopyPlan)> {
         let source = Location::parse(&self.source).map_err(as_usage)?;
         let destination = Location::parse(&self.destination).map_err(as_usage)?;
         let peer = match (&source, &destination) {
-            (Location::Local(_), Location::Remote { peer, .. }) => peer.clone(),
-            (Location::Remote { peer, .. }, Location::Local(_)) => peer.clone(),
-            (Location::Local(_), Location::Local(_)) => {
-                return Err(Usage(format!(
-                    "both {} and {} are local: one of them must be HOST[:PORT]:PATH",
-                    self.source, self.destination
-                ))
-                .into());
-            }
+            (Location::Local(_), Location::Remote { peer, .. }) => Some(peer.clone()),
+            (Location::Remote { peer, .. }, Location::Local(_)) => Some(peer.clone()),
+            (Location::Local(_), Location::Local(_)) => match self.via {
+                Some(via) => {
+                    return Err(Usage(format!(
+                        "--via {via}: both {} and {} are local, so no network path carries the \
+                         copy (the kernel's file-system client does); drop --via, or make one \
+                         side HOST[:PORT]:PATH",
+                        self.source, self.destination
+                    ))
+                    .into());
+                }
+                None => None,
+            },
             (Location::Remote { .. }, Location::Remote { .. }) => {
                 return Err(Usage(format!(
                     "both {} and {} are remote: copy goes between this machine and one server",
@@ -1064,8 +1082,11 @@ impl CopyArgs {
                 .into());
             }
         };
-        if self.via != TransportKind::Ssh {
-            peer.without_user(&self.via.to_string()).map_err(as_usage)?;
+        let via = self.via();
+        if let Some(peer) = &peer
+            && via != TransportKind::Ssh
+        {
+            peer.without_user(&via.to_string()).map_err(as_usage)?;
         }
         // A local file whose name reads as host:path, on every path: scp's advice.
         if let Some(hint) = crate::transport::address::local_twin_hint([&source, &destination]) {
@@ -1080,15 +1101,13 @@ impl CopyArgs {
             verify: self.verify,
             force: self.force,
         };
+        let Some(peer) = peer else {
+            return Ok((None, plan));
+        };
         let login = self.ssh.login(&self.identity_short);
-        let transport = crate::transport::open(
-            self.via,
-            peer,
-            self.token.token()?,
-            &login,
-            self.rdma.options(),
-        )?;
-        Ok((transport, plan))
+        let transport =
+            crate::transport::open(via, peer, self.token.token()?, &login, self.rdma.options())?;
+        Ok((Some(transport), plan))
     }
 }
 

@@ -180,8 +180,10 @@ fn lat(args: &LatArgs) -> Result<()> {
 }
 
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
-    let (transport, plan) = args.plan()?;
-    let result = transport.copy(&plan, progress)?;
+    let result = match args.plan()? {
+        (Some(transport), plan) => transport.copy(&plan, progress)?,
+        (None, plan) => xferbench::transport::local::copy(&plan, progress)?,
+    };
     print_report(
         "copy",
         args.json,

@@ -91,6 +91,10 @@ pub enum TransportKind {
     Rdma,
     /// UDP datagrams to `xferbench serve`: net and lat only (UDP carries no files).
     Udp,
+    /// A copy between two local paths (a local disk or a mounted share): the kernel's
+    /// file-system client carries the bytes. Chosen by the paths, never by `--via`.
+    #[value(skip)]
+    Local,
 }
 
 impl fmt::Display for TransportKind {
@@ -100,6 +104,7 @@ impl fmt::Display for TransportKind {
             TransportKind::Ssh => "ssh",
             TransportKind::Rdma => "rdma",
             TransportKind::Udp => "udp",
+            TransportKind::Local => "local",
         })
     }
 }
@@ -171,6 +176,12 @@ pub struct Conditions {
     /// Opened with O_DSYNC: each write stable before it returns (a durability probe).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dsync: bool,
+    /// A local copy's source read with O_DIRECT (true) or through the page cache (false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_direct: Option<bool>,
+    /// A local copy's destination written with O_DIRECT (true) or through the page cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_direct: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineKind>,
     /// io_uring's ring setup flags, as fio's names them ("COOP_TASKRUN|SINGLE_ISSUER|DEFER_TASKRUN").

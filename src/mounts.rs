@@ -38,6 +38,17 @@ pub struct MountFacts {
     pub kernel: Option<String>,
 }
 
+impl MountFacts {
+    /// Whether a server on the network holds the files (NFS or SMB): its own cache then sits
+    /// beyond this machine's reach.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self.fs_type.as_str(),
+            "nfs" | "nfs4" | "cifs" | "smb3" | "smb2" | "smbfs"
+        )
+    }
+}
+
 /// The options of a network mount that shape what it can carry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShareOptions {

@@ -318,9 +318,10 @@ fn peer_ceiling(peer: &Peer) -> Option<crate::ceiling::Ceiling> {
 fn remote_copy_path(kind: TransportKind, remote_dir: &str) -> String {
     match (kind, remote_dir) {
         (TransportKind::Ssh, "")
-        | (TransportKind::Tcp | TransportKind::Rdma | TransportKind::Udp, _) => {
-            REMOTE_COPY.to_string()
-        }
+        | (
+            TransportKind::Tcp | TransportKind::Rdma | TransportKind::Udp | TransportKind::Local,
+            _,
+        ) => REMOTE_COPY.to_string(),
         (TransportKind::Ssh, dir) => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
     }
 }

@@ -293,6 +293,7 @@ impl Far for Servers {
             TransportKind::Rdma => self.rdma.as_ref().expect("made for rdma"),
             TransportKind::Udp => self.udp.as_ref().expect("made for udp"),
             TransportKind::Ssh => self.ssh.as_ref().expect("made for ssh"),
+            TransportKind::Local => unreachable!("run offers no local path"),
         }
     }
 

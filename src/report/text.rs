@@ -233,11 +233,18 @@ fn share_options(options: &ShareOptions) -> Vec<String> {
 
 /// "O_DIRECT, 1 MiB blocks, iodepth 16, io_uring".
 pub fn conditions(c: &Conditions) -> String {
-    let mut parts = vec![if c.direct {
-        "O_DIRECT".to_string()
-    } else {
-        "buffered (page cache)".to_string()
-    }];
+    let access = |direct: bool| match direct {
+        true => "O_DIRECT",
+        false => "buffered (page cache)",
+    };
+    let mut parts = match (c.source_direct, c.destination_direct) {
+        (Some(source), Some(destination)) if source != destination => vec![format!(
+            "source {}, destination {}",
+            access(source),
+            access(destination)
+        )],
+        _ => vec![access(c.direct).to_string()],
+    };
     if let Some(block) = c.block_size {
         parts.push(format!("{} blocks", format_block(block)));
     }
@@ -556,14 +563,21 @@ fn cpu(cpu: &CpuUse) -> String {
 /// `copy`: the rate, where the time went, and the verification.
 pub fn copy(report: &CopyReport) -> String {
     let m = &report.measurement;
+    let local = report.path == crate::transport::TransportKind::Local;
     let mut out = String::new();
+    let carried = match local {
+        true => "on this machine (the kernel's file-system client carries the bytes)".to_string(),
+        false => format!(
+            "over {}, {}",
+            report.path,
+            plural(m.conditions.streams.unwrap_or(1), "stream")
+        ),
+    };
     let _ = writeln!(
         out,
-        "copy {} → {} over {}, {}, {}, fsync included",
+        "copy {} → {} {carried}, {}, fsync included",
         report.source,
         report.destination,
-        report.path,
-        plural(m.conditions.streams.unwrap_or(1), "stream"),
         conditions(&m.conditions)
     );
     let _ = writeln!(
@@ -593,11 +607,14 @@ pub fn copy(report: &CopyReport) -> String {
         )
     };
     let split = &report.split;
+    let sending = match local {
+        true => String::new(),
+        false => format!("sending {}, ", busy(split.sending_secs)),
+    };
     let _ = writeln!(
         out,
-        "  busy: reading {}, sending {}, writing {} + fsync {:.2} s (stages overlap; the busiest holds the copy back)",
+        "  busy: reading {}, {sending}writing {} + fsync {:.2} s (stages overlap; the busiest holds the copy back)",
         busy(split.reading_secs),
-        busy(split.sending_secs),
         busy(split.writing_secs),
         split.fsync_secs
     );
@@ -613,13 +630,37 @@ pub fn copy(report: &CopyReport) -> String {
         );
     }
     if let Some(verify) = &report.verify {
-        let _ = writeln!(
-            out,
-            "  verified: {} digests match on both sides ({})",
-            verify.algorithm, verify.source
-        );
+        match &verify.reread {
+            Some(reread) => {
+                let _ = writeln!(
+                    out,
+                    "  verified: {} digests of what was read and of the landed file match ({}); {} in {:.2} s at {}, not counted in the copy's rate",
+                    verify.algorithm,
+                    verify.source,
+                    reread.sentence(),
+                    reread.secs,
+                    crate::units::Rate {
+                        bytes_per_sec: reread.bytes_per_sec
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  verified: {} digests match on both sides ({})",
+                    verify.algorithm, verify.source
+                );
+            }
+        }
     }
-    let _ = writeln!(out, "  {}", cpu_both(&report.cpu));
+    match local {
+        true => {
+            let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu.local));
+        }
+        false => {
+            let _ = writeln!(out, "  {}", cpu_both(&report.cpu));
+        }
+    }
     out
 }
 

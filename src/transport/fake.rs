@@ -148,6 +148,7 @@ impl Transport for Fake {
                 source: digest.clone(),
                 destination: digest,
                 matched: true,
+                reread: None,
             }),
             cpu: Fake::no_cpu(),
             warnings: Vec::new(),

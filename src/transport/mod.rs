@@ -7,6 +7,7 @@
 pub mod address;
 #[cfg(test)]
 pub mod fake;
+pub mod local;
 pub mod memory;
 pub mod pipeline;
 pub mod rdma;
@@ -39,6 +40,9 @@ pub fn open(
         TransportKind::Ssh => Box::new(ssh::Ssh::new(&peer, login)?),
         TransportKind::Rdma => Box::new(rdma::Rdma::new(peer, token, rdma)?),
         TransportKind::Udp => Box::new(udp::Udp::new(peer, token)?),
+        TransportKind::Local => {
+            anyhow::bail!("a local copy has no peer: it runs through local::copy")
+        }
     })
 }
 
@@ -280,6 +284,9 @@ pub struct Verification {
     pub source: String,
     pub destination: String,
     pub matched: bool,
+    /// A local copy's re-read of the landed file (the network paths digest what arrives).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reread: Option<local::Reread>,
 }
 
 /// The result of `xferbench copy`.

@@ -101,6 +101,8 @@ pub fn open_source(
     }
     let (handle, direct) = file::open_read(source, true)?;
     if !direct {
+        // Best effort: what stays cached is read from memory, and the warning says why.
+        let _ = file::cache::drop_from_cache(&handle);
         warnings.push(Warning::DirectUnsupported {
             path: source.to_path_buf(),
         });
@@ -193,34 +195,15 @@ where
     }
     drop(free_tx);
 
-    let reading = BusyClock::new();
+    let mut reads = ReadAhead::default();
     let mut digest = plan.verify.then(Digest::default);
-    let (mut next_offset, mut in_flight, mut done) = (0u64, 0usize, 0u64);
+    let mut done = 0u64;
     while done < size {
-        while next_offset < size
-            && let Some(buf) = pool.pop()
-        {
-            let len = (size - next_offset).min(plan.chunk as u64) as usize;
-            engine.submit(Submission {
-                op: Op::Read {
-                    len: round_up(len, ALIGN),
-                },
-                offset: next_offset,
-                buf,
-            })?;
-            if in_flight == 0 {
-                reading.enter();
-            }
-            in_flight += 1;
-            next_offset += len as u64;
-        }
+        reads.fill(&mut engine, &mut pool, size, plan.chunk)?;
         tokio::select! {
-            completion = engine.next(), if in_flight > 0 => {
+            completion = engine.next(), if reads.in_flight > 0 => {
                 let completion = completion?;
-                in_flight -= 1;
-                if in_flight == 0 {
-                    reading.leave();
-                }
+                reads.completed();
                 let offset = completion.offset;
                 let buf = read_chunk(completion, size, size, plan.chunk, digest.as_mut())?;
                 let len = buf.len();
@@ -250,15 +233,113 @@ where
     }
     Ok(CopySent {
         bytes: done,
-        reading: reading.total(),
+        reading: reads.busy.total(),
         sending: sending.total(),
         digest,
     })
 }
 
+/// Writes of chunks at their offsets kept in flight.
+#[derive(Default)]
+pub(super) struct WriteBehind {
+    pub in_flight: usize,
+    /// Time at least one write was in flight.
+    pub busy: BusyClock,
+}
+
+impl WriteBehind {
+    /// Submits a write of `len` bytes of `buf` at `offset`, padded to whole blocks for O_DIRECT
+    /// (the landing cuts the file back to its size).
+    pub fn submit(
+        &mut self,
+        engine: &mut Engine,
+        offset: u64,
+        mut buf: AlignedBuf,
+        len: usize,
+    ) -> io::Result<()> {
+        buf.set_len(round_up(len, ALIGN));
+        engine.submit(Submission {
+            op: Op::Write,
+            offset,
+            buf,
+        })?;
+        if self.in_flight == 0 {
+            self.busy.enter();
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// One write came back: the bytes of the file (of `size`) it wrote, and its buffer.
+    /// Errors: the write's own.
+    pub fn completed(
+        &mut self,
+        completion: crate::disk::Completion,
+        size: u64,
+        chunk: usize,
+    ) -> Result<(u64, AlignedBuf)> {
+        self.in_flight -= 1;
+        if self.in_flight == 0 {
+            self.busy.leave();
+        }
+        completion
+            .result
+            .with_context(|| format!("writing at offset {}", completion.offset))?;
+        Ok(((size - completion.offset).min(chunk as u64), completion.buf))
+    }
+}
+
+/// Sequential reads of a file kept in flight, one per free buffer of a pool.
+#[derive(Default)]
+pub(super) struct ReadAhead {
+    /// The next offset to read.
+    next_offset: u64,
+    pub in_flight: usize,
+    /// Time at least one read was in flight.
+    pub busy: BusyClock,
+}
+
+impl ReadAhead {
+    /// Submits a read of the next chunk (up to `size`) into each buffer `pool` has free.
+    pub fn fill(
+        &mut self,
+        engine: &mut Engine,
+        pool: &mut Vec<AlignedBuf>,
+        size: u64,
+        chunk: usize,
+    ) -> io::Result<()> {
+        while self.next_offset < size
+            && let Some(buf) = pool.pop()
+        {
+            let len = (size - self.next_offset).min(chunk as u64) as usize;
+            engine.submit(Submission {
+                op: Op::Read {
+                    len: round_up(len, ALIGN),
+                },
+                offset: self.next_offset,
+                buf,
+            })?;
+            if self.in_flight == 0 {
+                self.busy.enter();
+            }
+            self.in_flight += 1;
+            self.next_offset += len as u64;
+        }
+        Ok(())
+    }
+
+    /// One read came back.
+    pub fn completed(&mut self) {
+        self.in_flight -= 1;
+        if self.in_flight == 0 {
+            self.busy.leave();
+        }
+    }
+}
+
 /// A finished read of the chunk at its offset, up to `end` (of its range): short means the file
 /// shrank under the copy. Counted in the digest when there is one.
-fn read_chunk(
+pub(super) fn read_chunk(
     completion: crate::disk::Completion,
     end: u64,
     size: u64,
@@ -390,39 +471,26 @@ async fn write_incoming<T: Send + 'static>(
     mut incoming_rx: mpsc::Receiver<Chunk>,
     mut tasks: JoinSet<Result<T>>,
 ) -> Result<(CopyReceived, Vec<T>)> {
-    let writing = BusyClock::new();
-    let (mut in_flight, mut done, mut streams_open) = (0usize, 0u64, true);
+    let mut writes = WriteBehind::default();
+    let (mut done, mut streams_open) = (0u64, true);
     let mut digest = plan.verify.then(Digest::default);
     let mut finished = Vec::new();
-    while streams_open || in_flight > 0 {
+    while streams_open || writes.in_flight > 0 {
         tokio::select! {
             chunk = incoming_rx.recv(), if streams_open => match chunk {
-                Some(mut chunk) => {
+                Some(chunk) => {
                     if let Some(digest) = digest.as_mut() {
                         digest.add(chunk.offset, chunk.buf.as_slice());
                     }
-                    chunk.buf.set_len(round_up(chunk.len, ALIGN));
-                    engine.submit(Submission { op: Op::Write, offset: chunk.offset, buf: chunk.buf })?;
-                    if in_flight == 0 {
-                        writing.enter();
-                    }
-                    in_flight += 1;
+                    writes.submit(&mut engine, chunk.offset, chunk.buf, chunk.len)?;
                 }
                 None => streams_open = false,
             },
-            completion = engine.next(), if in_flight > 0 => {
-                let completion = completion?;
-                in_flight -= 1;
-                if in_flight == 0 {
-                    writing.leave();
-                }
-                completion
-                    .result
-                    .with_context(|| format!("writing at offset {}", completion.offset))?;
-                let len = (size - completion.offset).min(plan.chunk as u64);
+            completion = engine.next(), if writes.in_flight > 0 => {
+                let (len, buf) = writes.completed(completion?, size, plan.chunk)?;
                 done += len;
                 counter.add(len);
-                let _ = free_tx.try_send(completion.buf);
+                let _ = free_tx.try_send(buf);
             }
             Some(ended) = tasks.join_next() => {
                 finished.push(ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??);
@@ -441,7 +509,7 @@ async fn write_incoming<T: Send + 'static>(
     Ok((
         CopyReceived {
             bytes: done,
-            writing: writing.total(),
+            writing: writes.busy.total(),
             digest,
         },
         finished,
@@ -747,7 +815,18 @@ pub async fn watched<T>(
     counter: &Counter,
     pipeline: impl Future<Output = Result<T>>,
 ) -> (Result<T>, Vec<Interval>) {
-    watcher.begin("copy", size, counter);
+    watched_as("copy", watcher, size, counter, pipeline).await
+}
+
+/// Like [`watched`], with the progress bar labelled `label` (a local copy's "verify").
+pub async fn watched_as<T>(
+    label: &str,
+    watcher: &dyn Watcher,
+    size: u64,
+    counter: &Counter,
+    pipeline: impl Future<Output = Result<T>>,
+) -> (Result<T>, Vec<Interval>) {
+    watcher.begin(label, size, counter);
     let outcome = sampled(pipeline, counter, STALL_TIMEOUT).await;
     watcher.end();
     outcome

@@ -679,6 +679,7 @@ pub(super) fn verification(
         source,
         destination,
         matched: true,
+        reread: None,
     }))
 }
 

@@ -393,7 +393,10 @@ fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
             &["copy", file, "127.0.0.1:9:f", "--via", "ssh", "--verify"],
             &["--verify"],
         ),
-        (&["copy", file, file], &["local"]),
+        (
+            &["copy", file, "elsewhere.data", "--via", "tcp"],
+            &["--via tcp", "local"],
+        ),
         (&["copy", "127.0.0.1:9:a", "127.0.0.1:9:b"], &["remote"]),
         (&["copy", file, "127.0.0.1:0:f"], &["port"]),
         (

@@ -699,3 +699,321 @@ fn copy_moves_tens_of_mib_intact_over_a_shaped_link_with_parallel_streams() {
     assert_success(out.code, &out.stdout, &out.stderr);
     assert_same_content(&source, &server.root.join("a.data"));
 }
+
+// ---- Between two local paths (a disk, a mounted share): the kernel's client carries the bytes ----
+
+/// A new file `a.data` of `size` (as gen takes it) in a scratch directory of its own.
+fn new_source(size: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, source) = scratch_path("a.data");
+    make_file(&source, size);
+    (dir, source)
+}
+
+/// Runs `xferbench copy ARGS...` here, expecting it to fail cleanly with a line that `says`.
+fn local_copy_fails(args: &[&OsStr], says: &str) {
+    let out = copy_here(args);
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains(says), "{}", out.stderr);
+}
+
+/// Runs `xferbench copy ARGS...` here.
+fn copy_here(args: &[&OsStr]) -> Run {
+    crate::common::run_command(crate::common::command(
+        std::iter::once(OsStr::new("copy")).chain(args.iter().copied()),
+    ))
+}
+
+/// Copies a new file of `size` from one scratch directory to another (into the directory when
+/// `into_dir`, else to a file name) with `extra` flags, checks it byte for byte and the report,
+/// and returns the report.
+fn local_round_trip(size: &str, into_dir: bool, extra: &[&str]) -> Value {
+    let (from, to) = (temp_dir(), temp_dir());
+    let source = from.path().join("a.data");
+    match size {
+        // gen makes no empty file.
+        "0" => std::fs::write(&source, b"").unwrap(),
+        _ => make_file(&source, size),
+    }
+    let destination = to.path().join(if into_dir { "a.data" } else { "b.data" });
+    let target = match into_dir {
+        true => format!("{}/", to.path().display()),
+        false => destination.display().to_string(),
+    };
+    let mut args: Vec<&OsStr> = vec![source.as_os_str(), target.as_ref(), "-J".as_ref()];
+    args.extend(extra.iter().map(OsStr::new));
+    let report = json_report(&copy_here(&args));
+    assert_same_content(&source, &destination);
+    assert_eq!(
+        entries(to.path()),
+        [destination.file_name().unwrap().to_str().unwrap()]
+    );
+    assert_eq!(entries(from.path()), ["a.data"]);
+
+    let bytes = std::fs::metadata(&source).unwrap().len();
+    assert_eq!(report["command"], "copy", "{report:#}");
+    assert_eq!(report["path"], "local", "{report:#}");
+    assert_eq!(
+        report["destination"],
+        destination.to_str().unwrap(),
+        "{report:#}"
+    );
+    let measurement = &report["measurement"];
+    assert_eq!(measurement["stage"], "copy", "{report:#}");
+    assert_eq!(measurement["bytes"], bytes, "{report:#}");
+    let conditions = &measurement["conditions"];
+    assert_eq!(conditions["fsync_included"], true, "{report:#}");
+    assert_eq!(conditions["path"], "local", "{report:#}");
+    assert!(conditions["source_direct"].is_boolean(), "{report:#}");
+    assert!(conditions["destination_direct"].is_boolean(), "{report:#}");
+    if bytes > 0 {
+        assert_rate_is_bytes_over_secs(measurement);
+    }
+    let split = &report["split"];
+    assert!(split["reading_secs"].is_number(), "{report:#}");
+    assert!(split["writing_secs"].is_number(), "{report:#}");
+    assert!(split["fsync_secs"].is_number(), "{report:#}");
+    if extra.contains(&"--verify") {
+        let check = &report["verify"];
+        assert_eq!(check["matched"], true, "{report:#}");
+        assert_eq!(check["source"], check["destination"], "{report:#}");
+        assert!(check["reread"]["direct"].is_boolean(), "{report:#}");
+        assert!(check["reread"]["secs"].is_number(), "{report:#}");
+    } else {
+        assert_eq!(report["verify"], Value::Null, "{report:#}");
+    }
+    report
+}
+
+#[test]
+fn local_copy_of_an_odd_size_to_a_file_name_arrives_byte_for_byte() {
+    local_round_trip(ODD_SIZE, false, &[]);
+}
+
+#[test]
+fn local_copy_of_an_odd_size_into_a_directory_keeps_the_name_and_arrives_byte_for_byte() {
+    local_round_trip(ODD_SIZE, true, &[]);
+}
+
+#[test]
+fn local_copy_with_verify_rereads_the_landed_file_and_the_digests_match() {
+    let report = local_round_trip(ODD_SIZE, false, &["--verify"]);
+    // The scratch directory is a disk file system (see common): O_DIRECT reads it back.
+    if report["measurement"]["conditions"]["destination_direct"] == true {
+        assert_eq!(report["verify"]["reread"]["direct"], true, "{report:#}");
+    }
+}
+
+#[test]
+fn local_copy_of_an_empty_file_with_verify_makes_an_empty_file() {
+    local_round_trip("0", true, &["--verify"]);
+}
+
+#[test]
+fn local_copy_larger_than_its_buffer_pool_arrives_byte_for_byte() {
+    // 64K × 4 = 256 KiB of buffers for 5 MiB and 77 bytes: the pool turns over ~20 times.
+    local_round_trip(
+        "5242957",
+        false,
+        &["--bs", "64K", "--iodepth", "4", "--verify"],
+    );
+}
+
+#[test]
+fn local_copy_says_in_text_where_the_time_went_and_what_the_reread_came_from() {
+    let (dir, source) = new_source("1M");
+    let destination = dir.path().join("b.data");
+    let out = copy_here(&[
+        source.as_os_str(),
+        destination.as_os_str(),
+        "--verify".as_ref(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    crate::common::assert_says_all(
+        "the text report",
+        &out.stdout,
+        &[
+            "on this machine",
+            "fsync included",
+            "busy: reading",
+            "writing",
+            "re-read",
+        ],
+    );
+    assert!(!out.stdout.contains("sending"), "{}", out.stdout);
+}
+
+#[test]
+fn local_copy_onto_an_existing_file_needs_force_and_then_replaces_it() {
+    let (dir, source) = new_source(ODD_SIZE);
+    let destination = dir.path().join("b.data");
+    std::fs::write(&destination, b"old content").unwrap();
+    local_copy_fails(&[source.as_os_str(), destination.as_os_str()], "--force");
+    assert_eq!(std::fs::read(&destination).unwrap(), b"old content");
+
+    let out = copy_here(&[
+        source.as_os_str(),
+        destination.as_os_str(),
+        "--force".as_ref(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert_same_content(&source, &destination);
+    assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn local_copy_forced_onto_a_file_system_without_room_for_both_keeps_the_old_file_whole() {
+    let Some(small) = crate::common::ScratchMount::new("tmpfs", "size=8M") else {
+        return;
+    };
+    let (_dir, source) = new_source("5M");
+    let destination = small.path().join("a.data");
+    let old = vec![7u8; 5 << 20];
+    std::fs::write(&destination, &old).unwrap();
+    local_copy_fails(
+        &[
+            source.as_os_str(),
+            destination.as_os_str(),
+            "--force".as_ref(),
+        ],
+        "kept until the new one",
+    );
+    assert!(
+        std::fs::read(&destination).unwrap() == old,
+        "the old file changed"
+    );
+    assert_eq!(entries(small.path()), ["a.data"]);
+}
+
+#[test]
+fn local_copy_to_a_tmpfs_arrives_and_says_when_o_direct_was_refused() {
+    let Some(tmpfs) = crate::common::ScratchMount::new("tmpfs", "size=16M") else {
+        return;
+    };
+    let (_dir, source) = new_source(ODD_SIZE);
+    let out = copy_here(&[
+        source.as_os_str(),
+        tmpfs.path().as_os_str(),
+        "-J".as_ref(),
+        "--verify".as_ref(),
+    ]);
+    let report = json_report(&out);
+    assert_same_content(&source, &tmpfs.path().join("a.data"));
+    // Kernels before 6.6 refuse O_DIRECT on tmpfs; newer ones take it.
+    if report["measurement"]["conditions"]["destination_direct"] == false {
+        assert!(has_warning(&report, "direct_unsupported"), "{report:#}");
+    }
+}
+
+#[test]
+fn local_copy_where_o_direct_is_refused_falls_back_says_so_and_rereads_after_a_cache_drop() {
+    // ramfs has no O_DIRECT on any kernel.
+    let (Some(from), Some(to)) = (
+        crate::common::ScratchMount::new("ramfs", ""),
+        crate::common::ScratchMount::new("ramfs", ""),
+    ) else {
+        return;
+    };
+    let source = from.path().join("a.data");
+    let bytes: Vec<u8> = (0..786_433u32)
+        .flat_map(|n| n.wrapping_mul(2_654_435_761).to_le_bytes())
+        .collect();
+    std::fs::write(&source, &bytes).unwrap();
+    let destination = to.path().join("b.data");
+    let out = copy_here(&[
+        source.as_os_str(),
+        destination.as_os_str(),
+        "-J".as_ref(),
+        "--verify".as_ref(),
+    ]);
+    let report = json_report(&out);
+    assert_same_content(&source, &destination);
+    let conditions = &report["measurement"]["conditions"];
+    assert_eq!(conditions["source_direct"], false, "{report:#}");
+    assert_eq!(conditions["destination_direct"], false, "{report:#}");
+    assert_eq!(conditions["direct"], false, "{report:#}");
+    assert!(has_warning(&report, "direct_unsupported"), "{report:#}");
+    let reread = &report["verify"]["reread"];
+    assert_eq!(reread["direct"], false, "{report:#}");
+    assert!(reread["cached_before"].is_number(), "{report:#}");
+    assert!(
+        out.stderr.contains("does not support O_DIRECT"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `copy SOURCE DEST` where DEST is SOURCE under another name: refused, exit 1, one line
+/// saying so, the file untouched and nothing made beside it.
+fn refuses_the_same_file(
+    dir: &std::path::Path,
+    source: &std::path::Path,
+    destination: &std::path::Path,
+) {
+    let before = std::fs::read(source).unwrap();
+    for extra in [None, Some("--force")] {
+        let mut args: Vec<&OsStr> = vec![source.as_os_str(), destination.as_os_str()];
+        args.extend(extra.map(OsStr::new));
+        local_copy_fails(&args, "the same file");
+        assert_eq!(std::fs::read(source).unwrap(), before);
+        assert_no_leftovers(dir);
+    }
+}
+
+#[test]
+fn local_copy_of_a_file_onto_itself_is_refused() {
+    let (dir, source) = new_source("1M");
+    refuses_the_same_file(dir.path(), &source, &source);
+    refuses_the_same_file(dir.path(), &source, dir.path());
+}
+
+#[test]
+fn local_copy_onto_a_symlink_or_a_hard_link_to_the_source_is_refused() {
+    let (dir, source) = new_source("1M");
+    let symlink = dir.path().join("sym.data");
+    std::os::unix::fs::symlink(&source, &symlink).unwrap();
+    refuses_the_same_file(dir.path(), &source, &symlink);
+    refuses_the_same_file(dir.path(), &symlink, &source);
+    let hard = dir.path().join("hard.data");
+    std::fs::hard_link(&source, &hard).unwrap();
+    refuses_the_same_file(dir.path(), &source, &hard);
+    assert_eq!(entries(dir.path()), ["a.data", "hard.data", "sym.data"]);
+}
+
+#[test]
+fn local_copy_of_a_missing_source_fails_cleanly() {
+    let dir = temp_dir();
+    let missing = dir.path().join("missing.data");
+    local_copy_fails(
+        &[missing.as_os_str(), dir.path().join("b.data").as_os_str()],
+        "does not exist",
+    );
+    assert_empty_dir(dir.path());
+}
+
+#[test]
+fn local_copy_into_a_missing_directory_fails_cleanly() {
+    let (dir, source) = new_source("1M");
+    let missing = dir.path().join("missing");
+    for target in [
+        missing.join("b.data"),
+        PathBuf::from(format!("{}/", missing.display())),
+    ] {
+        local_copy_fails(&[source.as_os_str(), target.as_os_str()], "does not exist");
+        assert_eq!(entries(dir.path()), ["a.data"]);
+    }
+}
+
+#[test]
+fn local_copy_into_a_directory_nobody_can_write_fails_cleanly_and_leaves_it_empty() {
+    let (dir, source) = new_source("1M");
+    let locked = crate::common::ReadOnlyDir::new(dir.path().join("locked"));
+    if !locked.is_unwritable() {
+        eprintln!("skipped: this process can write in a 0555 directory");
+        return;
+    }
+    local_copy_fails(
+        &[source.as_os_str(), locked.path.as_os_str()],
+        "cannot create",
+    );
+    assert_empty_dir(&locked.path);
+}

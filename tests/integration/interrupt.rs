@@ -280,3 +280,49 @@ fn gen_ctrl_c_exits_130_within_a_second_and_removes_the_partial_file() {
     signal_and_finish(client, libc::SIGINT);
     assert_empty_dir(dir.path());
 }
+
+/// Starts a slow copy between two local paths (64 MiB, 4 KiB at a time: a few seconds) onto
+/// `existing` when given (with --force), interrupts it with `signal` once its partial file
+/// exists, and checks that nothing is left under the final name but the old file, whole.
+fn local_copy_interrupted_leaves_only_what_was_there(signal: libc::c_int, existing: Option<&[u8]>) {
+    let (from, to) = (temp_dir(), temp_dir());
+    let source = from.path().join("big.data");
+    crate::common::make_file(&source, "64M");
+    let destination = to.path().join("big.data");
+    let mut args: Vec<&OsStr> = vec![
+        "copy".as_ref(),
+        source.as_os_str(),
+        destination.as_os_str(),
+        "--bs".as_ref(),
+        "4K".as_ref(),
+        "--iodepth".as_ref(),
+        "1".as_ref(),
+    ];
+    if let Some(existing) = existing {
+        std::fs::write(&destination, existing).unwrap();
+        args.push("--force".as_ref());
+    }
+    let mut client = spawn_here(&args);
+    wait_for(&to.path().join(".big.data.xferbench-partial"), &mut client);
+    std::thread::sleep(Duration::from_millis(300));
+    signal_and_finish(client, signal);
+    assert_no_leftovers(to.path());
+    match existing {
+        Some(existing) => assert!(
+            std::fs::read(&destination).unwrap() == existing,
+            "the old file changed"
+        ),
+        None => assert_empty_dir(to.path()),
+    }
+}
+
+#[test]
+fn local_copy_interrupted_by_ctrl_c_exits_130_and_leaves_nothing_under_the_final_name() {
+    local_copy_interrupted_leaves_only_what_was_there(libc::SIGINT, None);
+}
+
+#[test]
+fn local_copy_forced_and_interrupted_keeps_the_old_file_whole() {
+    let old: Vec<u8> = (0..100_000u32).flat_map(|n| n.to_le_bytes()).collect();
+    local_copy_interrupted_leaves_only_what_was_there(libc::SIGTERM, Some(&old));
+}

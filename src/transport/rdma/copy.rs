@@ -14,7 +14,7 @@ use super::verbs::{Completion, Device, Finished, Link, Region};
 use crate::control::RdmaSlot;
 use crate::disk::{ALIGN, AlignedBuf, Engine, Op, Submission, buffer::round_up};
 use crate::measure::{BusyClock, Counter};
-use crate::transport::pipeline::{ChunkPlan, CopyReceived, CopySent, Digest};
+use crate::transport::pipeline::{ChunkPlan, CopyReceived, CopySent, Digest, WriteBehind};
 
 /// Registered chunk buffers; a buffer is out while the disk engine or the adapter holds it.
 pub struct Ring {
@@ -246,12 +246,11 @@ pub fn receive_file(
 ) -> Result<CopyReceived> {
     let (link, ring, size, plan, chunks) = side.parts()?;
     let mut credits_left = credits_needed(chunks, ring.len());
-    let writing = BusyClock::new();
+    let mut writes = WriteBehind::default();
     let mut digest = plan.verify.then(Digest::default);
     // Our slots in the order the sender will fill them: the initial ring, then each credit.
     let mut expected: VecDeque<usize> = (0..ring.len()).collect();
-    let (mut landed, mut written, mut disk_writes, mut credits_in_flight) =
-        (0u64, 0u64, 0usize, 0usize);
+    let (mut landed, mut written, mut credits_in_flight) = (0u64, 0u64, 0usize);
     let mut done: Vec<Completion> = Vec::with_capacity(plan.depth * 2);
     while written < chunks || credits_in_flight > 0 {
         let mut moved = false;
@@ -276,17 +275,7 @@ pub fn receive_file(
                     if let Some(digest) = digest.as_mut() {
                         digest.add(offset, buf.as_slice());
                     }
-                    // O_DIRECT writes whole blocks; the landing truncates the tail.
-                    buf.set_len(round_up(len, ALIGN));
-                    engine.submit(Submission {
-                        op: Op::Write,
-                        offset,
-                        buf,
-                    })?;
-                    if disk_writes == 0 {
-                        writing.enter();
-                    }
-                    disk_writes += 1;
+                    writes.submit(&mut engine, offset, buf, len)?;
                     landed += 1;
                     if landed < chunks {
                         link.receive(completion.wr_id)?;
@@ -298,19 +287,11 @@ pub fn receive_file(
         }
         while let Some(completion) = engine.try_next() {
             moved = true;
-            disk_writes -= 1;
-            if disk_writes == 0 {
-                writing.leave();
-            }
-            let offset = completion.offset;
-            completion
-                .result
-                .with_context(|| format!("writing at offset {offset}"))?;
-            let len = (size - offset).min(plan.chunk as u64);
+            let (len, buf) = writes.completed(completion, size, plan.chunk)?;
             written += 1;
             counter.add(len);
-            let slot = ring.slot_of(&completion.buf);
-            ring.bufs[slot] = Some(completion.buf);
+            let slot = ring.slot_of(&buf);
+            ring.bufs[slot] = Some(buf);
             if credits_left > 0 {
                 credits_left -= 1;
                 expected.push_back(slot);
@@ -322,7 +303,7 @@ pub fn receive_file(
     }
     Ok(CopyReceived {
         bytes: size,
-        writing: writing.total(),
+        writing: writes.busy.total(),
         digest,
     })
 }

@@ -1108,3 +1108,43 @@ pub fn serve_without_udp(root: &Path) -> (Background, std::net::UdpSocket, Strin
     }
     panic!("no loopback port free for both TCP and UDP after 5 tries");
 }
+
+// ---- File systems of a test's own ----
+
+/// A file system of `kind` (tmpfs, ramfs) mounted on a fresh scratch directory, unmounted when
+/// dropped; None, and a line saying the test skipped, when this process cannot mount (not root).
+pub struct ScratchMount {
+    pub dir: TempDir,
+}
+
+impl ScratchMount {
+    /// `options` as mount -o takes them ("size=8M"), or "" for none.
+    pub fn new(kind: &str, options: &str) -> Option<ScratchMount> {
+        let dir = temp_dir();
+        let mut mount = Command::new("mount");
+        mount.args(["-t", kind]);
+        if !options.is_empty() {
+            mount.args(["-o", options]);
+        }
+        let mounted = mount
+            .arg(format!("xferbench-{kind}"))
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !mounted {
+            eprintln!("skipped: mounting a {kind} needs root");
+        }
+        mounted.then_some(ScratchMount { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for ScratchMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}

@@ -1,0 +1,346 @@
+//! A copy between two local paths: a file on this machine's disks, or on a mounted share (SMB/cifs
+//! or NFS), where the kernel's file-system client carries the bytes.
+//!
+//! The same pieces as the network paths: the source read with the disk engine (O_DIRECT where the
+//! file system takes it) into a fixed pool of aligned buffers, each chunk written at its offset
+//! by a second engine on the destination's temporary name as soon as it is read, then fsync and
+//! rename ([`file::Landing`]). Reads and writes overlap; memory is `iodepth` chunks whatever the
+//! file size. `--verify` reads the landed file back with this machine's cache defeated.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Digest, ReadAhead, WriteBehind};
+use super::{CopyPlan, CopyReport, CpuBoth, Location, TimeSplit, TransportKind, Verification};
+use crate::disk::{self, AlignedBuf, Engine, EngineChoice};
+use crate::file;
+use crate::interrupt::{self, Interrupted};
+use crate::measure::{Conditions, Counter, CpuClock, Measurement, Watcher, Workload};
+use crate::units::Rate;
+
+/// How `--verify` read the landed file back, and what that re-read could have come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reread {
+    /// O_DIRECT (true), or buffered after an fsync and a cache drop (false).
+    pub direct: bool,
+    /// Fraction of the file still in this machine's page cache when a buffered re-read began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_before: Option<f64>,
+    /// The network file system (nfs, cifs, smb2) holding the file: its server has caches of its
+    /// own that no client can drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_fs: Option<String>,
+    pub secs: f64,
+    pub bytes_per_sec: f64,
+}
+
+impl Reread {
+    /// "re-read with O_DIRECT" or "re-read after dropping this machine's cache (N% still cached)",
+    /// and for a share, that its server's cache cannot be ruled out.
+    pub fn sentence(&self) -> String {
+        let mut out = if self.direct {
+            "re-read with O_DIRECT".to_string()
+        } else {
+            format!(
+                "re-read after dropping this machine's cache ({:.0}% still cached)",
+                self.cached_before.unwrap_or(0.0) * 100.0
+            )
+        };
+        if let Some(fs) = &self.network_fs {
+            out.push_str(&format!(
+                "; on {fs}, the server's own cache cannot be ruled out"
+            ));
+        }
+        out
+    }
+}
+
+/// Copies `plan.source` to `plan.destination`, both local, under `watcher`'s progress bar.
+/// Errors: the same file on both sides, a source that is not a regular file, a destination
+/// that cannot be made (the old file is kept), a failed read, write, fsync or verify, Ctrl-C.
+pub fn copy(plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+    let (Location::Local(source), Location::Local(destination)) = (&plan.source, &plan.destination)
+    else {
+        bail!("a local copy goes between two local paths");
+    };
+    let destination = landing_path(destination, source)?;
+    if same_file(source, &destination)
+        .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?
+    {
+        bail!(
+            "{} and {} are the same file: give another destination",
+            source.display(),
+            destination.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("starting the copy's runtime")?;
+    runtime.block_on(copy_file(plan, source, &destination, watcher))
+}
+
+async fn copy_file(
+    plan: &CopyPlan,
+    source: &Path,
+    destination: &Path,
+    watcher: &dyn Watcher,
+) -> Result<CopyReport> {
+    let mut warnings = Vec::new();
+    let chunks = plan.chunks()?;
+    let (reader, size, source_direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
+    let (landing, writer) =
+        pipeline::open_destination(destination, size, plan, chunks, &mut warnings)?;
+    let engine = writer.kind();
+    let destination_direct = landing.direct;
+    let cpu = CpuClock::start();
+    let start = Instant::now();
+    let (pumped, intervals) = pump("copy", reader, Some(writer), size, chunks, watcher).await;
+    let pumped = pumped?;
+    let fsync = landing.flush(size)?;
+    let elapsed = start.elapsed();
+    let verify = match pumped.digest {
+        Some(read) => {
+            Some(verify(&landing.temp_path, destination, size, read, chunks, watcher).await?)
+        }
+        None => None,
+    };
+    landing.commit()?;
+    let conditions = Conditions {
+        direct: source_direct && destination_direct,
+        source_direct: Some(source_direct),
+        destination_direct: Some(destination_direct),
+        fsync_included: true,
+        engine: Some(engine),
+        block_size: Some(chunks.chunk as u64),
+        iodepth: Some(chunks.depth),
+        path: Some(TransportKind::Local),
+        // The destination's file system: where the copy lands and is fsynced.
+        mount: Some(crate::mounts::facts(destination)),
+        ..Conditions::default()
+    };
+    Ok(CopyReport {
+        source: source.display().to_string(),
+        destination: destination.display().to_string(),
+        path: TransportKind::Local,
+        measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
+        split: TimeSplit {
+            reading_secs: Some(pumped.reading.as_secs_f64()),
+            sending_secs: None,
+            writing_secs: Some(pumped.writing.as_secs_f64()),
+            fsync_secs: fsync.as_secs_f64(),
+        },
+        verify,
+        cpu: CpuBoth {
+            local: cpu.finish(),
+            remote: None,
+        },
+        warnings,
+    })
+}
+
+/// Where a copy to `destination` lands: inside it when it is a directory (keeping the source's
+/// name, as cp and scp do); a trailing `/` names a directory, which must exist.
+fn landing_path(destination: &Path, source: &Path) -> Result<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let names_dir = destination.as_os_str().as_bytes().ends_with(b"/");
+    if names_dir && !destination.is_dir() {
+        let err = std::fs::metadata(destination)
+            .err()
+            .unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::NotADirectory));
+        bail!(
+            "cannot copy: {}",
+            file::describe_path_error(destination, err)
+        );
+    }
+    super::address::local_destination(destination, &source.to_string_lossy())
+}
+
+/// Whether `a` and `b` are one file (one device and inode, after following links): false when
+/// `b` does not exist. Errors: `a` cannot be looked at, or `b` for another reason than absence.
+pub fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let a = std::fs::metadata(a)?;
+    match std::fs::metadata(b) {
+        Ok(b) => Ok(a.dev() == b.dev() && a.ino() == b.ino()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Reads the landed file (its temporary name, fsynced) back with this machine's cache defeated
+/// and compares its digest with the one of what was read from the source: a mismatch fails the
+/// copy before the rename, so the old file (if any) stays.
+async fn verify(
+    temp_path: &Path,
+    destination: &Path,
+    size: u64,
+    read: Digest,
+    chunks: ChunkPlan,
+    watcher: &dyn Watcher,
+) -> Result<Verification> {
+    let (handle, direct) = file::open_read(temp_path, true)?;
+    let cached_before = if direct {
+        None
+    } else {
+        file::cache::drop_from_cache(&handle)
+            .with_context(|| format!("dropping {} from the page cache", destination.display()))?;
+        Some(file::cache::cached_fraction(&handle).unwrap_or(0.0))
+    };
+    let mut ignored = Vec::new();
+    let reader = disk::start_engine(
+        EngineChoice::Auto,
+        &handle,
+        destination,
+        chunks.depth,
+        &mut ignored,
+    )?;
+    let start = Instant::now();
+    let (pumped, _) = pump("verify", reader, None, size, chunks, watcher).await;
+    let elapsed = start.elapsed();
+    let landed = pumped?.digest.expect("a verifying pump digests");
+    let (source, landed) = (read.hex(), landed.hex());
+    if source != landed {
+        bail!(
+            "verify failed: what was read from the source has digest {source} but {} read back has {landed}; the copy was discarded",
+            destination.display()
+        );
+    }
+    let reread = Reread {
+        direct,
+        cached_before,
+        network_fs: Some(crate::mounts::facts(temp_path))
+            .filter(|facts| facts.is_network())
+            .map(|facts| facts.fs_type),
+        secs: elapsed.as_secs_f64(),
+        bytes_per_sec: Rate::new(size, elapsed).bytes_per_sec,
+    };
+    Ok(Verification {
+        algorithm: DIGEST_ALGORITHM.into(),
+        source,
+        destination: landed,
+        matched: true,
+        reread: Some(reread),
+    })
+}
+
+/// What [`pump`] moved, and how long each side was busy.
+struct Pumped {
+    reading: Duration,
+    writing: Duration,
+    digest: Option<Digest>,
+}
+
+/// Reads `size` bytes with `reader`, `chunks.depth` reads in flight, and writes each chunk at
+/// its offset with `writer` as soon as it is read (None: reads only, for a re-read), under
+/// `watcher`'s progress bar labelled `label`, in 1 s intervals.
+async fn pump(
+    label: &str,
+    reader: Engine,
+    writer: Option<Engine>,
+    size: u64,
+    chunks: ChunkPlan,
+    watcher: &dyn Watcher,
+) -> (Result<Pumped>, Vec<crate::measure::Interval>) {
+    let counter = Counter::new();
+    let moving = moved(reader, writer, size, chunks, &counter);
+    pipeline::watched_as(label, watcher, size, &counter, moving).await
+}
+
+/// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so
+/// memory stays bounded whatever the size.
+async fn moved(
+    mut reader: Engine,
+    mut writer: Option<Engine>,
+    size: u64,
+    chunks: ChunkPlan,
+    counter: &Counter,
+) -> Result<Pumped> {
+    let mut pool: Vec<AlignedBuf> = (0..chunks.depth)
+        .map(|_| AlignedBuf::new(chunks.chunk))
+        .collect();
+    let (mut reads, mut writes) = (ReadAhead::default(), WriteBehind::default());
+    let mut digest = chunks.verify.then(Digest::default);
+    let mut done = 0u64;
+    while done < size {
+        reads.fill(&mut reader, &mut pool, size, chunks.chunk)?;
+        let written = async {
+            match writer.as_mut() {
+                Some(writer) => writer.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            completion = reader.next(), if reads.in_flight > 0 => {
+                let completion = completion?;
+                reads.completed();
+                let offset = completion.offset;
+                let buf =
+                    pipeline::read_chunk(completion, size, size, chunks.chunk, digest.as_mut())?;
+                let len = buf.len();
+                match writer.as_mut() {
+                    Some(writer) => writes.submit(writer, offset, buf, len)?,
+                    None => {
+                        done += len as u64;
+                        counter.add(len as u64);
+                        pool.push(buf);
+                    }
+                }
+            }
+            completion = written, if writes.in_flight > 0 => {
+                let (len, buf) = writes.completed(completion?, size, chunks.chunk)?;
+                done += len;
+                counter.add(len);
+                pool.push(buf);
+            }
+            _ = interrupt::wait() => return Err(Interrupted.into()),
+        }
+    }
+    Ok(Pumped {
+        reading: reads.busy.total(),
+        writing: writes.busy.total(),
+        digest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_file_follows_symlinks_and_knows_hard_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"one").unwrap();
+        std::fs::write(&b, b"one").unwrap();
+        assert!(same_file(&a, &a).unwrap());
+        assert!(!same_file(&a, &b).unwrap(), "same bytes, another file");
+        assert!(!same_file(&a, &dir.path().join("missing")).unwrap());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&a, &link).unwrap();
+        assert!(same_file(&a, &link).unwrap());
+        assert!(same_file(&link, &a).unwrap());
+        let hard = dir.path().join("hard");
+        std::fs::hard_link(&a, &hard).unwrap();
+        assert!(same_file(&hard, &a).unwrap());
+    }
+
+    #[test]
+    fn a_directory_destination_keeps_the_source_name_and_a_slash_needs_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Path::new("/somewhere/a.img");
+        assert_eq!(
+            landing_path(dir.path(), source).unwrap(),
+            dir.path().join("a.img")
+        );
+        let named = dir.path().join("b.img");
+        assert_eq!(landing_path(&named, source).unwrap(), named);
+        let missing = format!("{}/missing/", dir.path().display());
+        let err = landing_path(Path::new(&missing), source).unwrap_err();
+        assert!(format!("{err}").contains("does not exist"), "{err}");
+    }
+}
