@@ -632,17 +632,30 @@ pub fn copy(report: &CopyReport) -> String {
     if let Some(verify) = &report.verify {
         match &verify.reread {
             Some(reread) => {
+                let how = match reread.direct {
+                    true => "re-read with O_DIRECT".to_string(),
+                    false => format!(
+                        "re-read after dropping this machine's cache ({:.0}% still cached)",
+                        reread.cached_before.unwrap_or(0.0) * 100.0
+                    ),
+                };
                 let _ = writeln!(
                     out,
-                    "  verified: {} digests of what was read and of the landed file match ({}); {} in {:.2} s at {}, not counted in the copy's rate",
+                    "  verified: {} digests of what was read and of the landed file match ({}); {how} in {:.2} s at {}, not counted in the copy's rate",
                     verify.algorithm,
                     verify.source,
-                    reread.sentence(),
                     reread.secs,
                     crate::units::Rate {
                         bytes_per_sec: reread.bytes_per_sec
                     }
                 );
+                // A share's server has caches of its own that no client can drop.
+                if let Some(fs) = &reread.network_fs {
+                    let _ = writeln!(
+                        out,
+                        "  on {fs}, the re-read may have come from the server's own cache: it cannot be ruled out"
+                    );
+                }
             }
             None => {
                 let _ = writeln!(

@@ -39,27 +39,6 @@ pub struct Reread {
     pub bytes_per_sec: f64,
 }
 
-impl Reread {
-    /// "re-read with O_DIRECT" or "re-read after dropping this machine's cache (N% still cached)",
-    /// and for a share, that its server's cache cannot be ruled out.
-    pub fn sentence(&self) -> String {
-        let mut out = if self.direct {
-            "re-read with O_DIRECT".to_string()
-        } else {
-            format!(
-                "re-read after dropping this machine's cache ({:.0}% still cached)",
-                self.cached_before.unwrap_or(0.0) * 100.0
-            )
-        };
-        if let Some(fs) = &self.network_fs {
-            out.push_str(&format!(
-                "; on {fs}, the server's own cache cannot be ruled out"
-            ));
-        }
-        out
-    }
-}
-
 /// Copies `plan.source` to `plan.destination`, both local, under `watcher`'s progress bar.
 /// Errors: the same file on both sides, a source that is not a regular file, a destination
 /// that cannot be made (the old file is kept), a failed read, write, fsync or verify, Ctrl-C.
