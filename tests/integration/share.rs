@@ -150,3 +150,58 @@ fn copy_to_and_from_an_nfs_share_lands_every_byte_and_says_where_the_reread_came
         round_trips_through_the_share("nfs", "nfs4");
     }
 }
+
+// The issue expected cifs to refuse O_DIRECT under cache=loose; the guest's 6.1 kernel takes it.
+// Either way the figure must say which writes it used, and warn when O_DIRECT was refused.
+#[test]
+fn copy_to_a_cifs_mount_with_cache_loose_says_which_writes_it_used() {
+    if !vm_enabled() {
+        return;
+    }
+    let guest = Guest::with_nas("smb").nas_mount_opts("cache=loose");
+    let source = guest.path("a.src");
+    make_file(&source, "5M");
+    guest.run(r#"step up "$X" -q copy "$D/a.src" "$LAB_NAS_MNT/a.img" --verify --json"#);
+    let report = json_report(&guest.succeeded("up"));
+    let conditions = &report["measurement"]["conditions"];
+    assert_eq!(
+        conditions["mount"]["options"]["cache"], "loose",
+        "{report:#}"
+    );
+    let direct = conditions["destination_direct"].as_bool().unwrap();
+    assert_eq!(
+        !direct,
+        has_warning(&report, "direct_unsupported"),
+        "{report:#}"
+    );
+    assert_eq!(report["verify"]["matched"], true, "{report:#}");
+}
+
+#[test]
+fn copy_to_a_full_or_read_only_share_fails_in_one_line_and_leaves_nothing_under_its_name() {
+    if !vm_enabled() {
+        return;
+    }
+    // A 48 MiB export: ext4's own blocks leave room for less than the 64 MiB file.
+    let guest = Guest::with_nas("nfs").nas_size("48M");
+    make_file(&guest.path("big.src"), "64M");
+    make_file(&guest.path("small.src"), "1M");
+    guest.run(
+        r#"
+step full "$X" -q copy "$D/big.src" "$LAB_NAS_MNT/big.img"
+ls -A "$LAB_NAS_MNT" > "$D/after_full.ls"
+mount -o remount,ro "$LAB_NAS_MNT"
+step read_only "$X" -q copy "$D/small.src" "$LAB_NAS_MNT/small.img"
+ls -A "$LAB_NAS_MNT" > "$D/after_ro.ls"
+"#,
+    );
+    guest.failed_saying("full", &["space", "/mnt/nas"]);
+    guest.failed_saying("read_only", &["/mnt/nas"]);
+    for listing in ["after_full.ls", "after_ro.ls"] {
+        let left = std::fs::read_to_string(guest.path(listing)).unwrap();
+        assert!(
+            !left.contains("big.img") && !left.contains("small.img"),
+            "{listing}: {left}"
+        );
+    }
+}

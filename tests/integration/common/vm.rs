@@ -65,6 +65,12 @@ impl Guest {
         self
     }
 
+    /// The size of the export's file system (e.g. "48M").
+    pub fn nas_size(mut self, size: &str) -> Guest {
+        self.options.extend(["--nas-size".into(), size.into()]);
+        self
+    }
+
     /// The export's options (nfs, replacing the default) or share parameters (smb).
     pub fn nas_export_opts(mut self, options: &str) -> Guest {
         self.options
