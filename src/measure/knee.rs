@@ -135,6 +135,17 @@ mod tests {
             .collect()
     }
 
+    /// One-second intervals at these MB/s, then a short last one of `secs` and `bytes`.
+    fn ending_in(mb_s: &[f64], secs: f64, bytes: u64) -> Vec<Interval> {
+        let mut intervals = series(mb_s);
+        intervals.push(Interval {
+            start_secs: mb_s.len() as f64,
+            secs,
+            bytes,
+        });
+        intervals
+    }
+
     #[test]
     fn a_burst_then_a_lower_rate_for_good_is_a_knee_where_it_fell() {
         let mut rates = vec![1100.0; 14];
@@ -152,17 +163,10 @@ mod tests {
     #[test]
     fn buffers_flushed_at_the_end_do_not_hide_a_knee() {
         // A TCP upload through tbf with a 100 MB burst: its last chunks are counted at once.
-        let mut intervals = series(&[49.2, 47.1, 18.1, 5.7, 4.8, 4.2, 5.2, 4.8, 4.2, 4.8, 5.2]);
-        intervals.extend(series(&[0.0, 0.0, 0.0]).into_iter().map(|mut i| {
-            i.start_secs += 11.0;
-            i
-        }));
-        intervals.push(Interval {
-            start_secs: 14.0,
-            secs: 0.197,
-            bytes: 16_777_216,
-        });
-        let knee = find(&intervals).expect("a knee");
+        let rates = [
+            49.2, 47.1, 18.1, 5.7, 4.8, 4.2, 5.2, 4.8, 4.2, 4.8, 5.2, 0.0, 0.0, 0.0,
+        ];
+        let knee = find(&ending_in(&rates, 0.197, 16_777_216)).expect("a knee");
         assert_eq!(knee.at_secs, 2.0);
         assert!(
             (knee.sustained_bytes_per_sec / 1e6 - 4.8).abs() < 0.1,
@@ -206,13 +210,8 @@ mod tests {
 
     #[test]
     fn a_short_last_interval_weighs_little() {
-        let mut intervals = series(&[800.0, 800.0, 800.0, 200.0, 200.0, 200.0]);
-        intervals.push(Interval {
-            start_secs: 6.0,
-            secs: 0.05,
-            bytes: 50_000_000,
-        });
-        let knee = find(&intervals).expect("a knee");
+        let rates = [800.0, 800.0, 800.0, 200.0, 200.0, 200.0];
+        let knee = find(&ending_in(&rates, 0.05, 50_000_000)).expect("a knee");
         assert_eq!(knee.at_secs, 3.0);
     }
 }
