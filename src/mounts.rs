@@ -42,10 +42,56 @@ impl MountFacts {
     /// Whether a server on the network holds the files (NFS or SMB): its own cache then sits
     /// beyond this machine's reach.
     pub fn is_network(&self) -> bool {
-        matches!(
-            self.fs_type.as_str(),
-            "nfs" | "nfs4" | "cifs" | "smb3" | "smb2" | "smbfs"
-        )
+        NETWORK_TYPES.contains(&self.fs_type.as_str())
+    }
+
+    /// What in a share's mount options commonly holds its rate or its truth back, one hint a
+    /// line; none for a local file system. A fast link is one of 10 Gb/s or more.
+    pub fn hints(&self) -> Vec<String> {
+        let Some(options) = &self.options else {
+            return Vec::new();
+        };
+        let mut hints = Vec::new();
+        let fast = self
+            .interface
+            .as_ref()
+            .and_then(|i| i.speed_mbit_s)
+            .is_some_and(|speed| speed >= 10_000);
+        let nfs = self.fs_type.starts_with("nfs");
+        let smb = matches!(self.fs_type.as_str(), "cifs" | "smb3");
+        if nfs && fast && options.nconnect.unwrap_or(1) == 1 {
+            hints.push("nconnect=1 on a link of 10 Gb/s or more: one TCP connection carries it all; mount with nconnect=4 (or more) to spread it".into());
+        }
+        if smb && fast && options.multichannel != Some(true) {
+            hints.push("SMB without multichannel on a link of 10 Gb/s or more: one connection carries it all; mount with multichannel,max_channels=4".into());
+        }
+        for (name, size) in [("rsize", options.rsize), ("wsize", options.wsize)] {
+            if let Some(size) = size.filter(|&size| size < 1 << 20) {
+                hints.push(format!(
+                    "{name}={size}: each request moves less than 1 MiB; mount with {name}=1048576 or more if the server allows"
+                ));
+            }
+        }
+        if smb && options.cache.as_deref() == Some("loose") {
+            hints.push("cache=loose: the client may answer reads from data another client changed, and holds writes past close; cache=strict (the default) keeps the figures and the files honest".into());
+        }
+        let major = options
+            .vers
+            .as_deref()
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+        if nfs && matches!(options.vers.as_deref(), Some("3" | "4" | "4.0")) {
+            hints.push(format!(
+                "NFS vers={}: 4.1 and later add sessions (and 4.2 server-side copy); mount with vers=4.2 if the server has it",
+                options.vers.as_deref().unwrap_or_default()
+            ));
+        }
+        if smb && major.is_some_and(|major| major < 3) {
+            hints.push(format!(
+                "SMB vers={}: SMB 3 adds multichannel and faster signing and encryption; mount with vers=3.1.1 if the server has it",
+                options.vers.as_deref().unwrap_or_default()
+            ));
+        }
+        hints
     }
 }
 
@@ -398,6 +444,47 @@ mod tests {
     const SPACE: &str =
         r"40 27 8:17 / /media/My\040Disk rw,nosuid,nodev shared:9 - vfat /dev/sdb1 rw,fmask=0022";
     const SSHFS: &str = "41 27 0:60 / /mnt/far rw,nosuid,nodev,relatime shared:10 - fuse.sshfs me@files.example.org:/srv/data rw,user_id=0,group_id=0";
+
+    fn facts_on(line: &str, speed_mbit_s: Option<u64>) -> MountFacts {
+        let mut facts = facts_of_entry(&parse_mountinfo(line)[0]);
+        facts.interface = Some(Interface {
+            name: "eth0".into(),
+            mtu: Some(1500),
+            speed_mbit_s,
+        });
+        facts
+    }
+
+    #[test]
+    fn a_well_mounted_share_or_a_local_disk_gets_no_hint() {
+        assert_eq!(facts_on(NFS4, Some(25_000)).hints(), Vec::<String>::new());
+        assert_eq!(facts_on(CIFS, Some(1_000)).hints(), Vec::<String>::new());
+        assert_eq!(facts_on(EXT4_VDA, None).hints(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn hints_name_what_holds_a_share_back() {
+        let one_connection = NFS4.replace("nconnect=4,", "").replace("1048576", "262144");
+        let hints = facts_on(&one_connection, Some(25_000)).hints();
+        assert!(
+            hints[0].starts_with("nconnect=1 on a link of 10 Gb/s"),
+            "{hints:?}"
+        );
+        assert!(hints[1].starts_with("rsize=262144") && hints[2].starts_with("wsize=262144"));
+        // On a slow or unknown link one connection is not the limit.
+        assert_eq!(facts_on(&one_connection, None).hints().len(), 2);
+        let loose = CIFS
+            .replace("cache=none", "cache=loose")
+            .replace("vers=3.1.1", "vers=2.1");
+        let hints = facts_on(&loose, Some(10_000)).hints();
+        assert!(
+            hints[0].starts_with("SMB without multichannel"),
+            "{hints:?}"
+        );
+        assert!(hints[1].starts_with("cache=loose") && hints[2].starts_with("SMB vers=2.1"));
+        let v3 = NFS4.replace("nfs4", "nfs").replace("vers=4.2", "vers=3");
+        assert!(facts_on(&v3, None).hints()[0].starts_with("NFS vers=3: "));
+    }
     const TMPFS: &str = "25 27 0:23 / /tmp rw,nosuid,nodev shared:3 - tmpfs tmpfs rw,size=8148376k";
     const OVERLAY: &str = "500 400 0:70 / /var/lib/docker/overlay2/abc/merged rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w";
     const BIND: &str =

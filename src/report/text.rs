@@ -31,7 +31,7 @@ pub fn baseline(result: &Baseline) -> String {
         conditions(&first.conditions)
     );
     if let Some(facts) = &first.conditions.mount {
-        let _ = writeln!(out, "  {}", mount(facts));
+        mount_lines(&mut out, "  ", "", facts);
     }
     for placed in &result.measurements {
         let _ = writeln!(out, "{}", measurement_line(placed));
@@ -145,7 +145,7 @@ pub fn generated(result: &Generated) -> String {
         .as_ref()
         .and_then(|m| m.conditions.mount.as_ref())
     {
-        let _ = writeln!(out, "  {}", mount(facts));
+        mount_lines(&mut out, "  ", "", facts);
     }
     out
 }
@@ -153,6 +153,14 @@ pub fn generated(result: &Generated) -> String {
 /// The file system a figure's file is on, in one line: "on /mnt/nas: nfs4 vers=4.2 from
 /// 198.51.100.2:/ (nconnect=1, rsize=wsize=1 MiB, hard) via lab-nas (MTU 1500, speed unknown);
 /// kernel 6.1.0-57-amd64", or "on /: ext4 on vda (virtio, non-rotational)".
+/// The mount line under a figure, `indent`ed and after `prefix`, and a line for each hint.
+fn mount_lines(out: &mut String, indent: &str, prefix: &str, facts: &MountFacts) {
+    let _ = writeln!(out, "{indent}{prefix}{}", mount(facts));
+    for hint in facts.hints() {
+        let _ = writeln!(out, "{indent}  hint: {hint}");
+    }
+}
+
 pub fn mount(facts: &MountFacts) -> String {
     let mut out = format!("on {}: {}", facts.mount_point.display(), facts.fs_type);
     if let Some(options) = &facts.options {
@@ -591,7 +599,7 @@ pub fn copy(report: &CopyReport) -> String {
     );
     knee_line(&mut out, m);
     if let Some(facts) = &m.conditions.mount {
-        let _ = writeln!(out, "  this side's file {}", mount(facts));
+        mount_lines(&mut out, "  ", "this side's file ", facts);
     }
     let busy = |secs: Option<f64>| {
         let Some(secs) = secs else {
@@ -827,7 +835,7 @@ fn mount_row(out: &mut String, summary: Option<&crate::plan::Summary>) {
         .and_then(|summary| summary.measurements.first())
         .and_then(|m| m.conditions.mount.as_ref());
     if let Some(facts) = facts {
-        let _ = writeln!(out, "    {}", mount(facts));
+        mount_lines(out, "    ", "", facts);
     }
 }
 
