@@ -419,11 +419,7 @@ fn baseline_in_dir(
             &handle,
             size,
             options.pattern,
-            &mut |b| {
-                if std::env::var_os("XFB_NOFILL").is_none() {
-                    random.fill(b)
-                }
-            },
+            &mut |b| random.fill(b),
             counter,
         )
     })
