@@ -83,10 +83,22 @@ async fn copy_file(
     let pumped = pumped?;
     let fsync = landing.flush(size)?;
     let elapsed = start.elapsed();
+    // The destination's file system: where the copy lands and is fsynced, and is re-read.
+    let mount = crate::mounts::facts(destination);
+    let network_fs = mount.is_network().then(|| mount.fs_type.clone());
     let verify = match pumped.digest {
-        Some(read) => {
-            Some(verify(&landing.temp_path, destination, size, read, chunks, watcher).await?)
-        }
+        Some(read) => Some(
+            verify(
+                &landing.temp_path,
+                destination,
+                network_fs,
+                size,
+                read,
+                chunks,
+                watcher,
+            )
+            .await?,
+        ),
         None => None,
     };
     landing.commit()?;
@@ -99,8 +111,7 @@ async fn copy_file(
         block_size: Some(chunks.chunk as u64),
         iodepth: Some(chunks.depth),
         path: Some(TransportKind::Local),
-        // The destination's file system: where the copy lands and is fsynced.
-        mount: Some(crate::mounts::facts(destination)),
+        mount: Some(mount),
         ..Conditions::default()
     };
     Ok(CopyReport {
@@ -157,6 +168,7 @@ pub fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
 async fn verify(
     temp_path: &Path,
     destination: &Path,
+    network_fs: Option<String>,
     size: u64,
     read: Digest,
     chunks: ChunkPlan,
@@ -192,9 +204,7 @@ async fn verify(
     let reread = Reread {
         direct,
         cached_before,
-        network_fs: Some(crate::mounts::facts(temp_path))
-            .filter(|facts| facts.is_network())
-            .map(|facts| facts.fs_type),
+        network_fs,
         secs: elapsed.as_secs_f64(),
         bytes_per_sec: Rate::new(size, elapsed).bytes_per_sec,
     };
