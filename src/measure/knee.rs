@@ -22,6 +22,9 @@ const UNEXPLAINED: f64 = 0.5;
 const STRAY: f64 = 0.2;
 /// Intervals on each side of a knee, at the least.
 const MIN_INTERVALS: usize = 2;
+/// Longer series are fitted on this many merged intervals: each split sorts both segments, so
+/// a day-long copy's 86,400 seconds would otherwise cost hours of CPU at its end.
+const MAX_FITTED: usize = 512;
 
 /// Where and how a rate fell for good.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -37,7 +40,8 @@ pub struct Knee {
 
 /// The knee of `intervals`, if it has one (None for fewer than 4 intervals).
 pub fn find(intervals: &[Interval]) -> Option<Knee> {
-    let timed: Vec<&Interval> = intervals.iter().filter(|i| i.secs > 0.0).collect();
+    let merged = coarse(intervals);
+    let timed: Vec<&Interval> = merged.iter().filter(|i| i.secs > 0.0).collect();
     if timed.len() < 2 * MIN_INTERVALS {
         return None;
     }
@@ -75,6 +79,19 @@ pub fn find(intervals: &[Interval]) -> Option<Knee> {
         burst_bytes_per_sec: burst.rate,
         sustained_bytes_per_sec: sustained.median,
     })
+}
+
+/// `intervals`, adjacent ones merged so that at most [`MAX_FITTED`] remain (bytes and time kept).
+fn coarse(intervals: &[Interval]) -> Vec<Interval> {
+    let group = intervals.len().div_ceil(MAX_FITTED).max(1);
+    intervals
+        .chunks(group)
+        .map(|run| Interval {
+            start_secs: run[0].start_secs,
+            secs: run.iter().map(|i| i.secs).sum(),
+            bytes: run.iter().map(|i| i.bytes).sum(),
+        })
+        .collect()
 }
 
 fn rate(interval: &Interval) -> f64 {
@@ -199,6 +216,18 @@ mod tests {
         assert_eq!(
             find(&series(&[600.0, 610.0, 605.0, 450.0, 455.0, 450.0])),
             None
+        );
+    }
+
+    #[test]
+    fn a_day_long_series_finds_its_knee_within_one_merged_interval() {
+        let mut rates = vec![900.0; 30_000];
+        rates.extend(vec![300.0; 56_400]);
+        let knee = find(&series(&rates)).expect("a knee");
+        assert!((knee.at_secs - 30_000.0).abs() <= 170.0, "{knee:?}");
+        assert!(
+            (knee.sustained_bytes_per_sec / 1e6 - 300.0).abs() < 1.0,
+            "{knee:?}"
         );
     }
 
