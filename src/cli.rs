@@ -649,6 +649,18 @@ pub struct RunArgs {
     /// ssh is the only path).
     pub host: Option<String>,
 
+    /// Copy to DIR instead of a server: a directory on a mounted SMB or NFS share (the share's
+    /// write and cold read, the copy, and whether the source disk, the network, the share or
+    /// this machine's CPU limits it), or on another local disk.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["host", "via", "remote_dir"])]
+    pub to: Option<PathBuf>,
+
+    /// With --to on a share: an `xferbench serve` on the NAS (HOST or HOST:PORT), to measure
+    /// the network and the NAS's own disk (its root on the exported file system) [default:
+    /// the link's negotiated speed, labelled "not measured"].
+    #[arg(long, value_name = "HOST[:PORT]", requires = "to")]
+    pub net: Option<String>,
+
     /// Paths to measure, comma-separated: tcp, ssh, rdma, udp (those this build lacks are
     /// listed as skipped).
     #[arg(
@@ -913,7 +925,7 @@ impl RunArgs {
                 )));
             }
         }
-        if let Some(host) = &self.host {
+        for host in [&self.host, &self.net].into_iter().flatten() {
             crate::transport::Peer::parse(host).map_err(|err| usage(format!("{err:#}")))?;
         }
         let pattern = self.engine.pattern();
@@ -1116,6 +1128,8 @@ impl RunArgs {
     pub fn options(&self) -> anyhow::Result<RunOptions> {
         Ok(RunOptions {
             host: self.host.clone(),
+            to: self.to.clone(),
+            net: self.net.clone(),
             token: self.token.token()?,
             paths: self.via.clone(),
             dir: self.dir.clone(),

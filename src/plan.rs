@@ -8,6 +8,7 @@ mod embedded;
 #[cfg(test)]
 pub(crate) mod fake;
 mod steps;
+mod to_dir;
 pub mod verdict;
 
 pub use steps::run;
@@ -104,8 +105,15 @@ impl Summary {
 /// What `run` was asked to do.
 #[derive(Debug, Clone, Serialize)]
 pub struct Parameters {
-    /// `HOST:PORT`, or "embedded" for the in-process server on loopback.
+    /// `HOST:PORT`, or "embedded" for the in-process server on loopback; with `--to`, the
+    /// directory.
     pub server: String,
+    /// `--to`: the directory copies go to (on a mounted share, or another local disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `--net`: the `serve` on the NAS that measured the network and the NAS's own disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
     pub paths: Vec<String>,
     pub size: u64,
     pub streams: usize,
@@ -219,6 +227,16 @@ pub struct RunReport {
     pub test_file_reused: bool,
     pub source_read: Option<Summary>,
     pub destination_write: Option<Summary>,
+    /// With `--to`: the directory's disk or share reading the write back cold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_read: Option<Summary>,
+    /// With `--to` and `--net`: the NAS's own disk writing, as the `serve` there measured it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nas_disk: Option<Summary>,
+    /// The negotiated speed of the interface towards the server or NAS, where the system
+    /// says (a veth's or a loopback's is unknown): a network figure is held to it, and a
+    /// share's unmeasured network stands at it.
+    pub link: Option<crate::ceiling::Ceiling>,
     /// When one disk serves both ends: it reading the test file and writing a copy at once.
     pub shared_disk: Option<Summary>,
     pub paths: Vec<PathResult>,
@@ -272,6 +290,11 @@ mod tests {
 pub struct RunOptions {
     /// `HOST[:PORT]` of a running `serve`; None starts one inside this process on loopback.
     pub host: Option<String>,
+    /// Copy to this directory (a mounted share, or another local disk) instead of a server.
+    pub to: Option<PathBuf>,
+    /// With `to` on a share: `HOST[:PORT]` of a `serve` on the NAS, for the network's figure
+    /// and the NAS's own disk.
+    pub net: Option<String>,
     pub token: Option<String>,
     /// Names from `--via`, in order.
     pub paths: Vec<String>,

@@ -12,9 +12,9 @@ use anyhow::{Result, anyhow};
 use super::steps::{Far, FarWrite, Paths, run_against};
 use super::{RunOptions, RunReport};
 use crate::disk::{EngineChoice, Pattern};
-use crate::measure::{Conditions, Measurement, Unwatched, Workload};
+use crate::measure::{Conditions, Measurement, Unwatched, Watcher, Workload};
 use crate::transport::fake::Fake;
-use crate::transport::{Peer, Transport, TransportKind};
+use crate::transport::{Location, Peer, Transport, TransportKind};
 
 /// The far side of a fake run.
 pub struct FakeFar {
@@ -49,8 +49,11 @@ impl Far for FakeFar {
         "fake".into()
     }
 
-    fn peer(&self) -> &Peer {
-        &self.peer
+    fn copy_destination(&self, _: TransportKind, _: &RunOptions) -> Location {
+        Location::Remote {
+            peer: self.peer.clone(),
+            path: super::REMOTE_COPY.into(),
+        }
     }
 
     fn transport(&self, kind: TransportKind) -> &dyn Transport {
@@ -60,7 +63,7 @@ impl Far for FakeFar {
             .expect("a fake path for every wanted kind")
     }
 
-    fn disk_write(&self, options: &RunOptions) -> Result<FarWrite> {
+    fn disk_write(&self, options: &RunOptions, _: &dyn Watcher) -> Result<FarWrite> {
         let secs = options.size as f64 / (self.disk_write_mb_s * 1e6);
         let conditions = Conditions {
             direct: true,
@@ -76,6 +79,8 @@ impl Far for FakeFar {
         );
         Ok(FarWrite {
             measurements: vec![write],
+            reads: Vec::new(),
+            nas_disk: Vec::new(),
             warnings: Vec::new(),
             device: None,
         })
@@ -89,7 +94,7 @@ impl Far for FakeFar {
         Ok(())
     }
 
-    fn embedded_root(&self) -> Option<&Path> {
+    fn landing_here(&self) -> Option<&Path> {
         None
     }
 
@@ -102,6 +107,8 @@ impl Far for FakeFar {
 pub fn options(dir: &Path, far: &FakeFar) -> RunOptions {
     RunOptions {
         host: None,
+        to: None,
+        net: None,
         token: None,
         paths: far.paths.iter().map(|path| path.kind.to_string()).collect(),
         dir: dir.to_path_buf(),

@@ -27,20 +27,26 @@ use crate::transport::{
     CopyPlan, Directions, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
     serve_client,
 };
+use crate::units::Rate;
 use crate::warning::Warning;
 
 /// A step of `run`, as its heading on stderr says it.
 enum Step {
     TestFile,
-    Baselines,
+    /// What is measured, in the far side's words.
+    Baselines(String),
     SharedDisk,
     Network {
-        kind: TransportKind,
+        /// Over which path, or to what, in the far side's words.
+        words: String,
         index: usize,
         count: usize,
     },
+    /// The network of a path nothing measures, and why.
+    NoNetwork(String),
     Copy {
-        kind: TransportKind,
+        /// Over which path, or to where, in the far side's words.
+        words: String,
         verified: bool,
     },
     Verdict,
@@ -50,20 +56,23 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::TestFile => f.write_str("1/5 test file"),
-            Step::Baselines => {
-                f.write_str("2/5 disk baselines: source read here, destination write on the server")
-            }
+            Step::Baselines(words) => write!(f, "2/5 disk baselines: {words}"),
             Step::SharedDisk => {
                 f.write_str("2/5 the one disk both ends share, reading and writing at once")
             }
-            Step::Network { kind, index, count } => write!(
+            Step::Network {
+                words,
+                index,
+                count,
+            } => write!(
                 f,
-                "3/5 round trips and memory to memory over {kind} ({}/{count})",
+                "3/5 round trips and memory to memory {words} ({}/{count})",
                 index + 1
             ),
-            Step::Copy { kind, verified } => write!(
+            Step::NoNetwork(why) => write!(f, "3/5 network: {why}"),
+            Step::Copy { words, verified } => write!(
                 f,
-                "4/5 disk to disk over {kind}{}",
+                "4/5 disk to disk {words}{}",
                 if *verified { ", verified" } else { "" }
             ),
             Step::Verdict => f.write_str("5/5 verdict"),
@@ -78,6 +87,10 @@ fn announce(watcher: &dyn Watcher, step: Step) {
 /// Runs everything, step by step, and judges each path.
 pub fn run(options: &RunOptions, watcher: &dyn Watcher) -> Result<RunReport> {
     check(options)?;
+    if let Some(to) = &options.to {
+        let (dir, paths) = super::to_dir::DirFar::start(options, to)?;
+        return run_against(options, &dir, paths, watcher);
+    }
     let (servers, paths) = Servers::start(options)?;
     run_against(options, &servers, paths, watcher)
 }
@@ -142,6 +155,10 @@ pub(crate) struct Paths {
 /// The far disk writing a file of the run's size, as its server measured it.
 pub(crate) struct FarWrite {
     pub(crate) measurements: Vec<Measurement>,
+    /// The far disk reading it back cold, where that is measured (a directory given to --to).
+    pub(crate) reads: Vec<Measurement>,
+    /// A NAS's own disk writing, measured by a `serve` on it (`--to` with `--net`).
+    pub(crate) nas_disk: Vec<Measurement>,
     pub(crate) warnings: Vec<Warning>,
     /// The device of the server's root, when it says: the same as this disk's means one
     /// disk serves both ends.
@@ -151,20 +168,42 @@ pub(crate) struct FarWrite {
 /// The far side of a run: a transport for each path, its disk's write figure, and removing
 /// what the run left there. [`Servers`] is the real one; tests give a fake.
 pub(crate) trait Far {
-    /// `HOST:PORT`, or "embedded".
+    /// `HOST:PORT`, "embedded", or the directory given to `--to`.
     fn name(&self) -> String;
-    /// The server, as a copy's destination names it.
-    fn peer(&self) -> &Peer;
+    /// Where path `kind`'s copy lands.
+    fn copy_destination(&self, kind: TransportKind, options: &RunOptions) -> Location;
     /// The transport of a path the run wants (every wanted path has one).
     fn transport(&self, kind: TransportKind) -> &dyn Transport;
+    /// What measures path `kind`'s network (its round trips and memory to memory), or why
+    /// nothing does.
+    fn network(&self, kind: TransportKind) -> Result<&dyn Transport, String> {
+        Ok(self.transport(kind))
+    }
     /// The far disk's write baseline.
-    fn disk_write(&self, options: &RunOptions) -> Result<FarWrite>;
+    fn disk_write(&self, options: &RunOptions, watcher: &dyn Watcher) -> Result<FarWrite>;
     /// Removes the copy path `kind` left on the far side.
     fn remove_copy(&self, kind: TransportKind, options: &RunOptions) -> Result<()>;
-    /// The embedded server's root: where a copy lands on this machine's own disk.
-    fn embedded_root(&self) -> Option<&Path>;
-    /// What the interface towards the server can carry, where the system says.
+    /// Where copies land when that is on this machine (the embedded server's root, the
+    /// directory given to `--to`): on the test file's disk, that disk serves both ends.
+    fn landing_here(&self) -> Option<&Path>;
+    /// What the interface towards the server or NAS can carry, where the system says.
     fn link_ceiling(&self) -> Option<crate::ceiling::Ceiling>;
+    /// Where copies land, which decides the stages a verdict weighs.
+    fn destination(&self) -> verdict::Destination {
+        verdict::Destination::Server
+    }
+    /// What step 2 measures, in words.
+    fn baselines_words(&self) -> String {
+        "source read here, destination write on the server".into()
+    }
+    /// What step 3 measures path `kind` over, in words.
+    fn network_words(&self, kind: TransportKind) -> String {
+        format!("over {kind}")
+    }
+    /// Where step 4 copies path `kind`, in words.
+    fn copy_words(&self, kind: TransportKind) -> String {
+        format!("over {kind}")
+    }
 }
 
 /// The real far side: `serve` (given, or embedded in this process) and a transport for each
@@ -283,8 +322,11 @@ impl Far for Servers {
         self.server_name.clone()
     }
 
-    fn peer(&self) -> &Peer {
-        &self.peer
+    fn copy_destination(&self, kind: TransportKind, options: &RunOptions) -> Location {
+        Location::Remote {
+            peer: self.peer.clone(),
+            path: remote_copy_path(kind, &options.remote_dir),
+        }
     }
 
     fn transport(&self, kind: TransportKind) -> &dyn Transport {
@@ -299,7 +341,7 @@ impl Far for Servers {
 
     /// serve measures its own disk (write then read, O_DIRECT) for the TCP, RDMA and UDP
     /// paths and the embedded server; over SSH alone, a file is written there and timed.
-    fn disk_write(&self, options: &RunOptions) -> Result<FarWrite> {
+    fn disk_write(&self, options: &RunOptions, _: &dyn Watcher) -> Result<FarWrite> {
         match (&self.tcp, &self.ssh) {
             (Some(tcp), _) => {
                 let far = tcp
@@ -311,6 +353,8 @@ impl Far for Servers {
                         .into_iter()
                         .filter(|m| m.workload == Workload::DiskWrite)
                         .collect(),
+                    reads: Vec::new(),
+                    nas_disk: Vec::new(),
                     warnings: Vec::new(),
                     device: far.device,
                 })
@@ -321,6 +365,8 @@ impl Far for Servers {
                     .context("the far disk's baseline over SSH")?;
                 Ok(FarWrite {
                     measurements: vec![write],
+                    reads: Vec::new(),
+                    nas_disk: Vec::new(),
                     warnings: said,
                     device: None,
                 })
@@ -339,7 +385,7 @@ impl Far for Servers {
         }
     }
 
-    fn embedded_root(&self) -> Option<&Path> {
+    fn landing_here(&self) -> Option<&Path> {
         self.embedded_dir.as_deref()
     }
 
@@ -386,9 +432,10 @@ impl Run<'_> {
     /// machine's same file system), that disk reading and writing at once, as the copy uses it.
     fn measure_baselines(&mut self, (test_file, _): &(PathBuf, bool)) -> Result<Baselines> {
         let (options, watcher) = (self.options, self.watcher);
-        announce(watcher, Step::Baselines);
+        announce(watcher, Step::Baselines(self.far.baselines_words()));
         let mut reads = Vec::new();
         let mut writes = Vec::new();
+        let (mut far_reads, mut nas_disk) = (Vec::new(), Vec::new());
         let mut far_device = None;
         for _ in 0..options.repeat {
             let read = disk::baseline(
@@ -405,15 +452,18 @@ impl Run<'_> {
             )?;
             self.warnings.extend(read.warnings);
             reads.extend(read.measurements.into_iter().map(|p| p.measurement));
-            let far = self.far.disk_write(options)?;
+            let far = self.far.disk_write(options, watcher)?;
             self.warnings.extend(far.warnings);
             writes.extend(far.measurements);
+            far_reads.extend(far.reads);
+            nas_disk.extend(far.nas_disk);
             far_device = far.device;
         }
-        let write_dir = match self.far.embedded_root() {
-            Some(root) => Some(root.to_path_buf()),
+        let here = file::device_id(&options.dir);
+        let write_dir = match self.far.landing_here() {
+            Some(dir) => (file::device_id(dir) == here).then(|| dir.to_path_buf()),
             None => far_device
-                .filter(|far| file::device_id(&options.dir).as_ref() == Some(far))
+                .filter(|far| here.as_ref() == Some(far))
                 .map(|_| options.dir.clone()),
         };
         let mut read_writes = Vec::new();
@@ -435,6 +485,8 @@ impl Run<'_> {
         Ok(Baselines {
             source_read: Summary::of(reads),
             destination_write: Summary::of(writes),
+            destination_read: Summary::of(far_reads),
+            nas_disk: Summary::of(nas_disk),
             shared: write_dir.is_some(),
             shared_read_write: Summary::of(read_writes),
         })
@@ -445,6 +497,10 @@ impl Run<'_> {
 struct Baselines {
     source_read: Option<Summary>,
     destination_write: Option<Summary>,
+    /// The far disk reading back cold, where measured.
+    destination_read: Option<Summary>,
+    /// A NAS's own disk writing, where a `serve` on it measured it.
+    nas_disk: Option<Summary>,
     /// One disk serves both ends.
     shared: bool,
     /// That disk reading and writing at once.
@@ -463,59 +519,26 @@ impl Run<'_> {
         count: usize,
     ) -> PathResult {
         let (options, watcher) = (self.options, self.watcher);
-        let transport = self.far.transport(kind);
         let mut warnings = Vec::new();
-        announce(watcher, Step::Network { kind, index, count });
-        // A path whose round trips fail still has its rates and verdict; the reason is shown.
-        let lat_plan = LatPlan {
-            size: LATENCY_SIZE,
-            rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
-        };
         let mut failed = None;
-        let (latency, latency_failed) = match transport.latency(&lat_plan) {
-            Ok(report) => {
-                warnings.extend(report.warnings);
-                (Some(report.latency), None)
+        let (latency, latency_failed, mut nets) = match self.far.network(kind) {
+            Ok(network) => {
+                let words = self.far.network_words(kind);
+                announce(
+                    watcher,
+                    Step::Network {
+                        words,
+                        index,
+                        count,
+                    },
+                );
+                self.measure_network(network, kind, &mut warnings, &mut failed)
             }
-            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
-                failed = Some(PathFailure::new(PathStep::Latency, &err));
-                (None, None)
+            Err(why) => {
+                announce(watcher, Step::NoNetwork(why.clone()));
+                (None, Some(why), Vec::new())
             }
-            Err(err) => (None, Some(format!("{err:#}"))),
         };
-        let net_plan = NetPlan {
-            // RDMA runs one queue pair; its depth gives the parallelism.
-            streams: match kind {
-                TransportKind::Rdma | TransportKind::Udp => 1,
-                _ => options.streams,
-            },
-            secs: options.net_secs,
-            omit_secs: 0.0,
-            interval_secs: 1.0,
-            // UDP: the largest datagram that fits the path MTU, sent as fast as it goes.
-            len: match kind {
-                TransportKind::Udp => 0,
-                _ => 128 << 10,
-            },
-            window: None,
-            directions: Directions::Upload,
-            queue_depth: 128,
-            rate: None,
-        };
-        let mut nets = Vec::new();
-        let net_runs = if failed.is_none() { options.repeat } else { 0 };
-        for _ in 0..net_runs {
-            match transport.mem_to_mem(&net_plan, watcher) {
-                Ok(report) => {
-                    warnings.extend(report.warnings);
-                    nets.extend(report.directions.into_iter().map(|d| d.receiver));
-                }
-                Err(err) => {
-                    failed = Some(PathFailure::new(PathStep::Network, &err));
-                    break;
-                }
-            }
-        }
         // UDP does not deliver every datagram: no file goes over it. Only serve computes a digest
         // on the far side.
         let copies_files = kind != TransportKind::Udp && failed.is_none();
@@ -524,17 +547,15 @@ impl Run<'_> {
             announce(
                 watcher,
                 Step::Copy {
-                    kind,
+                    words: self.far.copy_words(kind),
                     verified: verify,
                 },
             );
         }
+        let transport = self.far.transport(kind);
         let copy_plan = CopyPlan {
             source: Location::Local(test_file.clone()),
-            destination: Location::Remote {
-                peer: self.far.peer().clone(),
-                path: remote_copy_path(kind, &options.remote_dir),
-            },
+            destination: self.far.copy_destination(kind, options),
             streams: options.streams,
             chunk: options.pattern.block,
             iodepth: options.pattern.depth,
@@ -569,7 +590,13 @@ impl Run<'_> {
         }
         self.warnings.extend(warnings);
         let (network, copy) = (Summary::of(nets), Summary::of(copies));
-        let (verdict, sentence) = judge(kind, baselines, &network, &copy, &copy_cpu, &failed);
+        let far = FarFacts {
+            destination: self.far.destination(),
+            link: link.map(|c| Rate {
+                bytes_per_sec: c.bytes_per_sec,
+            }),
+        };
+        let (verdict, sentence) = judge(kind, baselines, &far, &network, &copy, &copy_cpu, &failed);
         PathResult {
             path: kind,
             latency,
@@ -584,11 +611,88 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// A path's round trips and memory-to-memory runs over `transport`: the latency, or why
+    /// it failed (the rest stands without it), and the receiver's figures. A failure (or
+    /// Ctrl-C) is put in `failed`.
+    fn measure_network(
+        &mut self,
+        transport: &dyn Transport,
+        kind: TransportKind,
+        warnings: &mut Vec<Warning>,
+        failed: &mut Option<PathFailure>,
+    ) -> (
+        Option<crate::measure::Latency>,
+        Option<String>,
+        Vec<Measurement>,
+    ) {
+        let (options, watcher) = (self.options, self.watcher);
+        // A path whose round trips fail still has its rates and verdict; the reason is shown.
+        let lat_plan = LatPlan {
+            size: LATENCY_SIZE,
+            rounds: Rounds::Count(LATENCY_ROUND_TRIPS),
+        };
+        let (latency, latency_failed) = match transport.latency(&lat_plan) {
+            Ok(report) => {
+                warnings.extend(report.warnings);
+                (Some(report.latency), None)
+            }
+            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
+                *failed = Some(PathFailure::new(PathStep::Latency, &err));
+                (None, None)
+            }
+            Err(err) => (None, Some(format!("{err:#}"))),
+        };
+        let net_plan = NetPlan {
+            // RDMA runs one queue pair; its depth gives the parallelism.
+            streams: match kind {
+                TransportKind::Rdma | TransportKind::Udp => 1,
+                _ => options.streams,
+            },
+            secs: options.net_secs,
+            omit_secs: 0.0,
+            interval_secs: 1.0,
+            // UDP: the largest datagram that fits the path MTU, sent as fast as it goes.
+            len: match kind {
+                TransportKind::Udp => 0,
+                _ => 128 << 10,
+            },
+            window: None,
+            directions: Directions::Upload,
+            queue_depth: 128,
+            rate: None,
+        };
+        let mut nets = Vec::new();
+        let net_runs = if failed.is_none() { options.repeat } else { 0 };
+        for _ in 0..net_runs {
+            match transport.mem_to_mem(&net_plan, watcher) {
+                Ok(report) => {
+                    warnings.extend(report.warnings);
+                    nets.extend(report.directions.into_iter().map(|d| d.receiver));
+                }
+                Err(err) => {
+                    *failed = Some(PathFailure::new(PathStep::Network, &err));
+                    break;
+                }
+            }
+        }
+        (latency, latency_failed, nets)
+    }
+}
+
+/// What the far side adds to a verdict: where copies land, and the link's speed.
+struct FarFacts {
+    destination: verdict::Destination,
+    /// The negotiated speed of the interface towards the server or NAS.
+    link: Option<Rate>,
+}
+
 /// A path's verdict and its sentence: none for a path that failed (its figures are incomplete,
 /// and judging them would name the wrong stage).
 fn judge(
     kind: TransportKind,
     baselines: &Baselines,
+    far: &FarFacts,
     network: &Option<Summary>,
     copy: &Option<Summary>,
     copy_cpu: &[crate::measure::CpuUse],
@@ -598,6 +702,7 @@ fn judge(
         ("the source read", &baselines.source_read),
         ("the network", network),
         ("the destination write", &baselines.destination_write),
+        ("the NAS's disk", &baselines.nas_disk),
         ("the shared disk", &baselines.shared_read_write),
         ("the copy", copy),
     ];
@@ -613,9 +718,17 @@ fn judge(
         .iter()
         .filter_map(|(_, summary)| summary.as_ref().map(Summary::spread))
         .fold(0.0, f64::max);
+    // A share's network unmeasured stands at its link's speed, and says so.
+    let link_speed = match (&far.destination, network) {
+        (verdict::Destination::Share { .. }, None) => far.link,
+        _ => None,
+    };
     let figures = Figures {
+        destination: far.destination.clone(),
+        network_is_link_speed: link_speed.is_some(),
+        nas_disk: baselines.nas_disk.as_ref().map(Summary::rate),
         source_read: baselines.source_read.as_ref().map(Summary::rate),
-        network: network.as_ref().map(Summary::rate),
+        network: network.as_ref().map(Summary::rate).or(link_speed),
         destination_write: baselines.destination_write.as_ref().map(Summary::rate),
         copy: copy.as_ref().map(Summary::rate),
         cpu: copy_cpu.to_vec(),
@@ -686,7 +799,13 @@ impl Run<'_> {
         RunReport {
             parameters: Parameters {
                 server: self.far.name(),
-                paths: options.paths.clone(),
+                to: options.to.as_ref().map(|to| to.display().to_string()),
+                net: options.net.clone(),
+                // A run to a directory has its one path, whatever --via says by default.
+                paths: match options.to {
+                    Some(_) => vec![TransportKind::Local.to_string()],
+                    None => options.paths.clone(),
+                },
                 size: options.size,
                 streams: options.streams,
                 net_secs: options.net_secs,
@@ -700,6 +819,9 @@ impl Run<'_> {
             test_file_reused: reused,
             source_read: baselines.source_read,
             destination_write: baselines.destination_write,
+            destination_read: baselines.destination_read,
+            nas_disk: baselines.nas_disk,
+            link: self.far.link_ceiling(),
             shared_disk: baselines.shared_read_write,
             paths,
             skipped,

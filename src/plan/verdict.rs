@@ -22,6 +22,13 @@ pub enum Stage {
     DestinationDisk,
     /// One disk serving both the reads and the writes of the copy (a copy within one machine).
     SharedDisk,
+    /// A mounted share's write, when neither the link nor a measured NAS disk explains it: the
+    /// NAS's disk or its sharing protocol.
+    Share,
+    /// The NAS's own disk (measured by a `serve` there) writes no faster than the share.
+    NasDisk,
+    /// The SMB or NFS client and server: the link and the NAS's own disk both carry more.
+    ShareProtocol,
 }
 
 impl Stage {
@@ -31,6 +38,9 @@ impl Stage {
             Stage::Network => "the network",
             Stage::DestinationDisk => "the destination disk",
             Stage::SharedDisk => "the one disk both ends share",
+            Stage::Share => "the share",
+            Stage::NasDisk => "the NAS's disk",
+            Stage::ShareProtocol => "the sharing protocol",
         }
     }
 }
@@ -42,9 +52,23 @@ pub const LOW_EFFICIENCY: f64 = 0.7;
 /// A CPU this busy (percent of one core, as measured) counts as saturated.
 pub const SATURATED_CPU_PERCENT: f64 = 90.0;
 
+/// Where a copy lands, which decides the stages it passes through.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Destination {
+    /// A server's disk across the network (`serve`, SSH).
+    #[default]
+    Server,
+    /// A directory on this machine's disks: no network stage.
+    LocalDir,
+    /// A mounted SMB or NFS share, of this file-system type (nfs4, cifs): the kernel's client
+    /// carries the bytes, so its write figure holds the link, the protocol and the NAS's disk.
+    Share { fs_type: String },
+}
+
 /// What one path's verdict is made from; any figure may be missing.
 #[derive(Debug, Clone, Default)]
 pub struct Figures {
+    pub destination: Destination,
     pub source_read: Option<Rate>,
     pub network: Option<Rate>,
     pub destination_write: Option<Rate>,
@@ -60,6 +84,11 @@ pub struct Figures {
     pub suspect: Vec<String>,
     /// How far apart repeated runs fell, relative; below [`NOISE`] counts as [`NOISE`].
     pub spread: f64,
+    /// `network` is the link's negotiated speed, not a measurement (a share run without a
+    /// `serve` on the NAS).
+    pub network_is_link_speed: bool,
+    /// The NAS's own disk writing, as a `serve` there measured it.
+    pub nas_disk: Option<Rate>,
 }
 
 /// The least relative noise assumed between a copy and its bound: runs on one machine differ
@@ -115,25 +144,59 @@ pub struct Verdict {
     pub doubt: Option<String>,
 }
 
-/// Judges one path; None when no stage was measured at all.
-pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
-    let stages = [
-        (Stage::SourceDisk, figures.source_read),
-        (Stage::Network, figures.network),
-        (Stage::DestinationDisk, figures.destination_write),
-    ];
+/// The stages a copy to `figures.destination` passes through, each with its figure; a shared
+/// disk replaces its two halves, being slower than either.
+fn considered(figures: &Figures) -> (Vec<(Stage, Option<Rate>)>, Option<(Rate, SharedDiskBound)>) {
     let shared = figures
         .shared_disk
         .then(|| figures.shared_disk_rate())
         .flatten();
-    let considered: Vec<(Stage, Option<Rate>)> = match shared {
-        // The shared disk replaces its two halves: it is slower than either.
-        Some((rate, _)) => vec![
+    let stages = match (&figures.destination, shared) {
+        (Destination::Share { .. }, _) => vec![
+            (Stage::SourceDisk, figures.source_read),
+            (Stage::Network, figures.network),
+            (Stage::Share, figures.destination_write),
+        ],
+        (Destination::LocalDir, Some((rate, _))) => vec![(Stage::SharedDisk, Some(rate))],
+        (Destination::Server, Some((rate, _))) => vec![
             (Stage::Network, figures.network),
             (Stage::SharedDisk, Some(rate)),
         ],
-        None => stages.to_vec(),
+        (Destination::LocalDir, None) => vec![
+            (Stage::SourceDisk, figures.source_read),
+            (Stage::DestinationDisk, figures.destination_write),
+        ],
+        (Destination::Server, None) => vec![
+            (Stage::SourceDisk, figures.source_read),
+            (Stage::Network, figures.network),
+            (Stage::DestinationDisk, figures.destination_write),
+        ],
     };
+    (stages, shared)
+}
+
+/// A share's write crosses the link, the protocol and the NAS's disk: what holds it back. At
+/// the link's rate it is the link (already named); else the NAS's disk when a `serve` there
+/// writes no faster, the protocol when it writes faster, and "the share" when nobody measured.
+fn explain_share(bottleneck: &mut Vec<Stage>, figures: &Figures) {
+    let Some(at) = bottleneck.iter().position(|s| *s == Stage::Share) else {
+        return;
+    };
+    if bottleneck.contains(&Stage::Network) {
+        bottleneck.remove(at);
+        return;
+    }
+    let share = figures.destination_write.map_or(0.0, |r| r.bytes_per_sec);
+    bottleneck[at] = match figures.nas_disk {
+        Some(disk) if disk.bytes_per_sec <= share * (1.0 + TIE) => Stage::NasDisk,
+        Some(_) => Stage::ShareProtocol,
+        None => Stage::Share,
+    };
+}
+
+/// Judges one path; None when no stage was measured at all.
+pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
+    let (considered, shared) = considered(figures);
     let measured: Vec<(Stage, f64)> = considered
         .iter()
         .filter_map(|&(stage, rate)| rate.map(|r| (stage, r.bytes_per_sec)))
@@ -142,11 +205,12 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
         .iter()
         .map(|&(_, rate)| rate)
         .min_by(f64::total_cmp)?;
-    let bottleneck = measured
+    let mut bottleneck = measured
         .iter()
         .filter(|&&(_, rate)| rate <= bound * (1.0 + TIE))
         .map(|&(stage, _)| stage)
         .collect();
+    explain_share(&mut bottleneck, figures);
     let efficiency = figures
         .copy
         .filter(|_| bound > 0.0)
@@ -167,21 +231,32 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
             .cpu
             .iter()
             .any(|cpu| cpu.percent >= SATURATED_CPU_PERCENT);
+    // What was never measured, so the bound may be too high.
+    let missing = considered_halves(figures)
+        .iter()
+        .filter(|(_, rate)| rate.is_none())
+        .map(|&(stage, _)| stage)
+        .collect();
     Some(Verdict {
         path,
         bottleneck,
         bound_bytes_per_sec: bound,
         efficiency,
         cpu_bound,
-        missing: stages
-            .iter()
-            .filter(|(_, rate)| rate.is_none())
-            .map(|&(stage, _)| stage)
-            .collect(),
+        missing,
         shared_disk_bound: shared.map(|(_, basis)| basis),
         noise,
         doubt,
     })
+}
+
+/// The stages of [`considered`] without a shared disk standing in for the two disks.
+fn considered_halves(figures: &Figures) -> Vec<(Stage, Option<Rate>)> {
+    considered(&Figures {
+        shared_disk: false,
+        ..figures.clone()
+    })
+    .0
 }
 
 impl Verdict {
@@ -201,7 +276,10 @@ pub struct Sentence<'a> {
 impl fmt::Display for Sentence<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (verdict, figures) = (self.verdict, self.figures);
-        write!(f, "{}: ", verdict.path)?;
+        match &figures.destination {
+            Destination::Share { fs_type } => write!(f, "{fs_type} share: ")?,
+            Destination::LocalDir | Destination::Server => write!(f, "{}: ", verdict.path)?,
+        }
         match figures.copy {
             Some(copy) => write!(f, "{copy} disk to disk — ")?,
             None if verdict.path == TransportKind::Udp => write!(
@@ -220,15 +298,29 @@ impl fmt::Display for Sentence<'_> {
         write!(f, "limited by {}", names.join(" and "))?;
         for stage in &verdict.bottleneck {
             write!(f, " ({})", stage_figure(*stage, figures))?;
+            if *stage == Stage::Share {
+                // Nobody measured the NAS's disk alone: say what the figure cannot separate.
+                write!(
+                    f,
+                    ": the NAS's disk or its sharing protocol, which a serve on the NAS (--net) \
+                     tells apart"
+                )?;
+            }
         }
-        let all = if verdict.bottleneck.contains(&Stage::SharedDisk) || figures.shared_disk {
-            vec![Stage::Network, Stage::SharedDisk]
-        } else {
-            vec![Stage::SourceDisk, Stage::Network, Stage::DestinationDisk]
+        let explained = |stage: &Stage| {
+            // The NAS's disk and the protocol are what the share's write figure came down to.
+            verdict.bottleneck.contains(stage)
+                || (*stage == Stage::Share
+                    && verdict
+                        .bottleneck
+                        .iter()
+                        .any(|s| matches!(s, Stage::NasDisk | Stage::ShareProtocol)))
         };
-        let others: Vec<String> = all
+        let others: Vec<String> = considered(figures)
+            .0
             .into_iter()
-            .filter(|s| !verdict.bottleneck.contains(s) && !verdict.missing.contains(s))
+            .map(|(stage, _)| stage)
+            .filter(|s| !explained(s) && !verdict.missing.contains(s))
             .map(|s| format!("{} {}", s.name(), stage_figure(s, figures)))
             .collect();
         if !others.is_empty() {
@@ -263,7 +355,24 @@ fn stage_figure(stage: Stage, figures: &Figures) -> String {
             .map(|r| format!("write {r}, {}", classes::place_device(r, Access::Write))),
         Stage::Network => figures
             .network
-            .map(|r| format!("carries {r}, {}", classes::place_link(r))),
+            .map(|r| match figures.network_is_link_speed {
+                true => format!("link speed {r}, not measured, {}", classes::place_link(r)),
+                false => format!("carries {r}, {}", classes::place_link(r)),
+            }),
+        Stage::Share => figures.destination_write.map(|r| format!("writes {r}")),
+        Stage::NasDisk => match (figures.nas_disk, figures.destination_write) {
+            (Some(disk), Some(share)) => Some(format!(
+                "writes {disk} on its own, {}; the share writes {share}",
+                classes::place_device(disk, Access::Write)
+            )),
+            _ => None,
+        },
+        Stage::ShareProtocol => match (figures.destination_write, figures.nas_disk) {
+            (Some(share), Some(disk)) => Some(format!(
+                "the share writes {share} while the NAS's disk writes {disk} on its own"
+            )),
+            _ => None,
+        },
         Stage::SharedDisk => figures.shared_disk_rate().map(|(r, basis)| match basis {
             SharedDiskBound::Measured => format!("reading and writing at once, measured: {r}"),
             SharedDiskBound::Modelled => format!(
@@ -508,5 +617,92 @@ mod tests {
             sentence.contains("a figure is marked: the source read"),
             "{sentence}"
         );
+    }
+
+    /// A share's figures in MB/s: source read, network, share write, copy, NAS disk.
+    fn share(network: f64, write: f64, nas_disk: Option<f64>) -> Figures {
+        Figures {
+            destination: Destination::Share {
+                fs_type: "nfs4".into(),
+            },
+            nas_disk: nas_disk.and_then(mb),
+            ..figures(2000.0, network, write, write * 0.95)
+        }
+    }
+
+    #[test]
+    fn a_share_writing_at_the_links_rate_is_limited_by_the_link_not_the_nas() {
+        let figures = share(117.0, 113.0, None);
+        let verdict = judge(TransportKind::Local, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::Network]);
+        let sentence = sentence(&verdict, &figures);
+        assert!(sentence.starts_with("nfs4 share: "), "{sentence}");
+        assert!(sentence.contains("limited by the network"), "{sentence}");
+        assert!(sentence.contains("the share writes 113 MB/s"), "{sentence}");
+        assert!(!sentence.contains("NAS"), "{sentence}");
+    }
+
+    #[test]
+    fn a_share_below_its_link_is_the_nass_disk_when_that_disk_writes_no_faster() {
+        let figures = share(1170.0, 180.0, Some(185.0));
+        let verdict = judge(TransportKind::Local, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::NasDisk]);
+        let sentence = sentence(&verdict, &figures);
+        assert!(
+            sentence.contains("limited by the NAS's disk (writes 185 MB/s"),
+            "{sentence}"
+        );
+        assert!(sentence.contains("the share writes 180 MB/s"), "{sentence}");
+    }
+
+    #[test]
+    fn a_share_below_both_its_link_and_the_nass_disk_is_the_sharing_protocol() {
+        let figures = share(1170.0, 300.0, Some(2000.0));
+        let verdict = judge(TransportKind::Local, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::ShareProtocol]);
+        let sentence = sentence(&verdict, &figures);
+        assert!(
+            sentence.contains("limited by the sharing protocol (the share writes 300 MB/s"),
+            "{sentence}"
+        );
+        assert!(
+            sentence.contains("the network carries 1.17 GB/s"),
+            "{sentence}"
+        );
+    }
+
+    #[test]
+    fn a_share_without_a_serve_on_the_nas_names_the_share_and_an_unmeasured_link() {
+        let figures = Figures {
+            network_is_link_speed: true,
+            ..share(1250.0, 300.0, None)
+        };
+        let verdict = judge(TransportKind::Local, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::Share]);
+        let sentence = sentence(&verdict, &figures);
+        assert!(
+            sentence.contains("limited by the share (writes 300 MB/s (2.40 Gb/s)): the NAS's disk or its sharing protocol"),
+            "{sentence}"
+        );
+        assert!(
+            sentence.contains("the network link speed 1.25 GB/s (10.0 Gb/s), not measured"),
+            "{sentence}"
+        );
+    }
+
+    #[test]
+    fn a_local_directory_has_no_network_stage_to_miss() {
+        let figures = Figures {
+            destination: Destination::LocalDir,
+            ..figures(2000.0, 0.0, 500.0, 480.0)
+        };
+        let figures = Figures {
+            network: None,
+            ..figures
+        };
+        let verdict = judge(TransportKind::Local, &figures).unwrap();
+        assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
+        assert!(verdict.missing.is_empty(), "{verdict:?}");
+        assert!(!sentence(&verdict, &figures).contains("network"));
     }
 }

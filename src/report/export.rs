@@ -271,6 +271,7 @@ pub(crate) fn sample_report() -> RunReport {
         shared_disk_read_write: None,
         suspect: Vec::new(),
         spread: 0.0,
+        ..Figures::default()
     };
     let verdict = verdict::judge(TransportKind::Tcp, &figures);
     let sentence = Sentence {
@@ -282,6 +283,8 @@ pub(crate) fn sample_report() -> RunReport {
     RunReport {
         parameters: Parameters {
             server: "peer-b:7766".into(),
+            to: None,
+            net: None,
             paths: vec!["tcp".into(), "rdma".into()],
             size,
             streams: 4,
@@ -296,6 +299,9 @@ pub(crate) fn sample_report() -> RunReport {
         test_file_reused: false,
         source_read,
         destination_write,
+        destination_read: None,
+        nas_disk: None,
+        link: None,
         shared_disk: None,
         paths: vec![PathResult {
             path: TransportKind::Tcp,

@@ -699,9 +699,22 @@ pub fn run(report: &crate::plan::RunReport) -> String {
     for skipped in &report.skipped {
         let _ = writeln!(out, "{}: skipped — {}", skipped.path, skipped.reason);
     }
+    let p = &report.parameters;
+    // A run to a directory names its destination in words of its own.
+    let share = report
+        .destination_write
+        .iter()
+        .flat_map(|summary| &summary.measurements)
+        .filter_map(|m| m.conditions.mount.as_ref())
+        .any(MountFacts::is_network);
+    let far = match (&p.to, &p.net) {
+        (Some(to), Some(net)) => format!("to {to}, serve on the NAS {net}"),
+        (Some(to), None) => format!("to {to}"),
+        (None, _) => format!("server {}", p.server),
+    };
     let _ = writeln!(
         out,
-        "\n{} test file {} ({}), server {}, {}, {} run{} each (medians; min–max):",
+        "\n{} test file {} ({}), {far}{}, {} run{} each (medians; min–max):",
         if report.test_file_reused {
             "reused"
         } else {
@@ -709,8 +722,11 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         },
         report.test_file,
         format_bytes(report.parameters.size),
-        report.parameters.server,
-        plural(report.parameters.streams, "stream"),
+        // A copy to a directory is one file written at its offsets: streams are the network's.
+        match (&p.to, &p.net) {
+            (Some(_), None) => String::new(),
+            _ => format!(", {}", plural(report.parameters.streams, "stream")),
+        },
         report.parameters.repeat,
         if report.parameters.repeat == 1 {
             ""
@@ -739,13 +755,43 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         &read_class,
     );
     mount_row(&mut out, report.source_read.as_ref());
+    let destination = if share { "share" } else { "destination" };
     rate_row(
         &mut out,
-        "destination write (+fsync)",
+        &format!("{destination} write (+fsync)"),
         report.destination_write.as_ref(),
         &write_class,
     );
     mount_row(&mut out, report.destination_write.as_ref());
+    if report.destination_read.is_some() {
+        rate_row(
+            &mut out,
+            &format!("{destination} read (cold)"),
+            report.destination_read.as_ref(),
+            &read_class,
+        );
+    }
+    if report.nas_disk.is_some() {
+        rate_row(
+            &mut out,
+            "NAS's own disk write (serve)",
+            report.nas_disk.as_ref(),
+            &write_class,
+        );
+    }
+    if p.to.is_some() && share {
+        let link = match &report.link {
+            Some(link) => format!(
+                "{} — {}, negotiated, not measured",
+                Rate {
+                    bytes_per_sec: link.bytes_per_sec
+                },
+                link.what
+            ),
+            None => "unknown (a virtual interface, or none known): not measured".into(),
+        };
+        let _ = writeln!(out, "  {:<28} {link}", "link speed");
+    }
     if report.shared_disk.is_some() {
         rate_row(
             &mut out,
@@ -755,20 +801,27 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         );
     }
     for path in &report.paths {
-        latency_row(&mut out, path, &report.parameters);
         let udp = path.path == crate::transport::TransportKind::Udp;
-        rate_row(
-            &mut out,
-            &format!(
+        // A run to a directory measures its network with the serve on the NAS, if at all.
+        let network = match (&p.to, &p.net) {
+            (Some(_), Some(_)) => "network to the NAS (tcp)".to_string(),
+            (Some(_), None) => String::new(),
+            (None, _) => format!(
                 "{} memory to memory{}",
                 path.path,
                 if udp { " (received)" } else { "" }
             ),
-            path.network.as_ref(),
-            &link_class,
-        );
-        if path.network.is_none() {
-            missing_row(&mut out, path, PathStep::Network);
+        };
+        if !network.is_empty() {
+            let latency = match p.to.is_some() {
+                true => "network latency (one way)".to_string(),
+                false => format!("{} latency (one way)", path.path),
+            };
+            latency_row(&mut out, &latency, path, &report.parameters);
+            rate_row(&mut out, &network, path.network.as_ref(), &link_class);
+            if path.network.is_none() {
+                missing_row(&mut out, path, PathStep::Network);
+            }
         }
         if udp {
             let _ = writeln!(
@@ -778,9 +831,10 @@ pub fn run(report: &crate::plan::RunReport) -> String {
             );
             continue;
         }
-        rate_row(
-            &mut out,
-            &format!(
+        let copy = match p.to.is_some() {
+            true if share => "copy to the share (verified)".to_string(),
+            true => "copy (verified)".to_string(),
+            false => format!(
                 "{} disk to disk{}",
                 path.path,
                 // Only serve computes the far side's digest; a stock SSH server cannot.
@@ -790,9 +844,8 @@ pub fn run(report: &crate::plan::RunReport) -> String {
                     " (+fsync)"
                 }
             ),
-            path.copy.as_ref(),
-            &link_class,
-        );
+        };
+        rate_row(&mut out, &copy, path.copy.as_ref(), &link_class);
         if path.copy.is_none() {
             missing_row(&mut out, path, PathStep::Copy);
         }
@@ -889,8 +942,12 @@ fn rate_row(
 }
 
 /// A path's latency in `run`'s figures: the median one way, min–max and p99, or why not measured.
-fn latency_row(out: &mut String, path: &crate::plan::PathResult, p: &crate::plan::Parameters) {
-    let name = format!("{} latency (one way)", path.path);
+fn latency_row(
+    out: &mut String,
+    name: &str,
+    path: &crate::plan::PathResult,
+    p: &crate::plan::Parameters,
+) {
     let Some(latency) = &path.latency else {
         let why = path.latency_failed.as_deref().unwrap_or("no figure");
         let _ = writeln!(out, "  {name:<28} not measured: {why}");

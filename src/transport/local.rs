@@ -39,6 +39,28 @@ pub struct Reread {
     pub bytes_per_sec: f64,
 }
 
+/// The local path as a [`super::Transport`], for `run --to DIR`: it copies; it crosses no
+/// network, so it has no memory-to-memory figure and no round trips.
+pub struct LocalCopy;
+
+impl super::Transport for LocalCopy {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Local
+    }
+
+    fn mem_to_mem(&self, _: &super::NetPlan, _: &dyn Watcher) -> Result<super::NetReport> {
+        bail!("a local copy crosses no network: it has no memory-to-memory figure")
+    }
+
+    fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+        copy(plan, watcher)
+    }
+
+    fn latency(&self, _: &super::LatPlan) -> Result<super::LatReport> {
+        bail!("a local copy crosses no network: it has no round trips")
+    }
+}
+
 /// Copies `plan.source` to `plan.destination`, both local, under `watcher`'s progress bar.
 /// Errors: the same file on both sides, a source that is not a regular file, a destination
 /// that cannot be made (the old file is kept), a failed read, write, fsync or verify, Ctrl-C.

@@ -15,6 +15,7 @@ mod net;
 #[cfg(feature = "rdma")]
 mod rdma;
 mod run;
+mod run_to;
 mod serve;
 mod share;
 mod ssh;
