@@ -20,7 +20,8 @@ impl Exporter for CsvExporter {
 /// stage does not have, the rates of a latency row, the latency figures of a rate row.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 struct Row {
-    /// source_read, destination_write, shared_disk, latency, network or copy, as in the JSON report.
+    /// source_read, destination_write, destination_read, nas_disk, shared_disk, latency, network
+    /// or copy, as in the JSON report.
     stage: &'static str,
     /// The transfer path; empty for the disk baselines.
     path: String,
@@ -69,6 +70,12 @@ fn rows(report: &RunReport) -> Vec<Row> {
         String::new(),
         &report.destination_write,
     ));
+    rows.extend(repeats(
+        "destination_read",
+        String::new(),
+        &report.destination_read,
+    ));
+    rows.extend(repeats("nas_disk", String::new(), &report.nas_disk));
     rows.extend(repeats("shared_disk", String::new(), &report.shared_disk));
     for result in &report.paths {
         let path = result.path.to_string();

@@ -69,6 +69,24 @@ fn render(report: &RunReport) -> String {
         &report.destination_write,
         write,
     );
+    if report.destination_read.is_some() {
+        table_row(
+            &mut out,
+            "destination read (cold)",
+            "",
+            &report.destination_read,
+            read,
+        );
+    }
+    if report.nas_disk.is_some() {
+        table_row(
+            &mut out,
+            "the NAS's own disk write (serve)",
+            "",
+            &report.nas_disk,
+            write,
+        );
+    }
     if report.shared_disk.is_some() {
         table_row(
             &mut out,
