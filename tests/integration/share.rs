@@ -205,3 +205,114 @@ ls -A "$LAB_NAS_MNT" > "$D/after_ro.ls"
         );
     }
 }
+
+/// `nas_serve [WRAPPER...]`: starts `serve` in the NAS's namespace with its root on the export
+/// (as `run --net` wants it), run under WRAPPER (e.g. `in_cgroup nas`); `in_cgroup NAME CMD...`
+/// runs CMD in cgroup NAME.
+const NAS_SERVE: &str = r#"
+in_cgroup() { local group=$1; shift; bash -c 'echo $$ > "/sys/fs/cgroup/$0/cgroup.procs"; exec "$@"' "$group" "$@"; }
+nas_serve() {
+  "$@" ip netns exec "$LAB_NAS_NETNS" "$X" serve --listen "$LAB_NAS_ADDR:5301" --root "$LAB_NAS_EXPORT" \
+    --token vm-token >"$D/nas-serve.log" 2>&1 &
+  for _ in $(seq 120); do grep -q '^listening' "$D/nas-serve.log" && return 0; sleep 0.5; done
+  echo "serve on the NAS did not start" >&2; cat "$D/nas-serve.log" >&2; exit 1
+}
+"#;
+
+/// The stages a `run` report's one path names as its bottleneck.
+fn bottleneck(report: &Value) -> Vec<String> {
+    report["paths"][0]["verdict"]["bottleneck"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no verdict: {report:#}"))
+        .iter()
+        .map(|stage| stage.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn run_to_an_nfs_share_behind_a_slow_link_names_the_network_and_without_net_the_share() {
+    if !vm_enabled() {
+        return;
+    }
+    let guest = Guest::with_nas("nfs");
+    guest.run(&format!(
+        r#"{NAS_SERVE}
+nas_serve
+# 40 Mbit/s from the client: the share's writes and the serve's upload alike; the NAS's disk
+# (a loop device in memory) writes faster.
+tc qdisc add dev "$LAB_NAS_VETH" root tbf rate 40mbit burst 32kb latency 50ms
+step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --dir "$D" -t 2 -J
+step alone "$X" -q run --to "$LAB_NAS_MNT" --size 16M --dir "$D" -J
+ls -A "$LAB_NAS_MNT" > "$D/left.ls"
+"#
+    ));
+    let report = json_report(&guest.succeeded("net"));
+    assert_eq!(bottleneck(&report), vec!["network"], "{report:#}");
+    let path = &report["paths"][0];
+    let sentence = path["sentence"].as_str().unwrap();
+    assert!(
+        sentence.starts_with("nfs4 share: ") && sentence.contains("% of the network"),
+        "{sentence}"
+    );
+    for stage in ["destination_write", "destination_read", "nas_disk"] {
+        assert!(report[stage].is_object(), "{stage}: {report:#}");
+    }
+    let mount = &report["destination_write"]["measurements"][0]["conditions"]["mount"];
+    assert_eq!(mount["fs_type"], "nfs4", "{mount:#}");
+    assert_eq!(path["copy"]["measurements"][0]["bytes"], 16 << 20);
+    // Without a serve on the NAS, a veth's speed is unknown: the network is not measured, and
+    // the share's write is named, with what it cannot tell apart.
+    let alone = json_report(&guest.succeeded("alone"));
+    assert_eq!(bottleneck(&alone), vec!["share"], "{alone:#}");
+    assert_eq!(
+        alone["paths"][0]["verdict"]["missing"],
+        serde_json::json!(["network"])
+    );
+    assert!(
+        alone["paths"][0]["latency_failed"]
+            .as_str()
+            .unwrap()
+            .contains("give --net HOST"),
+        "{alone:#}"
+    );
+    let left = std::fs::read_to_string(guest.path("left.ls")).unwrap();
+    assert_eq!(left.trim(), "lost+found", "the run left files on the share");
+}
+
+#[test]
+fn run_to_an_smb_share_on_a_throttled_nas_disk_names_the_nass_disk() {
+    if !vm_enabled() {
+        return;
+    }
+    let guest = Guest::with_nas("smb");
+    guest.run(&format!(
+        r#"{NAS_SERVE}
+# The export's disk held to 2 MB/s of writes for smbd and the serve beside it (cgroup v2 io.max
+# on the loop device): the NAS's disk, not the link or SMB, is then the slowest part.
+[ -e /sys/fs/cgroup/cgroup.controllers ] || mount -t cgroup2 none /sys/fs/cgroup
+echo +io > /sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/nas
+dev=$(lsblk -dno MAJ:MIN "$(findmnt -no SOURCE "$LAB_NAS_EXPORT")" | tr -d ' ')
+echo "$dev wbps=2097152" > /sys/fs/cgroup/nas/io.max
+for p in $(pgrep smbd); do echo "$p" > /sys/fs/cgroup/nas/cgroup.procs; done
+nas_serve in_cgroup nas
+step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --dir "$D" -t 2 -J
+"#
+    ));
+    let report = json_report(&guest.succeeded("net"));
+    assert_eq!(bottleneck(&report), vec!["nas_disk"], "{report:#}");
+    let nas = report["nas_disk"]["median_bytes_per_sec"].as_f64().unwrap();
+    assert!(
+        nas < 2.2e6,
+        "the NAS's disk wrote at {nas} B/s, past its 2 MB/s throttle"
+    );
+    let network = report["paths"][0]["network"]["median_bytes_per_sec"]
+        .as_f64()
+        .unwrap();
+    assert!(network > 10.0 * nas, "{report:#}");
+    let sentence = report["paths"][0]["sentence"].as_str().unwrap();
+    assert!(
+        sentence.starts_with("cifs share: ") && sentence.contains("limited by the NAS's disk"),
+        "{sentence}"
+    );
+}
