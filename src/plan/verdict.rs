@@ -146,12 +146,8 @@ pub struct Verdict {
 
 /// The stages a copy to `figures.destination` passes through, each with its figure; a shared
 /// disk replaces its two halves, being slower than either.
-fn considered(figures: &Figures) -> (Vec<(Stage, Option<Rate>)>, Option<(Rate, SharedDiskBound)>) {
-    let shared = figures
-        .shared_disk
-        .then(|| figures.shared_disk_rate())
-        .flatten();
-    let stages = match (&figures.destination, shared) {
+fn considered(figures: &Figures) -> Vec<(Stage, Option<Rate>)> {
+    match (&figures.destination, shared(figures)) {
         (Destination::Share { .. }, _) => vec![
             (Stage::SourceDisk, figures.source_read),
             (Stage::Network, figures.network),
@@ -171,8 +167,15 @@ fn considered(figures: &Figures) -> (Vec<(Stage, Option<Rate>)>, Option<(Rate, S
             (Stage::Network, figures.network),
             (Stage::DestinationDisk, figures.destination_write),
         ],
-    };
-    (stages, shared)
+    }
+}
+
+/// The rate of the one disk both ends share, and how it was had; None when they share none.
+fn shared(figures: &Figures) -> Option<(Rate, SharedDiskBound)> {
+    figures
+        .shared_disk
+        .then(|| figures.shared_disk_rate())
+        .flatten()
 }
 
 /// A share writing at this fraction of its slowest measured part (the network, the NAS's own
@@ -213,7 +216,7 @@ fn explain_share(bottleneck: &mut Vec<Stage>, figures: &Figures) {
 
 /// Judges one path; None when no stage was measured at all.
 pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
-    let (considered, shared) = considered(figures);
+    let (considered, shared) = (considered(figures), shared(figures));
     let measured: Vec<(Stage, f64)> = considered
         .iter()
         .filter_map(|&(stage, rate)| rate.map(|r| (stage, r.bytes_per_sec)))
@@ -273,7 +276,6 @@ fn considered_halves(figures: &Figures) -> Vec<(Stage, Option<Rate>)> {
         shared_disk: false,
         ..figures.clone()
     })
-    .0
 }
 
 impl Verdict {
@@ -337,7 +339,6 @@ impl fmt::Display for Sentence<'_> {
                         .any(|s| matches!(s, Stage::NasDisk | Stage::ShareProtocol)))
         };
         let others: Vec<String> = considered(figures)
-            .0
             .into_iter()
             .map(|(stage, _)| stage)
             .filter(|s| !explained(s) && !verdict.missing.contains(s))
