@@ -136,8 +136,9 @@ fn read_token(
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on (port 0 picks a free one, printed at start).
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:5301")]
+    /// Address and port to listen on (port 0 picks a free one, printed at start); an address
+    /// alone listens on port 5301, as iperf3's -B keeps its port.
+    #[arg(long, value_name = "ADDR[:PORT]", default_value = "0.0.0.0:5301", value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
     /// Directory clients read from and write to [default: a fresh temporary directory].
@@ -729,6 +730,18 @@ pub struct RunArgs {
     pub rdma: RdmaArgs,
 }
 
+/// `ADDR:PORT`, `[V6]:PORT`, or an address alone on serve's port.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, SocketAddr};
+    match (text.parse::<SocketAddr>(), text.parse::<IpAddr>()) {
+        (Ok(address), _) => Ok(address),
+        (_, Ok(ip)) => Ok(SocketAddr::new(ip, crate::control::DEFAULT_PORT)),
+        _ => Err(format!(
+            "'{text}': give an address and port (0.0.0.0:5301, [::1]:5301) or an address alone"
+        )),
+    }
+}
+
 fn parse_repeat(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=100).contains(&n) => Ok(n),
@@ -1156,5 +1169,25 @@ impl RunArgs {
         .into_iter()
         .filter_map(|(format, path)| Some((format, path.as_deref()?)))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_listens_on_an_address_alone_at_its_own_port() {
+        assert_eq!(
+            parse_listen("198.51.100.2").unwrap(),
+            "198.51.100.2:5301".parse().unwrap()
+        );
+        assert_eq!(parse_listen("[::1]:7").unwrap(), "[::1]:7".parse().unwrap());
+        assert_eq!(parse_listen("::1").unwrap(), "[::1]:5301".parse().unwrap());
+        assert!(
+            parse_listen("nas.local")
+                .unwrap_err()
+                .contains("'nas.local'")
+        );
     }
 }

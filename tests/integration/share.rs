@@ -212,7 +212,7 @@ ls -A "$LAB_NAS_MNT" > "$D/after_ro.ls"
 const NAS_SERVE: &str = r#"
 in_cgroup() { local group=$1; shift; bash -c 'echo $$ > "/sys/fs/cgroup/$0/cgroup.procs"; exec "$@"' "$group" "$@"; }
 nas_serve() {
-  "$@" ip netns exec "$LAB_NAS_NETNS" "$X" serve --listen "$LAB_NAS_ADDR:5301" --root "$LAB_NAS_EXPORT" \
+  "$@" ip netns exec "$LAB_NAS_NETNS" "$X" serve --listen "$LAB_NAS_ADDR" --root "$LAB_NAS_EXPORT" \
     --token vm-token >"$D/nas-serve.log" 2>&1 &
   for _ in $(seq 120); do grep -q '^listening' "$D/nas-serve.log" && return 0; sleep 0.5; done
   echo "serve on the NAS did not start" >&2; cat "$D/nas-serve.log" >&2; exit 1
