@@ -137,9 +137,9 @@ fn write_once(
         )
     })
     .with_context(|| format!("durability probe ({label}) on {}", path.display()))?;
-    Ok(Some(
-        written.into_measurement(Workload::DiskWrite, conditions),
-    ))
+    let mut measurement = written.into_measurement(Workload::DiskWrite, conditions);
+    super::hold_to_the_disk(&mut measurement, &options.dir);
+    Ok(Some(measurement))
 }
 
 /// Bytes a page of the probe's payload differs from the same page of the other blocks by.
