@@ -17,6 +17,7 @@ mod rdma;
 mod run;
 mod serve;
 mod share;
+mod share_faults;
 mod ssh;
 mod ssh_bounds;
 mod ssh_serve;
