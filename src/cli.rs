@@ -640,7 +640,7 @@ fn parse_timeout(text: &str) -> Result<u64, String> {
     match text.parse::<u64>() {
         Ok(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => Ok(secs),
         _ => Err(format!(
-            "'{text}': give whole seconds, 1 to {MAX_TIMEOUT_SECS}, without progress before the copy ends"
+            "'{text}': give a whole number of seconds, 1 to {MAX_TIMEOUT_SECS}"
         )),
     }
 }
