@@ -12,7 +12,7 @@
 #        scripts/lab-vm.sh check [--nas]
 #        scripts/lab-vm.sh run [--mtu N] [--share DIR]... [--env NAME=VALUE]...
 #                              [--nas smb|nfs [--nas-size SIZE] [--nas-export-opts OPTS]
-#                               [--nas-mount-opts OPTS]] -- COMMAND [ARG]...
+#                               [--nas-mount-opts OPTS] [--nas-disk-delay MS]] -- COMMAND [ARG]...
 #
 #   setup   installs what is missing (apt-get, needs root): kmod, iproute2, ibverbs-utils,
 #           ibverbs-providers, perftest, QEMU's libraries, and for --nas samba, cifs-utils,
@@ -58,6 +58,9 @@
 #                             `;` between them (e.g. 'strict sync = no;aio write size = 0')
 #     --nas-mount-opts OPTS   options appended to the mount's defaults; a later option wins
 #                             (e.g. cache=strict, vers=3.0, rsize=65536, nconnect=4)
+#     --nas-disk-delay MS     the export's disk takes MS ms more for each write (dm-delay over
+#                             the loop device): a medium a stable write must wait for, where
+#                             tmpfs alone makes a sync export nearly as fast as an async one
 #
 # Environment: RDMA_VM_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/xferbench-rdma-vm),
 # RDMA_VM_MEM (guest memory, default 2G), RDMA_VM_SMP (vCPUs, default 2), RDMA_VM_TIMEOUT
@@ -84,8 +87,9 @@ guest_addr=192.0.2.1
 # ib_write_bw and friends (perftest).
 host_pkgs=(kmod iproute2 ibverbs-utils ibverbs-providers perftest)
 # And for --nas: smbd (samba), mount.cifs (cifs-utils), rpc.nfsd, exportfs and rpc.mountd
-# (nfs-kernel-server), rpcbind and mount.nfs4 (nfs-common), mkfs.ext4 and losetup (e2fsprogs).
-nas_pkgs=(samba cifs-utils nfs-kernel-server nfs-common e2fsprogs)
+# (nfs-kernel-server), rpcbind and mount.nfs4 (nfs-common), mkfs.ext4 and losetup (e2fsprogs),
+# dmsetup for --nas-disk-delay.
+nas_pkgs=(samba cifs-utils nfs-kernel-server nfs-common e2fsprogs dmsetup)
 # Daemons of those packages that an install may start on this machine; setup stops new ones.
 nas_daemons=(smbd nmbd samba-bgqd samba-dcerpcd winbindd rpcbind rpc.mountd rpc.statd rpc.idmapd
   rpc.gssd rpc.svcgssd nfsdcld blkmapd)
@@ -98,7 +102,7 @@ initramfs_mods=(virtio_pci 9pnet_virtio 9p overlay)
 die() { echo "lab-vm: $*" >&2; exit 1; }
 note() { echo "lab-vm: $*" >&2; }
 usage() {
-  echo "usage: scripts/lab-vm.sh setup | check [--nas] | run [--mtu N] [--share DIR]... [--env NAME=VALUE]... [--nas smb|nfs [--nas-size SIZE] [--nas-export-opts OPTS] [--nas-mount-opts OPTS]] -- COMMAND [ARG]..." >&2
+  echo "usage: scripts/lab-vm.sh setup | check [--nas] | run [--mtu N] [--share DIR]... [--env NAME=VALUE]... [--nas smb|nfs [--nas-size SIZE] [--nas-export-opts OPTS] [--nas-mount-opts OPTS] [--nas-disk-delay MS]] -- COMMAND [ARG]..." >&2
   exit 2
 }
 
@@ -416,6 +420,15 @@ retry() {
 # Notes in the setup log how long the NAS has taken so far.
 stamp() { awk -v a="$t0" -v b="$EPOCHREALTIME" -v w="$*" 'BEGIN { printf "+%.2f s %s\n", b - a, w }' >>"$log"; }
 listening() { ip netns exec nas ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# Prints the device the export's ext4 goes on: $1, or with NAS_DISK_DELAY a dm-delay over it
+# whose writes each wait that many ms (reads do not).
+slow_disk() {
+  [ -n "$NAS_DISK_DELAY" ] || { echo "$1"; return 0; }
+  modprobe dm_delay 2>>"$log" &&
+    dmsetup create --noudevsync lab-nas-slow \
+      --table "0 $(blockdev --getsz "$1") delay $1 0 0 $1 0 $NAS_DISK_DELAY" >>"$log" 2>&1 &&
+    dmsetup mknodes lab-nas-slow >>"$log" 2>&1 && echo /dev/mapper/lab-nas-slow
+}
 # A NAS in network namespace `nas`, its share mounted at $NAS_MNT here.
 nas_up() {
   local t0=$EPOCHREALTIME m W=/run/lab-nas dev src opts log t i
@@ -437,7 +450,8 @@ nas_up() {
   mkdir -p "$W/disk"
   mount -t tmpfs -o "size=$NAS_BYTES,mode=700" tmpfs "$W/disk" && truncate -s "$NAS_BYTES" "$W/disk/nas.img" &&
     mkfs.ext4 -q -F -m 0 -E lazy_itable_init=0,lazy_journal_init=0 -L lab-nas "$W/disk/nas.img" >>"$log" 2>&1 &&
-    dev=$(losetup -f --show "$W/disk/nas.img" 2>>"$log") && mount -t ext4 "$dev" "$exp" 2>>"$log" &&
+    dev=$(losetup -f --show "$W/disk/nas.img" 2>>"$log") && dev=$(slow_disk "$dev") &&
+    mount -t ext4 "$dev" "$exp" 2>>"$log" &&
     chmod 1777 "$exp" || nas_fail "cannot make the export's ext4 on a loop image: $(tail1 "$log")"
   stamp "export mounted"
   case $NAS_KIND in
@@ -506,7 +520,7 @@ nas_up() {
     nas_fail "the share at $NAS_MNT is not writable: $(tail1 "$log" 2)"
   stamp "share writable"
   t=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
-  echo "lab-vm: NAS $NAS_KIND: $src on $NAS_MNT -o $opts (export $exp, ext4 $NAS_SIZE, namespace nas, $veth $NAS_CLIENT_ADDR -> $veth_srv $NAS_ADDR), up in $t s" >&2
+  echo "lab-vm: NAS $NAS_KIND: $src on $NAS_MNT -o $opts (export $exp, ext4 $NAS_SIZE${NAS_DISK_DELAY:+ writing $NAS_DISK_DELAY ms slower}, namespace nas, $veth $NAS_CLIENT_ADDR -> $veth_srv $NAS_ADDR), up in $t s" >&2
   export LAB_NAS_KIND=$NAS_KIND LAB_NAS_MNT=$NAS_MNT LAB_NAS_ADDR=$NAS_ADDR LAB_NAS_CLIENT_ADDR=$NAS_CLIENT_ADDR \
     LAB_NAS_EXPORT=$exp LAB_NAS_NETNS=nas LAB_NAS_VETH=$veth LAB_NAS_SOURCE=$src LAB_NAS_LOG=$NAS_LOG
 }
@@ -541,7 +555,7 @@ EOF
 }
 
 cmd_run() {
-  local mtu=1500 shares=() envs=() s nas='' nas_size=512M nas_bytes nas_export_opts='' nas_mount_opts='' nas_opts_given=''
+  local mtu=1500 shares=() envs=() s nas='' nas_size=512M nas_bytes nas_export_opts='' nas_mount_opts='' nas_disk_delay='' nas_opts_given=''
   while [ $# -gt 0 ]; do
     case $1 in
       --nas) [ $# -ge 2 ] || usage; nas=$2; shift 2 ;;
@@ -552,6 +566,8 @@ cmd_run() {
       --nas-export-opts=*) nas_export_opts=${1#*=}; nas_opts_given=1; shift ;;
       --nas-mount-opts) [ $# -ge 2 ] || usage; nas_mount_opts=$2; nas_opts_given=1; shift 2 ;;
       --nas-mount-opts=*) nas_mount_opts=${1#*=}; nas_opts_given=1; shift ;;
+      --nas-disk-delay) [ $# -ge 2 ] || usage; nas_disk_delay=$2; nas_opts_given=1; shift 2 ;;
+      --nas-disk-delay=*) nas_disk_delay=${1#*=}; nas_opts_given=1; shift ;;
       --mtu) [ $# -ge 2 ] || usage; mtu=$2; shift 2 ;;
       --mtu=*) mtu=${1#*=}; shift ;;
       --share) [ $# -ge 2 ] || usage; shares+=("$2"); shift 2 ;;
@@ -574,13 +590,14 @@ cmd_run() {
   for s in "${envs[@]}"; do [[ $s =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env must be NAME=VALUE (got '$s')"; done
   case $nas in
     smb|nfs) ;;
-    '') [ -z "$nas_opts_given" ] || die "--nas-size, --nas-export-opts and --nas-mount-opts need --nas smb|nfs" ;;
+    '') [ -z "$nas_opts_given" ] || die "--nas-size, --nas-export-opts, --nas-mount-opts and --nas-disk-delay need --nas smb|nfs" ;;
     *) die "--nas must be smb or nfs (got '$nas')" ;;
   esac
   nas_bytes=$(numfmt --from=iec "$nas_size" 2>/dev/null || numfmt --from=auto "$nas_size" 2>/dev/null) &&
     [ "$nas_bytes" -ge $((16 << 20)) ] 2>/dev/null || die "--nas-size must be a size of 16M or more, like 512M or 2G (got '$nas_size')"
   [[ $nas_export_opts != *[[:space:]]* || $nas = smb ]] || die "--nas-export-opts for nfs is one option list, like rw,async,no_root_squash (got '$nas_export_opts')"
   [[ $nas_export_opts != *$'\n'* ]] || die "--nas-export-opts must be one line"
+  [ -z "$nas_disk_delay" ] || [[ $nas_disk_delay =~ ^[1-9][0-9]{0,3}$ ]] || die "--nas-disk-delay is a whole number of milliseconds, 1 to 9999 (got '$nas_disk_delay')"
   [[ $nas_mount_opts != *[[:space:]]* ]] || die "--nas-mount-opts is one option list, like cache=strict,vers=3.0 (got '$nas_mount_opts')"
   if [ "$nas" = nfs ] && [ -z "$nas_export_opts" ]; then nas_export_opts=rw,no_root_squash,no_subtree_check,fsid=0,sync; fi
 
@@ -607,8 +624,8 @@ cmd_run() {
   guest_script >"$tmp/guest/guest.sh"
   {
     printf 'KVER=%q\nMODDIR=%q\nMTU=%q\nADDR=%q\nCWD=%q\n' "$k" "$cache/kernel/lib/modules/$k" "$mtu" "$guest_addr" "$PWD"
-    printf 'NAS_KIND=%q\nNAS_SIZE=%q\nNAS_BYTES=%q\nNAS_EXPORT_OPTS=%q\nNAS_MOUNT_OPTS=%q\n' \
-      "$nas" "$nas_size" "$nas_bytes" "$nas_export_opts" "$nas_mount_opts"
+    printf 'NAS_KIND=%q\nNAS_SIZE=%q\nNAS_BYTES=%q\nNAS_EXPORT_OPTS=%q\nNAS_MOUNT_OPTS=%q\nNAS_DISK_DELAY=%q\n' \
+      "$nas" "$nas_size" "$nas_bytes" "$nas_export_opts" "$nas_mount_opts" "$nas_disk_delay"
     printf 'NAS_MNT=/mnt/nas\nNAS_ADDR=%q\nNAS_CLIENT_ADDR=%q\n' "$nas_addr" "$nas_client_addr"
     printf 'SHARES=('
     for s in "${shares[@]}"; do printf '%q ' "$s"; done

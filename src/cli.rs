@@ -456,6 +456,12 @@ pub struct CopyArgs {
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub iodepth: usize,
 
+    /// End the copy when no byte moves for SECS seconds, like rsync's --timeout (exit 1, nothing
+    /// under the final name): a share whose server is gone, which a hard NFS mount waits on for
+    /// ever. Between two local paths only (a copy through serve has its own bounds) [default: 60]
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<u64>,
+
     /// Print the result as one JSON object on stdout instead of text.
     #[arg(short = 'J', long)]
     pub json: bool,
@@ -625,6 +631,18 @@ fn parse_len(text: &str) -> Result<usize, String> {
     match parse_block(text)? {
         len @ 1..=0x400_0000 => Ok(len),
         _ => Err(format!("'{text}' is out of range: give 1 byte to 64M")),
+    }
+}
+
+/// Most seconds `copy --timeout` takes: a day.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+fn parse_timeout(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if (1..=MAX_TIMEOUT_SECS).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{text}': give a whole number of seconds, 1 to {MAX_TIMEOUT_SECS}"
+        )),
     }
 }
 
@@ -900,6 +918,14 @@ impl LatArgs {
 }
 
 impl CopyArgs {
+    /// How long a local copy may move nothing before it ends (`--timeout`).
+    pub fn stall(&self) -> std::time::Duration {
+        self.timeout
+            .map_or(crate::transport::pipeline::STALL_TIMEOUT, |secs| {
+                std::time::Duration::from_secs(secs)
+            })
+    }
+
     /// The path asked for with --via, tcp if none.
     fn via(&self) -> TransportKind {
         self.via.unwrap_or(TransportKind::Tcp)
@@ -1107,6 +1133,14 @@ impl CopyArgs {
                 .into());
             }
         };
+        if let (Some(_), Some(secs)) = (&peer, self.timeout) {
+            return Err(Usage(format!(
+                "--timeout {secs}: only a copy between two local paths takes it (a share \
+                 whose server is gone); a copy through a server is bounded by its own waits, so \
+                 drop --timeout"
+            ))
+            .into());
+        }
         let via = self.via();
         if let Some(peer) = &peer
             && via != TransportKind::Ssh

@@ -182,7 +182,7 @@ fn lat(args: &LatArgs) -> Result<()> {
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
     let result = match args.plan()? {
         (Some(transport), plan) => transport.copy(&plan, progress)?,
-        (None, plan) => xferbench::transport::local::copy(&plan, progress)?,
+        (None, plan) => xferbench::transport::local::copy(&plan, args.stall(), progress)?,
     };
     print_report(
         "copy",

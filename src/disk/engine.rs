@@ -267,6 +267,15 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Stops the engine without waiting for its workers: each finishes what is in flight (and
+    /// frees its buffers) on its own, or never, when an I/O is stuck in the kernel on a share
+    /// whose server is gone (a `hard` NFS mount retries for ever). Dropping would wait for them.
+    pub fn abandon(mut self) {
+        self.workers.clear();
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         // Closing the request channel lets the workers finish what is in flight and exit.

@@ -545,10 +545,16 @@ pub fn read_while_writing(
 }
 
 /// Marks a disk figure that cannot be the disk's: a file on tmpfs (memory), a buffered read
-/// mostly answered by the page cache, or a rate above the device's interface.
+/// mostly answered by the page cache, a rate above the device's interface, or a write to a share
+/// above the negotiated speed of the link to its server.
 pub fn hold_to_the_disk(measurement: &mut Measurement, path: &Path) {
     // The null engine's figure is the engine's own: it never claims to be a disk's.
     if measurement.conditions.engine == Some(EngineKind::Null) {
+        return;
+    }
+    // A write to a share crosses its link (never tmpfs, never a read the page cache answered).
+    if let Some(link) = share_link(measurement) {
+        measurement.hold_to(Some(&link), ACKNOWLEDGED_FASTER_THAN_THE_LINK);
         return;
     }
     let cached = measurement.conditions.cached_before.unwrap_or(0.0);
@@ -567,6 +573,28 @@ pub fn hold_to_the_disk(measurement: &mut Measurement, path: &Path) {
             "a cache answered, not the disk",
         );
     }
+}
+
+/// Why a write to a share that ran faster than the link to its server is not the NAS's disk.
+pub const ACKNOWLEDGED_FASTER_THAN_THE_LINK: &str = "acknowledged faster than the link carries: \
+    an async export or a write-back cache; data is not on the NAS's disk when the write returns";
+
+/// The link a write to a network share crosses, where it negotiated a known speed (the mount
+/// facts the figure carries say which); None for reads, local disks and virtual links (veth).
+fn share_link(measurement: &Measurement) -> Option<crate::ceiling::Ceiling> {
+    if !matches!(
+        measurement.workload,
+        Workload::DiskWrite | Workload::DiskReadWrite
+    ) {
+        return None;
+    }
+    let mount = measurement.conditions.mount.as_ref()?;
+    let interface = mount.interface.as_ref().filter(|_| mount.is_network())?;
+    let mbits = interface.speed_mbit_s?;
+    Some(crate::ceiling::Ceiling {
+        bytes_per_sec: mbits as f64 * 1e6 / 8.0,
+        what: format!("{} at {mbits} Mb/s", interface.name),
+    })
 }
 
 fn baseline_of_file(
@@ -673,4 +701,62 @@ fn evict(handle: &File, path: &Path, drop: bool, warnings: &mut Vec<Warning>) ->
         });
     }
     Ok(cached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mounts::{Interface, MountFacts};
+
+    /// A write of `mb_s` MB/s to a file system of `fs_type` whose link is at `speed_mbit_s`.
+    fn write_to(fs_type: &str, speed_mbit_s: Option<u64>, mb_s: u64) -> Measurement {
+        let mount = MountFacts {
+            fs_type: fs_type.into(),
+            interface: Some(Interface {
+                name: "eth0".into(),
+                mtu: Some(1500),
+                speed_mbit_s,
+            }),
+            ..MountFacts::default()
+        };
+        let conditions = Conditions {
+            fsync_included: true,
+            mount: Some(mount),
+            ..Conditions::default()
+        };
+        let elapsed = Duration::from_secs(4);
+        Measurement::new(
+            Workload::DiskWrite,
+            mb_s * 4_000_000,
+            elapsed,
+            conditions,
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_share_write_faster_than_its_link_is_marked_as_a_cache_and_one_under_it_stands() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // 1000 Mb/s carries 125 MB/s.
+        let mut fast = write_to("nfs4", Some(1000), 400);
+        hold_to_the_disk(&mut fast, dir);
+        let said = fast.suspect.expect("a write above the link is marked");
+        assert!(said.contains("eth0 at 1000 Mb/s"), "{said}");
+        assert!(said.ends_with(ACKNOWLEDGED_FASTER_THAN_THE_LINK), "{said}");
+
+        let mut slow = write_to("cifs", Some(1000), 110);
+        hold_to_the_disk(&mut slow, dir);
+        assert_eq!(slow.suspect, None);
+    }
+
+    #[test]
+    fn a_share_write_on_a_link_of_unknown_speed_or_a_read_is_not_held_to_the_link() {
+        assert!(share_link(&write_to("nfs4", None, 400)).is_none());
+
+        let mut read = write_to("nfs4", Some(1000), 400);
+        read.workload = Workload::DiskRead;
+        assert!(share_link(&read).is_none());
+        // A local file system's interface (none in real facts) is never a link to a server.
+        assert!(share_link(&write_to("ext4", Some(1000), 400)).is_none());
+    }
 }

@@ -63,8 +63,9 @@ impl super::Transport for LocalCopy {
 
 /// Copies `plan.source` to `plan.destination`, both local, under `watcher`'s progress bar.
 /// Errors: the same file on both sides, a source that is not a regular file, a destination
-/// that cannot be made (the old file is kept), a failed read, write, fsync or verify, Ctrl-C.
-pub fn copy(plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
+/// that cannot be made (the old file is kept), a failed read, write, fsync or verify, Ctrl-C,
+/// or no byte moved for `stall` (`--timeout`: a share whose server is gone).
+pub fn copy(plan: &CopyPlan, stall: Duration, watcher: &dyn Watcher) -> Result<CopyReport> {
     let (Location::Local(source), Location::Local(destination)) = (&plan.source, &plan.destination)
     else {
         bail!("a local copy goes between two local paths");
@@ -83,44 +84,119 @@ pub fn copy(plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         .enable_time()
         .build()
         .context("starting the copy's runtime")?;
-    runtime.block_on(copy_file(plan, source, &destination, watcher))
+    let copying = Copying {
+        source,
+        destination: &destination,
+        stall,
+    };
+    runtime.block_on(copy_file(plan, &copying, watcher))
+}
+
+/// What one local copy moves, and how long it may make no progress.
+struct Copying<'a> {
+    source: &'a Path,
+    destination: &'a Path,
+    stall: Duration,
+}
+
+impl Copying<'_> {
+    /// A failed pump as one line naming both paths; a stall says what stopped and what to do.
+    fn failed(&self, err: anyhow::Error) -> anyhow::Error {
+        let (source, destination) = (self.source.display(), self.destination.display());
+        match err.downcast_ref::<pipeline::Stalled>() {
+            Some(stalled) => anyhow!(
+                "copying {source} to {destination}: no byte moved for {} s: a file system stopped \
+                 answering (a share whose server is gone or unreachable; on a hard mount the \
+                 kernel retries for ever); check the server, or give a longer --timeout",
+                stalled.secs
+            ),
+            None => err.context(format!("copying {source} to {destination}")),
+        }
+    }
+}
+
+/// How long a failed copy waits for its temporary file to be removed: on a share whose server
+/// is gone the removal itself never returns.
+const REMOVAL_WAIT: Duration = Duration::from_secs(2);
+
+/// Fails a copy whose engines may have I/O stuck in the kernel: they are abandoned rather than
+/// waited for, and the temporary file is removed on a thread of its own for at most
+/// [`REMOVAL_WAIT`]; past that, `err` says it may be left (never under the final name).
+fn give_up(err: anyhow::Error, landing: file::Landing, engines: Vec<Engine>) -> anyhow::Error {
+    for engine in engines {
+        engine.abandon();
+    }
+    let temp_path = landing.temp_path.clone();
+    let (removed, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(landing);
+        let _ = removed.send(());
+    });
+    match done.recv_timeout(REMOVAL_WAIT) {
+        Ok(()) => err,
+        Err(_) => anyhow!(
+            "{err:#}; {} may be left behind (its removal did not return): delete it once the \
+             file system answers",
+            temp_path.display()
+        ),
+    }
 }
 
 async fn copy_file(
     plan: &CopyPlan,
-    source: &Path,
-    destination: &Path,
+    copying: &Copying<'_>,
     watcher: &dyn Watcher,
 ) -> Result<CopyReport> {
+    let (source, destination) = (copying.source, copying.destination);
     let mut warnings = Vec::new();
     let chunks = plan.chunks()?;
-    let (reader, size, source_direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
-    let (landing, writer) =
+    let (mut reader, size, source_direct) =
+        pipeline::open_source(source, chunks.depth, &mut warnings)?;
+    let (landing, mut writer) =
         pipeline::open_destination(destination, size, plan, chunks, &mut warnings)?;
     let engine = writer.kind();
     let destination_direct = landing.direct;
     let cpu = CpuClock::start();
     let start = Instant::now();
-    let (pumped, intervals) = pump("copy", reader, Some(writer), size, chunks, watcher).await;
-    let pumped = pumped?;
+    let (pumped, intervals) = pump(
+        "copy",
+        &mut reader,
+        Some(&mut writer),
+        size,
+        chunks,
+        copying.stall,
+        watcher,
+    )
+    .await;
+    let pumped = match pumped {
+        Ok(pumped) => pumped,
+        Err(err) => return Err(give_up(copying.failed(err), landing, vec![reader, writer])),
+    };
+    drop((reader, writer));
     let fsync = landing.flush(size)?;
     let elapsed = start.elapsed();
     // The destination's file system: where the copy lands and is fsynced, and is re-read.
     let mount = crate::mounts::facts(destination);
     let network_fs = mount.is_network().then(|| mount.fs_type.clone());
     let verify = match pumped.digest {
-        Some(read) => Some(
-            verify(
+        Some(read) => {
+            match verify(
                 &landing.temp_path,
-                destination,
+                copying,
                 network_fs,
                 size,
                 read,
                 chunks,
                 watcher,
             )
-            .await?,
-        ),
+            .await
+            {
+                Ok(verified) => Some(verified),
+                Err((err, reader)) => {
+                    return Err(give_up(err, landing, reader.into_iter().collect()));
+                }
+            }
+        }
         None => None,
     };
     landing.commit()?;
@@ -187,41 +263,60 @@ pub fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
 /// Reads the landed file (its temporary name, fsynced) back with this machine's cache defeated
 /// and compares its digest with the one of what was read from the source: a mismatch fails the
 /// copy before the rename, so the old file (if any) stays.
+///
+/// Errors come with the reading engine, when there is one, for the caller to abandon.
 async fn verify(
     temp_path: &Path,
-    destination: &Path,
+    copying: &Copying<'_>,
     network_fs: Option<String>,
     size: u64,
     read: Digest,
     chunks: ChunkPlan,
     watcher: &dyn Watcher,
-) -> Result<Verification> {
-    let (handle, direct) = file::open_read(temp_path, true)?;
+) -> Result<Verification, (anyhow::Error, Option<Engine>)> {
+    let destination = copying.destination;
+    let no_engine = |err: anyhow::Error| (err, None);
+    let (handle, direct) = file::open_read(temp_path, true).map_err(no_engine)?;
     let cached_before = if direct {
         None
     } else {
         file::cache::drop_from_cache(&handle)
-            .with_context(|| format!("dropping {} from the page cache", destination.display()))?;
+            .with_context(|| format!("dropping {} from the page cache", destination.display()))
+            .map_err(no_engine)?;
         Some(file::cache::cached_fraction(&handle).unwrap_or(0.0))
     };
     let mut ignored = Vec::new();
-    let reader = disk::start_engine(
+    let mut reader = disk::start_engine(
         EngineChoice::Auto,
         &handle,
         destination,
         chunks.depth,
         &mut ignored,
-    )?;
+    )
+    .map_err(no_engine)?;
     let start = Instant::now();
-    let (pumped, _) = pump("verify", reader, None, size, chunks, watcher).await;
+    let (pumped, _) = pump(
+        "verify",
+        &mut reader,
+        None,
+        size,
+        chunks,
+        copying.stall,
+        watcher,
+    )
+    .await;
     let elapsed = start.elapsed();
-    let landed = pumped?.digest.expect("a verifying pump digests");
+    let landed = match pumped {
+        Ok(pumped) => pumped.digest.expect("a verifying pump digests"),
+        Err(err) => return Err((copying.failed(err), Some(reader))),
+    };
+    drop(reader);
     let (source, landed) = (read.hex(), landed.hex());
     if source != landed {
-        bail!(
+        return Err(no_engine(anyhow!(
             "verify failed: what was read from the source has digest {source} but {} read back has {landed}; the copy was discarded",
             destination.display()
-        );
+        )));
     }
     let reread = Reread {
         direct,
@@ -248,25 +343,27 @@ struct Pumped {
 
 /// Reads `size` bytes with `reader`, `chunks.depth` reads in flight, and writes each chunk at
 /// its offset with `writer` as soon as it is read (None: reads only, for a re-read), under
-/// `watcher`'s progress bar labelled `label`, in 1 s intervals.
+/// `watcher`'s progress bar labelled `label`, in 1 s intervals; fails when nothing moves for
+/// `stall`.
 async fn pump(
     label: &str,
-    reader: Engine,
-    writer: Option<Engine>,
+    reader: &mut Engine,
+    writer: Option<&mut Engine>,
     size: u64,
     chunks: ChunkPlan,
+    stall: Duration,
     watcher: &dyn Watcher,
 ) -> (Result<Pumped>, Vec<crate::measure::Interval>) {
     let counter = Counter::new();
     let moving = moved(reader, writer, size, chunks, &counter);
-    pipeline::watched_as(label, watcher, size, &counter, moving).await
+    pipeline::watched_as(label, stall, watcher, size, &counter, moving).await
 }
 
 /// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so
 /// memory stays bounded whatever the size.
 async fn moved(
-    mut reader: Engine,
-    mut writer: Option<Engine>,
+    reader: &mut Engine,
+    mut writer: Option<&mut Engine>,
     size: u64,
     chunks: ChunkPlan,
     counter: &Counter,
@@ -278,7 +375,7 @@ async fn moved(
     let mut digest = chunks.verify.then(Digest::default);
     let mut done = 0u64;
     while done < size {
-        reads.fill(&mut reader, &mut pool, size, chunks.chunk)?;
+        reads.fill(reader, &mut pool, size, chunks.chunk)?;
         let written = async {
             match writer.as_mut() {
                 Some(writer) => writer.next().await,

@@ -805,7 +805,7 @@ fn truncated(err: io::Error) -> anyhow::Error {
 
 /// How long a copy may make no progress at all before the peer counts as gone (stopped, or a
 /// network that drops everything): long enough for any fsync, short enough not to hang.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs a copy's pipeline under the watcher (the progress bar, fed by `counter`), cutting its
 /// progress into 1 s intervals, and fails it when nothing moves for [`STALL_TIMEOUT`].
@@ -815,19 +815,21 @@ pub async fn watched<T>(
     counter: &Counter,
     pipeline: impl Future<Output = Result<T>>,
 ) -> (Result<T>, Vec<Interval>) {
-    watched_as("copy", watcher, size, counter, pipeline).await
+    watched_as("copy", STALL_TIMEOUT, watcher, size, counter, pipeline).await
 }
 
-/// Like [`watched`], with the progress bar labelled `label` (a local copy's "verify").
+/// Like [`watched`], with the progress bar labelled `label` (a local copy's "verify"), failing
+/// when nothing moves for `stall` (`copy --timeout`).
 pub async fn watched_as<T>(
     label: &str,
+    stall: Duration,
     watcher: &dyn Watcher,
     size: u64,
     counter: &Counter,
     pipeline: impl Future<Output = Result<T>>,
 ) -> (Result<T>, Vec<Interval>) {
     watcher.begin(label, size, counter);
-    let outcome = sampled(pipeline, counter, STALL_TIMEOUT).await;
+    let outcome = sampled(pipeline, counter, stall).await;
     watcher.end();
     outcome
 }
@@ -840,6 +842,14 @@ pub async fn bounded<T>(
     pipeline: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     sampled(pipeline, counter, stall).await.0
+}
+
+/// A copy that moved nothing for its stall time (in the error chain, so a caller can tell it
+/// from an I/O error and say what stopped).
+#[derive(Debug, thiserror::Error)]
+#[error("no progress for {secs} s: the peer stopped answering, or the path stopped carrying data")]
+pub struct Stalled {
+    pub secs: u64,
 }
 
 async fn sampled<T>(
@@ -860,10 +870,7 @@ async fn sampled<T>(
                 if now != last {
                     (last, last_change) = (now, Instant::now());
                 } else if last_change.elapsed() > stall {
-                    break Err(anyhow!(
-                        "no progress for {} s: the peer stopped answering, or the path stopped carrying data",
-                        stall.as_secs()
-                    ));
+                    break Err(Stalled { secs: stall.as_secs() }.into());
                 }
             }
         }

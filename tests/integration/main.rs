@@ -18,6 +18,7 @@ mod run;
 mod run_to;
 mod serve;
 mod share;
+mod share_faults;
 mod ssh;
 mod ssh_bounds;
 mod ssh_serve;

@@ -78,6 +78,14 @@ impl Guest {
         self
     }
 
+    /// Each write of the export's disk takes `ms` ms more (dm-delay): a medium that a stable
+    /// write must wait for.
+    pub fn nas_disk_delay(mut self, ms: u32) -> Guest {
+        self.options
+            .extend(["--nas-disk-delay".into(), ms.to_string()]);
+        self
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
