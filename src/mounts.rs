@@ -39,6 +39,17 @@ pub struct MountFacts {
 }
 
 impl MountFacts {
+    /// The link towards a network share's server, where it negotiated a known speed; None for
+    /// local file systems and virtual links (veth), whose speed is unknown.
+    pub fn link_ceiling(&self) -> Option<crate::ceiling::Ceiling> {
+        let interface = self.interface.as_ref().filter(|_| self.is_network())?;
+        let mbits = interface.speed_mbit_s?;
+        Some(crate::ceiling::Ceiling {
+            bytes_per_sec: mbits as f64 * 1e6 / 8.0,
+            what: format!("{} at {mbits} Mb/s", interface.name),
+        })
+    }
+
     /// Whether a server on the network holds the files (NFS or SMB): its own cache then sits
     /// beyond this machine's reach.
     pub fn is_network(&self) -> bool {

@@ -576,8 +576,8 @@ pub fn hold_to_the_disk(measurement: &mut Measurement, path: &Path) {
 }
 
 /// Why a write to a share that ran faster than the link to its server is not the NAS's disk.
-pub const ACKNOWLEDGED_FASTER_THAN_THE_LINK: &str = "acknowledged faster than the link carries: \
-    an async export or a write-back cache; data is not on the NAS's disk when the write returns";
+pub const ACKNOWLEDGED_FASTER_THAN_THE_LINK: &str = "acknowledged by an async export or a \
+    write-back cache; data is not on the NAS's disk when the write returns";
 
 /// The link a write to a network share crosses, where it negotiated a known speed (the mount
 /// facts the figure carries say which); None for reads, local disks and virtual links (veth).
@@ -588,13 +588,7 @@ fn share_link(measurement: &Measurement) -> Option<crate::ceiling::Ceiling> {
     ) {
         return None;
     }
-    let mount = measurement.conditions.mount.as_ref()?;
-    let interface = mount.interface.as_ref().filter(|_| mount.is_network())?;
-    let mbits = interface.speed_mbit_s?;
-    Some(crate::ceiling::Ceiling {
-        bytes_per_sec: mbits as f64 * 1e6 / 8.0,
-        what: format!("{} at {mbits} Mb/s", interface.name),
-    })
+    measurement.conditions.mount.as_ref()?.link_ceiling()
 }
 
 fn baseline_of_file(

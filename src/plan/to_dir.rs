@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::steps::{Far, FarWrite, Paths};
 use super::verdict::Destination;
 use super::{REMOTE_COPY, RunOptions};
-use crate::ceiling::{self, Ceiling};
+use crate::ceiling::Ceiling;
 use crate::disk::{self, BaselineOptions, Passes};
 use crate::file;
 use crate::measure::{Watcher, Workload};
@@ -156,8 +156,7 @@ impl Far for DirFar {
     }
 
     fn link_ceiling(&self) -> Option<Ceiling> {
-        let interface = self.mount.interface.as_ref()?;
-        ceiling::of_interface(Path::new("/sys"), &interface.name)
+        self.mount.link_ceiling()
     }
 
     fn destination(&self) -> Destination {

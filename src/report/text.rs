@@ -52,7 +52,12 @@ fn durability(out: &mut String, probe: &crate::disk::durability::Durability) {
     );
     let line = |out: &mut String, name: &str, m: Option<&crate::measure::Measurement>| {
         let figure = m.map_or("refused by the file system".to_string(), |m| {
-            format!("{:>22} in {:.2} s", m.rate().to_string(), m.secs)
+            let marked = m
+                .suspect
+                .as_ref()
+                .map(|why| format!(" — NOT THE DISK: {why}"))
+                .unwrap_or_default();
+            format!("{:>22} in {:.2} s{marked}", m.rate().to_string(), m.secs)
         });
         let _ = writeln!(out, "  {name:<26} {figure}");
     };
@@ -970,6 +975,39 @@ mod tests {
     use super::*;
     use crate::mounts::{self, BlockDevice, Interface};
     use crate::transport::udp::Datagrams;
+
+    #[test]
+    fn a_durability_write_above_its_link_is_marked_in_the_text() {
+        use crate::measure::{Measurement, Workload};
+        let write = |mb: u64| {
+            Measurement::new(
+                Workload::DiskWrite,
+                mb * 1_000_000,
+                std::time::Duration::from_secs(1),
+                Conditions::default(),
+                Vec::new(),
+            )
+        };
+        let mut fast = write(1400);
+        fast.suspect = Some("above what could carry it".into());
+        let probe = crate::disk::durability::Durability {
+            fsync_at_end: fast,
+            direct: None,
+            dsync: write(300),
+            stable_ratio: 0.21,
+            stable_as_fast: false,
+            warnings: Vec::new(),
+        };
+        let mut out = String::new();
+        durability(&mut out, &probe);
+        let line = out.lines().find(|l| l.contains("fsync at end")).unwrap();
+        assert!(
+            line.ends_with("— NOT THE DISK: above what could carry it"),
+            "{out}"
+        );
+        let dsync = out.lines().find(|l| l.contains("O_DSYNC (each")).unwrap();
+        assert!(!dsync.contains("NOT THE DISK"), "{out}");
+    }
 
     #[test]
     fn a_write_that_fell_for_good_says_where_and_the_rate_that_lasted() {

@@ -40,7 +40,8 @@ pub struct Reread {
 }
 
 /// The local path as a [`super::Transport`], for `run --to DIR`: it copies; it crosses no
-/// network, so it has no memory-to-memory figure and no round trips.
+/// network, so it has no memory-to-memory figure and no round trips. No progress for
+/// [`super::pipeline::STALL_TIMEOUT`] ends its copy, as `copy`'s default `--timeout` does.
 pub struct LocalCopy;
 
 impl super::Transport for LocalCopy {
@@ -53,7 +54,7 @@ impl super::Transport for LocalCopy {
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
-        copy(plan, watcher)
+        copy(plan, super::pipeline::STALL_TIMEOUT, watcher)
     }
 
     fn latency(&self, _: &super::LatPlan) -> Result<super::LatReport> {
