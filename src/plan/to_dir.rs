@@ -186,11 +186,10 @@ impl Far for DirFar {
         }
     }
 
+    /// Only asked when `--net` gave a serve to measure against.
     fn network_words(&self, _: TransportKind) -> String {
-        match &self.net {
-            Some((host, _)) => format!("to the serve at {host} over tcp"),
-            None => String::new(),
-        }
+        let host = self.net.as_ref().map_or("", |(host, _)| host.as_str());
+        format!("to the serve at {host} over tcp")
     }
 
     fn copy_words(&self, _: TransportKind) -> String {
