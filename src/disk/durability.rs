@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{EngineChoice, Pattern, start_blocking_engine, write_sequential};
 use crate::file::{self, PartialFile};
 use crate::measure::{Conditions, Measurement, Watcher, Workload, watch};
-use crate::payload::RandomFill;
+use crate::payload::StampedFill;
 use crate::warning::Warning;
 
 /// Stable writes at this fraction of the buffered rate or more count as not waiting for the
@@ -123,7 +123,7 @@ fn write_once(
         dsync: way == Way::Dsync,
         ..options.pattern.conditions(direct, true, &engine, &path)
     };
-    let mut payload = Payload::new(options.pattern.block);
+    let mut payload = StampedFill::new(options.pattern.block);
     let label = match way {
         Way::Buffered => "write, fsync at end",
         Way::Direct => "write, O_DIRECT",
@@ -143,44 +143,6 @@ fn write_once(
     let mut measurement = written.into_measurement(Workload::DiskWrite, conditions);
     super::hold_to_the_disk(&mut measurement, &options.dir);
     Ok(Some(measurement))
-}
-
-/// Bytes a page of the probe's payload differs from the same page of the other blocks by.
-const PAGE: usize = 4096;
-
-/// The probe's payload: one random block, made once, copied into each block written with a fresh
-/// random word at the start of every 4 KiB page. Filling whole blocks from the generator would
-/// cost more CPU than the writes where the CPU is slow (a debug build on the lab VM's emulated
-/// CPU fills at 12 MB/s), which timed the CPU and hid the difference the probe looks for. Still
-/// no two pages written are alike, so nothing that dedups 4 KiB or coarser finds a repeat, and
-/// none of it compresses.
-struct Payload {
-    base: Vec<u8>,
-    random: RandomFill,
-    words: Vec<u8>,
-}
-
-impl Payload {
-    fn new(block: usize) -> Payload {
-        let mut random = RandomFill::new();
-        let mut base = vec![0; block];
-        random.fill(&mut base);
-        Payload {
-            base,
-            random,
-            words: vec![0; block.div_ceil(PAGE) * 8],
-        }
-    }
-
-    fn fill(&mut self, block: &mut [u8]) {
-        let len = block.len().min(self.base.len());
-        block[..len].copy_from_slice(&self.base[..len]);
-        self.random.fill(&mut self.words);
-        for (page, word) in block.chunks_mut(PAGE).zip(self.words.chunks(8)) {
-            let n = page.len().min(8);
-            page[..n].copy_from_slice(&word[..n]);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -217,24 +179,5 @@ mod tests {
         assert!((probe.stable_ratio - ratio).abs() < 1e-9);
         assert_eq!(probe.stable_as_fast, ratio >= STABLE_AS_FAST);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn no_two_pages_of_the_probe_payload_are_alike_and_none_are_zeros() {
-        let block = 64 << 10;
-        let mut payload = Payload::new(block);
-        let mut pages = std::collections::HashSet::new();
-        for _ in 0..8 {
-            let mut buf = vec![0u8; block];
-            payload.fill(&mut buf);
-            for page in buf.chunks(PAGE) {
-                assert!(page.iter().any(|&b| b != 0));
-                assert!(pages.insert(page.to_vec()), "a page was written twice");
-            }
-        }
-        // A short tail block is filled too.
-        let mut tail = vec![0u8; 5000];
-        payload.fill(&mut tail);
-        assert!(pages.insert(tail[..PAGE].to_vec()));
     }
 }

@@ -27,7 +27,7 @@ use crate::measure::{
     Conditions, Counter, DEFAULT_INTERVAL, Interval, IntervalClock, Measurement, Watcher, Workload,
     watch,
 };
-use crate::payload::RandomFill;
+use crate::payload::StampedFill;
 use crate::warning::Warning;
 
 /// Block size and queue depth of a sequential pass (fio's `--bs` and `--iodepth`).
@@ -412,14 +412,14 @@ fn baseline_in_dir(
         &mut warnings,
     )?;
     let write_conditions = options.pattern.conditions(direct, true, &engine, dir);
-    let mut random = RandomFill::new();
+    let mut payload = StampedFill::new(options.pattern.block);
     let written = watch(watcher, "write", size, |counter| {
         write_sequential(
             &mut engine,
             &handle,
             size,
             options.pattern,
-            &mut |b| random.fill(b),
+            &mut |b| payload.fill(b),
             counter,
         )
     })
@@ -511,13 +511,13 @@ pub fn read_while_writing(
     let (read, written) = watch(watcher, "read+write", 2 * size, |counter| {
         std::thread::scope(|scope| {
             let reading = scope.spawn(|| read_sequential(&mut reader, size, pattern, counter));
-            let mut random = RandomFill::new();
+            let mut payload = StampedFill::new(pattern.block);
             let written = write_sequential(
                 &mut writer,
                 &write_handle,
                 size,
                 pattern,
-                &mut |b| random.fill(b),
+                &mut |b| payload.fill(b),
                 counter,
             );
             let read = reading
