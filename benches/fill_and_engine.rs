@@ -2,6 +2,8 @@
 //!
 //! * `random_fill/1MiB`: [`RandomFill`] on one core; it must beat any disk, or `gen` and the
 //!   write baseline would measure the CPU instead of the disk.
+//! * `stamped_fill/1MiB`: [`StampedFill`], what `disk`'s write pass writes: a memory copy and
+//!   a random word per 4 KiB page, so it should run at several times `random_fill`.
 //! * `engine/{write,read}_64MiB/{io_uring,psync}`: one sequential pass of 64 MiB in 1 MiB blocks,
 //!   depth 8, O_DIRECT, exactly as `xferbench disk` does it (the write is timed through fsync).
 //!
@@ -21,7 +23,7 @@ use tempfile::TempDir;
 use xferbench::disk::{self, Engine, EngineChoice, Pattern};
 use xferbench::file;
 use xferbench::measure::Counter;
-use xferbench::payload::RandomFill;
+use xferbench::payload::{RandomFill, StampedFill};
 
 const FILL_SIZE: usize = 1 << 20;
 const PASS_SIZE: u64 = 64 << 20;
@@ -41,6 +43,18 @@ fn random_fill(c: &mut Criterion) {
     group.bench_function("1MiB", |b| {
         b.iter(|| {
             random.fill(black_box(&mut buf));
+            black_box(&buf);
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("stamped_fill");
+    group.throughput(Throughput::BytesDecimal(FILL_SIZE as u64));
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(3));
+    let mut stamped = StampedFill::new(FILL_SIZE);
+    group.bench_function("1MiB", |b| {
+        b.iter(|| {
+            stamped.fill(black_box(&mut buf));
             black_box(&buf);
         })
     });
