@@ -448,6 +448,19 @@ pub struct CopyArgs {
     #[arg(long, value_enum)]
     pub via: Option<crate::transport::TransportKind>,
 
+    /// Copy a directory tree, like cp -r and scp -rp: files, directories (empty ones too),
+    /// links kept as links (never followed, like rsync -l), modes and modification times kept.
+    /// A file that fails is listed and the rest go on (exit 1 at the end). Between local paths
+    /// (a mounted share included); -P files land at once.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+
+    /// When a tree's files are made durable: each (every file fsynced before its rename, every
+    /// directory after its files) or end (one syncfs of the destination's file system at the
+    /// end: faster for many small files, but a crash before it may lose files already in place).
+    #[arg(long, value_enum, default_value_t = crate::transport::tree::FsyncPolicy::Each)]
+    pub fsync: crate::transport::tree::FsyncPolicy,
+
     /// Chunk size: bytes per disk I/O and per message on a stream (a multiple of 4K).
     #[arg(long = "bs", value_name = "SIZE", default_value = "1M", value_parser = parse_block)]
     pub block: usize,
@@ -918,6 +931,43 @@ impl LatArgs {
 }
 
 impl CopyArgs {
+    /// The tree copy -r asks for. Errors: [`Usage`] for a side that is not local, --via, or
+    /// --timeout.
+    pub fn tree_plan(&self) -> anyhow::Result<crate::transport::tree::TreePlan> {
+        let source = Location::parse(&self.source).map_err(as_usage)?;
+        let destination = Location::parse(&self.destination).map_err(as_usage)?;
+        let (Location::Local(source), Location::Local(destination)) = (source, destination) else {
+            return Err(Usage(format!(
+                "copy -r {} {}: a tree is copied between local paths (a mounted share \
+                 included); over serve or SSH give one file at a time",
+                self.source, self.destination
+            ))
+            .into());
+        };
+        if let Some(via) = self.via {
+            return Err(Usage(format!(
+                "--via {via}: both sides of copy -r are local, so no network path carries it; \
+                 drop --via"
+            ))
+            .into());
+        }
+        if let Some(secs) = self.timeout {
+            return Err(Usage(format!(
+                "--timeout {secs}: copy -r has no stall bound; drop --timeout"
+            ))
+            .into());
+        }
+        Ok(crate::transport::tree::TreePlan {
+            source,
+            destination,
+            workers: self.parallel,
+            block: self.block,
+            verify: self.verify,
+            force: self.force,
+            fsync: self.fsync,
+        })
+    }
+
     /// How long a local copy may move nothing before it ends (`--timeout`).
     pub fn stall(&self) -> std::time::Duration {
         self.timeout

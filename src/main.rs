@@ -180,6 +180,9 @@ fn lat(args: &LatArgs) -> Result<()> {
 }
 
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
+    if args.recursive {
+        return copy_tree(args, progress);
+    }
     let result = match args.plan()? {
         (Some(transport), plan) => transport.copy(&plan, progress)?,
         (None, plan) => xferbench::transport::local::copy(&plan, args.stall(), progress)?,
@@ -191,6 +194,28 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
         report::text::copy,
         &result.warnings,
     );
+    Ok(())
+}
+
+fn copy_tree(args: &CopyArgs, progress: &Progress) -> Result<()> {
+    let result = xferbench::transport::tree::copy(&args.tree_plan()?, progress)?;
+    print_report(
+        "copy",
+        args.json,
+        &result,
+        report::text::tree,
+        &result.warnings,
+    );
+    if result.failed.total > 0 {
+        anyhow::bail!(
+            "{} of the tree's entries failed ({}); the rest landed",
+            result.failed.total,
+            match args.json {
+                true => "the JSON's failed.shown lists them",
+                false => "listed above",
+            }
+        );
+    }
     Ok(())
 }
 

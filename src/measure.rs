@@ -328,6 +328,18 @@ impl Counter {
 pub trait Watcher {
     /// A phase named `label` of `total` bytes begins; `counter` will count its bytes.
     fn begin(&self, label: &str, total: u64, counter: &Counter);
+    /// A phase of `total` bytes in `total_files` files begins (a tree copy); `files` will count
+    /// the files done. Watchers that show no file count treat it as [`Watcher::begin`].
+    fn begin_files(
+        &self,
+        label: &str,
+        total: u64,
+        counter: &Counter,
+        _total_files: u64,
+        _files: &Counter,
+    ) {
+        self.begin(label, total, counter)
+    }
     /// The phase ended, well or not.
     fn end(&self);
     /// An interval of a network test closed (iperf3's per-second line).

@@ -55,19 +55,49 @@ impl Progress {
     }
 }
 
-impl Watcher for Progress {
-    fn begin(&self, label: &str, total: u64, counter: &Counter) {
+/// Files done of how many, for a tree copy's bar.
+type Files = Option<(u64, Counter)>;
+
+impl Progress {
+    fn start(&self, label: &str, total: u64, counter: &Counter, files: Files) {
         self.end();
         let (stop, stopped) = mpsc::channel::<()>();
         let (style, label, counter) = (self.style, label.to_string(), counter.clone());
         let worker = match style {
             Style::Quiet => return,
-            Style::Bar => std::thread::spawn(move || draw_bar(&label, total, &counter, &stopped)),
-            Style::Lines => {
-                std::thread::spawn(move || print_lines(&label, total, &counter, &stopped))
+            Style::Bar => {
+                std::thread::spawn(move || draw_bar(&label, total, &counter, files, &stopped))
             }
+            Style::Lines => std::thread::spawn(move || {
+                print_lines(&label, total, &counter, files, &stopped)
+            }),
         };
         *self.running.lock().expect("progress lock") = Some((stop, worker));
+    }
+}
+
+/// "12/1000 files" when a phase counts files.
+fn files_text(files: &Files) -> String {
+    match files {
+        Some((total, done)) => format!("{}/{total} files", done.get()),
+        None => String::new(),
+    }
+}
+
+impl Watcher for Progress {
+    fn begin(&self, label: &str, total: u64, counter: &Counter) {
+        self.start(label, total, counter, None);
+    }
+
+    fn begin_files(
+        &self,
+        label: &str,
+        total: u64,
+        counter: &Counter,
+        total_files: u64,
+        files: &Counter,
+    ) {
+        self.start(label, total, counter, Some((total_files, files.clone())));
     }
 
     fn heading(&self, title: &str) {
@@ -90,9 +120,15 @@ impl Drop for Progress {
     }
 }
 
-fn draw_bar(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Receiver<()>) {
+fn draw_bar(
+    label: &str,
+    total: u64,
+    counter: &Counter,
+    files: Files,
+    stopped: &mpsc::Receiver<()>,
+) {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let template = "{prefix:>6} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ETA {eta}";
+    let template = "{prefix:>6} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} {msg} ETA {eta}";
     bar.set_style(
         ProgressStyle::with_template(template)
             .expect("valid template")
@@ -101,12 +137,19 @@ fn draw_bar(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Receiver
     bar.set_prefix(label.to_string());
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(BAR_TICK) {
         bar.set_position(counter.get());
+        bar.set_message(files_text(&files));
     }
     bar.set_position(counter.get());
     bar.finish_and_clear();
 }
 
-fn print_lines(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Receiver<()>) {
+fn print_lines(
+    label: &str,
+    total: u64,
+    counter: &Counter,
+    files: Files,
+    stopped: &mpsc::Receiver<()>,
+) {
     let start = Instant::now();
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_EVERY) {
         let done = counter.get();
@@ -115,8 +158,12 @@ fn print_lines(label: &str, total: u64, counter: &Counter, stopped: &mpsc::Recei
         } else {
             0.0
         };
+        let files = match files_text(&files) {
+            text if text.is_empty() => text,
+            text => format!(", {text}"),
+        };
         eprintln!(
-            "{label}: {} of {} ({percent:.0}%) at {}",
+            "{label}: {} of {} ({percent:.0}%) at {}{files}",
             format_bytes(done),
             format_bytes(total),
             Rate::new(done, start.elapsed()).bytes_text()

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod extents;
+pub mod tree;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -138,6 +139,10 @@ pub struct PartialFile {
 impl PartialFile {
     pub fn new(path: PathBuf) -> PartialFile {
         PartialFile { path, keep: false }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The file is complete: leave it.

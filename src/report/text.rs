@@ -690,6 +690,71 @@ pub fn copy(report: &CopyReport) -> String {
     out
 }
 
+/// `copy -r`: the bytes and files, the rate and files/s, how it was made durable, then every
+/// entry that failed, changed while it was read, or was skipped.
+pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
+    use crate::transport::tree::FsyncPolicy;
+    let m = &report.measurement;
+    let landed = &report.landed;
+    let mut out = String::new();
+    let durable = match report.fsync {
+        FsyncPolicy::Each => "every file fsynced before its rename",
+        FsyncPolicy::End => "one syncfs at the end (--fsync end)",
+    };
+    let _ = writeln!(
+        out,
+        "copy -r {} → {} on this machine, {} landing at once, buffered (page cache), {} blocks, {durable}",
+        report.source,
+        report.destination,
+        plural(report.workers, "file"),
+        format_block(m.conditions.block_size.unwrap_or(0)),
+    );
+    let _ = writeln!(
+        out,
+        "  {} in {}, {}, {} in {:.2} s: {} and {:.0} files/s — {}",
+        format_bytes(m.bytes),
+        plural(landed.files as usize, "file"),
+        match landed.directories {
+            1 => "1 directory".to_string(),
+            n => format!("{n} directories"),
+        },
+        plural(landed.symlinks as usize, "link"),
+        m.secs,
+        m.rate(),
+        report.files_per_sec,
+        crate::classes::place_link(m.rate())
+    );
+    if let Some(facts) = &m.conditions.mount {
+        mount_lines(&mut out, "  ", "the destination ", facts);
+    }
+    if report.verified {
+        let _ = writeln!(
+            out,
+            "  verified: every landed file was read back after its fsync and a cache drop, and its xxh3-128 matched what was read (not counted in the rate)"
+        );
+    }
+    let lists = [
+        ("changed while copied", &report.changed),
+        ("skipped", &report.skipped),
+        ("failed", &report.failed),
+    ];
+    for (what, listed) in lists {
+        if listed.total == 0 {
+            continue;
+        }
+        let _ = writeln!(out, "  {what}: {}", listed.total);
+        for problem in &listed.shown {
+            let _ = writeln!(out, "    {}: {}", problem.path, problem.reason);
+        }
+        let unshown = listed.total - listed.shown.len() as u64;
+        if unshown > 0 {
+            let _ = writeln!(out, "    … and {unshown} more");
+        }
+    }
+    let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu));
+    out
+}
+
 /// "1 stream", "4 streams".
 fn plural(n: usize, noun: &str) -> String {
     format!("{n} {noun}{}", if n == 1 { "" } else { "s" })

@@ -163,3 +163,13 @@ pub fn fiemap(file: &File, request: &mut Fiemap) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// syncfs(2): flushes every dirty page and inode of the file system holding `file`, one call
+/// for a whole tree of writes.
+pub fn syncfs(file: &File) -> io::Result<()> {
+    // SAFETY: syncfs takes no pointers; the descriptor is borrowed from `file`.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod rdma;
 pub mod ssh;
 pub mod tcp;
+pub mod tree;
 pub mod udp;
 
 use anyhow::Result;

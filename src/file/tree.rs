@@ -1,0 +1,212 @@
+//! A directory tree as a stream of entries (walkdir: no link followed below the root, one open
+//! directory per level, never every name at once), and the metadata a copy keeps: mode and
+//! times, as `scp -p` and `rsync -a` keep them.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+use serde::{Deserialize, Serialize};
+
+/// What an entry of a tree is. Links are never followed below the root: a link is copied as a
+/// link, so a loop or a link out of the tree reads nothing outside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink,
+    /// A fifo, socket or device: not copied (as rsync without -D).
+    Special,
+}
+
+impl Kind {
+    pub fn of(meta: &Metadata) -> Kind {
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            Kind::Dir
+        } else if kind.is_file() {
+            Kind::File
+        } else if kind.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Special
+        }
+    }
+}
+
+/// One entry of a tree: its path below the root ("" for the root itself), and its own
+/// metadata (a link's, not its target's).
+#[derive(Debug)]
+pub struct Entry {
+    pub relative: PathBuf,
+    pub kind: Kind,
+    pub meta: Metadata,
+}
+
+/// An entry that could not be read: its path, and why.
+#[derive(Debug)]
+pub struct WalkError {
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+/// The entries under `root` (the root first; a directory before what it holds, or after it
+/// when `directories_last`), each with its metadata. A directory that cannot be read is one
+/// error, and the walk goes on with the rest.
+pub fn walk(
+    root: &Path,
+    directories_last: bool,
+) -> impl Iterator<Item = Result<Entry, WalkError>> + use<> {
+    let root = root.to_path_buf();
+    walkdir::WalkDir::new(&root)
+        .follow_links(false)
+        .follow_root_links(true)
+        .contents_first(directories_last)
+        .into_iter()
+        .map(move |entry| {
+            let entry = entry.map_err(|err| WalkError {
+                path: err.path().unwrap_or(&root).to_path_buf(),
+                error: err
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("a link loop")),
+            })?;
+            let meta = entry.metadata().map_err(|err| WalkError {
+                path: entry.path().to_path_buf(),
+                error: err
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("a link loop")),
+            })?;
+            let relative = entry
+                .path()
+                .strip_prefix(&root)
+                .unwrap_or(entry.path())
+                .to_path_buf();
+            Ok(Entry {
+                relative,
+                kind: Kind::of(&meta),
+                meta,
+            })
+        })
+}
+
+/// How much a tree holds, counted before a copy for its progress bar and ETA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub files: u64,
+    pub bytes: u64,
+    pub directories: u64,
+    pub symlinks: u64,
+}
+
+/// Counts what `root` holds (unreadable parts are left out; the copy reports them).
+pub fn count(root: &Path) -> Totals {
+    let mut totals = Totals::default();
+    for entry in walk(root, false).flatten() {
+        match entry.kind {
+            Kind::Dir => totals.directories += 1,
+            Kind::File => {
+                totals.files += 1;
+                totals.bytes += entry.meta.len();
+            }
+            Kind::Symlink => totals.symlinks += 1,
+            Kind::Special => {}
+        }
+    }
+    totals
+}
+
+/// The permission bits of `meta` (setuid, setgid and sticky included), as `chmod` takes them.
+pub fn mode(meta: &Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// Gives the open file `file` the mode and times of `meta`.
+pub fn keep_file_metadata(file: &std::fs::File, meta: &Metadata) -> io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(mode(meta)))?;
+    filetime::set_file_handle_times(
+        file,
+        Some(FileTime::from_last_access_time(meta)),
+        Some(FileTime::from_last_modification_time(meta)),
+    )
+}
+
+/// Gives the directory `path` the mode and times of `meta`.
+pub fn keep_dir_metadata(path: &Path, meta: &Metadata) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode(meta)))?;
+    filetime::set_file_times(
+        path,
+        FileTime::from_last_access_time(meta),
+        FileTime::from_last_modification_time(meta),
+    )
+}
+
+/// Gives the link `path` itself (not its target) the times of `meta`.
+pub fn keep_symlink_times(path: &Path, meta: &Metadata) -> io::Result<()> {
+    filetime::set_symlink_file_times(
+        path,
+        FileTime::from_last_access_time(meta),
+        FileTime::from_last_modification_time(meta),
+    )
+}
+
+/// The size and modification time of a file, to tell whether it changed while it was read.
+pub fn stamp(meta: &Metadata) -> (u64, i64, i64) {
+    (meta.len(), meta.mtime(), meta.mtime_nsec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_walk_lists_links_as_links_and_never_enters_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f"), b"12345").unwrap();
+        std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
+        let mut seen: Vec<(String, Kind)> = walk(root, false)
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (entry.relative.display().to_string(), entry.kind)
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            vec![
+                (String::new(), Kind::Dir),
+                ("a".into(), Kind::Dir),
+                ("a/b".into(), Kind::Dir),
+                ("a/b/f".into(), Kind::File),
+                ("a/b/up".into(), Kind::Symlink),
+                ("out".into(), Kind::Symlink),
+            ]
+        );
+        assert_eq!(
+            count(root),
+            Totals {
+                files: 1,
+                bytes: 5,
+                directories: 3,
+                symlinks: 2
+            }
+        );
+    }
+
+    #[test]
+    fn directories_last_puts_each_directory_after_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let order: Vec<PathBuf> = walk(dir.path(), true)
+            .map(|entry| entry.unwrap().relative)
+            .collect();
+        assert_eq!(
+            order,
+            vec![PathBuf::from("a/b"), PathBuf::from("a"), PathBuf::new()]
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! `copy -r` between local paths: a directory tree onto another disk or a mounted share.
+//!
+//! The tree is walked once to count it (for the bar's ETA), once to copy it, and once, its
+//! directories last, to give each directory its mode and times after everything inside it has
+//! landed (and, with per-file durability, to fsync it so the renames in it are durable). No walk
+//! holds every name: memory is one directory's listing per level, plus `workers` buffers of
+//! `--bs` bytes, whatever the number of files.
+//!
+//! Files land concurrently: the walk hands each file to one of `workers` threads, which reads it
+//! through the page cache in `--bs` blocks (as cp, tar and rsync do; a tree of small files gains
+//! nothing from O_DIRECT, and a single big file has `copy` without -r for that), writes it under
+//! a temporary name beside its final one, gives it the source's mode and times, fsyncs it (or
+//! leaves that to one `syncfs` at the end with `--fsync end`), and renames it into place. A file
+//! that fails is listed and the rest go on; nothing is ever left under a final name half written.
+
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+
+use super::TransportKind;
+use crate::file::tree::{self, Kind, Totals};
+use crate::file::{self, PartialFile};
+use crate::interrupt::{self, Interrupted};
+use crate::measure::{
+    Conditions, Counter, CpuClock, CpuUse, IntervalClock, Measurement, Watcher, Workload,
+};
+use crate::warning::Warning;
+
+/// When a tree's files are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Every file fsynced before its rename, every directory after its files: a crash loses
+    /// nothing that was reported landed.
+    #[default]
+    Each,
+    /// One syncfs of the destination's file system at the end: faster for many small files; a
+    /// crash before it may lose files already renamed into place.
+    End,
+}
+
+/// A tree to copy between two local paths.
+#[derive(Debug, Clone)]
+pub struct TreePlan {
+    pub source: PathBuf,
+    /// An existing directory (the tree lands inside it, under the source's name, as `cp -r`
+    /// and `scp -r` do) or a new path (the tree lands as it).
+    pub destination: PathBuf,
+    /// Files landing at once.
+    pub workers: usize,
+    /// Bytes per read and write.
+    pub block: usize,
+    /// Read each landed file back (after fsync and a cache drop) and compare digests.
+    pub verify: bool,
+    /// Replace files that exist under a final name.
+    pub force: bool,
+    pub fsync: FsyncPolicy,
+}
+
+/// How many entries of each list a report keeps; the counts go on past it.
+pub const LISTED: usize = 100;
+
+/// Paths and what happened to them: the first [`LISTED`], and how many in all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Listed {
+    pub total: u64,
+    pub shown: Vec<Problem>,
+}
+
+impl Listed {
+    fn add(&mut self, path: &Path, reason: String) {
+        self.total += 1;
+        if self.shown.len() < LISTED {
+            self.shown.push(Problem {
+                path: path.display().to_string(),
+                reason,
+            });
+        }
+    }
+}
+
+/// One path of a [`Listed`], and why it is there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What `copy -r` moved and how fast: the bytes of the files (the measurement, timed from the
+/// first file to the last fsync), the entries, files/s, and every entry that failed, changed
+/// while it was read, or was skipped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeReport {
+    pub source: String,
+    pub destination: String,
+    pub path: TransportKind,
+    pub measurement: Measurement,
+    /// What landed.
+    pub landed: Totals,
+    pub files_per_sec: f64,
+    pub fsync: FsyncPolicy,
+    pub workers: usize,
+    /// Every landed file was read back and matched (xxh3-128 of what was read).
+    pub verified: bool,
+    pub failed: Listed,
+    /// Files whose size or modification time moved while they were read: they landed as read.
+    pub changed: Listed,
+    /// Fifos, sockets and devices, not copied.
+    pub skipped: Listed,
+    pub cpu: CpuUse,
+    pub warnings: Vec<Warning>,
+}
+
+/// Copies the tree `plan.source` into `plan.destination` under one progress bar of bytes and
+/// files. Errors (nothing copied): the source is not a directory, the destination cannot hold
+/// it or lies inside it; Ctrl-C ([`Interrupted`], files already landed stay). A file that fails
+/// does not stop the rest: it is in [`TreeReport::failed`].
+pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
+    let source = &plan.source;
+    let meta = std::fs::metadata(source)
+        .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory: copy -r copies a directory tree; leave out -r to copy a file",
+            source.display()
+        );
+    }
+    let target = target(source, &plan.destination)?;
+    let totals = tree::count(source);
+    let (bytes, files) = (Counter::new(), Counter::new());
+    watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
+    let cpu = CpuClock::start();
+    let landing = Landing {
+        plan,
+        target: &target,
+        bytes: &bytes,
+        files: &files,
+        state: Mutex::new(State::default()),
+    };
+    let outcome = landing.run();
+    watcher.end();
+    let (elapsed, intervals) = outcome?;
+    let state = landing.state.into_inner().expect("tree state");
+    let mut warnings = Vec::new();
+    if file::is_tmpfs(&target) {
+        warnings.push(Warning::MemoryFileSystem {
+            path: target.clone(),
+        });
+    }
+    let conditions = Conditions {
+        fsync_included: true,
+        block_size: Some(plan.block as u64),
+        path: Some(TransportKind::Local),
+        streams: Some(plan.workers),
+        mount: Some(crate::mounts::facts(&target)),
+        ..Conditions::default()
+    };
+    let measurement = Measurement::new(
+        Workload::Copy,
+        state.landed.bytes,
+        elapsed,
+        conditions,
+        intervals,
+    );
+    Ok(TreeReport {
+        source: source.display().to_string(),
+        destination: target.display().to_string(),
+        path: TransportKind::Local,
+        files_per_sec: per_sec(state.landed.files, elapsed),
+        measurement,
+        landed: state.landed,
+        fsync: plan.fsync,
+        workers: plan.workers,
+        verified: plan.verify,
+        failed: state.failed,
+        changed: state.changed,
+        skipped: state.skipped,
+        cpu: cpu.finish(),
+        warnings,
+    })
+}
+
+fn per_sec(count: u64, elapsed: Duration) -> f64 {
+    match elapsed.as_secs_f64() {
+        secs if secs > 0.0 => count as f64 / secs,
+        _ => 0.0,
+    }
+}
+
+/// Where the tree lands: inside an existing directory under the source's name, else as the
+/// destination itself (whose parent must exist). Errors: the destination is a file, or inside
+/// the source (the copy would copy itself).
+fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
+    let target = match std::fs::metadata(destination) {
+        Ok(meta) if meta.is_dir() => {
+            let name = std::fs::canonicalize(source)
+                .ok()
+                .and_then(|path| path.file_name().map(|name| name.to_os_string()))
+                .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
+            destination.join(name)
+        }
+        Ok(_) => bail!(
+            "{} exists and is not a directory: a tree lands in a directory or under a new name",
+            destination.display()
+        ),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let parent = file::parent_dir(destination);
+            std::fs::metadata(&parent).map_err(|err| {
+                anyhow!("cannot copy: {}", file::describe_path_error(&parent, err))
+            })?;
+            destination.to_path_buf()
+        }
+        Err(err) => bail!(
+            "cannot copy: {}",
+            file::describe_path_error(destination, err)
+        ),
+    };
+    let source_real = std::fs::canonicalize(source)
+        .with_context(|| format!("resolving {}", source.display()))?;
+    let parent_real = std::fs::canonicalize(file::parent_dir(&target))
+        .with_context(|| format!("resolving {}", target.display()))?;
+    if parent_real.starts_with(&source_real) {
+        bail!(
+            "cannot copy {} into {}: it lies inside the tree being copied",
+            source.display(),
+            target.display()
+        );
+    }
+    Ok(target)
+}
+
+/// What the walk and the workers found, behind one lock (taken once per file).
+#[derive(Default)]
+struct State {
+    landed: Totals,
+    failed: Listed,
+    changed: Listed,
+    skipped: Listed,
+}
+
+/// One tree copy under way.
+struct Landing<'a> {
+    plan: &'a TreePlan,
+    target: &'a Path,
+    bytes: &'a Counter,
+    files: &'a Counter,
+    state: Mutex<State>,
+}
+
+/// A file for a worker to land.
+struct Job {
+    source: PathBuf,
+    destination: PathBuf,
+    meta: Metadata,
+}
+
+impl Landing<'_> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("tree state")
+    }
+
+    /// The three walks; how long the copy took (to its last fsync), in 1 s intervals.
+    fn run(&self) -> Result<(Duration, Vec<crate::measure::Interval>)> {
+        let plan = self.plan;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let start = Instant::now();
+        let clock = Mutex::new(IntervalClock::start(crate::measure::DEFAULT_INTERVAL));
+        let (jobs, queue) = mpsc::sync_channel::<Job>(plan.workers * 8);
+        let queue = Mutex::new(queue);
+        std::thread::scope(|scope| {
+            // Samples the byte count into intervals while the copy runs.
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    clock.lock().expect("clock").observe(self.bytes.get());
+                }
+            });
+            let workers: Vec<_> = (0..plan.workers)
+                .map(|_| scope.spawn(|| self.work(&queue)))
+                .collect();
+            self.walk(jobs);
+            for worker in workers {
+                let _ = worker.join();
+            }
+            if !interrupt::requested() {
+                self.finish_directories();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        interrupt::check()?;
+        let (_, intervals) = clock.into_inner().expect("clock").finish(self.bytes.get());
+        Ok((start.elapsed(), intervals))
+    }
+
+    /// The copying walk: directories made as they come, links landed here, files handed on.
+    fn walk(&self, jobs: mpsc::SyncSender<Job>) {
+        let mut failed_dir: Option<PathBuf> = None;
+        for entry in tree::walk(&self.plan.source, false) {
+            if interrupt::requested() {
+                return;
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    let reason = read_error(&err.path, err.error);
+                    self.state().failed.add(&err.path, reason);
+                    continue;
+                }
+            };
+            // Nothing lands under a directory that could not be made (it may be a link).
+            if let Some(dir) = &failed_dir {
+                if entry.relative.starts_with(dir) {
+                    continue;
+                }
+                failed_dir = None;
+            }
+            let source = self.plan.source.join(&entry.relative);
+            let destination = join(self.target, &entry.relative);
+            match entry.kind {
+                Kind::Dir => {
+                    if let Err(err) = make_dir(&destination) {
+                        self.state().failed.add(
+                            &source,
+                            format!("{err:#}; nothing under it was copied"),
+                        );
+                        failed_dir = Some(entry.relative);
+                    }
+                }
+                Kind::File => {
+                    let job = Job {
+                        source,
+                        destination,
+                        meta: entry.meta,
+                    };
+                    if jobs.send(job).is_err() {
+                        return;
+                    }
+                }
+                Kind::Symlink => {
+                    match land_symlink(&source, &destination, &entry.meta, self.plan.force) {
+                        Ok(()) => self.state().landed.symlinks += 1,
+                        Err(err) => self.state().failed.add(&source, format!("{err:#}")),
+                    }
+                }
+                Kind::Special => self.state().skipped.add(
+                    &source,
+                    "not a file, directory or link (a fifo, socket or device)".into(),
+                ),
+            }
+        }
+    }
+
+    /// A worker: lands files from `queue` until it is empty and closed, or Ctrl-C.
+    fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>) {
+        let mut buf = vec![0u8; self.plan.block];
+        loop {
+            let job = match queue.lock().expect("queue").recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            };
+            if interrupt::requested() {
+                return;
+            }
+            let size = job.meta.len();
+            match land_file(&job, self.plan, &mut buf, self.bytes) {
+                Ok(changed) => {
+                    self.files.add(1);
+                    let mut state = self.state();
+                    state.landed.files += 1;
+                    state.landed.bytes += size;
+                    if changed {
+                        state.changed.add(
+                            &job.source,
+                            "its size or modification time moved while it was read: it \
+                             landed as read; copy it again for a settled version"
+                                .into(),
+                        );
+                    }
+                }
+                Err(err) if err.is::<Interrupted>() => return,
+                Err(err) => self.state().failed.add(&job.source, format!("{err:#}")),
+            }
+        }
+    }
+
+    /// Gives every directory its source's mode and times, deepest first (a read-only directory
+    /// is made so only once its files are in), fsyncs it with per-file durability, and with
+    /// `--fsync end` syncs the destination's file system once.
+    fn finish_directories(&self) {
+        for entry in tree::walk(&self.plan.source, true).flatten() {
+            if entry.kind != Kind::Dir {
+                continue;
+            }
+            let destination = join(self.target, &entry.relative);
+            // A directory that could not be made is already listed.
+            if !std::fs::symlink_metadata(&destination).is_ok_and(|meta| meta.is_dir()) {
+                continue;
+            }
+            if self.plan.fsync == FsyncPolicy::Each {
+                file::sync_dir(&destination);
+            }
+            match tree::keep_dir_metadata(&destination, &entry.meta) {
+                Ok(()) => self.state().landed.directories += 1,
+                Err(err) => self.state().failed.add(
+                    &destination,
+                    format!("could not set its mode and times: {err}"),
+                ),
+            }
+        }
+        if self.plan.fsync == FsyncPolicy::End {
+            let synced = File::open(self.target).and_then(|dir| crate::sys::fs::syncfs(&dir));
+            if let Err(err) = synced {
+                self.state().failed.add(
+                    self.target,
+                    format!("syncfs failed: what landed may not be on the disk ({err})"),
+                );
+            }
+            file::sync_dir(&file::parent_dir(self.target));
+        }
+    }
+}
+
+/// `root` joined with a path below it; the root itself for "".
+fn join(root: &Path, relative: &Path) -> PathBuf {
+    match relative.as_os_str().is_empty() {
+        true => root.to_path_buf(),
+        false => root.join(relative),
+    }
+}
+
+/// A reason a source entry could not be read, saying what to do.
+fn read_error(path: &Path, err: io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "permission denied: it cannot be read by this user (run as its owner, or chmod it)"
+                .into()
+        }
+        io::ErrorKind::NotFound => "it vanished while the tree was copied".into(),
+        _ => format!("cannot read it: {err} ({})", path.display()),
+    }
+}
+
+/// Makes a directory of the tree, or takes the one there. Errors: something else has the name.
+fn make_dir(path: &Path) -> Result<()> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                _ => bail!(
+                    "{} exists and is not a directory: move it away to copy the tree",
+                    path.display()
+                ),
+            }
+        }
+        Err(err) => bail!(
+            "cannot create the directory {}",
+            file::describe_path_error(path, err)
+        ),
+    }
+}
+
+/// Whether `destination` may take a new file or link: absent, or present and `force`.
+fn may_replace(destination: &Path, force: bool) -> Result<()> {
+    match std::fs::symlink_metadata(destination) {
+        Ok(meta) if meta.is_dir() => bail!(
+            "{} exists and is a directory: it is not replaced",
+            destination.display()
+        ),
+        Ok(_) if !force => bail!(
+            "{} already exists: add --force to replace it",
+            destination.display()
+        ),
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => bail!("{}", file::describe_path_error(destination, err)),
+    }
+}
+
+/// The temporary name a file or link lands under beside `destination`, cleared of any left by a
+/// copy that was killed.
+fn partial(destination: &Path) -> Result<PartialFile> {
+    let name = destination
+        .file_name()
+        .ok_or_else(|| anyhow!("{} does not name a file", destination.display()))?;
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(name);
+    temp.push(".xferbench-partial");
+    let temp = file::parent_dir(destination).join(temp);
+    match std::fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => bail!("{}", file::describe_path_error(&temp, err)),
+    }
+    Ok(PartialFile::new(temp))
+}
+
+/// Lands one file: read in blocks, written under its temporary name, mode and times kept,
+/// fsynced (per `plan.fsync`), verified when asked, renamed into place. Whether it changed while
+/// it was read. Errors: it cannot be read or written, it exists (without force), Ctrl-C.
+fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Result<bool> {
+    may_replace(&job.destination, plan.force)?;
+    // O_NOFOLLOW: a file swapped for a link after the walk is not followed out of the tree.
+    let mut source = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&job.source)
+        .map_err(|err| anyhow!(read_error(&job.source, err)))?;
+    let partial = partial(&job.destination)?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(partial.path())
+        .map_err(|err| anyhow!("cannot create {}", file::describe_path_error(partial.path(), err)))?;
+    let mut digest = plan.verify.then(xxhash_rust::xxh3::Xxh3::new);
+    loop {
+        let n = match source.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(anyhow!(read_error(&job.source, err))),
+        };
+        out.write_all(&buf[..n])
+            .map_err(|err| anyhow!("writing {}: {err}", job.destination.display()))?;
+        if let Some(digest) = digest.as_mut() {
+            digest.update(&buf[..n]);
+        }
+        bytes.add(n as u64);
+        interrupt::check()?;
+    }
+    let after = source
+        .metadata()
+        .map_err(|err| anyhow!(read_error(&job.source, err)))?;
+    let changed = tree::stamp(&after) != tree::stamp(&job.meta);
+    tree::keep_file_metadata(&out, &job.meta)
+        .map_err(|err| anyhow!("setting the mode and times of {}: {err}", job.destination.display()))?;
+    if plan.fsync == FsyncPolicy::Each || plan.verify {
+        out.sync_all()
+            .map_err(|err| anyhow!("fsync of {}: {err}", job.destination.display()))?;
+    }
+    drop(out);
+    if let Some(digest) = digest {
+        reread(partial.path(), digest.digest128(), buf)
+            .with_context(|| format!("verifying {}", job.destination.display()))?;
+    }
+    std::fs::rename(partial.path(), &job.destination)
+        .map_err(|err| anyhow!("renaming into {}: {err}", job.destination.display()))?;
+    partial.keep();
+    Ok(changed)
+}
+
+/// Reads a landed (fsynced) file back past this machine's cache and compares its digest.
+fn reread(path: &Path, read: u128, buf: &mut [u8]) -> Result<()> {
+    let mut landed = File::open(path)?;
+    crate::file::cache::drop_from_cache(&landed)?;
+    let mut digest = xxhash_rust::xxh3::Xxh3::new();
+    loop {
+        match landed.read(buf) {
+            Ok(0) => break,
+            Ok(n) => digest.update(&buf[..n]),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let landed = digest.digest128();
+    if landed != read {
+        bail!(
+            "what was read has xxh3-128 {read:032x} but the landed file reads back as \
+             {landed:032x}; it was discarded"
+        );
+    }
+    Ok(())
+}
+
+/// Lands a link as a link (its target as written, never followed), with its own times.
+fn land_symlink(source: &Path, destination: &Path, meta: &Metadata, force: bool) -> Result<()> {
+    may_replace(destination, force)?;
+    let target = std::fs::read_link(source).map_err(|err| anyhow!(read_error(source, err)))?;
+    let partial = partial(destination)?;
+    std::os::unix::fs::symlink(&target, partial.path())
+        .map_err(|err| anyhow!("cannot create the link {}: {err}", destination.display()))?;
+    // Not every file system keeps a link's own times; the link itself is what matters.
+    let _ = tree::keep_symlink_times(partial.path(), meta);
+    std::fs::rename(partial.path(), destination)
+        .map_err(|err| anyhow!("renaming into {}: {err}", destination.display()))?;
+    partial.keep();
+    Ok(())
+}
