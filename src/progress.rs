@@ -68,9 +68,9 @@ impl Progress {
             Style::Bar => {
                 std::thread::spawn(move || draw_bar(&label, total, &counter, files, &stopped))
             }
-            Style::Lines => std::thread::spawn(move || {
-                print_lines(&label, total, &counter, files, &stopped)
-            }),
+            Style::Lines => {
+                std::thread::spawn(move || print_lines(&label, total, &counter, files, &stopped))
+            }
         };
         *self.running.lock().expect("progress lock") = Some((stop, worker));
     }

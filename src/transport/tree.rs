@@ -222,8 +222,8 @@ fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
             file::describe_path_error(destination, err)
         ),
     };
-    let source_real = std::fs::canonicalize(source)
-        .with_context(|| format!("resolving {}", source.display()))?;
+    let source_real =
+        std::fs::canonicalize(source).with_context(|| format!("resolving {}", source.display()))?;
     let parent_real = std::fs::canonicalize(file::parent_dir(&target))
         .with_context(|| format!("resolving {}", target.display()))?;
     if parent_real.starts_with(&source_real) {
@@ -326,10 +326,9 @@ impl Landing<'_> {
             match entry.kind {
                 Kind::Dir => {
                     if let Err(err) = make_dir(&destination) {
-                        self.state().failed.add(
-                            &source,
-                            format!("{err:#}; nothing under it was copied"),
-                        );
+                        self.state()
+                            .failed
+                            .add(&source, format!("{err:#}; nothing under it was copied"));
                         failed_dir = Some(entry.relative);
                     }
                 }
@@ -519,7 +518,12 @@ fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Res
         .create_new(true)
         .mode(0o600)
         .open(partial.path())
-        .map_err(|err| anyhow!("cannot create {}", file::describe_path_error(partial.path(), err)))?;
+        .map_err(|err| {
+            anyhow!(
+                "cannot create {}",
+                file::describe_path_error(partial.path(), err)
+            )
+        })?;
     let mut digest = plan.verify.then(xxhash_rust::xxh3::Xxh3::new);
     loop {
         let n = match source.read(buf) {
@@ -540,8 +544,12 @@ fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Res
         .metadata()
         .map_err(|err| anyhow!(read_error(&job.source, err)))?;
     let changed = tree::stamp(&after) != tree::stamp(&job.meta);
-    tree::keep_file_metadata(&out, &job.meta)
-        .map_err(|err| anyhow!("setting the mode and times of {}: {err}", job.destination.display()))?;
+    tree::keep_file_metadata(&out, &job.meta).map_err(|err| {
+        anyhow!(
+            "setting the mode and times of {}: {err}",
+            job.destination.display()
+        )
+    })?;
     if plan.fsync == FsyncPolicy::Each || plan.verify {
         out.sync_all()
             .map_err(|err| anyhow!("fsync of {}: {err}", job.destination.display()))?;

@@ -23,4 +23,5 @@ mod ssh;
 mod ssh_bounds;
 mod ssh_serve;
 mod sshd_fixture;
+mod tree;
 mod udp;
