@@ -962,7 +962,6 @@ impl CopyArgs {
             destination,
             workers: self.parallel,
             block: self.block,
-            iodepth: self.iodepth,
             verify: self.verify,
             force: self.force,
             fsync: self.fsync,

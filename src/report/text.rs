@@ -703,7 +703,7 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
     };
     let _ = writeln!(
         out,
-        "copy -r {} → {} on this machine, {} landing at once, {} blocks, files under 8 MiB through the page cache and larger ones with O_DIRECT where taken, {durable}",
+        "copy -r {} → {} on this machine, {} landing at once, buffered (page cache), {} blocks, {durable}",
         report.source,
         report.destination,
         plural(report.workers, "file"),

@@ -3,16 +3,15 @@
 //! The tree is walked once to count it (for the bar's ETA), once to copy it, and once, its
 //! directories last, to give each directory its mode and times after everything inside it has
 //! landed (and, with per-file durability, to fsync it so the renames in it are durable). No walk
-//! holds every name: memory is one directory's listing per level, plus per worker a `--bs`
-//! buffer or, for a large file, `iodepth` of them, whatever the number of files.
+//! holds every name: memory is one directory's listing per level, plus `workers` buffers of
+//! `--bs` bytes, whatever the number of files.
 //!
-//! Files land concurrently: the walk hands each file to one of `workers` threads. A small file
-//! is read through the page cache in `--bs` blocks (as cp, tar and rsync do: two rings per file
-//! would cost more than they save), written under a temporary name beside its final one, given
-//! the source's mode and times, fsynced (or left to one `syncfs` at the end with `--fsync end`)
-//! and renamed into place. A file of [`LARGE_FILE`] or more goes through `copy`'s own engines
-//! (`transport::local`: O_DIRECT, `iodepth` I/Os in flight, always fsynced). A file that fails is
-//! listed and the rest go on; nothing is ever left under a final name half written.
+//! Files land concurrently: the walk hands each file to one of `workers` threads, which reads it
+//! through the page cache in `--bs` blocks (as cp, tar and rsync do; a tree of small files gains
+//! nothing from O_DIRECT, and a single big file has `copy` without -r for that), writes it under
+//! a temporary name beside its final one, gives it the source's mode and times, fsyncs it (or
+//! leaves that to one `syncfs` at the end with `--fsync end`), and renames it into place. A file
+//! that fails is listed and the rest go on; nothing is ever left under a final name half written.
 
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
@@ -58,19 +57,12 @@ pub struct TreePlan {
     pub workers: usize,
     /// Bytes per read and write.
     pub block: usize,
-    /// Disk I/Os in flight for a large file (one of [`LARGE_FILE`] or more).
-    pub iodepth: usize,
     /// Read each landed file back (after fsync and a cache drop) and compare digests.
     pub verify: bool,
     /// Replace files that exist under a final name.
     pub force: bool,
     pub fsync: FsyncPolicy,
 }
-
-/// Bytes from which a file of a tree goes through `copy`'s engines (O_DIRECT where the file
-/// systems take it, `iodepth` I/Os in flight) instead of the page cache: 8 MiB, past which the
-/// cost of setting up two rings is small beside the file, and the cache's extra copy is not.
-pub const LARGE_FILE: u64 = 8 << 20;
 
 /// How many entries of each list a report keeps; the counts go on past it.
 pub const LISTED: usize = 100;
@@ -144,13 +136,11 @@ pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
     let totals = tree::count(source);
     let (bytes, files) = (Counter::new(), Counter::new());
     watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
-    let flow = Flow::default();
     let cpu = CpuClock::start();
     let landing = Landing {
         plan,
         target: &target,
-        shown: &bytes,
-        flow: &flow,
+        bytes: &bytes,
         files: &files,
         state: Mutex::new(State::default()),
     };
@@ -246,45 +236,6 @@ fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// The bytes a tree copy has moved: those of finished and small files, plus those of the large
-/// files under way, each counted by its own copy.
-#[derive(Default)]
-struct Flow {
-    done: Counter,
-    under_way: Mutex<Vec<(usize, Counter)>>,
-}
-
-impl Flow {
-    fn get(&self) -> u64 {
-        let under_way = self.under_way.lock().expect("flow");
-        self.done.get() + under_way.iter().map(|(_, c)| c.get()).sum::<u64>()
-    }
-
-    /// A large file's copy, by worker `id`, ended: `bytes` of it count as done.
-    fn ended(&self, id: usize, bytes: u64) {
-        let mut under_way = self.under_way.lock().expect("flow");
-        self.done.add(bytes);
-        under_way.retain(|(worker, _)| *worker != id);
-    }
-}
-
-/// What worker `id` shows of its large file's copy: the copy pass's counter, not the re-read's.
-struct FileWatcher<'a> {
-    id: usize,
-    flow: &'a Flow,
-}
-
-impl Watcher for FileWatcher<'_> {
-    fn begin(&self, label: &str, _total: u64, counter: &Counter) {
-        if label == "copy" {
-            let mut under_way = self.flow.under_way.lock().expect("flow");
-            under_way.push((self.id, counter.clone()));
-        }
-    }
-
-    fn end(&self) {}
-}
-
 /// What the walk and the workers found, behind one lock (taken once per file).
 #[derive(Default)]
 struct State {
@@ -298,9 +249,7 @@ struct State {
 struct Landing<'a> {
     plan: &'a TreePlan,
     target: &'a Path,
-    /// What the bar shows: [`Flow`] sampled, never going back.
-    shown: &'a Counter,
-    flow: &'a Flow,
+    bytes: &'a Counter,
     files: &'a Counter,
     state: Mutex<State>,
 }
@@ -330,17 +279,11 @@ impl Landing<'_> {
             scope.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
-                    let now = self.flow.get();
-                    // A failed large file's bytes leave the flow; the bar does not go back.
-                    self.shown.add(now.saturating_sub(self.shown.get()));
-                    clock.lock().expect("clock").observe(now);
+                    clock.lock().expect("clock").observe(self.bytes.get());
                 }
             });
             let workers: Vec<_> = (0..plan.workers)
-                .map(|id| {
-                    let queue = &queue;
-                    scope.spawn(move || self.work(id, queue))
-                })
+                .map(|_| scope.spawn(|| self.work(&queue)))
                 .collect();
             self.walk(jobs);
             for worker in workers {
@@ -352,7 +295,7 @@ impl Landing<'_> {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         interrupt::check()?;
-        let (_, intervals) = clock.into_inner().expect("clock").finish(self.flow.get());
+        let (_, intervals) = clock.into_inner().expect("clock").finish(self.bytes.get());
         Ok((start.elapsed(), intervals))
     }
 
@@ -414,7 +357,7 @@ impl Landing<'_> {
     }
 
     /// A worker: lands files from `queue` until it is empty and closed, or Ctrl-C.
-    fn work(&self, id: usize, queue: &Mutex<mpsc::Receiver<Job>>) {
+    fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>) {
         let mut buf = vec![0u8; self.plan.block];
         loop {
             let job = match queue.lock().expect("queue").recv() {
@@ -425,19 +368,7 @@ impl Landing<'_> {
                 return;
             }
             let size = job.meta.len();
-            let landed = match size >= LARGE_FILE {
-                true => {
-                    let watcher = FileWatcher {
-                        id,
-                        flow: self.flow,
-                    };
-                    let landed = land_large_file(&job, self.plan, &watcher);
-                    self.flow.ended(id, if landed.is_ok() { size } else { 0 });
-                    landed
-                }
-                false => land_file(&job, self.plan, &mut buf, &self.flow.done),
-            };
-            match landed {
+            match land_file(&job, self.plan, &mut buf, self.bytes) {
                 Ok(changed) => {
                     self.files.add(1);
                     let mut state = self.state();
@@ -632,39 +563,6 @@ fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Res
         .map_err(|err| anyhow!("renaming into {}: {err}", job.destination.display()))?;
     partial.keep();
     Ok(changed)
-}
-
-/// Lands one large file with `copy`'s engines (`transport::local`: O_DIRECT where the file
-/// systems take it, under its temporary name, fsynced, verified when asked, renamed), then gives
-/// it the source's mode and times. Whether it changed while it was read.
-fn land_large_file(job: &Job, plan: &TreePlan, watcher: &dyn Watcher) -> Result<bool> {
-    may_replace(&job.destination, plan.force)?;
-    let copy = super::CopyPlan {
-        source: super::Location::Local(job.source.clone()),
-        destination: super::Location::Local(job.destination.clone()),
-        streams: 1,
-        chunk: plan.block,
-        iodepth: plan.iodepth,
-        verify: plan.verify,
-        force: plan.force,
-    };
-    super::local::copy(&copy, super::pipeline::STALL_TIMEOUT, watcher).map_err(|err| {
-        match err.is::<Interrupted>() {
-            true => err,
-            false => anyhow!("{err:#}"),
-        }
-    })?;
-    let after = std::fs::symlink_metadata(&job.source)
-        .map_err(|err| anyhow!(read_error(&job.source, err)))?;
-    let landed = File::open(&job.destination)
-        .with_context(|| format!("opening {}", job.destination.display()))?;
-    tree::keep_file_metadata(&landed, &job.meta).map_err(|err| {
-        anyhow!(
-            "setting the mode and times of {}: {err}",
-            job.destination.display()
-        )
-    })?;
-    Ok(tree::stamp(&after) != tree::stamp(&job.meta))
 }
 
 /// Reads a landed (fsynced) file back past this machine's cache and compares its digest.
