@@ -43,9 +43,8 @@ impl Landing {
                 path.join("bigfile.data").display()
             );
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
+        let temp_path =
+            partial_path(path).ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;
         let dir = parent_dir(path);
         match std::fs::metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
@@ -78,10 +77,6 @@ impl Landing {
             Err(err) if err.kind() == io::ErrorKind::NotFound => ensure_room(&dir, size)?,
             Err(err) => return Err(anyhow!(describe_path_error(path, err))),
         }
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(".xferbench-partial");
-        let temp_path = dir.join(temp_name);
         let guard = PartialFile::new(temp_path.clone());
         let (file, direct) = create_new(&temp_path, direct)
             .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
@@ -127,6 +122,15 @@ impl Landing {
         sync_dir(&parent_dir(&path));
         Ok(())
     }
+}
+
+/// The temporary name a file is made under beside `path` before it is renamed into place:
+/// `.NAME.xferbench-partial`. None when `path` names no file.
+pub fn partial_path(path: &Path) -> Option<PathBuf> {
+    let mut temp = std::ffi::OsString::from(".");
+    temp.push(path.file_name()?);
+    temp.push(".xferbench-partial");
+    Some(path.with_file_name(temp))
 }
 
 /// Removes a file when dropped, unless told to keep it: the cleanup for errors and Ctrl-C.

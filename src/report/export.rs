@@ -134,13 +134,8 @@ impl ExportManager {
 /// a symbolic link to its target): a failed write never leaves a half report or loses an old one.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let name = target
-        .file_name()
+    let temp = crate::file::partial_path(&target)
         .ok_or_else(|| anyhow!("cannot write {}: it does not name a file", path.display()))?;
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".xferbench-partial");
-    let temp = target.with_file_name(temp_name);
     let written = File::create(&temp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()?;

@@ -19,7 +19,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -269,18 +269,20 @@ impl Landing<'_> {
     /// The three walks; how long the copy took (to its last fsync), in 1 s intervals.
     fn run(&self) -> Result<(Duration, Vec<crate::measure::Interval>)> {
         let plan = self.plan;
-        let done = std::sync::atomic::AtomicBool::new(false);
-        let start = Instant::now();
-        let clock = Mutex::new(IntervalClock::start(crate::measure::DEFAULT_INTERVAL));
+        let (stop, stopped) = mpsc::channel::<()>();
         let (jobs, queue) = mpsc::sync_channel::<Job>(plan.workers * 8);
         let queue = Mutex::new(queue);
-        std::thread::scope(|scope| {
-            // Samples the byte count into intervals while the copy runs.
-            scope.spawn(|| {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    clock.lock().expect("clock").observe(self.bytes.get());
+        let timed = std::thread::scope(|scope| {
+            // Samples the byte count into intervals while the copy runs; told to stop, it stops
+            // at once, so the copy's time ends with its last fsync.
+            let sampler = scope.spawn(move || {
+                let mut clock = IntervalClock::start(crate::measure::DEFAULT_INTERVAL);
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(100))
+                {
+                    clock.observe(self.bytes.get());
                 }
+                clock.finish(self.bytes.get())
             });
             let workers: Vec<_> = (0..plan.workers)
                 .map(|_| scope.spawn(|| self.work(&queue)))
@@ -292,11 +294,11 @@ impl Landing<'_> {
             if !interrupt::requested() {
                 self.finish_directories();
             }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(stop);
+            sampler.join().expect("the sampling thread")
         });
         interrupt::check()?;
-        let (_, intervals) = clock.into_inner().expect("clock").finish(self.bytes.get());
-        Ok((start.elapsed(), intervals))
+        Ok(timed)
     }
 
     /// The copying walk: directories made as they come, links landed here, files handed on.
@@ -486,13 +488,8 @@ fn may_replace(destination: &Path, force: bool) -> Result<()> {
 /// The temporary name a file or link lands under beside `destination`, cleared of any left by a
 /// copy that was killed.
 fn partial(destination: &Path) -> Result<PartialFile> {
-    let name = destination
-        .file_name()
+    let temp = file::partial_path(destination)
         .ok_or_else(|| anyhow!("{} does not name a file", destination.display()))?;
-    let mut temp = std::ffi::OsString::from(".");
-    temp.push(name);
-    temp.push(".xferbench-partial");
-    let temp = file::parent_dir(destination).join(temp);
     match std::fs::remove_file(&temp) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}

@@ -3,12 +3,11 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
     Background, Hosts, Run, Server, Way, assert_empty_dir, assert_no_leftovers, scratch_path,
-    temp_dir,
+    spawn_here, temp_dir,
 };
 
 /// How long after the signal a command may take to exit: "about a second", with room for a
@@ -52,16 +51,6 @@ fn interrupted_after(
     let client = server.spawn(&args);
     std::thread::sleep(running);
     signal_and_finish(client, signal)
-}
-
-/// Starts `xferbench -q ARGS...` here, in the background.
-fn spawn_here(args: &[&OsStr]) -> Background {
-    let mut cmd =
-        crate::common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    Background(cmd.spawn().expect("start xferbench"))
 }
 
 /// Waits until `path` exists (a command got under way), failing the test after 30 s.

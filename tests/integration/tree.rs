@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Background, assert_failed_cleanly, assert_success, assert_usage_error, json_report, make_file,
-    run_command, temp_dir, wait_until,
+    assert_failed_cleanly, assert_success, assert_usage_error, json_report, make_file, run_command,
+    spawn_here, temp_dir, wait_until,
 };
 
 /// One entry of a tree as a copy must keep it.
@@ -392,7 +392,7 @@ fn a_file_that_grows_while_it_is_read_is_reported_as_changed() {
     std::fs::create_dir(&source).unwrap();
     let growing = source.join("growing");
     make_file(&growing, "64M");
-    let mut command = crate::common::command([
+    let client = spawn_here(&[
         "copy".as_ref(),
         "-r".as_ref(),
         source.as_os_str(),
@@ -401,10 +401,6 @@ fn a_file_that_grows_while_it_is_read_is_reported_as_changed() {
         "4K".as_ref(),
         "-J".as_ref(),
     ]);
-    command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let client = Background(command.spawn().unwrap());
     let partial = to.path().join("tree/.growing.xferbench-partial");
     assert!(
         wait_until(Duration::from_secs(30), || partial.exists()),
@@ -449,7 +445,7 @@ fn a_tree_copy_killed_half_way_leaves_only_whole_files_under_final_names() {
         }
     }
     drop(seed_dir);
-    let mut command = crate::common::command([
+    let mut client = spawn_here(&[
         "copy".as_ref(),
         "-r".as_ref(),
         source.as_os_str(),
@@ -459,10 +455,6 @@ fn a_tree_copy_killed_half_way_leaves_only_whole_files_under_final_names() {
         "-P".as_ref(),
         "1".as_ref(),
     ]);
-    command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut client = Background(command.spawn().unwrap());
     let first = to.path().join("tree/d0/f0");
     assert!(
         wait_until(Duration::from_secs(60), || first.exists()),

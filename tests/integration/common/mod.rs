@@ -459,6 +459,16 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Starts `xferbench -q ARGS...` here, in the background.
+pub fn spawn_here(args: &[&OsStr]) -> Background {
+    let mut cmd =
+        crate::common::command(std::iter::once(OsStr::new("-q")).chain(args.iter().copied()));
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    Background(cmd.spawn().expect("start xferbench"))
+}
+
 /// A child killed and reaped on drop, for clients run in the background.
 pub struct Background(pub Child);
 
