@@ -931,41 +931,30 @@ impl LatArgs {
 }
 
 impl CopyArgs {
-    /// The tree copy -r asks for. Errors: [`Usage`] for a side that is not local, --via, or
-    /// --timeout.
-    pub fn tree_plan(&self) -> anyhow::Result<crate::transport::tree::TreePlan> {
-        let source = Location::parse(&self.source).map_err(as_usage)?;
-        let destination = Location::parse(&self.destination).map_err(as_usage)?;
-        let (Location::Local(source), Location::Local(destination)) = (source, destination) else {
-            return Err(Usage(format!(
-                "copy -r {} {}: a tree is copied between local paths (a mounted share \
-                 included); over serve or SSH give one file at a time",
-                self.source, self.destination
-            ))
-            .into());
-        };
-        if let Some(via) = self.via {
-            return Err(Usage(format!(
-                "--via {via}: both sides of copy -r are local, so no network path carries it; \
-                 drop --via"
-            ))
-            .into());
-        }
+    /// `copy -r`: the path (none between two local paths) and the tree plan; the same checks as
+    /// [`CopyArgs::plan`], and --timeout refused (a tree has no stall bound).
+    pub fn tree_plan(
+        &self,
+    ) -> anyhow::Result<(Option<Box<dyn Transport>>, crate::transport::tree::TreePlan)> {
         if let Some(secs) = self.timeout {
             return Err(Usage(format!(
                 "--timeout {secs}: copy -r has no stall bound; drop --timeout"
             ))
             .into());
         }
-        Ok(crate::transport::tree::TreePlan {
-            source,
-            destination,
-            workers: self.parallel,
-            block: self.block,
-            verify: self.verify,
-            force: self.force,
-            fsync: self.fsync,
-        })
+        let (transport, plan) = self.plan()?;
+        Ok((
+            transport,
+            crate::transport::tree::TreePlan {
+                source: plan.source,
+                destination: plan.destination,
+                workers: self.parallel,
+                block: self.block,
+                verify: self.verify,
+                force: self.force,
+                fsync: self.fsync,
+            },
+        ))
     }
 
     /// How long a local copy may move nothing before it ends (`--timeout`).

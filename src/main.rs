@@ -198,7 +198,10 @@ fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
 }
 
 fn copy_tree(args: &CopyArgs, progress: &Progress) -> Result<()> {
-    let result = xferbench::transport::tree::copy(&args.tree_plan()?, progress)?;
+    let result = match args.tree_plan()? {
+        (Some(transport), plan) => transport.copy_tree(&plan, progress)?,
+        (None, plan) => xferbench::transport::tree::copy(&plan, progress)?,
+    };
     print_report(
         "copy",
         args.json,

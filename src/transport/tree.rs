@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::TransportKind;
+use super::{Location, TransportKind};
 use crate::file::tree::{self, Kind, Totals};
 use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
@@ -46,14 +46,15 @@ pub enum FsyncPolicy {
     End,
 }
 
-/// A tree to copy between two local paths.
+/// A tree to copy: between two local paths (this module), or between this machine and a
+/// server ([`super::Transport::copy_tree`]).
 #[derive(Debug, Clone)]
 pub struct TreePlan {
-    pub source: PathBuf,
+    pub source: Location,
     /// An existing directory (the tree lands inside it, under the source's name, as `cp -r`
     /// and `scp -r` do) or a new path (the tree lands as it).
-    pub destination: PathBuf,
-    /// Files landing at once.
+    pub destination: Location,
+    /// Files landing at once (locally, or on the server); over SSH, connections.
     pub workers: usize,
     /// Bytes per read and write.
     pub block: usize,
@@ -123,7 +124,11 @@ pub struct TreeReport {
 /// it or lies inside it; Ctrl-C ([`Interrupted`], files already landed stay). A file that fails
 /// does not stop the rest: it is in [`TreeReport::failed`].
 pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
-    let source = &plan.source;
+    let (Location::Local(source), Location::Local(destination)) =
+        (&plan.source, &plan.destination)
+    else {
+        bail!("a local copy -r goes between two local paths");
+    };
     let meta = std::fs::metadata(source)
         .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
     if !meta.is_dir() {
@@ -132,13 +137,14 @@ pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
             source.display()
         );
     }
-    let target = target(source, &plan.destination)?;
+    let target = target(source, destination)?;
     let totals = tree::count(source);
     let (bytes, files) = (Counter::new(), Counter::new());
     watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
     let cpu = CpuClock::start();
     let landing = Landing {
         plan,
+        source,
         target: &target,
         bytes: &bytes,
         files: &files,
@@ -248,6 +254,7 @@ struct State {
 /// One tree copy under way.
 struct Landing<'a> {
     plan: &'a TreePlan,
+    source: &'a Path,
     target: &'a Path,
     bytes: &'a Counter,
     files: &'a Counter,
@@ -304,7 +311,7 @@ impl Landing<'_> {
     /// The copying walk: directories made as they come, links landed here, files handed on.
     fn walk(&self, jobs: mpsc::SyncSender<Job>) {
         let mut failed_dir: Option<PathBuf> = None;
-        for entry in tree::walk(&self.plan.source, false) {
+        for entry in tree::walk(self.source, false) {
             if interrupt::requested() {
                 return;
             }
@@ -323,7 +330,7 @@ impl Landing<'_> {
                 }
                 failed_dir = None;
             }
-            let source = self.plan.source.join(&entry.relative);
+            let source = self.source.join(&entry.relative);
             let destination = join(self.target, &entry.relative);
             match entry.kind {
                 Kind::Dir => {
@@ -395,7 +402,7 @@ impl Landing<'_> {
     /// is made so only once its files are in), fsyncs it with per-file durability, and with
     /// `--fsync end` syncs the destination's file system once.
     fn finish_directories(&self) {
-        for entry in tree::walk(&self.plan.source, true).flatten() {
+        for entry in tree::walk(self.source, true).flatten() {
             if entry.kind != Kind::Dir {
                 continue;
             }
