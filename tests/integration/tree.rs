@@ -347,7 +347,7 @@ fn a_fifo_is_skipped_and_listed_without_failing_the_copy() {
 }
 
 #[test]
-fn copy_r_refuses_a_file_a_tree_into_itself_and_a_remote_side() {
+fn copy_r_refuses_a_file_a_tree_into_itself_and_a_stall_bound() {
     let dir = temp_dir();
     let source = dir.path().join("tree");
     std::fs::create_dir(&source).unwrap();
@@ -374,8 +374,6 @@ fn copy_r_refuses_a_file_a_tree_into_itself_and_a_remote_side() {
     );
     assert_eq!(crate::common::entries(&source), vec!["f"]);
 
-    let out = copy_tree(&[source.as_os_str(), "127.0.0.1:tree".as_ref()]);
-    assert_usage_error(&out);
     let out = copy_tree(&[
         source.as_os_str(),
         dir.path().join("x").as_os_str(),
