@@ -76,7 +76,8 @@ pub struct Listed {
 }
 
 impl Listed {
-    fn add(&mut self, path: &Path, reason: String) {
+    /// Counts `path`, and keeps it with its reason while fewer than [`LISTED`] are kept.
+    pub fn add(&mut self, path: &Path, reason: String) {
         self.total += 1;
         if self.shown.len() < LISTED {
             self.shown.push(Problem {
@@ -124,8 +125,7 @@ pub struct TreeReport {
 /// it or lies inside it; Ctrl-C ([`Interrupted`], files already landed stay). A file that fails
 /// does not stop the rest: it is in [`TreeReport::failed`].
 pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
-    let (Location::Local(source), Location::Local(destination)) =
-        (&plan.source, &plan.destination)
+    let (Location::Local(source), Location::Local(destination)) = (&plan.source, &plan.destination)
     else {
         bail!("a local copy -r goes between two local paths");
     };
@@ -444,7 +444,7 @@ fn join(root: &Path, relative: &Path) -> PathBuf {
 }
 
 /// A reason a source entry could not be read, saying what to do.
-fn read_error(path: &Path, err: io::Error) -> String {
+pub fn read_error(path: &Path, err: io::Error) -> String {
     match err.kind() {
         io::ErrorKind::PermissionDenied => {
             "permission denied: it cannot be read by this user (run as its owner, or chmod it)"

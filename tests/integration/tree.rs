@@ -14,7 +14,7 @@ use crate::common::{
 
 /// One entry of a tree as a copy must keep it.
 #[derive(Debug, PartialEq)]
-enum Kept {
+pub(crate) enum Kept {
     Dir {
         mode: u32,
         mtime: (i64, i64),
@@ -30,7 +30,7 @@ enum Kept {
 }
 
 /// Every entry below `root` (sorted by path, the root left out), as [`Kept`].
-fn tree(root: &Path) -> Vec<(String, Kept)> {
+pub(crate) fn tree(root: &Path) -> Vec<(String, Kept)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Kept)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -62,8 +62,32 @@ fn tree(root: &Path) -> Vec<(String, Kept)> {
 }
 
 /// Asserts two trees hold the same entries, entry by entry, naming the first that differs.
-fn assert_same_tree(expected: &Path, actual: &Path) {
-    let (expected, actual) = (tree(expected), tree(actual));
+pub(crate) fn assert_same_tree(expected: &Path, actual: &Path) {
+    assert_same_entries(tree(expected), tree(actual));
+}
+
+/// [`assert_same_tree`] for a path that keeps files' times to the microsecond (SCP's `T`
+/// records): files' modification times compared at that precision.
+pub(crate) fn assert_same_tree_to_the_microsecond(expected: &Path, actual: &Path) {
+    let micros = |tree: Vec<(String, Kept)>| {
+        tree.into_iter()
+            .map(|(name, kept)| match kept {
+                Kept::File { mode, mtime, bytes } => (
+                    name,
+                    Kept::File {
+                        mode,
+                        mtime: (mtime.0, mtime.1 / 1000 * 1000),
+                        bytes,
+                    },
+                ),
+                other => (name, other),
+            })
+            .collect()
+    };
+    assert_same_entries(micros(tree(expected)), micros(tree(actual)));
+}
+
+fn assert_same_entries(expected: Vec<(String, Kept)>, actual: Vec<(String, Kept)>) {
     let names = |t: &[(String, Kept)]| t.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&expected),
@@ -91,7 +115,7 @@ fn summary(kept: &Kept) -> String {
     }
 }
 
-fn set_mtime(path: &Path, secs: u64) {
+pub(crate) fn set_mtime(path: &Path, secs: u64) {
     let time = std::time::UNIX_EPOCH + Duration::from_secs(secs);
     let file = std::fs::File::open(path).unwrap();
     file.set_times(
@@ -105,7 +129,7 @@ fn set_mtime(path: &Path, secs: u64) {
 /// A tree with every kind of entry a copy must keep: nested and empty directories, a file of
 /// several blocks, an empty file, names with spaces and non-ASCII, a link inside the tree, a
 /// link loop, a link out of the tree, odd modes and old times.
-fn varied_tree(root: &Path) {
+pub(crate) fn varied_tree(root: &Path) {
     std::fs::create_dir_all(root.join("a/b/c")).unwrap();
     std::fs::create_dir_all(root.join("empty")).unwrap();
     make_file(&root.join("a/big.data"), "3M");

@@ -149,6 +149,9 @@ fn describe(command: &RemoteCommand) -> String {
             format!("disk write baseline at '{}'", shown(path))
         }
         RemoteCommand::HomeOf { user } => format!("home of '{user}'"),
+        RemoteCommand::ScpTreeSink { dir } => format!("scp tree upload into '{}'", shown(dir)),
+        RemoteCommand::Shell => "a shell".to_string(),
+        RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
     }
 }
 
@@ -187,6 +190,12 @@ async fn execute(
         RemoteCommand::WriteBaseline { .. } => bail!(
             "the disk baseline is not run over SSH by xferbench serve: its TCP control protocol measures its disk"
         ),
+        // A tree over SSH needs the far side's scp -r and a shell; serve carries trees over TCP.
+        RemoteCommand::ScpTreeSink { .. } | RemoteCommand::Shell | RemoteCommand::IsDir { .. } => {
+            bail!(
+                "copy -r over ssh needs a stock OpenSSH server (scp -r and a shell); to xferbench serve, copy the tree over --via tcp"
+            )
+        }
         // No users, no shell: one root, which `~` and `~/x` already stand for.
         RemoteCommand::HomeOf { user } => bail!(
             "'~{user}' needs a shell to expand it and xferbench serve runs none: its paths are relative to its --root; give the path without ~{user}"

@@ -25,6 +25,14 @@ pub enum RemoteCommand {
     },
     /// `scp -f -- PATH`: the SCP source; it sends the file.
     ScpSource { path: String },
+    /// `scp -r -p -d -t -- DIR`: the SCP sink of a tree (`D`/`E` records enter and leave
+    /// directories), modes and times kept, landing inside the directory `DIR`.
+    ScpTreeSink { dir: String },
+    /// `sh -s`: a shell reading its script from standard input (a tree's links, renames and
+    /// directory metadata, which SCP cannot carry).
+    Shell,
+    /// Succeeds only when `path` is a directory (following a link).
+    IsDir { path: String },
     /// Writes standard input at `offset` of `path` (created if missing, never truncated).
     WriteRange { path: String, offset: u64 },
     /// Sends `len` bytes of `path` from `offset`.
@@ -71,6 +79,9 @@ impl RemoteCommand {
                 .render()
             ),
             RemoteCommand::ScpSource { path } => format!("scp -f -- {}", quote(path)),
+            RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
+            RemoteCommand::Shell => "sh -s".to_string(),
+            RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
             RemoteCommand::WriteRange { path, offset } => format!(
                 // No iflag=fullblock: gathering 1 MiB from the pipe measured 15 % slower than
                 // writing each read as it comes, which is as correct for a stream without count=.
@@ -106,7 +117,10 @@ impl RemoteCommand {
         match self {
             RemoteCommand::ScpSink { .. }
             | RemoteCommand::ScpSinkThenFinish { .. }
-            | RemoteCommand::ScpSource { .. } => "scp",
+            | RemoteCommand::ScpSource { .. }
+            | RemoteCommand::ScpTreeSink { .. } => "scp",
+            RemoteCommand::Shell => "sh",
+            RemoteCommand::IsDir { .. } => "test",
             RemoteCommand::WriteRange { .. }
             | RemoteCommand::ReadRange { .. }
             | RemoteCommand::WriteBaseline { .. } => "dd",
@@ -276,6 +290,20 @@ pub fn home_relative(path: &str) -> Option<&str> {
 /// Single-quotes a word for a POSIX shell.
 pub fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// [`quote`] for a name that may not be UTF-8 (a file name is bytes).
+pub fn quote_bytes(word: &[u8]) -> Vec<u8> {
+    let mut quoted = Vec::with_capacity(word.len() + 2);
+    quoted.push(b'\'');
+    for &byte in word {
+        match byte {
+            b'\'' => quoted.extend_from_slice(b"'\\''"),
+            byte => quoted.push(byte),
+        }
+    }
+    quoted.push(b'\'');
+    quoted
 }
 
 #[cfg(test)]

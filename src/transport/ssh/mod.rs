@@ -12,6 +12,7 @@ pub mod exec;
 pub mod known_hosts;
 pub mod login;
 pub mod scp;
+pub mod tree;
 pub mod worker;
 
 use std::ops::Range;
@@ -894,6 +895,22 @@ impl Transport for Ssh {
 
     fn latency(&self, plan: &LatPlan) -> Result<LatReport> {
         self.runtime.block_on(self.round_trips(plan))
+    }
+
+    fn copy_tree(
+        &self,
+        plan: &super::tree::TreePlan,
+        watcher: &dyn Watcher,
+    ) -> Result<super::tree::TreeReport> {
+        match (&plan.source, &plan.destination) {
+            (Location::Local(source), Location::Remote { path, .. }) => {
+                tree::upload(self, plan, source, path, watcher)
+            }
+            (Location::Remote { path, .. }, Location::Local(destination)) => {
+                tree::download(self, plan, path, destination, watcher)
+            }
+            _ => bail!("copy -r goes between this machine and one server"),
+        }
     }
 
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
