@@ -218,6 +218,7 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 LogLevel ERROR
+Subsystem sftp internal-sftp
 EOF
   "$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
   track_pid $!

@@ -693,6 +693,7 @@ pub fn copy(report: &CopyReport) -> String {
 /// `copy -r`: the bytes and files, the rate and files/s, how it was made durable, then every
 /// entry that failed, changed while it was read, or was skipped.
 pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
+    use crate::transport::TransportKind;
     use crate::transport::tree::FsyncPolicy;
     let m = &report.measurement;
     let landed = &report.landed;
@@ -701,13 +702,23 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
         FsyncPolicy::Each => "every file fsynced before its rename",
         FsyncPolicy::End => "one syncfs at the end (--fsync end)",
     };
+    let how = match report.path {
+        TransportKind::Local => format!(
+            "on this machine, {} landing at once, buffered (page cache), {} blocks",
+            plural(report.workers, "file"),
+            format_block(m.conditions.block_size.unwrap_or(0)),
+        ),
+        TransportKind::Ssh => format!(
+            "over SSH ({}, cipher {}), one scp -r sink on each",
+            plural(report.workers, "connection"),
+            m.conditions.cipher.as_deref().unwrap_or("unknown"),
+        ),
+        path => format!("over {path}, {}", plural(report.workers, "stream")),
+    };
     let _ = writeln!(
         out,
-        "copy -r {} → {} on this machine, {} landing at once, buffered (page cache), {} blocks, {durable}",
-        report.source,
-        report.destination,
-        plural(report.workers, "file"),
-        format_block(m.conditions.block_size.unwrap_or(0)),
+        "copy -r {} → {} {how}, {durable}",
+        report.source, report.destination,
     );
     let _ = writeln!(
         out,
@@ -725,7 +736,11 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
         crate::classes::place_link(m.rate())
     );
     if let Some(facts) = &m.conditions.mount {
-        mount_lines(&mut out, "  ", "the destination ", facts);
+        let side = match report.path {
+            TransportKind::Local => "the destination ",
+            _ => "this side's tree ",
+        };
+        mount_lines(&mut out, "  ", side, facts);
     }
     if report.verified {
         let _ = writeln!(

@@ -266,7 +266,10 @@ fn a_tree_upload_killed_half_way_leaves_no_torn_file_under_a_final_name() {
     std::thread::sleep(Duration::from_millis(500));
     let landed = to.path().join("tree");
     // Killed half way, not after the end: files wait staged.
-    assert!(!staging_left(to.path()).is_empty(), "the copy ended before the kill");
+    assert!(
+        !staging_left(to.path()).is_empty(),
+        "the copy ended before the kill"
+    );
     for entry in walkdir::WalkDir::new(&landed)
         .min_depth(1)
         .max_depth(1)

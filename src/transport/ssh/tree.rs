@@ -21,6 +21,7 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -129,7 +130,29 @@ pub(super) fn upload(
         })
         .collect();
     let (side_tx, side_rx) = channel::channel::<Vec<u8>>(QUEUED * 64);
-    let side_task = connections[0].worker.runtime().spawn(script(side, side_rx));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let side_task = connections[0]
+        .worker
+        .runtime()
+        .spawn(script(side, side_rx, ready_tx));
+    // Every directory (and its staging directory) is made before any sink enters it: two
+    // sinks making one directory at once would fail with "File exists".
+    make_directories(source, &remote, &side_tx)?;
+    ssh.runtime
+        .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
+        .map_err(|_| {
+            anyhow!(
+                "{}: making the tree's directories took past {} s",
+                ssh.label(),
+                FINISH_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|_| {
+            anyhow!(
+                "{}: the far shell ended while making the tree's directories",
+                ssh.label()
+            )
+        })?;
     let copying = Copying {
         plan,
         broken: &broken_stream,
@@ -188,10 +211,9 @@ pub(super) fn upload(
     }
     let said = said.with_context(|| format!("{label}: landing the tree"))?;
     let mut state = state.into_inner().expect("tree state");
-    for (path, reason) in said {
-        state.failed.add(Path::new(&path), reason);
-        // A failed rename leaves its files staged: the count of landed files is the walk's.
-    }
+    state.failed.total += said.total;
+    let room = crate::transport::tree::LISTED.saturating_sub(state.failed.shown.len());
+    state.failed.shown.extend(said.shown.into_iter().take(room));
     let conditions = Conditions {
         fsync_included: true,
         block_size: Some(plan.block as u64),
@@ -231,6 +253,46 @@ pub(super) fn upload(
         cpu: cpu.finish(),
         warnings,
     })
+}
+
+/// What the far shell prints once the directories are made.
+const READY: &str = "xferbench: directories made";
+
+/// Hands the shell `mkdir -p` lines (batches of about 32 KiB) that make every directory of the
+/// tree with its staging directory inside, then a line that prints [`READY`]. A directory
+/// whose path has a line break is left out (SCP cannot enter it; the walk lists it).
+fn make_directories(source: &Path, remote: &Remote, side: &channel::Sender<Vec<u8>>) -> Result<()> {
+    let send = |line: Vec<u8>| {
+        side.blocking_send(line)
+            .map_err(|_| anyhow!("the far shell ended early"))
+    };
+    let mut batch = Vec::new();
+    for entry in tree::walk(source, false).flatten() {
+        let path = entry.relative.as_os_str().as_bytes();
+        if entry.kind != Kind::Dir || path.contains(&b'\n') || path.contains(&b'\r') {
+            continue;
+        }
+        batch.push(b' ');
+        batch.extend(quote_bytes(&stage_in(
+            &remote.below(&entry.relative),
+            &remote.stage,
+        )));
+        if batch.len() > 32 << 10 {
+            send(mkdir(std::mem::take(&mut batch)))?;
+        }
+    }
+    if !batch.is_empty() {
+        send(mkdir(batch))?;
+    }
+    send(format!("printf '%s\\n' '{READY}'\n").into_bytes())
+}
+
+/// `mkdir -p -- DIRS` for a batch of quoted directories (each with its leading space).
+fn mkdir(batch: Vec<u8>) -> Vec<u8> {
+    let mut line = b"mkdir -p --".to_vec();
+    line.extend(batch);
+    line.extend_from_slice(b" || printf 'F\\t%s\\tcould not make some directories\\n' .\n");
+    line
 }
 
 /// Connects, finds where the tree lands, and starts one sink per connection and the shell.
@@ -302,43 +364,76 @@ async fn start(
 /// sink refused a record (its message), or ended badly.
 async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
     let mut input = input_writer(&exec.input);
-    let writing = async {
-        while let Some(message) = rx.recv().await {
-            input.write_all(&message).await?;
-        }
-        input.shutdown().await?;
-        Ok::<_, io::Error>(())
-    };
-    let acknowledging = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = exec.output.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
+    let ended_early = {
+        let writing = async {
+            while let Some(message) = rx.recv().await {
+                input.write_all(&message).await?;
             }
-            if let Some(at) = buf[..n].iter().position(|&b| b != 0) {
-                // A warning or fatal status: its message follows on the rest of the line.
-                let mut line = buf[at + 1..n].to_vec();
-                while !line.contains(&b'\n') && line.len() < 4096 {
-                    match exec.output.read_u8().await {
-                        Ok(byte) => line.push(byte),
-                        Err(_) => break,
-                    }
+            input.shutdown().await?;
+            Ok::<_, io::Error>(())
+        };
+        let acknowledging = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = exec.output.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
                 }
-                let text = String::from_utf8_lossy(&line);
-                let text = text.lines().next().unwrap_or_default();
-                return Err(anyhow!(
-                    "scp on the far side: {}",
-                    text.trim_start_matches("scp: ")
-                ));
+                if let Some(at) = buf[..n].iter().position(|&b| b != 0) {
+                    // A warning or fatal status: its message follows on the rest of the line.
+                    let mut line = buf[at + 1..n].to_vec();
+                    while !line.contains(&b'\n') && line.len() < 4096 {
+                        match exec.output.read_u8().await {
+                            Ok(byte) => line.push(byte),
+                            Err(_) => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.lines().next().unwrap_or_default();
+                    return Err(anyhow!(
+                        "scp on the far side: {}",
+                        text.trim_start_matches("scp: ")
+                    ));
+                }
+            }
+        };
+        let (mut writing, mut acknowledging) = (pin!(writing), pin!(acknowledging));
+        // A refusal ends the stream at once: the sink's next acknowledgements would go unread, and
+        // unread data on one channel stalls the whole connection.
+        tokio::select! {
+            written = &mut writing => {
+                let acknowledged = match written {
+                    Ok(()) => acknowledging.await,
+                    Err(err) => match tokio::time::timeout(Duration::from_secs(2), acknowledging).await {
+                        Ok(Err(refused)) => Err(refused),
+                        _ => Err(anyhow!("sending to scp on the far side: {err}")),
+                    },
+                };
+                acknowledged?;
+                false
+            }
+            acknowledged = &mut acknowledging => {
+                acknowledged?;
+                true
             }
         }
     };
-    let (written, acknowledged) = tokio::join!(writing, acknowledging);
-    acknowledged?;
+    if ended_early {
+        bail!(
+            "scp on the far side ended before the tree was sent: {}",
+            exec_said(&exec.output)
+        );
+    }
     let exit = exec.output.finish().await;
-    exec.output.check(&exec.command, exit)?;
-    written.map_err(|err| anyhow!("sending to scp on the far side: {err}"))
+    exec.output.check(&exec.command, exit)
+}
+
+/// What a far command said on standard error, for a message.
+fn exec_said(output: &super::exec::Output) -> String {
+    match output.stderr() {
+        said if said.is_empty() => "it said nothing".to_string(),
+        said => said,
+    }
 }
 
 /// The shell's side: writes its script as it comes, and reads its report lines: `F<TAB>path<TAB>
@@ -346,7 +441,8 @@ async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()>
 async fn script(
     mut exec: Exec,
     mut rx: channel::Receiver<Vec<u8>>,
-) -> Result<Vec<(String, String)>> {
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<Listed> {
     let mut input = input_writer(&exec.input);
     let writing = async {
         while let Some(message) = rx.recv().await {
@@ -356,12 +452,17 @@ async fn script(
         Ok::<_, io::Error>(())
     };
     let reading = async {
-        let mut failed = Vec::new();
+        let mut failed = Listed::default();
+        let mut ready = Some(ready);
         let mut lines = BufReader::new(&mut exec.output).lines();
         while let Some(line) = lines.next_line().await? {
             if let Some(rest) = line.strip_prefix("F\t") {
                 let (path, reason) = rest.split_once('\t').unwrap_or((rest, "failed"));
-                failed.push((path.to_string(), reason.to_string()));
+                failed.add(Path::new(path), reason.to_string());
+            } else if line == READY
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(());
             }
         }
         Ok::<_, io::Error>(failed)
@@ -386,16 +487,10 @@ struct State {
     skipped: Listed,
 }
 
-/// A file or directory for a reader's stream.
-enum Job {
-    File {
-        relative: PathBuf,
-        meta: Metadata,
-    },
-    /// A directory, made by entering it (an empty one too).
-    Dir {
-        relative: PathBuf,
-    },
+/// A file for a reader's stream.
+struct Job {
+    relative: PathBuf,
+    meta: Metadata,
 }
 
 /// What the walk left for the end: staged files to remove (a file that failed half sent).
@@ -499,10 +594,9 @@ impl Copying<'_> {
                 continue;
             }
             let job = match entry.kind {
-                Kind::Dir => Job::Dir {
-                    relative: entry.relative,
-                },
-                Kind::File => Job::File {
+                // Made before the files came (`make_directories`).
+                Kind::Dir => continue,
+                Kind::File => Job {
                     relative: entry.relative,
                     meta: entry.meta,
                 },
@@ -589,9 +683,9 @@ impl Copying<'_> {
                 // Drained, so the walk never waits on a full queue.
                 continue;
             }
-            let sent = match job {
-                Job::Dir { relative } => stream.enter(&self.dirs(&relative, false)),
-                Job::File { relative, meta } => {
+            let Job { relative, meta } = job;
+            let sent = {
+                {
                     match self.send_file(&mut stream, &relative, &meta, &mut buf) {
                         Ok(Sent::Whole { changed }) => {
                             self.files.add(1);
