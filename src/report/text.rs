@@ -670,13 +670,27 @@ pub fn copy(report: &CopyReport) -> String {
                     );
                 }
             }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  verified: {} digests match on both sides ({})",
-                    verify.algorithm, verify.source
-                );
-            }
+            None => match &verify.far_reread {
+                Some(far) => {
+                    let _ = writeln!(
+                        out,
+                        "  verified: the {} of what was sent matches `{}` reading the landed file on the far side (its page cache, most likely: a stock server's cache cannot be dropped) in {:.2} s at {}, not counted in the copy's rate",
+                        verify.algorithm,
+                        far.tool,
+                        far.secs,
+                        crate::units::Rate {
+                            bytes_per_sec: far.bytes_per_sec
+                        }
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  verified: {} digests match on both sides ({})",
+                        verify.algorithm, verify.source
+                    );
+                }
+            },
         }
     }
     match local {

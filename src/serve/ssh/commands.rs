@@ -152,6 +152,12 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::ScpTreeSink { dir } => format!("scp tree upload into '{}'", shown(dir)),
         RemoteCommand::Shell => "a shell".to_string(),
         RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
+        RemoteCommand::HashTool => "finding sha256sum".to_string(),
+        RemoteCommand::Digest { path, .. } => format!("digest of '{}'", shown(path)),
+        RemoteCommand::Flush { temp, .. } => format!("flushing '{}'", shown(temp)),
+        RemoteCommand::Rename { temp, path } => {
+            format!("renaming '{}' to '{}'", shown(temp), shown(path))
+        }
     }
 }
 
@@ -196,6 +202,13 @@ async fn execute(
                 "copy -r over ssh needs a stock OpenSSH server (scp -r and a shell); to xferbench serve, copy the tree over --via tcp"
             )
         }
+        // serve verifies a copy itself over its TCP control protocol.
+        RemoteCommand::HashTool
+        | RemoteCommand::Digest { .. }
+        | RemoteCommand::Flush { .. }
+        | RemoteCommand::Rename { .. } => bail!(
+            "--verify over ssh needs a stock OpenSSH server with sha256sum; xferbench serve verifies copies over --via tcp"
+        ),
         // No users, no shell: one root, which `~` and `~/x` already stand for.
         RemoteCommand::HomeOf { user } => bail!(
             "'~{user}' needs a shell to expand it and xferbench serve runs none: its paths are relative to its --root; give the path without ~{user}"

@@ -33,6 +33,20 @@ pub enum RemoteCommand {
     Shell,
     /// Succeeds only when `path` is a directory (following a link).
     IsDir { path: String },
+    /// Prints where `sha256sum`, else `b2sum`, is: the tool `--verify` can run.
+    HashTool,
+    /// `TOOL -- PATH`, or with `range` (offset, length) `dd … | TOOL`: the digest of the
+    /// landed file (or of that part of it) as the far side reads it.
+    Digest {
+        tool: String,
+        path: String,
+        range: Option<(u64, u64)>,
+    },
+    /// Cuts `temp` to `size` and flushes it to the disk (fsync): [`RemoteCommand::Finish`]
+    /// without its rename, for a file checked before it takes its name.
+    Flush { temp: String, size: u64 },
+    /// Renames `temp` to `path`.
+    Rename { temp: String, path: String },
     /// Writes standard input at `offset` of `path` (created if missing, never truncated).
     WriteRange { path: String, offset: u64 },
     /// Sends `len` bytes of `path` from `offset`.
@@ -82,6 +96,20 @@ impl RemoteCommand {
             RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
             RemoteCommand::Shell => "sh -s".to_string(),
             RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
+            RemoteCommand::HashTool => "command -v sha256sum || command -v b2sum".to_string(),
+            RemoteCommand::Digest { tool, path, range } => match range {
+                None => format!("{tool} -- {}", quote(path)),
+                Some((offset, len)) => format!(
+                    "dd if={} bs={DD_BLOCK} skip={offset} count={len} iflag=skip_bytes,count_bytes status=none | {tool}",
+                    quote(path)
+                ),
+            },
+            RemoteCommand::Flush { temp, size } => {
+                format!("truncate -s {size} -- {t} && sync -- {t}", t = quote(temp))
+            }
+            RemoteCommand::Rename { temp, path } => {
+                format!("mv -f -- {} {}", quote(temp), quote(path))
+            }
             RemoteCommand::WriteRange { path, offset } => format!(
                 // No iflag=fullblock: gathering 1 MiB from the pipe measured 15 % slower than
                 // writing each read as it comes, which is as correct for a stream without count=.
@@ -121,6 +149,11 @@ impl RemoteCommand {
             | RemoteCommand::ScpTreeSink { .. } => "scp",
             RemoteCommand::Shell => "sh",
             RemoteCommand::IsDir { .. } => "test",
+            RemoteCommand::HashTool | RemoteCommand::Digest { .. } => {
+                "sha256sum or b2sum (GNU coreutils)"
+            }
+            RemoteCommand::Flush { .. } => "truncate and sync (GNU coreutils)",
+            RemoteCommand::Rename { .. } => "mv",
             RemoteCommand::WriteRange { .. }
             | RemoteCommand::ReadRange { .. }
             | RemoteCommand::WriteBaseline { .. } => "dd",
