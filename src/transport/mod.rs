@@ -82,7 +82,11 @@ pub trait Transport {
     fn latency(&self, plan: &LatPlan) -> Result<LatReport>;
     /// `copy -r`: a directory tree between this machine and the server. Paths that carry no
     /// trees refuse with the paths that do.
-    fn copy_tree(&self, _plan: &tree::TreePlan, _watcher: &dyn Watcher) -> Result<tree::TreeReport> {
+    fn copy_tree(
+        &self,
+        _plan: &tree::TreePlan,
+        _watcher: &dyn Watcher,
+    ) -> Result<tree::TreeReport> {
         anyhow::bail!(
             "copy -r over {}: trees go over --via tcp (to serve) or --via ssh; this path carries one file at a time",
             self.kind()
