@@ -701,12 +701,21 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
         FsyncPolicy::Each => "every file fsynced before its rename",
         FsyncPolicy::End => "one syncfs at the end (--fsync end)",
     };
+    let how = match report.path {
+        crate::measure::TransportKind::Local => format!(
+            "on this machine, {} landing at once",
+            plural(report.workers, "file")
+        ),
+        path => format!(
+            "over {path}, {} (files back to back on each)",
+            plural(report.workers, "data connection")
+        ),
+    };
     let _ = writeln!(
         out,
-        "copy -r {} → {} on this machine, {} landing at once, buffered (page cache), {} blocks, {durable}",
+        "copy -r {} → {} {how}, buffered (page cache), {} blocks, {durable}",
         report.source,
         report.destination,
-        plural(report.workers, "file"),
         format_block(m.conditions.block_size.unwrap_or(0)),
     );
     let _ = writeln!(
@@ -751,7 +760,19 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
             let _ = writeln!(out, "    … and {unshown} more");
         }
     }
-    let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu));
+    match &report.remote_cpu {
+        Some(remote) => {
+            let _ = writeln!(
+                out,
+                "  CPU: here {}; server {}",
+                cpu(&report.cpu),
+                cpu(remote)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu));
+        }
+    }
     out
 }
 

@@ -24,4 +24,5 @@ mod ssh_bounds;
 mod ssh_serve;
 mod sshd_fixture;
 mod tree;
+mod tree_tcp;
 mod udp;
