@@ -210,7 +210,7 @@ impl Listed {
 
     /// Takes in another list of the same kind (the other side's), keeping the bound.
     pub fn merge(&mut self, other: Listed) {
-        let unshown = other.total - other.shown.len() as u64;
+        let unshown = other.total.saturating_sub(other.shown.len() as u64);
         for problem in other.shown {
             self.add_named(problem.path, problem.reason);
         }
