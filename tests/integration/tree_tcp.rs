@@ -77,6 +77,7 @@ fn a_tree_goes_up_and_comes_back_down_entry_for_entry() {
             back.path().as_os_str(),
             "-P".as_ref(),
             "2".as_ref(),
+            "--verify".as_ref(),
             "-J".as_ref(),
         ],
     );
@@ -84,6 +85,7 @@ fn a_tree_goes_up_and_comes_back_down_entry_for_entry() {
     assert_same_tree(&source, &back.path().join("tree"));
     let report = json_report(&out);
     assert_eq!(report["source"], server.remote("tree"), "{report:#}");
+    assert_eq!(report["verified"], true, "{report:#}");
     assert_eq!(report["landed"]["files"], 4, "{report:#}");
     assert_eq!(report["landed"]["directories"], 5, "{report:#}");
 }
@@ -209,6 +211,56 @@ fn two_thousand_small_files_land_over_four_connections_both_ways() {
         started.elapsed() < Duration::from_secs(60),
         "2 × 2,000 small files took {:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn a_file_that_grows_while_it_is_sent_is_reported_as_changed() {
+    let server = Hosts::loopback().served(&[]);
+    let from = temp_dir();
+    let source = from.path().join("tree");
+    std::fs::create_dir(&source).unwrap();
+    let growing = source.join("growing");
+    crate::common::make_file(&growing, "64M");
+    let remote = server.remote(".");
+    let client = server.spawn(&[
+        "copy".as_ref(),
+        "-r".as_ref(),
+        source.as_os_str(),
+        remote.as_ref(),
+        "--bs".as_ref(),
+        "4K".as_ref(),
+        "-J".as_ref(),
+    ]);
+    let partial = server.root.join("tree/.growing.xferbench-partial");
+    assert!(
+        wait_until(Duration::from_secs(30), || partial.exists()),
+        "the copy never began"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&growing)
+        .unwrap();
+    file.write_all(b"more").unwrap();
+    drop(file);
+    let out = client.finish(Duration::from_secs(120));
+    assert_success(out.code, &out.stdout, &out.stderr);
+    let report = json_report(&out);
+    if report["changed"]["total"] == 0 {
+        // The whole file was read before the append: nothing to say about it.
+        let landed = std::fs::metadata(server.root.join("tree/growing"))
+            .unwrap()
+            .len();
+        assert_eq!(landed, 64 << 20, "the append landed without being reported");
+        return;
+    }
+    assert_eq!(report["changed"]["total"], 1, "{report:#}");
+    assert!(
+        report["changed"]["shown"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("tree/growing"),
+        "{report:#}"
     );
 }
 
