@@ -55,6 +55,13 @@ const MAX_REASON: usize = 1024;
 const STREAM_BUFFER: usize = 256 << 10;
 /// Largest buffer a receiver lands through, whatever block the sender reads in.
 const MAX_LANDING_BUFFER: usize = 4 << 20;
+/// Files up to this size are read off the wire whole and landed by a connection's landing
+/// threads; bigger ones land as they arrive.
+const SMALL_FILE: u64 = 256 << 10;
+/// Landing threads of small files on each connection, at most.
+const LANDERS_PER_STREAM: usize = 4;
+/// Landing threads of small files in all, at least one per connection.
+const LANDERS: usize = 16;
 /// How often a blocked read or write wakes to look at Ctrl-C, the stall clock and the others.
 const WAKE: Duration = Duration::from_millis(200);
 
@@ -591,16 +598,23 @@ pub fn receive(
     make_dir(target)?;
     let state = Mutex::new(Received::default());
     let block = block.clamp(4096, MAX_LANDING_BUFFER);
+    let landing = Landing {
+        target,
+        rules,
+        bytes,
+        files,
+        state: &state,
+        named,
+    };
+    let landers = (LANDERS / streams.len()).clamp(1, LANDERS_PER_STREAM);
     let landed = std::thread::scope(|scope| {
         let receivers: Vec<_> = streams
             .into_iter()
             .map(|wire| {
-                let (state, abort) = (&state, &abort);
+                let (landing, abort) = (&landing, &abort);
                 scope.spawn(move || {
                     let mut input = BufReader::with_capacity(STREAM_BUFFER, wire);
-                    let landed = receive_stream(
-                        &mut input, target, rules, block, bytes, files, state, named,
-                    );
+                    let landed = landing.receive_stream(&mut input, block, landers);
                     if landed.is_err() {
                         abort.store(true, Ordering::Relaxed);
                     }
@@ -652,87 +666,261 @@ pub fn receive(
     Ok(state)
 }
 
-/// One landing thread: the records of one connection until its `end`.
-#[allow(clippy::too_many_arguments)]
-fn receive_stream(
-    input: &mut BufReader<Wire>,
-    target: &Path,
+/// What every landing thread of a tree copy shares.
+struct Landing<'a> {
+    target: &'a Path,
     rules: Rules,
-    block: usize,
-    bytes: &Counter,
-    files: &Counter,
-    state: &Mutex<Received>,
-    named: &(dyn Fn(&Path) -> String + Sync),
-) -> Result<()> {
-    let mut buf = vec![0u8; block];
-    let mut checked = PathBuf::new();
-    while let Some(header) = read_header(input)? {
-        let relative = &header.relative;
-        let destination = join(target, relative);
-        let failed = |reason: String| {
-            let name = named(relative);
-            state.lock().expect("state").failed.add_named(name, reason);
-        };
-        match header.kind {
-            DIR => {
-                let made = safe_parents(target, relative, true, &mut checked)
-                    .and_then(|()| make_dir(&destination));
-                if let Err(err) = made {
-                    failed(format!("{err:#}"));
-                }
-            }
-            SYMLINK => {
-                if header.size > MAX_PATH as u64 {
-                    bail!("the peer sent a link target of {} bytes", header.size);
-                }
-                let mut link = vec![0u8; header.size as usize];
-                input.read_exact(&mut link).map_err(broke)?;
-                let link = Path::new(OsStr::from_bytes(&link));
-                let landed = safe_parents(target, relative, true, &mut checked)
-                    .and_then(|()| land_symlink(&destination, link, &header.kept, rules.force));
-                match landed {
-                    Ok(()) => state.lock().expect("state").landed.symlinks += 1,
-                    Err(err) => failed(format!("{err:#}")),
-                }
-            }
-            FILE => {
-                let mut incoming = Incoming::new(input);
-                let landed = safe_parents(target, relative, true, &mut checked)
-                    .and_then(|()| may_replace(&destination, rules.force))
-                    .and_then(|()| {
-                        land_file(
-                            &destination,
-                            &header.kept,
-                            rules,
-                            &mut incoming,
-                            &mut buf,
-                            bytes,
-                        )
-                    });
-                match landed {
-                    Ok(changed) => {
-                        files.add(1);
-                        let mut state = state.lock().expect("state");
-                        state.landed.files += 1;
-                        state.landed.bytes += incoming.received;
-                        if changed {
-                            state.changed.add_named(named(relative), CHANGED.into());
-                        }
-                    }
-                    Err(err) if err.is::<Interrupted>() => return Err(err),
-                    Err(err) => {
-                        if let Some(broken) = incoming.broken.take() {
-                            return Err(broken);
-                        }
-                        incoming.drain(&mut buf)?;
-                        failed(format!("{err:#}"));
-                    }
-                }
-            }
-            _ => bail!("the peer sent a directory's times before the tree's end"),
+    bytes: &'a Counter,
+    files: &'a Counter,
+    state: &'a Mutex<Received>,
+    named: &'a (dyn Fn(&Path) -> String + Sync),
+}
+
+/// A small file read off the wire whole, for a landing thread.
+struct Small {
+    relative: PathBuf,
+    kept: Attributes,
+    content: Vec<u8>,
+    end: SourceEnd,
+}
+
+impl Landing<'_> {
+    fn failed(&self, relative: &Path, reason: String) {
+        let name = (self.named)(relative);
+        self.state
+            .lock()
+            .expect("state")
+            .failed
+            .add_named(name, reason);
+    }
+
+    fn landed(&self, relative: &Path, size: u64, changed: bool) {
+        self.files.add(1);
+        let mut state = self.state.lock().expect("state");
+        state.landed.files += 1;
+        state.landed.bytes += size;
+        if changed {
+            state
+                .changed
+                .add_named((self.named)(relative), CHANGED.into());
         }
     }
-    Ok(())
+
+    /// The records of one connection until its `end`: small files are read whole and landed
+    /// by `landers` threads of this connection (so a connection's files land concurrently,
+    /// fsyncs overlapping), bigger ones here as they arrive.
+    fn receive_stream(
+        &self,
+        input: &mut BufReader<Wire>,
+        block: usize,
+        landers: usize,
+    ) -> Result<()> {
+        let (small, queue) = mpsc::sync_channel::<Small>(landers);
+        let queue = Mutex::new(queue);
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..landers)
+                .map(|_| scope.spawn(|| self.land_small(&queue, block)))
+                .collect();
+            let read = self.read_records(input, block, small);
+            for thread in threads {
+                thread.join().expect("a landing thread");
+            }
+            read
+        })
+    }
+
+    /// Lands the small files of `queue` until it closes.
+    fn land_small(&self, queue: &Mutex<mpsc::Receiver<Small>>, block: usize) {
+        let mut buf = vec![0u8; block.min(SMALL_FILE as usize)];
+        loop {
+            let Ok(job) = queue.lock().expect("queue").recv() else {
+                return;
+            };
+            let destination = join(self.target, &job.relative);
+            let mut source = Held {
+                content: &job.content,
+                at: 0,
+                end: job.end,
+            };
+            let size = job.content.len() as u64;
+            match land_file(
+                &destination,
+                &job.kept,
+                self.rules,
+                &mut source,
+                &mut buf,
+                self.bytes,
+            ) {
+                Ok(changed) => self.landed(&job.relative, size, changed),
+                Err(err) => self.failed(&job.relative, format!("{err:#}")),
+            }
+        }
+    }
+
+    fn read_records(
+        &self,
+        input: &mut BufReader<Wire>,
+        block: usize,
+        small: mpsc::SyncSender<Small>,
+    ) -> Result<()> {
+        let (target, rules) = (self.target, self.rules);
+        let mut buf = vec![0u8; block];
+        let mut checked = PathBuf::new();
+        while let Some(header) = read_header(input)? {
+            let relative = &header.relative;
+            let destination = join(target, relative);
+            match header.kind {
+                DIR => {
+                    let made = safe_parents(target, relative, true, &mut checked)
+                        .and_then(|()| make_dir(&destination));
+                    if let Err(err) = made {
+                        self.failed(relative, format!("{err:#}"));
+                    }
+                }
+                SYMLINK => {
+                    if header.size > MAX_PATH as u64 {
+                        bail!("the peer sent a link target of {} bytes", header.size);
+                    }
+                    let mut link = vec![0u8; header.size as usize];
+                    input.read_exact(&mut link).map_err(broke)?;
+                    let link = Path::new(OsStr::from_bytes(&link));
+                    let landed = safe_parents(target, relative, true, &mut checked)
+                        .and_then(|()| land_symlink(&destination, link, &header.kept, rules.force));
+                    match landed {
+                        Ok(()) => self.state.lock().expect("state").landed.symlinks += 1,
+                        Err(err) => self.failed(relative, format!("{err:#}")),
+                    }
+                }
+                FILE => {
+                    let ready = safe_parents(target, relative, true, &mut checked)
+                        .and_then(|()| may_replace(&destination, rules.force));
+                    let mut incoming = Incoming::new(input);
+                    if let Err(err) = ready {
+                        incoming.drain(&mut buf)?;
+                        self.failed(relative, format!("{err:#}"));
+                        continue;
+                    }
+                    let mut held = Vec::new();
+                    if header.size <= SMALL_FILE {
+                        held.reserve(header.size as usize);
+                        while held.len() <= SMALL_FILE as usize {
+                            let n = incoming.next(&mut buf).map_err(broke)?;
+                            if n == 0 {
+                                break;
+                            }
+                            held.extend_from_slice(&buf[..n]);
+                        }
+                        if incoming.finished {
+                            match incoming.trailer()? {
+                                Ok(end) => {
+                                    let job = Small {
+                                        relative: header.relative,
+                                        kept: header.kept,
+                                        content: held,
+                                        end,
+                                    };
+                                    if small.send(job).is_err() {
+                                        bail!("the landing threads stopped");
+                                    }
+                                }
+                                Err(reason) => {
+                                    self.failed(relative, format!("{reason} (on the sending side)"))
+                                }
+                            }
+                            continue;
+                        }
+                        // It grew past what is held: it lands from what arrived, then the rest.
+                    }
+                    let mut source = Held {
+                        content: &held,
+                        at: 0,
+                        end: SourceEnd::default(),
+                    }
+                    .then(incoming);
+                    let landed = land_file(
+                        &destination,
+                        &header.kept,
+                        rules,
+                        &mut source,
+                        &mut buf,
+                        self.bytes,
+                    );
+                    let incoming = &mut source.rest;
+                    match landed {
+                        Ok(changed) => self.landed(relative, incoming.received, changed),
+                        Err(err) if err.is::<Interrupted>() => return Err(err),
+                        Err(err) => {
+                            if let Some(broken) = incoming.broken.take() {
+                                return Err(broken);
+                            }
+                            incoming.drain(&mut buf)?;
+                            self.failed(relative, format!("{err:#}"));
+                        }
+                    }
+                }
+                _ => bail!("the peer sent a directory's times before the tree's end"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file's content held in memory, and how its source ended.
+struct Held<'a> {
+    content: &'a [u8],
+    at: usize,
+    end: SourceEnd,
+}
+
+impl<'a> Held<'a> {
+    /// What is held, then the rest as it arrives.
+    fn then<'b>(self, rest: Incoming<'b>) -> Chained<'a, 'b> {
+        Chained { held: self, rest }
+    }
+}
+
+impl Read for Held<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.content.len() - self.at);
+        buf[..n].copy_from_slice(&self.content[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl FileSource for Held<'_> {
+    fn end(&mut self) -> Result<SourceEnd> {
+        Ok(self.end)
+    }
+
+    fn read_failed(&self, err: io::Error) -> anyhow::Error {
+        anyhow!(err)
+    }
+}
+
+/// The start of a file held in memory, then the rest of it from the wire.
+struct Chained<'a, 'b> {
+    held: Held<'a>,
+    rest: Incoming<'b>,
+}
+
+impl Read for Chained<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.held.read(buf)? {
+            0 => self.rest.read(buf),
+            n => Ok(n),
+        }
+    }
+}
+
+impl FileSource for Chained<'_, '_> {
+    fn end(&mut self) -> Result<SourceEnd> {
+        self.rest.end()
+    }
+
+    fn read_failed(&self, err: io::Error) -> anyhow::Error {
+        self.rest.read_failed(err)
+    }
 }
 
 /// A file's content as it arrives: its chunks, then its trailer.
