@@ -12,6 +12,10 @@
 //! a temporary name beside its final one, gives it the source's mode and times, fsyncs it (or
 //! leaves that to one `syncfs` at the end with `--fsync end`), and renames it into place. A file
 //! that fails is listed and the rest go on; nothing is ever left under a final name half written.
+//!
+//! The landing of one file from any [`FileSource`] ([`land_file`]), of a link, of a directory
+//! and its finish are shared with `copy -r` over tcp ([`stream`]: the record stream both ends
+//! of that path run).
 
 pub mod stream;
 

@@ -21,8 +21,10 @@
 //! and gives each directory its mode and times then (a read-only directory is made so only
 //! once its files are in).
 //!
-//! The receiver lands each connection's files on a thread of its own with the local copy's
-//! landing (partial name, fsync per policy, rename). It trusts nothing on the wire: every path
+//! The receiver reads each connection on a thread of its own and lands with the local copy's
+//! landing (partial name, fsync per policy, rename): a small file is read whole and handed to
+//! one of a few landing threads of that connection (their fsyncs overlap), a big one lands as
+//! it arrives. Memory is bounded by the connections, never by the number of files. It trusts nothing on the wire: every path
 //! is checked (relative, no `..`, `.` or empty component, no NUL), and every directory on the
 //! way to an entry must be a real directory below the landing root (a link there is never
 //! followed: a link `a -> /etc` then a file `a/passwd` fails, and `/etc` is not touched).
@@ -598,7 +600,7 @@ pub fn receive(
     make_dir(target)?;
     let state = Mutex::new(Received::default());
     let block = block.clamp(4096, MAX_LANDING_BUFFER);
-    let landing = Landing {
+    let landing = Landers {
         target,
         rules,
         bytes,
@@ -667,7 +669,7 @@ pub fn receive(
 }
 
 /// What every landing thread of a tree copy shares.
-struct Landing<'a> {
+struct Landers<'a> {
     target: &'a Path,
     rules: Rules,
     bytes: &'a Counter,
@@ -684,7 +686,7 @@ struct Small {
     end: SourceEnd,
 }
 
-impl Landing<'_> {
+impl Landers<'_> {
     fn failed(&self, relative: &Path, reason: String) {
         let name = (self.named)(relative);
         self.state
