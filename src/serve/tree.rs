@@ -16,6 +16,7 @@ use super::Shared;
 use super::session::{hide_root, join_streams};
 use crate::control::{Connection, Reply, TreeDone, TreeRequest};
 use crate::file::tree::{self, Listed, Totals};
+use crate::interrupt::Interrupted;
 use crate::measure::{Counter, CpuClock};
 use crate::transport::tree::stream::{self, SendOptions, Wire};
 use crate::transport::tree::{Rules, join};
@@ -92,7 +93,7 @@ pub(super) async fn receive(
     })
     .await
     .map_err(|err| anyhow!("the landing failed: {err}"))?
-    .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
+    .map_err(|err| failure(err, shared))?;
     Ok(Reply::TreeDone(TreeDone {
         landed: received.landed,
         failed: hidden(received.failed, shared),
@@ -145,7 +146,7 @@ pub(super) async fn send(
     })
     .await
     .map_err(|err| anyhow!("the sending failed: {err}"))?
-    .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
+    .map_err(|err| failure(err, shared))?;
     Ok(Reply::TreeDone(TreeDone {
         landed: Totals::default(),
         failed: hidden(sent.failed, shared),
@@ -194,6 +195,15 @@ fn wires(shared: &Shared, control: &Connection, streams: Vec<TcpStream>) -> Resu
             )?)
         })
         .collect()
+}
+
+/// Why a tree copy stopped, for the client: the server's root left out, and its own stop said
+/// as such (not as the client's Ctrl-C).
+fn failure(err: anyhow::Error, shared: &Shared) -> anyhow::Error {
+    if err.is::<Interrupted>() {
+        return anyhow!("the server is stopping (Ctrl-C or SIGTERM there); what landed stays");
+    }
+    anyhow!("{}", hide_root(&format!("{err:#}"), shared))
 }
 
 /// A list with the server's root left out of its reasons.

@@ -166,6 +166,32 @@ fn an_empty_tree_goes_up_and_down() {
 }
 
 #[test]
+fn a_fifo_in_the_servers_tree_is_skipped_and_listed_down() {
+    let server = Hosts::loopback().served(&[]);
+    let back = temp_dir();
+    let source = server.root.join("tree");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("file"), b"x").unwrap();
+    let fifo = std::ffi::CString::new(source.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string mkfifo only reads.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let out = copy_tree(
+        &server,
+        &[server.remote("tree").as_ref(), back.path().as_os_str()],
+    );
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert!(out.stdout.contains("skipped: 1"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("tree/pipe: not a file, directory or link"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read(back.path().join("tree/file")).unwrap(), b"x");
+    assert!(!back.path().join("tree/pipe").exists());
+}
+
+#[test]
 fn two_thousand_small_files_land_over_four_connections_both_ways() {
     let server = Hosts::loopback().served(&[]);
     let (from, back) = (temp_dir(), temp_dir());
