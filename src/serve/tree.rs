@@ -80,6 +80,8 @@ pub(super) async fn receive(
         verify: request.verify,
     };
     let block = request.block as usize;
+    // The client's totals are its word; the bytes that arrive are held to the limit too.
+    let limit = shared.max_bytes;
     let warnings: Vec<Warning> = crate::file::is_tmpfs(&target)
         .then(|| Warning::MemoryFileSystem {
             path: shown.clone(),
@@ -89,7 +91,7 @@ pub(super) async fn receive(
     let received = tokio::task::spawn_blocking(move || {
         let named = |relative: &Path| join(&shown, relative).display().to_string();
         let (bytes, files) = (Counter::new(), Counter::new());
-        stream::receive(&target, wires, rules, block, &bytes, &files, &named)
+        stream::receive(&target, wires, rules, limit, block, &bytes, &files, &named)
     })
     .await
     .map_err(|err| anyhow!("the landing failed: {err}"))?

@@ -547,3 +547,27 @@ fn a_hostile_client_cannot_write_through_a_link_or_out_of_the_root() {
     assert!(!Path::new("/tmp/escaped").exists());
     server.assert_serves();
 }
+
+#[test]
+fn a_tree_is_held_to_serves_max_bytes_whatever_the_client_says_of_it() {
+    let server = Hosts::loopback().served(&["--max-bytes", "4K"]);
+    let from = temp_dir();
+    let source = from.path().join("tree");
+    std::fs::create_dir(&source).unwrap();
+    std::fs::write(source.join("big"), vec![7u8; 8192]).unwrap();
+    let out = copy_tree(&server, &[source.as_os_str(), server.remote(".").as_ref()]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("--max-bytes"), "{}", out.stderr);
+
+    // A client that says nothing of its size is cut off as the bytes arrive.
+    let mut records = file_record("big", &[7u8; 8192]);
+    records.push(0);
+    let answer = hostile_upload(&server, &records);
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("--max-bytes"),
+        "{answer}"
+    );
+    assert!(!server.root.join("landing/big").exists());
+    assert!(leftovers(&server.root.join("landing")).is_empty());
+}

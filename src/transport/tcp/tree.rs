@@ -169,7 +169,9 @@ impl Tcp {
         let named = |relative: &Path| tree::join(&target, relative).display().to_string();
         let rules = Rules::of(plan);
         let (outcome, elapsed, intervals) = tree::sampled(&bytes, || {
-            stream::receive(&target, wires, rules, plan.block, &bytes, &files, &named)
+            stream::receive(
+                &target, wires, rules, None, plan.block, &bytes, &files, &named,
+            )
         });
         watcher.end();
         let received = self

@@ -33,7 +33,7 @@ use std::ffi::OsStr;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -585,10 +585,12 @@ pub struct Received {
 /// landed; `named` says how a path below the target is named in the lists. Errors: a
 /// connection failed or carried a malformed record (the copy is cut short; what landed stays),
 /// Ctrl-C ([`Interrupted`]).
+#[allow(clippy::too_many_arguments)]
 pub fn receive(
     target: &Path,
     streams: Vec<Wire>,
     rules: Rules,
+    limit: Option<u64>,
     block: usize,
     bytes: &Counter,
     files: &Counter,
@@ -603,6 +605,7 @@ pub fn receive(
     let landing = Landers {
         target,
         rules,
+        limit: limit.map(|limit| (AtomicU64::new(0), limit)),
         bytes,
         files,
         state: &state,
@@ -672,6 +675,8 @@ pub fn receive(
 struct Landers<'a> {
     target: &'a Path,
     rules: Rules,
+    /// File bytes that arrived so far, and the most that may (serve's `--max-bytes`).
+    limit: Option<(AtomicU64, u64)>,
     bytes: &'a Counter,
     files: &'a Counter,
     state: &'a Mutex<Received>,
@@ -796,7 +801,7 @@ impl Landers<'_> {
                 FILE => {
                     let ready = safe_parents(target, relative, true, &mut checked)
                         .and_then(|()| may_replace(&destination, rules.force));
-                    let mut incoming = Incoming::new(input);
+                    let mut incoming = Incoming::new(input, self.limit.as_ref());
                     if let Err(err) = ready {
                         incoming.drain(&mut buf)?;
                         self.failed(relative, format!("{err:#}"));
@@ -935,14 +940,17 @@ struct Incoming<'a> {
     /// The trailer was read.
     ended: bool,
     received: u64,
+    /// The bytes of every file so far, and the most the receiver takes.
+    limit: Option<&'a (AtomicU64, u64)>,
     /// The connection itself failed: the copy cannot go on.
     broken: Option<anyhow::Error>,
 }
 
 impl<'a> Incoming<'a> {
-    fn new(input: &'a mut BufReader<Wire>) -> Incoming<'a> {
+    fn new(input: &'a mut BufReader<Wire>, limit: Option<&'a (AtomicU64, u64)>) -> Incoming<'a> {
         Incoming {
             input,
+            limit,
             left: 0,
             finished: false,
             ended: false,
@@ -976,6 +984,13 @@ impl<'a> Incoming<'a> {
         }
         self.left -= n as u32;
         self.received += n as u64;
+        if let Some((arrived, limit)) = self.limit
+            && arrived.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > *limit
+        {
+            return Err(io::Error::other(format!(
+                "the tree is more than this side accepts ({limit} bytes, serve's --max-bytes)"
+            )));
+        }
         Ok(n)
     }
 
