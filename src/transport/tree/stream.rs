@@ -357,6 +357,9 @@ pub fn send(
                         send_stream(&mut out, source, queue, options, bytes, files, lists, named);
                     if sent.is_err() {
                         abort.store(true, Ordering::Relaxed);
+                        // The walk may be waiting on a full queue: empty it until the walk,
+                        // seeing the abort, closes it.
+                        while queue.lock().expect("queue").recv().is_ok() {}
                     }
                     sent.map(|()| out)
                 })
