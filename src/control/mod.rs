@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize};
 pub use client::Client;
 pub use connection::Connection;
 
+use crate::file::tree::{FsyncPolicy, Listed, Totals};
 use crate::measure::{CpuUse, Direction, Interval, Measurement};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Sent in every hello, so a stray client of another protocol is told apart from a version mismatch.
 pub const PROTOCOL_NAME: &str = "xferbench";
 /// The port `serve` listens on and clients dial when none is given.
@@ -69,6 +70,14 @@ pub enum Request {
     /// Remove the regular file at `path` (relative to the server's root), e.g. `run`'s copy
     /// once it is measured; answered with [`Reply::Removed`]. Added in protocol version 2.
     Remove(RemoveRequest),
+    /// `copy -r` up: receive a tree into `path` (relative to the server's root) on the data
+    /// connections, as records (`transport::tree::stream`); answered by [`Reply::TreeReady`],
+    /// then [`Reply::TreeDone`] once every file landed. Added in protocol version 3.
+    TreeReceive(TreeRequest),
+    /// `copy -r` down: send the tree at `path` (relative to the server's root) on the data
+    /// connections; [`Reply::TreeReady`] says its name and size, [`Reply::TreeDone`] what could
+    /// not be sent. Added in protocol version 3.
+    TreeSend(TreeRequest),
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.
@@ -194,6 +203,44 @@ pub struct FileRequest {
     pub name: Option<String>,
 }
 
+/// A tree to move (`copy -r`), and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeRequest {
+    /// Receive: where the tree lands (an existing directory: inside it under `name`; else as
+    /// this new path). Send: the directory to send.
+    pub path: String,
+    /// Receive: the source's name (one plain name).
+    pub name: Option<String>,
+    /// Receive: what the client is about to send, for the server's limits.
+    pub totals: Option<Totals>,
+    /// Data connections.
+    pub streams: u32,
+    /// Bytes per read and write.
+    pub block: u32,
+    /// Receive: each landed file is read back and held to the sender's xxh3-128. Send: each
+    /// file's digest goes in its trailer.
+    pub verify: bool,
+    /// Receive: replace existing files.
+    pub force: bool,
+    /// Receive: when the landed files are made durable.
+    pub fsync: FsyncPolicy,
+}
+
+/// The server's side of a tree copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeDone {
+    /// What landed (receive); nothing (send: the client counts what landed).
+    pub landed: Totals,
+    /// Entries that failed on the server's side (paths relative to its root).
+    pub failed: Listed,
+    /// Files that moved while they were read (receive: as the client's trailers said).
+    pub changed: Listed,
+    /// Special files the server did not send.
+    pub skipped: Listed,
+    pub cpu: CpuUse,
+    pub warnings: Vec<Warning>,
+}
+
 /// A disk baseline on the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DiskRequest {
@@ -219,6 +266,17 @@ pub enum Reply {
     },
     /// Every data connection joined; bytes may flow.
     Started,
+    /// A tree copy is set up: join `streams` data connections on `port` with `session`.
+    TreeReady {
+        session: String,
+        port: u16,
+        /// Where the tree lands or is, relative to the root (for the report).
+        path: String,
+        /// Send: the tree's name, for the client to land it under.
+        name: Option<String>,
+        /// Send: what the tree holds, for the client's progress bar.
+        totals: Option<Totals>,
+    },
     /// The server's end of an RDMA connection is up (its queue pair ready to receive).
     RdmaReady {
         endpoint: RdmaEndpoint,
@@ -234,6 +292,7 @@ pub enum Reply {
     UdpDone(UdpDone),
     CopyDone(CopyDone),
     DiskDone(DiskDone),
+    TreeDone(TreeDone),
     /// The answer to [`Request::Remove`]: whether there was a file to remove.
     Removed {
         existed: bool,

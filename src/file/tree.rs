@@ -122,38 +122,107 @@ pub fn mode(meta: &Metadata) -> u32 {
     meta.mode() & 0o7777
 }
 
-/// Gives the open file `file` the mode and times of `meta`.
-pub fn keep_file_metadata(file: &std::fs::File, meta: &Metadata) -> io::Result<()> {
-    file.set_permissions(std::fs::Permissions::from_mode(mode(meta)))?;
-    filetime::set_file_handle_times(
-        file,
-        Some(FileTime::from_last_access_time(meta)),
-        Some(FileTime::from_last_modification_time(meta)),
-    )
+/// What a copy keeps of an entry besides its bytes: its mode, and its access and modification
+/// times (seconds and nanoseconds since the epoch). Taken from a [`Metadata`] here, or from a
+/// peer's record of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributes {
+    pub mode: u32,
+    pub atime: (i64, u32),
+    pub mtime: (i64, u32),
 }
 
-/// Gives the directory `path` the mode and times of `meta`.
-pub fn keep_dir_metadata(path: &Path, meta: &Metadata) -> io::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode(meta)))?;
-    filetime::set_file_times(
-        path,
-        FileTime::from_last_access_time(meta),
-        FileTime::from_last_modification_time(meta),
-    )
+impl Attributes {
+    pub fn of(meta: &Metadata) -> Attributes {
+        Attributes {
+            mode: mode(meta),
+            atime: (meta.atime(), meta.atime_nsec() as u32),
+            mtime: (meta.mtime(), meta.mtime_nsec() as u32),
+        }
+    }
+
+    fn accessed(&self) -> FileTime {
+        FileTime::from_unix_time(self.atime.0, self.atime.1)
+    }
+
+    fn modified(&self) -> FileTime {
+        FileTime::from_unix_time(self.mtime.0, self.mtime.1)
+    }
 }
 
-/// Gives the link `path` itself (not its target) the times of `meta`.
-pub fn keep_symlink_times(path: &Path, meta: &Metadata) -> io::Result<()> {
-    filetime::set_symlink_file_times(
-        path,
-        FileTime::from_last_access_time(meta),
-        FileTime::from_last_modification_time(meta),
-    )
+/// Gives the open file `file` the mode and times of `kept`.
+pub fn keep_file_metadata(file: &std::fs::File, kept: &Attributes) -> io::Result<()> {
+    file.set_permissions(std::fs::Permissions::from_mode(kept.mode & 0o7777))?;
+    filetime::set_file_handle_times(file, Some(kept.accessed()), Some(kept.modified()))
+}
+
+/// Gives the directory `path` the mode and times of `kept`.
+pub fn keep_dir_metadata(path: &Path, kept: &Attributes) -> io::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(kept.mode & 0o7777))?;
+    filetime::set_file_times(path, kept.accessed(), kept.modified())
+}
+
+/// Gives the link `path` itself (not its target) the times of `kept`.
+pub fn keep_symlink_times(path: &Path, kept: &Attributes) -> io::Result<()> {
+    filetime::set_symlink_file_times(path, kept.accessed(), kept.modified())
 }
 
 /// The size and modification time of a file, to tell whether it changed while it was read.
 pub fn stamp(meta: &Metadata) -> (u64, i64, i64) {
     (meta.len(), meta.mtime(), meta.mtime_nsec())
+}
+
+/// When a tree's files are made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Every file fsynced before its rename, every directory after its files: a crash loses
+    /// nothing that was reported landed.
+    #[default]
+    Each,
+    /// One syncfs of the destination's file system at the end: faster for many small files; a
+    /// crash before it may lose files already renamed into place.
+    End,
+}
+
+/// How many entries of each list a report keeps; the counts go on past it.
+pub const LISTED: usize = 100;
+
+/// Paths and what happened to them: the first [`LISTED`], and how many in all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Listed {
+    pub total: u64,
+    pub shown: Vec<Problem>,
+}
+
+impl Listed {
+    pub fn add(&mut self, path: &Path, reason: String) {
+        self.add_named(path.display().to_string(), reason);
+    }
+
+    /// Adds an entry named as a peer named it (a path on another machine).
+    pub fn add_named(&mut self, path: String, reason: String) {
+        self.total += 1;
+        if self.shown.len() < LISTED {
+            self.shown.push(Problem { path, reason });
+        }
+    }
+
+    /// Takes in another list of the same kind (the other side's), keeping the bound.
+    pub fn merge(&mut self, other: Listed) {
+        let unshown = other.total.saturating_sub(other.shown.len() as u64);
+        for problem in other.shown {
+            self.add_named(problem.path, problem.reason);
+        }
+        self.total += unshown;
+    }
+}
+
+/// One path of a [`Listed`], and why it is there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Problem {
+    pub path: String,
+    pub reason: String,
 }
 
 #[cfg(test)]

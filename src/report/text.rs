@@ -727,7 +727,11 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
             plural(report.workers, "connection"),
             m.conditions.cipher.as_deref().unwrap_or("unknown"),
         ),
-        path => format!("over {path}, {}", plural(report.workers, "stream")),
+        path => format!(
+            "over {path}, {} (files back to back on each), buffered (page cache), {} blocks",
+            plural(report.workers, "data connection"),
+            format_block(m.conditions.block_size.unwrap_or(0)),
+        ),
     };
     let _ = writeln!(
         out,
@@ -780,7 +784,19 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
             let _ = writeln!(out, "    … and {unshown} more");
         }
     }
-    let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu));
+    match &report.remote_cpu {
+        Some(remote) => {
+            let _ = writeln!(
+                out,
+                "  CPU: here {}; server {}",
+                cpu(&report.cpu),
+                cpu(remote)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu));
+        }
+    }
     out
 }
 

@@ -14,6 +14,7 @@ mod rdma;
 mod root;
 mod session;
 pub mod ssh;
+mod tree;
 mod udp;
 
 use std::collections::HashMap;

@@ -99,6 +99,28 @@ impl Root {
     }
 }
 
+impl Root {
+    /// An existing directory to send (`copy -r` down), inside the root after following
+    /// symlinks (below it, the walk follows none).
+    pub fn existing_dir(&self, requested: &str) -> Result<PathBuf> {
+        let relative = plain_relative(requested)?;
+        let path = self
+            .dir
+            .join(relative)
+            .canonicalize()
+            .map_err(|_| anyhow!("'{requested}' does not exist on the server"))?;
+        if !path.starts_with(&self.dir) {
+            bail!("'{requested}' leads outside the server's root (through a symlink): refused");
+        }
+        if !path.is_dir() {
+            bail!(
+                "'{requested}' is not a directory on the server: copy -r copies a directory tree; leave out -r to copy a file"
+            );
+        }
+        Ok(path)
+    }
+}
+
 /// Accepts only plain relative paths: no root, no `..`, not empty.
 fn plain_relative(requested: &str) -> Result<&Path> {
     let path = Path::new(requested);

@@ -151,6 +151,8 @@ async fn session(
         ),
         Request::UdpEcho(echo) => format!("udp latency, {} B messages", echo.size),
         Request::Remove(remove) => format!("remove {}", remove.path),
+        Request::TreeReceive(tree) => format!("receive tree {}", tree.path),
+        Request::TreeSend(tree) => format!("send tree {}", tree.path),
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
@@ -165,6 +167,8 @@ async fn session(
         Request::UdpNet(udp) => super::udp::net(shared, control, udp).await,
         Request::UdpEcho(echo) => super::udp::echo(shared, control, echo).await,
         Request::Remove(remove) => remove_file(shared, remove),
+        Request::TreeReceive(tree) => super::tree::receive(shared, control, tree).await,
+        Request::TreeSend(tree) => super::tree::send(shared, control, tree).await,
         Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;
@@ -184,19 +188,32 @@ async fn ready_and_join(
     window: Option<u32>,
     size: Option<u64>,
 ) -> Result<Vec<TcpStream>> {
+    join_streams(shared, control, streams, window, |session, port| {
+        Reply::Ready {
+            session,
+            port,
+            size,
+        }
+    })
+    .await
+}
+
+/// Says `ready(session, port)`, waits for `streams` data connections, says Started; returns
+/// them in stream order.
+pub(super) async fn join_streams(
+    shared: &Shared,
+    control: &mut Connection,
+    streams: u32,
+    window: Option<u32>,
+    ready: impl FnOnce(String, u16) -> Reply,
+) -> Result<Vec<TcpStream>> {
     if streams == 0 || streams > MAX_STREAMS {
         bail!("{streams} streams asked: give 1 to {MAX_STREAMS}");
     }
     let id = format!("{:032x}", rand::random::<u128>());
     let (tx, mut rx) = mpsc::channel(streams as usize);
     let pending = Pending::register(shared, id.clone(), tx);
-    control
-        .write(&Reply::Ready {
-            session: id,
-            port: shared.port,
-            size,
-        })
-        .await?;
+    control.write(&ready(id, shared.port)).await?;
     let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     let mut count = 0;

@@ -1,4 +1,7 @@
 //! The plain TCP path: a control connection to `xferbench serve`, then N data connections.
+//! `tree` is `copy -r` over it.
+
+mod tree;
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -83,6 +86,14 @@ impl Transport for Tcp {
                 .block_on(self.download(plan, path, destination, chunks, watcher)),
             _ => bail!("one side of a copy must be local and the other host:path"),
         }
+    }
+
+    fn copy_tree(
+        &self,
+        plan: &super::tree::TreePlan,
+        watcher: &dyn Watcher,
+    ) -> Result<super::tree::TreeReport> {
+        self.tree(plan, watcher)
     }
 }
 

@@ -12,7 +12,14 @@
 //! a temporary name beside its final one, gives it the source's mode and times, fsyncs it (or
 //! leaves that to one `syncfs` at the end with `--fsync end`), and renames it into place. A file
 //! that fails is listed and the rest go on; nothing is ever left under a final name half written.
+//!
+//! The landing of one file from any [`FileSource`] ([`land_file`]), of a link, of a directory
+//! and its finish are shared with `copy -r` over tcp ([`stream`]: the record stream both ends
+//! of that path run).
 
+pub mod stream;
+
+use std::ffi::OsStr;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,26 +32,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{Location, TransportKind};
-use crate::file::tree::{self, Kind, Totals};
+use crate::file::tree::{self, Attributes, Kind, Totals};
+pub use crate::file::tree::{FsyncPolicy, LISTED, Listed, Problem};
 use crate::file::{self, PartialFile};
 use crate::interrupt::{self, Interrupted};
 use crate::measure::{
-    Conditions, Counter, CpuClock, CpuUse, IntervalClock, Measurement, Watcher, Workload,
+    Conditions, Counter, CpuClock, CpuUse, Interval, IntervalClock, Measurement, Watcher, Workload,
 };
 use crate::warning::Warning;
-
-/// When a tree's files are made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum FsyncPolicy {
-    /// Every file fsynced before its rename, every directory after its files: a crash loses
-    /// nothing that was reported landed.
-    #[default]
-    Each,
-    /// One syncfs of the destination's file system at the end: faster for many small files; a
-    /// crash before it may lose files already renamed into place.
-    End,
-}
 
 /// A tree to copy: between two local paths (this module), or between this machine and a
 /// server ([`super::Transport::copy_tree`]).
@@ -63,36 +58,6 @@ pub struct TreePlan {
     /// Replace files that exist under a final name.
     pub force: bool,
     pub fsync: FsyncPolicy,
-}
-
-/// How many entries of each list a report keeps; the counts go on past it.
-pub const LISTED: usize = 100;
-
-/// Paths and what happened to them: the first [`LISTED`], and how many in all.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Listed {
-    pub total: u64,
-    pub shown: Vec<Problem>,
-}
-
-impl Listed {
-    /// Counts `path`, and keeps it with its reason while fewer than [`LISTED`] are kept.
-    pub fn add(&mut self, path: &Path, reason: String) {
-        self.total += 1;
-        if self.shown.len() < LISTED {
-            self.shown.push(Problem {
-                path: path.display().to_string(),
-                reason,
-            });
-        }
-    }
-}
-
-/// One path of a [`Listed`], and why it is there.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Problem {
-    pub path: String,
-    pub reason: String,
 }
 
 /// What `copy -r` moved and how fast: the bytes of the files (the measurement, timed from the
@@ -117,6 +82,9 @@ pub struct TreeReport {
     /// Fifos, sockets and devices, not copied.
     pub skipped: Listed,
     pub cpu: CpuUse,
+    /// The server's CPU, when a server took part (`--via tcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_cpu: Option<CpuUse>,
     pub warnings: Vec<Warning>,
 }
 
@@ -129,14 +97,7 @@ pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
     else {
         bail!("a local copy -r goes between two local paths");
     };
-    let meta = std::fs::metadata(source)
-        .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory: copy -r copies a directory tree; leave out -r to copy a file",
-            source.display()
-        );
-    }
+    check_source(source)?;
     let target = target(source, destination)?;
     let totals = tree::count(source);
     let (bytes, files) = (Counter::new(), Counter::new());
@@ -189,29 +150,46 @@ pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
         changed: state.changed,
         skipped: state.skipped,
         cpu: cpu.finish(),
+        remote_cpu: None,
         warnings,
     })
 }
 
-fn per_sec(count: u64, elapsed: Duration) -> f64 {
+/// Files (or any count) per second of `elapsed`; 0 for no time at all.
+pub fn per_sec(count: u64, elapsed: Duration) -> f64 {
     match elapsed.as_secs_f64() {
         secs if secs > 0.0 => count as f64 / secs,
         _ => 0.0,
     }
 }
 
-/// Where the tree lands: inside an existing directory under the source's name, else as the
-/// destination itself (whose parent must exist). Errors: the destination is a file, or inside
-/// the source (the copy would copy itself).
-fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
-    let target = match std::fs::metadata(destination) {
-        Ok(meta) if meta.is_dir() => {
-            let name = std::fs::canonicalize(source)
-                .ok()
-                .and_then(|path| path.file_name().map(|name| name.to_os_string()))
-                .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
-            destination.join(name)
-        }
+/// Refuses a source that is not a directory (with the flag to use for a file).
+pub fn check_source(source: &Path) -> Result<()> {
+    let meta = std::fs::metadata(source)
+        .map_err(|err| anyhow!("cannot copy: {}", file::describe_path_error(source, err)))?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory: copy -r copies a directory tree; leave out -r to copy a file",
+            source.display()
+        );
+    }
+    Ok(())
+}
+
+/// The name a tree is copied under: its own (resolved, so `.` has one).
+pub fn source_name(source: &Path) -> Result<std::ffi::OsString> {
+    std::fs::canonicalize(source)
+        .ok()
+        .and_then(|path| path.file_name().map(|name| name.to_os_string()))
+        .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))
+}
+
+/// Where a tree named `name` lands: inside `destination` under `name` when it is an existing
+/// directory, else as `destination` itself (whose parent must exist). Errors: the destination
+/// is something else than a directory, or its parent is missing.
+pub fn landing_target(destination: &Path, name: &OsStr) -> Result<PathBuf> {
+    match std::fs::metadata(destination) {
+        Ok(meta) if meta.is_dir() => Ok(destination.join(name)),
         Ok(_) => bail!(
             "{} exists and is not a directory: a tree lands in a directory or under a new name",
             destination.display()
@@ -221,13 +199,19 @@ fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
             std::fs::metadata(&parent).map_err(|err| {
                 anyhow!("cannot copy: {}", file::describe_path_error(&parent, err))
             })?;
-            destination.to_path_buf()
+            Ok(destination.to_path_buf())
         }
         Err(err) => bail!(
             "cannot copy: {}",
             file::describe_path_error(destination, err)
         ),
-    };
+    }
+}
+
+/// Where the tree lands ([`landing_target`]). Errors: also a destination inside the source
+/// (the copy would copy itself).
+fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
+    let target = landing_target(destination, &source_name(source)?)?;
     let source_real =
         std::fs::canonicalize(source).with_context(|| format!("resolving {}", source.display()))?;
     let parent_real = std::fs::canonicalize(file::parent_dir(&target))
@@ -240,6 +224,28 @@ fn target(source: &Path, destination: &Path) -> Result<PathBuf> {
         );
     }
     Ok(target)
+}
+
+/// Runs `work`, sampling `bytes` into 1 s intervals meanwhile: what it returned, how long it
+/// took, and the intervals. The sampler stops at once when the work ends, so the time ends with
+/// the work's last fsync.
+pub fn sampled<T>(bytes: &Counter, work: impl FnOnce() -> T) -> (T, Duration, Vec<Interval>) {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(move || {
+            let mut clock = IntervalClock::start(crate::measure::DEFAULT_INTERVAL);
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(100))
+            {
+                clock.observe(bytes.get());
+            }
+            clock.finish(bytes.get())
+        });
+        let done = work();
+        drop(stop);
+        let (elapsed, intervals) = sampler.join().expect("the sampling thread");
+        (done, elapsed, intervals)
+    })
 }
 
 /// What the walk and the workers found, behind one lock (taken once per file).
@@ -268,44 +274,38 @@ struct Job {
     meta: Metadata,
 }
 
+/// Why a file is listed as changed.
+pub const CHANGED: &str = "its size or modification time moved while it was read: it landed as \
+                           read; copy it again for a settled version";
+/// Why a special file is listed as skipped.
+pub const SPECIAL: &str = "not a file, directory or link (a fifo, socket or device)";
+
 impl Landing<'_> {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("tree state")
     }
 
     /// The three walks; how long the copy took (to its last fsync), in 1 s intervals.
-    fn run(&self) -> Result<(Duration, Vec<crate::measure::Interval>)> {
+    fn run(&self) -> Result<(Duration, Vec<Interval>)> {
         let plan = self.plan;
-        let (stop, stopped) = mpsc::channel::<()>();
         let (jobs, queue) = mpsc::sync_channel::<Job>(plan.workers * 8);
         let queue = Mutex::new(queue);
-        let timed = std::thread::scope(|scope| {
-            // Samples the byte count into intervals while the copy runs; told to stop, it stops
-            // at once, so the copy's time ends with its last fsync.
-            let sampler = scope.spawn(move || {
-                let mut clock = IntervalClock::start(crate::measure::DEFAULT_INTERVAL);
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(Duration::from_millis(100))
-                {
-                    clock.observe(self.bytes.get());
+        let ((), elapsed, intervals) = sampled(self.bytes, || {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..plan.workers)
+                    .map(|_| scope.spawn(|| self.work(&queue)))
+                    .collect();
+                self.walk(jobs);
+                for worker in workers {
+                    let _ = worker.join();
                 }
-                clock.finish(self.bytes.get())
             });
-            let workers: Vec<_> = (0..plan.workers)
-                .map(|_| scope.spawn(|| self.work(&queue)))
-                .collect();
-            self.walk(jobs);
-            for worker in workers {
-                let _ = worker.join();
-            }
             if !interrupt::requested() {
                 self.finish_directories();
             }
-            drop(stop);
-            sampler.join().expect("the sampling thread")
         });
         interrupt::check()?;
-        Ok(timed)
+        Ok((elapsed, intervals))
     }
 
     /// The copying walk: directories made as they come, links landed here, files handed on.
@@ -352,15 +352,18 @@ impl Landing<'_> {
                     }
                 }
                 Kind::Symlink => {
-                    match land_symlink(&source, &destination, &entry.meta, self.plan.force) {
+                    let landed = std::fs::read_link(&source)
+                        .map_err(|err| anyhow!(read_error(&source, err)))
+                        .and_then(|link| {
+                            let kept = Attributes::of(&entry.meta);
+                            land_symlink(&destination, &link, &kept, self.plan.force)
+                        });
+                    match landed {
                         Ok(()) => self.state().landed.symlinks += 1,
                         Err(err) => self.state().failed.add(&source, format!("{err:#}")),
                     }
                 }
-                Kind::Special => self.state().skipped.add(
-                    &source,
-                    "not a file, directory or link (a fifo, socket or device)".into(),
-                ),
+                Kind::Special => self.state().skipped.add(&source, SPECIAL.into()),
             }
         }
     }
@@ -368,6 +371,7 @@ impl Landing<'_> {
     /// A worker: lands files from `queue` until it is empty and closed, or Ctrl-C.
     fn work(&self, queue: &Mutex<mpsc::Receiver<Job>>) {
         let mut buf = vec![0u8; self.plan.block];
+        let rules = Rules::of(self.plan);
         loop {
             let job = match queue.lock().expect("queue").recv() {
                 Ok(job) => job,
@@ -377,19 +381,14 @@ impl Landing<'_> {
                 return;
             }
             let size = job.meta.len();
-            match land_file(&job, self.plan, &mut buf, self.bytes) {
+            match land_local(&job, rules, &mut buf, self.bytes) {
                 Ok(changed) => {
                     self.files.add(1);
                     let mut state = self.state();
                     state.landed.files += 1;
                     state.landed.bytes += size;
                     if changed {
-                        state.changed.add(
-                            &job.source,
-                            "its size or modification time moved while it was read: it \
-                             landed as read; copy it again for a settled version"
-                                .into(),
-                        );
+                        state.changed.add(&job.source, CHANGED.into());
                     }
                 }
                 Err(err) if err.is::<Interrupted>() => return,
@@ -407,36 +406,47 @@ impl Landing<'_> {
                 continue;
             }
             let destination = join(self.target, &entry.relative);
-            // A directory that could not be made is already listed.
-            if !std::fs::symlink_metadata(&destination).is_ok_and(|meta| meta.is_dir()) {
-                continue;
-            }
-            if self.plan.fsync == FsyncPolicy::Each {
-                file::sync_dir(&destination);
-            }
-            match tree::keep_dir_metadata(&destination, &entry.meta) {
-                Ok(()) => self.state().landed.directories += 1,
-                Err(err) => self.state().failed.add(
-                    &destination,
-                    format!("could not set its mode and times: {err}"),
-                ),
+            match finish_dir(&destination, &Attributes::of(&entry.meta), self.plan.fsync) {
+                Ok(true) => self.state().landed.directories += 1,
+                Ok(false) => {}
+                Err(err) => self.state().failed.add(&destination, format!("{err:#}")),
             }
         }
-        if self.plan.fsync == FsyncPolicy::End {
-            let synced = File::open(self.target).and_then(|dir| crate::sys::fs::syncfs(&dir));
-            if let Err(err) = synced {
-                self.state().failed.add(
-                    self.target,
-                    format!("syncfs failed: what landed may not be on the disk ({err})"),
-                );
-            }
-            file::sync_dir(&file::parent_dir(self.target));
+        if self.plan.fsync == FsyncPolicy::End
+            && let Err(err) = sync_end(self.target)
+        {
+            self.state().failed.add(self.target, format!("{err:#}"));
         }
     }
 }
 
+/// Gives a landed directory its mode and times (after everything inside it landed), fsynced
+/// first with per-file durability. False when there is no directory there to finish (one that
+/// could not be made is already listed).
+pub fn finish_dir(destination: &Path, kept: &Attributes, fsync: FsyncPolicy) -> Result<bool> {
+    if !std::fs::symlink_metadata(destination).is_ok_and(|meta| meta.is_dir()) {
+        return Ok(false);
+    }
+    if fsync == FsyncPolicy::Each {
+        file::sync_dir(destination);
+    }
+    tree::keep_dir_metadata(destination, kept)
+        .map_err(|err| anyhow!("could not set its mode and times: {err}"))?;
+    Ok(true)
+}
+
+/// `--fsync end`: one syncfs of the file system `target` is on, and its parent's entry.
+pub fn sync_end(target: &Path) -> Result<()> {
+    let synced = File::open(target).and_then(|dir| crate::sys::fs::syncfs(&dir));
+    if let Err(err) = synced {
+        bail!("syncfs failed: what landed may not be on the disk ({err})");
+    }
+    file::sync_dir(&file::parent_dir(target));
+    Ok(())
+}
+
 /// `root` joined with a path below it; the root itself for "".
-fn join(root: &Path, relative: &Path) -> PathBuf {
+pub fn join(root: &Path, relative: &Path) -> PathBuf {
     match relative.as_os_str().is_empty() {
         true => root.to_path_buf(),
         false => root.join(relative),
@@ -456,7 +466,7 @@ pub fn read_error(path: &Path, err: io::Error) -> String {
 }
 
 /// Makes a directory of the tree, or takes the one there. Errors: something else has the name.
-fn make_dir(path: &Path) -> Result<()> {
+pub fn make_dir(path: &Path) -> Result<()> {
     match std::fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
@@ -476,7 +486,7 @@ fn make_dir(path: &Path) -> Result<()> {
 }
 
 /// Whether `destination` may take a new file or link: absent, or present and `force`.
-fn may_replace(destination: &Path, force: bool) -> Result<()> {
+pub fn may_replace(destination: &Path, force: bool) -> Result<()> {
     match std::fs::symlink_metadata(destination) {
         Ok(meta) if meta.is_dir() => bail!(
             "{} exists and is a directory: it is not replaced",
@@ -505,21 +515,111 @@ fn partial(destination: &Path) -> Result<PartialFile> {
     Ok(PartialFile::new(temp))
 }
 
-/// Lands one file: read in blocks, written under its temporary name, mode and times kept,
-/// fsynced (per `plan.fsync`), verified when asked, renamed into place. Whether it changed while
-/// it was read. Errors: it cannot be read or written, it exists (without force), Ctrl-C.
-fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Result<bool> {
-    may_replace(&job.destination, plan.force)?;
-    // O_NOFOLLOW: a file swapped for a link after the walk is not followed out of the tree.
-    let mut source = OpenOptions::new()
+/// How files land: whether one already there is replaced, when they are made durable, whether
+/// each is read back.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub force: bool,
+    pub fsync: FsyncPolicy,
+    pub verify: bool,
+}
+
+impl Rules {
+    pub fn of(plan: &TreePlan) -> Rules {
+        Rules {
+            force: plan.force,
+            fsync: plan.fsync,
+            verify: plan.verify,
+        }
+    }
+}
+
+/// How the source of a file ended, once read to its end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceEnd {
+    /// Its size or modification time moved while it was read.
+    pub changed: bool,
+    /// The xxh3-128 its reader computed (a peer's), for the landed file to match; None: what
+    /// arrived here is the reference.
+    pub digest: Option<u128>,
+}
+
+/// Where the bytes of one file come from: a file here, or a peer's record of one.
+pub trait FileSource: Read {
+    /// Called once the reads reached the end: how the source ended. Errors: the source failed
+    /// (the file is not landed).
+    fn end(&mut self) -> Result<SourceEnd>;
+    /// A read error, as a sentence about the source.
+    fn read_failed(&self, err: io::Error) -> anyhow::Error;
+}
+
+/// A file of this machine being read for a copy.
+struct LocalSource<'a> {
+    file: File,
+    path: &'a Path,
+    meta: &'a Metadata,
+}
+
+impl Read for LocalSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl FileSource for LocalSource<'_> {
+    fn end(&mut self) -> Result<SourceEnd> {
+        let after = self.file.metadata().map_err(|err| self.read_failed(err))?;
+        Ok(SourceEnd {
+            changed: tree::stamp(&after) != tree::stamp(self.meta),
+            digest: None,
+        })
+    }
+
+    fn read_failed(&self, err: io::Error) -> anyhow::Error {
+        anyhow!(read_error(self.path, err))
+    }
+}
+
+/// Opens a file of a tree to read it; a file swapped for a link after the walk is not followed
+/// out of the tree (O_NOFOLLOW).
+pub fn open_source(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&job.source)
-        .map_err(|err| anyhow!(read_error(&job.source, err)))?;
-    let partial = partial(&job.destination)?;
+        .open(path)
+        .map_err(|err| anyhow!(read_error(path, err)))
+}
+
+/// Lands one file of a local copy: whether it changed while it was read.
+fn land_local(job: &Job, rules: Rules, buf: &mut [u8], bytes: &Counter) -> Result<bool> {
+    may_replace(&job.destination, rules.force)?;
+    let mut source = LocalSource {
+        file: open_source(&job.source)?,
+        path: &job.source,
+        meta: &job.meta,
+    };
+    let kept = Attributes::of(&job.meta);
+    land_file(&job.destination, &kept, rules, &mut source, buf, bytes)
+}
+
+/// Lands one file (the caller checked [`may_replace`]): read from `source` in blocks of
+/// `buf`, written under its temporary name, mode and times kept, fsynced (per `rules.fsync`),
+/// read back and compared when `rules.verify`, renamed into place. Whether it changed while it
+/// was read. Errors: the source failed, it cannot be written, Ctrl-C; nothing is left under
+/// the final name or the temporary one.
+pub fn land_file(
+    destination: &Path,
+    kept: &Attributes,
+    rules: Rules,
+    source: &mut dyn FileSource,
+    buf: &mut [u8],
+    bytes: &Counter,
+) -> Result<bool> {
+    let partial = partial(destination)?;
     let mut out = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(partial.path())
         .map_err(|err| {
@@ -528,45 +628,49 @@ fn land_file(job: &Job, plan: &TreePlan, buf: &mut [u8], bytes: &Counter) -> Res
                 file::describe_path_error(partial.path(), err)
             )
         })?;
-    let mut digest = plan.verify.then(xxhash_rust::xxh3::Xxh3::new);
+    let mut digest = rules.verify.then(xxhash_rust::xxh3::Xxh3::new);
     loop {
         let n = match source.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(anyhow!(read_error(&job.source, err))),
+            Err(err) => return Err(source.read_failed(err)),
         };
         out.write_all(&buf[..n])
-            .map_err(|err| anyhow!("writing {}: {err}", job.destination.display()))?;
+            .map_err(|err| anyhow!("writing {}: {err}", destination.display()))?;
         if let Some(digest) = digest.as_mut() {
             digest.update(&buf[..n]);
         }
         bytes.add(n as u64);
         interrupt::check()?;
     }
-    let after = source
-        .metadata()
-        .map_err(|err| anyhow!(read_error(&job.source, err)))?;
-    let changed = tree::stamp(&after) != tree::stamp(&job.meta);
-    tree::keep_file_metadata(&out, &job.meta).map_err(|err| {
+    let end = source.end()?;
+    tree::keep_file_metadata(&out, kept).map_err(|err| {
         anyhow!(
             "setting the mode and times of {}: {err}",
-            job.destination.display()
+            destination.display()
         )
     })?;
-    if plan.fsync == FsyncPolicy::Each || plan.verify {
+    if rules.fsync == FsyncPolicy::Each || rules.verify {
         out.sync_all()
-            .map_err(|err| anyhow!("fsync of {}: {err}", job.destination.display()))?;
+            .map_err(|err| anyhow!("fsync of {}: {err}", destination.display()))?;
     }
     drop(out);
     if let Some(digest) = digest {
-        reread(partial.path(), digest.digest128(), buf)
-            .with_context(|| format!("verifying {}", job.destination.display()))?;
+        let arrived = digest.digest128();
+        let read = end.digest.unwrap_or(arrived);
+        if read != arrived {
+            bail!(
+                "the sender read xxh3-128 {read:032x} but {arrived:032x} arrived; it was discarded"
+            );
+        }
+        reread(partial.path(), read, buf)
+            .with_context(|| format!("verifying {}", destination.display()))?;
     }
-    std::fs::rename(partial.path(), &job.destination)
-        .map_err(|err| anyhow!("renaming into {}: {err}", job.destination.display()))?;
+    std::fs::rename(partial.path(), destination)
+        .map_err(|err| anyhow!("renaming into {}: {err}", destination.display()))?;
     partial.keep();
-    Ok(changed)
+    Ok(end.changed)
 }
 
 /// Reads a landed (fsynced) file back past this machine's cache and compares its digest.
@@ -592,15 +696,16 @@ fn reread(path: &Path, read: u128, buf: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// Lands a link as a link (its target as written, never followed), with its own times.
-fn land_symlink(source: &Path, destination: &Path, meta: &Metadata, force: bool) -> Result<()> {
+/// Lands a link as a link to `link` (its target as written, never followed), with its own
+/// times: made under a temporary name, then renamed over the final one (which replaces a link
+/// there rather than following it).
+pub fn land_symlink(destination: &Path, link: &Path, kept: &Attributes, force: bool) -> Result<()> {
     may_replace(destination, force)?;
-    let target = std::fs::read_link(source).map_err(|err| anyhow!(read_error(source, err)))?;
     let partial = partial(destination)?;
-    std::os::unix::fs::symlink(&target, partial.path())
+    std::os::unix::fs::symlink(link, partial.path())
         .map_err(|err| anyhow!("cannot create the link {}: {err}", destination.display()))?;
     // Not every file system keeps a link's own times; the link itself is what matters.
-    let _ = tree::keep_symlink_times(partial.path(), meta);
+    let _ = tree::keep_symlink_times(partial.path(), kept);
     std::fs::rename(partial.path(), destination)
         .map_err(|err| anyhow!("renaming into {}: {err}", destination.display()))?;
     partial.keep();

@@ -25,4 +25,5 @@ mod ssh_serve;
 mod sshd_fixture;
 mod tree;
 mod tree_ssh;
+mod tree_tcp;
 mod udp;

@@ -251,6 +251,7 @@ pub(super) fn upload(
         changed: state.changed,
         skipped: state.skipped,
         cpu: cpu.finish(),
+        remote_cpu: None,
         warnings,
     })
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod sshd;
+pub mod trees;
 pub mod vm;
 
 /// Longest a single run of the binary may take before the test fails (and the run is killed).
