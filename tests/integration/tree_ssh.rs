@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::sshd::Sshd;
-use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
 use crate::common::trees::{assert_same_tree_to_the_microsecond, varied_tree};
+use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
 
 fn start() -> Option<Sshd> {
     let sshd = Sshd::start();
@@ -286,4 +286,65 @@ fn a_tree_upload_killed_half_way_leaves_no_torn_file_under_a_final_name() {
             "{name} is under its final name but differs from its source"
         );
     }
+}
+
+fn download_round_trip(extra: &[&str]) {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    varied_tree(&source);
+    std::fs::write(source.join("a/b/hard"), b"one inode, two names\n").unwrap();
+    std::fs::hard_link(source.join("a/b/hard"), source.join("a/hard-too")).unwrap();
+    crate::common::trees::set_mtime(&source.join("a/b/hard"), 1_300_000_000);
+    crate::common::trees::set_mtime(&source.join("a/b"), 1_400_000_000);
+    crate::common::trees::set_mtime(&source.join("a"), 1_400_000_001);
+    let mut args = vec!["-J"];
+    args.extend_from_slice(extra);
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        &remote(&sshd, &source),
+        to.path().to_str().unwrap(),
+        &args,
+    );
+    assert_ok("copy -r from sshd", &out, &sshd);
+    let landed = to.path().join("tree");
+    crate::common::trees::assert_same_tree(&source, &landed);
+    assert!(crate::common::leftovers(&landed.join("a")).is_empty());
+    let report = json_report(&out);
+    assert_eq!(report["path"], "ssh", "{report:#}");
+    assert_eq!(report["landed"]["files"], 6, "{report:#}");
+    assert_eq!(report["landed"]["symlinks"], 3, "{report:#}");
+    assert_eq!(report["landed"]["directories"], 5, "{report:#}");
+    assert_eq!(report["failed"]["total"], 0, "{report:#}");
+}
+
+#[test]
+fn a_tree_downloads_through_the_far_tar_with_modes_times_links_and_empty_directories() {
+    download_round_trip(&[]);
+}
+
+#[test]
+fn a_tree_downloads_with_one_syncfs_at_the_end() {
+    download_round_trip(&["--fsync", "end"]);
+}
+
+#[test]
+fn a_download_of_a_far_file_or_a_missing_directory_is_refused_plainly() {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    std::fs::write(from.path().join("file"), b"x").unwrap();
+    for far in [from.path().join("file"), from.path().join("missing")] {
+        let out = copy_r(
+            &sshd,
+            home.path(),
+            &remote(&sshd, &far),
+            to.path().to_str().unwrap(),
+            &[],
+        );
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("is not a directory"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    assert!(crate::common::entries(to.path()).is_empty());
 }

@@ -153,6 +153,9 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::Shell => "a shell".to_string(),
         RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
         RemoteCommand::HashTool => "finding sha256sum".to_string(),
+        RemoteCommand::TarSource { dir } => format!("tar of '{}'", shown(dir)),
+        RemoteCommand::TreeTotals { dir } => format!("counting the files of '{}'", shown(dir)),
+        RemoteCommand::DirTimes { dir } => format!("listing the directories of '{}'", shown(dir)),
         RemoteCommand::Digest { path, .. } => format!("digest of '{}'", shown(path)),
         RemoteCommand::Flush { temp, .. } => format!("flushing '{}'", shown(temp)),
         RemoteCommand::Rename { temp, path } => {
@@ -197,7 +200,12 @@ async fn execute(
             "the disk baseline is not run over SSH by xferbench serve: its TCP control protocol measures its disk"
         ),
         // A tree over SSH needs the far side's scp -r and a shell; serve carries trees over TCP.
-        RemoteCommand::ScpTreeSink { .. } | RemoteCommand::Shell | RemoteCommand::IsDir { .. } => {
+        RemoteCommand::ScpTreeSink { .. }
+        | RemoteCommand::Shell
+        | RemoteCommand::IsDir { .. }
+        | RemoteCommand::TarSource { .. }
+        | RemoteCommand::TreeTotals { .. }
+        | RemoteCommand::DirTimes { .. } => {
             bail!(
                 "copy -r over ssh needs a stock OpenSSH server (scp -r and a shell); to xferbench serve, copy the tree over --via tcp"
             )

@@ -33,6 +33,14 @@ pub enum RemoteCommand {
     Shell,
     /// Succeeds only when `path` is a directory (following a link).
     IsDir { path: String },
+    /// `tar -c` of everything in `dir` (links as links, hard links as files), POSIX format
+    /// so that times keep their fractions and names have no length limit: a tree's download.
+    TarSource { dir: String },
+    /// Prints `FILES BYTES`: the regular files below `dir` and their sizes' sum.
+    TreeTotals { dir: String },
+    /// Prints every directory below `dir` (itself too), deepest first, NUL-ended:
+    /// `MODE MTIME ATIME PATH` (octal mode, seconds with fractions, path relative to `dir`).
+    DirTimes { dir: String },
     /// Prints where `sha256sum`, else `b2sum`, is: the tool `--verify` can run.
     HashTool,
     /// `TOOL -- PATH`, or with `range` (offset, length) `dd … | TOOL`: the digest of the
@@ -96,6 +104,18 @@ impl RemoteCommand {
             RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
             RemoteCommand::Shell => "sh -s".to_string(),
             RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
+            RemoteCommand::TarSource { dir } => format!(
+                "tar -c -f - --format=posix --hard-dereference -C {} .",
+                quote(dir)
+            ),
+            RemoteCommand::TreeTotals { dir } => format!(
+                "find {} -type f -printf '%s\\n' | awk '{{ n++; s += $1 }} END {{ printf \"%.0f %.0f\\n\", n, s }}'",
+                quote(dir)
+            ),
+            RemoteCommand::DirTimes { dir } => format!(
+                "find {} -depth -type d -printf '%m %T@ %A@ %P\\0'",
+                quote(dir)
+            ),
             RemoteCommand::HashTool => "command -v sha256sum || command -v b2sum".to_string(),
             RemoteCommand::Digest { tool, path, range } => match range {
                 None => format!("{tool} -- {}", quote(path)),
@@ -149,6 +169,10 @@ impl RemoteCommand {
             | RemoteCommand::ScpTreeSink { .. } => "scp",
             RemoteCommand::Shell => "sh",
             RemoteCommand::IsDir { .. } => "test",
+            RemoteCommand::TarSource { .. } => "tar (GNU tar)",
+            RemoteCommand::TreeTotals { .. } | RemoteCommand::DirTimes { .. } => {
+                "find (GNU findutils) and awk"
+            }
             RemoteCommand::HashTool | RemoteCommand::Digest { .. } => {
                 "sha256sum or b2sum (GNU coreutils)"
             }

@@ -1037,13 +1037,442 @@ impl Stream {
     }
 }
 
-/// Downloads the tree `source` on the server into the local `destination`.
+/// Downloads the tree `source` on the server into the local `destination`, through one
+/// `tar -c` on the far side (stock tools: SCP's source follows links, which a tree copy never
+/// does); each entry lands as a local copy's do (partial name, fsync per policy, rename), and the
+/// directories get their modes and times at the end from a `find -depth` listing, deepest
+/// first. Memory: one tar block and one landing buffer, whatever the number of files.
 pub(super) fn download(
-    _ssh: &Ssh,
-    _plan: &TreePlan,
-    _source: &str,
-    _destination: &Path,
-    _watcher: &dyn Watcher,
+    ssh: &Ssh,
+    plan: &TreePlan,
+    source: &str,
+    destination: &Path,
+    watcher: &dyn Watcher,
 ) -> Result<TreeReport> {
-    bail!("copy -r from an SSH server: not built yet")
+    let (connection, source, totals) = ssh.runtime.block_on(async {
+        let mut connections = ssh.connect(1).await?;
+        let connection = connections.remove(0);
+        let source = ssh.expand_home(&connection.handle, source).await?;
+        let source = match source.trim_end_matches('/') {
+            "" if source.starts_with('/') => "/".to_string(),
+            "" => ".".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        let is_dir = Exec::holds(
+            &connection.handle,
+            RemoteCommand::IsDir {
+                path: source.clone(),
+            },
+        )
+        .await?;
+        if !is_dir {
+            bail!(
+                "{}:{source} is not a directory (or cannot be reached): copy -r copies a directory tree; leave out -r to copy a file",
+                ssh.label()
+            );
+        }
+        let said = Exec::run(
+            &connection.handle,
+            RemoteCommand::TreeTotals {
+                dir: source.clone(),
+            },
+        )
+        .await
+        .unwrap_or_default();
+        let mut words = said.split_whitespace().map(|w| w.parse::<u64>().unwrap_or(0));
+        let totals = Totals {
+            files: words.next().unwrap_or(0),
+            bytes: words.next().unwrap_or(0),
+            ..Totals::default()
+        };
+        Ok::<_, anyhow::Error>((connection, source, totals))
+    })?;
+    let name = match source.rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => name.to_string(),
+        _ => bail!(
+            "{}:{source} has no name to copy under: name the directory (HOST:dir, not HOST:~ or HOST:.)",
+            ssh.label()
+        ),
+    };
+    let target = crate::transport::tree::landing_target(destination, std::ffi::OsStr::new(&name))?;
+    let rules = crate::transport::tree::Rules::of(plan);
+    let label = format!("{}:{source}", ssh.label());
+    let (bytes, files) = (Counter::new(), Counter::new());
+    watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
+    let cpu = CpuClock::start();
+    let tar = ssh.runtime.block_on(Exec::start(
+        &connection.handle,
+        RemoteCommand::TarSource {
+            dir: source.clone(),
+        },
+    ));
+    let landed = tar.and_then(|tar| {
+        let (landed, elapsed, intervals) = crate::transport::tree::sampled(&bytes, || {
+            let landed = land_archive(
+                ssh,
+                &connection,
+                tar,
+                &target,
+                rules,
+                plan.block,
+                &bytes,
+                &files,
+            );
+            landed.and_then(|mut landed| {
+                finish_downloaded_dirs(ssh, &connection, &source, &target, rules, &mut landed)?;
+                Ok(landed)
+            })
+        });
+        landed.map(|landed| (landed, elapsed, intervals))
+    });
+    watcher.end();
+    let (landed, elapsed, intervals) = match landed {
+        Ok(done) => done,
+        Err(err) if err.is::<interrupt::Interrupted>() => return Err(err),
+        Err(err) => return Err(err.context(format!("copy -r from {label} failed"))),
+    };
+    let conditions = Conditions {
+        fsync_included: true,
+        block_size: Some(plan.block as u64),
+        path: Some(TransportKind::Ssh),
+        streams: Some(1),
+        cipher: Some(connection.cipher.clone()),
+        mount: Some(crate::mounts::facts(&target)),
+        ..Conditions::default()
+    };
+    let measurement = Measurement::new(
+        Workload::Copy,
+        landed.landed.bytes,
+        elapsed,
+        conditions,
+        intervals,
+    );
+    let mut warnings = Vec::new();
+    warnings.extend(crate::transport::loopback_warning(connection.peer_addr));
+    Ok(TreeReport {
+        source: label,
+        destination: target.display().to_string(),
+        path: TransportKind::Ssh,
+        files_per_sec: crate::transport::tree::per_sec(landed.landed.files, elapsed),
+        measurement,
+        landed: landed.landed,
+        fsync: plan.fsync,
+        workers: 1,
+        verified: false,
+        failed: landed.failed,
+        changed: Listed::default(),
+        skipped: landed.skipped,
+        cpu: cpu.finish(),
+        remote_cpu: None,
+        warnings,
+    })
+}
+
+/// What a download landed, and what it did not.
+#[derive(Default)]
+struct Downloaded {
+    landed: Totals,
+    failed: Listed,
+    skipped: Listed,
+}
+
+/// A far command's standard output as a blocking reader: a task of the connection's thread
+/// reads it into a bounded queue of blocks.
+struct OutputReader {
+    blocks: channel::Receiver<io::Result<Vec<u8>>>,
+    pending: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl OutputReader {
+    /// Starts the task; it ends with the output (its [`Exec`] comes back through the handle).
+    fn start(
+        connection: &SshConnection,
+        mut exec: Exec,
+    ) -> (OutputReader, tokio::task::JoinHandle<Exec>) {
+        let (tx, blocks) = channel::channel::<io::Result<Vec<u8>>>(QUEUED * 4);
+        let task = connection.worker.runtime().spawn(async move {
+            loop {
+                let mut block = vec![0u8; 256 << 10];
+                match exec.output.read(&mut block).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        block.truncate(n);
+                        if tx.send(Ok(block)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        let _ = tx.send(Err(err)).await;
+                        break;
+                    }
+                }
+            }
+            exec
+        });
+        (
+            OutputReader {
+                blocks,
+                pending: Vec::new(),
+                at: 0,
+                done: false,
+            },
+            task,
+        )
+    }
+}
+
+impl Read for OutputReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.pending.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.blocks.blocking_recv() {
+                Some(Ok(block)) => (self.pending, self.at) = (block, 0),
+                Some(Err(err)) => return Err(err),
+                None => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// One file of a tar stream, as a landing reads it.
+struct TarFile<'a, R: Read> {
+    entry: tar::Entry<'a, R>,
+    path: String,
+}
+
+impl<R: Read> Read for TarFile<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.entry.read(buf)
+    }
+}
+
+impl<R: Read> crate::transport::tree::FileSource for TarFile<'_, R> {
+    fn end(&mut self) -> Result<crate::transport::tree::SourceEnd> {
+        Ok(crate::transport::tree::SourceEnd::default())
+    }
+
+    fn read_failed(&self, err: io::Error) -> anyhow::Error {
+        anyhow!("the far tar stream broke in {}: {err}", self.path)
+    }
+}
+
+/// A tar entry's mode and times; the times from its POSIX extended header when it has them
+/// (to the nanosecond), else the header's whole seconds.
+fn attributes<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<tree::Attributes> {
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    let seconds = header.mtime().unwrap_or(0) as i64;
+    let (mut mtime, mut atime) = ((seconds, 0u32), (seconds, 0u32));
+    if let Some(extensions) = entry.pax_extensions()? {
+        for extension in extensions.flatten() {
+            let value = extension.value().unwrap_or_default();
+            match extension.key().unwrap_or_default() {
+                "mtime" => mtime = parse_time(value).unwrap_or(mtime),
+                "atime" => atime = parse_time(value).unwrap_or(atime),
+                _ => {}
+            }
+        }
+    }
+    Ok(tree::Attributes { mode, atime, mtime })
+}
+
+/// `SECONDS[.FRACTION]` (tar's and find's `%T@`) as seconds and nanoseconds.
+fn parse_time(text: &str) -> Option<(i64, u32)> {
+    let (secs, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = fraction.chars().take(9).collect();
+    let nanos = match digits.is_empty() {
+        true => 0,
+        false => format!("{digits:0<9}").parse().ok()?,
+    };
+    Some((secs, nanos))
+}
+
+/// Lands every entry of the far `tar -c` stream below `target` (made here); a far tar that
+/// could not read an entry says so on its standard error, and those entries are listed.
+#[allow(clippy::too_many_arguments)]
+fn land_archive(
+    ssh: &Ssh,
+    connection: &SshConnection,
+    tar: Exec,
+    target: &Path,
+    rules: crate::transport::tree::Rules,
+    block: usize,
+    bytes: &Counter,
+    files: &Counter,
+) -> Result<Downloaded> {
+    use crate::transport::tree::stream::{checked_relative, safe_parents};
+    use crate::transport::tree::{land_file, land_symlink, make_dir, may_replace};
+    let (reader, task) = OutputReader::start(connection, tar);
+    let mut done = Downloaded::default();
+    let mut buf = vec![0u8; block.clamp(4096, 4 << 20)];
+    let mut checked = PathBuf::new();
+    let mut archive = tar::Archive::new(reader);
+    let landed: Result<()> = (|| {
+        for entry in archive.entries()? {
+            interrupt::check()?;
+            let mut entry = entry.map_err(|err| anyhow!("reading the far tar stream: {err}"))?;
+            let raw = entry.path_bytes().into_owned();
+            let raw = raw.strip_prefix(b"./").unwrap_or(&raw);
+            let raw: &[u8] = if raw == b"." { b"" } else { raw };
+            let raw = raw.strip_suffix(b"/").unwrap_or(raw);
+            let relative = checked_relative(raw, true)?;
+            let path = crate::transport::tree::join(target, &relative);
+            let kind = entry.header().entry_type();
+            let kept = attributes(&mut entry)?;
+            if relative.as_os_str().is_empty() {
+                make_dir(target)?;
+                continue;
+            }
+            if let Err(err) = safe_parents(target, &relative, true, &mut checked) {
+                done.failed.add(&path, format!("{err:#}"));
+                continue;
+            }
+            let landed = match kind {
+                tar::EntryType::Directory => make_dir(&path).map(|()| None),
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let size = entry.size();
+                    let mut source = TarFile {
+                        entry,
+                        path: path.display().to_string(),
+                    };
+                    may_replace(&path, rules.force)
+                        .and_then(|()| land_file(&path, &kept, rules, &mut source, &mut buf, bytes))
+                        .map(|_| {
+                            files.add(1);
+                            done.landed.files += 1;
+                            done.landed.bytes += size;
+                            None
+                        })
+                }
+                tar::EntryType::Symlink => {
+                    let link = entry
+                        .link_name_bytes()
+                        .map(|link| PathBuf::from(std::ffi::OsStr::from_bytes(&link)))
+                        .ok_or_else(|| anyhow!("a link without a target"))?;
+                    land_symlink(&path, &link, &kept, rules.force).map(|()| {
+                        done.landed.symlinks += 1;
+                        None
+                    })
+                }
+                _ => Ok(Some(
+                    "not a file, directory or link (a fifo, socket or device)".to_string(),
+                )),
+            };
+            match landed {
+                Ok(None) => {}
+                Ok(Some(reason)) => done.skipped.add(&path, reason),
+                Err(err) if err.is::<interrupt::Interrupted>() => return Err(err),
+                Err(err) => done.failed.add(&path, format!("{err:#}")),
+            }
+        }
+        Ok(())
+    })();
+    drop(archive);
+    let mut tar = ssh
+        .runtime
+        .block_on(task)
+        .map_err(|err| anyhow!("the tar stream's task failed: {err}"))?;
+    landed?;
+    let exit = ssh.runtime.block_on(tar.output.finish());
+    // GNU tar lists what it could not read and exits 2 at the end; the rest came through.
+    let said = tar.output.stderr();
+    let mut listed = false;
+    for line in said.lines() {
+        let Some(rest) = line.strip_prefix("tar: ") else {
+            continue;
+        };
+        if rest.starts_with("Exiting with failure status") {
+            continue;
+        }
+        let (path, reason) = rest.split_once(": ").unwrap_or((rest, "failed"));
+        let path = path.strip_prefix("./").unwrap_or(path);
+        done.failed
+            .add(&target.join(path), format!("the far tar: {reason}"));
+        listed = true;
+    }
+    if !listed {
+        tar.output.check(&tar.command, exit)?;
+    }
+    Ok(done)
+}
+
+/// Gives each landed directory its far mode and times, deepest first, from `find -depth`; with
+/// `--fsync end`, one syncfs at the end.
+fn finish_downloaded_dirs(
+    ssh: &Ssh,
+    connection: &SshConnection,
+    source: &str,
+    target: &Path,
+    rules: crate::transport::tree::Rules,
+    done: &mut Downloaded,
+) -> Result<()> {
+    use crate::transport::tree::stream::{checked_relative, safe_parents};
+    let find = ssh.runtime.block_on(Exec::start(
+        &connection.handle,
+        RemoteCommand::DirTimes {
+            dir: source.to_string(),
+        },
+    ))?;
+    let (reader, task) = OutputReader::start(connection, find);
+    let mut checked = PathBuf::new();
+    let mut reader = io::BufReader::new(reader);
+    let mut record = Vec::new();
+    loop {
+        record.clear();
+        if io::BufRead::read_until(&mut reader, 0, &mut record)? == 0 {
+            break;
+        }
+        let record = record.strip_suffix(&[0]).unwrap_or(&record);
+        let mut fields = record.splitn(4, |&b| b == b' ');
+        let (Some(mode), Some(mtime), Some(atime), Some(relative)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            bail!(
+                "the far find printed a line that is not a directory's: {:?}",
+                String::from_utf8_lossy(record)
+            );
+        };
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let kept = tree::Attributes {
+            mode: u32::from_str_radix(&text(mode), 8).unwrap_or(0o755),
+            mtime: parse_time(&text(mtime)).unwrap_or((0, 0)),
+            atime: parse_time(&text(atime)).unwrap_or((0, 0)),
+        };
+        let relative = checked_relative(relative, true)?;
+        let path = crate::transport::tree::join(target, &relative);
+        if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+            continue;
+        }
+        let finished = safe_parents(target, &relative, false, &mut checked)
+            .and_then(|()| crate::transport::tree::finish_dir(&path, &kept, rules.fsync));
+        match finished {
+            Ok(true) => done.landed.directories += 1,
+            Ok(false) => {}
+            Err(err) => done.failed.add(&path, format!("{err:#}")),
+        }
+    }
+    let mut find = ssh
+        .runtime
+        .block_on(task)
+        .map_err(|err| anyhow!("the listing task failed: {err}"))?;
+    let exit = ssh.runtime.block_on(find.output.finish());
+    find.output.check(&find.command, exit)?;
+    if rules.fsync == FsyncPolicy::End
+        && let Err(err) = crate::transport::tree::sync_end(target)
+    {
+        done.failed.add(target, format!("{err:#}"));
+    }
+    Ok(())
 }

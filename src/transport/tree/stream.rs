@@ -281,7 +281,12 @@ pub fn checked_relative(bytes: &[u8], root_allowed: bool) -> Result<PathBuf> {
 /// (never a link): made when missing, refused when something else has its name. `checked`
 /// remembers the last parent found good, so a run of files in one directory checks it once
 /// (nothing this copy does turns a directory into anything else).
-fn safe_parents(root: &Path, relative: &Path, create: bool, checked: &mut PathBuf) -> Result<()> {
+pub fn safe_parents(
+    root: &Path,
+    relative: &Path,
+    create: bool,
+    checked: &mut PathBuf,
+) -> Result<()> {
     let Some(parent) = relative.parent() else {
         return Ok(());
     };
