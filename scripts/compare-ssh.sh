@@ -23,10 +23,7 @@ cipher=${3:-aes128-gcm@openssh.com}
 streams=${STREAMS:-4}
 
 need_posint ROUNDS "$rounds"
-for tool in sshd scp ssh ssh-keygen python3; do
-  [ -x "/usr/sbin/$tool" ] || need "$tool" "openssh-server openssh-client python3"
-done
-sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
+need_sshd
 
 src_dir=$(mktemp -d "${SRC_DIR:-/dev/shm}/xferbench-compare-ssh-src.XXXXXX")
 dest_dir=$(mktemp -d "${DEST_DIR:-/dev/shm}/xferbench-compare-ssh-dest.XXXXXX")
@@ -35,38 +32,7 @@ remove_on_exit "$work" "$src_dir" "$dest_dir"
 
 use_xferbench
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Keys and an sshd of our own.
-ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$work/id"
-cp "$work/id.pub" "$work/authorized_keys"
-[ "$(id -u)" = 0 ] && mkdir -p /run/sshd
-port=$(free_port)
-cat >"$work/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/host_key
-AuthorizedKeysFile $work/authorized_keys
-PidFile $work/sshd.pid
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-UsePAM no
-StrictModes no
-LogLevel ERROR
-EOF
-"$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-track_pid $!
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
-user=$(id -un)
-ssh_opts=(-F /dev/null -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
-for _ in $(seq 1 50); do
-  ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true 2>/dev/null && break
-  sleep 0.2
-done
-ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true || { echo "compare-ssh: sshd did not come up:" >&2; cat "$work/sshd.log" >&2; exit 1; }
+start_sshd "$work"
 
 # xferbench's own SSH server, on another free port.
 own_port=$(free_port)

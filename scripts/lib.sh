@@ -182,6 +182,58 @@ _lab_up=
 # track_pid PID: stop PID (a server this script started) on exit.
 track_pid() { _pids+=("$1"); }
 
+# --- An OpenSSH sshd of the script's own ----------------------------------------------------
+
+# need_sshd: sshd, ssh, scp, ssh-keygen and python3 are installed.
+need_sshd() {
+  local tool
+  for tool in sshd scp ssh ssh-keygen python3; do
+    [ -x "/usr/sbin/$tool" ] || need "$tool" "openssh-server openssh-client python3"
+  done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_sshd WORK: an sshd on a free port of 127.0.0.1 with its own host key, client key (WORK/id)
+# and known_hosts (WORK/known_hosts); no system sshd is used or touched. Sets port, user and
+# ssh_opts (the options ssh, scp and rsync -e need to reach it); stopped on exit.
+start_sshd() {
+  local work=$1 sshd_bin
+  sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
+  ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
+  ssh-keygen -q -t ed25519 -N '' -f "$work/id"
+  cp "$work/id.pub" "$work/authorized_keys"
+  [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+  port=$(free_port)
+  cat >"$work/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $port
+HostKey $work/host_key
+AuthorizedKeysFile $work/authorized_keys
+PidFile $work/sshd.pid
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+LogLevel ERROR
+Subsystem sftp internal-sftp
+EOF
+  "$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+  track_pid $!
+  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
+  user=$(id -un)
+  ssh_opts=(-F /dev/null -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
+  for _ in $(seq 1 50); do
+    ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true 2>/dev/null && break
+    sleep 0.2
+  done
+  ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true ||
+    { echo "$prog: sshd did not come up:" >&2; cat "$work/sshd.log" >&2; exit 1; }
+}
+
+
 # cleanup_add COMMAND [ARG...]: run COMMAND ARG... on exit.
 cleanup_add() {
   local cmd

@@ -984,9 +984,12 @@ impl CopyArgs {
         .validate()
         .map_err(usage)?;
         if self.verify && self.via() == TransportKind::Ssh {
-            return Err(usage(
-                "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum",
-            ));
+            let download = matches!(Location::parse(&self.source), Ok(Location::Remote { .. }));
+            if download || self.recursive {
+                return Err(usage(
+                    "--verify over --via ssh checks one uploaded file (the far side's sha256sum re-reads it); for a download or a tree, copy with `serve` over --via tcp to verify it",
+                ));
+            }
         }
         Ok(())
     }

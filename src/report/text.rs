@@ -670,13 +670,27 @@ pub fn copy(report: &CopyReport) -> String {
                     );
                 }
             }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "  verified: {} digests match on both sides ({})",
-                    verify.algorithm, verify.source
-                );
-            }
+            None => match &verify.far_reread {
+                Some(far) => {
+                    let _ = writeln!(
+                        out,
+                        "  verified: the {} of what was sent matches `{}` reading the landed file on the far side (its page cache, most likely: a stock server's cache cannot be dropped) in {:.2} s at {}, not counted in the copy's rate",
+                        verify.algorithm,
+                        far.tool,
+                        far.secs,
+                        crate::units::Rate {
+                            bytes_per_sec: far.bytes_per_sec
+                        }
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  verified: {} digests match on both sides ({})",
+                        verify.algorithm, verify.source
+                    );
+                }
+            },
         }
     }
     match local {
@@ -693,6 +707,7 @@ pub fn copy(report: &CopyReport) -> String {
 /// `copy -r`: the bytes and files, the rate and files/s, how it was made durable, then every
 /// entry that failed, changed while it was read, or was skipped.
 pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
+    use crate::transport::TransportKind;
     use crate::transport::tree::FsyncPolicy;
     let m = &report.measurement;
     let landed = &report.landed;
@@ -702,21 +717,26 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
         FsyncPolicy::End => "one syncfs at the end (--fsync end)",
     };
     let how = match report.path {
-        crate::measure::TransportKind::Local => format!(
-            "on this machine, {} landing at once",
-            plural(report.workers, "file")
+        TransportKind::Local => format!(
+            "on this machine, {} landing at once, buffered (page cache), {} blocks",
+            plural(report.workers, "file"),
+            format_block(m.conditions.block_size.unwrap_or(0)),
+        ),
+        TransportKind::Ssh => format!(
+            "over SSH ({}, cipher {}), one scp -r sink on each",
+            plural(report.workers, "connection"),
+            m.conditions.cipher.as_deref().unwrap_or("unknown"),
         ),
         path => format!(
-            "over {path}, {} (files back to back on each)",
-            plural(report.workers, "data connection")
+            "over {path}, {} (files back to back on each), buffered (page cache), {} blocks",
+            plural(report.workers, "data connection"),
+            format_block(m.conditions.block_size.unwrap_or(0)),
         ),
     };
     let _ = writeln!(
         out,
-        "copy -r {} → {} {how}, buffered (page cache), {} blocks, {durable}",
-        report.source,
-        report.destination,
-        format_block(m.conditions.block_size.unwrap_or(0)),
+        "copy -r {} → {} {how}, {durable}",
+        report.source, report.destination,
     );
     let _ = writeln!(
         out,
@@ -734,7 +754,11 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
         crate::classes::place_link(m.rate())
     );
     if let Some(facts) = &m.conditions.mount {
-        mount_lines(&mut out, "  ", "the destination ", facts);
+        let side = match report.path {
+            TransportKind::Local => "the destination ",
+            _ => "this side's tree ",
+        };
+        mount_lines(&mut out, "  ", side, facts);
     }
     if report.verified {
         let _ = writeln!(

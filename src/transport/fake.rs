@@ -149,6 +149,7 @@ impl Transport for Fake {
                 destination: digest,
                 matched: true,
                 reread: None,
+                far_reread: None,
             }),
             cpu: Fake::no_cpu(),
             warnings: Vec::new(),

@@ -332,6 +332,7 @@ async fn verify(
         destination: landed,
         matched: true,
         reread: Some(reread),
+        far_reread: None,
     })
 }
 

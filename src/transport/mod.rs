@@ -300,6 +300,18 @@ pub struct Verification {
     /// A local copy's re-read of the landed file (the network paths digest what arrives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reread: Option<local::Reread>,
+    /// A stock SSH server's re-read of the landed file by its own tool (`sha256sum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_reread: Option<FarReread>,
+}
+
+/// The far side's re-read of a landed file over SSH, timed apart from the copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FarReread {
+    /// The command that read it: `sha256sum` or `b2sum`, one per range with `-P N`.
+    pub tool: String,
+    pub secs: f64,
+    pub bytes_per_sec: f64,
 }
 
 /// The result of `xferbench copy`.

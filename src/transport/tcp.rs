@@ -691,6 +691,7 @@ pub(super) fn verification(
         destination,
         matched: true,
         reread: None,
+        far_reread: None,
     }))
 }
 

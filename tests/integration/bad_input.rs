@@ -390,8 +390,20 @@ fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
         ),
         (&["copy", file, "127.0.0.1:9:f", "--via", "udp"], &["udp"]),
         (
-            &["copy", file, "127.0.0.1:9:f", "--via", "ssh", "--verify"],
-            &["--verify"],
+            &["copy", "127.0.0.1:9:f", file, "--via", "ssh", "--verify"],
+            &["--verify", "download"],
+        ),
+        (
+            &[
+                "copy",
+                "-r",
+                file,
+                "127.0.0.1:9:f",
+                "--via",
+                "ssh",
+                "--verify",
+            ],
+            &["--verify", "tree"],
         ),
         (
             &["copy", file, "elsewhere.data", "--via", "tcp"],

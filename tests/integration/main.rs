@@ -24,5 +24,6 @@ mod ssh_bounds;
 mod ssh_serve;
 mod sshd_fixture;
 mod tree;
+mod tree_ssh;
 mod tree_tcp;
 mod udp;

@@ -1432,3 +1432,123 @@ fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("[brackets]"), "{}", out.stderr);
 }
+
+/// An sshd whose far PATH holds only `tools` (each linked from /usr/bin or /bin) and the given
+/// scripts; the directory lives as long as the sshd.
+fn sshd_with_tools(tools: &[&str], scripts: &[(&str, &str)]) -> Option<(Sshd, tempfile::TempDir)> {
+    let dir = temp_dir();
+    for tool in tools {
+        for bin in ["/usr/bin", "/bin"] {
+            let found = Path::new(bin).join(tool);
+            if found.exists() && !dir.path().join(tool).exists() {
+                std::os::unix::fs::symlink(&found, dir.path().join(tool)).unwrap();
+            }
+        }
+    }
+    for (name, script) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}\n", dir.path().display()));
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    Some((sshd?, dir))
+}
+
+/// Every tool an SSH upload and its check use, but the digest tools.
+const UPLOAD_TOOLS: &[&str] = &[
+    "scp", "dd", "stat", "truncate", "sync", "mv", "rm", "cat", "sh", "bash", "test",
+];
+
+#[test]
+fn verify_over_ssh_matches_the_far_sha256sum_at_one_and_three_connections() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("v.img");
+    make_file(&source, "5M");
+    for streams in ["1", "3"] {
+        let landed = far.path().join(format!("v{streams}.img"));
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &remote(&sshd, &landed),
+            &["-P", streams, "--verify", "-J"],
+        );
+        assert_ok("verified upload", &out, &sshd);
+        assert_same_content(&source, &landed);
+        let report = json_report(&out);
+        let verify = &report["verify"];
+        assert_eq!(verify["algorithm"], "sha256", "{report:#}");
+        assert_eq!(verify["matched"], true, "{report:#}");
+        assert_eq!(verify["source"], verify["destination"], "{report:#}");
+        let parts = verify["source"].as_str().unwrap().split(' ').count();
+        assert_eq!(
+            parts.to_string(),
+            streams,
+            "one digest per range: {report:#}"
+        );
+        assert!(
+            verify["far_reread"]["secs"].as_f64().unwrap() > 0.0,
+            "{report:#}"
+        );
+    }
+}
+
+#[test]
+fn verify_over_ssh_catches_a_file_changed_on_the_far_side_before_the_check() {
+    // The far sha256sum first flips the landed file's first byte, as a disk or another
+    // writer might, then reads it.
+    let flip = "#!/bin/sh\nfor f; do p=$f; done\nprintf 'X' | dd of=\"$p\" bs=1 count=1 conv=notrunc status=none\nexec /usr/bin/sha256sum \"$@\"\n";
+    let Some((sshd, _tools)) = sshd_with_tools(UPLOAD_TOOLS, &[("sha256sum", flip)]) else {
+        return;
+    };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("c.img");
+    make_file(&source, "1M");
+    let landed = far.path().join("c.img");
+    std::fs::write(&landed, b"the old file\n").unwrap();
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["--verify", "--force"],
+    );
+    assert_failed_cleanly(&out);
+    assert!(out.stderr.contains("verification failed"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&landed).unwrap(), b"the old file\n");
+    assert!(
+        no_partial_files(far.path()),
+        "{:?}",
+        crate::common::entries(far.path())
+    );
+}
+
+#[test]
+fn verify_over_ssh_names_a_far_side_without_sha256sum_or_b2sum() {
+    let Some((sshd, _tools)) = sshd_with_tools(UPLOAD_TOOLS, &[]) else {
+        return;
+    };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = local.path().join("n.img");
+    make_file(&source, "1M");
+    let landed = far.path().join("n.img");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["--verify"],
+    );
+    assert_failed_cleanly(&out);
+    assert!(
+        out.stderr.contains("needs sha256sum or b2sum") && out.stderr.lines().count() == 1,
+        "{}",
+        out.stderr
+    );
+    assert!(!landed.exists());
+}

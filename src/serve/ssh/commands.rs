@@ -149,6 +149,15 @@ fn describe(command: &RemoteCommand) -> String {
             format!("disk write baseline at '{}'", shown(path))
         }
         RemoteCommand::HomeOf { user } => format!("home of '{user}'"),
+        RemoteCommand::ScpTreeSink { dir } => format!("scp tree upload into '{}'", shown(dir)),
+        RemoteCommand::Shell => "a shell".to_string(),
+        RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
+        RemoteCommand::HashTool => "finding sha256sum".to_string(),
+        RemoteCommand::Digest { path, .. } => format!("digest of '{}'", shown(path)),
+        RemoteCommand::Flush { temp, .. } => format!("flushing '{}'", shown(temp)),
+        RemoteCommand::Rename { temp, path } => {
+            format!("renaming '{}' to '{}'", shown(temp), shown(path))
+        }
     }
 }
 
@@ -186,6 +195,19 @@ async fn execute(
         // The client asks xferbench's own server for its disk through the TCP control protocol.
         RemoteCommand::WriteBaseline { .. } => bail!(
             "the disk baseline is not run over SSH by xferbench serve: its TCP control protocol measures its disk"
+        ),
+        // A tree over SSH needs the far side's scp -r and a shell; serve carries trees over TCP.
+        RemoteCommand::ScpTreeSink { .. } | RemoteCommand::Shell | RemoteCommand::IsDir { .. } => {
+            bail!(
+                "copy -r over ssh needs a stock OpenSSH server (scp -r and a shell); to xferbench serve, copy the tree over --via tcp"
+            )
+        }
+        // serve verifies a copy itself over its TCP control protocol.
+        RemoteCommand::HashTool
+        | RemoteCommand::Digest { .. }
+        | RemoteCommand::Flush { .. }
+        | RemoteCommand::Rename { .. } => bail!(
+            "--verify over ssh needs a stock OpenSSH server with sha256sum; xferbench serve verifies copies over --via tcp"
         ),
         // No users, no shell: one root, which `~` and `~/x` already stand for.
         RemoteCommand::HomeOf { user } => bail!(

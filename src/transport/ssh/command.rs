@@ -25,6 +25,28 @@ pub enum RemoteCommand {
     },
     /// `scp -f -- PATH`: the SCP source; it sends the file.
     ScpSource { path: String },
+    /// `scp -r -p -d -t -- DIR`: the SCP sink of a tree (`D`/`E` records enter and leave
+    /// directories), modes and times kept, landing inside the directory `DIR`.
+    ScpTreeSink { dir: String },
+    /// `sh -s`: a shell reading its script from standard input (a tree's links, renames and
+    /// directory metadata, which SCP cannot carry).
+    Shell,
+    /// Succeeds only when `path` is a directory (following a link).
+    IsDir { path: String },
+    /// Prints where `sha256sum`, else `b2sum`, is: the tool `--verify` can run.
+    HashTool,
+    /// `TOOL -- PATH`, or with `range` (offset, length) `dd … | TOOL`: the digest of the
+    /// landed file (or of that part of it) as the far side reads it.
+    Digest {
+        tool: String,
+        path: String,
+        range: Option<(u64, u64)>,
+    },
+    /// Cuts `temp` to `size` and flushes it to the disk (fsync): [`RemoteCommand::Finish`]
+    /// without its rename, for a file checked before it takes its name.
+    Flush { temp: String, size: u64 },
+    /// Renames `temp` to `path`.
+    Rename { temp: String, path: String },
     /// Writes standard input at `offset` of `path` (created if missing, never truncated).
     WriteRange { path: String, offset: u64 },
     /// Sends `len` bytes of `path` from `offset`.
@@ -71,6 +93,23 @@ impl RemoteCommand {
                 .render()
             ),
             RemoteCommand::ScpSource { path } => format!("scp -f -- {}", quote(path)),
+            RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
+            RemoteCommand::Shell => "sh -s".to_string(),
+            RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
+            RemoteCommand::HashTool => "command -v sha256sum || command -v b2sum".to_string(),
+            RemoteCommand::Digest { tool, path, range } => match range {
+                None => format!("{tool} -- {}", quote(path)),
+                Some((offset, len)) => format!(
+                    "dd if={} bs={DD_BLOCK} skip={offset} count={len} iflag=skip_bytes,count_bytes status=none | {tool}",
+                    quote(path)
+                ),
+            },
+            RemoteCommand::Flush { temp, size } => {
+                format!("truncate -s {size} -- {t} && sync -- {t}", t = quote(temp))
+            }
+            RemoteCommand::Rename { temp, path } => {
+                format!("mv -f -- {} {}", quote(temp), quote(path))
+            }
             RemoteCommand::WriteRange { path, offset } => format!(
                 // No iflag=fullblock: gathering 1 MiB from the pipe measured 15 % slower than
                 // writing each read as it comes, which is as correct for a stream without count=.
@@ -106,7 +145,15 @@ impl RemoteCommand {
         match self {
             RemoteCommand::ScpSink { .. }
             | RemoteCommand::ScpSinkThenFinish { .. }
-            | RemoteCommand::ScpSource { .. } => "scp",
+            | RemoteCommand::ScpSource { .. }
+            | RemoteCommand::ScpTreeSink { .. } => "scp",
+            RemoteCommand::Shell => "sh",
+            RemoteCommand::IsDir { .. } => "test",
+            RemoteCommand::HashTool | RemoteCommand::Digest { .. } => {
+                "sha256sum or b2sum (GNU coreutils)"
+            }
+            RemoteCommand::Flush { .. } => "truncate and sync (GNU coreutils)",
+            RemoteCommand::Rename { .. } => "mv",
             RemoteCommand::WriteRange { .. }
             | RemoteCommand::ReadRange { .. }
             | RemoteCommand::WriteBaseline { .. } => "dd",
@@ -276,6 +323,20 @@ pub fn home_relative(path: &str) -> Option<&str> {
 /// Single-quotes a word for a POSIX shell.
 pub fn quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// [`quote`] for a name that may not be UTF-8 (a file name is bytes).
+pub fn quote_bytes(word: &[u8]) -> Vec<u8> {
+    let mut quoted = Vec::with_capacity(word.len() + 2);
+    quoted.push(b'\'');
+    for &byte in word {
+        match byte {
+            b'\'' => quoted.extend_from_slice(b"'\\''"),
+            byte => quoted.push(byte),
+        }
+    }
+    quoted.push(b'\'');
+    quoted
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub mod exec;
 pub mod known_hosts;
 pub mod login;
 pub mod scp;
+pub mod tree;
+pub mod verify;
 pub mod worker;
 
 use std::ops::Range;
@@ -145,6 +147,11 @@ impl Ssh {
         let connections = self.connect(ranges.len()).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
+        let tool = match plan.verify {
+            true => Some(verify::find_tool(&connections[0], &self.label()).await?),
+            false => None,
+        };
+        let sent_ranges = ranges.clone();
         let remote_path = self.expand_home(first, remote_path).await?;
         let path = super::address::with_file_name(&remote_path, source);
         let temp = temp_name(&path)?;
@@ -175,24 +182,57 @@ impl Ssh {
                 plan.streams,
                 engine,
                 chunks,
+                tool,
                 watcher,
             )
             .await;
+        let mut verification = None;
         let finished = match sent {
-            Ok((sent, intervals, Some(landed))) => Ok(((sent, intervals), landed)),
-            Ok((sent, intervals, None)) => {
+            Ok((sent, intervals, Some(landed), _)) => Ok(((sent, intervals), landed)),
+            Ok((sent, intervals, None, digests)) => {
                 let sent = (sent, intervals);
                 let fsync_start = Instant::now();
-                Exec::run(
-                    first,
-                    RemoteCommand::Finish {
-                        temp: temp.clone(),
-                        size,
-                        path: path.clone(),
-                    },
-                )
-                .await
-                .map(|_| (sent, fsync_start.elapsed()))
+                match tool {
+                    None => Exec::run(
+                        first,
+                        RemoteCommand::Finish {
+                            temp: temp.clone(),
+                            size,
+                            path: path.clone(),
+                        },
+                    )
+                    .await
+                    .map(|_| (sent, fsync_start.elapsed())),
+                    // Checked after its fsync and before its rename: a file that does not match
+                    // never takes its name, and an old one there stays.
+                    Some(tool) => {
+                        let checked = async {
+                            Exec::run(
+                                first,
+                                RemoteCommand::Flush {
+                                    temp: temp.clone(),
+                                    size,
+                                },
+                            )
+                            .await?;
+                            let fsync = fsync_start.elapsed();
+                            let (far, took) =
+                                verify::far_digests(&connections, tool, &temp, &sent_ranges)
+                                    .await?;
+                            verification = Some(verified(tool, digests, far, size, took)?);
+                            Exec::run(
+                                first,
+                                RemoteCommand::Rename {
+                                    temp: temp.clone(),
+                                    path: path.clone(),
+                                },
+                            )
+                            .await?;
+                            Ok::<_, anyhow::Error>(fsync)
+                        };
+                        checked.await.map(|fsync| (sent, fsync))
+                    }
+                }
             }
             Err(err) => Err(err),
         };
@@ -221,7 +261,7 @@ impl Ssh {
                 writing_secs: None,
                 fsync_secs: fsync.as_secs_f64(),
             },
-            verify: None,
+            verify: verification,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,
@@ -241,17 +281,24 @@ impl Ssh {
         streams: usize,
         engine: disk::Engine,
         chunks: ChunkPlan,
+        tool: Option<verify::Tool>,
         watcher: &dyn Watcher,
     ) -> Result<(
         pipeline::CopySent,
         Vec<crate::measure::Interval>,
         Option<Duration>,
+        Vec<String>,
     )> {
         // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range.
         let scp = streams == 1;
         let mut execs = Vec::with_capacity(ranges.len());
         for (connection, range) in connections.iter().zip(&ranges) {
-            let command = if scp {
+            let command = if scp && tool.is_some() {
+                // Verified: landed by separate commands once its digest matched.
+                RemoteCommand::ScpSink {
+                    path: temp.to_string(),
+                }
+            } else if scp {
                 RemoteCommand::ScpSinkThenFinish {
                     temp: temp.to_string(),
                     size,
@@ -288,7 +335,9 @@ impl Ssh {
         }
         let streams: Vec<_> = execs
             .iter()
-            .map(|exec| input_writer(&exec.input))
+            .map(|exec| {
+                verify::Hashing::new(input_writer(&exec.input), tool.map(verify::Tool::hasher))
+            })
             .zip(ranges.iter().cloned())
             .collect();
         let counter = Counter::new();
@@ -328,6 +377,7 @@ impl Ssh {
         };
         let (sent, intervals) = pipeline::watched(watcher, size, &counter, data).await;
         let (sent, mut streams) = sent?;
+        let digests: Vec<String> = streams.iter_mut().filter_map(|s| s.take()).collect();
         if scp {
             let exec = &mut execs[0];
             streams[0].write_all(&[0]).await?;
@@ -341,7 +391,12 @@ impl Ssh {
         for exec in execs {
             exec.finish().await?;
         }
-        Ok((sent, intervals, scp.then(|| landing.elapsed())))
+        Ok((
+            sent,
+            intervals,
+            (scp && tool.is_none()).then(|| landing.elapsed()),
+            digests,
+        ))
     }
 
     /// A remote path as the remote shell reads it (scp -O leaves `~` to the shell): `~` and
@@ -861,6 +916,53 @@ async fn echo_once(
     Ok(started.elapsed())
 }
 
+/// The verification of an upload: what was sent against what the far side read back, range by
+/// range. Errors: a range whose digests differ (the file is not landed).
+fn verified(
+    tool: verify::Tool,
+    sent: Vec<String>,
+    far: Vec<String>,
+    size: u64,
+    took: Duration,
+) -> Result<super::Verification> {
+    if sent.len() != far.len() {
+        bail!(
+            "{} digests were sent and {} read back",
+            sent.len(),
+            far.len()
+        );
+    }
+    for (index, (ours, theirs)) in sent.iter().zip(&far).enumerate() {
+        if ours != theirs {
+            let part = match sent.len() {
+                1 => "the file".to_string(),
+                n => format!("range {} of {n}", index + 1),
+            };
+            bail!(
+                "verification failed: {part} was sent with {} {ours} but the far side's {} reads {theirs} from the landed copy; it was discarded, and a file already under the name was kept",
+                tool.algorithm(),
+                tool.program()
+            );
+        }
+    }
+    let secs = took.as_secs_f64();
+    Ok(super::Verification {
+        algorithm: tool.algorithm().to_string(),
+        source: sent.join(" "),
+        destination: far.join(" "),
+        matched: true,
+        reread: None,
+        far_reread: Some(super::FarReread {
+            tool: match far.len() {
+                1 => tool.program().to_string(),
+                n => format!("dd | {} on each of {n} connections", tool.program()),
+            },
+            secs,
+            bytes_per_sec: if secs > 0.0 { size as f64 / secs } else { 0.0 },
+        }),
+    })
+}
+
 /// What a copy over SSH measured under: this side's I/O, the connections and their cipher.
 fn conditions(
     plan: &CopyPlan,
@@ -896,11 +998,27 @@ impl Transport for Ssh {
         self.runtime.block_on(self.round_trips(plan))
     }
 
+    fn copy_tree(
+        &self,
+        plan: &super::tree::TreePlan,
+        watcher: &dyn Watcher,
+    ) -> Result<super::tree::TreeReport> {
+        match (&plan.source, &plan.destination) {
+            (Location::Local(source), Location::Remote { path, .. }) => {
+                tree::upload(self, plan, source, path, watcher)
+            }
+            (Location::Remote { path, .. }, Location::Local(destination)) => {
+                tree::download(self, plan, path, destination, watcher)
+            }
+            _ => bail!("copy -r goes between this machine and one server"),
+        }
+    }
+
     fn copy(&self, plan: &CopyPlan, watcher: &dyn Watcher) -> Result<CopyReport> {
         let chunks = plan.chunks()?;
-        if plan.verify {
+        if plan.verify && matches!(plan.source, Location::Remote { .. }) {
             bail!(
-                "--verify needs xferbench on both ends; over --via ssh give it to `serve` with --via tcp, or compare with sha256sum"
+                "--verify over ssh checks uploads (the far side's sha256sum re-reads what landed); for a download, copy from `serve` over --via tcp to verify it"
             );
         }
         let copied = self.runtime.block_on(async {

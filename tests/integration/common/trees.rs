@@ -58,7 +58,31 @@ pub fn tree(root: &Path) -> Vec<(String, Kept)> {
 
 /// Asserts two trees hold the same entries, entry by entry, naming the first that differs.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    let (expected, actual) = (tree(expected), tree(actual));
+    assert_same_entries(tree(expected), tree(actual));
+}
+
+/// [`assert_same_tree`] for a path that keeps files' times to the microsecond (SCP's `T`
+/// records): files' modification times compared at that precision.
+pub fn assert_same_tree_to_the_microsecond(expected: &Path, actual: &Path) {
+    let micros = |tree: Vec<(String, Kept)>| {
+        tree.into_iter()
+            .map(|(name, kept)| match kept {
+                Kept::File { mode, mtime, bytes } => (
+                    name,
+                    Kept::File {
+                        mode,
+                        mtime: (mtime.0, mtime.1 / 1000 * 1000),
+                        bytes,
+                    },
+                ),
+                other => (name, other),
+            })
+            .collect()
+    };
+    assert_same_entries(micros(tree(expected)), micros(tree(actual)));
+}
+
+fn assert_same_entries(expected: Vec<(String, Kept)>, actual: Vec<(String, Kept)>) {
     let names = |t: &[(String, Kept)]| t.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
     assert_eq!(
         names(&expected),

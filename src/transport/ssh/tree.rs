@@ -1,0 +1,1049 @@
+//! `copy -r` to a stock OpenSSH server: the SCP protocol's tree records, nothing of ours on the
+//! far side.
+//!
+//! Each of the `-P` connections runs one `scp -r -p -d -t` sink inside the directory that takes
+//! the tree. Files go to whichever connection's reader is free; each connection's stream walks
+//! its sink through `D` (enter) and `E` (leave) records to the file's directory and sends `T`
+//! (times) and `C` (mode, size, name) records with the bytes. The records are pipelined: the
+//! sink's one-byte acknowledgements are counted by a task of their own, never waited for one by
+//! one, so a small file costs no round trip.
+//!
+//! Nothing lands under a final name half written: each directory's files land in a hidden
+//! staging directory inside it (`.xferbench-partial.TAG`), and only when every sink has ended
+//! well does one `sh -s` (started with the sinks, and given the tree's links as they come, which
+//! SCP cannot carry) fsync the staged files, move them into place, fsync each directory (or
+//! syncfs once with `--fsync end`), and give every directory its mode and times, deepest first.
+//! A copy that is killed leaves its staging directories, never a torn file under its name.
+
+use std::collections::HashMap;
+use std::fs::{Metadata, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc as channel;
+
+use super::Ssh;
+use super::command::{RemoteCommand, quote_bytes};
+use super::exec::{Exec, Exit, input_writer};
+use super::login::SshConnection;
+use super::scp;
+use crate::file::tree::{self, Kind, Totals};
+use crate::interrupt;
+use crate::measure::{
+    Conditions, Counter, CpuClock, Interval, IntervalClock, Measurement, Watcher, Workload,
+};
+use crate::transport::TransportKind;
+use crate::transport::tree::{FsyncPolicy, Listed, TreePlan, TreeReport};
+
+/// Messages in flight to each connection: with `--bs` bytes each, what a stream may hold.
+const QUEUED: usize = 4;
+/// Longest the far side's finishing script may run (fsync and rename of every file).
+const FINISH_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Where the tree goes on the far side.
+struct Remote {
+    /// The directory the sinks run in (`.` for the login's home).
+    parent: Vec<u8>,
+    /// The tree's own name inside it.
+    name: Vec<u8>,
+    /// The staging directories' name (random per copy).
+    stage: Vec<u8>,
+}
+
+impl Remote {
+    /// The tree's root as the far shell reads it.
+    fn root(&self) -> Vec<u8> {
+        let mut root = self.parent.clone();
+        root.push(b'/');
+        root.extend_from_slice(&self.name);
+        root
+    }
+
+    /// `relative` below the root, as the far shell reads it.
+    fn below(&self, relative: &Path) -> Vec<u8> {
+        let mut path = self.root();
+        if !relative.as_os_str().is_empty() {
+            path.push(b'/');
+            path.extend_from_slice(relative.as_os_str().as_bytes());
+        }
+        path
+    }
+}
+
+/// Uploads the local tree `source` into `destination` on the server.
+pub(super) fn upload(
+    ssh: &Ssh,
+    plan: &TreePlan,
+    source: &Path,
+    destination: &str,
+    watcher: &dyn Watcher,
+) -> Result<TreeReport> {
+    let meta = std::fs::metadata(source).map_err(|err| {
+        anyhow!(
+            "cannot copy: {}",
+            crate::file::describe_path_error(source, err)
+        )
+    })?;
+    if !meta.is_dir() {
+        bail!(
+            "{} is not a directory: copy -r copies a directory tree; leave out -r to copy a file",
+            source.display()
+        );
+    }
+    if plan.verify {
+        bail!(
+            "--verify with copy -r over ssh: a stock server cannot re-read a tree for us; copy the tree to `serve` over --via tcp to verify it"
+        );
+    }
+    let streams = plan.workers.max(1);
+    let (connections, remote, sinks, side) = ssh
+        .runtime
+        .block_on(start(ssh, plan, source, destination, streams))
+        .map_err(|err| err.context(format!("{}: copy -r failed", ssh.label())))?;
+    let label = format!(
+        "{}:{}",
+        ssh.label(),
+        String::from_utf8_lossy(&remote.root())
+    );
+    let totals = tree::count(source);
+    let (bytes, files) = (Counter::new(), Counter::new());
+    watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
+    let cpu = CpuClock::start();
+    let start = Instant::now();
+    let state = Mutex::new(State::default());
+    let broken_stream = AtomicBool::new(false);
+    // Each connection's stream and acknowledgements run on its own thread, as a single file's do.
+    let (senders, tasks): (Vec<_>, Vec<_>) = connections
+        .iter()
+        .zip(sinks)
+        .map(|(connection, exec)| {
+            let (tx, rx) = channel::channel::<Vec<u8>>(QUEUED);
+            (tx, connection.worker.runtime().spawn(carry(exec, rx)))
+        })
+        .collect();
+    let (side_tx, side_rx) = channel::channel::<Vec<u8>>(QUEUED * 64);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let side_task = connections[0]
+        .worker
+        .runtime()
+        .spawn(script(side, side_rx, ready_tx));
+    // Every directory (and its staging directory) is made before any sink enters it: two
+    // sinks making one directory at once would fail with "File exists".
+    make_directories(source, &remote, &side_tx)?;
+    ssh.runtime
+        .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
+        .map_err(|_| {
+            anyhow!(
+                "{}: making the tree's directories took past {} s",
+                ssh.label(),
+                FINISH_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|_| {
+            anyhow!(
+                "{}: the far shell ended while making the tree's directories",
+                ssh.label()
+            )
+        })?;
+    let copying = Copying {
+        plan,
+        broken: &broken_stream,
+        source,
+        remote: &remote,
+        bytes: &bytes,
+        files: &files,
+        state: &state,
+        side: side_tx.clone(),
+    };
+    let (walked, (_, intervals)) = copying.run(senders);
+    let carried: Vec<Result<()>> = ssh.runtime.block_on(async {
+        let mut all = Vec::new();
+        for task in tasks {
+            all.push(
+                task.await
+                    .unwrap_or_else(|err| Err(anyhow!("a stream task failed: {err}"))),
+            );
+        }
+        all
+    });
+    let mut broken: Option<anyhow::Error> = carried.into_iter().find_map(Result::err);
+    if interrupt::requested() {
+        broken = Some(interrupt::Interrupted.into());
+    }
+    // Only a tree whose every sink ended well is moved into place.
+    let finishing = match &broken {
+        None => copying.finish(walked.removals, &side_tx),
+        Some(_) => Ok(()),
+    };
+    if let (Err(err), None) = (finishing, &broken) {
+        broken = Some(err);
+    }
+    drop(copying);
+    drop(side_tx);
+    let said = ssh.runtime.block_on(async {
+        tokio::time::timeout(FINISH_TIMEOUT, side_task)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the far side's finishing script ran past {} s",
+                    FINISH_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|err| anyhow!("the finishing task failed: {err}"))?
+    });
+    let elapsed = start.elapsed();
+    watcher.end();
+    if let Some(err) = broken {
+        if err.is::<interrupt::Interrupted>() {
+            return Err(err);
+        }
+        return Err(err.context(format!(
+            "{label}: copy -r failed; files sent so far wait in hidden .xferbench-partial.* directories, never under their names"
+        )));
+    }
+    let said = said.with_context(|| format!("{label}: landing the tree"))?;
+    let mut state = state.into_inner().expect("tree state");
+    state.failed.total += said.total;
+    let room = crate::transport::tree::LISTED.saturating_sub(state.failed.shown.len());
+    state.failed.shown.extend(said.shown.into_iter().take(room));
+    let conditions = Conditions {
+        fsync_included: true,
+        block_size: Some(plan.block as u64),
+        path: Some(TransportKind::Ssh),
+        streams: Some(streams),
+        cipher: connections.first().map(|c| c.cipher.clone()),
+        mount: Some(crate::mounts::facts(source)),
+        ..Conditions::default()
+    };
+    let measurement = Measurement::new(
+        Workload::Copy,
+        state.landed.bytes,
+        elapsed,
+        conditions,
+        intervals,
+    );
+    let secs = elapsed.as_secs_f64();
+    let mut warnings = Vec::new();
+    warnings.extend(crate::transport::loopback_warning(connections[0].peer_addr));
+    Ok(TreeReport {
+        source: source.display().to_string(),
+        destination: label,
+        path: TransportKind::Ssh,
+        files_per_sec: if secs > 0.0 {
+            state.landed.files as f64 / secs
+        } else {
+            0.0
+        },
+        measurement,
+        landed: state.landed,
+        fsync: plan.fsync,
+        workers: streams,
+        verified: false,
+        failed: state.failed,
+        changed: state.changed,
+        skipped: state.skipped,
+        cpu: cpu.finish(),
+        remote_cpu: None,
+        warnings,
+    })
+}
+
+/// What the far shell prints once the directories are made.
+const READY: &str = "xferbench: directories made";
+
+/// Hands the shell `mkdir -p` lines (batches of about 32 KiB) that make every directory of the
+/// tree with its staging directory inside, then a line that prints [`READY`]. A directory
+/// whose path has a line break is left out (SCP cannot enter it; the walk lists it).
+fn make_directories(source: &Path, remote: &Remote, side: &channel::Sender<Vec<u8>>) -> Result<()> {
+    let send = |line: Vec<u8>| {
+        side.blocking_send(line)
+            .map_err(|_| anyhow!("the far shell ended early"))
+    };
+    let mut batch = Vec::new();
+    for entry in tree::walk(source, false).flatten() {
+        let path = entry.relative.as_os_str().as_bytes();
+        if entry.kind != Kind::Dir || path.contains(&b'\n') || path.contains(&b'\r') {
+            continue;
+        }
+        batch.push(b' ');
+        batch.extend(quote_bytes(&stage_in(
+            &remote.below(&entry.relative),
+            &remote.stage,
+        )));
+        if batch.len() > 32 << 10 {
+            send(mkdir(std::mem::take(&mut batch)))?;
+        }
+    }
+    if !batch.is_empty() {
+        send(mkdir(batch))?;
+    }
+    send(format!("printf '%s\\n' '{READY}'\n").into_bytes())
+}
+
+/// `mkdir -p -- DIRS` for a batch of quoted directories (each with its leading space).
+fn mkdir(batch: Vec<u8>) -> Vec<u8> {
+    let mut line = b"mkdir -p --".to_vec();
+    line.extend(batch);
+    line.extend_from_slice(b" || printf 'F\\t%s\\tcould not make some directories\\n' .\n");
+    line
+}
+
+/// Connects, finds where the tree lands, and starts one sink per connection and the shell.
+async fn start(
+    ssh: &Ssh,
+    plan: &TreePlan,
+    source: &Path,
+    destination: &str,
+    streams: usize,
+) -> Result<(Vec<SshConnection>, Remote, Vec<Exec>, Exec)> {
+    let connections = ssh.connect(streams).await?;
+    let first = &connections[0].handle;
+    let destination = ssh.expand_home(first, destination).await?;
+    let destination = destination.trim_end_matches('/');
+    let into_dir = destination.is_empty()
+        || Exec::holds(
+            first,
+            RemoteCommand::IsDir {
+                path: destination.to_string(),
+            },
+        )
+        .await?;
+    let (parent, name) = if into_dir {
+        let name = std::fs::canonicalize(source)
+            .ok()
+            .and_then(|path| path.file_name().map(|n| n.as_bytes().to_vec()))
+            .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
+        (destination.as_bytes().to_vec(), name)
+    } else {
+        match destination.rsplit_once('/') {
+            Some((parent, name)) => (parent.as_bytes().to_vec(), name.as_bytes().to_vec()),
+            None => (Vec::new(), destination.as_bytes().to_vec()),
+        }
+    };
+    let parent = match parent.is_empty() {
+        true if destination.starts_with('/') => b"/".to_vec(),
+        true => b".".to_vec(),
+        false => parent,
+    };
+    let remote = Remote {
+        parent,
+        name,
+        stage: format!(".xferbench-partial.{:016x}", rand::random::<u64>()).into_bytes(),
+    };
+    scp::check_name(&String::from_utf8_lossy(&remote.name))?;
+    let root = String::from_utf8_lossy(&remote.root()).into_owned();
+    if !plan.force && !Exec::holds(first, RemoteCommand::Absent { path: root.clone() }).await? {
+        bail!(
+            "{root} already exists on the far side: give --force to copy into it (files of the same name are replaced)"
+        );
+    }
+    let mut sinks = Vec::with_capacity(streams);
+    for connection in &connections {
+        let command = RemoteCommand::ScpTreeSink {
+            dir: String::from_utf8_lossy(&remote.parent).into_owned(),
+        };
+        let mut exec = Exec::start(&connection.handle, command).await?;
+        scp::expect_ok(&mut exec.output)
+            .await
+            .map_err(|err| super::scp_refused(&exec, err))?;
+        sinks.push(exec);
+    }
+    let side = Exec::start(first, RemoteCommand::Shell).await?;
+    Ok((connections, remote, sinks, side))
+}
+
+/// One connection's stream: writes what its reader hands over while a second future counts the
+/// sink's acknowledgements; then closes the sink's input and checks how it ended. Errors: the
+/// sink refused a record (its message), or ended badly.
+async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
+    let mut input = input_writer(&exec.input);
+    let ended_early = {
+        let writing = async {
+            while let Some(message) = rx.recv().await {
+                input.write_all(&message).await?;
+            }
+            input.shutdown().await?;
+            Ok::<_, io::Error>(())
+        };
+        let acknowledging = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = exec.output.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if let Some(at) = buf[..n].iter().position(|&b| b != 0) {
+                    // A warning or fatal status: its message follows on the rest of the line.
+                    let mut line = buf[at + 1..n].to_vec();
+                    while !line.contains(&b'\n') && line.len() < 4096 {
+                        match exec.output.read_u8().await {
+                            Ok(byte) => line.push(byte),
+                            Err(_) => break,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.lines().next().unwrap_or_default();
+                    return Err(anyhow!(
+                        "scp on the far side: {}",
+                        text.trim_start_matches("scp: ")
+                    ));
+                }
+            }
+        };
+        let (mut writing, mut acknowledging) = (pin!(writing), pin!(acknowledging));
+        // A refusal ends the stream at once: the sink's next acknowledgements would go unread, and
+        // unread data on one channel stalls the whole connection.
+        tokio::select! {
+            written = &mut writing => {
+                let acknowledged = match written {
+                    Ok(()) => acknowledging.await,
+                    Err(err) => match tokio::time::timeout(Duration::from_secs(2), acknowledging).await {
+                        Ok(Err(refused)) => Err(refused),
+                        _ => Err(anyhow!("sending to scp on the far side: {err}")),
+                    },
+                };
+                acknowledged?;
+                false
+            }
+            acknowledged = &mut acknowledging => {
+                acknowledged?;
+                true
+            }
+        }
+    };
+    if ended_early {
+        bail!(
+            "scp on the far side ended before the tree was sent: {}",
+            exec_said(&exec.output)
+        );
+    }
+    let exit = exec.output.finish().await;
+    exec.output.check(&exec.command, exit)
+}
+
+/// What a far command said on standard error, for a message.
+fn exec_said(output: &super::exec::Output) -> String {
+    match output.stderr() {
+        said if said.is_empty() => "it said nothing".to_string(),
+        said => said,
+    }
+}
+
+/// The shell's side: writes its script as it comes, and reads its report lines: `F<TAB>path<TAB>
+/// reason` for an entry that failed. The entries that failed, at most [`tree::LISTED`] of them.
+async fn script(
+    mut exec: Exec,
+    mut rx: channel::Receiver<Vec<u8>>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<Listed> {
+    let mut input = input_writer(&exec.input);
+    let writing = async {
+        while let Some(message) = rx.recv().await {
+            input.write_all(&message).await?;
+        }
+        input.shutdown().await?;
+        Ok::<_, io::Error>(())
+    };
+    let reading = async {
+        let mut failed = Listed::default();
+        let mut ready = Some(ready);
+        let mut lines = BufReader::new(&mut exec.output).lines();
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("F\t") {
+                let (path, reason) = rest.split_once('\t').unwrap_or((rest, "failed"));
+                failed.add(Path::new(path), reason.to_string());
+            } else if line == READY
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(());
+            }
+        }
+        Ok::<_, io::Error>(failed)
+    };
+    let (written, failed) = tokio::join!(writing, reading);
+    let failed = failed.map_err(|err| anyhow!("reading the far shell's report: {err}"))?;
+    let exit = exec.output.finish().await;
+    match exit {
+        Exit::Status(0) => {}
+        exit => exec.output.check(&exec.command, exit)?,
+    }
+    written.map_err(|err| anyhow!("sending the far shell its script: {err}"))?;
+    Ok(failed)
+}
+
+/// What the walk and the readers found, behind one lock.
+#[derive(Default)]
+struct State {
+    landed: Totals,
+    failed: Listed,
+    changed: Listed,
+    skipped: Listed,
+}
+
+/// A file for a reader's stream.
+struct Job {
+    relative: PathBuf,
+    meta: Metadata,
+}
+
+/// What the walk left for the end: staged files to remove (a file that failed half sent).
+#[derive(Default)]
+struct Walked {
+    removals: Vec<Vec<u8>>,
+}
+
+/// One tree upload under way.
+struct Copying<'a> {
+    plan: &'a TreePlan,
+    /// A stream broke: the copy fails, so the walk stops and the readers only drain the queue.
+    broken: &'a AtomicBool,
+    source: &'a Path,
+    remote: &'a Remote,
+    bytes: &'a Counter,
+    files: &'a Counter,
+    state: &'a Mutex<State>,
+    side: channel::Sender<Vec<u8>>,
+}
+
+impl Copying<'_> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("tree state")
+    }
+
+    /// The walk feeding one reader per stream; how long it ran, in 1 s intervals.
+    fn run(&self, senders: Vec<channel::Sender<Vec<u8>>>) -> (Walked, (Duration, Vec<Interval>)) {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(senders.len() * 8);
+        let queue = Mutex::new(queue);
+        let removals = Mutex::new(Vec::new());
+        let intervals = std::thread::scope(|scope| {
+            let sampler = scope.spawn(move || {
+                let mut clock = IntervalClock::start(crate::measure::DEFAULT_INTERVAL);
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(100))
+                {
+                    clock.observe(self.bytes.get());
+                }
+                clock.finish(self.bytes.get())
+            });
+            let readers: Vec<_> = senders
+                .into_iter()
+                .map(|sender| {
+                    let (queue, removals) = (&queue, &removals);
+                    scope.spawn(move || {
+                        self.read(Stream::new(sender, self.plan.block), queue, removals)
+                    })
+                })
+                .collect();
+            self.walk(jobs);
+            for reader in readers {
+                let _ = reader.join();
+            }
+            drop(stop);
+            sampler.join().expect("the sampling thread")
+        });
+        let removals = removals.into_inner().expect("removals");
+        (Walked { removals }, intervals)
+    }
+
+    /// The walk: directories and files handed to the readers, links to the shell.
+    fn walk(&self, jobs: mpsc::SyncSender<Job>) {
+        let mut refused_dir: Option<PathBuf> = None;
+        for entry in tree::walk(self.source, false) {
+            if interrupt::requested() || self.broken.load(Ordering::Relaxed) {
+                return;
+            }
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) => {
+                    let reason = crate::transport::tree::read_error(&err.path, err.error);
+                    self.state().failed.add(&err.path, reason);
+                    continue;
+                }
+            };
+            if let Some(dir) = &refused_dir {
+                if entry.relative.starts_with(dir) {
+                    continue;
+                }
+                refused_dir = None;
+            }
+            let path = self.source.join(&entry.relative);
+            let name = entry
+                .relative
+                .file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or_default();
+            if name.contains(&b'\n') || name.contains(&b'\r') {
+                let reason = "its name has a line break: SCP cannot carry it; rename it";
+                match entry.kind {
+                    Kind::Dir => {
+                        self.state()
+                            .failed
+                            .add(&path, format!("{reason} (nothing under it was copied)"));
+                        refused_dir = Some(entry.relative);
+                    }
+                    _ => self.state().failed.add(&path, reason.into()),
+                }
+                continue;
+            }
+            let job = match entry.kind {
+                // Made before the files came (`make_directories`).
+                Kind::Dir => continue,
+                Kind::File => Job {
+                    relative: entry.relative,
+                    meta: entry.meta,
+                },
+                Kind::Symlink => {
+                    match self.link(&path, &entry.relative, &entry.meta) {
+                        Ok(()) => self.state().landed.symlinks += 1,
+                        Err(err) => self.state().failed.add(&path, format!("{err:#}")),
+                    }
+                    continue;
+                }
+                Kind::Special => {
+                    self.state().skipped.add(
+                        &path,
+                        "not a file, directory or link (a fifo, socket or device)".into(),
+                    );
+                    continue;
+                }
+            };
+            if jobs.send(job).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Hands the shell a line that makes the link in its directory's staging directory.
+    fn link(&self, path: &Path, relative: &Path, meta: &Metadata) -> Result<()> {
+        let target = std::fs::read_link(path)
+            .map_err(|err| anyhow!(crate::transport::tree::read_error(path, err)))?;
+        let staged = self.staged(relative);
+        let dir = self
+            .remote
+            .below(relative.parent().unwrap_or(Path::new("")));
+        let mut line = b"mkdir -p -- ".to_vec();
+        line.extend(quote_bytes(&stage_in(&dir, &self.remote.stage)));
+        line.extend_from_slice(b" && ln -s -- ");
+        line.extend(quote_bytes(target.as_os_str().as_bytes()));
+        line.push(b' ');
+        line.extend(quote_bytes(&staged));
+        line.extend_from_slice(
+            format!(
+                " && {{ touch -h -m -d @{} -- ",
+                time(meta.mtime(), meta.mtime_nsec())
+            )
+            .as_bytes(),
+        );
+        line.extend(quote_bytes(&staged));
+        line.extend_from_slice(b" || :; } || ");
+        line.extend(report_failure(relative, "the link could not be made"));
+        line.push(b'\n');
+        self.side
+            .blocking_send(line)
+            .map_err(|_| anyhow!("the far shell ended early"))
+    }
+
+    /// Where `relative` (a file or link) waits on the far side before its rename.
+    fn staged(&self, relative: &Path) -> Vec<u8> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        let mut path = stage_in(&self.remote.below(parent), &self.remote.stage);
+        path.push(b'/');
+        path.extend_from_slice(
+            relative
+                .file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or_default(),
+        );
+        path
+    }
+
+    /// A reader: sends the jobs it takes through its stream until the queue closes, or the
+    /// stream breaks (its task says why), or Ctrl-C.
+    fn read(
+        &self,
+        mut stream: Stream,
+        queue: &Mutex<mpsc::Receiver<Job>>,
+        removals: &Mutex<Vec<Vec<u8>>>,
+    ) {
+        let mut buf = Vec::new();
+        loop {
+            let job = match queue.lock().expect("queue").recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            };
+            if interrupt::requested() || self.broken.load(Ordering::Relaxed) {
+                // Drained, so the walk never waits on a full queue.
+                continue;
+            }
+            let Job { relative, meta } = job;
+            let sent = {
+                {
+                    match self.send_file(&mut stream, &relative, &meta, &mut buf) {
+                        Ok(Sent::Whole { changed }) => {
+                            self.files.add(1);
+                            let mut state = self.state();
+                            state.landed.files += 1;
+                            state.landed.bytes += meta.len();
+                            if changed {
+                                state.changed.add(
+                                    &self.source.join(&relative),
+                                    "its size or modification time moved while it was read: it \
+                                     landed as read; copy it again for a settled version"
+                                        .into(),
+                                );
+                            }
+                            Ok(())
+                        }
+                        Ok(Sent::Not(reason)) => {
+                            self.state()
+                                .failed
+                                .add(&self.source.join(&relative), reason);
+                            Ok(())
+                        }
+                        Ok(Sent::Torn(reason)) => {
+                            removals
+                                .lock()
+                                .expect("removals")
+                                .push(self.staged(&relative));
+                            self.state()
+                                .failed
+                                .add(&self.source.join(&relative), reason);
+                            Ok(())
+                        }
+                        Err(err) => Err(err),
+                    }
+                }
+            };
+            if sent.is_err() {
+                // The stream's task has the reason.
+                self.broken.store(true, Ordering::Relaxed);
+            }
+        }
+        if !self.broken.load(Ordering::Relaxed) && !interrupt::requested() {
+            let _ = stream.close();
+        }
+    }
+
+    /// The sink's path to the directory `relative` (its staging directory with `staged`).
+    fn dirs(&self, relative: &Path, staged: bool) -> Vec<Vec<u8>> {
+        let mut dirs = vec![self.remote.name.clone()];
+        dirs.extend(
+            relative
+                .components()
+                .map(|c| c.as_os_str().as_bytes().to_vec()),
+        );
+        if staged {
+            dirs.push(self.remote.stage.clone());
+        }
+        dirs
+    }
+
+    /// One file's records and bytes. Errors: the stream is gone (nothing more can go on it).
+    fn send_file(
+        &self,
+        stream: &mut Stream,
+        relative: &Path,
+        meta: &Metadata,
+        buf: &mut Vec<u8>,
+    ) -> Result<Sent> {
+        let path = self.source.join(relative);
+        // O_NOFOLLOW: a file swapped for a link after the walk is not followed out of the tree.
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(err) => {
+                return Ok(Sent::Not(crate::transport::tree::read_error(&path, err)));
+            }
+        };
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        stream.enter(&self.dirs(parent, true))?;
+        let size = meta.len();
+        stream.record(
+            format!(
+                "T{} {} {} {}\n",
+                meta.mtime(),
+                meta.mtime_nsec() / 1000,
+                meta.atime(),
+                meta.atime_nsec() / 1000
+            )
+            .as_bytes(),
+        )?;
+        let mut header = format!("C{:04o} {size} ", tree::mode(meta)).into_bytes();
+        header.extend_from_slice(
+            relative
+                .file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or_default(),
+        );
+        header.push(b'\n');
+        stream.record(&header)?;
+        let mut left = size;
+        let mut torn = None;
+        buf.resize(self.plan.block.min(1 << 20), 0);
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            match file.read(&mut buf[..want]) {
+                Ok(0) => {
+                    torn = Some(
+                        "it shrank while it was read: it was not landed; copy it again".to_string(),
+                    );
+                    break;
+                }
+                Ok(n) => {
+                    stream.data(&buf[..n])?;
+                    left -= n as u64;
+                    self.bytes.add(n as u64);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    torn = Some(crate::transport::tree::read_error(&path, err));
+                    break;
+                }
+            }
+            if interrupt::requested() {
+                return Err(interrupt::Interrupted.into());
+            }
+        }
+        // SCP needs the announced size: a torn file is padded, and removed before the renames.
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            buf[..n].fill(0);
+            stream.data(&buf[..n])?;
+            left -= n as u64;
+        }
+        stream.record(&[0])?;
+        if let Some(reason) = torn {
+            return Ok(Sent::Torn(reason));
+        }
+        let changed = file
+            .metadata()
+            .map(|after| tree::stamp(&after) != tree::stamp(meta))
+            .unwrap_or(true);
+        Ok(Sent::Whole { changed })
+    }
+
+    /// After every sink ended well: the shell removes torn files, moves each staging
+    /// directory's files into place (fsynced first with `--fsync each`), gives every directory
+    /// its mode and times deepest first, and syncs. Errors: the shell is gone.
+    fn finish(&self, removals: Vec<Vec<u8>>, side: &channel::Sender<Vec<u8>>) -> Result<()> {
+        let send = |line: Vec<u8>| {
+            side.blocking_send(line)
+                .map_err(|_| anyhow!("the far shell ended early"))
+        };
+        for staged in removals {
+            let mut line = b"rm -f -- ".to_vec();
+            line.extend(quote_bytes(&staged));
+            line.push(b'\n');
+            send(line)?;
+        }
+        let root = quote_bytes(&self.remote.root());
+        let stage = quote_bytes(&self.remote.stage);
+        let sync_files = match self.plan.fsync {
+            FsyncPolicy::Each => {
+                "find \"$s\" -mindepth 1 -maxdepth 1 -type f -exec sync -- {} + && "
+            }
+            FsyncPolicy::End => "",
+        };
+        let mut line = b"find ".to_vec();
+        line.extend_from_slice(&root);
+        line.extend_from_slice(b" -depth -type d -name ");
+        line.extend_from_slice(&stage);
+        // No line break in any name (refused above), so a name per line is safe to read.
+        line.extend_from_slice(
+            format!(
+                " -print | while IFS= read -r s; do d=${{s%/*}}; {sync_files}find \"$s\" -mindepth 1 -maxdepth 1 -exec mv -f -t \"$d\" -- {{}} + && rmdir -- \"$s\" || printf 'F\\t%s\\tcould not move its files into place\\n' \"$d\"; done\n"
+            )
+            .as_bytes(),
+        );
+        send(line)?;
+        // Modes by batches of directories, times one directory at a time (each its own).
+        let mut by_mode: HashMap<u32, Vec<u8>> = HashMap::new();
+        for entry in tree::walk(self.source, true).flatten() {
+            if entry.kind != Kind::Dir || interrupt::requested() {
+                continue;
+            }
+            let name = entry
+                .relative
+                .file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or_default();
+            if name.contains(&b'\n') || name.contains(&b'\r') {
+                continue;
+            }
+            let dir = quote_bytes(&self.remote.below(&entry.relative));
+            let mut line = format!(
+                "touch -m -d @{} -- ",
+                time(entry.meta.mtime(), entry.meta.mtime_nsec())
+            )
+            .into_bytes();
+            line.extend_from_slice(&dir);
+            line.extend_from_slice(b" || ");
+            line.extend(report_failure(&entry.relative, "could not set its time"));
+            line.push(b'\n');
+            send(line)?;
+            let mode = tree::mode(&entry.meta);
+            let batch = by_mode.entry(mode).or_default();
+            batch.push(b' ');
+            batch.extend_from_slice(&dir);
+            if batch.len() > 32 << 10 {
+                send(chmod(mode, std::mem::take(batch)))?;
+            }
+            self.state().landed.directories += 1;
+        }
+        for (mode, batch) in by_mode {
+            if !batch.is_empty() {
+                send(chmod(mode, batch))?;
+            }
+        }
+        let mut line = match self.plan.fsync {
+            FsyncPolicy::Each => {
+                let mut line = b"find ".to_vec();
+                line.extend_from_slice(&root);
+                line.extend_from_slice(b" -type d -exec sync -- {} + && sync -- ");
+                line.extend(quote_bytes(&self.remote.parent));
+                line
+            }
+            FsyncPolicy::End => {
+                let mut line = b"sync -f -- ".to_vec();
+                line.extend_from_slice(&root);
+                line
+            }
+        };
+        line.extend_from_slice(
+            b" || printf 'F\\t%s\\tsync failed: what landed may not be on the disk\\n' .\n",
+        );
+        send(line)
+    }
+}
+
+/// `chmod MODE -- DIRS` for a batch of quoted directories (each with its leading space).
+fn chmod(mode: u32, batch: Vec<u8>) -> Vec<u8> {
+    let mut line = format!("chmod {mode:04o} --").into_bytes();
+    line.extend(batch);
+    line.extend_from_slice(
+        b" || printf 'F\\t%s\\tcould not set the mode of some directories\\n' .\n",
+    );
+    line
+}
+
+/// `DIR/STAGE`.
+fn stage_in(dir: &[u8], stage: &[u8]) -> Vec<u8> {
+    let mut path = dir.to_vec();
+    path.push(b'/');
+    path.extend_from_slice(stage);
+    path
+}
+
+/// A `touch -d @` time: seconds and nanoseconds.
+fn time(secs: i64, nanos: i64) -> String {
+    format!("{secs}.{nanos:09}")
+}
+
+/// `printf` of a failure line for the client: `F<TAB>relative<TAB>reason`.
+fn report_failure(relative: &Path, reason: &str) -> Vec<u8> {
+    let mut line = b"printf 'F\\t%s\\t%s\\n' ".to_vec();
+    line.extend(quote_bytes(relative.as_os_str().as_bytes()));
+    line.push(b' ');
+    line.extend(quote_bytes(reason.as_bytes()));
+    line
+}
+
+/// How a file went.
+enum Sent {
+    /// All of it, as the sink announced.
+    Whole { changed: bool },
+    /// Nothing of it was sent (it could not be opened).
+    Not(String),
+    /// Sent padded after a read failed: removed before the renames.
+    Torn(String),
+}
+
+/// A connection's stream as its reader sees it: where its sink is in the tree, and records
+/// gathered into messages of up to `--bs` bytes for its task.
+struct Stream {
+    tx: channel::Sender<Vec<u8>>,
+    pending: Vec<u8>,
+    block: usize,
+    /// The directories the sink is in, below its own.
+    at: Vec<Vec<u8>>,
+}
+
+impl Stream {
+    fn new(tx: channel::Sender<Vec<u8>>, block: usize) -> Stream {
+        Stream {
+            tx,
+            pending: Vec::with_capacity(block),
+            block,
+            at: Vec::new(),
+        }
+    }
+
+    /// Walks the sink to `dirs` with `E` and `D` records (a directory is made as it is
+    /// entered; its real mode comes at the end).
+    fn enter(&mut self, dirs: &[Vec<u8>]) -> Result<()> {
+        let common = self.at.iter().zip(dirs).take_while(|(a, b)| a == b).count();
+        while self.at.len() > common {
+            self.at.pop();
+            self.record(b"E\n")?;
+        }
+        for dir in &dirs[common..] {
+            let mut line = b"D0700 0 ".to_vec();
+            line.extend_from_slice(dir);
+            line.push(b'\n');
+            self.record(&line)?;
+            self.at.push(dir.clone());
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, bytes: &[u8]) -> Result<()> {
+        self.data(bytes)
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= self.block {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let message = std::mem::replace(&mut self.pending, Vec::with_capacity(self.block));
+        self.tx
+            .blocking_send(message)
+            .map_err(|_| anyhow!("the stream ended"))
+    }
+
+    /// Leaves every directory (the sink then ends at the close of its input).
+    fn close(mut self) -> Result<()> {
+        self.enter(&[])?;
+        self.flush()
+    }
+}
+
+/// Downloads the tree `source` on the server into the local `destination`.
+pub(super) fn download(
+    _ssh: &Ssh,
+    _plan: &TreePlan,
+    _source: &str,
+    _destination: &Path,
+    _watcher: &dyn Watcher,
+) -> Result<TreeReport> {
+    bail!("copy -r from an SSH server: not built yet")
+}

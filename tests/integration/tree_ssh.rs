@@ -1,0 +1,289 @@
+//! `xferbench copy -r --via ssh` against a real OpenSSH sshd of the test's own: trees landed
+//! through `scp -r -t` sinks (one per connection) and a far `sh` for links, renames and
+//! directory metadata, compared entry by entry; names SCP cannot carry; a copy killed half way.
+//! Each test prints "skipped" and passes when OpenSSH is not installed (`.ci/run` installs it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::sshd::Sshd;
+use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
+use crate::common::trees::{assert_same_tree_to_the_microsecond, varied_tree};
+
+fn start() -> Option<Sshd> {
+    let sshd = Sshd::start();
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    sshd
+}
+
+/// `user@127.0.0.1:PORT:PATH`.
+fn remote(sshd: &Sshd, path: &Path) -> String {
+    format!("{}:{}:{}", sshd.destination(), sshd.port(), path.display())
+}
+
+/// The arguments of `copy -r --via ssh FROM TO EXTRA…` with the test's key and known_hosts.
+fn args<'a>(sshd: &'a Sshd, from: &'a str, to: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut all: Vec<String> = ["copy", "-r", from, to, "--via", "ssh", "--identity"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.push(sshd.client_key().display().to_string());
+    all.push("--known-hosts".into());
+    all.push(sshd.known_hosts().display().to_string());
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
+fn copy_r(sshd: &Sshd, home: &Path, from: &str, to: &str, extra: &[&str]) -> Run {
+    let mut cmd = crate::common::command(args(sshd, from, to, extra));
+    cmd.env("HOME", home).env_remove("SSH_AUTH_SOCK");
+    run_command(cmd)
+}
+
+fn assert_ok(what: &str, out: &Run, sshd: &Sshd) {
+    assert_eq!(
+        out.code,
+        0,
+        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}\nsshd:\n{}",
+        out.code,
+        out.stdout,
+        out.stderr,
+        sshd.log()
+    );
+}
+
+/// Every path below `dir` whose name marks a copy's leftovers.
+fn staging_left(dir: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        let name = entry.file_name().to_string_lossy();
+        if name.contains("xferbench-partial") {
+            left.push(entry.path().display().to_string());
+        }
+    }
+    left
+}
+
+fn upload_round_trip(streams: &str) {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    varied_tree(&source);
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &["-P", streams, "-J"],
+    );
+    assert_ok("copy -r to sshd", &out, &sshd);
+    let landed = to.path().join("tree");
+    assert_same_tree_to_the_microsecond(&source, &landed);
+    assert!(
+        staging_left(to.path()).is_empty(),
+        "{:?}",
+        staging_left(to.path())
+    );
+    let report = json_report(&out);
+    assert_eq!(report["path"], "ssh", "{report:#}");
+    assert_eq!(report["landed"]["files"], 4, "{report:#}");
+    assert_eq!(report["landed"]["symlinks"], 3, "{report:#}");
+    assert_eq!(report["landed"]["directories"], 5, "{report:#}");
+    assert_eq!(
+        report["workers"],
+        streams.parse::<u64>().unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(report["failed"]["total"], 0, "{report:#}");
+    assert!(
+        report["measurement"]["conditions"]["cipher"].is_string(),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn one_connection_lands_a_tree_through_scp_records_with_modes_times_and_links() {
+    upload_round_trip("1");
+}
+
+#[test]
+fn three_connections_share_a_tree_and_land_the_same_entries() {
+    upload_round_trip("3");
+}
+
+#[test]
+fn an_existing_remote_tree_is_kept_unless_forced_then_merged() {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    varied_tree(&source);
+    let destination = remote(&sshd, &to.path().join("named"));
+    let first = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &destination,
+        &[],
+    );
+    assert_ok("first copy", &first, &sshd);
+    // A new name: the tree lands as it.
+    let landed = to.path().join("named");
+    assert_same_tree_to_the_microsecond(&source, &landed);
+    std::fs::write(landed.join("top"), b"changed\n").unwrap();
+    // Now an existing directory: the tree goes inside it, as scp -r does.
+    let inside = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &destination,
+        &[],
+    );
+    assert_ok("copy into the directory", &inside, &sshd);
+    assert_same_tree_to_the_microsecond(&source, &landed.join("tree"));
+    let again = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &destination,
+        &[],
+    );
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("--force"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(std::fs::read(landed.join("top")).unwrap(), b"changed\n");
+    std::fs::write(landed.join("tree/top"), b"changed again\n").unwrap();
+    let forced = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &destination,
+        &["--force", "--fsync", "end"],
+    );
+    assert_ok("forced copy", &forced, &sshd);
+    assert_same_tree_to_the_microsecond(&source, &landed.join("tree"));
+    assert!(
+        staging_left(to.path()).is_empty(),
+        "{:?}",
+        staging_left(to.path())
+    );
+}
+
+#[test]
+fn a_name_with_a_line_break_is_refused_with_the_reason_and_the_rest_land() {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    std::fs::create_dir_all(source.join("bad\ndir")).unwrap();
+    std::fs::write(source.join("bad\ndir/inside"), b"x").unwrap();
+    std::fs::write(source.join("line\nbreak"), b"x").unwrap();
+    std::fs::write(source.join("fine é"), b"fine\n").unwrap();
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("SCP cannot carry it"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("2 of the tree's entries failed"),
+        "{}",
+        out.stderr
+    );
+    let landed = to.path().join("tree");
+    assert_eq!(std::fs::read(landed.join("fine é")).unwrap(), b"fine\n");
+    assert_eq!(crate::common::entries(&landed), vec!["fine é"]);
+}
+
+#[test]
+fn many_small_files_cross_two_connections_byte_for_byte() {
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("small");
+    for dir in 0..10 {
+        let dir_path = source.join(format!("d{dir}"));
+        std::fs::create_dir_all(&dir_path).unwrap();
+        for file in 0..200 {
+            let bytes: Vec<u8> = (0..(file * 37 % 5000))
+                .map(|i| (i * 7 + dir) as u8)
+                .collect();
+            std::fs::write(dir_path.join(format!("f{file}")), bytes).unwrap();
+        }
+    }
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &["-P", "2", "--fsync", "end", "-J"],
+    );
+    assert_ok("2,000 files", &out, &sshd);
+    assert_same_tree_to_the_microsecond(&source, &to.path().join("small"));
+    let report = json_report(&out);
+    assert_eq!(report["landed"]["files"], 2000, "{report:#}");
+    assert_eq!(report["fsync"], "end", "{report:#}");
+}
+
+#[test]
+fn a_tree_upload_killed_half_way_leaves_no_torn_file_under_a_final_name() {
+    let Some(sshd) = start() else { return };
+    let (from, to) = (temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    std::fs::create_dir_all(&source).unwrap();
+    for file in 0..40 {
+        crate::common::make_file(&source.join(format!("f{file:02}")), "4M");
+    }
+    let all = args(
+        &sshd,
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &["--bs", "64K"],
+    );
+    let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
+    let mut child = spawn_here(&all);
+    let staged = wait_until(Duration::from_secs(30), || {
+        walkdir::WalkDir::new(to.path())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .count()
+            >= 3
+    });
+    assert!(
+        staged,
+        "no file was staged within 30 s: {:?}",
+        child.running()
+    );
+    crate::common::send_signal(child.pid(), libc::SIGKILL);
+    let _ = child.finish(Duration::from_secs(10));
+    // Give the far sink a moment to see the end of its input and stop writing.
+    std::thread::sleep(Duration::from_millis(500));
+    let landed = to.path().join("tree");
+    // Killed half way, not after the end: files wait staged.
+    assert!(
+        !staging_left(to.path()).is_empty(),
+        "the copy ended before the kill"
+    );
+    for entry in walkdir::WalkDir::new(&landed)
+        .min_depth(1)
+        .max_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.contains("xferbench-partial") {
+            continue;
+        }
+        assert_eq!(
+            std::fs::read(entry.path()).unwrap(),
+            std::fs::read(source.join(&name)).unwrap(),
+            "{name} is under its final name but differs from its source"
+        );
+    }
+}
