@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::sshd::Sshd;
-use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
 use crate::common::trees::{assert_same_tree_to_the_microsecond, varied_tree};
+use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
 
 fn start() -> Option<Sshd> {
     let sshd = Sshd::start();
