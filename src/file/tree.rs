@@ -267,6 +267,20 @@ mod tests {
     }
 
     #[test]
+    fn merged_lists_keep_every_count_and_the_first_entries() {
+        let mut here = Listed::default();
+        let mut there = Listed::default();
+        for n in 0..LISTED + 5 {
+            here.add(Path::new(&format!("here/{n}")), "here".into());
+            there.add_named(format!("there/{n}"), "there".into());
+        }
+        here.merge(there);
+        assert_eq!(here.total, 2 * (LISTED as u64 + 5));
+        assert_eq!(here.shown.len(), LISTED);
+        assert!(here.shown.iter().all(|problem| problem.reason == "here"));
+    }
+
+    #[test]
     fn directories_last_puts_each_directory_after_what_it_holds() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();

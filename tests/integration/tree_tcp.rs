@@ -407,6 +407,70 @@ fn a_client_killed_half_way_up_leaves_only_whole_files_under_final_names() {
     server.assert_serves();
 }
 
+#[test]
+fn a_client_killed_half_way_down_leaves_only_whole_files_under_final_names() {
+    let mut server = Hosts::loopback().served(&[]);
+    let back = temp_dir();
+    let source = server.root.join("tree");
+    let (seed_dir, seed) = crate::common::scratch_path("seed");
+    crate::common::make_file(&seed, "2M");
+    for dir in 0..4 {
+        std::fs::create_dir_all(source.join(format!("d{dir}"))).unwrap();
+        for file in 0..12 {
+            std::fs::copy(&seed, source.join(format!("d{dir}/f{file}"))).unwrap();
+        }
+    }
+    drop(seed_dir);
+    let remote = server.remote("tree");
+    let mut client = server.spawn(&[
+        "copy".as_ref(),
+        "-r".as_ref(),
+        remote.as_ref(),
+        back.path().as_os_str(),
+        "--bs".as_ref(),
+        "4K".as_ref(),
+        "-P".as_ref(),
+        "1".as_ref(),
+    ]);
+    let first = back.path().join("tree/d0/f0");
+    assert!(
+        wait_until(Duration::from_secs(60), || first.exists()),
+        "no file landed"
+    );
+    assert!(client.running(), "the copy ended before it could be killed");
+    crate::common::send_signal(client.pid(), libc::SIGKILL);
+    let _ = client.0.wait();
+    let mut whole = 0;
+    for dir in 0..4 {
+        let landed = back.path().join(format!("tree/d{dir}"));
+        let Ok(names) = std::fs::read_dir(&landed) else {
+            continue;
+        };
+        for name in names {
+            let name = name.unwrap().file_name().to_string_lossy().into_owned();
+            // Killed outright, the client could not remove the file it was landing.
+            if name.ends_with(".xferbench-partial") {
+                continue;
+            }
+            let expected = std::fs::read(source.join(format!("d{dir}/{name}"))).unwrap();
+            assert!(
+                std::fs::read(landed.join(&name)).unwrap() == expected,
+                "d{dir}/{name} is not whole"
+            );
+            whole += 1;
+        }
+    }
+    assert!((1..48).contains(&whole), "{whole} files landed");
+    assert!(
+        server
+            .wait_for_line("send tree", Duration::from_secs(40))
+            .is_some(),
+        "the server did not end the session: {:?}",
+        server.log()
+    );
+    server.assert_serves();
+}
+
 // ---- A hostile client, by hand ----
 
 /// Writes one frame: a 4-byte big-endian length, then the JSON.

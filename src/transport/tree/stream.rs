@@ -1119,6 +1119,118 @@ mod tests {
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
+    /// A file record whose sender failed half way: some content, then a failed trailer.
+    fn failed_file(relative: &str, content: &[u8], reason: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let header = Header {
+            kind: FILE,
+            relative: PathBuf::from(relative),
+            kept: Attributes {
+                mode: 0o644,
+                atime: (0, 0),
+                mtime: (0, 0),
+            },
+            size: content.len() as u64 * 2,
+        };
+        write_header(&mut bytes, &header).unwrap();
+        bytes.extend_from_slice(&(content.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(content);
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.push(FAILED_FLAG);
+        bytes.extend_from_slice(&(reason.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(reason.as_bytes());
+        bytes
+    }
+
+    fn whole_file(relative: &str, content: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let header = Header {
+            kind: FILE,
+            relative: PathBuf::from(relative),
+            kept: Attributes {
+                mode: 0o600,
+                atime: (1_000_000_000, 0),
+                mtime: (1_000_000_000, 0),
+            },
+            size: content.len() as u64,
+        };
+        write_header(&mut bytes, &header).unwrap();
+        for chunk in content.chunks(100_000) {
+            bytes.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(chunk);
+        }
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        bytes.push(CHANGED_FLAG);
+        bytes
+    }
+
+    #[test]
+    fn a_file_the_sender_could_not_finish_is_listed_and_the_stream_goes_on() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("landing");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sender = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let big = vec![5u8; 600 << 10];
+        let mut records = Vec::new();
+        // Small (held whole) and big (landed as it arrives), each failed then whole.
+        records.extend(failed_file("small-failed", b"half", "cannot read it: EIO"));
+        records.extend(whole_file("small", b"whole"));
+        records.extend(failed_file(
+            "big-failed",
+            &big[..300 << 10],
+            "cannot read it: EIO",
+        ));
+        records.extend(whole_file("dir/big", &big));
+        records.push(END);
+        records.push(END);
+        let writer = std::thread::spawn(move || sender.write_all(&records).unwrap());
+        let wire = Wire::new(
+            accepted,
+            Duration::from_secs(10),
+            "the test",
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        let rules = Rules {
+            force: false,
+            fsync: super::super::FsyncPolicy::End,
+            verify: false,
+        };
+        let (bytes, files) = (Counter::new(), Counter::new());
+        let named = |relative: &Path| relative.display().to_string();
+        let received = receive(
+            &target,
+            vec![wire],
+            rules,
+            None,
+            1 << 20,
+            &bytes,
+            &files,
+            &named,
+        )
+        .unwrap();
+        writer.join().unwrap();
+        assert_eq!(received.landed.files, 2);
+        assert_eq!(received.landed.bytes, 5 + (600 << 10));
+        assert_eq!(received.failed.total, 2, "{:?}", received.failed);
+        for problem in &received.failed.shown {
+            assert!(
+                problem.reason.contains("EIO (on the sending side)"),
+                "{problem:?}"
+            );
+        }
+        assert_eq!(received.changed.total, 2);
+        assert_eq!(std::fs::read(target.join("small")).unwrap(), b"whole");
+        assert_eq!(std::fs::read(target.join("dir/big")).unwrap(), big);
+        let mut names: Vec<_> = std::fs::read_dir(&target)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["dir", "small"]);
+    }
+
     #[test]
     fn a_header_reads_back_as_written() {
         let header = Header {
