@@ -436,6 +436,8 @@ pub struct CopyArgs {
     /// Compute a digest of the data on both sides (xxh3-128) and fail on a mismatch. Between two
     /// local paths: the landed file is read back (O_DIRECT, or after dropping this machine's
     /// cache) before it is renamed into place; a share's server may still answer from its cache.
+    /// Over --via ssh (uploads of one file): SHA-256 of what is sent against the far side's
+    /// sha256sum (or BLAKE2b-512 and b2sum) of the landed file, before its rename.
     #[arg(long)]
     pub verify: bool,
 
@@ -451,7 +453,9 @@ pub struct CopyArgs {
     /// Copy a directory tree, like cp -r and scp -rp: files, directories (empty ones too),
     /// links kept as links (never followed, like rsync -l), modes and modification times kept.
     /// A file that fails is listed and the rest go on (exit 1 at the end). Between local paths
-    /// (a mounted share included); -P files land at once.
+    /// (a mounted share included) -P files land at once; to or from serve (--via tcp) the tree
+    /// goes as records on -P data connections; to a stock SSH server, one scp -r sink on each
+    /// of -P connections (files staged, then moved into place by a far sh); from one, a far tar.
     #[arg(short = 'r', long)]
     pub recursive: bool,
 
