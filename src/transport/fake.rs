@@ -209,8 +209,8 @@ impl Transport for Fake {
         }
         let mut landed = totals;
         landed.files -= failing;
-        if totals.files > 0 {
-            landed.bytes -= totals.bytes / totals.files * failing;
+        if let Some(per_file) = totals.bytes.checked_div(totals.files) {
+            landed.bytes -= per_file * failing;
         }
         let measurement = at_rate(
             Workload::Copy,
