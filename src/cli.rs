@@ -708,7 +708,7 @@ pub struct RunArgs {
     pub size: u64,
 
     /// Directory of the test file (kept for the next run as .xferbench-run-SIZE.data) and of
-    /// the tree of small files (kept as .xferbench-run-files-NxSIZE).
+    /// the tree of small files (kept as .xferbench-run-files-NxBYTES).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
 

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use crate::file;
 use crate::interrupt;
@@ -39,6 +39,7 @@ pub(crate) fn make(root: &Path, files: u64, size: u64, watcher: &dyn Watcher) ->
     for stale in [&partial, &root.to_path_buf()] {
         remove_dir(stale)?;
     }
+    check_room(root, files, size)?;
     write_tree(&partial, files, size, watcher).inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&partial);
     })?;
@@ -46,6 +47,26 @@ pub(crate) fn make(root: &Path, files: u64, size: u64, watcher: &dyn Watcher) ->
         .with_context(|| format!("renaming the tree of small files to {}", root.display()))?;
     file::sync_dir(&file::parent_dir(root));
     Ok(false)
+}
+
+/// Errors: the tree's bytes do not fit in the free space of `root`'s file system.
+fn check_room(root: &Path, files: u64, size: u64) -> Result<()> {
+    let parent = file::parent_dir(root);
+    let needed = files.checked_mul(size).ok_or_else(|| {
+        anyhow!("--files {files} of --file-size {size} bytes is more than a disk holds")
+    })?;
+    let free = file::free_space(&parent)
+        .map_err(|err| anyhow!(file::describe_path_error(&parent, err)))?;
+    if needed > free {
+        bail!(
+            "not enough free space in {} for the tree of small files: {} needed, {} free; give \
+             fewer --files, a smaller --file-size, or --files 0",
+            parent.display(),
+            crate::units::format_bytes(needed),
+            crate::units::format_bytes(free)
+        );
+    }
+    Ok(())
 }
 
 /// Removes a directory tree the run made, if it is there.
@@ -161,6 +182,23 @@ mod tests {
         assert!(make(&root, 250, 5000, &Unwatched).unwrap(), "not reused");
         // Nothing but the tree is left beside it.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_tree_larger_than_the_free_space_is_refused_before_a_byte_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        let err = make(&root, 1 << 20, 1 << 40, &Unwatched).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not enough free space"),
+            "{err:#}"
+        );
+        let err = make(&root, u64::MAX, 2, &Unwatched).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("more than a disk holds"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
