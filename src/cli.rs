@@ -1025,11 +1025,6 @@ impl RunArgs {
                 self.size, pattern.block
             )));
         }
-        if self.files > 0 && self.file_size == 0 {
-            return Err(usage(
-                "--file-size 0: give the size of each small file, or --files 0 to skip them",
-            ));
-        }
         Ok(())
     }
 }
