@@ -1357,4 +1357,23 @@ mod tests {
             .collect();
         assert!(left.contains(&REMOTE_TREE.to_string()), "{left:?}");
     }
+
+    #[test]
+    fn over_ssh_only_a_path_naming_the_runs_tree_is_removed() {
+        let peer = Peer::parse("nobody@192.0.2.1").unwrap();
+        for path in [
+            "",
+            "~",
+            "/",
+            "/home/me",
+            "dir/.xferbench-run-tree/..",
+            "~other/x",
+        ] {
+            let err = remove_tree_over_ssh(&peer, &LoginOptions::default(), path).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("does not name the run's tree"),
+                "{path}: {err:#}"
+            );
+        }
+    }
 }
