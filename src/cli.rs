@@ -711,9 +711,20 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "SIZE", default_value = "4G", value_parser = parse_size_arg)]
     pub size: u64,
 
-    /// Directory of the test file (kept for the next run as .xferbench-run-SIZE.data).
+    /// Directory of the test file (kept for the next run as .xferbench-run-SIZE.data) and of
+    /// the tree of small files (kept as .xferbench-run-files-NxBYTES).
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
+
+    /// After each path's big-file copy, copy a tree of N small random files over it (100 to a
+    /// directory, each fsynced): files/s and MB/s beside the big file's rate, and "per-file
+    /// overhead" in the verdict when they reach a small fraction of it; 0 skips the step.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub files: u64,
+
+    /// Size of each of the --files small files.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_size_arg)]
+    pub file_size: u64,
 
     /// Parallel streams for the network and the copy.
     #[arg(short = 'P', long, value_name = "N", default_value_t = 4, value_parser = parse_streams)]
@@ -1235,6 +1246,8 @@ impl RunArgs {
             remote_dir: self.remote_dir.clone(),
             rdma: self.rdma.options(),
             engine: EngineChoice::Auto,
+            files: self.files,
+            file_size: self.file_size,
         })
     }
 

@@ -1,13 +1,15 @@
 //! `xferbench run`: what is measured, in which order, and the result every exporter reads.
 //!
-//! Test file → source read and destination write baselines → round trips and memory to memory
-//! for each path → disk to disk for each path (verified) → the verdict. Paths this build or peer
-//! cannot do are listed as skipped with the reason, never dropped.
+//! Test file (and a tree of small files) → source read and destination write baselines → round
+//! trips and memory to memory for each path → disk to disk for each path (verified), then the
+//! small files → the verdict. Paths this build or peer cannot do are listed as skipped with the
+//! reason, never dropped.
 
 mod embedded;
 #[cfg(test)]
 pub(crate) mod fake;
 mod steps;
+mod test_tree;
 mod to_dir;
 pub mod verdict;
 
@@ -24,6 +26,7 @@ use crate::interrupt::Interrupted;
 use crate::measure::{CpuUse, Latency, Measurement};
 use crate::transport::rdma::RdmaOptions;
 use crate::transport::ssh::login::LoginOptions;
+use crate::transport::tree::FsyncPolicy;
 use crate::transport::{Peer, TransportKind};
 use crate::units::Rate;
 use crate::warning::Warning;
@@ -125,6 +128,31 @@ pub struct Parameters {
     pub latency_size: usize,
     /// Timed round trips of each path's latency test.
     pub latency_round_trips: u32,
+    /// Files of the small-files step (`--files`); 0: not run.
+    pub files: u64,
+    /// Bytes of each of them (`--file-size`).
+    pub file_size: u64,
+}
+
+/// A path copying the run's tree of small files: its figures, once per path whatever
+/// `--repeat` (a thousand files are many samples already).
+#[derive(Debug, Clone, Serialize)]
+pub struct SmallFiles {
+    /// The bytes of the files over the time from the first file to the last fsync.
+    pub measurement: Measurement,
+    /// Files that landed.
+    pub files: u64,
+    /// Bytes of each.
+    pub file_size: u64,
+    pub files_per_sec: f64,
+    /// When the files were made durable: each before its rename, as the big copy is.
+    pub fsync: FsyncPolicy,
+}
+
+impl SmallFiles {
+    pub fn rate(&self) -> Rate {
+        self.measurement.rate()
+    }
 }
 
 /// One transfer path's figures and verdict.
@@ -141,6 +169,11 @@ pub struct PathResult {
     pub copy: Option<Summary>,
     /// CPU use of the client and the server during the last copy.
     pub copy_cpu: Vec<CpuUse>,
+    /// The tree of small files copied after the big file (`--files`).
+    pub small_files: Option<SmallFiles>,
+    /// Why `small_files` is missing (the path carries no trees, a file failed); the path's
+    /// other figures and verdict stand without it.
+    pub small_files_failed: Option<String>,
     pub verdict: Option<Verdict>,
     /// The verdict as a sentence, figures placed against the classes; or why the path failed.
     pub sentence: String,
@@ -160,6 +193,8 @@ pub enum PathStep {
     Network,
     /// Disk to disk.
     Copy,
+    /// Only when interrupted: any other failure is `small_files_failed`.
+    SmallFiles,
 }
 
 impl PathStep {
@@ -169,6 +204,7 @@ impl PathStep {
             PathStep::Latency => "latency",
             PathStep::Network => "network",
             PathStep::Copy => "copy",
+            PathStep::SmallFiles => "small_files",
         }
     }
 
@@ -178,6 +214,7 @@ impl PathStep {
             PathStep::Latency => "round trips",
             PathStep::Network => "memory to memory",
             PathStep::Copy => "disk to disk",
+            PathStep::SmallFiles => "small files",
         }
     }
 }
@@ -225,6 +262,10 @@ pub struct RunReport {
     pub test_file: String,
     /// Whether an existing, fully written test file was reused.
     pub test_file_reused: bool,
+    /// The tree of small files (`--files`), beside the test file; None with `--files 0`.
+    pub test_tree: Option<String>,
+    /// Whether an existing tree of the same files was reused.
+    pub test_tree_reused: bool,
     pub source_read: Option<Summary>,
     pub destination_write: Option<Summary>,
     /// With `--to`: the directory's disk or share reading the write back cold.
@@ -314,6 +355,10 @@ pub struct RunOptions {
     /// The disk engine of the test file and the source read (`Null` in tests of the layers
     /// above the disk).
     pub engine: EngineChoice,
+    /// Files of the small-files step; 0 turns it off.
+    pub files: u64,
+    /// Bytes of each of them.
+    pub file_size: u64,
 }
 
 /// Where a run keeps its test file, so the next run can reuse it.
@@ -321,8 +366,16 @@ pub fn test_file_path(dir: &Path, size: u64) -> PathBuf {
     dir.join(format!(".xferbench-run-{size}.data"))
 }
 
+/// Where a run keeps its tree of small files, so the next run can reuse it.
+pub fn test_tree_path(dir: &Path, files: u64, file_size: u64) -> PathBuf {
+    dir.join(format!(".xferbench-run-files-{files}x{file_size}"))
+}
+
 /// Name of the copy on the server, inside its root (removed at the end of the run).
 pub const REMOTE_COPY: &str = ".xferbench-run-copy.data";
+
+/// Name of the copy of the tree of small files on the server (removed at the end of the run).
+pub const REMOTE_TREE: &str = ".xferbench-run-tree";
 
 /// The negotiated speed of the interface towards `peer`, where sysfs knows it.
 fn peer_ceiling(peer: &Peer) -> Option<crate::ceiling::Ceiling> {
@@ -346,6 +399,17 @@ fn remote_copy_path(kind: TransportKind, remote_dir: &str) -> String {
             _,
         ) => REMOTE_COPY.to_string(),
         (TransportKind::Ssh, dir) => format!("{}/{REMOTE_COPY}", dir.trim_end_matches('/')),
+    }
+}
+
+/// Where a path's copy of the tree of small files lands: in serve's root, or (SSH) in
+/// `--remote-dir`.
+fn remote_tree_path(kind: TransportKind, remote_dir: &str) -> String {
+    match (kind, remote_dir) {
+        (TransportKind::Ssh, dir) if !dir.is_empty() => {
+            format!("{}/{REMOTE_TREE}", dir.trim_end_matches('/'))
+        }
+        _ => REMOTE_TREE.to_string(),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct FakeFar {
     pub removal_fails: bool,
     /// The paths whose copy was removed, in order.
     pub removed: RefCell<Vec<TransportKind>>,
+    /// The paths whose tree of small files was removed, in order.
+    pub removed_trees: RefCell<Vec<TransportKind>>,
     pub peer: Peer,
 }
 
@@ -35,6 +37,7 @@ impl FakeFar {
             disk_write_mb_s,
             removal_fails: false,
             removed: RefCell::new(Vec::new()),
+            removed_trees: RefCell::new(Vec::new()),
             peer: Peer {
                 user: None,
                 host: "fake".into(),
@@ -94,6 +97,21 @@ impl Far for FakeFar {
         Ok(())
     }
 
+    fn tree_destination(&self, _: TransportKind, _: &RunOptions) -> Location {
+        Location::Remote {
+            peer: self.peer.clone(),
+            path: super::REMOTE_TREE.into(),
+        }
+    }
+
+    fn remove_tree(&self, kind: TransportKind, _options: &RunOptions) -> Result<()> {
+        if self.removal_fails {
+            return Err(anyhow!("the fake server refused to remove it"));
+        }
+        self.removed_trees.borrow_mut().push(kind);
+        Ok(())
+    }
+
     fn landing_here(&self) -> Option<&Path> {
         None
     }
@@ -124,13 +142,24 @@ pub fn options(dir: &Path, far: &FakeFar) -> RunOptions {
         remote_dir: String::new(),
         rdma: Default::default(),
         engine: EngineChoice::Null,
+        files: 30,
+        file_size: 4096,
     }
 }
 
 /// A whole run over `far`, in a fresh directory (returned with the report, which names it).
 pub fn run(far: &FakeFar) -> (tempfile::TempDir, RunReport) {
+    run_with(far, |_| {})
+}
+
+/// [`run`] with its options changed by `change` first.
+pub fn run_with(
+    far: &FakeFar,
+    change: impl FnOnce(&mut RunOptions),
+) -> (tempfile::TempDir, RunReport) {
     let dir = tempfile::tempdir().expect("a scratch directory");
-    let options = options(dir.path(), far);
+    let mut options = options(dir.path(), far);
+    change(&mut options);
     let paths = Paths {
         wanted: far.paths.iter().map(|path| path.kind).collect(),
         skipped: Vec::new(),

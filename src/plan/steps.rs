@@ -1,6 +1,7 @@
-//! `run` as its steps: set up the server and the paths; the test file; the baselines (and the
-//! shared disk reading and writing at once); for each path its latency, memory to memory, copy
-//! and verdict; then the copies removed and the report made. Each step's heading is made in
+//! `run` as its steps: set up the server and the paths; the test file and the tree of small
+//! files; the baselines (and the shared disk reading and writing at once); for each path its
+//! latency, memory to memory, copy, small files and verdict; then the copies removed and the
+//! report made. Each step's heading is made in
 //! [`Step`], and a step that fails for one path is kept in that path's row.
 
 use std::fmt;
@@ -12,8 +13,8 @@ use super::embedded::EmbeddedServers;
 use super::verdict::{self, Figures, Sentence};
 use super::{
     LATENCY_ROUND_TRIPS, LATENCY_SIZE, Parameters, PathFailure, PathResult, PathStep, REMOTE_COPY,
-    RunOptions, RunReport, Skipped, Summary, choose_paths, peer_ceiling, remote_copy_path,
-    reusable, test_file_path,
+    REMOTE_TREE, RunOptions, RunReport, Skipped, SmallFiles, Summary, choose_paths, peer_ceiling,
+    remote_copy_path, remote_tree_path, reusable, test_file_path, test_tree, test_tree_path,
 };
 use crate::disk::{self, BaselineOptions, FillMode, GenOptions, Passes};
 use crate::file;
@@ -21,7 +22,9 @@ use crate::interrupt::Interrupted;
 use crate::measure::{Measurement, Watcher, Workload};
 use crate::transport::rdma::Rdma;
 use crate::transport::ssh::Ssh;
+use crate::transport::ssh::login::LoginOptions;
 use crate::transport::tcp::Tcp;
+use crate::transport::tree::{FsyncPolicy, TreePlan, TreeReport};
 use crate::transport::udp::Udp;
 use crate::transport::{
     CopyPlan, Directions, LatPlan, Location, NetPlan, Peer, Rounds, Transport, TransportKind,
@@ -49,6 +52,12 @@ enum Step {
         words: String,
         verified: bool,
     },
+    SmallFiles {
+        /// Over which path, or to where, in the far side's words.
+        words: String,
+        files: u64,
+        file_size: u64,
+    },
     Verdict,
 }
 
@@ -74,6 +83,15 @@ impl fmt::Display for Step {
                 f,
                 "4/5 disk to disk {words}{}",
                 if *verified { ", verified" } else { "" }
+            ),
+            Step::SmallFiles {
+                words,
+                files,
+                file_size,
+            } => write!(
+                f,
+                "4/5 small files {words}: {files} files of {}, each fsynced",
+                crate::units::format_block(*file_size)
             ),
             Step::Verdict => f.write_str("5/5 verdict"),
         }
@@ -110,11 +128,13 @@ pub(crate) fn run_against(
         warnings: Vec::new(),
     };
     let test_file = run.make_test_file()?;
+    let test_tree = run.make_test_tree()?;
     let baselines = run.measure_baselines(&test_file)?;
     let mut results = Vec::new();
     let count = paths.wanted.len();
     for (index, &kind) in paths.wanted.iter().enumerate() {
-        let result = run.measure_path(&baselines, &test_file, kind, index, count);
+        let tree = test_tree.as_ref().map(|(tree, _)| tree.as_path());
+        let result = run.measure_path(&baselines, &test_file, tree, kind, index, count);
         let interrupted = result.failed.as_ref().is_some_and(|f| f.interrupted);
         results.push(result);
         if interrupted {
@@ -122,7 +142,7 @@ pub(crate) fn run_against(
         }
     }
     run.remove_copies(&results);
-    Ok(run.finish(paths.skipped, test_file, baselines, results))
+    Ok(run.finish(paths.skipped, test_file, test_tree, baselines, results))
 }
 
 /// What the options ask that cannot be run, said before anything is measured.
@@ -137,6 +157,9 @@ fn check(options: &RunOptions) -> Result<()> {
     }
     if options.repeat == 0 {
         bail!("--repeat 0: give at least 1");
+    }
+    if options.files > 0 && options.file_size == 0 {
+        bail!("--file-size 0: give the size of each small file, or --files 0 to skip them");
     }
     let meta = std::fs::metadata(&options.dir)
         .map_err(|err| anyhow!(file::describe_path_error(&options.dir, err)))?;
@@ -183,6 +206,22 @@ pub(crate) trait Far {
     fn disk_write(&self, options: &RunOptions, watcher: &dyn Watcher) -> Result<FarWrite>;
     /// Removes the copy path `kind` left on the far side.
     fn remove_copy(&self, kind: TransportKind, options: &RunOptions) -> Result<()>;
+    /// Where path `kind`'s copy of the tree of small files lands (a new path: the tree lands
+    /// as it).
+    fn tree_destination(&self, kind: TransportKind, options: &RunOptions) -> Location;
+    /// Copies the tree of small files over path `kind`: its transport's `copy_tree`, which
+    /// refuses on a path that carries no trees.
+    fn copy_tree(
+        &self,
+        kind: TransportKind,
+        plan: &TreePlan,
+        watcher: &dyn Watcher,
+    ) -> Result<TreeReport> {
+        self.transport(kind).copy_tree(plan, watcher)
+    }
+    /// Removes the tree path `kind` copied to the far side: the one path the run named, and
+    /// nothing else.
+    fn remove_tree(&self, kind: TransportKind, options: &RunOptions) -> Result<()>;
     /// Where copies land when that is on this machine (the embedded server's root, the
     /// directory given to `--to`): on the test file's disk, that disk serves both ends.
     fn landing_here(&self) -> Option<&Path>;
@@ -206,6 +245,43 @@ pub(crate) trait Far {
     }
 }
 
+/// `rm -rf -- PATH` by a far shell, over a login of its own: the tree the run copied there over
+/// SSH. Only a path naming the run's tree ([`REMOTE_TREE`]) is removed.
+fn remove_tree_over_ssh(peer: &Peer, login: &LoginOptions, path: &str) -> Result<()> {
+    use crate::transport::ssh::command::{RemoteCommand, home_relative, quote};
+    use crate::transport::ssh::exec::{Exec, input_writer};
+    use crate::transport::ssh::login::{Target, connect};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    // The sinks start in the login's home, as this shell does: `~/x` is `x` to both.
+    let path = home_relative(path).unwrap_or(path);
+    if path.starts_with('~')
+        || Path::new(path).file_name() != Some(std::ffi::OsStr::new(REMOTE_TREE))
+    {
+        bail!("'{path}' does not name the run's tree, so it is left alone");
+    }
+    let target = Arc::new(Target::resolve(peer, login)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the network runtime")?;
+    let script = format!("rm -rf -- {}\n", quote(path));
+    runtime.block_on(async {
+        let removal = async {
+            let connection = connect(&target, 0).await?;
+            let exec = Exec::start(&connection.handle, RemoteCommand::Shell).await?;
+            let mut input = input_writer(&exec.input);
+            input.write_all(script.as_bytes()).await?;
+            input.shutdown().await?;
+            exec.finish().await
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), removal)
+            .await
+            .map_err(|_| anyhow!("`rm -rf` of '{path}' did not end within 120 s"))?
+    })
+}
+
 /// The real far side: `serve` (given, or embedded in this process) and a transport for each
 /// path to run.
 struct Servers {
@@ -217,6 +293,8 @@ struct Servers {
     ssh: Option<Ssh>,
     rdma: Option<Rdma>,
     udp: Option<Udp>,
+    /// The SSH server and how to log in: a shell there removes the run's tree.
+    ssh_login: (Peer, LoginOptions),
     /// The embedded server's root: where the shared disk's write half lands.
     embedded_dir: Option<PathBuf>,
     // Kept alive for the run: the embedded servers and their root.
@@ -310,6 +388,7 @@ impl Servers {
             ssh,
             rdma,
             udp,
+            ssh_login: (ssh_peer, ssh_login),
             embedded_dir: embedded.as_ref().map(|(root, _)| root.path().to_path_buf()),
             _embedded: embedded,
         };
@@ -385,6 +464,42 @@ impl Far for Servers {
         }
     }
 
+    fn tree_destination(&self, kind: TransportKind, options: &RunOptions) -> Location {
+        Location::Remote {
+            peer: self.peer.clone(),
+            path: remote_tree_path(kind, &options.remote_dir),
+        }
+    }
+
+    /// The embedded servers' root is a directory here: the tree is removed from it directly.
+    /// Else over SSH a far shell removes it; serve's protocol removes single files only, so
+    /// serve answers that a tree there cannot be removed (and is warned about).
+    fn remove_tree(&self, kind: TransportKind, options: &RunOptions) -> Result<()> {
+        let path = remote_tree_path(kind, &options.remote_dir);
+        if let Some(root) = &self.embedded_dir {
+            let relative = Path::new(&path);
+            let inside = relative
+                .components()
+                .all(|part| matches!(part, std::path::Component::Normal(_)));
+            // Anywhere else, it is inside the root, which goes with the run.
+            return match inside {
+                true => remove_local_tree(&root.join(relative)),
+                false => Ok(()),
+            };
+        }
+        match (kind, &self.tcp) {
+            (TransportKind::Ssh, _) => {
+                let (peer, login) = &self.ssh_login;
+                remove_tree_over_ssh(peer, login, &path)
+            }
+            (_, Some(tcp)) => tcp
+                .remove_remote(&path)
+                .map(drop)
+                .context("serve removes single files, not trees"),
+            (_, None) => Ok(()),
+        }
+    }
+
     fn landing_here(&self) -> Option<&Path> {
         self.embedded_dir.as_deref()
     }
@@ -425,6 +540,19 @@ impl Run<'_> {
             self.warnings.extend(made.warnings);
         }
         Ok((test_file, reused))
+    }
+
+    /// The tree of small files beside the test file, made unless a whole one of the same files
+    /// is there; None with `--files 0`. Returns its path and whether it was reused.
+    fn make_test_tree(&mut self) -> Result<Option<(PathBuf, bool)>> {
+        let options = self.options;
+        if options.files == 0 {
+            return Ok(None);
+        }
+        let tree = test_tree_path(&options.dir, options.files, options.file_size);
+        let reused = test_tree::make(&tree, options.files, options.file_size, self.watcher)
+            .context("the tree of small files")?;
+        Ok(Some((tree, reused)))
     }
 
     /// The source disk's read here and the destination disk's write on the server; when one
@@ -514,6 +642,7 @@ impl Run<'_> {
         &mut self,
         baselines: &Baselines,
         (test_file, _): &(PathBuf, bool),
+        test_tree: Option<&Path>,
         kind: TransportKind,
         index: usize,
         count: usize,
@@ -580,6 +709,12 @@ impl Run<'_> {
                 }
             }
         }
+        let (mut small_files, small_files_failed) = match test_tree {
+            Some(tree) if copies_files && failed.is_none() => {
+                self.measure_small_files(kind, tree, &mut warnings, &mut failed)
+            }
+            _ => (None, None),
+        };
         // A network figure cannot beat the interface it left through, nor can a copy over it;
         // a share's copy that does was acknowledged before it crossed.
         let link = self.far.link_ceiling();
@@ -595,6 +730,9 @@ impl Run<'_> {
         for measurement in &mut copies {
             measurement.hold_to(link.as_ref(), copy_reason);
         }
+        if let Some(small) = &mut small_files {
+            small.measurement.hold_to(link.as_ref(), copy_reason);
+        }
         self.warnings.extend(warnings);
         let (network, copy) = (Summary::of(nets), Summary::of(copies));
         let far = FarFacts {
@@ -603,7 +741,13 @@ impl Run<'_> {
                 bytes_per_sec: c.bytes_per_sec,
             }),
         };
-        let (verdict, sentence) = judge(kind, baselines, &far, &network, &copy, &copy_cpu, &failed);
+        let measured = Measured {
+            network: &network,
+            copy: &copy,
+            copy_cpu: &copy_cpu,
+            small_files: small_files.as_ref(),
+        };
+        let (verdict, sentence) = judge(kind, baselines, &far, &measured, &failed);
         PathResult {
             path: kind,
             latency,
@@ -611,10 +755,86 @@ impl Run<'_> {
             network,
             copy,
             copy_cpu,
+            small_files,
+            small_files_failed,
             verdict,
             sentence,
             failed,
         }
+    }
+
+    /// A path's copy of the tree of small files, once: its figure, or why there is none (the
+    /// path carries no trees, a file failed: the path's other figures stand). Ctrl-C is put in
+    /// `failed`.
+    fn measure_small_files(
+        &self,
+        kind: TransportKind,
+        tree: &Path,
+        warnings: &mut Vec<Warning>,
+        failed: &mut Option<PathFailure>,
+    ) -> (Option<SmallFiles>, Option<String>) {
+        let options = self.options;
+        announce(
+            self.watcher,
+            Step::SmallFiles {
+                words: self.far.copy_words(kind),
+                files: options.files,
+                file_size: options.file_size,
+            },
+        );
+        test_tree::evict(tree, options.files);
+        let plan = TreePlan {
+            source: Location::Local(tree.to_path_buf()),
+            destination: self.far.tree_destination(kind, options),
+            workers: options.streams,
+            block: 1 << 20,
+            verify: false,
+            force: true,
+            // Durable as the big copy is: each file fsynced before its rename.
+            fsync: FsyncPolicy::Each,
+        };
+        let report = match self.far.copy_tree(kind, &plan, self.watcher) {
+            Ok(report) => report,
+            Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
+                *failed = Some(PathFailure::new(PathStep::SmallFiles, &err));
+                return (None, None);
+            }
+            Err(err) => return (None, Some(format!("{err:#}"))),
+        };
+        warnings.extend(report.warnings);
+        if report.failed.total > 0 {
+            let first = report
+                .failed
+                .shown
+                .first()
+                .map(|problem| format!(": {}: {}", problem.path, problem.reason))
+                .unwrap_or_default();
+            return (
+                None,
+                Some(format!(
+                    "{} of {} files failed{first}",
+                    report.failed.total, options.files
+                )),
+            );
+        }
+        let small = SmallFiles {
+            measurement: report.measurement,
+            files: report.landed.files,
+            file_size: options.file_size,
+            files_per_sec: report.files_per_sec,
+            fsync: report.fsync,
+        };
+        (Some(small), None)
+    }
+}
+
+/// Removes a directory tree the run made here, if it is there.
+pub(crate) fn remove_local_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow!(file::describe_path_error(path, err)))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -694,17 +914,24 @@ struct FarFacts {
     link: Option<Rate>,
 }
 
+/// What one path measured, for its verdict.
+struct Measured<'a> {
+    network: &'a Option<Summary>,
+    copy: &'a Option<Summary>,
+    copy_cpu: &'a [crate::measure::CpuUse],
+    small_files: Option<&'a SmallFiles>,
+}
+
 /// A path's verdict and its sentence: none for a path that failed (its figures are incomplete,
 /// and judging them would name the wrong stage).
 fn judge(
     kind: TransportKind,
     baselines: &Baselines,
     far: &FarFacts,
-    network: &Option<Summary>,
-    copy: &Option<Summary>,
-    copy_cpu: &[crate::measure::CpuUse],
+    measured: &Measured,
     failed: &Option<PathFailure>,
 ) -> (Option<verdict::Verdict>, String) {
+    let (network, copy, copy_cpu) = (measured.network, measured.copy, measured.copy_cpu);
     let stages = [
         ("the source read", &baselines.source_read),
         ("the network", network),
@@ -743,6 +970,12 @@ fn judge(
         shared_disk_read_write: baselines.shared_read_write.as_ref().map(Summary::rate),
         suspect,
         spread,
+        small_files: measured.small_files.map(|small| verdict::SmallFilesFigure {
+            files: small.files,
+            file_size: small.file_size,
+            rate: small.rate(),
+            files_per_sec: small.files_per_sec,
+        }),
     };
     let verdict = match failed {
         None => verdict::judge(kind, &figures),
@@ -784,6 +1017,30 @@ impl Run<'_> {
                 });
             }
         }
+        self.remove_trees(paths);
+    }
+
+    /// The trees of small files, where a path tried to copy one (a path that refused trees
+    /// left none, and its removal finds none).
+    fn remove_trees(&mut self, paths: &[PathResult]) {
+        for result in paths {
+            let tried = result.small_files.is_some()
+                || result.small_files_failed.is_some()
+                || result
+                    .failed
+                    .as_ref()
+                    .is_some_and(|f| f.step == PathStep::SmallFiles);
+            if !tried {
+                continue;
+            }
+            if let Err(err) = self.far.remove_tree(result.path, self.options) {
+                self.warnings.push(Warning::RemoteCopyLeft {
+                    host: self.far.name(),
+                    path: remote_tree_path(result.path, &self.options.remote_dir),
+                    reason: format!("{err:#}"),
+                });
+            }
+        }
     }
 
     /// The report: what was asked, every figure, every path's verdict, what was skipped.
@@ -791,6 +1048,7 @@ impl Run<'_> {
         mut self,
         skipped: Vec<Skipped>,
         (test_file, reused): (PathBuf, bool),
+        test_tree: Option<(PathBuf, bool)>,
         baselines: Baselines,
         paths: Vec<PathResult>,
     ) -> RunReport {
@@ -821,9 +1079,13 @@ impl Run<'_> {
                 iodepth: options.pattern.depth,
                 latency_size: LATENCY_SIZE,
                 latency_round_trips: LATENCY_ROUND_TRIPS,
+                files: options.files,
+                file_size: options.file_size,
             },
             test_file: test_file.display().to_string(),
             test_file_reused: reused,
+            test_tree_reused: test_tree.as_ref().is_some_and(|(_, reused)| *reused),
+            test_tree: test_tree.map(|(tree, _)| tree.display().to_string()),
             source_read: baselines.source_read,
             destination_write: baselines.destination_write,
             destination_read: baselines.destination_read,
@@ -953,5 +1215,165 @@ mod tests {
             Some(crate::measure::EngineKind::Null)
         );
         assert_eq!(read.suspect, None);
+    }
+
+    /// A run of tcp (copy 0.9 MB/s) whose small files go at `tree_mb_s`, or are refused.
+    fn with_small_files(tree_mb_s: Option<f64>) -> (FakeFar, PathResult) {
+        let tcp = Fake::new(TransportKind::Tcp, 1.0, 0.9).with_trees(tree_mb_s);
+        let far = FakeFar::new(vec![tcp], 10.0);
+        let (_dir, mut report) = fake::run(&far);
+        (far, report.paths.remove(0))
+    }
+
+    #[test]
+    fn small_files_at_a_tenth_of_the_big_copy_are_per_file_overhead_in_the_verdict() {
+        let (far, tcp) = with_small_files(Some(0.09));
+        let small = tcp.small_files.as_ref().expect("a small-files figure");
+        assert_eq!((small.files, small.file_size), (30, 4096));
+        assert_eq!(small.fsync, FsyncPolicy::Each);
+        assert!((small.rate().mb_per_sec() - 0.09).abs() < 1e-6);
+        let verdict = tcp.verdict.as_ref().expect("a verdict");
+        let overhead = verdict.per_file_overhead.expect("per-file overhead");
+        assert!(
+            (overhead.fraction_of_copy - 0.1).abs() < 1e-6,
+            "{overhead:?}"
+        );
+        assert!(
+            tcp.sentence
+                .contains("tcp: per-file overhead: 30 files of 4 KiB reach 90.0 kB/s"),
+            "{}",
+            tcp.sentence
+        );
+        assert!(
+            tcp.sentence
+                .contains("10% of the big-file copy (22 files/s)")
+        );
+        assert_eq!(*far.removed_trees.borrow(), vec![TransportKind::Tcp]);
+    }
+
+    #[test]
+    fn small_files_near_the_big_copy_leave_the_verdict_as_it_was() {
+        let (_, tcp) = with_small_files(Some(0.8));
+        assert!(tcp.small_files.is_some());
+        let verdict = tcp.verdict.as_ref().expect("a verdict");
+        assert_eq!(verdict.per_file_overhead, None);
+        assert_eq!(verdict.bottleneck, vec![Stage::Network]);
+        assert!(!tcp.sentence.contains("per-file"), "{}", tcp.sentence);
+    }
+
+    #[test]
+    fn a_path_refusing_trees_keeps_the_refusal_in_its_row_and_the_run_goes_on() {
+        let far = FakeFar::new(
+            vec![
+                Fake::new(TransportKind::Tcp, 1.0, 0.9).with_trees(None),
+                Fake::new(TransportKind::Ssh, 10.0, 2.8),
+            ],
+            3.0,
+        );
+        let (_dir, report) = fake::run(&far);
+        let tcp = &report.paths[0];
+        assert!(tcp.small_files.is_none());
+        let why = tcp.small_files_failed.as_deref().expect("the refusal");
+        assert!(why.contains("copy -r over tcp"), "{why}");
+        // Not a failure of the path: its figures and verdict stand, and the next path runs.
+        assert!(tcp.failed.is_none() && tcp.verdict.is_some() && tcp.copy.is_some());
+        assert_eq!(report.failures().count(), 0);
+        assert!(report.paths[1].small_files.is_some());
+    }
+
+    #[test]
+    fn a_tree_copy_that_fails_or_loses_files_is_kept_in_its_row_with_the_reason() {
+        let tcp = Fake {
+            fail: Some(FailAt::Tree),
+            ..Fake::new(TransportKind::Tcp, 1.0, 0.9)
+        };
+        let far = FakeFar::new(vec![tcp], 10.0);
+        let (_dir, report) = fake::run(&far);
+        let why = report.paths[0].small_files_failed.as_deref().unwrap();
+        assert!(why.contains("failed in Tree"), "{why}");
+        assert!(report.paths[0].verdict.is_some());
+        // It may have left part of the tree: that is removed too.
+        assert_eq!(*far.removed_trees.borrow(), vec![TransportKind::Tcp]);
+
+        let tcp = Fake {
+            tree_files_failing: 2,
+            ..Fake::new(TransportKind::Tcp, 1.0, 0.9)
+        };
+        let (_dir, report) = fake::run(&FakeFar::new(vec![tcp], 10.0));
+        let path = &report.paths[0];
+        assert!(path.small_files.is_none());
+        let why = path.small_files_failed.as_deref().unwrap();
+        assert!(
+            why.starts_with("2 of 30 files failed: ")
+                && why.contains("the fake path failed this file"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn files_0_makes_no_tree_and_copies_none() {
+        let far = FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0);
+        let (dir, report) = fake::run_with(&far, |options| options.files = 0);
+        assert!(report.test_tree.is_none());
+        let tcp = &report.paths[0];
+        assert!(tcp.small_files.is_none() && tcp.small_files_failed.is_none());
+        assert!(far.removed_trees.borrow().is_empty());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the test file: {names:?}");
+    }
+
+    #[test]
+    fn the_tree_of_small_files_is_reused_by_the_next_run_in_its_directory() {
+        let far = FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0);
+        let dir = tempfile::tempdir().unwrap();
+        let options = fake::options(dir.path(), &far);
+        let paths = || Paths {
+            wanted: vec![TransportKind::Tcp],
+            skipped: Vec::new(),
+        };
+        let first = run_against(&options, &far, paths(), &crate::measure::Unwatched).unwrap();
+        assert!(!first.test_tree_reused);
+        let tree = first.test_tree.clone().unwrap();
+        assert!(tree.ends_with(".xferbench-run-files-30x4096"), "{tree}");
+        let second = run_against(&options, &far, paths(), &crate::measure::Unwatched).unwrap();
+        assert!(second.test_tree_reused);
+        assert_eq!(second.test_tree, Some(tree));
+    }
+
+    #[test]
+    fn a_tree_the_server_would_not_remove_is_a_warning_naming_it() {
+        let far = FakeFar {
+            removal_fails: true,
+            ..FakeFar::new(vec![Fake::new(TransportKind::Tcp, 1.0, 0.9)], 10.0)
+        };
+        let (_dir, report) = fake::run(&far);
+        let left: Vec<String> = report
+            .warnings
+            .iter()
+            .filter_map(|warning| match warning {
+                Warning::RemoteCopyLeft { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(left.contains(&REMOTE_TREE.to_string()), "{left:?}");
+    }
+
+    #[test]
+    fn over_ssh_only_a_path_naming_the_runs_tree_is_removed() {
+        let peer = Peer::parse("nobody@192.0.2.1").unwrap();
+        for path in [
+            "",
+            "~",
+            "/",
+            "/home/me",
+            "dir/.xferbench-run-tree/..",
+            "~other/x",
+        ] {
+            let err = remove_tree_over_ssh(&peer, &LoginOptions::default(), path).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("does not name the run's tree"),
+                "{path}: {err:#}"
+            );
+        }
     }
 }

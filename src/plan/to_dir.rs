@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 use super::steps::{Far, FarWrite, Paths};
 use super::verdict::Destination;
-use super::{REMOTE_COPY, RunOptions};
+use super::{REMOTE_COPY, REMOTE_TREE, RunOptions};
 use crate::ceiling::Ceiling;
 use crate::disk::{self, BaselineOptions, Passes};
 use crate::file;
@@ -19,6 +19,7 @@ use crate::measure::{Watcher, Workload};
 use crate::mounts::{self, MountFacts};
 use crate::transport::local::LocalCopy;
 use crate::transport::tcp::Tcp;
+use crate::transport::tree::{TreePlan, TreeReport};
 use crate::transport::{Location, Peer, Transport, TransportKind, serve_client};
 
 /// A directory as the far side of a run.
@@ -71,6 +72,10 @@ impl DirFar {
 
     fn copy_path(&self) -> PathBuf {
         self.dir.join(REMOTE_COPY)
+    }
+
+    fn tree_path(&self) -> PathBuf {
+        self.dir.join(REMOTE_TREE)
     }
 }
 
@@ -149,6 +154,26 @@ impl Far for DirFar {
             }
             _ => Ok(()),
         }
+    }
+
+    fn tree_destination(&self, _: TransportKind, _: &RunOptions) -> Location {
+        Location::Local(self.tree_path())
+    }
+
+    /// `copy -r` onto the directory, as the local path copies a tree; a tree some earlier run
+    /// left there is removed first, so this one lands as itself and not inside it.
+    fn copy_tree(
+        &self,
+        _: TransportKind,
+        plan: &TreePlan,
+        watcher: &dyn Watcher,
+    ) -> Result<TreeReport> {
+        super::steps::remove_local_tree(&self.tree_path())?;
+        crate::transport::tree::copy(plan, watcher)
+    }
+
+    fn remove_tree(&self, _: TransportKind, _: &RunOptions) -> Result<()> {
+        super::steps::remove_local_tree(&self.tree_path())
     }
 
     fn landing_here(&self) -> Option<&Path> {

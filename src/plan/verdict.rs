@@ -2,7 +2,8 @@
 //!
 //! bound = min(source read, the path's memory-to-memory rate, destination write); the bottleneck
 //! is the stage at that minimum; efficiency = disk-to-disk rate ÷ bound. A copy far below its
-//! bound while one end's CPU is saturated is called CPU (or cipher) bound.
+//! bound while one end's CPU is saturated is called CPU (or cipher) bound. A tree of small
+//! files far slower than the big file over the same path is called per-file overhead.
 
 use std::fmt;
 
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::classes::{self, Access};
 use crate::measure::CpuUse;
 use crate::transport::TransportKind;
-use crate::units::Rate;
+use crate::units::{Rate, format_block};
 
 /// A stage of a disk-to-disk copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,6 +90,69 @@ pub struct Figures {
     pub network_is_link_speed: bool,
     /// The NAS's own disk writing, as a `serve` there measured it.
     pub nas_disk: Option<Rate>,
+    /// The same path copying the run's tree of small files.
+    pub small_files: Option<SmallFilesFigure>,
+}
+
+/// A path copying many small files: how many, how big, and how fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmallFilesFigure {
+    pub files: u64,
+    pub file_size: u64,
+    pub rate: Rate,
+    pub files_per_sec: f64,
+}
+
+/// Small files reaching less than this fraction of the big file's copy rate over the same path
+/// are held back by what each file costs (its open, fsync and rename, and the round trips that
+/// announce and acknowledge it), not by bandwidth: the big copy showed the bandwidth is there.
+pub const PER_FILE_OVERHEAD: f64 = 0.25;
+
+/// Small files far below the big file's rate over the same path: what they reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PerFileOverhead {
+    pub files: u64,
+    pub file_size: u64,
+    pub bytes_per_sec: f64,
+    pub files_per_sec: f64,
+    /// Their rate ÷ the big-file copy's.
+    pub fraction_of_copy: f64,
+}
+
+impl PerFileOverhead {
+    /// Some when the small files reach less than [`PER_FILE_OVERHEAD`] of the big copy.
+    fn of(figures: &Figures) -> Option<PerFileOverhead> {
+        let (small, copy) = (figures.small_files?, figures.copy?);
+        if copy.bytes_per_sec <= 0.0 {
+            return None;
+        }
+        let fraction = small.rate.bytes_per_sec / copy.bytes_per_sec;
+        (fraction < PER_FILE_OVERHEAD).then_some(PerFileOverhead {
+            files: small.files,
+            file_size: small.file_size,
+            bytes_per_sec: small.rate.bytes_per_sec,
+            files_per_sec: small.files_per_sec,
+            fraction_of_copy: fraction,
+        })
+    }
+}
+
+impl fmt::Display for PerFileOverhead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "per-file overhead: {} files of {} reach {}, {:.0}% of the big-file copy ({:.0} \
+             files/s): each file pays its open, fsync and rename and the round trips that carry \
+             it, which bandwidth does not shorten",
+            self.files,
+            format_block(self.file_size),
+            Rate {
+                bytes_per_sec: self.bytes_per_sec
+            },
+            self.fraction_of_copy * 100.0,
+            self.files_per_sec
+        )
+    }
 }
 
 /// The least relative noise assumed between a copy and its bound: runs on one machine differ
@@ -142,6 +206,8 @@ pub struct Verdict {
     /// Why these figures cannot be judged from: a figure above its ceiling, or a copy faster
     /// than its bound beyond noise. The bottleneck and efficiency are then not a verdict.
     pub doubt: Option<String>,
+    /// Small files far slower than the big file over this path.
+    pub per_file_overhead: Option<PerFileOverhead>,
 }
 
 /// The stages a copy to `figures.destination` passes through, each with its figure; a shared
@@ -267,6 +333,7 @@ pub fn judge(path: TransportKind, figures: &Figures) -> Option<Verdict> {
         shared_disk_bound: shared.map(|(_, basis)| basis),
         noise,
         doubt,
+        per_file_overhead: PerFileOverhead::of(figures),
     })
 }
 
@@ -293,7 +360,19 @@ pub struct Sentence<'a> {
 }
 
 impl fmt::Display for Sentence<'_> {
+    /// The sentence, and under it the per-file overhead when there is one.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.big_file(f)?;
+        if let Some(overhead) = &self.verdict.per_file_overhead {
+            write!(f, "\n  {}: {overhead}.", self.verdict.path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sentence<'_> {
+    /// The verdict on the big file's copy.
+    fn big_file(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (verdict, figures) = (self.verdict, self.figures);
         match &figures.destination {
             Destination::Share { fs_type } => write!(f, "{fs_type} share: ")?,
@@ -752,5 +831,61 @@ mod tests {
         assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
         assert!(verdict.missing.is_empty(), "{verdict:?}");
         assert!(!sentence(&verdict, &figures).contains("network"));
+    }
+
+    /// A path's figures with its big copy at 400 MB/s and 1,000 files of 1 MiB at `small` MB/s.
+    fn with_small_files(small: f64) -> Figures {
+        let rate = Rate::from_mb_per_sec(small);
+        Figures {
+            small_files: Some(SmallFilesFigure {
+                files: 1000,
+                file_size: 1 << 20,
+                rate,
+                files_per_sec: rate.bytes_per_sec / (1 << 20) as f64,
+            }),
+            ..figures(3000.0, 1170.0, 410.0, 400.0)
+        }
+    }
+
+    #[test]
+    fn small_files_far_below_the_big_copy_are_called_per_file_overhead() {
+        let figures = with_small_files(40.0);
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        let overhead = verdict.per_file_overhead.expect("per-file overhead");
+        assert!(
+            (overhead.fraction_of_copy - 0.1).abs() < 1e-9,
+            "{overhead:?}"
+        );
+        let sentence = sentence(&verdict, &figures);
+        let (big, small) = sentence.split_once('\n').expect("a second line");
+        assert!(
+            big.contains("limited by the destination disk"),
+            "{sentence}"
+        );
+        assert!(
+            small.contains(
+                "tcp: per-file overhead: 1000 files of 1 MiB reach 40.0 MB/s (320 Mb/s), 10% of \
+                 the big-file copy (38 files/s)"
+            ),
+            "{sentence}"
+        );
+        assert!(small.contains("open, fsync and rename"), "{sentence}");
+        // The bottleneck is still the big copy's: the overhead is said beside it.
+        assert_eq!(verdict.bottleneck, vec![Stage::DestinationDisk]);
+    }
+
+    #[test]
+    fn small_files_near_the_big_copy_are_not_called_overhead() {
+        let figures = with_small_files(PER_FILE_OVERHEAD * 400.0 * 1.2);
+        let verdict = judge(TransportKind::Tcp, &figures).unwrap();
+        assert_eq!(verdict.per_file_overhead, None);
+        assert!(!sentence(&verdict, &figures).contains("per-file"));
+        // Without a big copy there is nothing to hold the small files to.
+        let no_copy = Figures {
+            copy: None,
+            ..with_small_files(1.0)
+        };
+        let verdict = judge(TransportKind::Tcp, &no_copy).unwrap();
+        assert_eq!(verdict.per_file_overhead, None);
     }
 }

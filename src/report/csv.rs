@@ -20,8 +20,8 @@ impl Exporter for CsvExporter {
 /// stage does not have, the rates of a latency row, the latency figures of a rate row.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 struct Row {
-    /// source_read, destination_write, destination_read, nas_disk, shared_disk, latency, network
-    /// or copy, as in the JSON report.
+    /// source_read, destination_write, destination_read, nas_disk, shared_disk, latency, network,
+    /// copy or small_files, as in the JSON report.
     stage: &'static str,
     /// The transfer path; empty for the disk baselines.
     path: String,
@@ -39,6 +39,9 @@ struct Row {
     /// Bytes per disk I/O and message; a latency row's message size.
     block_size: Option<u64>,
     iodepth: Option<usize>,
+    /// A small_files row's count of files landed, and their rate.
+    files: Option<u64>,
+    files_per_sec: Option<f64>,
     /// A latency row's timed round trips, and one way (half a round trip) in microseconds.
     samples: Option<u64>,
     min_us: Option<f64>,
@@ -90,6 +93,22 @@ fn rows(report: &RunReport) -> Vec<Row> {
         }
         rows.extend(network);
         rows.extend(repeats("copy", path.clone(), &result.copy));
+        if let Some(small) = &result.small_files {
+            rows.push(Row {
+                files: Some(small.files),
+                files_per_sec: Some(small.files_per_sec),
+                ..row("small_files", path.clone(), 1, &small.measurement)
+            });
+        }
+        if let Some(why) = &result.small_files_failed {
+            rows.push(Row {
+                stage: "small_files",
+                path: path.clone(),
+                run: 1,
+                error: Some(why.clone()),
+                ..Row::default()
+            });
+        }
         if let Some(failed) = &result.failed {
             rows.push(Row {
                 stage: failed.step.name(),
@@ -155,7 +174,7 @@ fn write(rows: &[Row]) -> Result<Vec<u8>> {
     writer.into_inner().context("the CSV report")
 }
 
-const HEADER: [&str; 24] = [
+const HEADER: [&str; 26] = [
     "stage",
     "path",
     "run",
@@ -170,6 +189,8 @@ const HEADER: [&str; 24] = [
     "mtu",
     "block_size",
     "iodepth",
+    "files",
+    "files_per_sec",
     "samples",
     "min_us",
     "median_us",

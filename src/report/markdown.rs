@@ -45,6 +45,19 @@ fn render(report: &RunReport) -> String {
         format_block(p.block_size),
         p.iodepth
     );
+    if let Some(tree) = &report.test_tree {
+        let _ = writeln!(
+            out,
+            "Small files: `{tree}`, {} files of {} ({}), copied once per path after its big file.\n",
+            p.files,
+            format_block(p.file_size),
+            if report.test_tree_reused {
+                "reused"
+            } else {
+                "written for this run"
+            },
+        );
+    }
 
     out.push_str("## Verdict\n\n");
     if report.paths.is_empty() {
@@ -112,6 +125,9 @@ fn render(report: &RunReport) -> String {
             &result.copy,
             ClassKind::Link,
         );
+        if report.test_tree.is_some() {
+            small_files_row(&mut out, p, result);
+        }
     }
     out.push_str(
         "\nMB/s = 10^6 B/s; min, max and stddev are MB/s over the runs. Memory to memory is what the \
@@ -182,6 +198,27 @@ fn table_row(
         summary.measurements.len(),
         cell(&class)
     );
+}
+
+/// A path's tree of small files as a row of the figures: MB/s, and files/s in its stage.
+fn small_files_row(out: &mut String, p: &crate::plan::Parameters, result: &PathResult) {
+    let path = result.path.to_string();
+    let what = format!("small files, {} × {}", p.files, format_block(p.file_size));
+    match (&result.small_files, &result.small_files_failed) {
+        (Some(small), _) => {
+            let stage = format!("{what}, {:.0} files/s, each fsynced", small.files_per_sec);
+            let summary = Summary::of(vec![small.measurement.clone()]);
+            table_row(out, &stage, &path, &summary, ClassKind::Link);
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(
+                out,
+                "| {what} | {path} | not measured | | | | | 0 | {} |",
+                cell(&why.replace('\n', " "))
+            );
+        }
+        (None, None) => table_row(out, &what, &path, &None, ClassKind::Link),
+    }
 }
 
 fn latency_row(out: &mut String, result: &PathResult) {

@@ -827,14 +827,20 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         (Some(to), None) => format!("to {to}"),
         (None, _) => format!("server {}", p.server),
     };
+    let reused = |reused: bool| if reused { "reused" } else { "new" };
+    let tree = match &report.test_tree {
+        Some(tree) => format!(
+            ", {} tree of {} files of {} ({tree})",
+            reused(report.test_tree_reused),
+            p.files,
+            format_block(p.file_size)
+        ),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "\n{} test file {} ({}), {far}{}, {} run{} each (medians; min–max):",
-        if report.test_file_reused {
-            "reused"
-        } else {
-            "new"
-        },
+        "\n{} test file {} ({}){tree}, {far}{}, {} run{} each (medians; min–max):",
+        reused(report.test_file_reused),
         report.test_file,
         format_bytes(report.parameters.size),
         // A copy to a directory is one file written at its offsets: streams are the network's.
@@ -964,6 +970,14 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         if path.copy.is_none() {
             missing_row(&mut out, path, PathStep::Copy);
         }
+        if report.test_tree.is_some() {
+            let name = match p.to.is_some() {
+                true if share => "small files to the share".to_string(),
+                true => "small files".to_string(),
+                false => format!("{} small files", path.path),
+            };
+            small_files_row(&mut out, &name, path);
+        }
     }
     if report.interrupted {
         let _ = writeln!(
@@ -982,6 +996,40 @@ pub fn run(report: &crate::plan::RunReport) -> String {
         out.push_str(&warnings(&report.warnings));
     }
     out
+}
+
+/// A path's tree of small files in `run`'s figures: MB/s, files/s and how they were made
+/// durable; or why there is no figure.
+fn small_files_row(out: &mut String, name: &str, path: &crate::plan::PathResult) {
+    use crate::transport::tree::FsyncPolicy;
+    let Some(small) = &path.small_files else {
+        match &path.small_files_failed {
+            Some(why) => {
+                let _ = writeln!(out, "  {name:<28} not measured: {why}");
+            }
+            None => {
+                let _ = writeln!(out, "  {name:<28} not measured");
+                missing_row(out, path, PathStep::SmallFiles);
+            }
+        }
+        return;
+    };
+    let fsync = match small.fsync {
+        FsyncPolicy::Each => "each fsynced before its rename",
+        FsyncPolicy::End => "one syncfs at the end",
+    };
+    let marked = match &small.measurement.suspect {
+        Some(suspect) => format!(" — MARKED: {suspect}"),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "  {name:<28} {:>26} — {:.0} files/s, {} files of {}, {fsync}{marked}",
+        small.rate().to_string(),
+        small.files_per_sec,
+        small.files,
+        format_block(small.file_size),
+    );
 }
 
 /// Under a step `rate_row` found "not measured": why, when its path failed.

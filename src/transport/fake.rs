@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
+use super::tree::{Listed, TreePlan, TreeReport};
 use super::{
     CopyPlan, CopyReport, CpuBoth, DirectionReport, LatPlan, LatReport, Location, NetPlan,
     NetReport, StreamReport, TimeSplit, Transport, TransportKind, Verification,
@@ -17,6 +18,8 @@ pub enum FailAt {
     Latency,
     Network,
     Copy,
+    /// A tree copy (`copy_tree`) fails as a whole.
+    Tree,
 }
 
 /// A transport of `kind` whose memory-to-memory and copy figures are the rates given, in
@@ -29,6 +32,11 @@ pub struct Fake {
     pub round_trip: Duration,
     /// Where it fails, with "the fake path failed here" as the error.
     pub fail: Option<FailAt>,
+    /// The rate of a tree copy, in bytes per second; None: it refuses trees, as a path
+    /// without them does.
+    pub tree_bytes_per_sec: Option<f64>,
+    /// Files of a tree copy listed as failed (the first ones walked); the rest land.
+    pub tree_files_failing: u64,
 }
 
 impl Fake {
@@ -39,6 +47,16 @@ impl Fake {
             copy_bytes_per_sec: copy_mb_s * 1e6,
             round_trip: Duration::from_micros(50),
             fail: None,
+            tree_bytes_per_sec: Some(copy_mb_s * 1e6),
+            tree_files_failing: 0,
+        }
+    }
+
+    /// This fake with trees copied at `mb_s`, or refused (None).
+    pub fn with_trees(self, mb_s: Option<f64>) -> Fake {
+        Fake {
+            tree_bytes_per_sec: mb_s.map(|mb_s| mb_s * 1e6),
+            ..self
         }
     }
 
@@ -166,6 +184,59 @@ impl Transport for Fake {
             size: plan.size,
             latency: one_way.latency("fake round trip"),
             cpu: Fake::no_cpu(),
+            warnings: Vec::new(),
+        })
+    }
+
+    fn copy_tree(&self, plan: &TreePlan, _watcher: &dyn Watcher) -> Result<TreeReport> {
+        self.fails(FailAt::Tree)?;
+        let Some(bytes_per_sec) = self.tree_bytes_per_sec else {
+            return Err(anyhow!(
+                "copy -r over {}: the fake path carries one file at a time",
+                self.kind
+            ));
+        };
+        let Location::Local(source) = &plan.source else {
+            return Err(anyhow!("the fake path uploads only"));
+        };
+        let totals = crate::file::tree::count(source);
+        let failing = self.tree_files_failing.min(totals.files);
+        let mut failed = Listed::default();
+        for n in 0..failing {
+            failed.add(
+                &source.join(format!("file-{n}")),
+                "the fake path failed this file".into(),
+            );
+        }
+        let mut landed = totals;
+        landed.files -= failing;
+        if let Some(per_file) = totals.bytes.checked_div(totals.files) {
+            landed.bytes -= per_file * failing;
+        }
+        let measurement = at_rate(
+            Workload::Copy,
+            landed.bytes,
+            bytes_per_sec,
+            self.conditions(plan.workers),
+        );
+        let files_per_sec = match measurement.secs {
+            secs if secs > 0.0 => landed.files as f64 / secs,
+            _ => 0.0,
+        };
+        Ok(TreeReport {
+            source: source.display().to_string(),
+            destination: "fake".into(),
+            path: self.kind,
+            measurement,
+            landed,
+            files_per_sec,
+            fsync: plan.fsync,
+            workers: plan.workers,
+            verified: plan.verify,
+            failed,
+            changed: Listed::default(),
+            skipped: Listed::default(),
+            cpu: CpuUse::default(),
             warnings: Vec::new(),
         })
     }

@@ -425,6 +425,10 @@ fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
             &["--size"],
         ),
         (&["run", "127.0.0.1:0"], &["port"]),
+        (
+            &["run", "127.0.0.1:9", "--file-size", "0"],
+            &["--file-size", "is zero"],
+        ),
     ] {
         usage_error(args, keys);
     }

@@ -209,6 +209,10 @@ fn run_ctrl_c_exits_130_within_a_second_and_leaves_no_partial_file() {
         "64M".as_ref(),
         "-t".as_ref(),
         "30".as_ref(),
+        "--files".as_ref(),
+        "20".as_ref(),
+        "--file-size".as_ref(),
+        "16K".as_ref(),
     ]);
     // The test file is made first; then the stages run (the memory-to-memory one for 30 s).
     let test_file = dir.path().join(".xferbench-run-67108864.data");

@@ -88,7 +88,7 @@ step lat_size "$X" lat 127.0.0.1 --via rdma -s 64
 step lat_time "$X" lat 127.0.0.1 --via rdma -t 1 -J
 kill $SERVED
 mkdir -p /tmp/run
-step run "$X" run --via tcp,rdma --size 16M -t 1 --dir /tmp/run -J
+step run "$X" run --via tcp,rdma --size 16M -t 1 --files 0 --dir /tmp/run -J
 "#,
     );
     let report = json_report(&guest.step("json"));

@@ -15,10 +15,16 @@ use serde_json::Value;
 
 /// Small enough for a debug build, large enough to pass a few 1 MiB blocks through each stage.
 const SIZE: &str = "16M";
+/// The test file of [`SIZE`], kept in `--dir` for the next run.
+const TEST_FILE: &str = ".xferbench-run-16777216.data";
+/// A tree of small files for each run here: a few, so that a run stays quick.
+const SMALL_FILES: [&str; 4] = ["--files", "20", "--file-size", "16K"];
+/// That tree, kept beside the test file.
+const TREE: &str = ".xferbench-run-files-20x16384";
 
 fn run_here(dir: &std::path::Path, extra: &[&str]) -> crate::common::Run {
     let mut cmd = command(["-q", "run", "--size", SIZE, "-t", "1", "--dir"]);
-    cmd.arg(dir).args(extra);
+    cmd.arg(dir).args(SMALL_FILES).args(extra);
     run_command(cmd)
 }
 
@@ -40,7 +46,12 @@ fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file(
         "{line}"
     );
     assert!(first.stdout.contains("new test file"), "{}", first.stdout);
-    assert_eq!(entries(dir.path()), vec![".xferbench-run-16777216.data"]);
+    assert!(
+        first.stdout.contains("new tree of 20 files"),
+        "{}",
+        first.stdout
+    );
+    assert_eq!(entries(dir.path()), vec![TEST_FILE, TREE]);
 
     let second = run_here(dir.path(), &[]);
     assert_success(second.code, &second.stdout, &second.stderr);
@@ -49,7 +60,12 @@ fn run_without_a_host_answers_the_bottleneck_first_and_keeps_only_its_test_file(
         "{}",
         second.stdout
     );
-    assert_eq!(entries(dir.path()), vec![".xferbench-run-16777216.data"]);
+    assert!(
+        second.stdout.contains("reused tree of 20 files"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(entries(dir.path()), vec![TEST_FILE, TREE]);
 }
 
 #[test]
@@ -206,11 +222,11 @@ fn run_against_a_host_without_serve_fails_cleanly() {
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
     assert!(!report.exists(), "a failed run left an empty report file");
-    // The test file was made before the server was needed; nothing else is left.
+    // The test file and the tree were made before the server was needed; nothing else is left.
     assert!(
         entries(dir.path())
             .iter()
-            .all(|name| name == ".xferbench-run-16777216.data"),
+            .all(|name| name == TEST_FILE || name == TREE),
         "{:?}",
         entries(dir.path())
     );
@@ -295,9 +311,14 @@ fn run_against_a_server_leaves_no_copy_in_its_root() {
         "1".as_ref(),
         "--dir".as_ref(),
         dir.path().as_os_str(),
+        SMALL_FILES[0].as_ref(),
+        SMALL_FILES[1].as_ref(),
+        SMALL_FILES[2].as_ref(),
+        SMALL_FILES[3].as_ref(),
     ]);
     assert_success(out.code, &out.stdout, &out.stderr);
     assert!(out.stdout.contains("tcp disk to disk"), "{}", out.stdout);
+    assert!(out.stdout.contains("tcp small files"), "{}", out.stdout);
     assert_empty_dir(&server.root);
 }
 
@@ -374,6 +395,9 @@ fn run_in_lab(hosts: &Hosts, extra: &[&str]) -> Option<Value> {
         "-J".as_ref(),
         "--dir".as_ref(),
         dir.path().as_os_str(),
+        // The verdict on the big file is what these tests check.
+        "--files".as_ref(),
+        "0".as_ref(),
     ];
     args.extend(extra.iter().map(OsStr::new));
     Some(json_report(&server.run(&args)))
@@ -472,6 +496,7 @@ fn run_writes_every_report_file_asked_for() {
         "-q", "run", "--size", SIZE, "-t", "1", "--repeat", "2", "--dir",
     ]);
     cmd.arg(dir.path())
+        .args(SMALL_FILES)
         .arg("--json")
         .arg(&json)
         .arg("--csv")
@@ -558,14 +583,19 @@ fn run_writes_every_report_file_asked_for() {
         "{report:#}"
     );
 
-    // CSV: a header and one row per measurement (2 runs of each of the 5 stages, and the latency).
+    // CSV: a header and one row per measurement (2 runs of each of the 5 stages, and the latency),
+    // and one for the small files: their figure once, or why the path carries no trees.
     let csv_text = std::fs::read_to_string(&csv).unwrap();
     let rows: Vec<&str> = csv_text.lines().collect();
     assert!(
         rows[0].starts_with("stage,path,run,bytes,secs,bytes_per_sec"),
         "{csv_text}"
     );
-    assert_eq!(rows.len(), 1 + 11, "{csv_text}");
+    assert_eq!(rows.len(), 1 + 12, "{csv_text}");
+    assert!(
+        rows.iter().any(|r| r.starts_with("small_files,tcp,1,")),
+        "{csv_text}"
+    );
     assert!(
         rows.iter().any(|r| r.starts_with("shared_disk,,2,")),
         "{csv_text}"
@@ -610,4 +640,59 @@ fn run_refuses_a_report_file_it_cannot_write_before_measuring() {
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("r.csv"), "{}", out.stderr);
     assert_empty_dir(dir.path());
+}
+
+#[test]
+fn run_copies_small_files_over_each_path_and_leaves_only_its_own_tree() {
+    let _turn = rates_lock();
+    let dir = temp_dir();
+    let json = dir.path().join("r.json");
+    let out = run_command({
+        let mut cmd = command(["-q", "run", "--size", SIZE, "-t", "1", "--dir"]);
+        cmd.arg(dir.path())
+            .args(["--files", "50", "--file-size", "64K", "--json"])
+            .arg(&json);
+        cmd
+    });
+    assert_success(out.code, &out.stdout, &out.stderr);
+    // A row for the small files, with their figure, or why the path carries no trees (tcp
+    // until its tree support is in).
+    let row = out
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("tcp small files"))
+        .unwrap_or_else(|| panic!("no small-files row: {}", out.stdout));
+    assert!(
+        row.contains("files/s, 50 files of 64 KiB, each fsynced")
+            || row.contains("not measured: copy -r over tcp"),
+        "{row}"
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["parameters"]["files"], 50, "{report:#}");
+    assert_eq!(report["parameters"]["file_size"], 64 << 10, "{report:#}");
+    let tcp = &report["paths"][0];
+    match tcp["small_files"].is_object() {
+        true => {
+            assert_eq!(tcp["small_files"]["files"], 50, "{tcp:#}");
+            assert!(tcp["small_files"]["files_per_sec"].as_f64().unwrap() > 0.0);
+        }
+        false => assert!(tcp["small_files_failed"].is_string(), "{tcp:#}"),
+    }
+    assert!(
+        tcp["failed"].is_null() && tcp["verdict"].is_object(),
+        "{tcp:#}"
+    );
+    // The tree beside the test file: 50 files of 64 KiB, 100 to a directory.
+    let tree = dir.path().join(".xferbench-run-files-50x65536");
+    assert_eq!(entries(&tree), vec!["d00000"]);
+    let files = entries(&tree.join("d00000"));
+    assert_eq!(files.len(), 50, "{files:?}");
+    let first = std::fs::read(tree.join("d00000").join(&files[0])).unwrap();
+    assert_eq!(first.len(), 64 << 10);
+    assert!(first.iter().any(|&b| b != 0), "a file of zeros");
+    // The far side (the in-process serve's root, here) kept neither copy.
+    assert_eq!(
+        entries(dir.path()),
+        vec![TEST_FILE, ".xferbench-run-files-50x65536", "r.json"]
+    );
 }

@@ -7,9 +7,16 @@ use crate::common::{
     run_command, temp_dir,
 };
 
+/// A few small files, so that a run stays quick.
+const SMALL_FILES: [&str; 4] = ["--files", "20", "--file-size", "16K"];
+
 fn run_to(source: &std::path::Path, to: &std::path::Path, extra: &[&str]) -> crate::common::Run {
     let mut cmd = command(["-q", "run", "--size", "16M", "--dir"]);
-    cmd.arg(source).arg("--to").arg(to).args(extra);
+    cmd.arg(source)
+        .arg("--to")
+        .arg(to)
+        .args(SMALL_FILES)
+        .args(extra);
     run_command(cmd)
 }
 
@@ -56,8 +63,20 @@ fn run_to_a_local_directory_measures_its_write_and_read_copies_verified_and_leav
     // Both directories are on the test root's disk: that disk serves both ends.
     assert!(result["shared_disk"].is_object(), "{result:#}");
     assert_eq!(verdict["bottleneck"], serde_json::json!(["shared_disk"]));
+    // The tree of small files, copied onto the directory by the local copy -r, each fsynced.
+    let small = &path["small_files"];
+    assert_eq!(small["files"], 20, "{path:#}");
+    assert_eq!(small["fsync"], "each", "{path:#}");
+    assert_eq!(small["measurement"]["bytes"], 20 * 16384, "{path:#}");
+    assert!(small["files_per_sec"].as_f64().unwrap() > 0.0, "{path:#}");
     assert!(entries(to.path()).is_empty(), "{:?}", entries(to.path()));
-    assert_eq!(entries(source.path()), vec![".xferbench-run-16777216.data"]);
+    assert_eq!(
+        entries(source.path()),
+        vec![
+            ".xferbench-run-16777216.data",
+            ".xferbench-run-files-20x16384"
+        ]
+    );
 }
 
 #[test]
@@ -65,7 +84,10 @@ fn run_to_a_directory_says_so_in_its_text_and_names_no_network() {
     let _turn = rates_lock();
     let (source, to) = (temp_dir(), temp_dir());
     let mut cmd = command(["run", "--size", "16M", "--dir"]);
-    cmd.arg(source.path()).arg("--to").arg(to.path());
+    cmd.arg(source.path())
+        .arg("--to")
+        .arg(to.path())
+        .args(SMALL_FILES);
     let out = run_command(cmd);
     crate::common::assert_success(out.code, &out.stdout, &out.stderr);
     let first = out.stdout.lines().next().unwrap_or_default();
@@ -86,6 +108,14 @@ fn run_to_a_directory_says_so_in_its_text_and_names_no_network() {
         out.stdout
     );
     assert!(out.stdout.contains("copy (verified)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|line| line.trim_start().starts_with("small files ")
+                && line.contains("20 files of 16 KiB")),
+        "{}",
+        out.stdout
+    );
     assert!(!out.stdout.contains("memory to memory"), "{}", out.stdout);
     assert!(
         out.stderr.contains("3/5 network: none (") && out.stderr.contains("4/5 disk to disk to "),

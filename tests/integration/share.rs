@@ -241,8 +241,8 @@ nas_serve
 # 40 Mbit/s from the client: the share's writes and the serve's upload alike; the NAS's disk
 # (a loop device in memory) writes faster.
 tc qdisc add dev "$LAB_NAS_VETH" root tbf rate 40mbit burst 32kb latency 50ms
-step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --dir "$D" -t 2 -J
-step alone "$X" -q run --to "$LAB_NAS_MNT" --size 16M --dir "$D" -J
+step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --files 0 --dir "$D" -t 2 -J
+step alone "$X" -q run --to "$LAB_NAS_MNT" --size 16M --files 0 --dir "$D" -J
 ls -A "$LAB_NAS_MNT" > "$D/left.ls"
 "#
     ));
@@ -296,7 +296,7 @@ dev=$(lsblk -dno MAJ:MIN "$(findmnt -no SOURCE "$LAB_NAS_EXPORT")" | tr -d ' ')
 echo "$dev wbps=2097152" > /sys/fs/cgroup/nas/io.max
 for p in $(pgrep smbd); do echo "$p" > /sys/fs/cgroup/nas/cgroup.procs; done
 nas_serve in_cgroup nas
-step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --dir "$D" -t 2 -J
+step net "$X" -q run --to "$LAB_NAS_MNT" --net "$LAB_NAS_ADDR" --token vm-token --size 16M --files 0 --dir "$D" -t 2 -J
 "#
     ));
     let report = json_report(&guest.succeeded("net"));

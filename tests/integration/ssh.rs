@@ -553,11 +553,18 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
             local.path().to_str().unwrap(),
             "--remote-dir",
             far.path().to_str().unwrap(),
+            "--files",
+            "20",
+            "--file-size",
+            "16K",
         ],
     ));
     let report = json_report(&out);
     let path = &report["paths"][0];
     assert_eq!(path["path"], "ssh", "{report}");
+    // The small files went over scp -r, each fsynced, and their tree was removed after.
+    assert_eq!(path["small_files"]["files"], 20, "{path}");
+    assert!(path["small_files_failed"].is_null(), "{path}");
     assert!(path["copy"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
     assert!(path["network"]["median_bytes_per_sec"].as_f64().unwrap() > 0.0);
     let baseline = &report["destination_write"]["measurements"][0];
@@ -574,7 +581,8 @@ fn run_over_ssh_takes_the_far_baseline_with_dd_and_judges_the_path() {
             .contains("cipher aes128-gcm@openssh.com"),
         "{path}"
     );
-    // The copy was measured, then removed with the baseline file: nothing is left on the far disk.
+    // The copies were measured, then removed with the baseline file: nothing is left on the far
+    // disk.
     let names = crate::common::entries(far.path());
     assert!(names.is_empty(), "{names:?}");
 }
@@ -603,6 +611,8 @@ fn run_over_ssh_keeps_its_rates_and_verdict_when_the_far_cat_cannot_echo() {
         "8M",
         "-t",
         "1",
+        "--files",
+        "0",
         "--dir",
         local.path().to_str().unwrap(),
         "--remote-dir",
