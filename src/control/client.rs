@@ -271,8 +271,19 @@ impl Client {
     /// Asks the server to remove a file of its root that this client made (`run`'s copy);
     /// true when there was one.
     pub fn remove_remote(&self, path: &str) -> Result<bool> {
+        self.remove(path, false)
+    }
+
+    /// Asks the server to remove a directory tree of its root that this client made (`run`'s
+    /// tree of small files); true when there was one.
+    pub fn remove_remote_tree(&self, path: &str) -> Result<bool> {
+        self.remove(path, true)
+    }
+
+    fn remove(&self, path: &str, tree: bool) -> Result<bool> {
         let request = Request::Remove(RemoveRequest {
             path: path.to_string(),
+            tree,
         });
         match self.ask(&request)? {
             Reply::Removed { existed } => Ok(existed),

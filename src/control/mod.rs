@@ -89,8 +89,13 @@ pub enum Request {
 /// A file the client made on the server and no longer needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoveRequest {
-    /// Relative to the server's root; a directory or a path leaving the root is refused.
+    /// Relative to the server's root; a directory (unless `tree`) or a path leaving the root is
+    /// refused.
     pub path: String,
+    /// Remove a directory and everything in it (`run`'s tree of small files), never through a
+    /// link; not the root itself. Added in protocol version 3.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tree: bool,
 }
 
 /// The server's side of a latency test.

@@ -472,8 +472,8 @@ impl Far for Servers {
     }
 
     /// The embedded servers' root is a directory here: the tree is removed from it directly.
-    /// Else over SSH a far shell removes it; serve's protocol removes single files only, so
-    /// serve answers that a tree there cannot be removed (and is warned about).
+    /// Else over SSH a far shell removes it, and serve removes it when asked (`remove` with
+    /// `tree`).
     fn remove_tree(&self, kind: TransportKind, options: &RunOptions) -> Result<()> {
         let path = remote_tree_path(kind, &options.remote_dir);
         if let Some(root) = &self.embedded_dir {
@@ -492,10 +492,7 @@ impl Far for Servers {
                 let (peer, login) = &self.ssh_login;
                 remove_tree_over_ssh(peer, login, &path)
             }
-            (_, Some(tcp)) => tcp
-                .remove_remote(&path)
-                .map(drop)
-                .context("serve removes single files, not trees"),
+            (_, Some(tcp)) => tcp.remove_remote_tree(&path).map(drop),
             (_, None) => Ok(()),
         }
     }

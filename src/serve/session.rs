@@ -567,6 +567,13 @@ fn remove_file(shared: &Shared, request: RemoveRequest) -> Result<Reply> {
             Ok(Reply::Removed { existed: false })
         }
         Err(err) => bail!(file::describe_path_error(&entry, err)),
+        // A link is never followed, and the root itself is not removed.
+        Ok(meta) if request.tree && meta.is_dir() && entry != shared.root.dir() => {
+            std::fs::remove_dir_all(&entry).map_err(|err| {
+                anyhow!("cannot remove {}", file::describe_path_error(&entry, err))
+            })?;
+            Ok(Reply::Removed { existed: true })
+        }
         Ok(meta) if !meta.is_file() => {
             bail!(
                 "'{}' is not a regular file on the server: only files are removed",

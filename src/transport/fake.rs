@@ -237,6 +237,7 @@ impl Transport for Fake {
             changed: Listed::default(),
             skipped: Listed::default(),
             cpu: CpuUse::default(),
+            remote_cpu: None,
             warnings: Vec::new(),
         })
     }

@@ -108,6 +108,11 @@ impl Tcp {
     pub fn remove_remote(&self, path: &str) -> Result<bool> {
         self.client.remove_remote(path)
     }
+
+    /// Removes a directory tree of serve's root that this client made (`run`'s small files).
+    pub fn remove_remote_tree(&self, path: &str) -> Result<bool> {
+        self.client.remove_remote_tree(path)
+    }
 }
 
 /// A session the server made ready, with its data connections joined.
