@@ -24,6 +24,8 @@
 #              VIA        local (default), ssh or tcp
 #              STREAMS    xferbench's -P over a network (default 2)
 #              CIPHER     every SSH tool's cipher (default aes128-gcm@openssh.com)
+#              DEST_DIR   where the copies land (default: beside the trees); a tmpfs such as
+#                         /dev/shm takes the destination disk out, so the path itself is measured
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 nsmall=${1:-10000}
@@ -58,6 +60,11 @@ want=$((2 * (nsmall * small_bytes + nlarge * large_bytes) + 1073741824))
 
 work=$(mktemp -d "$copy_dir/xferbench-compare-tree.XXXXXX")
 remove_on_exit "$work"
+dst_root=$work
+if [ -n "${DEST_DIR:-}" ]; then
+  dst_root=$(mktemp -d "$DEST_DIR/xferbench-compare-tree-dst.XXXXXX")
+  remove_on_exit "$dst_root"
+fi
 if [ "$via" != local ]; then
   start_sshd "$work"
   ssh_cmd=(ssh "${ssh_opts[@]}" -p "$port" -c "$cipher")
@@ -66,7 +73,7 @@ fi
 if [ "$via" = tcp ]; then
   token=$(new_token)
   serve_port=$(free_port)
-  "$xferbench" serve --listen "127.0.0.1:$serve_port" --root "$work" >"$work/serve.log" 2>&1 &
+  "$xferbench" serve --listen "127.0.0.1:$serve_port" --root "$dst_root" >"$work/serve.log" 2>&1 &
   track_pid $!
   wait_for_line "$work/serve.log" "listening" 10 ||
     { echo "$prog: serve did not come up:" >&2; cat "$work/serve.log" >&2; exit 1; }
@@ -95,10 +102,14 @@ for i in range(count):
 PY
 }
 
-# copy_with TOOL SET: copy tree SET into $work/dst with TOOL, from a cold cache; print the
+# file_bytes DIR: the bytes of the regular files below DIR (directories' sizes differ between
+# file systems).
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
+# copy_with TOOL SET: copy tree SET into $dst_root/dst with TOOL, from a cold cache; print the
 # whole process's seconds; check the count and bytes, and remove the copy (untimed).
 copy_with() {
-  local tool=$1 set=$2 start end src=$work/$2 dst=$work/dst
+  local tool=$1 set=$2 start end src=$work/$2 dst=$dst_root/dst
   rm -rf "$dst"; mkdir "$dst"; cold
   start=$(date +%s.%N)
   case $tool in
@@ -124,9 +135,9 @@ copy_with() {
   end=$(date +%s.%N)
   local files bytes
   files=$(find "$dst/$set" -type f | wc -l)
-  bytes=$(du -sb --apparent-size "$dst/$set" | cut -f1)
+  bytes=$(file_bytes "$dst/$set")
   [ "$files" = "$(find "$src" -type f | wc -l)" ] || die "$tool landed $files files of $set"
-  [ "$bytes" = "$(du -sb --apparent-size "$src" | cut -f1)" ] || die "$tool's $set holds $bytes bytes"
+  [ "$bytes" = "$(file_bytes "$src")" ] || die "$tool's $set holds $bytes bytes"
   python3 -c "print($end - $start)"
 }
 
@@ -145,7 +156,7 @@ case $via in
     echo "copy -r over TCP to serve on 127.0.0.1 (-P $streams) against SSH tools to an sshd on 127.0.0.1 (cipher $cipher), $rounds rounds, alternating order, whole processes timed, page cache dropped before each"
     tools=(scp rsync-ssh tar-ssh xferbench-tcp-n xferbench-tcp-each) ;;
 esac
-machine_line "$work"
+machine_line "$work" "$dst_root"
 echo "xferbench $("$xferbench" --version | cut -d' ' -f2); $(cp --version | head -1); $(rsync --version | head -1); $(tar --version | head -1)${port:+; $(ssh -V 2>&1)}"
 results=$work/results
 : >"$results"

@@ -56,9 +56,42 @@ struct Remote {
     name: Vec<u8>,
     /// The staging directories' name (random per copy).
     stage: Vec<u8>,
+    /// Nothing had the tree's name: the whole tree lands in one staging directory beside it,
+    /// `PARENT/STAGE`, renamed to its name at the end (one rename, however many files).
+    fresh: bool,
 }
 
 impl Remote {
+    /// The first directory the sinks enter: the staging one (a fresh tree) or the tree's own.
+    fn sink_root(&self) -> &[u8] {
+        match self.fresh {
+            true => &self.stage,
+            false => &self.name,
+        }
+    }
+
+    /// Where the directory `relative` is while the files arrive: in the staging tree (a fresh
+    /// tree) or its final place.
+    fn arriving(&self, relative: &Path) -> Vec<u8> {
+        let mut path = self.parent.clone();
+        path.push(b'/');
+        path.extend_from_slice(self.sink_root());
+        if !relative.as_os_str().is_empty() {
+            path.push(b'/');
+            path.extend_from_slice(relative.as_os_str().as_bytes());
+        }
+        path
+    }
+
+    /// The directory files of `relative` wait in: [`Remote::arriving`], or its staging
+    /// directory inside it when the tree was there before.
+    fn waiting(&self, relative: &Path) -> Vec<u8> {
+        match self.fresh {
+            true => self.arriving(relative),
+            false => stage_in(&self.below(relative), &self.stage),
+        }
+    }
+
     /// The tree's root as the far shell reads it.
     fn root(&self) -> Vec<u8> {
         let mut root = self.parent.clone();
@@ -274,10 +307,7 @@ fn make_directories(source: &Path, remote: &Remote, side: &channel::Sender<Vec<u
             continue;
         }
         batch.push(b' ');
-        batch.extend(quote_bytes(&stage_in(
-            &remote.below(&entry.relative),
-            &remote.stage,
-        )));
+        batch.extend(quote_bytes(&remote.waiting(&entry.relative)));
         if batch.len() > 32 << 10 {
             send(mkdir(std::mem::take(&mut batch)))?;
         }
@@ -333,14 +363,16 @@ async fn start(
         true => b".".to_vec(),
         false => parent,
     };
-    let remote = Remote {
+    let mut remote = Remote {
         parent,
         name,
         stage: format!(".xferbench-partial.{:016x}", rand::random::<u64>()).into_bytes(),
+        fresh: false,
     };
     scp::check_name(&String::from_utf8_lossy(&remote.name))?;
     let root = String::from_utf8_lossy(&remote.root()).into_owned();
-    if !plan.force && !Exec::holds(first, RemoteCommand::Absent { path: root.clone() }).await? {
+    remote.fresh = Exec::holds(first, RemoteCommand::Absent { path: root.clone() }).await?;
+    if !plan.force && !remote.fresh {
         bail!(
             "{root} already exists on the far side: give --force to copy into it (files of the same name are replaced)"
         );
@@ -627,11 +659,12 @@ impl Copying<'_> {
         let target = std::fs::read_link(path)
             .map_err(|err| anyhow!(crate::transport::tree::read_error(path, err)))?;
         let staged = self.staged(relative);
-        let dir = self
-            .remote
-            .below(relative.parent().unwrap_or(Path::new("")));
         let mut line = b"mkdir -p -- ".to_vec();
-        line.extend(quote_bytes(&stage_in(&dir, &self.remote.stage)));
+        line.extend(quote_bytes(
+            &self
+                .remote
+                .waiting(relative.parent().unwrap_or(Path::new(""))),
+        ));
         line.extend_from_slice(b" && ln -s -- ");
         line.extend(quote_bytes(target.as_os_str().as_bytes()));
         line.push(b' ');
@@ -655,7 +688,7 @@ impl Copying<'_> {
     /// Where `relative` (a file or link) waits on the far side before its rename.
     fn staged(&self, relative: &Path) -> Vec<u8> {
         let parent = relative.parent().unwrap_or(Path::new(""));
-        let mut path = stage_in(&self.remote.below(parent), &self.remote.stage);
+        let mut path = self.remote.waiting(parent);
         path.push(b'/');
         path.extend_from_slice(
             relative
@@ -735,13 +768,13 @@ impl Copying<'_> {
 
     /// The sink's path to the directory `relative` (its staging directory with `staged`).
     fn dirs(&self, relative: &Path, staged: bool) -> Vec<Vec<u8>> {
-        let mut dirs = vec![self.remote.name.clone()];
+        let mut dirs = vec![self.remote.sink_root().to_vec()];
         dirs.extend(
             relative
                 .components()
                 .map(|c| c.as_os_str().as_bytes().to_vec()),
         );
-        if staged {
+        if staged && !self.remote.fresh {
             dirs.push(self.remote.stage.clone());
         }
         dirs
@@ -849,6 +882,53 @@ impl Copying<'_> {
             send(line)?;
         }
         let root = quote_bytes(&self.remote.root());
+        let arriving = quote_bytes(&self.remote.arriving(Path::new("")));
+        if self.remote.fresh && self.plan.fsync == FsyncPolicy::Each {
+            let mut line = b"find ".to_vec();
+            line.extend_from_slice(&arriving);
+            line.extend_from_slice(b" -type f -exec sync -- {} + || printf 'F\\t%s\\tsync failed: what landed may not be on the disk\\n' .\n");
+            send(line)?;
+        }
+        if !self.remote.fresh {
+            self.move_staged_files(&root, &send)?;
+        }
+        self.finish_directories(&send)?;
+        let mut line = match self.plan.fsync {
+            FsyncPolicy::Each => {
+                let mut line = b"find ".to_vec();
+                line.extend_from_slice(&arriving);
+                line.extend_from_slice(b" -type d -exec sync -- {} + && ");
+                line
+            }
+            FsyncPolicy::End => Vec::new(),
+        };
+        if self.remote.fresh {
+            // The whole tree takes its name at once, every file in it already whole.
+            line.extend_from_slice(b"mv -T -- ");
+            line.extend_from_slice(&arriving);
+            line.push(b' ');
+            line.extend_from_slice(&root);
+            line.extend_from_slice(b" && ");
+        }
+        match self.plan.fsync {
+            FsyncPolicy::Each => {
+                line.extend_from_slice(b"sync -- ");
+                line.extend(quote_bytes(&self.remote.parent));
+            }
+            FsyncPolicy::End => {
+                line.extend_from_slice(b"sync -f -- ");
+                line.extend_from_slice(&root);
+            }
+        }
+        line.extend_from_slice(
+            b" || printf 'F\\t%s\\tthe tree could not be moved into place or synced: look for a hidden .xferbench-partial.* beside it\\n' .\n",
+        );
+        send(line)
+    }
+
+    /// A tree that was there before: each staging directory's files are fsynced (`--fsync
+    /// each`) and moved into the directory that holds it.
+    fn move_staged_files(&self, root: &[u8], send: &dyn Fn(Vec<u8>) -> Result<()>) -> Result<()> {
         let stage = quote_bytes(&self.remote.stage);
         let sync_files = match self.plan.fsync {
             FsyncPolicy::Each => {
@@ -857,7 +937,7 @@ impl Copying<'_> {
             FsyncPolicy::End => "",
         };
         let mut line = b"find ".to_vec();
-        line.extend_from_slice(&root);
+        line.extend_from_slice(root);
         line.extend_from_slice(b" -depth -type d -name ");
         line.extend_from_slice(&stage);
         // No line break in any name (refused above), so a name per line is safe to read.
@@ -867,8 +947,12 @@ impl Copying<'_> {
             )
             .as_bytes(),
         );
-        send(line)?;
-        // Modes by batches of directories, times one directory at a time (each its own).
+        send(line)
+    }
+
+    /// Every directory's mode (by batches) and times (one at a time: each its own), where it
+    /// is now.
+    fn finish_directories(&self, send: &dyn Fn(Vec<u8>) -> Result<()>) -> Result<()> {
         let mut by_mode: HashMap<u32, Vec<u8>> = HashMap::new();
         for entry in tree::walk(self.source, true).flatten() {
             if entry.kind != Kind::Dir || interrupt::requested() {
@@ -882,7 +966,7 @@ impl Copying<'_> {
             if name.contains(&b'\n') || name.contains(&b'\r') {
                 continue;
             }
-            let dir = quote_bytes(&self.remote.below(&entry.relative));
+            let dir = quote_bytes(&self.remote.arriving(&entry.relative));
             let mut line = format!(
                 "touch -m -d @{} -- ",
                 time(entry.meta.mtime(), entry.meta.mtime_nsec())
@@ -907,24 +991,7 @@ impl Copying<'_> {
                 send(chmod(mode, batch))?;
             }
         }
-        let mut line = match self.plan.fsync {
-            FsyncPolicy::Each => {
-                let mut line = b"find ".to_vec();
-                line.extend_from_slice(&root);
-                line.extend_from_slice(b" -type d -exec sync -- {} + && sync -- ");
-                line.extend(quote_bytes(&self.remote.parent));
-                line
-            }
-            FsyncPolicy::End => {
-                let mut line = b"sync -f -- ".to_vec();
-                line.extend_from_slice(&root);
-                line
-            }
-        };
-        line.extend_from_slice(
-            b" || printf 'F\\t%s\\tsync failed: what landed may not be on the disk\\n' .\n",
-        );
-        send(line)
+        Ok(())
     }
 }
 
