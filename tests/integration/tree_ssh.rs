@@ -348,3 +348,43 @@ fn a_download_of_a_far_file_or_a_missing_directory_is_refused_plainly() {
     }
     assert!(crate::common::entries(to.path()).is_empty());
 }
+
+#[test]
+fn ctrl_c_during_a_tree_upload_exits_130_and_leaves_no_tree_under_its_name() {
+    let Some(sshd) = start() else { return };
+    let (from, to) = (temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    std::fs::create_dir_all(&source).unwrap();
+    for file in 0..40 {
+        crate::common::make_file(&source.join(format!("f{file:02}")), "4M");
+    }
+    let all = args(
+        &sshd,
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &["--bs", "64K"],
+    );
+    let all: Vec<&std::ffi::OsStr> = all.iter().map(|a| a.as_ref()).collect();
+    let mut child = spawn_here(&all);
+    let staged = wait_until(Duration::from_secs(30), || {
+        walkdir::WalkDir::new(to.path())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .count()
+            >= 2
+    });
+    assert!(
+        staged,
+        "no file was staged within 30 s: {:?}",
+        child.running()
+    );
+    crate::common::send_signal(child.pid(), libc::SIGINT);
+    let out = child.finish(Duration::from_secs(15));
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(
+        !to.path().join("tree").exists(),
+        "{:?}",
+        crate::common::entries(to.path())
+    );
+}

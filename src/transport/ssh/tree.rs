@@ -221,17 +221,28 @@ pub(super) fn upload(
     }
     drop(copying);
     drop(side_tx);
+    // A copy already failed only waits for the shell to see the end of its input.
+    let limit = match broken {
+        Some(_) => Duration::from_secs(5),
+        None => FINISH_TIMEOUT,
+    };
     let said = ssh.runtime.block_on(async {
-        tokio::time::timeout(FINISH_TIMEOUT, side_task)
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "the far side's finishing script ran past {} s",
-                    FINISH_TIMEOUT.as_secs()
-                )
-            })?
-            .map_err(|err| anyhow!("the finishing task failed: {err}"))?
+        tokio::select! {
+            said = tokio::time::timeout(limit, side_task) => said
+                .map_err(|_| {
+                    anyhow!(
+                        "the far side's finishing script ran past {} s",
+                        limit.as_secs()
+                    )
+                })?
+                .map_err(|err| anyhow!("the finishing task failed: {err}"))?,
+            // Every file moved so far is whole: the far moves are renames.
+            _ = interrupt::wait() => Err(interrupt::Interrupted.into()),
+        }
     });
+    if interrupt::requested() {
+        broken = Some(interrupt::Interrupted.into());
+    }
     let elapsed = start.elapsed();
     watcher.end();
     if let Some(err) = broken {
