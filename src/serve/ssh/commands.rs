@@ -153,6 +153,9 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::Shell => "a shell".to_string(),
         RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
         RemoteCommand::HashTool => "finding sha256sum".to_string(),
+        RemoteCommand::TreeProbe { destination, .. } => {
+            format!("looking at '{}'", shown(destination))
+        }
         RemoteCommand::TarSource { dir } => format!("tar of '{}'", shown(dir)),
         RemoteCommand::TreeTotals { dir } => format!("counting the files of '{}'", shown(dir)),
         RemoteCommand::DirTimes { dir } => format!("listing the directories of '{}'", shown(dir)),
@@ -203,6 +206,7 @@ async fn execute(
         RemoteCommand::ScpTreeSink { .. }
         | RemoteCommand::Shell
         | RemoteCommand::IsDir { .. }
+        | RemoteCommand::TreeProbe { .. }
         | RemoteCommand::TarSource { .. }
         | RemoteCommand::TreeTotals { .. }
         | RemoteCommand::DirTimes { .. } => {

@@ -33,6 +33,9 @@ pub enum RemoteCommand {
     Shell,
     /// Succeeds only when `path` is a directory (following a link).
     IsDir { path: String },
+    /// Prints `dir` when `destination` is a directory, and `exists` when what a tree named
+    /// `name` would land as (inside it, or as it) is already there.
+    TreeProbe { destination: String, name: String },
     /// `tar -c` of everything in `dir` (links as links, hard links as files), POSIX format
     /// so that times keep their fractions and names have no length limit: a tree's download.
     TarSource { dir: String },
@@ -104,6 +107,11 @@ impl RemoteCommand {
             RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
             RemoteCommand::Shell => "sh -s".to_string(),
             RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
+            RemoteCommand::TreeProbe { destination, name } => format!(
+                "if test -d {d}; then echo dir; test -e {inside} && echo exists; else test -e {d} && echo exists; fi; true",
+                d = quote(destination),
+                inside = quote(&format!("{destination}/{name}"))
+            ),
             RemoteCommand::TarSource { dir } => format!(
                 "tar -c -f - --format=posix --hard-dereference -C {} .",
                 quote(dir)
@@ -168,7 +176,7 @@ impl RemoteCommand {
             | RemoteCommand::ScpSource { .. }
             | RemoteCommand::ScpTreeSink { .. } => "scp",
             RemoteCommand::Shell => "sh",
-            RemoteCommand::IsDir { .. } => "test",
+            RemoteCommand::IsDir { .. } | RemoteCommand::TreeProbe { .. } => "test",
             RemoteCommand::TarSource { .. } => "tar (GNU tar)",
             RemoteCommand::TreeTotals { .. } | RemoteCommand::DirTimes { .. } => {
                 "find (GNU findutils) and awk"

@@ -349,19 +349,23 @@ async fn start(
     let first = &connections[0].handle;
     let destination = ssh.expand_home(first, destination).await?;
     let destination = destination.trim_end_matches('/');
-    let into_dir = destination.is_empty()
-        || Exec::holds(
-            first,
-            RemoteCommand::IsDir {
-                path: destination.to_string(),
-            },
-        )
-        .await?;
+    let name = std::fs::canonicalize(source)
+        .ok()
+        .and_then(|path| path.file_name().map(|n| n.as_bytes().to_vec()))
+        .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
+    // The far shell answers where the tree goes: every far command costs the start of the
+    // login's shell (and its start-up files), so the questions go to the one that stays.
+    let mut side = Exec::start(first, RemoteCommand::Shell).await?;
+    let probe = RemoteCommand::TreeProbe {
+        destination: match destination {
+            "" => ".".to_string(),
+            path => path.to_string(),
+        },
+        name: String::from_utf8_lossy(&name).into_owned(),
+    };
+    let probed = ask(&mut side, &probe).await?;
+    let into_dir = probed.lines().any(|line| line == "dir");
     let (parent, name) = if into_dir {
-        let name = std::fs::canonicalize(source)
-            .ok()
-            .and_then(|path| path.file_name().map(|n| n.as_bytes().to_vec()))
-            .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
         (destination.as_bytes().to_vec(), name)
     } else {
         match destination.rsplit_once('/') {
@@ -374,33 +378,71 @@ async fn start(
         true => b".".to_vec(),
         false => parent,
     };
-    let mut remote = Remote {
+    let remote = Remote {
         parent,
         name,
         stage: format!(".xferbench-partial.{:016x}", rand::random::<u64>()).into_bytes(),
-        fresh: false,
+        fresh: !probed.lines().any(|line| line == "exists"),
     };
     scp::check_name(&String::from_utf8_lossy(&remote.name))?;
     let root = String::from_utf8_lossy(&remote.root()).into_owned();
-    remote.fresh = Exec::holds(first, RemoteCommand::Absent { path: root.clone() }).await?;
     if !plan.force && !remote.fresh {
         bail!(
             "{root} already exists on the far side: give --force to copy into it (files of the same name are replaced)"
         );
     }
-    let mut sinks = Vec::with_capacity(streams);
-    for connection in &connections {
-        let command = RemoteCommand::ScpTreeSink {
-            dir: String::from_utf8_lossy(&remote.parent).into_owned(),
-        };
-        let mut exec = Exec::start(&connection.handle, command).await?;
-        scp::expect_ok(&mut exec.output)
-            .await
-            .map_err(|err| super::scp_refused(&exec, err))?;
-        sinks.push(exec);
-    }
-    let side = Exec::start(first, RemoteCommand::Shell).await?;
+    // The sinks start at once: each waits on the far login shell.
+    let dir = String::from_utf8_lossy(&remote.parent).into_owned();
+    let sinks = connections.iter().map(|connection| {
+        let dir = dir.clone();
+        async move {
+            let mut exec =
+                Exec::start(&connection.handle, RemoteCommand::ScpTreeSink { dir }).await?;
+            scp::expect_ok(&mut exec.output)
+                .await
+                .map_err(|err| super::scp_refused(&exec, err))?;
+            Ok::<_, anyhow::Error>(exec)
+        }
+    });
+    let sinks = futures::future::join_all(sinks)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
     Ok((connections, remote, sinks, side))
+}
+
+/// What the far shell prints before the end of an answer to [`ask`].
+const ANSWERED: &str = "xferbench: answered";
+
+/// Runs `command` in the far shell `side` and reads what it printed up to [`ANSWERED`] (lines
+/// a start-up file printed before are skipped by the caller's parsing). Errors: the shell ended.
+async fn ask(side: &mut Exec, command: &RemoteCommand) -> Result<String> {
+    let line = format!("{command}\nprintf '%s\\n' '{ANSWERED}'\n");
+    input_writer(&side.input)
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|err| anyhow!("the far shell: {err}"))?;
+    let mut said = String::new();
+    let answered = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let line = scp::read_line(&mut side.output).await?;
+            if line == ANSWERED {
+                return Ok::<_, io::Error>(());
+            }
+            said.push_str(&line);
+            said.push('\n');
+        }
+    })
+    .await;
+    match answered {
+        Ok(Ok(())) => Ok(said),
+        Ok(Err(_)) => {
+            let exit = side.output.finish().await;
+            side.output.check(&side.command, exit)?;
+            bail!("the far shell ended before it answered `{command}`")
+        }
+        Err(_) => bail!("the far shell did not answer `{command}` within 120 s"),
+    }
 }
 
 /// One connection's stream: writes what its reader hands over while a second future counts the
