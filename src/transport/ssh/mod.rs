@@ -262,6 +262,7 @@ impl Ssh {
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify: verification,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,
@@ -611,6 +612,7 @@ impl Ssh {
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify: None,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,
