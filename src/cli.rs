@@ -1231,8 +1231,14 @@ impl CopyArgs {
             }
             if peer.is_some() && via != TransportKind::Ssh {
                 return Err(Usage(format!(
-                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh ones"
+                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh uploads"
                 ))
+                .into());
+            }
+            if matches!(plan.source, Location::Remote { .. }) {
+                return Err(usage(
+                    "--resume over ssh takes up uploads; a download starts over: drop --resume",
+                )
                 .into());
             }
         }

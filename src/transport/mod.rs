@@ -365,3 +365,22 @@ pub struct CopyReport {
     pub cpu: CpuBoth,
     pub warnings: Vec<Warning>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumable_prefix_is_whole_chunks_less_the_ones_in_flight_and_never_past_the_file() {
+        const MIB: u64 = 1 << 20;
+        // 12.5 MiB found, 4 chunks of 1 MiB in flight: 8 MiB trusted.
+        assert_eq!(
+            resumable_prefix(12 * MIB + MIB / 2, 20 * MIB, 1 << 20, 4),
+            8 * MIB
+        );
+        assert_eq!(resumable_prefix(3 * MIB, 20 * MIB, 1 << 20, 4), 0);
+        // A partial longer than the source (it changed since): held to the source's size.
+        assert_eq!(resumable_prefix(30 * MIB, 20 * MIB, 1 << 20, 4), 16 * MIB);
+        assert_eq!(resumable_prefix(0, 0, 1 << 20, 1), 0);
+    }
+}
