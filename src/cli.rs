@@ -446,6 +446,13 @@ pub struct CopyArgs {
     #[arg(short, long)]
     pub force: bool,
 
+    /// Keep the temporary file (.NAME.xferbench-partial) of a copy that fails or is stopped, and
+    /// take up one left before: its prefix is held to the source's (a digest on both sides:
+    /// xxh3 here, sha256sum on an SSH server) and only the rest is sent; a prefix that differs
+    /// is sent again. Between local paths and over --via ssh.
+    #[arg(long)]
+    pub resume: bool,
+
     /// Transfer path [default: tcp]; none between two local paths.
     #[arg(long, value_enum)]
     pub via: Option<crate::transport::TransportKind>,
@@ -1216,7 +1223,25 @@ impl CopyArgs {
             iodepth: self.iodepth,
             verify: self.verify,
             force: self.force,
+            resume: self.resume,
         };
+        if self.resume {
+            if self.recursive {
+                return Err(usage("--resume takes up one file: a tree copy (-r) starts each file over; drop --resume").into());
+            }
+            if peer.is_some() && via != TransportKind::Ssh {
+                return Err(Usage(format!(
+                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh uploads"
+                ))
+                .into());
+            }
+            if matches!(plan.source, Location::Remote { .. }) {
+                return Err(usage(
+                    "--resume over ssh takes up uploads; a download starts over: drop --resume",
+                )
+                .into());
+            }
+        }
         let Some(peer) = peer else {
             return Ok((None, plan));
         };

@@ -36,6 +36,23 @@ impl Landing {
     /// [`Landing::commit`]'s rename: until then it stays as it was) and free space, then creates
     /// the temporary file and allocates `size` bytes.
     pub fn prepare(path: &Path, size: u64, force: bool, direct: bool) -> Result<Landing> {
+        Landing::open(path, size, force, direct, false).map(|(landing, _)| landing)
+    }
+
+    /// [`Landing::prepare`] for `--resume`: the temporary file a copy left is opened as it is
+    /// (never truncated), and none is allocated, so its length stays what was written. The
+    /// landing, and the length the temporary file had (0 when there was none).
+    pub fn resume(path: &Path, size: u64, force: bool, direct: bool) -> Result<(Landing, u64)> {
+        Landing::open(path, size, force, direct, true)
+    }
+
+    fn open(
+        path: &Path,
+        size: u64,
+        force: bool,
+        direct: bool,
+        resume: bool,
+    ) -> Result<(Landing, u64)> {
         if path.is_dir() {
             bail!(
                 "{} is a directory: give a file name, e.g. {}",
@@ -78,18 +95,34 @@ impl Landing {
             Err(err) => return Err(anyhow!(describe_path_error(path, err))),
         }
         let guard = PartialFile::new(temp_path.clone());
-        let (file, direct) = create_new(&temp_path, direct)
-            .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
-        if size > 0 {
+        let existing = match std::fs::symlink_metadata(&temp_path) {
+            Ok(meta) if resume && meta.is_file() => Some(meta.len()),
+            _ => None,
+        };
+        let (file, direct) = match existing {
+            Some(_) => open_write(&temp_path, direct),
+            None => create_new(&temp_path, direct),
+        }
+        .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
+        // A resumable file's length is how far it got: nothing is allocated ahead of it.
+        if size > 0 && !resume {
             allocate(&file, path, size)?;
         }
-        Ok(Landing {
+        let landing = Landing {
             path: path.to_path_buf(),
             temp_path,
             file,
             direct,
             guard,
-        })
+        };
+        Ok((landing, existing.unwrap_or(0)))
+    }
+
+    /// Gives up the landing but keeps its temporary file for a later `--resume`.
+    pub fn keep_partial(self) {
+        let Landing { file, guard, .. } = self;
+        drop(file);
+        guard.keep();
     }
 
     /// Cuts the padding of an O_DIRECT tail back to `size` and fsyncs: how long that took.

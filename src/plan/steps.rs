@@ -687,6 +687,7 @@ impl Run<'_> {
             iodepth: options.pattern.depth,
             verify,
             force: true,
+            resume: false,
         };
         let mut copies = Vec::new();
         let mut copy_cpu = Vec::new();

@@ -642,6 +642,26 @@ pub fn copy(report: &CopyReport) -> String {
             }
         );
     }
+    if let Some(resumed) = &report.resumed {
+        let _ = match resumed.matched {
+            true => writeln!(
+                out,
+                "  resumed: the partial copy held {}; its first {} matched the source ({}, checked in {:.2} s), so this copy moved the remaining {}",
+                format_bytes(resumed.found),
+                format_bytes(resumed.checked),
+                resumed.algorithm,
+                resumed.secs,
+                format_bytes(m.bytes)
+            ),
+            false => writeln!(
+                out,
+                "  resumed: the partial copy held {}, but its first {} did not match the source ({}): it was copied whole",
+                format_bytes(resumed.found),
+                format_bytes(resumed.checked),
+                resumed.algorithm
+            ),
+        };
+    }
     if let Some(verify) = &report.verify {
         match &verify.reread {
             Some(reread) => {

@@ -169,6 +169,7 @@ impl Transport for Fake {
                 reread: None,
                 far_reread: None,
             }),
+            resumed: None,
             cpu: Fake::no_cpu(),
             warnings: Vec::new(),
         })

@@ -123,9 +123,23 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(2);
 /// Fails a copy whose engines may have I/O stuck in the kernel: they are abandoned rather than
 /// waited for, and the temporary file is removed on a thread of its own for at most
 /// [`REMOVAL_WAIT`]; past that, `err` says it may be left (never under the final name).
-fn give_up(err: anyhow::Error, landing: file::Landing, engines: Vec<Engine>) -> anyhow::Error {
+fn give_up(
+    err: anyhow::Error,
+    landing: file::Landing,
+    engines: Vec<Engine>,
+    resume: bool,
+) -> anyhow::Error {
     for engine in engines {
         engine.abandon();
+    }
+    if resume {
+        let temp_path = landing.temp_path.clone();
+        landing.keep_partial();
+        // As context, so an interruption still reads as one (exit 130).
+        return err.context(format!(
+            "{} is kept: the same copy with --resume goes on from it",
+            temp_path.display()
+        ));
     }
     let temp_path = landing.temp_path.clone();
     let (removed, done) = std::sync::mpsc::channel();
@@ -153,8 +167,23 @@ async fn copy_file(
     let chunks = plan.chunks()?;
     let (mut reader, size, source_direct) =
         pipeline::open_source(source, chunks.depth, &mut warnings)?;
-    let (landing, mut writer) =
-        pipeline::open_destination(destination, size, plan, chunks, &mut warnings)?;
+    let (landing, mut writer, found) =
+        pipeline::open_landing(destination, size, plan, chunks, &mut warnings)?;
+    let resumed = match found {
+        0 => None,
+        found => match pipeline::check_prefix(source, &landing.temp_path, found, size, chunks) {
+            Ok(checked) => Some(checked),
+            Err(err) => return Err(give_up(err, landing, vec![reader, writer], plan.resume)),
+        },
+    };
+    let from = Start {
+        start: resumed.as_ref().map_or(0, |(resumed, _)| resumed.from()),
+        digest: resumed
+            .as_ref()
+            .filter(|(resumed, _)| resumed.matched)
+            .map(|(_, digest)| *digest),
+    };
+    let resumed = resumed.map(|(resumed, _)| resumed);
     let engine = writer.kind();
     let destination_direct = landing.direct;
     let cpu = CpuClock::start();
@@ -164,6 +193,7 @@ async fn copy_file(
         &mut reader,
         Some(&mut writer),
         size,
+        from,
         chunks,
         copying.stall,
         watcher,
@@ -171,7 +201,14 @@ async fn copy_file(
     .await;
     let pumped = match pumped {
         Ok(pumped) => pumped,
-        Err(err) => return Err(give_up(copying.failed(err), landing, vec![reader, writer])),
+        Err(err) => {
+            return Err(give_up(
+                copying.failed(err),
+                landing,
+                vec![reader, writer],
+                plan.resume,
+            ));
+        }
     };
     drop((reader, writer));
     let fsync = landing.flush(size)?;
@@ -194,7 +231,7 @@ async fn copy_file(
             {
                 Ok(verified) => Some(verified),
                 Err((err, reader)) => {
-                    return Err(give_up(err, landing, reader.into_iter().collect()));
+                    return Err(give_up(err, landing, reader.into_iter().collect(), false));
                 }
             }
         }
@@ -217,7 +254,13 @@ async fn copy_file(
         source: source.display().to_string(),
         destination: destination.display().to_string(),
         path: TransportKind::Local,
-        measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
+        measurement: Measurement::new(
+            Workload::Copy,
+            size - from.start,
+            elapsed,
+            conditions,
+            intervals,
+        ),
         split: TimeSplit {
             reading_secs: Some(pumped.reading.as_secs_f64()),
             sending_secs: None,
@@ -225,6 +268,7 @@ async fn copy_file(
             fsync_secs: fsync.as_secs_f64(),
         },
         verify,
+        resumed,
         cpu: CpuBoth {
             local: cpu.finish(),
             remote: None,
@@ -301,6 +345,7 @@ async fn verify(
         &mut reader,
         None,
         size,
+        Start::default(),
         chunks,
         copying.stall,
         watcher,
@@ -347,18 +392,28 @@ struct Pumped {
 /// its offset with `writer` as soon as it is read (None: reads only, for a re-read), under
 /// `watcher`'s progress bar labelled `label`, in 1 s intervals; fails when nothing moves for
 /// `stall`.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     label: &str,
     reader: &mut Engine,
     writer: Option<&mut Engine>,
     size: u64,
+    from: Start,
     chunks: ChunkPlan,
     stall: Duration,
     watcher: &dyn Watcher,
 ) -> (Result<Pumped>, Vec<crate::measure::Interval>) {
     let counter = Counter::new();
-    let moving = moved(reader, writer, size, chunks, &counter);
-    pipeline::watched_as(label, stall, watcher, size, &counter, moving).await
+    let moving = moved(reader, writer, size, from, chunks, &counter);
+    pipeline::watched_as(label, stall, watcher, size - from.start, &counter, moving).await
+}
+
+/// Where a pump begins: 0, or past the prefix a resumed copy found whole (whose digest the
+/// copy's goes on from, for `--verify`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Start {
+    start: u64,
+    digest: Option<Digest>,
 }
 
 /// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so
@@ -367,16 +422,17 @@ async fn moved(
     reader: &mut Engine,
     mut writer: Option<&mut Engine>,
     size: u64,
+    from: Start,
     chunks: ChunkPlan,
     counter: &Counter,
 ) -> Result<Pumped> {
     let mut pool: Vec<AlignedBuf> = (0..chunks.depth)
         .map(|_| AlignedBuf::new(chunks.chunk))
         .collect();
-    let (mut reads, mut writes) = (ReadAhead::default(), WriteBehind::default());
-    let mut digest = chunks.verify.then(Digest::default);
+    let (mut reads, mut writes) = (ReadAhead::from(from.start), WriteBehind::default());
+    let mut digest = chunks.verify.then(|| from.digest.unwrap_or_default());
     let mut done = 0u64;
-    while done < size {
+    while done < size - from.start {
         reads.fill(reader, &mut pool, size, chunks.chunk)?;
         let written = async {
             match writer.as_mut() {

@@ -222,6 +222,42 @@ pub struct CopyPlan {
     pub verify: bool,
     /// Replace an existing destination file.
     pub force: bool,
+    /// Keep the temporary file of a copy that fails, and take up one left before: its prefix is
+    /// checked against the source's (a digest on both sides) and only the rest is sent.
+    pub resume: bool,
+}
+
+/// How a `--resume` copy took up the temporary file a copy left.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resumed {
+    /// Bytes the temporary file held when the copy began.
+    pub found: u64,
+    /// Bytes of it held to the source's (the length less the last `--iodepth` chunks, which a
+    /// killed copy may have left with holes, cut to whole chunks).
+    pub checked: u64,
+    /// The checked prefix matched the source's: the copy went on from its end. Else the copy
+    /// started over.
+    pub matched: bool,
+    /// The digest both prefixes were held to.
+    pub algorithm: String,
+    /// How long the check took (both prefixes read and digested).
+    pub secs: f64,
+}
+
+impl Resumed {
+    /// Where the copy went on from.
+    pub fn from(&self) -> u64 {
+        if self.matched { self.checked } else { 0 }
+    }
+}
+
+/// Bytes of a `found`-byte temporary file worth checking for `--resume`: whole chunks, less the
+/// last `depth` (a killed copy with `depth` writes in flight may have left holes there), never
+/// past `size`.
+pub fn resumable_prefix(found: u64, size: u64, chunk: usize, depth: usize) -> u64 {
+    let chunk = chunk as u64;
+    let trusted = found.min(size).saturating_sub(chunk * depth as u64);
+    trusted / chunk * chunk
 }
 
 impl CopyPlan {
@@ -323,6 +359,28 @@ pub struct CopyReport {
     pub measurement: Measurement,
     pub split: TimeSplit,
     pub verify: Option<Verification>,
+    /// With `--resume`: how the copy took up what an earlier one left (None: nothing was left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<Resumed>,
     pub cpu: CpuBoth,
     pub warnings: Vec<Warning>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumable_prefix_is_whole_chunks_less_the_ones_in_flight_and_never_past_the_file() {
+        const MIB: u64 = 1 << 20;
+        // 12.5 MiB found, 4 chunks of 1 MiB in flight: 8 MiB trusted.
+        assert_eq!(
+            resumable_prefix(12 * MIB + MIB / 2, 20 * MIB, 1 << 20, 4),
+            8 * MIB
+        );
+        assert_eq!(resumable_prefix(3 * MIB, 20 * MIB, 1 << 20, 4), 0);
+        // A partial longer than the source (it changed since): held to the source's size.
+        assert_eq!(resumable_prefix(30 * MIB, 20 * MIB, 1 << 20, 4), 16 * MIB);
+        assert_eq!(resumable_prefix(0, 0, 1 << 20, 1), 0);
+    }
 }

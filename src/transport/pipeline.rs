@@ -122,7 +122,26 @@ pub fn open_destination(
     chunks: ChunkPlan,
     warnings: &mut Vec<Warning>,
 ) -> Result<(file::Landing, Engine)> {
-    let landing = file::Landing::prepare(destination, size, plan.force, true)?;
+    open_landing(destination, size, plan, chunks, warnings)
+        .map(|(landing, engine, _)| (landing, engine))
+}
+
+/// [`open_destination`], with `plan.resume` taking up a temporary file left before: also the
+/// length that file had (0 when there was none, or without `--resume`).
+pub fn open_landing(
+    destination: &std::path::Path,
+    size: u64,
+    plan: &super::CopyPlan,
+    chunks: ChunkPlan,
+    warnings: &mut Vec<Warning>,
+) -> Result<(file::Landing, Engine, u64)> {
+    let (landing, found) = match plan.resume {
+        true => file::Landing::resume(destination, size, plan.force, true)?,
+        false => (
+            file::Landing::prepare(destination, size, plan.force, true)?,
+            0,
+        ),
+    };
     if !landing.direct {
         warnings.push(Warning::DirectUnsupported {
             path: destination.to_path_buf(),
@@ -135,7 +154,60 @@ pub fn open_destination(
         chunks.depth,
         warnings,
     )?;
-    Ok((landing, engine))
+    Ok((landing, engine, found))
+}
+
+/// Holds the first bytes of a temporary file left by a copy (`found` long) to the source's, in
+/// `chunk` pieces digested as a copy digests them: how it went, and the source prefix's digest
+/// (for `--verify` to go on from). A prefix that differs is cut away (the copy starts over).
+/// Errors: either file cannot be read.
+pub fn check_prefix(
+    source: &std::path::Path,
+    partial: &std::path::Path,
+    found: u64,
+    size: u64,
+    chunks: ChunkPlan,
+) -> Result<(super::Resumed, Digest)> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let started = std::time::Instant::now();
+    let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
+    let mut source_file = std::fs::File::open(source)
+        .with_context(|| format!("reading {} to check the partial copy", source.display()))?;
+    // Through the page cache: O_DIRECT would need aligned buffers for a one-off read.
+    let partial = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(partial)
+        .with_context(|| format!("reading the partial copy {}", partial.display()))?;
+    let (mut ours, mut theirs) = (Digest::default(), Digest::default());
+    let (mut a, mut b) = (vec![0u8; chunks.chunk], vec![0u8; chunks.chunk]);
+    let mut offset = 0u64;
+    while offset < checked {
+        let len = (checked - offset).min(chunks.chunk as u64) as usize;
+        source_file.read_exact(&mut a[..len])?;
+        partial.read_exact_at(&mut b[..len], offset)?;
+        ours.add(offset, &a[..len]);
+        theirs.add(offset, &b[..len]);
+        offset += len as u64;
+        crate::interrupt::check()?;
+    }
+    let matched = checked > 0 && ours == theirs;
+    if !matched {
+        partial
+            .set_len(0)
+            .context("cutting the partial copy that did not match")?;
+    }
+    Ok((
+        super::Resumed {
+            found,
+            checked,
+            matched,
+            algorithm: DIGEST_ALGORITHM.to_string(),
+            secs: started.elapsed().as_secs_f64(),
+        },
+        ours,
+    ))
 }
 
 /// The sender's side of a copy.
@@ -300,6 +372,14 @@ pub(super) struct ReadAhead {
 }
 
 impl ReadAhead {
+    /// Reads that begin at `offset` (a resumed copy's first byte to move).
+    pub fn from(offset: u64) -> ReadAhead {
+        ReadAhead {
+            next_offset: offset,
+            ..ReadAhead::default()
+        }
+    }
+
     /// Submits a read of the next chunk (up to `size`) into each buffer `pool` has free.
     pub fn fill(
         &mut self,

@@ -479,6 +479,7 @@ impl Tcp {
             measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit::uploaded(&sent, &done),
             verify,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),
@@ -539,6 +540,7 @@ impl Tcp {
             measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
             split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),

@@ -1017,3 +1017,110 @@ fn local_copy_into_a_directory_nobody_can_write_fails_cleanly_and_leaves_it_empt
     );
     assert_empty_dir(&locked.path);
 }
+
+/// `copy SOURCE DEST --resume -J` with 1 MiB chunks, 4 in flight, and its JSON report.
+fn resume_copy(source: &std::path::Path, destination: &std::path::Path) -> serde_json::Value {
+    let out = crate::common::run_command(crate::common::command([
+        "copy".as_ref(),
+        source.as_os_str(),
+        destination.as_os_str(),
+        "--resume".as_ref(),
+        "--bs".as_ref(),
+        "1M".as_ref(),
+        "--iodepth".as_ref(),
+        "4".as_ref(),
+        "--verify".as_ref(),
+        "-J".as_ref(),
+    ]));
+    crate::common::assert_success(out.code, &out.stdout, &out.stderr);
+    crate::common::json_report(&out)
+}
+
+#[test]
+fn resume_takes_up_a_partial_copy_whose_prefix_matches_and_sends_only_the_rest() {
+    let dir = crate::common::temp_dir();
+    let source = dir.path().join("big.data");
+    crate::common::make_file(&source, "20M");
+    let destination = dir.path().join("copy.data");
+    let bytes = std::fs::read(&source).unwrap();
+    std::fs::write(
+        dir.path().join(".copy.data.xferbench-partial"),
+        &bytes[..12 << 20],
+    )
+    .unwrap();
+    let report = resume_copy(&source, &destination);
+    assert_eq!(std::fs::read(&destination).unwrap(), bytes);
+    let resumed = &report["resumed"];
+    assert_eq!(resumed["found"], 12u64 << 20, "{report:#}");
+    // The last 4 chunks (--iodepth) of what was found are not trusted.
+    assert_eq!(resumed["checked"], 8u64 << 20, "{report:#}");
+    assert_eq!(resumed["matched"], true, "{report:#}");
+    assert_eq!(report["measurement"]["bytes"], 12u64 << 20, "{report:#}");
+    assert_eq!(report["verify"]["matched"], true, "{report:#}");
+    crate::common::assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn resume_sends_everything_again_when_the_partial_has_one_flipped_byte() {
+    let dir = crate::common::temp_dir();
+    let source = dir.path().join("big.data");
+    crate::common::make_file(&source, "20M");
+    let destination = dir.path().join("copy.data");
+    let bytes = std::fs::read(&source).unwrap();
+    let mut partial = bytes[..12 << 20].to_vec();
+    partial[3 << 20] ^= 0x01;
+    std::fs::write(dir.path().join(".copy.data.xferbench-partial"), &partial).unwrap();
+    let report = resume_copy(&source, &destination);
+    assert_eq!(std::fs::read(&destination).unwrap(), bytes);
+    assert_eq!(report["resumed"]["matched"], false, "{report:#}");
+    assert_eq!(report["measurement"]["bytes"], 20u64 << 20, "{report:#}");
+    crate::common::assert_no_leftovers(dir.path());
+}
+
+#[test]
+fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
+    let (from, to) = (crate::common::temp_dir(), crate::common::temp_dir());
+    let source = from.path().join("big.data");
+    crate::common::make_file(&source, "64M");
+    let destination = to.path().join("big.data");
+    let partial = to.path().join(".big.data.xferbench-partial");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "copy".as_ref(),
+        source.as_os_str(),
+        destination.as_os_str(),
+        "--bs".as_ref(),
+        "4K".as_ref(),
+        "--iodepth".as_ref(),
+        "1".as_ref(),
+        "--resume".as_ref(),
+    ];
+    let mut client = crate::common::spawn_here(&args);
+    let grew = crate::common::wait_until(Duration::from_secs(20), || {
+        std::fs::metadata(&partial).is_ok_and(|meta| meta.len() >= 8 << 20)
+    });
+    assert!(
+        grew,
+        "the partial copy did not grow: {:?}",
+        client.running()
+    );
+    crate::common::send_signal(client.pid(), libc::SIGINT);
+    let out = client.finish(Duration::from_secs(10));
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(!destination.exists());
+    let kept = std::fs::metadata(&partial)
+        .expect("the partial copy is kept")
+        .len();
+    // More than the 4 chunks of 1 MiB the next run does not trust.
+    assert!(kept >= 8 << 20, "{kept}");
+    let report = resume_copy(&source, &destination);
+    assert_eq!(
+        std::fs::read(&destination).unwrap(),
+        std::fs::read(&source).unwrap()
+    );
+    assert_eq!(report["resumed"]["matched"], true, "{report:#}");
+    assert!(
+        report["measurement"]["bytes"].as_u64().unwrap() < 64 << 20,
+        "{report:#}"
+    );
+    crate::common::assert_no_leftovers(to.path());
+}

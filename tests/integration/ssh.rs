@@ -1562,3 +1562,71 @@ fn verify_over_ssh_names_a_far_side_without_sha256sum_or_b2sum() {
     );
     assert!(!landed.exists());
 }
+
+/// Uploads `source` over sshd with --resume (1 MiB chunks, 4 in flight) onto `landed`, whose
+/// temporary file holds `partial`; the JSON report.
+fn resume_upload(
+    sshd: &Sshd,
+    source: &Path,
+    landed: &Path,
+    partial: &[u8],
+    streams: &str,
+) -> serde_json::Value {
+    let home = temp_dir();
+    let temp = landed.with_file_name(format!(
+        ".{}.xferbench-partial",
+        landed.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&temp, partial).unwrap();
+    let out = copy(
+        sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(sshd, landed),
+        &[
+            "--resume",
+            "--bs",
+            "1M",
+            "--iodepth",
+            "4",
+            "-P",
+            streams,
+            "-J",
+        ],
+    );
+    assert_ok("resumed upload", &out, sshd);
+    assert_same_content(source, landed);
+    assert!(!temp.exists());
+    json_report(&out)
+}
+
+#[test]
+fn resume_over_ssh_sends_only_what_the_far_partial_lacks() {
+    let Some(sshd) = start() else { return };
+    let (local, far) = (temp_dir(), temp_dir());
+    let source = local.path().join("r.img");
+    make_file(&source, "20M");
+    let bytes = std::fs::read(&source).unwrap();
+    for streams in ["1", "3"] {
+        let landed = far.path().join(format!("r{streams}.img"));
+        let report = resume_upload(&sshd, &source, &landed, &bytes[..12 << 20], streams);
+        assert_eq!(report["resumed"]["matched"], true, "{report:#}");
+        assert_eq!(report["resumed"]["algorithm"], "sha256", "{report:#}");
+        assert_eq!(report["resumed"]["checked"], 8u64 << 20, "{report:#}");
+        assert_eq!(report["measurement"]["bytes"], 12u64 << 20, "{report:#}");
+    }
+}
+
+#[test]
+fn resume_over_ssh_sends_everything_when_the_far_partial_has_a_flipped_byte() {
+    let Some(sshd) = start() else { return };
+    let (local, far) = (temp_dir(), temp_dir());
+    let source = local.path().join("f.img");
+    make_file(&source, "20M");
+    let mut partial = std::fs::read(&source).unwrap()[..12 << 20].to_vec();
+    partial[5 << 20] ^= 0x80;
+    let landed = far.path().join("f.img");
+    let report = resume_upload(&sshd, &source, &landed, &partial, "1");
+    assert_eq!(report["resumed"]["matched"], false, "{report:#}");
+    assert_eq!(report["measurement"]["bytes"], 20u64 << 20, "{report:#}");
+}

@@ -160,6 +160,9 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::TreeTotals { dir } => format!("counting the files of '{}'", shown(dir)),
         RemoteCommand::DirTimes { dir } => format!("listing the directories of '{}'", shown(dir)),
         RemoteCommand::Digest { path, .. } => format!("digest of '{}'", shown(path)),
+        RemoteCommand::PrefixDigest { path, len, .. } => {
+            format!("digest of the first {len} bytes of '{}'", shown(path))
+        }
         RemoteCommand::Flush { temp, .. } => format!("flushing '{}'", shown(temp)),
         RemoteCommand::Rename { temp, path } => {
             format!("renaming '{}' to '{}'", shown(temp), shown(path))
@@ -217,6 +220,7 @@ async fn execute(
         // serve verifies a copy itself over its TCP control protocol.
         RemoteCommand::HashTool
         | RemoteCommand::Digest { .. }
+        | RemoteCommand::PrefixDigest { .. }
         | RemoteCommand::Flush { .. }
         | RemoteCommand::Rename { .. } => bail!(
             "--verify over ssh needs a stock OpenSSH server with sha256sum; xferbench serve verifies copies over --via tcp"

@@ -364,6 +364,7 @@ impl Rdma {
             ),
             split: TimeSplit::uploaded(&sent, &done),
             verify,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),
@@ -441,6 +442,7 @@ impl Rdma {
             ),
             split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),

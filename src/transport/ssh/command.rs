@@ -53,6 +53,12 @@ pub enum RemoteCommand {
         path: String,
         range: Option<(u64, u64)>,
     },
+    /// `head -c LEN -- PATH | TOOL`: the digest of the first `len` bytes of `path` (`--resume`).
+    PrefixDigest {
+        tool: String,
+        path: String,
+        len: u64,
+    },
     /// Cuts `temp` to `size` and flushes it to the disk (fsync): [`RemoteCommand::Finish`]
     /// without its rename, for a file checked before it takes its name.
     Flush { temp: String, size: u64 },
@@ -132,6 +138,9 @@ impl RemoteCommand {
                     quote(path)
                 ),
             },
+            RemoteCommand::PrefixDigest { tool, path, len } => {
+                format!("head -c {len} -- {} | {tool}", quote(path))
+            }
             RemoteCommand::Flush { temp, size } => {
                 format!("truncate -s {size} -- {t} && sync -- {t}", t = quote(temp))
             }
@@ -181,9 +190,9 @@ impl RemoteCommand {
             RemoteCommand::TreeTotals { .. } | RemoteCommand::DirTimes { .. } => {
                 "find (GNU findutils) and awk"
             }
-            RemoteCommand::HashTool | RemoteCommand::Digest { .. } => {
-                "sha256sum or b2sum (GNU coreutils)"
-            }
+            RemoteCommand::HashTool
+            | RemoteCommand::Digest { .. }
+            | RemoteCommand::PrefixDigest { .. } => "sha256sum or b2sum (GNU coreutils)",
             RemoteCommand::Flush { .. } => "truncate and sync (GNU coreutils)",
             RemoteCommand::Rename { .. } => "mv",
             RemoteCommand::WriteRange { .. }

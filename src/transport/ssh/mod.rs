@@ -143,15 +143,14 @@ impl Ssh {
         let mut warnings = Vec::new();
         let (engine, size, direct) = pipeline::open_source(source, chunks.depth, &mut warnings)?;
         let engine_kind = engine.kind();
-        let ranges = pipeline::split_ranges(size, plan.streams, chunks.chunk);
-        let connections = self.connect(ranges.len()).await?;
+        let planned = pipeline::split_ranges(size, plan.streams, chunks.chunk);
+        let connections = self.connect(planned.len()).await?;
         let first = &connections[0].handle;
         warnings.extend(super::loopback_warning(connections[0].peer_addr));
         let tool = match plan.verify {
             true => Some(verify::find_tool(&connections[0], &self.label()).await?),
             false => None,
         };
-        let sent_ranges = ranges.clone();
         let remote_path = self.expand_home(first, remote_path).await?;
         let path = super::address::with_file_name(&remote_path, source);
         let temp = temp_name(&path)?;
@@ -161,6 +160,23 @@ impl Ssh {
                 self.label()
             );
         }
+        let resumed = match plan.resume {
+            true => self
+                .check_far_prefix(&connections[0], source, &temp, size, chunks)
+                .await
+                .with_context(|| format!("{}: checking {temp} for --resume", self.label()))?,
+            false => None,
+        };
+        let from = resumed.as_ref().map_or(0, super::Resumed::from);
+        // Whole chunks from where the copy goes on, cut as a copy from 0 would cut them.
+        let ranges: Vec<Range<u64>> = match from {
+            0 => planned,
+            from => pipeline::split_ranges(size - from, plan.streams, chunks.chunk)
+                .into_iter()
+                .map(|range| range.start + from..range.end + from)
+                .collect(),
+        };
+        let sent_ranges = ranges.clone();
         // Creating the temporary file first fails at once on a missing or read-only directory.
         Exec::run(
             first,
@@ -238,6 +254,12 @@ impl Ssh {
         };
         let (sent, fsync) = match finished {
             Ok(done) => done,
+            Err(err) if plan.resume => {
+                return Err(err.context(format!(
+                    "{}: copy to {path} failed; {temp} is kept: the same copy with --resume goes on from it",
+                    self.label()
+                )));
+            }
             Err(err) => {
                 self.discard(&connections, &temp).await;
                 return Err(err.context(format!("{}: copy to {path} failed", self.label())));
@@ -250,7 +272,7 @@ impl Ssh {
             path: TransportKind::Ssh,
             measurement: Measurement::new(
                 Workload::Copy,
-                size,
+                size - from,
                 elapsed,
                 conditions(plan, chunks, direct, engine_kind, &connections),
                 sent.1,
@@ -262,6 +284,7 @@ impl Ssh {
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify: verification,
+            resumed,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,
@@ -289,8 +312,10 @@ impl Ssh {
         Option<Duration>,
         Vec<String>,
     )> {
-        // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range.
-        let scp = streams == 1;
+        // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range, as does
+        // a resumed copy (SCP writes a file from its start).
+        let scp = streams == 1 && ranges.first().is_some_and(|range| range.start == 0);
+        let moving: u64 = ranges.iter().map(|range| range.end - range.start).sum();
         let mut execs = Vec::with_capacity(ranges.len());
         for (connection, range) in connections.iter().zip(&ranges) {
             let command = if scp && tool.is_some() {
@@ -375,7 +400,7 @@ impl Ssh {
                 }
             }
         };
-        let (sent, intervals) = pipeline::watched(watcher, size, &counter, data).await;
+        let (sent, intervals) = pipeline::watched(watcher, moving, &counter, data).await;
         let (sent, mut streams) = sent?;
         let digests: Vec<String> = streams.iter_mut().filter_map(|s| s.take()).collect();
         if scp {
@@ -441,6 +466,58 @@ impl Ssh {
             );
         }
         Ok(format!("{home}/{tail}"))
+    }
+
+    /// `--resume`: holds the first bytes of the far temporary file (less the last `--iodepth`
+    /// chunks) to the source's, `head -c | sha256sum` there and SHA-256 here. None when there
+    /// is no such file. Errors: the far side cannot be asked, or the source cannot be read.
+    async fn check_far_prefix(
+        &self,
+        connection: &SshConnection,
+        source: &Path,
+        temp: &str,
+        size: u64,
+        chunks: ChunkPlan,
+    ) -> Result<Option<super::Resumed>> {
+        let started = Instant::now();
+        let said = Exec::run(
+            &connection.handle,
+            RemoteCommand::Size {
+                path: temp.to_string(),
+            },
+        )
+        .await;
+        // No temporary file (stat fails): nothing to take up.
+        let Some((found, _)) = said.ok().as_deref().and_then(parse_stat) else {
+            return Ok(None);
+        };
+        let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
+        let tool = verify::find_tool(connection, &self.label()).await?;
+        let matched = checked > 0 && {
+            let far = Exec::run(
+                &connection.handle,
+                RemoteCommand::PrefixDigest {
+                    tool: tool.program().to_string(),
+                    path: temp.to_string(),
+                    len: checked,
+                },
+            )
+            .await?;
+            let far = far
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let ours = verify::prefix_digest(source, checked, tool)?;
+            far.eq_ignore_ascii_case(&ours)
+        };
+        Ok(Some(super::Resumed {
+            found,
+            checked,
+            matched,
+            algorithm: tool.algorithm().to_string(),
+            secs: started.elapsed().as_secs_f64(),
+        }))
     }
 
     /// Best effort after a failed upload: no temporary file left behind.
@@ -611,6 +688,7 @@ impl Ssh {
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify: None,
+            resumed: None,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,

@@ -123,6 +123,29 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Hashing<W> {
     }
 }
 
+/// The digest of the first `len` bytes of the local file `path`, as `tool` prints it.
+/// Errors: the file cannot be read that far.
+pub fn prefix_digest(path: &std::path::Path, len: u64, tool: Tool) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?.take(len);
+    let mut hasher = tool.hasher();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        read += n as u64;
+        crate::interrupt::check()?;
+    }
+    if read != len {
+        bail!("{} ended at {read} bytes, before {len}", path.display());
+    }
+    Ok(hasher.hex())
+}
+
 /// Which digest tool the far side has. Errors: neither, said in one line.
 pub async fn find_tool(connection: &SshConnection, label: &str) -> Result<Tool> {
     let said = Exec::run(&connection.handle, RemoteCommand::HashTool)
