@@ -449,7 +449,7 @@ pub struct CopyArgs {
     /// Keep the temporary file (.NAME.xferbench-partial) of a copy that fails or is stopped, and
     /// take up one left before: its prefix is held to the source's (a digest on both sides:
     /// xxh3 here, sha256sum on an SSH server) and only the rest is sent; a prefix that differs
-    /// is sent again. Between local paths and over --via ssh.
+    /// is sent again. Between local paths and over --via ssh (both ways).
     #[arg(long)]
     pub resume: bool,
 
@@ -1231,14 +1231,8 @@ impl CopyArgs {
             }
             if peer.is_some() && via != TransportKind::Ssh {
                 return Err(Usage(format!(
-                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh uploads"
+                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh ones"
                 ))
-                .into());
-            }
-            if matches!(plan.source, Location::Remote { .. }) {
-                return Err(usage(
-                    "--resume over ssh takes up uploads; a download starts over: drop --resume",
-                )
                 .into());
             }
         }

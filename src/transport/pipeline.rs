@@ -493,8 +493,19 @@ where
         });
     }
     drop(incoming_tx);
-    let (received, _) =
-        write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
+    let (received, _) = write_incoming(
+        engine,
+        Incoming {
+            size,
+            expected: size,
+            rx: incoming_rx,
+        },
+        plan,
+        counter,
+        pool,
+        tasks,
+    )
+    .await?;
     Ok(received)
 }
 
@@ -515,6 +526,11 @@ where
 {
     let (pool, free_rx) = receive_pool(plan);
     let (incoming_tx, incoming_rx) = mpsc::channel::<Chunk>(plan.depth);
+    // The ranges need not start at 0 (a resumed copy): they carry what is expected.
+    let expected = streams
+        .iter()
+        .map(|(_, range)| range.end - range.start)
+        .sum();
     let mut tasks = JoinSet::new();
     for (index, (stream, range)) in streams.into_iter().enumerate() {
         let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
@@ -522,8 +538,13 @@ where
         spawn_stream(&mut tasks, index, "receiving", work, on.get(index));
     }
     drop(incoming_tx);
+    let incoming = Incoming {
+        size,
+        expected,
+        rx: incoming_rx,
+    };
     let (received, mut streams) =
-        write_incoming(engine, size, plan, counter, pool, incoming_rx, tasks).await?;
+        write_incoming(engine, incoming, plan, counter, pool, tasks).await?;
     streams.sort_by_key(|(index, _)| *index);
     Ok((received, streams.into_iter().map(|(_, s)| s).collect()))
 }
@@ -542,15 +563,27 @@ fn receive_pool(plan: ChunkPlan) -> (Pool, Arc<Mutex<mpsc::Receiver<AlignedBuf>>
 }
 
 /// Writes each chunk the streams deliver at its offset, while they go on receiving.
+/// What the streams deliver to [`write_incoming`]: chunks of a file of `size` bytes,
+/// `expected` of them in all.
+struct Incoming {
+    size: u64,
+    expected: u64,
+    rx: mpsc::Receiver<Chunk>,
+}
+
 async fn write_incoming<T: Send + 'static>(
     mut engine: Engine,
-    size: u64,
+    incoming: Incoming,
     plan: ChunkPlan,
     counter: &Counter,
     free_tx: Pool,
-    mut incoming_rx: mpsc::Receiver<Chunk>,
     mut tasks: JoinSet<Result<T>>,
 ) -> Result<(CopyReceived, Vec<T>)> {
+    let Incoming {
+        size,
+        expected,
+        rx: mut incoming_rx,
+    } = incoming;
     let mut writes = WriteBehind::default();
     let (mut done, mut streams_open) = (0u64, true);
     let mut digest = plan.verify.then(Digest::default);
@@ -581,9 +614,9 @@ async fn write_incoming<T: Send + 'static>(
     while let Some(ended) = tasks.join_next().await {
         finished.push(ended.map_err(|err| anyhow!("a receiving stream failed: {err}"))??);
     }
-    if done != size {
+    if done != expected {
         bail!(
-            "the sender stopped after {done} of {size} bytes: the copy is incomplete and was discarded"
+            "the sender stopped after {done} of {expected} bytes: the copy is incomplete and was discarded"
         );
     }
     Ok((

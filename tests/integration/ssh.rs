@@ -1630,3 +1630,54 @@ fn resume_over_ssh_sends_everything_when_the_far_partial_has_a_flipped_byte() {
     assert_eq!(report["resumed"]["matched"], false, "{report:#}");
     assert_eq!(report["measurement"]["bytes"], 20u64 << 20, "{report:#}");
 }
+
+#[test]
+fn resume_over_ssh_downloads_only_what_the_local_partial_lacks_and_all_of_a_damaged_one() {
+    let Some(sshd) = start() else { return };
+    let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
+    let source = far.path().join("d.img");
+    make_file(&source, "20M");
+    let bytes = std::fs::read(&source).unwrap();
+    let mut damaged = bytes[..12 << 20].to_vec();
+    damaged[2 << 20] ^= 0x10;
+    for (streams, partial, matched, moved) in [
+        ("1", bytes[..12 << 20].to_vec(), true, 12u64 << 20),
+        ("3", bytes[..12 << 20].to_vec(), true, 12u64 << 20),
+        ("2", damaged, false, 20u64 << 20),
+    ] {
+        let landed = local.path().join(format!("d{streams}.img"));
+        std::fs::write(
+            local
+                .path()
+                .join(format!(".d{streams}.img.xferbench-partial")),
+            &partial,
+        )
+        .unwrap();
+        let out = copy(
+            &sshd,
+            home.path(),
+            &remote(&sshd, &source),
+            landed.to_str().unwrap(),
+            &[
+                "--resume",
+                "--bs",
+                "1M",
+                "--iodepth",
+                "4",
+                "-P",
+                streams,
+                "-J",
+            ],
+        );
+        assert_ok("resumed download", &out, &sshd);
+        assert_same_content(&source, &landed);
+        let report = json_report(&out);
+        assert_eq!(report["resumed"]["matched"], matched, "{report:#}");
+        assert_eq!(report["measurement"]["bytes"], moved, "{report:#}");
+    }
+    assert!(
+        no_partial_files(local.path()),
+        "{:?}",
+        crate::common::entries(local.path())
+    );
+}

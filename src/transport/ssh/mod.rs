@@ -520,6 +520,55 @@ impl Ssh {
         }))
     }
 
+    /// `--resume` of a download: holds the first bytes of the local temporary file (less the last
+    /// `--iodepth` chunks) to the far source's, SHA-256 here and `head -c | sha256sum` there; a
+    /// prefix that differs is cut away. Errors: the far side cannot be asked, or the temporary
+    /// file read.
+    async fn check_local_prefix(
+        &self,
+        connection: &SshConnection,
+        remote_path: &str,
+        landing: &crate::file::Landing,
+        found: u64,
+        size: u64,
+        chunks: ChunkPlan,
+    ) -> Result<super::Resumed> {
+        let started = Instant::now();
+        let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
+        let tool = verify::find_tool(connection, &self.label()).await?;
+        let matched = checked > 0 && {
+            let far = Exec::run(
+                &connection.handle,
+                RemoteCommand::PrefixDigest {
+                    tool: tool.program().to_string(),
+                    path: remote_path.to_string(),
+                    len: checked,
+                },
+            )
+            .await?;
+            let far = far
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let ours = verify::prefix_digest(&landing.temp_path, checked, tool)?;
+            far.eq_ignore_ascii_case(&ours)
+        };
+        if !matched {
+            landing
+                .file
+                .set_len(0)
+                .context("cutting the partial copy that did not match")?;
+        }
+        Ok(super::Resumed {
+            found,
+            checked,
+            matched,
+            algorithm: tool.algorithm().to_string(),
+            secs: started.elapsed().as_secs_f64(),
+        })
+    }
+
     /// Best effort after a failed upload: no temporary file left behind.
     async fn discard(&self, connections: &[SshConnection], temp: &str) {
         let command = RemoteCommand::Discard {
@@ -558,7 +607,8 @@ impl Ssh {
                 self.label()
             );
         }
-        let scp = plan.streams == 1;
+        // A resumed copy reads from an offset, which SCP cannot: it asks for the size and uses dd.
+        let scp = plan.streams == 1 && !plan.resume;
         // One stream learns the size from the SCP header; several ask for it first.
         let mut scp_exec = None;
         let size = if scp {
@@ -603,14 +653,36 @@ impl Ssh {
             }
             size
         };
-        let (landing, engine) =
-            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
+        let (landing, engine, found) =
+            pipeline::open_landing(&destination, size, plan, chunks, &mut warnings)?;
+        let resumed = match found {
+            0 => None,
+            found => {
+                let checked = self
+                    .check_local_prefix(&connections[0], remote_path, &landing, found, size, chunks)
+                    .await;
+                match checked {
+                    Ok(resumed) => Some(resumed),
+                    Err(err) => {
+                        landing.keep_partial();
+                        return Err(err.context(format!(
+                            "{}: checking the partial copy for --resume",
+                            self.label()
+                        )));
+                    }
+                }
+            }
+        };
+        let from = resumed.as_ref().map_or(0, super::Resumed::from);
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
-        let ranges = if scp {
+        let ranges: Vec<Range<u64>> = if scp {
             std::iter::once(0..size).collect()
         } else {
-            pipeline::split_ranges(size, plan.streams, chunks.chunk)
+            pipeline::split_ranges(size - from, plan.streams, chunks.chunk)
+                .into_iter()
+                .map(|range| range.start + from..range.end + from)
+                .collect()
         };
         let mut execs = Vec::with_capacity(ranges.len());
         match scp_exec {
@@ -642,14 +714,25 @@ impl Ssh {
             .collect();
         let (received, intervals) = pipeline::watched(
             watcher,
-            size,
+            size - from,
             &counter,
             pipeline::receive_ranges(engine, size, inputs, &runtimes, chunks, &counter),
         )
         .await;
-        let (received, mut outputs) = received.map_err(|err| {
-            err.context(format!("{}: copy of {remote_path} failed", self.label()))
-        })?;
+        let (received, mut outputs) = match received {
+            Ok(received) => received,
+            Err(err) if plan.resume => {
+                let temp = landing.temp_path.display().to_string();
+                landing.keep_partial();
+                return Err(err.context(format!(
+                    "{}: copy of {remote_path} failed; {temp} is kept: the same copy with --resume goes on from it",
+                    self.label()
+                )));
+            }
+            Err(err) => {
+                return Err(err.context(format!("{}: copy of {remote_path} failed", self.label())));
+            }
+        };
         if scp {
             let output = &mut outputs[0];
             match scp::read_status(output).await? {
@@ -676,7 +759,7 @@ impl Ssh {
             path: TransportKind::Ssh,
             measurement: Measurement::new(
                 Workload::Copy,
-                size,
+                size - from,
                 elapsed,
                 conditions(plan, chunks, landing_direct, engine_kind, &connections),
                 intervals,
@@ -688,7 +771,7 @@ impl Ssh {
                 fsync_secs: fsync.as_secs_f64(),
             },
             verify: None,
-            resumed: None,
+            resumed,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: None,
