@@ -491,33 +491,9 @@ impl Ssh {
         let Some((found, _)) = said.ok().as_deref().and_then(parse_stat) else {
             return Ok(None);
         };
-        let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
-        let tool = verify::find_tool(connection, &self.label()).await?;
-        let matched = checked > 0 && {
-            let far = Exec::run(
-                &connection.handle,
-                RemoteCommand::PrefixDigest {
-                    tool: tool.program().to_string(),
-                    path: temp.to_string(),
-                    len: checked,
-                },
-            )
-            .await?;
-            let far = far
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let ours = verify::prefix_digest(source, checked, tool)?;
-            far.eq_ignore_ascii_case(&ours)
-        };
-        Ok(Some(super::Resumed {
-            found,
-            checked,
-            matched,
-            algorithm: tool.algorithm().to_string(),
-            secs: started.elapsed().as_secs_f64(),
-        }))
+        self.prefixes_match(connection, temp, source, found, size, chunks, started)
+            .await
+            .map(Some)
     }
 
     /// `--resume` of a download: holds the first bytes of the local temporary file (less the last
@@ -533,33 +509,55 @@ impl Ssh {
         size: u64,
         chunks: ChunkPlan,
     ) -> Result<super::Resumed> {
-        let started = Instant::now();
-        let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
-        let tool = verify::find_tool(connection, &self.label()).await?;
-        let matched = checked > 0 && {
-            let far = Exec::run(
-                &connection.handle,
-                RemoteCommand::PrefixDigest {
-                    tool: tool.program().to_string(),
-                    path: remote_path.to_string(),
-                    len: checked,
-                },
+        let resumed = self
+            .prefixes_match(
+                connection,
+                remote_path,
+                &landing.temp_path,
+                found,
+                size,
+                chunks,
+                Instant::now(),
             )
             .await?;
-            let far = far
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            let ours = verify::prefix_digest(&landing.temp_path, checked, tool)?;
-            far.eq_ignore_ascii_case(&ours)
-        };
-        if !matched {
+        if !resumed.matched {
             landing
                 .file
                 .set_len(0)
                 .context("cutting the partial copy that did not match")?;
         }
+        Ok(resumed)
+    }
+
+    /// The first bytes of a `found`-byte partial copy worth checking ([`super::resumable_prefix`])
+    /// of `far` (read by the far side's `head -c | sha256sum`) and of the local `here` (SHA-256),
+    /// held to each other. Errors: the far side cannot be asked, or `here` read.
+    #[allow(clippy::too_many_arguments)]
+    async fn prefixes_match(
+        &self,
+        connection: &SshConnection,
+        far: &str,
+        here: &Path,
+        found: u64,
+        size: u64,
+        chunks: ChunkPlan,
+        started: Instant,
+    ) -> Result<super::Resumed> {
+        let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
+        let tool = verify::find_tool(connection, &self.label()).await?;
+        let matched = checked > 0 && {
+            let said = Exec::run(
+                &connection.handle,
+                RemoteCommand::PrefixDigest {
+                    tool: tool.program().to_string(),
+                    path: far.to_string(),
+                    len: checked,
+                },
+            )
+            .await?;
+            let theirs = said.split_whitespace().next().unwrap_or_default();
+            theirs.eq_ignore_ascii_case(&verify::prefix_digest(here, checked, tool)?)
+        };
         Ok(super::Resumed {
             found,
             checked,

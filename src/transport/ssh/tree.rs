@@ -37,9 +37,7 @@ use super::login::SshConnection;
 use super::scp;
 use crate::file::tree::{self, Kind, Totals};
 use crate::interrupt;
-use crate::measure::{
-    Conditions, Counter, CpuClock, Interval, IntervalClock, Measurement, Watcher, Workload,
-};
+use crate::measure::{Conditions, Counter, CpuClock, Interval, Measurement, Watcher, Workload};
 use crate::transport::TransportKind;
 use crate::transport::tree::{FsyncPolicy, Listed, TreePlan, TreeReport};
 
@@ -119,18 +117,7 @@ pub(super) fn upload(
     destination: &str,
     watcher: &dyn Watcher,
 ) -> Result<TreeReport> {
-    let meta = std::fs::metadata(source).map_err(|err| {
-        anyhow!(
-            "cannot copy: {}",
-            crate::file::describe_path_error(source, err)
-        )
-    })?;
-    if !meta.is_dir() {
-        bail!(
-            "{} is not a directory: copy -r copies a directory tree; leave out -r to copy a file",
-            source.display()
-        );
-    }
+    crate::transport::tree::check_source(source)?;
     if plan.verify {
         bail!(
             "--verify with copy -r over ssh: a stock server cannot re-read a tree for us; copy the tree to `serve` over --via tcp to verify it"
@@ -274,18 +261,13 @@ pub(super) fn upload(
         conditions,
         intervals,
     );
-    let secs = elapsed.as_secs_f64();
     let mut warnings = Vec::new();
     warnings.extend(crate::transport::loopback_warning(connections[0].peer_addr));
     Ok(TreeReport {
         source: source.display().to_string(),
         destination: label,
         path: TransportKind::Ssh,
-        files_per_sec: if secs > 0.0 {
-            state.landed.files as f64 / secs
-        } else {
-            0.0
-        },
+        files_per_sec: crate::transport::tree::per_sec(state.landed.files, elapsed),
         measurement,
         landed: state.landed,
         fsync: plan.fsync,
@@ -349,10 +331,9 @@ async fn start(
     let first = &connections[0].handle;
     let destination = ssh.expand_home(first, destination).await?;
     let destination = destination.trim_end_matches('/');
-    let name = std::fs::canonicalize(source)
-        .ok()
-        .and_then(|path| path.file_name().map(|n| n.as_bytes().to_vec()))
-        .ok_or_else(|| anyhow!("{} has no name to copy under", source.display()))?;
+    let name = crate::transport::tree::source_name(source)?
+        .as_bytes()
+        .to_vec();
     // The far shell answers where the tree goes: every far command costs the start of the
     // login's shell (and its start-up files), so the questions go to the one that stays.
     let mut side = Exec::start(first, RemoteCommand::Shell).await?;
@@ -605,38 +586,28 @@ impl Copying<'_> {
 
     /// The walk feeding one reader per stream; how long it ran, in 1 s intervals.
     fn run(&self, senders: Vec<channel::Sender<Vec<u8>>>) -> (Walked, (Duration, Vec<Interval>)) {
-        let (stop, stopped) = mpsc::channel::<()>();
         let (jobs, queue) = mpsc::sync_channel::<Job>(senders.len() * 8);
         let queue = Mutex::new(queue);
         let removals = Mutex::new(Vec::new());
-        let intervals = std::thread::scope(|scope| {
-            let sampler = scope.spawn(move || {
-                let mut clock = IntervalClock::start(crate::measure::DEFAULT_INTERVAL);
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(Duration::from_millis(100))
-                {
-                    clock.observe(self.bytes.get());
-                }
-                clock.finish(self.bytes.get())
-            });
-            let readers: Vec<_> = senders
-                .into_iter()
-                .map(|sender| {
-                    let (queue, removals) = (&queue, &removals);
-                    scope.spawn(move || {
-                        self.read(Stream::new(sender, self.plan.block), queue, removals)
+        let ((), elapsed, intervals) = crate::transport::tree::sampled(self.bytes, || {
+            std::thread::scope(|scope| {
+                let readers: Vec<_> = senders
+                    .into_iter()
+                    .map(|sender| {
+                        let (queue, removals) = (&queue, &removals);
+                        scope.spawn(move || {
+                            self.read(Stream::new(sender, self.plan.block), queue, removals)
+                        })
                     })
-                })
-                .collect();
-            self.walk(jobs);
-            for reader in readers {
-                let _ = reader.join();
-            }
-            drop(stop);
-            sampler.join().expect("the sampling thread")
+                    .collect();
+                self.walk(jobs);
+                for reader in readers {
+                    let _ = reader.join();
+                }
+            })
         });
         let removals = removals.into_inner().expect("removals");
-        (Walked { removals }, intervals)
+        (Walked { removals }, (elapsed, intervals))
     }
 
     /// The walk: directories and files handed to the readers, links to the shell.
