@@ -56,8 +56,14 @@ unsafe fn stat_of<T>(
 
 /// posix_fadvise over the whole file.
 pub fn fadvise(file: &File, advice: libc::c_int) -> io::Result<()> {
+    fadvise_range(file, 0, 0, advice)
+}
+
+/// posix_fadvise over `len` bytes from `offset` (0 bytes: to the end).
+pub fn fadvise_range(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+    let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
     // SAFETY: posix_fadvise takes no pointers; the descriptor is borrowed from `file`.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset as i64, len as i64, advice) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }

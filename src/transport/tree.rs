@@ -85,6 +85,9 @@ pub struct TreeReport {
     /// The server's CPU, when a server took part (`--via tcp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_cpu: Option<CpuUse>,
+    /// The far tool that carried the files over SSH (`tar -x` or `scp -t` up, `tar -c` down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_tool: Option<String>,
     pub warnings: Vec<Warning>,
 }
 
@@ -151,6 +154,7 @@ pub fn copy(plan: &TreePlan, watcher: &dyn Watcher) -> Result<TreeReport> {
         skipped: state.skipped,
         cpu: cpu.finish(),
         remote_cpu: None,
+        far_tool: None,
         warnings,
     })
 }
@@ -342,6 +346,7 @@ impl Landing<'_> {
                     }
                 }
                 Kind::File => {
+                    read_ahead(&source, entry.meta.len());
                     let job = Job {
                         source,
                         destination,
@@ -588,6 +593,27 @@ pub fn open_source(path: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|err| anyhow!(read_error(path, err)))
+}
+
+/// Bytes of each queued file the walk asks the disk for ahead of its reader.
+pub const READ_AHEAD: u64 = 1 << 20;
+
+/// Asks the kernel to start reading the first [`READ_AHEAD`] bytes of the file at `path` of
+/// `len` bytes (POSIX_FADV_WILLNEED), and returns at once: the walk calls it as it queues each
+/// file, so a cold tree of small files is read as many files deep as the queue holds, not one
+/// per reader (a disk answers several reads at once far sooner than one after another; a
+/// larger file's rest is left to the kernel's own sequential read-ahead). Failures are
+/// ignored: the reader opens the file again and reports them.
+pub fn read_ahead(path: &Path, len: u64) {
+    // O_NONBLOCK: a file swapped for a fifo after the walk does not hold the walk up.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    if let Ok(file) = opened {
+        let _ =
+            crate::sys::fs::fadvise_range(&file, 0, len.min(READ_AHEAD), libc::POSIX_FADV_WILLNEED);
+    }
 }
 
 /// Lands one file of a local copy: whether it changed while it was read.

@@ -41,7 +41,7 @@ use anyhow::{Result, anyhow, bail};
 
 use super::{
     CHANGED, FileSource, Listed, Rules, SPECIAL, SourceEnd, finish_dir, join, land_file,
-    land_symlink, make_dir, may_replace, open_source, read_error, sync_end,
+    land_symlink, make_dir, may_replace, open_source, read_ahead, read_error, sync_end,
 };
 use crate::file::tree::{self, Attributes, Kind, Totals};
 use crate::interrupt::{self, Interrupted};
@@ -393,6 +393,9 @@ pub fn send(
                         .add_named(name, SPECIAL.into());
                 }
                 Ok(entry) => {
+                    if entry.kind == Kind::File {
+                        read_ahead(&source.join(&entry.relative), entry.meta.len());
+                    }
                     let job = Outgoing {
                         relative: entry.relative,
                         kind: entry.kind,
