@@ -461,8 +461,9 @@ pub struct CopyArgs {
     /// links kept as links (never followed, like rsync -l), modes and modification times kept.
     /// A file that fails is listed and the rest go on (exit 1 at the end). Between local paths
     /// (a mounted share included) -P files land at once; to or from serve (--via tcp) the tree
-    /// goes as records on -P data connections; to a stock SSH server, one scp -r sink on each
-    /// of -P connections (files staged, then moved into place by a far sh); from one, a far tar.
+    /// goes as records on -P data connections; to a stock SSH server, one far tar -x (scp -t
+    /// without GNU tar) on each of -P connections (files staged, then moved into place by a far
+    /// sh); from one, a far tar -c.
     #[arg(short = 'r', long)]
     pub recursive: bool,
 

@@ -743,9 +743,11 @@ pub fn tree(report: &crate::transport::tree::TreeReport) -> String {
             format_block(m.conditions.block_size.unwrap_or(0)),
         ),
         TransportKind::Ssh => format!(
-            "over SSH ({}, cipher {}), one scp -r sink on each",
+            "over SSH ({}, cipher {}), a far {}{}",
             plural(report.workers, "connection"),
             m.conditions.cipher.as_deref().unwrap_or("unknown"),
+            report.far_tool.as_deref().unwrap_or("tool"),
+            if report.workers > 1 { " on each" } else { "" },
         ),
         path => format!(
             "over {path}, {} (files back to back on each), buffered (page cache), {} blocks",

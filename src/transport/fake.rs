@@ -239,6 +239,7 @@ impl Transport for Fake {
             skipped: Listed::default(),
             cpu: CpuUse::default(),
             remote_cpu: None,
+            far_tool: None,
             warnings: Vec::new(),
         })
     }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::sshd::Sshd;
+use crate::common::sshd::{Sshd, sshd_with_tools};
 use crate::common::{
     Background, Run, assert_empty_dir, assert_failed_cleanly, assert_same_content, has_warning,
     json_report, make_file, run_command, scratch_path, temp_dir, wait_until,
@@ -1441,31 +1441,6 @@ fn a_refused_connection_lists_every_address_tried_and_bare_ipv6_is_a_host() {
     let out = run_command(crate::common::command(["net", "::1:5301", "-t", "1"]));
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("[brackets]"), "{}", out.stderr);
-}
-
-/// An sshd whose far PATH holds only `tools` (each linked from /usr/bin or /bin) and the given
-/// scripts; the directory lives as long as the sshd.
-fn sshd_with_tools(tools: &[&str], scripts: &[(&str, &str)]) -> Option<(Sshd, tempfile::TempDir)> {
-    let dir = temp_dir();
-    for tool in tools {
-        for bin in ["/usr/bin", "/bin"] {
-            let found = Path::new(bin).join(tool);
-            if found.exists() && !dir.path().join(tool).exists() {
-                std::os::unix::fs::symlink(&found, dir.path().join(tool)).unwrap();
-            }
-        }
-    }
-    for (name, script) in scripts {
-        let path = dir.path().join(name);
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-    }
-    let sshd = Sshd::start_with(&format!("SetEnv PATH={}\n", dir.path().display()));
-    if sshd.is_none() {
-        eprintln!("skipped: OpenSSH is not installed");
-    }
-    Some((sshd?, dir))
 }
 
 /// Every tool an SSH upload and its check use, but the digest tools.

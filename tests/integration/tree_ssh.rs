@@ -1,12 +1,13 @@
 //! `xferbench copy -r --via ssh` against a real OpenSSH sshd of the test's own: trees landed
-//! through `scp -r -t` sinks (one per connection) and a far `sh` for links, renames and
-//! directory metadata, compared entry by entry; names SCP cannot carry; a copy killed half way.
+//! through far GNU `tar -x` sinks (one per connection; `scp -r -t` ones where the far side has
+//! no GNU tar) and a far `sh` for links, renames and directory metadata, compared entry by
+//! entry; names the far side's lists cannot carry; a copy killed half way.
 //! Each test prints "skipped" and passes when OpenSSH is not installed (`.ci/run` installs it).
 
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::sshd::Sshd;
+use crate::common::sshd::{Sshd, sshd_with_tools};
 use crate::common::trees::{assert_same_tree_to_the_microsecond, varied_tree};
 use crate::common::{Run, json_report, run_command, spawn_here, temp_dir, wait_until};
 
@@ -68,17 +69,22 @@ fn staging_left(dir: &Path) -> Vec<String> {
 
 fn upload_round_trip(streams: &str) {
     let Some(sshd) = start() else { return };
+    upload_round_trip_to(&sshd, streams, "tar -x");
+}
+
+/// [`upload_round_trip`] to `sshd`, whose files should cross through the far `tool`.
+fn upload_round_trip_to(sshd: &Sshd, streams: &str, tool: &str) {
     let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
     let source = from.path().join("tree");
     varied_tree(&source);
     let out = copy_r(
-        &sshd,
+        sshd,
         home.path(),
         source.to_str().unwrap(),
-        &remote(&sshd, to.path()),
+        &remote(sshd, to.path()),
         &["-P", streams, "-J"],
     );
-    assert_ok("copy -r to sshd", &out, &sshd);
+    assert_ok("copy -r to sshd", &out, sshd);
     let landed = to.path().join("tree");
     assert_same_tree_to_the_microsecond(&source, &landed);
     assert!(
@@ -97,6 +103,7 @@ fn upload_round_trip(streams: &str) {
         "{report:#}"
     );
     assert_eq!(report["failed"]["total"], 0, "{report:#}");
+    assert_eq!(report["far_tool"], tool, "{report:#}");
     assert!(
         report["measurement"]["conditions"]["cipher"].is_string(),
         "{report:#}"
@@ -104,8 +111,50 @@ fn upload_round_trip(streams: &str) {
 }
 
 #[test]
-fn one_connection_lands_a_tree_through_scp_records_with_modes_times_and_links() {
+fn one_connection_lands_a_tree_through_the_far_tar_with_modes_times_and_links() {
     upload_round_trip("1");
+}
+
+/// Every tool a tree upload uses on the far side but tar.
+const TREE_TOOLS_BUT_TAR: &[&str] = &[
+    "scp", "sh", "bash", "mkdir", "ln", "touch", "chmod", "find", "mv", "rmdir", "sync", "rm",
+    "test", "grep", "cat", "readlink", "head",
+];
+
+#[test]
+fn a_far_side_without_gnu_tar_takes_the_tree_through_scp_records() {
+    let Some((sshd, _tools)) = sshd_with_tools(TREE_TOOLS_BUT_TAR, &[]) else {
+        return;
+    };
+    upload_round_trip_to(&sshd, "1", "scp -t");
+    upload_round_trip_to(&sshd, "2", "scp -t");
+}
+
+#[test]
+fn long_and_non_utf8_names_cross_the_far_tar_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(sshd) = start() else { return };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    // Past ustar's 100-byte name and 155-byte prefix: the path crosses in the pax header.
+    let deep = source.join("d".repeat(90)).join("e".repeat(90));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("f".repeat(120)), b"deep\n").unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff");
+    std::fs::write(source.join(latin1), b"bytes\n").unwrap();
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &["-P", "2"],
+    );
+    assert_ok("copy -r to sshd", &out, &sshd);
+    assert_same_tree_to_the_microsecond(&source, &to.path().join("tree"));
+    assert_eq!(
+        std::fs::read(to.path().join("tree").join(latin1)).unwrap(),
+        b"bytes\n"
+    );
 }
 
 #[test]
@@ -190,7 +239,11 @@ fn a_name_with_a_line_break_is_refused_with_the_reason_and_the_rest_land() {
         &[],
     );
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stdout.contains("SCP cannot carry it"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("its name has a line break"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stderr.contains("2 of the tree's entries failed"),
         "{}",

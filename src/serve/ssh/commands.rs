@@ -157,6 +157,7 @@ fn describe(command: &RemoteCommand) -> String {
             format!("looking at '{}'", shown(destination))
         }
         RemoteCommand::TarSource { dir } => format!("tar of '{}'", shown(dir)),
+        RemoteCommand::TarTreeSink => "tar tree upload".to_string(),
         RemoteCommand::TreeTotals { dir } => format!("counting the files of '{}'", shown(dir)),
         RemoteCommand::DirTimes { dir } => format!("listing the directories of '{}'", shown(dir)),
         RemoteCommand::Digest { path, .. } => format!("digest of '{}'", shown(path)),
@@ -211,6 +212,7 @@ async fn execute(
         | RemoteCommand::IsDir { .. }
         | RemoteCommand::TreeProbe { .. }
         | RemoteCommand::TarSource { .. }
+        | RemoteCommand::TarTreeSink
         | RemoteCommand::TreeTotals { .. }
         | RemoteCommand::DirTimes { .. } => {
             bail!(

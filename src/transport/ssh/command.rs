@@ -28,13 +28,18 @@ pub enum RemoteCommand {
     /// `scp -r -p -d -t -- DIR`: the SCP sink of a tree (`D`/`E` records enter and leave
     /// directories), modes and times kept, landing inside the directory `DIR`.
     ScpTreeSink { dir: String },
+    /// `tar -x` of the archive on standard input, member names as the login's shell reads
+    /// paths (absolute ones kept: `-P`), modes exact, owned by the login: the sink of a tree's
+    /// upload when the far side has GNU tar (no acknowledgement per file, large reads).
+    TarTreeSink,
     /// `sh -s`: a shell reading its script from standard input (a tree's links, renames and
     /// directory metadata, which SCP cannot carry).
     Shell,
     /// Succeeds only when `path` is a directory (following a link).
     IsDir { path: String },
-    /// Prints `dir` when `destination` is a directory, and `exists` when what a tree named
-    /// `name` would land as (inside it, or as it) is already there.
+    /// Prints `dir` when `destination` is a directory, `exists` when what a tree named `name`
+    /// would land as (inside it, or as it) is already there, and `gnutar` when `tar` is GNU
+    /// tar.
     TreeProbe { destination: String, name: String },
     /// `tar -c` of everything in `dir` (links as links, hard links as files), POSIX format
     /// so that times keep their fractions and names have no length limit: a tree's download.
@@ -111,10 +116,13 @@ impl RemoteCommand {
             ),
             RemoteCommand::ScpSource { path } => format!("scp -f -- {}", quote(path)),
             RemoteCommand::ScpTreeSink { dir } => format!("scp -r -p -d -t -- {}", quote(dir)),
+            RemoteCommand::TarTreeSink => {
+                "tar -x -f - -P -p --no-same-owner --warning=no-timestamp".to_string()
+            }
             RemoteCommand::Shell => "sh -s".to_string(),
             RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
             RemoteCommand::TreeProbe { destination, name } => format!(
-                "if test -d {d}; then echo dir; test -e {inside} && echo exists; else test -e {d} && echo exists; fi; true",
+                "if test -d {d}; then echo dir; test -e {inside} && echo exists; else test -e {d} && echo exists; fi; tar --version 2>/dev/null | grep -q '^tar (GNU tar)' && echo gnutar; true",
                 d = quote(destination),
                 inside = quote(&format!("{destination}/{name}"))
             ),
@@ -186,7 +194,7 @@ impl RemoteCommand {
             | RemoteCommand::ScpTreeSink { .. } => "scp",
             RemoteCommand::Shell => "sh",
             RemoteCommand::IsDir { .. } | RemoteCommand::TreeProbe { .. } => "test",
-            RemoteCommand::TarSource { .. } => "tar (GNU tar)",
+            RemoteCommand::TarSource { .. } | RemoteCommand::TarTreeSink => "tar (GNU tar)",
             RemoteCommand::TreeTotals { .. } | RemoteCommand::DirTimes { .. } => {
                 "find (GNU findutils) and awk"
             }

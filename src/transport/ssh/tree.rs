@@ -124,6 +124,12 @@ pub(super) fn upload(
         );
     }
     let streams = plan.workers.max(1);
+    // The tree is counted (for the progress bar) while the far side starts, which also warms
+    // the walks after it.
+    let counting = {
+        let source = source.to_path_buf();
+        std::thread::spawn(move || tree::count(&source))
+    };
     let (connections, remote, sinks, side) = ssh
         .runtime
         .block_on(start(ssh, plan, source, destination, streams))
@@ -133,7 +139,9 @@ pub(super) fn upload(
         ssh.label(),
         String::from_utf8_lossy(&remote.root())
     );
-    let totals = tree::count(source);
+    let totals = counting
+        .join()
+        .map_err(|_| anyhow!("counting the tree {} failed", source.display()))?;
     let (bytes, files) = (Counter::new(), Counter::new());
     watcher.begin_files("copy", totals.bytes, &bytes, totals.files, &files);
     let cpu = CpuClock::start();
@@ -143,10 +151,16 @@ pub(super) fn upload(
     // Each connection's stream and acknowledgements run on its own thread, as a single file's do.
     let (senders, tasks): (Vec<_>, Vec<_>) = connections
         .iter()
-        .zip(sinks)
+        .zip(sinks.execs)
         .map(|(connection, exec)| {
             let (tx, rx) = channel::channel::<Vec<u8>>(QUEUED);
-            (tx, connection.worker.runtime().spawn(carry(exec, rx)))
+            (
+                tx,
+                connection
+                    .worker
+                    .runtime()
+                    .spawn(carry(exec, rx, sinks.tar)),
+            )
         })
         .collect();
     let (side_tx, side_rx) = channel::channel::<Vec<u8>>(QUEUED * 64);
@@ -155,24 +169,27 @@ pub(super) fn upload(
         .worker
         .runtime()
         .spawn(script(side, side_rx, ready_tx));
-    // Every directory (and its staging directory) is made before any sink enters it: two
-    // sinks making one directory at once would fail with "File exists".
+    // Every directory (and its staging directory) is made first. SCP's sinks wait for them:
+    // two making one directory at once would fail with "File exists". tar makes a missing
+    // directory itself and takes one made meanwhile, so its sinks start at once.
     make_directories(source, &remote, &side_tx)?;
-    ssh.runtime
-        .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
-        .map_err(|_| {
-            anyhow!(
-                "{}: making the tree's directories took past {} s",
-                ssh.label(),
-                FINISH_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|_| {
-            anyhow!(
-                "{}: the far shell ended while making the tree's directories",
-                ssh.label()
-            )
-        })?;
+    if !sinks.tar {
+        ssh.runtime
+            .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
+            .map_err(|_| {
+                anyhow!(
+                    "{}: making the tree's directories took past {} s",
+                    ssh.label(),
+                    FINISH_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|_| {
+                anyhow!(
+                    "{}: the far shell ended while making the tree's directories",
+                    ssh.label()
+                )
+            })?;
+    }
     let copying = Copying {
         plan,
         broken: &broken_stream,
@@ -182,7 +199,9 @@ pub(super) fn upload(
         files: &files,
         state: &state,
         side: side_tx.clone(),
+        tar: sinks.tar,
     };
+    let sinks_tar = sinks.tar;
     let (walked, (_, intervals)) = copying.run(senders);
     let carried: Vec<Result<()>> = ssh.runtime.block_on(async {
         let mut all = Vec::new();
@@ -278,6 +297,13 @@ pub(super) fn upload(
         skipped: state.skipped,
         cpu: cpu.finish(),
         remote_cpu: None,
+        far_tool: Some(
+            match sinks_tar {
+                true => "tar -x",
+                false => "scp -t",
+            }
+            .to_string(),
+        ),
         warnings,
     })
 }
@@ -326,7 +352,7 @@ async fn start(
     source: &Path,
     destination: &str,
     streams: usize,
-) -> Result<(Vec<SshConnection>, Remote, Vec<Exec>, Exec)> {
+) -> Result<(Vec<SshConnection>, Remote, Sinks, Exec)> {
     let connections = ssh.connect(streams).await?;
     let first = &connections[0].handle;
     let destination = ssh.expand_home(first, destination).await?;
@@ -335,8 +361,15 @@ async fn start(
         .as_bytes()
         .to_vec();
     // The far shell answers where the tree goes: every far command costs the start of the
-    // login's shell (and its start-up files), so the questions go to the one that stays.
-    let mut side = Exec::start(first, RemoteCommand::Shell).await?;
+    // login's shell (and its start-up files), so the questions go to the one that stays, and a
+    // GNU tar sink per connection starts beside it (its start-up then overlaps the probe's).
+    let tar_sinks = futures::future::join_all(
+        connections
+            .iter()
+            .map(|connection| Exec::start(&connection.handle, RemoteCommand::TarTreeSink)),
+    );
+    let (side, tar_sinks) = tokio::join!(Exec::start(first, RemoteCommand::Shell), tar_sinks);
+    let mut side = side?;
     let probe = RemoteCommand::TreeProbe {
         destination: match destination {
             "" => ".".to_string(),
@@ -372,6 +405,22 @@ async fn start(
             "{root} already exists on the far side: give --force to copy into it (files of the same name are replaced)"
         );
     }
+    if probed.lines().any(|line| line == "gnutar") {
+        let sinks = tar_sinks.into_iter().collect::<Result<Vec<_>>>()?;
+        return Ok((
+            connections,
+            remote,
+            Sinks {
+                execs: sinks,
+                tar: true,
+            },
+            side,
+        ));
+    }
+    // No GNU tar: its sinks are ended, and SCP's take the files.
+    for exec in tar_sinks.into_iter().flatten() {
+        let _ = exec.input.eof().await;
+    }
     // The sinks start at once: each waits on the far login shell.
     let dir = String::from_utf8_lossy(&remote.parent).into_owned();
     let sinks = connections.iter().map(|connection| {
@@ -389,7 +438,21 @@ async fn start(
         .await
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
-    Ok((connections, remote, sinks, side))
+    Ok((
+        connections,
+        remote,
+        Sinks {
+            execs: sinks,
+            tar: false,
+        },
+        side,
+    ))
+}
+
+/// One sink per connection: GNU tar's (`tar: true`), else SCP's.
+struct Sinks {
+    execs: Vec<Exec>,
+    tar: bool,
 }
 
 /// What the far shell prints before the end of an answer to [`ask`].
@@ -429,7 +492,10 @@ async fn ask(side: &mut Exec, command: &RemoteCommand) -> Result<String> {
 /// One connection's stream: writes what its reader hands over while a second future counts the
 /// sink's acknowledgements; then closes the sink's input and checks how it ended. Errors: the
 /// sink refused a record (its message), or ended badly.
-async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
+async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>, tar: bool) -> Result<()> {
+    if tar {
+        return carry_archive(exec, rx).await;
+    }
     let mut input = input_writer(&exec.input);
     let ended_early = {
         let writing = async {
@@ -493,6 +559,29 @@ async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()>
     }
     let exit = exec.output.finish().await;
     exec.output.check(&exec.command, exit)
+}
+
+/// [`carry`] to GNU tar: it acknowledges nothing (its errors come on standard error and in its
+/// status, which rules), and may end as soon as it read the archive's last block, before the
+/// close of its input.
+async fn carry_archive(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
+    let mut input = input_writer(&exec.input);
+    let writing = async {
+        while let Some(message) = rx.recv().await {
+            input.write_all(&message).await?;
+        }
+        let _ = input.shutdown().await;
+        Ok::<_, io::Error>(())
+    };
+    let draining = async {
+        let mut buf = [0u8; 4096];
+        while exec.output.read(&mut buf).await? > 0 {}
+        Ok::<_, io::Error>(())
+    };
+    let (written, _) = tokio::join!(writing, draining);
+    let exit = exec.output.finish().await;
+    exec.output.check(&exec.command, exit)?;
+    written.map_err(|err| anyhow!("sending to tar on the far side: {err}"))
 }
 
 /// What a far command said on standard error, for a message.
@@ -577,6 +666,8 @@ struct Copying<'a> {
     files: &'a Counter,
     state: &'a Mutex<State>,
     side: channel::Sender<Vec<u8>>,
+    /// The sinks are GNU tar's (else SCP's).
+    tar: bool,
 }
 
 impl Copying<'_> {
@@ -596,7 +687,11 @@ impl Copying<'_> {
                     .map(|sender| {
                         let (queue, removals) = (&queue, &removals);
                         scope.spawn(move || {
-                            self.read(Stream::new(sender, self.plan.block), queue, removals)
+                            self.read(
+                                Stream::new(sender, self.plan.block, self.tar),
+                                queue,
+                                removals,
+                            )
                         })
                     })
                     .collect();
@@ -638,7 +733,7 @@ impl Copying<'_> {
                 .map(|n| n.as_bytes())
                 .unwrap_or_default();
             if name.contains(&b'\n') || name.contains(&b'\r') {
-                let reason = "its name has a line break: SCP cannot carry it; rename it";
+                let reason = "its name has a line break, which the far side's line-based tools (scp, the shell) cannot carry; rename it";
                 match entry.kind {
                     Kind::Dir => {
                         self.state()
@@ -653,10 +748,13 @@ impl Copying<'_> {
             let job = match entry.kind {
                 // Made before the files came (`make_directories`).
                 Kind::Dir => continue,
-                Kind::File => Job {
-                    relative: entry.relative,
-                    meta: entry.meta,
-                },
+                Kind::File => {
+                    crate::transport::tree::read_ahead(&path, entry.meta.len());
+                    Job {
+                        relative: entry.relative,
+                        meta: entry.meta,
+                    }
+                }
                 Kind::Symlink => {
                     match self.link(&path, &entry.relative, &entry.meta) {
                         Ok(()) => self.state().landed.symlinks += 1,
@@ -824,28 +922,12 @@ impl Copying<'_> {
                 return Ok(Sent::Not(crate::transport::tree::read_error(&path, err)));
             }
         };
-        let parent = relative.parent().unwrap_or(Path::new(""));
-        stream.enter(&self.dirs(parent, true))?;
         let size = meta.len();
-        stream.record(
-            format!(
-                "T{} {} {} {}\n",
-                meta.mtime(),
-                meta.mtime_nsec() / 1000,
-                meta.atime(),
-                meta.atime_nsec() / 1000
-            )
-            .as_bytes(),
-        )?;
-        let mut header = format!("C{:04o} {size} ", tree::mode(meta)).into_bytes();
-        header.extend_from_slice(
-            relative
-                .file_name()
-                .map(|n| n.as_bytes())
-                .unwrap_or_default(),
-        );
-        header.push(b'\n');
-        stream.record(&header)?;
+        if stream.tar {
+            stream.data(&tar_file_header(&self.staged(relative), meta))?;
+        } else {
+            self.scp_headers(stream, relative, meta)?;
+        }
         let mut left = size;
         let mut torn = None;
         buf.resize(self.plan.block.min(1 << 20), 0);
@@ -873,14 +955,18 @@ impl Copying<'_> {
                 return Err(interrupt::Interrupted.into());
             }
         }
-        // SCP needs the announced size: a torn file is padded, and removed before the renames.
+        // Both sinks need the announced size: a torn file is padded, and removed before the
+        // renames.
         while left > 0 {
             let n = (left as usize).min(buf.len());
             buf[..n].fill(0);
             stream.data(&buf[..n])?;
             left -= n as u64;
         }
-        stream.record(&[0])?;
+        match stream.tar {
+            true => stream.data(&[0; TAR_BLOCK][..tar_padding(size)])?,
+            false => stream.record(&[0])?,
+        }
         if let Some(reason) = torn {
             return Ok(Sent::Torn(reason));
         }
@@ -889,6 +975,32 @@ impl Copying<'_> {
             .map(|after| tree::stamp(&after) != tree::stamp(meta))
             .unwrap_or(true);
         Ok(Sent::Whole { changed })
+    }
+
+    /// SCP's records before a file's bytes: into its directory, its times, its mode and size.
+    fn scp_headers(&self, stream: &mut Stream, relative: &Path, meta: &Metadata) -> Result<()> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        stream.enter(&self.dirs(parent, true))?;
+        let size = meta.len();
+        stream.record(
+            format!(
+                "T{} {} {} {}\n",
+                meta.mtime(),
+                meta.mtime_nsec() / 1000,
+                meta.atime(),
+                meta.atime_nsec() / 1000
+            )
+            .as_bytes(),
+        )?;
+        let mut header = format!("C{:04o} {size} ", tree::mode(meta)).into_bytes();
+        header.extend_from_slice(
+            relative
+                .file_name()
+                .map(|n| n.as_bytes())
+                .unwrap_or_default(),
+        );
+        header.push(b'\n');
+        stream.record(&header)
     }
 
     /// After every sink ended well: the shell removes torn files, moves each staging
@@ -1037,9 +1149,15 @@ fn stage_in(dir: &[u8], stage: &[u8]) -> Vec<u8> {
     path
 }
 
-/// A `touch -d @` time: seconds and nanoseconds.
+/// A `touch -d @` or pax time from seconds and nanoseconds (st_mtime, st_mtime_nsec: the
+/// nanoseconds count up from the seconds, before 1970 too).
 fn time(secs: i64, nanos: i64) -> String {
-    format!("{secs}.{nanos:09}")
+    match (secs, nanos) {
+        (secs, nanos) if secs < 0 && nanos > 0 => {
+            format!("-{}.{:09}", -(secs + 1), 1_000_000_000 - nanos)
+        }
+        (secs, nanos) => format!("{secs}.{nanos:09}"),
+    }
 }
 
 /// `printf` of a failure line for the client: `F<TAB>relative<TAB>reason`.
@@ -1067,16 +1185,19 @@ struct Stream {
     tx: channel::Sender<Vec<u8>>,
     pending: Vec<u8>,
     block: usize,
-    /// The directories the sink is in, below its own.
+    /// The sink is GNU tar's: an archive, no directory records.
+    tar: bool,
+    /// The directories an SCP sink is in, below its own.
     at: Vec<Vec<u8>>,
 }
 
 impl Stream {
-    fn new(tx: channel::Sender<Vec<u8>>, block: usize) -> Stream {
+    fn new(tx: channel::Sender<Vec<u8>>, block: usize, tar: bool) -> Stream {
         Stream {
             tx,
             pending: Vec::with_capacity(block),
             block,
+            tar,
             at: Vec::new(),
         }
     }
@@ -1121,11 +1242,92 @@ impl Stream {
             .map_err(|_| anyhow!("the stream ended"))
     }
 
-    /// Leaves every directory (the sink then ends at the close of its input).
+    /// Leaves every directory, or ends the archive (two zero blocks: GNU tar ends there); the
+    /// sink then ends at the close of its input.
     fn close(mut self) -> Result<()> {
-        self.enter(&[])?;
+        match self.tar {
+            true => self.data(&[0; 2 * TAR_BLOCK])?,
+            false => self.enter(&[])?,
+        }
         self.flush()
     }
+}
+
+/// A tar block, bytes: headers and the padding of each file's bytes come in these.
+const TAR_BLOCK: usize = 512;
+
+/// Zeros after `size` bytes of a file to its archive's next block.
+fn tar_padding(size: u64) -> usize {
+    ((TAR_BLOCK as u64 - size % TAR_BLOCK as u64) % TAR_BLOCK as u64) as usize
+}
+
+/// A regular file's headers in a POSIX (pax) archive: an extended header with its path (any
+/// length; GNU tar keeps a name's bytes as they are where they are not UTF-8) and times to the
+/// nanosecond, then the ustar header
+/// with its mode and size (its name there only the path's tail, which the extended one
+/// overrides).
+fn tar_file_header(path: &[u8], meta: &Metadata) -> Vec<u8> {
+    let mut records = Vec::new();
+    pax_record(&mut records, "path", path);
+    let mtime = time(meta.mtime(), meta.mtime_nsec());
+    pax_record(&mut records, "mtime", mtime.as_bytes());
+    let atime = time(meta.atime(), meta.atime_nsec());
+    pax_record(&mut records, "atime", atime.as_bytes());
+    let mut out = Vec::with_capacity(3 * TAR_BLOCK + records.len());
+    let extended = ustar_header(
+        b"././@PaxHeader",
+        tar::EntryType::XHeader,
+        0o644,
+        records.len() as u64,
+        0,
+    );
+    out.extend_from_slice(extended.as_bytes());
+    out.extend_from_slice(&records);
+    out.resize(out.len() + tar_padding(records.len() as u64), 0);
+    let file = ustar_header(
+        path,
+        tar::EntryType::Regular,
+        tree::mode(meta),
+        meta.len(),
+        meta.mtime().max(0) as u64,
+    );
+    out.extend_from_slice(file.as_bytes());
+    out
+}
+
+/// A ustar header; `name` cut to its last 99 bytes.
+fn ustar_header(
+    name: &[u8],
+    kind: tar::EntryType,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    let name = &name[name.len().saturating_sub(99)..];
+    if let Some(ustar) = header.as_ustar_mut() {
+        ustar.name[..name.len()].copy_from_slice(name);
+    }
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(mtime);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    header
+}
+
+/// Appends the pax record `LEN KEY=VALUE\n`, LEN counting the whole record, itself included.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + body.to_string().len();
+    if len.to_string().len() > body.to_string().len() {
+        len += 1;
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// Downloads the tree `source` on the server into the local `destination`, through one
@@ -1255,6 +1457,7 @@ pub(super) fn download(
         skipped: landed.skipped,
         cpu: cpu.finish(),
         remote_cpu: None,
+        far_tool: Some("tar -c".to_string()),
         warnings,
     })
 }
@@ -1566,4 +1769,67 @@ fn finish_downloaded_dirs(
         done.failed.add(target, format!("{err:#}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn pax_records_count_their_own_length() {
+        for value in [&b""[..], b"x", b"1234567", &[b'y'; 95], &[b'z'; 994]] {
+            let mut out = Vec::new();
+            pax_record(&mut out, "path", value);
+            let (len, _) =
+                std::str::from_utf8(&out[..out.iter().position(|&b| b == b' ').unwrap()])
+                    .map(|n| (n.parse::<usize>().unwrap(), ()))
+                    .unwrap();
+            assert_eq!(len, out.len(), "{}", String::from_utf8_lossy(&out));
+            assert_eq!(out.last(), Some(&b'\n'));
+        }
+    }
+
+    #[test]
+    fn a_file_header_reads_back_with_its_long_path_mode_size_and_nanosecond_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::File::create(&file)
+            .unwrap()
+            .write_all(b"hello")
+            .unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let path = format!("/far/{}/{}/name", "d".repeat(120), "e".repeat(60));
+        let mut archive = tar_file_header(path.as_bytes(), &meta);
+        archive.extend_from_slice(b"hello");
+        archive.resize(archive.len() + tar_padding(5), 0);
+        archive.extend_from_slice(&[0; 2 * TAR_BLOCK]);
+        let mut read = tar::Archive::new(&archive[..]);
+        let mut entries = read.entries().unwrap();
+        let mut entry = entries.next().unwrap().unwrap();
+        assert_eq!(entry.path_bytes().as_ref(), path.as_bytes());
+        assert_eq!(entry.header().size().unwrap(), 5);
+        assert_eq!(entry.header().mode().unwrap(), tree::mode(&meta));
+        let mtime = entry
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .flatten()
+            .find(|e| e.key() == Ok("mtime"))
+            .map(|e| e.value().unwrap().to_string())
+            .unwrap();
+        assert_eq!(mtime, time(meta.mtime(), meta.mtime_nsec()));
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        assert_eq!(body, b"hello");
+        drop(entry);
+        assert!(entries.next().is_none());
+    }
+
+    #[test]
+    fn times_before_1970_keep_their_fraction_below_the_second() {
+        assert_eq!(time(-2, 500_000_000), "-1.500000000");
+        assert_eq!(time(-2, 0), "-2.000000000");
+        assert_eq!(time(1_700_000_000, 5), "1700000000.000000005");
+    }
 }

@@ -297,6 +297,7 @@ impl Tcp {
             skipped: outcome.skipped,
             cpu: cpu.finish(),
             remote_cpu: Some(remote_cpu),
+            far_tool: None,
             warnings,
         }
     }

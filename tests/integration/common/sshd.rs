@@ -643,3 +643,28 @@ fn children_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// An sshd whose far PATH holds only `tools` (each linked from /usr/bin or /bin) and the given
+/// scripts; the directory lives as long as the sshd.
+pub fn sshd_with_tools(tools: &[&str], scripts: &[(&str, &str)]) -> Option<(Sshd, TempDir)> {
+    let dir = temp_dir();
+    for tool in tools {
+        for bin in ["/usr/bin", "/bin"] {
+            let found = Path::new(bin).join(tool);
+            if found.exists() && !dir.path().join(tool).exists() {
+                std::os::unix::fs::symlink(&found, dir.path().join(tool)).unwrap();
+            }
+        }
+    }
+    for (name, script) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}\n", dir.path().display()));
+    if sshd.is_none() {
+        eprintln!("skipped: OpenSSH is not installed");
+    }
+    Some((sshd?, dir))
+}
