@@ -21,7 +21,7 @@ use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, Landing};
 use crate::measure::{Counter, CpuClock, Unwatched, set_socket_option};
 use crate::transport::memory::{self, Role, Timing};
-use crate::transport::pipeline::{self, ChunkPlan};
+use crate::transport::pipeline::{self, ChunkPlan, Start};
 use crate::units::format_bytes;
 use crate::warning::Warning;
 
@@ -479,7 +479,14 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     let streams = ready_and_join(shared, control, request.streams, None, None).await?;
     let cpu = CpuClock::start();
     let counter = Counter::new();
-    let receiving = pipeline::receive_file(engine, request.size, streams, plan, &counter);
+    let receiving = pipeline::receive_file(
+        engine,
+        request.size,
+        streams,
+        plan,
+        Start::default(),
+        &counter,
+    );
     let received = pipeline::bounded(shared.idle_timeout, &counter, receiving).await?;
     land(landing, request.size, received, cpu, warnings)
 }
@@ -552,7 +559,7 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
     let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
     let cpu = CpuClock::start();
     let counter = Counter::new();
-    let sending = pipeline::send_file(engine, size, streams, plan, &counter);
+    let sending = pipeline::send_file(engine, size, streams, plan, Start::default(), &counter);
     let done = pipeline::bounded(shared.idle_timeout, &counter, sending).await?;
     Ok(sent(done, direct, cpu, warnings))
 }

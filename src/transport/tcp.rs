@@ -13,7 +13,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::memory::{self, Flow, Role, Timing};
-use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM};
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Start};
 use super::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, LatPlan, LatReport, Location,
     NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, Verification,
@@ -464,7 +464,7 @@ impl Tcp {
         let start = Instant::now();
         let (sent, intervals) = self
             .moving(&mut session, size, watcher, async |streams, counter| {
-                pipeline::send_file(engine, size, streams, chunks, counter).await
+                pipeline::send_file(engine, size, streams, chunks, Start::default(), counter).await
             })
             .await?;
         let done = self.client.copy_done(&mut session.control).await?;
@@ -523,7 +523,8 @@ impl Tcp {
         let start = Instant::now();
         let (received, intervals) = self
             .moving(&mut session, size, watcher, async |streams, counter| {
-                pipeline::receive_file(engine, size, streams, chunks, counter).await
+                pipeline::receive_file(engine, size, streams, chunks, Start::default(), counter)
+                    .await
             })
             .await?;
         let fsync = landing.flush(size)?;
