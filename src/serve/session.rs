@@ -207,39 +207,77 @@ pub(super) async fn join_streams(
     window: Option<u32>,
     ready: impl FnOnce(String, u16) -> Reply,
 ) -> Result<Vec<TcpStream>> {
+    announce(shared, control, streams, ready)
+        .await?
+        .join(control, window)
+        .await
+}
+
+/// A session its client was told of (`ready` written), whose data connections may join.
+pub(super) struct Announced<'a> {
+    pending: Pending<'a>,
+    joins: mpsc::Receiver<(u32, TcpStream)>,
+    streams: u32,
+}
+
+/// Registers a session for `streams` data connections and says `ready(session, port)`; what
+/// comes before the joins (a `--resume` copy's offset) may be read next on `control`.
+async fn announce<'a>(
+    shared: &'a Shared,
+    control: &mut Connection,
+    streams: u32,
+    ready: impl FnOnce(String, u16) -> Reply,
+) -> Result<Announced<'a>> {
     if streams == 0 || streams > MAX_STREAMS {
         bail!("{streams} streams asked: give 1 to {MAX_STREAMS}");
     }
     let id = format!("{:032x}", rand::random::<u128>());
-    let (tx, mut rx) = mpsc::channel(streams as usize);
+    let (tx, joins) = mpsc::channel(streams as usize);
     let pending = Pending::register(shared, id.clone(), tx);
     control.write(&ready(id, shared.port)).await?;
-    let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let mut count = 0;
-    while count < streams {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((index, stream))) => {
-                if let Some(slot) = joined.get_mut(index as usize)
-                    && slot.is_none()
-                {
-                    if let Some(window) = window {
-                        set_window(&stream, window);
+    Ok(Announced {
+        pending,
+        joins,
+        streams,
+    })
+}
+
+impl Announced<'_> {
+    /// Waits for the data connections, [`JOIN_TIMEOUT`] from now, then says Started; returns
+    /// them in stream order.
+    async fn join(
+        mut self,
+        control: &mut Connection,
+        window: Option<u32>,
+    ) -> Result<Vec<TcpStream>> {
+        let streams = self.streams;
+        let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        let mut count = 0;
+        while count < streams {
+            match tokio::time::timeout_at(deadline, self.joins.recv()).await {
+                Ok(Some((index, stream))) => {
+                    if let Some(slot) = joined.get_mut(index as usize)
+                        && slot.is_none()
+                    {
+                        if let Some(window) = window {
+                            set_window(&stream, window);
+                        }
+                        *slot = Some(stream);
+                        count += 1;
                     }
-                    *slot = Some(stream);
-                    count += 1;
                 }
+                _ => bail!(
+                    "only {count} of {streams} data connections arrived within {} s: is a firewall blocking port {}?",
+                    JOIN_TIMEOUT.as_secs(),
+                    self.pending.shared.port
+                ),
             }
-            _ => bail!(
-                "only {count} of {streams} data connections arrived within {} s: is a firewall blocking port {}?",
-                JOIN_TIMEOUT.as_secs(),
-                shared.port
-            ),
         }
+        drop(self.pending);
+        control.write(&Reply::Started).await?;
+        Ok(joined.into_iter().flatten().collect())
     }
-    drop(pending);
-    control.write(&Reply::Started).await?;
-    Ok(joined.into_iter().flatten().collect())
 }
 
 /// A session's entry in the table of sessions waiting for data connections, removed on drop.
