@@ -1062,6 +1062,20 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_digest_is_what_a_copy_digests_of_those_chunks_and_a_short_file_fails() {
+        use std::io::Write;
+        let bytes: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let mut copied = Digest::default();
+        copied.add(0, &bytes[..4096]);
+        copied.add(4096, &bytes[4096..8192]);
+        assert_eq!(prefix_digest(&file, 8192, 4096).unwrap(), copied);
+        assert_eq!(prefix_digest(&file, 0, 4096).unwrap(), Digest::default());
+        assert!(prefix_digest(&file, bytes.len() as u64 + 1, 4096).is_err());
+    }
+
+    #[test]
     fn the_digest_does_not_depend_on_chunk_order() {
         let (a, b) = (vec![1u8; 4096], vec![2u8; 4096]);
         let mut forward = Digest::default();
