@@ -131,10 +131,12 @@ impl Landing {
         guard.keep();
     }
 
-    /// Cuts the padding of an O_DIRECT tail back to `size` and fsyncs: how long that took.
+    /// Cuts the file back to `size` (the padding of an O_DIRECT tail; past the prefix a
+    /// `--resume` took up, what a longer partial copy held) and fsyncs: how long that took.
     pub fn flush(&self, size: u64) -> Result<std::time::Duration> {
         let start = std::time::Instant::now();
-        if !size.is_multiple_of(ALIGN as u64) {
+        let longer = || self.file.metadata().is_ok_and(|meta| meta.len() > size);
+        if !size.is_multiple_of(ALIGN as u64) || longer() {
             self.file
                 .set_len(size)
                 .context("truncating the padded tail")?;

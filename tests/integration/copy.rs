@@ -1078,6 +1078,24 @@ fn resume_sends_everything_again_when_the_partial_has_one_flipped_byte() {
 }
 
 #[test]
+fn resume_cuts_the_stale_tail_of_a_partial_longer_than_the_source() {
+    let dir = crate::common::temp_dir();
+    let source = dir.path().join("big.data");
+    crate::common::make_file(&source, "20M");
+    let destination = dir.path().join("copy.data");
+    let mut partial = std::fs::read(&source).unwrap();
+    // The source was 30 MiB when the partial was made, and is 20 MiB now.
+    partial.extend(std::iter::repeat_n(0x5a, 10 << 20));
+    std::fs::write(dir.path().join(".copy.data.xferbench-partial"), &partial).unwrap();
+    let report = resume_copy(&source, &destination);
+    assert_eq!(report["resumed"]["matched"], true, "{report:#}");
+    assert_eq!(
+        std::fs::read(&destination).unwrap(),
+        std::fs::read(&source).unwrap()
+    );
+}
+
+#[test]
 fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
     let (from, to) = (crate::common::temp_dir(), crate::common::temp_dir());
     let source = from.path().join("big.data");
