@@ -448,8 +448,8 @@ pub struct CopyArgs {
 
     /// Keep the temporary file (.NAME.xferbench-partial) of a copy that fails or is stopped, and
     /// take up one left before: its prefix is held to the source's (a digest on both sides:
-    /// xxh3 here, sha256sum on an SSH server) and only the rest is sent; a prefix that differs
-    /// is sent again. Between local paths and over --via ssh (both ways).
+    /// xxh3 here and on serve, sha256sum on an SSH server) and only the rest is sent; a prefix
+    /// that differs is sent again. Between local paths, over --via tcp and --via ssh (both ways).
     #[arg(long)]
     pub resume: bool,
 
@@ -1230,9 +1230,9 @@ impl CopyArgs {
             if self.recursive {
                 return Err(usage("--resume takes up one file: a tree copy (-r) starts each file over; drop --resume").into());
             }
-            if peer.is_some() && via != TransportKind::Ssh {
+            if peer.is_some() && !matches!(via, TransportKind::Ssh | TransportKind::Tcp) {
                 return Err(Usage(format!(
-                    "--resume over {via}: a copy to or from serve starts over; --resume takes up local copies and --via ssh ones"
+                    "--resume over {via}: a copy over it starts over; --resume takes up local copies and --via tcp or --via ssh ones (both ways)"
                 ))
                 .into());
             }

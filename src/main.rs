@@ -43,6 +43,9 @@ fn main() -> ExitCode {
             match &cli.command {
                 // Nothing of theirs lands on a disk.
                 Command::Net(_) | Command::Lat(_) => eprintln!("xferbench: interrupted"),
+                Command::Copy(args) if args.resume && !args.recursive => eprintln!(
+                    "xferbench: interrupted; the temporary file is kept: the same copy with --resume goes on from it"
+                ),
                 _ => eprintln!("xferbench: interrupted; temporary files removed"),
             }
             ExitCode::from(130)

@@ -24,6 +24,9 @@ use crate::measure::Measurement;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the results of a copy may take after the last byte: the far side fsyncs first.
 pub const RESULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one side of a `--resume` copy waits while the other digests a prefix: it may read
+/// up to the whole file.
+pub const PREFIX_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for the server's explanation after a data stream broke.
 const EXPLANATION_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the runtime's threads get to finish when the last client is dropped: each wakes at
@@ -161,10 +164,30 @@ impl Client {
     /// Says hello, sends `request`, and returns the connection with the server's first answer
     /// (its `ready` of the request's kind, for the caller to take apart).
     pub async fn open(&self, request: &Request) -> Result<(Connection, Reply)> {
+        self.open_within(request, HANDSHAKE_TIMEOUT).await
+    }
+
+    /// [`Client::open`], waiting up to `timeout` for the first answer (serve digests a partial
+    /// copy before a `--resume` upload's ready).
+    pub async fn open_within(
+        &self,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<(Connection, Reply)> {
         let mut control = self.handshake().await?;
         control.write(request).await?;
-        let ready = self.reply(&mut control, HANDSHAKE_TIMEOUT).await?;
+        let ready = self.reply(&mut control, timeout).await?;
         Ok((control, ready))
+    }
+
+    /// `--resume` of a download: the digest (hex) of the first `len` bytes of the file the
+    /// server sends, which may take [`PREFIX_TIMEOUT`].
+    pub async fn prefix_digest(&self, control: &mut Connection, len: u64) -> Result<String> {
+        control.write(&Request::PrefixDigest { len }).await?;
+        match self.reply(control, PREFIX_TIMEOUT).await? {
+            Reply::PrefixDigest { digest } => Ok(digest),
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Reads the next reply, for at most `timeout`; Ctrl-C ends the wait at once; a server

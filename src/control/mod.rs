@@ -6,6 +6,10 @@
 //! [`Reply::Started`] once the server has them all, moves the bytes, and reads the results
 //! ([`Reply::NetDone`], [`Reply::CopyDone`], [`Reply::DiskDone`]) on the control connection.
 //! Anything the server refuses comes back as [`Reply::Error`] with a sentence for the user.
+//! A copy with `--resume` agrees where its bytes begin between the ready and the joins: an
+//! upload's ready says what serve's temporary file holds ([`Partial`]), a download asks for the
+//! digest of the source's prefix ([`Request::PrefixDigest`]), and the client then says
+//! [`Request::ResumeFrom`].
 //! [`Client`] is the client's end, shared by every path that goes through `serve`.
 
 pub mod client;
@@ -22,7 +26,7 @@ use crate::measure::{CpuUse, Direction, Interval, Measurement};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Sent in every hello, so a stray client of another protocol is told apart from a version mismatch.
 pub const PROTOCOL_NAME: &str = "xferbench";
 /// The port `serve` listens on and clients dial when none is given.
@@ -78,6 +82,16 @@ pub enum Request {
     /// connections; [`Reply::TreeReady`] says its name and size, [`Reply::TreeDone`] what could
     /// not be sent. Added in protocol version 3.
     TreeSend(TreeRequest),
+    /// `--resume` of a download, after [`Reply::Ready`]: the digest of the first `len` bytes of
+    /// the file serve sends (`pipeline::prefix_digest` in `FileRequest::chunk` pieces), answered
+    /// by [`Reply::PrefixDigest`]. At most once, before [`Request::ResumeFrom`]. Added in
+    /// protocol version 4.
+    PrefixDigest { len: u64 },
+    /// `--resume`, after [`Reply::Ready`] (and a download's [`Request::PrefixDigest`]), before
+    /// the data connections join: the bytes move from `offset` on. 0 (everything) or the end of
+    /// the prefix checked: an upload's [`Partial::checked`], a download's digested `len`. Serve
+    /// cuts its temporary file there. Added in protocol version 4.
+    ResumeFrom { offset: u64 },
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.
@@ -206,6 +220,23 @@ pub struct FileRequest {
     /// The source's file name: when `path` is a directory, the file goes into it (like cp/scp).
     #[serde(default)]
     pub name: Option<String>,
+    /// `--resume`: a receive takes up the temporary file a copy left (and keeps its own if it
+    /// fails); either way [`Request::ResumeFrom`] follows [`Reply::Ready`]. Added in protocol
+    /// version 4.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
+}
+
+/// What serve found of the temporary file a receive with `--resume` takes up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial {
+    /// Its length.
+    pub found: u64,
+    /// The bytes of it worth checking (`transport::resumable_prefix` with the request's chunk
+    /// and iodepth).
+    pub checked: u64,
+    /// The digest of those bytes (`pipeline::prefix_digest`, hex).
+    pub digest: String,
 }
 
 /// A tree to move (`copy -r`), and how.
@@ -268,6 +299,9 @@ pub enum Reply {
         port: u16,
         /// The file's size, for a send.
         size: Option<u64>,
+        /// A receive with `--resume`: the temporary file serve found (None: there was none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        partial: Option<Partial>,
     },
     /// Every data connection joined; bytes may flow.
     Started,
@@ -298,6 +332,10 @@ pub enum Reply {
     CopyDone(CopyDone),
     DiskDone(DiskDone),
     TreeDone(TreeDone),
+    /// The answer to [`Request::PrefixDigest`] (hex).
+    PrefixDigest {
+        digest: String,
+    },
     /// The answer to [`Request::Remove`]: whether there was a file to remove.
     Removed {
         existed: bool,
@@ -473,5 +511,51 @@ impl DatagramInterval {
             secs: self.secs,
             bytes: self.bytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_without_resume_says_nothing_of_it_on_the_wire() {
+        let request = FileRequest {
+            path: "a".into(),
+            size: 1,
+            streams: 1,
+            chunk: 4096,
+            iodepth: 1,
+            verify: false,
+            force: false,
+            name: None,
+            resume: false,
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(!json.contains("resume"), "{json}");
+        let ready = Reply::Ready {
+            session: "s".into(),
+            port: 1,
+            size: None,
+            partial: None,
+        };
+        let json = serde_json::to_string(&ready).unwrap();
+        assert!(!json.contains("partial"), "{json}");
+    }
+
+    #[test]
+    fn a_resumed_upload_reads_back_what_serve_found() {
+        let json = r#"{"type":"ready","session":"s","port":1,"size":null,
+            "partial":{"found":12,"checked":8,"digest":"ab"}}"#;
+        let Reply::Ready {
+            partial: Some(partial),
+            ..
+        } = serde_json::from_str::<Reply>(json).unwrap()
+        else {
+            panic!("not a ready with a partial");
+        };
+        assert_eq!((partial.found, partial.checked), (12, 8));
+        let from: Request = serde_json::from_str(r#"{"type":"resume_from","offset":8}"#).unwrap();
+        assert!(matches!(from, Request::ResumeFrom { offset: 8 }));
     }
 }

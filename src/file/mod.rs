@@ -100,7 +100,7 @@ impl Landing {
             _ => None,
         };
         let (file, direct) = match existing {
-            Some(_) => open_write(&temp_path, direct),
+            Some(_) => open_partial(&temp_path, direct),
             None => create_new(&temp_path, direct),
         }
         .map_err(|err| anyhow!("cannot create {}: {err:#}", path.display()))?;
@@ -118,6 +118,12 @@ impl Landing {
         Ok((landing, existing.unwrap_or(0)))
     }
 
+    /// Keeps the temporary file whatever happens short of [`Landing::commit`] (a failure, a
+    /// stop, a dropped session), for a later `--resume`.
+    pub fn keep_on_failure(&mut self) {
+        self.guard.keep = true;
+    }
+
     /// Gives up the landing but keeps its temporary file for a later `--resume`.
     pub fn keep_partial(self) {
         let Landing { file, guard, .. } = self;
@@ -125,10 +131,12 @@ impl Landing {
         guard.keep();
     }
 
-    /// Cuts the padding of an O_DIRECT tail back to `size` and fsyncs: how long that took.
+    /// Cuts the file back to `size` (the padding of an O_DIRECT tail; past the prefix a
+    /// `--resume` took up, what a longer partial copy held) and fsyncs: how long that took.
     pub fn flush(&self, size: u64) -> Result<std::time::Duration> {
         let start = std::time::Instant::now();
-        if !size.is_multiple_of(ALIGN as u64) {
+        let longer = || self.file.metadata().is_ok_and(|meta| meta.len() > size);
+        if !size.is_multiple_of(ALIGN as u64) || longer() {
             self.file
                 .set_len(size)
                 .context("truncating the padded tail")?;
@@ -230,11 +238,34 @@ pub fn open_write(path: &Path, direct: bool) -> Result<(File, bool)> {
     })
 }
 
+/// Opens the temporary file a copy left for writing in place (`--resume`), never through a
+/// symlink put in its place, with O_DIRECT when asked and supported.
+fn open_partial(path: &Path, direct: bool) -> Result<(File, bool)> {
+    open_flagged(path, direct, libc::O_NOFOLLOW, |options| {
+        options.write(true);
+    })
+}
+
 fn open_with(path: &Path, direct: bool, set: impl Fn(&mut OpenOptions)) -> Result<(File, bool)> {
+    open_flagged(path, direct, 0, set)
+}
+
+/// [`open_with`] with `flags` (`O_*`) added to the open.
+fn open_flagged(
+    path: &Path,
+    direct: bool,
+    flags: libc::c_int,
+    set: impl Fn(&mut OpenOptions),
+) -> Result<(File, bool)> {
     let mut options = OpenOptions::new();
     set(&mut options);
+    options.custom_flags(flags);
     if direct {
-        match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+        match options
+            .clone()
+            .custom_flags(flags | libc::O_DIRECT)
+            .open(path)
+        {
             Ok(file) => return Ok((file, true)),
             // EINVAL: the file system has no O_DIRECT; the file may have been created.
             Err(err) if err.raw_os_error() == Some(libc::EINVAL) => {

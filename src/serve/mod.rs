@@ -4,7 +4,7 @@
 //! limits, `session` one control connection and the request it carries, `root` the confinement
 //! of every path to the served directory, `ssh` the embedded SSH server (`--ssh-listen`) beside
 //! the TCP listener. Ctrl-C or SIGTERM stops it; sessions under way are dropped, which removes
-//! their partial files.
+//! their partial files (but for uploads with `--resume`: kept for the next one).
 
 #[cfg(feature = "rdma")]
 mod rdma;

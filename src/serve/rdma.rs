@@ -175,6 +175,7 @@ pub(super) async fn receive(
         landing,
         engine,
         warnings,
+        ..
     } = session::prepare_receive(shared, &request.file)?;
     let size = request.file.size;
     let connected = connect_copy(shared, control, plan, size, &request.endpoint, true).await?;
@@ -198,6 +199,7 @@ pub(super) async fn send(
         size,
         direct,
         warnings,
+        ..
     } = session::prepare_send(shared, &request.file)?;
     let connected = connect_copy(shared, control, plan, size, &request.endpoint, false).await?;
     match control.read::<Request>(BEGIN_TIMEOUT).await {

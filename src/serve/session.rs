@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,16 +13,17 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::{JOIN_TIMEOUT, MAX_STREAMS, Shared};
+use crate::control::client::PREFIX_TIMEOUT;
 use crate::control::frame::{FrameError, MAX_REQUEST_FRAME};
 use crate::control::{
     Connection, CopyDone, DiskDone, DiskRequest, EchoRequest, FileRequest, NetDone, NetRequest,
-    Opening, PROTOCOL_NAME, PROTOCOL_VERSION, RemoveRequest, Reply, Request,
+    Opening, PROTOCOL_NAME, PROTOCOL_VERSION, Partial, RemoveRequest, Reply, Request,
 };
 use crate::disk::{self, BaselineOptions, EngineChoice, Passes, Pattern};
 use crate::file::{self, Landing};
 use crate::measure::{Counter, CpuClock, Unwatched, set_socket_option};
 use crate::transport::memory::{self, Role, Timing};
-use crate::transport::pipeline::{self, ChunkPlan};
+use crate::transport::pipeline::{self, ChunkPlan, Start};
 use crate::units::format_bytes;
 use crate::warning::Warning;
 
@@ -123,14 +125,28 @@ async fn session(
         Err(FrameError::Closed) => return Ok(()),
         Err(err) => return Err(anyhow!(err)),
     };
+    if let Request::RdmaReceive(rdma) | Request::RdmaSend(rdma) = &request
+        && rdma.file.resume
+    {
+        bail!("--resume over rdma: an RDMA copy starts over; a resumed copy goes --via tcp");
+    }
     let started = Instant::now();
     let what = match &request {
         Request::Net(net) => format!(
             "net {} up, {} down streams, {} s",
             net.upload_streams, net.download_streams, net.secs
         ),
-        Request::Receive(file) => format!("receive {} ({})", file.path, format_bytes(file.size)),
-        Request::Send(file) => format!("send {}", file.path),
+        Request::Receive(file) => format!(
+            "receive {} ({}){}",
+            file.path,
+            format_bytes(file.size),
+            if file.resume { ", resumable" } else { "" }
+        ),
+        Request::Send(file) => format!(
+            "send {}{}",
+            file.path,
+            if file.resume { ", resumable" } else { "" }
+        ),
         Request::Disk(disk) => format!("disk baseline of {}", format_bytes(disk.size)),
         Request::Echo(echo) => format!("latency, {} B messages", echo.size),
         Request::RdmaNet(net) => format!("rdma net, {} B writes, {} s", net.size, net.secs),
@@ -153,7 +169,10 @@ async fn session(
         Request::Remove(remove) => format!("remove {}", remove.path),
         Request::TreeReceive(tree) => format!("receive tree {}", tree.path),
         Request::TreeSend(tree) => format!("send tree {}", tree.path),
-        Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
+        Request::Begin
+        | Request::Finished
+        | Request::PrefixDigest { .. }
+        | Request::ResumeFrom { .. } => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
         Request::Net(net) => serve_net(shared, control, net).await,
@@ -169,7 +188,10 @@ async fn session(
         Request::Remove(remove) => remove_file(shared, remove),
         Request::TreeReceive(tree) => super::tree::receive(shared, control, tree).await,
         Request::TreeSend(tree) => super::tree::send(shared, control, tree).await,
-        Request::Begin | Request::Finished => bail!("a step of a session that was never opened"),
+        Request::Begin
+        | Request::Finished
+        | Request::PrefixDigest { .. }
+        | Request::ResumeFrom { .. } => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;
     control.write(&reply).await?;
@@ -193,6 +215,7 @@ async fn ready_and_join(
             session,
             port,
             size,
+            partial: None,
         }
     })
     .await
@@ -207,39 +230,77 @@ pub(super) async fn join_streams(
     window: Option<u32>,
     ready: impl FnOnce(String, u16) -> Reply,
 ) -> Result<Vec<TcpStream>> {
+    announce(shared, control, streams, ready)
+        .await?
+        .join(control, window)
+        .await
+}
+
+/// A session its client was told of (`ready` written), whose data connections may join.
+pub(super) struct Announced<'a> {
+    pending: Pending<'a>,
+    joins: mpsc::Receiver<(u32, TcpStream)>,
+    streams: u32,
+}
+
+/// Registers a session for `streams` data connections and says `ready(session, port)`; what
+/// comes before the joins (a `--resume` copy's offset) may be read next on `control`.
+async fn announce<'a>(
+    shared: &'a Shared,
+    control: &mut Connection,
+    streams: u32,
+    ready: impl FnOnce(String, u16) -> Reply,
+) -> Result<Announced<'a>> {
     if streams == 0 || streams > MAX_STREAMS {
         bail!("{streams} streams asked: give 1 to {MAX_STREAMS}");
     }
     let id = format!("{:032x}", rand::random::<u128>());
-    let (tx, mut rx) = mpsc::channel(streams as usize);
+    let (tx, joins) = mpsc::channel(streams as usize);
     let pending = Pending::register(shared, id.clone(), tx);
     control.write(&ready(id, shared.port)).await?;
-    let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let mut count = 0;
-    while count < streams {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some((index, stream))) => {
-                if let Some(slot) = joined.get_mut(index as usize)
-                    && slot.is_none()
-                {
-                    if let Some(window) = window {
-                        set_window(&stream, window);
+    Ok(Announced {
+        pending,
+        joins,
+        streams,
+    })
+}
+
+impl Announced<'_> {
+    /// Waits for the data connections, [`JOIN_TIMEOUT`] from now, then says Started; returns
+    /// them in stream order.
+    async fn join(
+        mut self,
+        control: &mut Connection,
+        window: Option<u32>,
+    ) -> Result<Vec<TcpStream>> {
+        let streams = self.streams;
+        let mut joined: Vec<Option<TcpStream>> = (0..streams).map(|_| None).collect();
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        let mut count = 0;
+        while count < streams {
+            match tokio::time::timeout_at(deadline, self.joins.recv()).await {
+                Ok(Some((index, stream))) => {
+                    if let Some(slot) = joined.get_mut(index as usize)
+                        && slot.is_none()
+                    {
+                        if let Some(window) = window {
+                            set_window(&stream, window);
+                        }
+                        *slot = Some(stream);
+                        count += 1;
                     }
-                    *slot = Some(stream);
-                    count += 1;
                 }
+                _ => bail!(
+                    "only {count} of {streams} data connections arrived within {} s: is a firewall blocking port {}?",
+                    JOIN_TIMEOUT.as_secs(),
+                    self.pending.shared.port
+                ),
             }
-            _ => bail!(
-                "only {count} of {streams} data connections arrived within {} s: is a firewall blocking port {}?",
-                JOIN_TIMEOUT.as_secs(),
-                shared.port
-            ),
         }
+        drop(self.pending);
+        control.write(&Reply::Started).await?;
+        Ok(joined.into_iter().flatten().collect())
     }
-    drop(pending);
-    control.write(&Reply::Started).await?;
-    Ok(joined.into_iter().flatten().collect())
 }
 
 /// A session's entry in the table of sessions waiting for data connections, removed on drop.
@@ -394,9 +455,12 @@ pub(super) struct Receiving {
     pub landing: Landing,
     pub engine: disk::Engine,
     pub warnings: Vec<Warning>,
+    /// With `--resume`: the length of the temporary file taken up (0: there was none).
+    pub found: u64,
 }
 
-/// Checks a receive request and prepares its landing (a temporary name in the root).
+/// Checks a receive request and prepares its landing (a temporary name in the root; with
+/// `--resume` the one a copy left, kept if this one fails).
 pub(super) fn prepare_receive(shared: &Shared, request: &FileRequest) -> Result<Receiving> {
     let plan = chunk_plan(request)?;
     if let Some(max) = shared.max_bytes
@@ -415,8 +479,14 @@ pub(super) fn prepare_receive(shared: &Shared, request: &FileRequest) -> Result<
         _ => request.path.clone(),
     };
     let path = shared.root.new_file(&requested)?;
-    let landing = Landing::prepare(&path, request.size, request.force, true)
-        .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
+    let (mut landing, found) = match request.resume {
+        true => Landing::resume(&path, request.size, request.force, true),
+        false => Landing::prepare(&path, request.size, request.force, true).map(|l| (l, 0)),
+    }
+    .map_err(|err| anyhow!("{}", hide_root(&format!("{err:#}"), shared)))?;
+    if request.resume {
+        landing.keep_on_failure();
+    }
     let mut warnings = Vec::new();
     if !landing.direct {
         warnings.push(Warning::DirectUnsupported {
@@ -435,6 +505,7 @@ pub(super) fn prepare_receive(shared: &Shared, request: &FileRequest) -> Result<
         landing,
         engine,
         warnings,
+        found,
     })
 }
 
@@ -475,13 +546,88 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
         landing,
         engine,
         warnings,
+        found,
     } = prepare_receive(shared, &request)?;
-    let streams = ready_and_join(shared, control, request.streams, None, None).await?;
+    let partial = match request.resume && found > 0 {
+        true => Some(check_partial(&landing, found, request.size, plan).await?),
+        false => None,
+    };
+    let ready = partial.as_ref().map(|(partial, _)| partial.clone());
+    let announced = announce(shared, control, request.streams, |session, port| {
+        Reply::Ready {
+            session,
+            port,
+            size: None,
+            partial: ready,
+        }
+    })
+    .await?;
+    let from = match request.resume {
+        true => {
+            let offset = resume_from(control, partial.as_ref().map(|(p, _)| p.checked)).await?;
+            // The unchecked tail goes (a partial that did not match: all of it).
+            landing
+                .file
+                .set_len(offset)
+                .context("cutting the partial copy to where the copy goes on")?;
+            Start {
+                start: offset,
+                digest: partial.filter(|_| offset > 0).map(|(_, digest)| digest),
+            }
+        }
+        false => Start::default(),
+    };
+    let streams = announced.join(control, None).await?;
     let cpu = CpuClock::start();
     let counter = Counter::new();
-    let receiving = pipeline::receive_file(engine, request.size, streams, plan, &counter);
+    let receiving = pipeline::receive_file(engine, request.size, streams, plan, from, &counter);
     let received = pipeline::bounded(shared.idle_timeout, &counter, receiving).await?;
     land(landing, request.size, received, cpu, warnings)
+}
+
+/// `--resume` of a receive: what the temporary file taken up holds (`found` bytes of a file of
+/// `size`), and the digest of its prefix worth checking, read off the runtime's threads.
+/// Errors: the file cannot be read.
+async fn check_partial(
+    landing: &Landing,
+    found: u64,
+    size: u64,
+    plan: ChunkPlan,
+) -> Result<(Partial, pipeline::Digest)> {
+    let checked = crate::transport::resumable_prefix(found, size, plan.chunk, plan.depth);
+    let path = landing.temp_path.clone();
+    let digest = tokio::task::spawn_blocking(move || {
+        // Never through a link put in the temporary file's place.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        pipeline::prefix_digest(&file, checked, plan.chunk)
+    })
+    .await
+    .map_err(|err| anyhow!("checking the partial copy failed: {err}"))?
+    .context("reading the partial copy to check it for --resume")?;
+    let partial = Partial {
+        found,
+        checked,
+        digest: digest.hex(),
+    };
+    Ok((partial, digest))
+}
+
+/// `--resume`, after Ready: the client's [`Request::ResumeFrom`], which may come once it has
+/// digested up to `checked` bytes of its own. Errors: another request, an offset other than 0
+/// or `checked`, the client's silence past [`PREFIX_TIMEOUT`].
+async fn resume_from(control: &mut Connection, checked: Option<u64>) -> Result<u64> {
+    match control.read::<Request>(PREFIX_TIMEOUT).await {
+        Ok(Request::ResumeFrom { offset }) if offset == 0 || Some(offset) == checked => Ok(offset),
+        Ok(Request::ResumeFrom { offset }) => bail!(
+            "resume from {offset}: the copy goes on from 0 or from the end of the prefix checked ({})",
+            checked.unwrap_or(0)
+        ),
+        Ok(other) => bail!("expected where the resumed copy goes on from, got {other:?}"),
+        Err(err) => bail!("the client did not say where the resumed copy goes on from: {err}"),
+    }
 }
 
 /// A file being sent: the disk engine on it and its size.
@@ -491,6 +637,8 @@ pub(super) struct Sending {
     pub size: u64,
     pub direct: bool,
     pub warnings: Vec<Warning>,
+    /// The file opened (through the page cache), for a `--resume` prefix's digest.
+    pub file: std::fs::File,
 }
 
 /// Checks a send request and opens the file (inside the root).
@@ -519,6 +667,7 @@ pub(super) fn prepare_send(shared: &Shared, request: &FileRequest) -> Result<Sen
         size,
         direct,
         warnings,
+        file: std::fs::File::open(&path)?,
     })
 }
 
@@ -548,13 +697,63 @@ async fn send(shared: &Shared, control: &mut Connection, request: FileRequest) -
         size,
         direct,
         warnings,
+        file,
     } = prepare_send(shared, &request)?;
-    let streams = ready_and_join(shared, control, request.streams, None, Some(size)).await?;
+    let announced = announce(shared, control, request.streams, |session, port| {
+        Reply::Ready {
+            session,
+            port,
+            size: Some(size),
+            partial: None,
+        }
+    })
+    .await?;
+    let from = match request.resume {
+        true => resume_send(control, file, size, plan).await?,
+        false => Start::default(),
+    };
+    let streams = announced.join(control, None).await?;
     let cpu = CpuClock::start();
     let counter = Counter::new();
-    let sending = pipeline::send_file(engine, size, streams, plan, &counter);
+    let sending = pipeline::send_file(engine, size, streams, plan, from, &counter);
     let done = pipeline::bounded(shared.idle_timeout, &counter, sending).await?;
     Ok(sent(done, direct, cpu, warnings))
+}
+
+/// `--resume` of a send, after Ready: the digest of the prefix of `file` (`size` bytes) the
+/// client asks for, if it asks, then where the copy goes on from. Errors: a prefix past the
+/// file, a read that fails, an offset other than 0 or the prefix digested, the client's
+/// silence past [`PREFIX_TIMEOUT`].
+async fn resume_send(
+    control: &mut Connection,
+    file: std::fs::File,
+    size: u64,
+    plan: ChunkPlan,
+) -> Result<Start> {
+    let asked = match control.read::<Request>(PREFIX_TIMEOUT).await {
+        Ok(Request::PrefixDigest { len }) if len <= size => len,
+        Ok(Request::PrefixDigest { len }) => {
+            bail!("the digest of the first {len} bytes of a file of {size} asked: refused")
+        }
+        Ok(Request::ResumeFrom { offset: 0 }) => return Ok(Start::default()),
+        Ok(other) => bail!("expected the prefix a resumed copy checks, got {other:?}"),
+        Err(err) => bail!("the client did not say what the resumed copy checks: {err}"),
+    };
+    let digest =
+        tokio::task::spawn_blocking(move || pipeline::prefix_digest(&file, asked, plan.chunk))
+            .await
+            .map_err(|err| anyhow!("digesting the prefix failed: {err}"))?
+            .context("reading the file to digest its prefix for --resume")?;
+    control
+        .write(&Reply::PrefixDigest {
+            digest: digest.hex(),
+        })
+        .await?;
+    let offset = resume_from(control, Some(asked)).await?;
+    Ok(Start {
+        start: offset,
+        digest: (offset > 0).then_some(digest),
+    })
 }
 
 /// Removes a regular file inside the root (never a directory, never through a symlink out of it).

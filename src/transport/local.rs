@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Digest, ReadAhead, WriteBehind};
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Digest, ReadAhead, Start, WriteBehind};
 use super::{CopyPlan, CopyReport, CpuBoth, Location, TimeSplit, TransportKind, Verification};
 use crate::disk::{self, AlignedBuf, Engine, EngineChoice};
 use crate::file;
@@ -176,13 +176,11 @@ async fn copy_file(
             Err(err) => return Err(give_up(err, landing, vec![reader, writer], plan.resume)),
         },
     };
-    let from = Start {
-        start: resumed.as_ref().map_or(0, |(resumed, _)| resumed.from()),
-        digest: resumed
-            .as_ref()
-            .filter(|(resumed, _)| resumed.matched)
-            .map(|(_, digest)| *digest),
-    };
+    let from = resumed
+        .as_ref()
+        .map_or_else(Start::default, |(resumed, digest)| {
+            Start::after(resumed, *digest)
+        });
     let resumed = resumed.map(|(resumed, _)| resumed);
     let engine = writer.kind();
     let destination_direct = landing.direct;
@@ -406,14 +404,6 @@ async fn pump(
     let counter = Counter::new();
     let moving = moved(reader, writer, size, from, chunks, &counter);
     pipeline::watched_as(label, stall, watcher, size - from.start, &counter, moving).await
-}
-
-/// Where a pump begins: 0, or past the prefix a resumed copy found whole (whose digest the
-/// copy's goes on from, for `--verify`).
-#[derive(Debug, Clone, Copy, Default)]
-struct Start {
-    start: u64,
-    digest: Option<Digest>,
 }
 
 /// [`pump`]'s work, counted in `counter`. One pool of `depth` buffers serves both sides, so

@@ -168,34 +168,22 @@ pub fn check_prefix(
     size: u64,
     chunks: ChunkPlan,
 ) -> Result<(super::Resumed, Digest)> {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
     let started = std::time::Instant::now();
     let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
-    let mut source_file = std::fs::File::open(source)
+    let ours = std::fs::File::open(source)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| prefix_digest(&file, checked, chunks.chunk))
         .with_context(|| format!("reading {} to check the partial copy", source.display()))?;
-    // Through the page cache: O_DIRECT would need aligned buffers for a one-off read.
-    let partial = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(partial)
+    let theirs = std::fs::File::open(partial)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| prefix_digest(&file, checked, chunks.chunk))
         .with_context(|| format!("reading the partial copy {}", partial.display()))?;
-    let (mut ours, mut theirs) = (Digest::default(), Digest::default());
-    let (mut a, mut b) = (vec![0u8; chunks.chunk], vec![0u8; chunks.chunk]);
-    let mut offset = 0u64;
-    while offset < checked {
-        let len = (checked - offset).min(chunks.chunk as u64) as usize;
-        source_file.read_exact(&mut a[..len])?;
-        partial.read_exact_at(&mut b[..len], offset)?;
-        ours.add(offset, &a[..len]);
-        theirs.add(offset, &b[..len]);
-        offset += len as u64;
-        crate::interrupt::check()?;
-    }
     let matched = checked > 0 && ours == theirs;
     if !matched {
-        partial
-            .set_len(0)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(partial)
+            .and_then(|file| file.set_len(0))
             .context("cutting the partial copy that did not match")?;
     }
     Ok((
@@ -208,6 +196,44 @@ pub fn check_prefix(
         },
         ours,
     ))
+}
+
+/// The [`Digest`] of the first `len` bytes of `file`, cut in `chunk` pieces as a copy cuts it:
+/// what `--resume` holds a partial copy's prefix to on either side, and what the copy's own
+/// digest goes on from. Read through the page cache (O_DIRECT would need aligned buffers for a
+/// one-off read). Errors: a read fails, the file is shorter than `len`, or Ctrl-C.
+pub fn prefix_digest(file: &std::fs::File, len: u64, chunk: usize) -> Result<Digest> {
+    use std::os::unix::fs::FileExt;
+    let mut digest = Digest::default();
+    let mut buf = vec![0u8; chunk];
+    let mut offset = 0u64;
+    while offset < len {
+        let piece = (len - offset).min(chunk as u64) as usize;
+        file.read_exact_at(&mut buf[..piece], offset)?;
+        digest.add(offset, &buf[..piece]);
+        offset += piece as u64;
+        crate::interrupt::check()?;
+    }
+    Ok(digest)
+}
+
+/// Where a copy's bytes begin: 0, or the end of the prefix a resumed copy found whole, whose
+/// digest the copy's own goes on from (for `--verify`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Start {
+    pub start: u64,
+    pub digest: Option<Digest>,
+}
+
+impl Start {
+    /// Where a copy goes on after `resumed`, whose source prefix digested to `digest`: past the
+    /// prefix when it matched, else from 0.
+    pub fn after(resumed: &super::Resumed, digest: Digest) -> Start {
+        Start {
+            start: resumed.from(),
+            digest: resumed.matched.then_some(digest),
+        }
+    }
 }
 
 /// The sender's side of a copy.
@@ -238,12 +264,14 @@ struct Chunk {
     buf: AlignedBuf,
 }
 
-/// Reads `size` bytes of the engine's file and sends them over `streams`; closes each stream at the end.
+/// Reads the engine's file of `size` bytes from `from` on and sends it over `streams`; closes
+/// each stream at the end.
 pub async fn send_file<S>(
     mut engine: Engine,
     size: u64,
     streams: Vec<S>,
     plan: ChunkPlan,
+    from: Start,
     counter: &Counter,
 ) -> Result<CopySent>
 where
@@ -267,10 +295,10 @@ where
     }
     drop(free_tx);
 
-    let mut reads = ReadAhead::default();
-    let mut digest = plan.verify.then(Digest::default);
+    let mut reads = ReadAhead::from(from.start);
+    let mut digest = plan.verify.then(|| from.digest.unwrap_or_default());
     let mut done = 0u64;
-    while done < size {
+    while done < size - from.start {
         reads.fill(&mut engine, &mut pool, size, plan.chunk)?;
         tokio::select! {
             completion = engine.next(), if reads.in_flight > 0 => {
@@ -469,13 +497,14 @@ async fn send_chunks<S: AsyncWrite + Unpin>(
     stream.shutdown().await
 }
 
-/// Receives a file of `size` bytes from `streams` and writes it with the engine (no fsync: the
-/// caller truncates a padded tail, fsyncs and renames).
+/// Receives a file of `size` bytes, from `from` on, from `streams` and writes it with the engine
+/// (no fsync: the caller truncates a padded tail, fsyncs and renames).
 pub async fn receive_file<S>(
     engine: Engine,
     size: u64,
     streams: Vec<S>,
     plan: ChunkPlan,
+    from: Start,
     counter: &Counter,
 ) -> Result<CopyReceived>
 where
@@ -487,7 +516,7 @@ where
     for (index, stream) in streams.into_iter().enumerate() {
         let (free_rx, incoming_tx) = (free_rx.clone(), incoming_tx.clone());
         tasks.spawn(async move {
-            receive_chunks(stream, size, plan, &free_rx, &incoming_tx)
+            receive_chunks(stream, size, from.start, plan, &free_rx, &incoming_tx)
                 .await
                 .with_context(|| format!("receiving on stream {}", index + 1))
         });
@@ -497,7 +526,8 @@ where
         engine,
         Incoming {
             size,
-            expected: size,
+            expected: size - from.start,
+            digest: from.digest.unwrap_or_default(),
             rx: incoming_rx,
         },
         plan,
@@ -541,6 +571,7 @@ where
     let incoming = Incoming {
         size,
         expected,
+        digest: Digest::default(),
         rx: incoming_rx,
     };
     let (received, mut streams) =
@@ -562,15 +593,17 @@ fn receive_pool(plan: ChunkPlan) -> (Pool, Arc<Mutex<mpsc::Receiver<AlignedBuf>>
     (free_tx, Arc::new(Mutex::new(free_rx)))
 }
 
-/// Writes each chunk the streams deliver at its offset, while they go on receiving.
 /// What the streams deliver to [`write_incoming`]: chunks of a file of `size` bytes,
 /// `expected` of them in all.
 struct Incoming {
     size: u64,
     expected: u64,
+    /// What the digest (with `--verify`) goes on from: a resumed copy's prefix's.
+    digest: Digest,
     rx: mpsc::Receiver<Chunk>,
 }
 
+/// Writes each chunk the streams deliver at its offset, while they go on receiving.
 async fn write_incoming<T: Send + 'static>(
     mut engine: Engine,
     incoming: Incoming,
@@ -582,11 +615,12 @@ async fn write_incoming<T: Send + 'static>(
     let Incoming {
         size,
         expected,
+        digest: prefix,
         rx: mut incoming_rx,
     } = incoming;
     let mut writes = WriteBehind::default();
     let (mut done, mut streams_open) = (0u64, true);
-    let mut digest = plan.verify.then(Digest::default);
+    let mut digest = plan.verify.then_some(prefix);
     let mut finished = Vec::new();
     while streams_open || writes.in_flight > 0 {
         tokio::select! {
@@ -857,9 +891,11 @@ async fn send_range<S: AsyncWrite + Unpin>(
     Ok(stream)
 }
 
+/// Reads chunks of a file of `size` bytes from `start` on until the sender closes the stream.
 async fn receive_chunks<S: AsyncRead + Unpin>(
     mut stream: S,
     size: u64,
+    start: u64,
     plan: ChunkPlan,
     free: &Mutex<mpsc::Receiver<AlignedBuf>>,
     incoming: &mpsc::Sender<Chunk>,
@@ -875,7 +911,11 @@ async fn receive_chunks<S: AsyncRead + Unpin>(
         } else {
             0
         };
-        if !offset.is_multiple_of(plan.chunk as u64) || len == 0 || len != expected {
+        if !offset.is_multiple_of(plan.chunk as u64)
+            || offset < start
+            || len == 0
+            || len != expected
+        {
             bail!("a malformed chunk (offset {offset}, {len} bytes) for a file of {size} bytes");
         }
         let Some(mut buf) = free.lock().await.recv().await else {
@@ -1019,6 +1059,20 @@ mod tests {
                 assert!(pair[0].start < pair[0].end, "an empty range: {ranges:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_prefix_digest_is_what_a_copy_digests_of_those_chunks_and_a_short_file_fails() {
+        use std::io::Write;
+        let bytes: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&bytes).unwrap();
+        let mut copied = Digest::default();
+        copied.add(0, &bytes[..4096]);
+        copied.add(4096, &bytes[4096..8192]);
+        assert_eq!(prefix_digest(&file, 8192, 4096).unwrap(), copied);
+        assert_eq!(prefix_digest(&file, 0, 4096).unwrap(), Digest::default());
+        assert!(prefix_digest(&file, bytes.len() as u64 + 1, 4096).is_err());
     }
 
     #[test]

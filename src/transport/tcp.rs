@@ -13,15 +13,16 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use super::memory::{self, Flow, Role, Timing};
-use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM};
+use super::pipeline::{self, ChunkPlan, DIGEST_ALGORITHM, Start};
 use super::{
     CopyPlan, CopyReport, CpuBoth, Direction, DirectionReport, LatPlan, LatReport, Location,
     NetPlan, NetReport, Peer, StreamReport, TimeSplit, Transport, TransportKind, Verification,
 };
-use crate::control::client::{HANDSHAKE_TIMEOUT, RemoteBaseline};
+use crate::control::client::{HANDSHAKE_TIMEOUT, PREFIX_TIMEOUT, RemoteBaseline};
 use crate::control::frame::FrameError;
 use crate::control::{
-    Client, Connection, EchoRequest, FileRequest, NetDone, NetRequest, Opening, Reply, Request,
+    Client, Connection, EchoRequest, FileRequest, NetDone, NetRequest, Opening, Partial, Reply,
+    Request,
 };
 use crate::disk;
 use crate::interrupt::Interrupted;
@@ -121,6 +122,8 @@ struct Session {
     streams: Vec<TcpStream>,
     /// The file's size, for a download.
     size: Option<u64>,
+    /// An upload with `--resume`: the temporary file the server took up.
+    partial: Option<Partial>,
     id: String,
     port: u16,
     window: Option<usize>,
@@ -134,24 +137,31 @@ impl Tcp {
         streams: usize,
         window: Option<usize>,
     ) -> Result<Session> {
-        let session = self.ready(&request, window).await?;
+        let session = self.ready(&request, window, HANDSHAKE_TIMEOUT).await?;
         self.start(session, streams).await
     }
 
-    /// Sends `request` and waits for the server to make the session ready.
-    async fn ready(&self, request: &Request, window: Option<usize>) -> Result<Session> {
-        match self.client.open(request).await? {
+    /// Sends `request` and waits up to `wait` for the server to make the session ready.
+    async fn ready(
+        &self,
+        request: &Request,
+        window: Option<usize>,
+        wait: Duration,
+    ) -> Result<Session> {
+        match self.client.open_within(request, wait).await? {
             (
                 control,
                 Reply::Ready {
                     session,
                     port,
                     size,
+                    partial,
                 },
             ) => Ok(Session {
                 control,
                 streams: Vec::new(),
                 size,
+                partial,
                 id: session,
                 port,
                 window,
@@ -457,17 +467,51 @@ impl Tcp {
             verify: chunks.verify,
             force: plan.force,
             name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+            resume: plan.resume,
         });
-        let mut session = self.open(request, plan.streams, None).await?;
+        // With --resume the server digests what it took up before it is ready.
+        let wait = match plan.resume {
+            true => PREFIX_TIMEOUT,
+            false => HANDSHAKE_TIMEOUT,
+        };
+        let mut session = self.ready(&request, None, wait).await?;
+        let (resumed, from) = match plan.resume {
+            true => self
+                .resume_upload(&mut session, source, size, chunks)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{}:{remote_path}: checking the partial copy for --resume",
+                        self.server()
+                    )
+                })?,
+            false => (None, Start::default()),
+        };
+        let mut session = self.start(session, plan.streams).await?;
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let (sent, intervals) = self
-            .moving(&mut session, size, watcher, async |streams, counter| {
-                pipeline::send_file(engine, size, streams, chunks, counter).await
-            })
-            .await?;
-        let done = self.client.copy_done(&mut session.control).await?;
+        let moved = async {
+            let (sent, intervals) = self
+                .moving(
+                    &mut session,
+                    size - from.start,
+                    watcher,
+                    async |streams, counter| {
+                        pipeline::send_file(engine, size, streams, chunks, from, counter).await
+                    },
+                )
+                .await?;
+            let done = self.client.copy_done(&mut session.control).await?;
+            Ok::<_, anyhow::Error>((sent, intervals, done))
+        };
+        let (sent, intervals, done) = moved.await.map_err(|err| match plan.resume {
+            true => err.context(format!(
+                "{}:{remote_path}: the copy failed; the server keeps its temporary file: the same copy with --resume goes on from it",
+                self.server()
+            )),
+            false => err,
+        })?;
         warnings.extend(done.warnings.iter().cloned());
         let elapsed = start.elapsed();
         let verify = verification(sent.digest, done.digest.as_deref(), false, self.server())?;
@@ -476,16 +520,74 @@ impl Tcp {
             source: source.display().to_string(),
             destination: format!("{}:{remote_path}", self.server()),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
+            measurement: Measurement::new(
+                Workload::Copy,
+                size - from.start,
+                elapsed,
+                conditions,
+                intervals,
+            ),
             split: TimeSplit::uploaded(&sent, &done),
             verify,
-            resumed: None,
+            resumed,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),
             },
             warnings,
         })
+    }
+
+    /// `--resume` of an upload, after Ready: holds the prefix of the server's temporary file
+    /// it checked to the same bytes of `source` (of `size`), and says where the copy goes on
+    /// from. None when the server found no temporary file. Errors: the source cannot be read,
+    /// the server checked another prefix than this side would, the control connection fails.
+    async fn resume_upload(
+        &self,
+        session: &mut Session,
+        source: &Path,
+        size: u64,
+        chunks: ChunkPlan,
+    ) -> Result<(Option<super::Resumed>, Start)> {
+        let started = std::time::Instant::now();
+        let checked = match &session.partial {
+            Some(partial) => {
+                let expected =
+                    super::resumable_prefix(partial.found, size, chunks.chunk, chunks.depth);
+                if partial.checked != expected {
+                    bail!(
+                        "the server checked {} bytes of a {}-byte partial copy, this side expected {expected}",
+                        partial.checked,
+                        partial.found
+                    );
+                }
+                Some(partial.checked)
+            }
+            None => None,
+        };
+        let ours = match checked {
+            Some(len) => Some(source_prefix_digest(source, len, chunks.chunk).await?),
+            None => None,
+        };
+        let (resumed, from) = match (session.partial.take(), ours) {
+            (Some(partial), Some(ours)) => {
+                let resumed = super::Resumed {
+                    found: partial.found,
+                    checked: partial.checked,
+                    matched: partial.checked > 0 && ours.hex() == partial.digest,
+                    algorithm: DIGEST_ALGORITHM.to_string(),
+                    secs: started.elapsed().as_secs_f64(),
+                };
+                let from = Start::after(&resumed, ours);
+                (Some(resumed), from)
+            }
+            _ => (None, Start::default()),
+        };
+        session
+            .control
+            .write(&Request::ResumeFrom { offset: from.start })
+            .await?;
+        Ok((resumed, from))
     }
 
     async fn download(
@@ -507,27 +609,62 @@ impl Tcp {
             verify: chunks.verify,
             force: false,
             name: None,
+            resume: plan.resume,
         });
         // The destination is checked before the server starts sending.
-        let session = self.ready(&request, None).await?;
+        let mut session = self.ready(&request, None, HANDSHAKE_TIMEOUT).await?;
         let size = session
             .size
             .ok_or_else(|| anyhow!("{}: the server did not say the file's size", self.server()))?;
-        let (landing, engine) =
-            pipeline::open_destination(&destination, size, plan, chunks, &mut warnings)?;
+        let (mut landing, engine, found) =
+            pipeline::open_landing(&destination, size, plan, chunks, &mut warnings)?;
+        if plan.resume {
+            landing.keep_on_failure();
+        }
+        let kept = |err: anyhow::Error| {
+            match plan.resume {
+            true => err.context(format!(
+                "{}:{remote_path}: the copy failed; {} is kept: the same copy with --resume goes on from it",
+                self.server(),
+                landing.temp_path.display()
+            )),
+            false => err,
+        }
+        };
+        let (resumed, from) = match plan.resume {
+            true => self
+                .resume_download(&mut session, &landing, found, size, chunks)
+                .await
+                .map_err(|err| {
+                    kept(err.context(format!(
+                        "{}:{remote_path}: checking the partial copy for --resume",
+                        self.server()
+                    )))
+                })?,
+            false => (None, Start::default()),
+        };
         let engine_kind = engine.kind();
         let landing_direct = landing.direct;
-        let mut session = self.start(session, plan.streams).await?;
+        let mut session = self.start(session, plan.streams).await.map_err(kept)?;
         warnings.extend(loopback_warning(&session.control));
         let cpu = CpuClock::start();
         let start = Instant::now();
-        let (received, intervals) = self
-            .moving(&mut session, size, watcher, async |streams, counter| {
-                pipeline::receive_file(engine, size, streams, chunks, counter).await
-            })
-            .await?;
-        let fsync = landing.flush(size)?;
-        let done = self.client.copy_done(&mut session.control).await?;
+        let moved = async {
+            let (received, intervals) = self
+                .moving(
+                    &mut session,
+                    size - from.start,
+                    watcher,
+                    async |streams, counter| {
+                        pipeline::receive_file(engine, size, streams, chunks, from, counter).await
+                    },
+                )
+                .await?;
+            let fsync = landing.flush(size)?;
+            let done = self.client.copy_done(&mut session.control).await?;
+            Ok::<_, anyhow::Error>((received, intervals, fsync, done))
+        };
+        let (received, intervals, fsync, done) = moved.await.map_err(kept)?;
         warnings.extend(done.warnings.iter().cloned());
         let verify = verification(received.digest, done.digest.as_deref(), true, self.server())?;
         let elapsed = start.elapsed();
@@ -537,10 +674,16 @@ impl Tcp {
             source: format!("{}:{remote_path}", self.server()),
             destination: destination.display().to_string(),
             path: TransportKind::Tcp,
-            measurement: Measurement::new(Workload::Copy, size, elapsed, conditions, intervals),
+            measurement: Measurement::new(
+                Workload::Copy,
+                size - from.start,
+                elapsed,
+                conditions,
+                intervals,
+            ),
             split: TimeSplit::downloaded(&received, fsync, &done),
             verify,
-            resumed: None,
+            resumed,
             cpu: CpuBoth {
                 local: cpu.finish(),
                 remote: Some(done.cpu),
@@ -548,6 +691,73 @@ impl Tcp {
             warnings,
         })
     }
+
+    /// `--resume` of a download, after Ready: holds the checked prefix of the temporary file
+    /// taken up (`found` bytes) to the server's source (of `size`), both digested at once, cuts
+    /// the temporary file to where the copy goes on (all of it when they differ), and says so.
+    /// None when there was no temporary file. Errors: it cannot be read or cut, the control
+    /// connection fails.
+    async fn resume_download(
+        &self,
+        session: &mut Session,
+        landing: &crate::file::Landing,
+        found: u64,
+        size: u64,
+        chunks: ChunkPlan,
+    ) -> Result<(Option<super::Resumed>, Start)> {
+        let started = std::time::Instant::now();
+        let (resumed, from) = match found {
+            0 => (None, Start::default()),
+            found => {
+                let checked = super::resumable_prefix(found, size, chunks.chunk, chunks.depth);
+                let matched = match checked {
+                    0 => None,
+                    len => {
+                        let (theirs, ours) = tokio::join!(
+                            self.client.prefix_digest(&mut session.control, len),
+                            source_prefix_digest(&landing.temp_path, len, chunks.chunk)
+                        );
+                        let ours = ours?;
+                        Some((theirs? == ours.hex(), ours))
+                    }
+                };
+                let resumed = super::Resumed {
+                    found,
+                    checked,
+                    matched: matched.is_some_and(|(matched, _)| matched),
+                    algorithm: DIGEST_ALGORITHM.to_string(),
+                    secs: started.elapsed().as_secs_f64(),
+                };
+                let from =
+                    matched.map_or_else(Start::default, |(_, ours)| Start::after(&resumed, ours));
+                (Some(resumed), from)
+            }
+        };
+        // The unchecked tail goes (a prefix that did not match: all of it).
+        landing
+            .file
+            .set_len(from.start)
+            .context("cutting the partial copy to where the copy goes on")?;
+        session
+            .control
+            .write(&Request::ResumeFrom { offset: from.start })
+            .await?;
+        Ok((resumed, from))
+    }
+}
+
+/// The digest of the first `len` bytes of the file at `path` (`pipeline::prefix_digest`), read
+/// off the runtime's threads. Errors: the file cannot be read or is shorter than `len`.
+async fn source_prefix_digest(path: &Path, len: u64, chunk: usize) -> Result<pipeline::Digest> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("reading {} to check the partial copy", path.display()))?;
+        pipeline::prefix_digest(&file, len, chunk)
+            .with_context(|| format!("reading {} to check the partial copy", path.display()))
+    })
+    .await
+    .map_err(|err| anyhow!("checking the partial copy failed: {err}"))?
 }
 
 impl Tcp {

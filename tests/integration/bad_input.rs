@@ -390,6 +390,10 @@ fn flag_checks_made_after_parsing_are_usage_errors_with_exit_2() {
         ),
         (&["copy", file, "127.0.0.1:9:f", "--via", "udp"], &["udp"]),
         (
+            &["copy", file, "127.0.0.1:9:f", "--via", "rdma", "--resume"],
+            &["--resume over rdma", "--via tcp", "--via ssh"],
+        ),
+        (
             &["copy", "127.0.0.1:9:f", file, "--via", "ssh", "--verify"],
             &["--verify", "download"],
         ),

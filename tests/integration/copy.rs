@@ -1078,6 +1078,24 @@ fn resume_sends_everything_again_when_the_partial_has_one_flipped_byte() {
 }
 
 #[test]
+fn resume_cuts_the_stale_tail_of_a_partial_longer_than_the_source() {
+    let dir = crate::common::temp_dir();
+    let source = dir.path().join("big.data");
+    crate::common::make_file(&source, "20M");
+    let destination = dir.path().join("copy.data");
+    let mut partial = std::fs::read(&source).unwrap();
+    // The source was 30 MiB when the partial was made, and is 20 MiB now.
+    partial.extend(std::iter::repeat_n(0x5a, 10 << 20));
+    std::fs::write(dir.path().join(".copy.data.xferbench-partial"), &partial).unwrap();
+    let report = resume_copy(&source, &destination);
+    assert_eq!(report["resumed"]["matched"], true, "{report:#}");
+    assert_eq!(
+        std::fs::read(&destination).unwrap(),
+        std::fs::read(&source).unwrap()
+    );
+}
+
+#[test]
 fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
     let (from, to) = (crate::common::temp_dir(), crate::common::temp_dir());
     let source = from.path().join("big.data");
@@ -1123,4 +1141,223 @@ fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
         "{report:#}"
     );
     crate::common::assert_no_leftovers(to.path());
+}
+
+// ---- --resume to and from serve ----
+
+/// The partial copy a copy to `name` leaves in `dir`.
+fn partial_in(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.xferbench-partial"))
+}
+
+/// `copy FROM TO --resume -P 2 --bs 1M --iodepth 4 --verify -J` through `server`, and its report.
+fn resume_over_tcp(server: &Server, from: &OsStr, to: &OsStr) -> Value {
+    json_report(&server.run(&[
+        "copy".as_ref(),
+        from,
+        to,
+        "--resume".as_ref(),
+        "-P".as_ref(),
+        "2".as_ref(),
+        "--bs".as_ref(),
+        "1M".as_ref(),
+        "--iodepth".as_ref(),
+        "4".as_ref(),
+        "--verify".as_ref(),
+        "-J".as_ref(),
+    ]))
+}
+
+/// A 20 MiB source and a 12 MiB partial copy of it (with byte 3 MiB flipped when `damaged`)
+/// beside `destination`.
+fn source_and_partial(source: &std::path::Path, partial: &std::path::Path, damaged: bool) {
+    make_file(source, "20M");
+    let mut prefix = std::fs::read(source).unwrap()[..12 << 20].to_vec();
+    if damaged {
+        prefix[3 << 20] ^= 0x01;
+    }
+    std::fs::write(partial, &prefix).unwrap();
+}
+
+/// The report of a resumed copy that found 12 MiB, checked 8 MiB (the last 4 chunks of 1 MiB
+/// are not trusted) and `matched` or not, and moved what it had to.
+fn assert_resumed(report: &Value, matched: bool) {
+    let resumed = &report["resumed"];
+    assert_eq!(resumed["found"], 12u64 << 20, "{report:#}");
+    assert_eq!(resumed["checked"], 8u64 << 20, "{report:#}");
+    assert_eq!(resumed["matched"], matched, "{report:#}");
+    assert_eq!(
+        resumed["algorithm"], "xxh3-128 per chunk, summed",
+        "{report:#}"
+    );
+    let moved = if matched { 12u64 << 20 } else { 20u64 << 20 };
+    assert_eq!(report["measurement"]["bytes"], moved, "{report:#}");
+    assert_rate_is_bytes_over_secs(&report["measurement"]);
+    assert_eq!(report["verify"]["matched"], true, "{report:#}");
+}
+
+fn resume_up(damaged: bool) {
+    let server = Hosts::loopback().served(&[]);
+    let local = temp_dir();
+    let source = local.path().join("big.data");
+    source_and_partial(&source, &partial_in(&server.root, "big.data"), damaged);
+    let report = resume_over_tcp(
+        &server,
+        source.as_os_str(),
+        server.remote("big.data").as_ref(),
+    );
+    assert_resumed(&report, !damaged);
+    assert_same_content(&source, &server.root.join("big.data"));
+    assert_no_leftovers(&server.root);
+}
+
+fn resume_down(damaged: bool) {
+    let server = Hosts::loopback().served(&[]);
+    let local = temp_dir();
+    let source = server.root.join("big.data");
+    let destination = local.path().join("big.data");
+    source_and_partial(&source, &partial_in(local.path(), "big.data"), damaged);
+    let report = resume_over_tcp(
+        &server,
+        server.remote("big.data").as_ref(),
+        destination.as_os_str(),
+    );
+    assert_resumed(&report, !damaged);
+    assert_same_content(&source, &destination);
+    assert_no_leftovers(local.path());
+}
+
+#[test]
+fn resume_up_to_serve_takes_up_a_far_partial_whose_prefix_matches_and_sends_only_the_rest() {
+    resume_up(false);
+}
+
+#[test]
+fn resume_up_to_serve_sends_everything_again_when_the_far_partial_has_one_flipped_byte() {
+    resume_up(true);
+}
+
+#[test]
+fn resume_down_from_serve_takes_up_a_local_partial_whose_prefix_matches_and_gets_only_the_rest() {
+    resume_down(false);
+}
+
+#[test]
+fn resume_down_from_serve_gets_everything_again_when_the_local_partial_has_one_flipped_byte() {
+    resume_down(true);
+}
+
+#[test]
+fn resume_up_to_serve_with_nothing_left_before_copies_everything_and_reports_no_resume() {
+    let server = Hosts::loopback().served(&[]);
+    let local = temp_dir();
+    let source = local.path().join("big.data");
+    make_file(&source, "5M");
+    let report = resume_over_tcp(
+        &server,
+        source.as_os_str(),
+        server.remote("big.data").as_ref(),
+    );
+    assert_eq!(report["resumed"], Value::Null, "{report:#}");
+    assert_eq!(report["measurement"]["bytes"], 5u64 << 20, "{report:#}");
+    assert_same_content(&source, &server.root.join("big.data"));
+}
+
+#[test]
+fn resume_up_to_serve_never_writes_through_a_far_partial_that_is_a_link() {
+    let server = Hosts::loopback().served(&[]);
+    let (local, outside) = (temp_dir(), temp_dir());
+    let source = local.path().join("big.data");
+    make_file(&source, "2M");
+    let target = outside.path().join("precious.data");
+    std::fs::write(&target, b"not to be written").unwrap();
+    std::os::unix::fs::symlink(&target, partial_in(&server.root, "big.data")).unwrap();
+    let out = server.run(&[
+        "copy".as_ref(),
+        source.as_os_str(),
+        server.remote("big.data").as_ref(),
+        "--resume".as_ref(),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"not to be written");
+    assert!(!server.root.join("big.data").exists());
+}
+
+/// Stops (Ctrl-C) a slow `--resume` copy of 64 MiB `way` once its partial holds 8 MiB, checks
+/// that the partial is kept, then finishes the copy with `--resume` and checks it byte for byte,
+/// the text report saying how it went on.
+fn stopped_with_resume_then_finished(way: Way) {
+    let mut server = Hosts::loopback().served(&[]);
+    let local = temp_dir();
+    let (source, landing_dir) = match way {
+        Way::Upload => (local.path().join("big.data"), server.root.clone()),
+        Way::Download => (server.root.join("big.data"), local.path().to_path_buf()),
+    };
+    make_file(&source, "64M");
+    let destination = landing_dir.join("big.data");
+    let partial = partial_in(&landing_dir, "big.data");
+    let remote = server.remote("big.data");
+    let (from, to): (&OsStr, &OsStr) = match way {
+        Way::Upload => (source.as_os_str(), remote.as_ref()),
+        Way::Download => (remote.as_ref(), destination.as_os_str()),
+    };
+    let mut args = vec!["copy".as_ref(), from, to, "--resume".as_ref()];
+    args.extend(server.hosts.slow_copy_args().iter().map(OsStr::new));
+    let mut client = server.spawn(&args);
+    let grew = crate::common::wait_until(Duration::from_secs(20), || {
+        std::fs::metadata(&partial).is_ok_and(|meta| meta.len() >= 8 << 20)
+    });
+    assert!(
+        grew,
+        "the partial copy did not grow: {:?}",
+        client.running()
+    );
+    crate::common::send_signal(client.pid(), libc::SIGINT);
+    let out = client.finish(Duration::from_secs(10));
+    assert_eq!(out.code, 130, "{out:?}");
+    assert!(out.stderr.contains("--resume goes on from it"), "{out:?}");
+    if way == Way::Upload {
+        // The server's session ends once it sees the client gone; its partial stays.
+        assert!(
+            server
+                .wait_for_line("big.data", Duration::from_secs(10))
+                .is_some(),
+            "{:?}",
+            server.log()
+        );
+    }
+    assert!(!destination.exists());
+    let kept = std::fs::metadata(&partial)
+        .expect("the partial copy is kept")
+        .len();
+    assert!(kept >= 8 << 20, "{kept}");
+    let out = server.run(&[
+        "copy".as_ref(),
+        from,
+        to,
+        "--resume".as_ref(),
+        "--bs".as_ref(),
+        "1M".as_ref(),
+        "--iodepth".as_ref(),
+        "4".as_ref(),
+    ]);
+    assert_success(out.code, &out.stdout, &out.stderr);
+    assert_same_content(&source, &destination);
+    assert!(
+        out.stdout.contains("resumed: the partial copy held") && out.stdout.contains("matched"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("did not match"), "{}", out.stdout);
+    assert_no_leftovers(&landing_dir);
+}
+
+#[test]
+fn a_copy_up_to_serve_stopped_with_resume_keeps_the_far_partial_and_the_next_one_finishes_it() {
+    stopped_with_resume_then_finished(Way::Upload);
+}
+
+#[test]
+fn a_copy_down_from_serve_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
+    stopped_with_resume_then_finished(Way::Download);
 }

@@ -488,5 +488,7 @@ fn file_request(
         verify: chunks.verify,
         force: plan.force,
         name: source.file_name().map(|n| n.to_string_lossy().into_owned()),
+        // An RDMA copy starts over (`copy` refuses --resume over rdma).
+        resume: false,
     }
 }
