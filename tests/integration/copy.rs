@@ -1097,6 +1097,17 @@ fn resume_cuts_the_stale_tail_of_a_partial_longer_than_the_source() {
 
 #[test]
 fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
+    stopped_then_resumed(libc::SIGINT);
+}
+
+#[test]
+fn a_copy_killed_outright_leaves_a_partial_that_resume_checks_and_finishes_byte_for_byte() {
+    stopped_then_resumed(libc::SIGKILL);
+}
+
+/// A local copy with `--resume` stopped by `signal` half way, then `--resume` again: the
+/// partial is kept (SIGINT: by the copy; SIGKILL: nothing removes it), checked, and finished.
+fn stopped_then_resumed(signal: libc::c_int) {
     let (from, to) = (crate::common::temp_dir(), crate::common::temp_dir());
     let source = from.path().join("big.data");
     crate::common::make_file(&source, "64M");
@@ -1121,9 +1132,11 @@ fn a_copy_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
         "the partial copy did not grow: {:?}",
         client.running()
     );
-    crate::common::send_signal(client.pid(), libc::SIGINT);
+    crate::common::send_signal(client.pid(), signal);
     let out = client.finish(Duration::from_secs(10));
-    assert_eq!(out.code, 130, "{out:?}");
+    if signal == libc::SIGINT {
+        assert_eq!(out.code, 130, "{out:?}");
+    }
     assert!(!destination.exists());
     let kept = std::fs::metadata(&partial)
         .expect("the partial copy is kept")
