@@ -955,13 +955,13 @@ impl LatArgs {
 
 impl CopyArgs {
     /// `copy -r`: the path (none between two local paths) and the tree plan; the same checks as
-    /// [`CopyArgs::plan`], and --timeout refused (a tree has no stall bound).
+    /// [`CopyArgs::plan`], and --timeout refused (a tree's stall bound is fixed).
     pub fn tree_plan(
         &self,
     ) -> anyhow::Result<(Option<Box<dyn Transport>>, crate::transport::tree::TreePlan)> {
         if let Some(secs) = self.timeout {
             return Err(Usage(format!(
-                "--timeout {secs}: copy -r has no stall bound; drop --timeout"
+                "--timeout {secs}: copy -r takes none (over tcp or ssh a tree ends after 60 s without progress; between local paths nothing bounds it); drop --timeout"
             ))
             .into());
         }

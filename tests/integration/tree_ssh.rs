@@ -441,3 +441,38 @@ fn ctrl_c_during_a_tree_upload_exits_130_and_leaves_no_tree_under_its_name() {
         crate::common::entries(to.path())
     );
 }
+
+#[test]
+fn a_far_tar_that_stops_taking_data_ends_the_upload_within_the_stall_bound() {
+    // A tar that answers the probe as GNU tar, then reads nothing.
+    let frozen = "#!/bin/sh\ncase \"$1\" in --version) echo 'tar (GNU tar) 1.34'; exit 0;; esac\nexec sleep 150\n";
+    let mut tools = TREE_TOOLS_BUT_TAR.to_vec();
+    tools.push("sleep");
+    let Some((sshd, _tools)) = sshd_with_tools(&tools, &[("tar", frozen)]) else {
+        return;
+    };
+    let (from, to, home) = (temp_dir(), temp_dir(), temp_dir());
+    let source = from.path().join("tree");
+    std::fs::create_dir_all(&source).unwrap();
+    // More than the SSH channel's window, so the writes wait on the far side.
+    for file in 0..4 {
+        crate::common::make_file(&source.join(format!("f{file}")), "8M");
+    }
+    let started = std::time::Instant::now();
+    let out = copy_r(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, to.path()),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("no data moved"), "{}", out.stderr);
+    assert!(out.stderr.contains("60 s"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!to.path().join("tree").exists());
+}

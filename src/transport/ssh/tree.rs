@@ -500,7 +500,7 @@ async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>, tar: bool) ->
     let ended_early = {
         let writing = async {
             while let Some(message) = rx.recv().await {
-                input.write_all(&message).await?;
+                stall_bounded("to scp on the far side", input.write_all(&message)).await?;
             }
             input.shutdown().await?;
             Ok::<_, io::Error>(())
@@ -536,7 +536,12 @@ async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>, tar: bool) ->
         tokio::select! {
             written = &mut writing => {
                 let acknowledged = match written {
-                    Ok(()) => acknowledging.await,
+                    Ok(()) => tokio::time::timeout(STALL, acknowledging).await.unwrap_or_else(|_| {
+                        Err(anyhow!(
+                            "scp on the far side did not end within {} s of its last data: the far side stopped (frozen, or the path went dark)",
+                            STALL.as_secs()
+                        ))
+                    }),
                     Err(err) => match tokio::time::timeout(Duration::from_secs(2), acknowledging).await {
                         Ok(Err(refused)) => Err(refused),
                         _ => Err(anyhow!("sending to scp on the far side: {err}")),
@@ -564,24 +569,67 @@ async fn carry(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>, tar: bool) ->
 /// [`carry`] to GNU tar: it acknowledges nothing (its errors come on standard error and in its
 /// status, which rules), and may end as soon as it read the archive's last block, before the
 /// close of its input.
-async fn carry_archive(mut exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
-    let mut input = input_writer(&exec.input);
-    let writing = async {
-        while let Some(message) = rx.recv().await {
-            input.write_all(&message).await?;
-        }
-        let _ = input.shutdown().await;
-        Ok::<_, io::Error>(())
-    };
-    let draining = async {
+async fn carry_archive(exec: Exec, mut rx: channel::Receiver<Vec<u8>>) -> Result<()> {
+    let Exec {
+        command,
+        mut output,
+        input,
+    } = exec;
+    // Read all along: unread output on one channel would stall the whole connection.
+    let mut draining = tokio::spawn(async move {
         let mut buf = [0u8; 4096];
-        while exec.output.read(&mut buf).await? > 0 {}
+        while matches!(output.read(&mut buf).await, Ok(n) if n > 0) {}
+        let exit = output.finish().await;
+        (output, exit)
+    });
+    let mut writer = input_writer(&input);
+    let written = async {
+        while let Some(message) = rx.recv().await {
+            stall_bounded("to tar on the far side", writer.write_all(&message)).await?;
+        }
+        let _ = writer.shutdown().await;
         Ok::<_, io::Error>(())
+    }
+    .await;
+    // After a failed write, tar's end is only waited for its message.
+    let wait = match written {
+        Ok(()) => STALL,
+        Err(_) => Duration::from_secs(2),
     };
-    let (written, _) = tokio::join!(writing, draining);
-    let exit = exec.output.finish().await;
-    exec.output.check(&exec.command, exit)?;
+    let (output, exit) = match tokio::time::timeout(wait, &mut draining).await {
+        Ok(ended) => ended.map_err(|err| anyhow!("reading tar on the far side failed: {err}"))?,
+        Err(_) => {
+            draining.abort();
+            written.map_err(|err| anyhow!("sending to tar on the far side: {err}"))?;
+            bail!(
+                "tar on the far side did not end within {} s of its last data: the far side stopped (frozen, or the path went dark)",
+                STALL.as_secs()
+            );
+        }
+    };
+    output.check(&command, exit)?;
     written.map_err(|err| anyhow!("sending to tar on the far side: {err}"))
+}
+
+/// How long a far sink may take nothing, or a far source send nothing, before the copy ends
+/// (a frozen far side, or a path gone dark), as a single file's copy.
+const STALL: Duration = crate::transport::pipeline::STALL_TIMEOUT;
+
+/// `io` within [`STALL`], else a timed-out error naming `what` (where the data went or came
+/// from).
+async fn stall_bounded<T>(
+    what: &str,
+    io: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(STALL, io).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no data moved {what} for {} s: the far side stopped (frozen, or the path went dark)",
+                STALL.as_secs()
+            ),
+        ))
+    })
 }
 
 /// What a far command said on standard error, for a message.
@@ -1489,7 +1537,8 @@ impl OutputReader {
         let task = connection.worker.runtime().spawn(async move {
             loop {
                 let mut block = vec![0u8; 256 << 10];
-                match exec.output.read(&mut block).await {
+                match stall_bounded("from tar on the far side", exec.output.read(&mut block)).await
+                {
                     Ok(0) => break,
                     Ok(n) => {
                         block.truncate(n);
