@@ -92,6 +92,10 @@ pub enum Request {
     /// the prefix checked: an upload's [`Partial::checked`], a download's digested `len`. Serve
     /// cuts its temporary file there. Added in protocol version 4.
     ResumeFrom { offset: u64 },
+    /// `--verify` of an upload, after the client sent its last byte: the digest of what it read
+    /// (`pipeline::Digest`, hex). serve holds what arrived to it before the rename, so a
+    /// mismatch leaves no file. Added in protocol version 4.
+    SourceDigest { digest: String },
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.

@@ -184,6 +184,9 @@ pub(super) async fn receive(
         copy::receive_file(side, engine, &Counter::new(), pulse)
     })
     .await?;
+    if let Some(arrived) = &received.digest {
+        session::source_digest_matches(control, &arrived.hex(), shared.idle_timeout).await?;
+    }
     session::land(landing, size, received, cpu, warnings)
 }
 

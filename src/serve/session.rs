@@ -172,7 +172,8 @@ async fn session(
         Request::Begin
         | Request::Finished
         | Request::PrefixDigest { .. }
-        | Request::ResumeFrom { .. } => bail!("a step of a session that was never opened"),
+        | Request::ResumeFrom { .. }
+        | Request::SourceDigest { .. } => bail!("a step of a session that was never opened"),
     };
     let reply = match request {
         Request::Net(net) => serve_net(shared, control, net).await,
@@ -191,7 +192,8 @@ async fn session(
         Request::Begin
         | Request::Finished
         | Request::PrefixDigest { .. }
-        | Request::ResumeFrom { .. } => bail!("a step of a session that was never opened"),
+        | Request::ResumeFrom { .. }
+        | Request::SourceDigest { .. } => bail!("a step of a session that was never opened"),
     }
     .with_context(|| what.clone())?;
     control.write(&reply).await?;
@@ -582,7 +584,28 @@ async fn receive(shared: &Shared, control: &mut Connection, request: FileRequest
     let counter = Counter::new();
     let receiving = pipeline::receive_file(engine, request.size, streams, plan, from, &counter);
     let received = pipeline::bounded(shared.idle_timeout, &counter, receiving).await?;
+    if let Some(arrived) = &received.digest {
+        source_digest_matches(control, &arrived.hex(), shared.idle_timeout).await?;
+    }
     land(landing, request.size, received, cpu, warnings)
+}
+
+/// `--verify` of an upload, before the rename: the client's [`Request::SourceDigest`] held to
+/// the digest of what arrived. Errors (the landing is then dropped, so no file takes the name):
+/// a mismatch, another request, the client's silence past `timeout`.
+pub(super) async fn source_digest_matches(
+    control: &mut Connection,
+    arrived: &str,
+    timeout: Duration,
+) -> Result<()> {
+    match control.read::<Request>(timeout).await {
+        Ok(Request::SourceDigest { digest }) if digest == arrived => Ok(()),
+        Ok(Request::SourceDigest { digest }) => bail!(
+            "verify failed: the source's digest is {digest} but what arrived here digests to {arrived}; the copy was discarded"
+        ),
+        Ok(other) => bail!("expected the source's digest, got {other:?}"),
+        Err(err) => bail!("the client did not send the source's digest: {err}"),
+    }
 }
 
 /// `--resume` of a receive: what the temporary file taken up holds (`found` bytes of a file of

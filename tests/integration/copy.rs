@@ -1374,3 +1374,57 @@ fn a_copy_up_to_serve_stopped_with_resume_keeps_the_far_partial_and_the_next_one
 fn a_copy_down_from_serve_stopped_with_resume_keeps_its_partial_and_the_next_one_finishes_it() {
     stopped_with_resume_then_finished(Way::Download);
 }
+
+#[test]
+fn serve_lands_no_upload_whose_source_digest_differs_and_keeps_the_old_file() {
+    use std::io::Write;
+    let server = Hosts::loopback().served(&[]);
+    let kept = server.root.join("kept.bin");
+    std::fs::write(&kept, b"old\n").unwrap();
+    let mut control = std::net::TcpStream::connect(&server.addr).unwrap();
+    control
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    crate::common::send_frame(
+        &mut control,
+        &serde_json::json!({"type": "hello", "protocol": "xferbench", "version": xferbench::control::PROTOCOL_VERSION, "token": crate::common::TEST_TOKEN}),
+    );
+    assert_eq!(crate::common::read_frame(&mut control)["type"], "welcome");
+    crate::common::send_frame(
+        &mut control,
+        &serde_json::json!({
+            "type": "receive", "path": "kept.bin", "size": 4096, "streams": 1, "chunk": 4096,
+            "iodepth": 1, "verify": true, "force": true, "name": null,
+        }),
+    );
+    let ready = crate::common::read_frame(&mut control);
+    assert_eq!(ready["type"], "ready", "{ready}");
+    let mut data = std::net::TcpStream::connect(&server.addr).unwrap();
+    crate::common::send_frame(
+        &mut data,
+        &serde_json::json!({"type": "join", "session": ready["session"], "stream": 0}),
+    );
+    assert_eq!(crate::common::read_frame(&mut control)["type"], "started");
+    // One chunk: offset 0, 4096 bytes.
+    let mut chunk = 0u64.to_be_bytes().to_vec();
+    chunk.extend_from_slice(&4096u32.to_be_bytes());
+    chunk.extend_from_slice(&[7u8; 4096]);
+    data.write_all(&chunk).unwrap();
+    drop(data);
+    // A digest of other bytes than those sent.
+    crate::common::send_frame(
+        &mut control,
+        &serde_json::json!({"type": "source_digest", "digest": "0".repeat(32)}),
+    );
+    let answer = crate::common::read_frame(&mut control);
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("verify failed"),
+        "{answer}"
+    );
+    assert_eq!(std::fs::read(&kept).unwrap(), b"old\n");
+    assert_eq!(crate::common::entries(&server.root), ["kept.bin"]);
+}

@@ -3,7 +3,7 @@
 //! killed half way, and a hostile client whose records try to leave the server's root.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::common::trees::{assert_same_tree, varied_tree};
 use crate::common::{
-    Hosts, Run, Server, TEST_TOKEN, assert_success, json_report, leftovers, run_command, temp_dir,
-    wait_until,
+    Hosts, Run, Server, TEST_TOKEN, assert_success, json_report, leftovers, read_frame,
+    run_command, send_frame, temp_dir, wait_until,
 };
 
 /// `copy -r ARGS...` against `server`, with its token.
@@ -472,25 +472,6 @@ fn a_client_killed_half_way_down_leaves_only_whole_files_under_final_names() {
 }
 
 // ---- A hostile client, by hand ----
-
-/// Writes one frame: a 4-byte big-endian length, then the JSON.
-fn send_frame(stream: &mut TcpStream, message: &Value) {
-    let body = serde_json::to_vec(message).unwrap();
-    stream
-        .write_all(&(body.len() as u32).to_be_bytes())
-        .unwrap();
-    stream.write_all(&body).unwrap();
-}
-
-fn read_frame(stream: &mut TcpStream) -> Value {
-    let mut prefix = [0u8; 4];
-    stream
-        .read_exact(&mut prefix)
-        .expect("a frame from the server");
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    stream.read_exact(&mut body).expect("the frame's body");
-    serde_json::from_slice(&body).expect("a JSON frame")
-}
 
 /// A record header as `transport::tree::stream` lays it out.
 fn record(kind: u8, path: &str, mode: u32, size: u64) -> Vec<u8> {

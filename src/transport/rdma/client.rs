@@ -339,6 +339,13 @@ impl Rdma {
         let (sent, intervals) = self.moving(&mut control, size, watcher, |counter, pulse| {
             copy::send_file(side, engine, &peer_end.slots, counter, pulse)
         })?;
+        // serve holds what arrived to this before its rename (`--verify`).
+        if let Some(digest) = &sent.digest {
+            let digest = Request::SourceDigest {
+                digest: digest.hex(),
+            };
+            self.client.block_on(control.write(&digest))?;
+        }
         // Our queue pair stays up until the server is done: its last credits are still coming.
         let done = self.copy_done(&mut control)?;
         let elapsed = start.elapsed();

@@ -5,7 +5,7 @@
 //! tests pin down behaviour that only a real disk file system shows.
 
 use std::ffi::OsStr;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -1158,4 +1158,24 @@ impl Drop for ScratchMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
+}
+
+/// Writes one control frame (as a hand-made client): a 4-byte big-endian length, then the JSON.
+pub fn send_frame(stream: &mut std::net::TcpStream, message: &serde_json::Value) {
+    let body = serde_json::to_vec(message).unwrap();
+    stream
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(&body).unwrap();
+}
+
+/// Reads one control frame (as a hand-made client).
+pub fn read_frame(stream: &mut std::net::TcpStream) -> serde_json::Value {
+    let mut prefix = [0u8; 4];
+    stream
+        .read_exact(&mut prefix)
+        .expect("a frame from the server");
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).expect("the frame's body");
+    serde_json::from_slice(&body).expect("a JSON frame")
 }
