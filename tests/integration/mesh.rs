@@ -8,7 +8,7 @@ use xferbench::control::{Client, MeasureToRequest, MeasuredTo, PeerTest};
 use xferbench::measure::{Direction, TransportKind, Workload};
 use xferbench::transport::{Peer, serve_client};
 
-use crate::common::{Hosts, Served, assert_empty_dir};
+use crate::common::{Hosts, Served, assert_empty_dir, wait_until};
 
 const TOKEN_A: &str = "token-of-serve-a";
 const TOKEN_B: &str = "token-of-serve-b";
@@ -22,11 +22,12 @@ fn two_serves() -> (Served, Served) {
 
 /// The coordinator's client of `server`, holding `token`.
 fn coordinator(server: &Served, token: Option<&str>) -> Client {
-    serve_client(
-        Peer::parse(&server.addr).unwrap(),
-        token.map(str::to_string),
-    )
-    .unwrap()
+    client_of(&server.addr, token)
+}
+
+/// A control client of the serve at `addr`, holding `token`.
+fn client_of(addr: &str, token: Option<&str>) -> Client {
+    serve_client(Peer::parse(addr).unwrap(), token.map(str::to_string)).unwrap()
 }
 
 /// Asks A, with A's token, to run `test` toward B, holding B's `token`.
@@ -197,4 +198,35 @@ fn an_unreachable_peer_is_an_error_naming_it() {
         "{message}"
     );
     a.assert_serves();
+}
+
+#[test]
+fn a_peer_test_holds_one_of_the_asked_serves_client_slots_until_it_ends() {
+    let a = Hosts::loopback().served(&["--token", TOKEN_A, "--max-clients", "1"]);
+    let b = Hosts::loopback().served(&["--token", TOKEN_B]);
+    let (a_addr, b_addr) = (a.addr.clone(), b.addr.clone());
+    let test = std::thread::spawn(move || {
+        client_of(&a_addr, Some(TOKEN_A)).measure_to(MeasureToRequest {
+            peer: b_addr,
+            token: Some(TOKEN_B.into()),
+            test: PeerTest::Net {
+                via: TransportKind::Tcp,
+                streams: 1,
+                secs: 3.0,
+                len: None,
+                direction: Direction::Upload,
+            },
+        })
+    });
+    // A request that holds a slot only for a moment, until one finds the slot taken.
+    let other = coordinator(&a, Some(TOKEN_A));
+    let busy = wait_until(Duration::from_secs(10), || {
+        other
+            .remove_remote("nothing-here")
+            .is_err_and(|err| format!("{err:#}").contains("busy"))
+    });
+    assert!(busy, "a second client was served during the peer test");
+    let measured = test.join().unwrap().unwrap();
+    assert_net_figures(&measured);
+    assert!(!other.remove_remote("nothing-here").unwrap());
 }
