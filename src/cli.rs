@@ -11,7 +11,9 @@ use crate::disk::{
 use crate::plan::RunOptions;
 use crate::report::export::Format;
 use crate::serve::ServeOptions;
-use crate::transport::{CopyPlan, LatPlan, Location, NetPlan, Peer, Transport, TransportKind};
+use crate::transport::{
+    CopyPlan, DEFAULT_NET_LEN, LatPlan, Location, NetPlan, Peer, Transport, TransportKind,
+};
 use crate::units::parse_size;
 
 /// How fast does a file really go from this disk to that disk, and what holds it back?
@@ -58,8 +60,10 @@ pub enum Command {
     /// The peer daemon: receives and sends files, sinks and sources memory, measures its disk.
     ///
     /// Every path a client names stays inside --root. Off loopback a token is required: give one
-    /// with --token or --token-file, or one is generated and printed. Stops on Ctrl-C or SIGTERM,
-    /// removing partial files.
+    /// with --token or --token-file, or one is generated and printed. A client holding the token
+    /// may ask it to measure toward another serve (net or lat over tcp or udp, or a copy of a
+    /// test file made in --root and removed on both ends), within its --max-clients. Stops on
+    /// Ctrl-C or SIGTERM, removing partial files.
     Serve(ServeArgs),
     /// Memory to memory over the network, like iperf3 (same flags): the network alone.
     ///
@@ -1043,9 +1047,6 @@ impl RunArgs {
         Ok(())
     }
 }
-
-/// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
-pub const DEFAULT_NET_LEN: usize = 128 << 10;
 
 /// An error in what the user typed, as a [`Usage`] error (exit 2).
 pub fn as_usage(err: anyhow::Error) -> anyhow::Error {

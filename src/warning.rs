@@ -54,6 +54,21 @@ pub enum Warning {
     },
 }
 
+impl Warning {
+    /// The file it is about, for the warnings that name one.
+    pub fn path_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            Warning::UnwrittenExtents { path, .. }
+            | Warning::DirectUnsupported { path }
+            | Warning::MemoryFileSystem { path }
+            | Warning::UnfilledFile { path }
+            | Warning::ZeroFilled { path }
+            | Warning::Cached { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
 /// Keeps the first of each repeated warning, in order: a run meets the same one many times.
 pub fn dedup(warnings: &mut Vec<Warning>) {
     let mut seen: Vec<Warning> = Vec::new();

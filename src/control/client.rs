@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 
 use super::frame::{FrameError, MAX_RESULT_FRAME};
 use super::{
-    Connection, CopyDone, DiskRequest, NetDone, Opening, PROTOCOL_NAME, PROTOCOL_VERSION,
-    RemoveRequest, Reply, Request, UdpDone,
+    Connection, CopyDone, DiskRequest, MeasureToRequest, MeasuredTo, NetDone, Opening,
+    PROTOCOL_NAME, PROTOCOL_VERSION, RemoveRequest, Reply, Request, UdpDone,
 };
 use crate::disk;
 use crate::interrupt::Interrupted;
@@ -314,12 +314,29 @@ impl Client {
         }
     }
 
+    /// Asks the server to measure toward another serve ([`Request::MeasureTo`]), waiting
+    /// [`super::PeerTest::bound`] plus a handshake for its figures.
+    /// Errors: this server's refusal (token, busy), or why the test failed there (the peer
+    /// unreachable, refusing its token), with both servers named.
+    pub fn measure_to(&self, request: MeasureToRequest) -> Result<MeasuredTo> {
+        let wait = request.test.bound().saturating_add(HANDSHAKE_TIMEOUT);
+        match self.ask_within(&Request::MeasureTo(request), wait)? {
+            Reply::MeasuredTo(measured) => Ok(measured),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
     /// One request answered by one reply, which may take [`RESULT_TIMEOUT`].
     fn ask(&self, request: &Request) -> Result<Reply> {
+        self.ask_within(request, RESULT_TIMEOUT)
+    }
+
+    /// One request answered by one reply, which may take `timeout`.
+    fn ask_within(&self, request: &Request, timeout: Duration) -> Result<Reply> {
         self.block_on(async {
             let mut control = self.handshake().await?;
             control.write(request).await?;
-            self.reply(&mut control, RESULT_TIMEOUT).await
+            self.reply(&mut control, timeout).await
         })
     }
 }

@@ -10,11 +10,15 @@
 //! upload's ready says what serve's temporary file holds ([`Partial`]), a download asks for the
 //! digest of the source's prefix ([`Request::PrefixDigest`]), and the client then says
 //! [`Request::ResumeFrom`].
+//! A coordinator may ask a serve to measure toward another serve ([`Request::MeasureTo`]): that
+//! serve becomes the other's client and answers with its figures ([`Reply::MeasuredTo`]).
 //! [`Client`] is the client's end, shared by every path that goes through `serve`.
 
 pub mod client;
 pub mod connection;
 pub mod frame;
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +26,11 @@ pub use client::Client;
 pub use connection::Connection;
 
 use crate::file::tree::{FsyncPolicy, Listed, Totals};
-use crate::measure::{CpuUse, Direction, Interval, Measurement};
+use crate::measure::{CpuUse, Direction, Interval, Latency, Measurement, TransportKind};
 use crate::warning::Warning;
 
 /// Bumped on any change a peer of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Sent in every hello, so a stray client of another protocol is told apart from a version mismatch.
 pub const PROTOCOL_NAME: &str = "xferbench";
 /// The port `serve` listens on and clients dial when none is given.
@@ -96,12 +100,75 @@ pub enum Request {
     /// (`pipeline::Digest`, hex). serve holds what arrived to it before the rename, so a
     /// mismatch leaves no file. Added in protocol version 4.
     SourceDigest { digest: String },
+    /// Measure toward another serve as its client (a mesh's pair): `net`, `lat` or a copy of a
+    /// test file, from this serve to `peer`; answered by [`Reply::MeasuredTo`] within
+    /// [`PeerTest::bound`]. Added in protocol version 5.
+    MeasureTo(MeasureToRequest),
     /// After [`Reply::RdmaReady`]: the client's queue pair is connected, the server may write.
     Begin,
     /// After an RDMA or UDP test: the client is done; the server answers with its figures.
     /// During a TCP `net` test: the client stopped early (Ctrl-C); the server stops its streams
     /// and answers with its figures so far.
     Finished,
+}
+
+/// A test a serve runs toward another serve for its coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasureToRequest {
+    /// The other serve, `HOST:PORT` (port 5301 when left out; brackets around IPv6). The one
+    /// host the asked serve connects to.
+    pub peer: String,
+    /// The other serve's token; None when it needs none.
+    pub token: Option<String>,
+    pub test: PeerTest,
+}
+
+/// Longest test one serve runs toward another: its figures (an interval a second) must fit
+/// one result frame.
+pub const MAX_PEER_SECS: f64 = 3600.0;
+/// What a peer test takes beyond its own seconds: a handshake, the joins, the far figures.
+const PEER_TEST_MARGIN: Duration = Duration::from_secs(30);
+/// The slowest overall rate a peer copy is waited for (test file made, sent, landed), in
+/// bytes per second: a copy has no -t, yet its wait must end.
+pub const PEER_COPY_FLOOR: f64 = 1e6;
+
+/// What a serve measures toward its peer, as `net`, `lat` and `copy` would from there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerTest {
+    /// Memory to memory (`net`): over `via` tcp or udp, `streams` (-P; udp: 1), `secs` (-t),
+    /// `len` bytes per write or datagram (-l; None: the path's default); `direction` upload:
+    /// the asked serve sends, download: the peer sends (-R).
+    Net {
+        via: TransportKind,
+        streams: u32,
+        secs: f64,
+        len: Option<u32>,
+        direction: Direction,
+    },
+    /// Round trips (`lat -t`): `size`-byte messages over `via` tcp or udp for `secs` seconds.
+    Lat {
+        via: TransportKind,
+        size: u32,
+        secs: f64,
+    },
+    /// A copy over tcp on `streams` (-P) of a random test file of `size` bytes, made in the
+    /// asked serve's root and landed in the peer's; both are removed afterwards.
+    Copy { size: u64, streams: u32 },
+}
+
+impl PeerTest {
+    /// How long the test may take from the request to its figures: the asked serve gives it
+    /// up after that, and a coordinator waits that long plus its own handshake.
+    pub fn bound(&self) -> Duration {
+        let secs = match self {
+            PeerTest::Net { secs, .. } | PeerTest::Lat { secs, .. } => *secs,
+            PeerTest::Copy { size, .. } => *size as f64 / PEER_COPY_FLOOR,
+        };
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(Duration::MAX)
+            .saturating_add(PEER_TEST_MARGIN)
+    }
 }
 
 /// A file the client made on the server and no longer needs.
@@ -344,10 +411,46 @@ pub enum Reply {
     Removed {
         existed: bool,
     },
+    /// The answer to [`Request::MeasureTo`].
+    MeasuredTo(MeasuredTo),
     /// A refusal or failure, in words for the user.
     Error {
         message: String,
     },
+}
+
+/// What a serve measured toward its peer, as that peer's client: the figures `net`, `lat` and
+/// `copy` report there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasuredTo {
+    /// The peer, as asked.
+    pub peer: String,
+    pub path: TransportKind,
+    /// Net: the sender's figure (`net_send`) then the receiver's (`net_receive`), the one to
+    /// trust; copy: the copy's (`copy`, fsync on the peer included); lat: none.
+    pub measurements: Vec<Measurement>,
+    /// Lat: one way, half of each round trip, in microseconds.
+    pub latency: Option<Latency>,
+    /// Net over tcp: segments the sender retransmitted.
+    pub retransmits: Option<u64>,
+    /// Net over udp: what the receiver lost of what was sent.
+    pub datagrams: Option<DatagramLoss>,
+    /// CPU use of the asked serve's process during the test.
+    pub cpu: CpuUse,
+    /// The peer's, when it says.
+    pub peer_cpu: Option<CpuUse>,
+    /// Paths in them are relative to the asked serve's root.
+    pub warnings: Vec<Warning>,
+}
+
+/// A UDP test's losses, as `net --via udp` reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatagramLoss {
+    pub sent: u64,
+    pub lost: u64,
+    pub loss_percent: f64,
+    /// RFC 3550 interarrival jitter at the end, in microseconds.
+    pub jitter_us: f64,
 }
 
 /// The server's figures of a memory-to-memory test.
@@ -561,5 +664,97 @@ mod tests {
         assert_eq!((partial.found, partial.checked), (12, 8));
         let from: Request = serde_json::from_str(r#"{"type":"resume_from","offset":8}"#).unwrap();
         assert!(matches!(from, Request::ResumeFrom { offset: 8 }));
+    }
+
+    #[test]
+    fn a_measure_to_request_reads_back_as_sent_for_every_test() {
+        let tests = [
+            PeerTest::Net {
+                via: TransportKind::Udp,
+                streams: 1,
+                secs: 2.5,
+                len: Some(1472),
+                direction: Direction::Download,
+            },
+            PeerTest::Lat {
+                via: TransportKind::Tcp,
+                size: 8,
+                secs: 1.0,
+            },
+            PeerTest::Copy {
+                size: 8 << 20,
+                streams: 4,
+            },
+        ];
+        for test in tests {
+            let request = MeasureToRequest {
+                peer: "[2001:db8::2]:5301".into(),
+                token: Some("t".into()),
+                test,
+            };
+            let json = serde_json::to_string(&Request::MeasureTo(request.clone())).unwrap();
+            assert!(json.contains(r#""type":"measure_to""#), "{json}");
+            let Request::MeasureTo(back) = serde_json::from_str(&json).unwrap() else {
+                panic!("not a measure_to: {json}");
+            };
+            assert_eq!(back, request);
+        }
+    }
+
+    #[test]
+    fn a_measured_to_reply_reads_back_with_its_figures() {
+        let receiver = Measurement::new(
+            crate::measure::Workload::NetReceive,
+            1_000_000,
+            Duration::from_secs(1),
+            Default::default(),
+            Vec::new(),
+        );
+        let reply = Reply::MeasuredTo(MeasuredTo {
+            peer: "10.0.0.2:5301".into(),
+            path: TransportKind::Udp,
+            measurements: vec![receiver.clone()],
+            latency: None,
+            retransmits: None,
+            datagrams: Some(DatagramLoss {
+                sent: 10,
+                lost: 1,
+                loss_percent: 10.0,
+                jitter_us: 3.5,
+            }),
+            cpu: CpuUse::default(),
+            peer_cpu: None,
+            warnings: vec![Warning::Loopback],
+        });
+        let json = serde_json::to_string(&reply).unwrap();
+        let Reply::MeasuredTo(back) = serde_json::from_str(&json).unwrap() else {
+            panic!("not a measured_to: {json}");
+        };
+        assert_eq!(back.measurements, vec![receiver]);
+        assert_eq!(back.datagrams.map(|d| d.lost), Some(1));
+        assert_eq!(back.warnings, vec![Warning::Loopback]);
+    }
+
+    #[test]
+    fn a_peer_test_is_bounded_by_its_seconds_or_its_size_plus_a_margin() {
+        let lat = PeerTest::Lat {
+            via: TransportKind::Tcp,
+            size: 8,
+            secs: 5.0,
+        };
+        assert_eq!(lat.bound(), Duration::from_secs(5) + PEER_TEST_MARGIN);
+        let copy = PeerTest::Copy {
+            size: 100_000_000,
+            streams: 1,
+        };
+        assert_eq!(copy.bound(), Duration::from_secs(100) + PEER_TEST_MARGIN);
+        let absurd = PeerTest::Net {
+            via: TransportKind::Tcp,
+            streams: 1,
+            secs: f64::NAN,
+            len: None,
+            direction: Direction::Upload,
+        };
+        assert_eq!(absurd.bound(), Duration::MAX);
     }
 }

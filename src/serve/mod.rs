@@ -2,10 +2,12 @@
 //!
 //! Shaped like tokio's mini-redis: `control` has the frames, this file the accept loop and its
 //! limits, `session` one control connection and the request it carries, `root` the confinement
-//! of every path to the served directory, `ssh` the embedded SSH server (`--ssh-listen`) beside
-//! the TCP listener. Ctrl-C or SIGTERM stops it; sessions under way are dropped, which removes
-//! their partial files (but for uploads with `--resume`: kept for the next one).
+//! of every path to the served directory, `peer` the tests a coordinator asks it to run toward
+//! another serve, `ssh` the embedded SSH server (`--ssh-listen`) beside the TCP listener.
+//! Ctrl-C or SIGTERM stops it; sessions under way are dropped, which removes their partial
+//! files (but for uploads with `--resume`: kept for the next one).
 
+mod peer;
 #[cfg(feature = "rdma")]
 mod rdma;
 #[cfg(not(feature = "rdma"))]
@@ -81,7 +83,7 @@ pub(crate) struct Shared {
     max_bytes: Option<u64>,
     idle_timeout: Duration,
     port: u16,
-    clients: Semaphore,
+    clients: Arc<Semaphore>,
     max_clients: usize,
     /// Sessions waiting for their data connections, by session id.
     pending: Mutex<HashMap<String, mpsc::Sender<(u32, TcpStream)>>>,
@@ -248,7 +250,7 @@ fn serve_until(
             max_bytes: options.max_bytes,
             idle_timeout: options.idle_timeout,
             port: addr.port(),
-            clients: Semaphore::new(options.max_clients),
+            clients: Arc::new(Semaphore::new(options.max_clients)),
             max_clients: options.max_clients,
             pending: Mutex::new(HashMap::new()),
             rdma: options.rdma.clone(),

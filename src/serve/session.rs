@@ -32,7 +32,7 @@ const MAX_NET_SECS: f64 = 24.0 * 3600.0;
 /// Longest a running test listens for the client's early stop: the test ends by itself long before.
 const MAX_NET_WAIT: Duration = Duration::from_secs(2 * 24 * 3600);
 /// Largest write length a client may ask for.
-const MAX_LEN: u32 = 64 << 20;
+pub(super) const MAX_LEN: u32 = 64 << 20;
 
 /// Serves one accepted connection: a control session, or a data connection joining one.
 pub(crate) async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -108,7 +108,8 @@ async fn session(
             if token.is_some() { "wrong" } else { "missing" }
         );
     }
-    let Ok(_permit) = shared.clients.try_acquire() else {
+    // Held to the session's end; a peer test hands it to its thread.
+    let Ok(slot) = shared.clients.clone().try_acquire_owned() else {
         bail!(
             "busy: {} clients are being served already; try again when they finish",
             shared.max_clients
@@ -169,6 +170,7 @@ async fn session(
         Request::Remove(remove) => format!("remove {}", remove.path),
         Request::TreeReceive(tree) => format!("receive tree {}", tree.path),
         Request::TreeSend(tree) => format!("send tree {}", tree.path),
+        Request::MeasureTo(measure) => super::peer::what(measure),
         Request::Begin
         | Request::Finished
         | Request::PrefixDigest { .. }
@@ -189,6 +191,7 @@ async fn session(
         Request::Remove(remove) => remove_file(shared, remove),
         Request::TreeReceive(tree) => super::tree::receive(shared, control, tree).await,
         Request::TreeSend(tree) => super::tree::send(shared, control, tree).await,
+        Request::MeasureTo(measure) => super::peer::measure_to(shared, measure, slot).await,
         Request::Begin
         | Request::Finished
         | Request::PrefixDigest { .. }

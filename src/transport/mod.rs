@@ -133,6 +133,9 @@ impl Directions {
     }
 }
 
+/// Bytes per write of `net` over a stream path, like iperf3's 128 KiB.
+pub const DEFAULT_NET_LEN: usize = 128 << 10;
+
 /// What a memory-to-memory test does.
 #[derive(Debug, Clone)]
 pub struct NetPlan {

@@ -11,6 +11,7 @@ mod interrupt;
 mod knee;
 mod lat;
 mod layers;
+mod mesh;
 mod net;
 #[cfg(feature = "rdma")]
 mod rdma;

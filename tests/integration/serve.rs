@@ -243,6 +243,21 @@ fn serve_answers_a_protocol_version_mismatch_with_an_error_naming_the_versions()
 }
 
 #[test]
+fn serve_refuses_a_client_of_the_previous_protocol_version_with_one_line_naming_both() {
+    let (_root, server) = loopback_server(&[]);
+    let mut raw = Raw::connect(&server);
+    let current = xferbench::control::PROTOCOL_VERSION;
+    raw.hello(current - 1, Some(TEST_TOKEN));
+    let message = single_error(&raw.frames_until_closed());
+    assert!(
+        message.contains(&format!("protocol {}", current - 1))
+            && message.contains(&format!("speaks {current}")),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+#[test]
 fn serve_answers_a_hello_of_another_protocol_with_an_error() {
     let (_root, server) = loopback_server(&[]);
     let mut raw = Raw::connect(&server);
