@@ -58,8 +58,21 @@ fn the_durability_probe_tells_a_sync_nfs_export_from_an_async_one() {
         text.contains("stable writes waited for the medium"),
         "{text}"
     );
-    let (unsafe_, text) = probe_on("async");
+    let (mut unsafe_, mut text) = probe_on("async");
+    // A loaded host slows the emulated VM's every round trip (an async export once ran at 0.54):
+    // one more probe before the verdict is held to.
+    if unsafe_["stable_as_fast"] != true {
+        (unsafe_, text) = probe_on("async");
+    }
     assert_eq!(unsafe_["stable_as_fast"], true, "{unsafe_:#}");
+    let (sync_ratio, async_ratio) = (
+        sync["stable_ratio"].as_f64().unwrap(),
+        unsafe_["stable_ratio"].as_f64().unwrap(),
+    );
+    assert!(
+        async_ratio > 2.0 * sync_ratio,
+        "async {async_ratio} against sync {sync_ratio}"
+    );
     assert!(
         text.contains("stable writes ran as fast as the others: nothing waited for the medium"),
         "{text}"
