@@ -206,7 +206,8 @@ async fn execute(
         RemoteCommand::WriteBaseline { .. } => bail!(
             "the disk baseline is not run over SSH by xferbench serve: its TCP control protocol measures its disk"
         ),
-        // A tree over SSH needs the far side's scp -r and a shell; serve carries trees over TCP.
+        // A tree over SSH needs the far side's GNU tar (or scp -r) and a shell; serve carries
+        // trees over TCP.
         RemoteCommand::ScpTreeSink { .. }
         | RemoteCommand::Shell
         | RemoteCommand::IsDir { .. }
@@ -216,7 +217,7 @@ async fn execute(
         | RemoteCommand::TreeTotals { .. }
         | RemoteCommand::DirTimes { .. } => {
             bail!(
-                "copy -r over ssh needs a stock OpenSSH server (scp -r and a shell); to xferbench serve, copy the tree over --via tcp"
+                "copy -r over ssh needs a stock OpenSSH server (GNU tar or scp, and a shell); to xferbench serve, copy the tree over --via tcp"
             )
         }
         // serve verifies a copy itself over its TCP control protocol.
