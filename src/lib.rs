@@ -14,7 +14,7 @@
 //! - [`transport`]: the paths (tcp, ssh, rdma, udp) behind one trait, and the copy pipeline
 //! - [`serve`]: the peer daemon
 //! - [`plan`]: what `run` measures, and the verdict
-//! - [`mesh`]: the coordinator of `mesh`: host ranges, pairs of serves and their rounds, the slow host
+//! - [`mesh`]: the coordinator of `mesh`: pairs of serves measured toward each other, in rounds
 //! - [`report`], [`progress`]: exporters and progress bars
 //! - [`cli`]: flags and their checks
 

@@ -1313,3 +1313,6 @@ mod tests {
         assert!(text.contains("held to 1.00 Gb/s by -b"), "{text}");
     }
 }
+
+mod mesh;
+pub use mesh::mesh;
