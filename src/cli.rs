@@ -898,8 +898,26 @@ pub struct MeshArgs {
     #[arg(short = 'J', long)]
     pub json: bool,
 
+    /// Also write one row per test as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the matrices, failures and verdict as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
     #[command(flatten)]
     pub token: TokenArgs,
+}
+
+impl MeshArgs {
+    /// The report files asked for, with their formats.
+    pub fn exports(&self) -> Vec<(Format, &std::path::Path)> {
+        [(Format::Csv, &self.csv), (Format::Markdown, &self.markdown)]
+            .into_iter()
+            .filter_map(|(format, path)| Some((format, path.as_deref()?)))
+            .collect()
+    }
 }
 
 /// A command line clap accepted but the command cannot run with (flags that depend on each

@@ -272,8 +272,20 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
 }
 
 fn mesh(args: &MeshArgs) -> Result<()> {
+    use xferbench::report::export::Format;
     let options = args.options()?;
+    // Files are created now, so a bad path fails before the mesh runs, not after it.
+    let mut exports = ExportManager::new();
+    for (format, path) in args.exports() {
+        exports.add(format, path)?;
+    }
     let result = xferbench::mesh::run(&options);
+    // Every file is written even when a pair failed or Ctrl-C stopped the mesh.
+    let written = exports.write_each(|format| match format {
+        Format::Csv => report::csv::mesh(&result),
+        Format::Markdown => Ok(report::markdown::mesh(&result).into_bytes()),
+        Format::Json | Format::Svg => anyhow::bail!("mesh writes no {format:?} file"),
+    });
     // Each warning once, however many pairs gave it.
     let mut warnings: Vec<Warning> = Vec::new();
     for test in &result.tests {
@@ -289,6 +301,7 @@ fn mesh(args: &MeshArgs) -> Result<()> {
         }
     }
     print_report("mesh", args.json, &result, report::text::mesh, &warnings);
+    written?;
     if result.interrupted {
         return Err(interrupt::Interrupted.into());
     }

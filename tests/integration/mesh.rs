@@ -365,16 +365,48 @@ fn mesh_prints_a_matrix_with_a_row_per_sender_and_a_column_per_receiver() {
 }
 
 #[test]
-fn mesh_serial_runs_one_test_at_a_time() {
+fn mesh_serial_runs_one_test_at_a_time_and_writes_its_csv_and_markdown_files() {
     let serves = serves(3);
-    let (_dir, file) = hosts_file(&serves);
-    let report = json_report(&mesh(&file, &["-t", "0.5", "--serial", "-J"]));
+    let (dir, file) = hosts_file(&serves);
+    let (csv, markdown) = (dir.path().join("mesh.csv"), dir.path().join("mesh.md"));
+    let report = json_report(&mesh(
+        &file,
+        &[
+            "-t",
+            "0.5",
+            "--serial",
+            "-J",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
+        ],
+    ));
     let intervals = intervals(&report);
     assert_eq!(intervals.len(), 6);
     for (i, a) in intervals.iter().enumerate() {
         for b in &intervals[i + 1..] {
             assert!(!overlap(a, b), "{a:?} and {b:?} ran together");
         }
+    }
+    let csv = std::fs::read_to_string(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "from,to,test,path,round,start,end,bytes,secs,bytes_per_sec,mb_per_sec,gbit_per_sec,retransmits,loss_percent,median_us,p99_us,error"
+    );
+    assert_eq!(lines.len(), 7, "a header and a row per test: {csv}");
+    for (row, (from, to, ..)) in lines[1..].iter().zip(&intervals) {
+        assert!(row.starts_with(&format!("{from},{to},net,tcp,")), "{csv}");
+        assert!(row.ends_with(','), "no error: {row}");
+    }
+    let markdown = std::fs::read_to_string(markdown).unwrap();
+    assert!(markdown.contains("| from \\ to |"), "{markdown}");
+    for served in &serves {
+        assert!(
+            markdown.contains(&format!("| **{}** |", served.addr)),
+            "{markdown}"
+        );
     }
 }
 

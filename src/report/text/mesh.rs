@@ -95,8 +95,8 @@ pub fn mesh(report: &MeshReport) -> String {
     out
 }
 
-/// A matrix cell: the rate or latency, `failed`, or `-` on the diagonal.
-fn cell(kind: TestKind, test: &PairTest) -> String {
+/// A matrix cell of a test that ran: MB/s (Gb/s) or the one-way median in µs, or `failed`.
+pub(crate) fn cell(kind: TestKind, test: &PairTest) -> String {
     let Outcome::Measured(measured) = &test.outcome else {
         return "failed".into();
     };

@@ -1315,4 +1315,5 @@ mod tests {
 }
 
 mod mesh;
+pub(crate) use mesh::cell as mesh_cell;
 pub use mesh::mesh;
