@@ -855,16 +855,18 @@ pub struct MeshArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "net")]
     pub what: Vec<crate::mesh::TestKind>,
 
-    /// Path of net and lat: tcp or udp (a copy goes over tcp).
-    #[arg(long, value_name = "tcp|udp", default_value = "tcp", value_parser = parse_mesh_via)]
-    pub via: TransportKind,
+    /// Path of net and lat: tcp, udp, or tcp,udp for each over both in turn (a copy goes over
+    /// tcp).
+    #[arg(long, value_name = "tcp|udp|tcp,udp", default_value = "tcp", value_delimiter = ',',
+          value_parser = parse_mesh_via)]
+    pub via: Vec<TransportKind>,
 
     /// Seconds of each net and lat test.
     #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 3.0,
           value_parser = parse_secs)]
     pub secs: f64,
 
-    /// Parallel streams of each net test (tcp) and each copy.
+    /// Parallel streams of each net test over tcp and each copy (over udp, net sends one flow).
     #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
           value_parser = parse_streams)]
     pub parallel: usize,
@@ -1165,13 +1167,16 @@ impl RunArgs {
 impl MeshArgs {
     fn check(&self) -> Result<(), Usage> {
         use crate::mesh::TestKind;
-        if self.via == TransportKind::Udp {
-            if self.what.contains(&TestKind::Copy) {
+        if self.via.contains(&TransportKind::Udp) {
+            if self.what.contains(&TestKind::Copy) && !self.via.contains(&TransportKind::Tcp) {
                 return Err(usage(
-                    "--what copy with --via udp: UDP carries no files; a mesh's copy goes over tcp, so leave --via udp out",
+                    "--what copy with --via udp: UDP carries no files; a mesh's copy goes over tcp, so give --via tcp or tcp,udp",
                 ));
             }
-            if self.parallel != 1 && self.what.contains(&TestKind::Net) {
+            if self.parallel != 1
+                && self.what.contains(&TestKind::Net)
+                && !self.via.contains(&TransportKind::Tcp)
+            {
                 return Err(usage("--via udp sends one flow: leave -P out"));
             }
         }
@@ -1303,7 +1308,12 @@ impl MeshArgs {
                 }
                 tests
             }),
-            via: self.via,
+            vias: self.via.iter().fold(Vec::new(), |mut vias, via| {
+                if !vias.contains(via) {
+                    vias.push(*via);
+                }
+                vias
+            }),
             secs: self.secs,
             streams: self.parallel as u32,
             copy_size: self.size,

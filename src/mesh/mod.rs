@@ -63,8 +63,8 @@ pub struct MeshOptions {
     pub schedule: Schedule,
     /// Run in this order, each over every selected pair before the next.
     pub tests: Vec<TestKind>,
-    /// tcp or udp for net and lat; a copy goes over tcp.
-    pub via: TransportKind,
+    /// tcp, udp or both for net and lat, each over every pair in turn; a copy goes over tcp.
+    pub vias: Vec<TransportKind>,
     /// Seconds of each net and lat test.
     pub secs: f64,
     /// Streams (-P) of each net test over tcp and each copy.
@@ -83,6 +83,8 @@ pub struct PairTest {
     /// The receiver, as given.
     pub to: String,
     pub test: TestKind,
+    /// The path it ran over: tcp or udp (a copy: tcp).
+    pub via: TransportKind,
     /// Which round of its test it ran in, from 0.
     pub round: usize,
     /// Wall clock when the coordinator asked and when the answer came, in Unix seconds.
@@ -105,6 +107,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct SlowHost {
     pub test: TestKind,
+    pub via: TransportKind,
     pub host: String,
     pub side: Side,
     /// Bytes per second: the best of its figures on that side.
@@ -118,7 +121,8 @@ pub struct SlowHost {
 pub struct MeshReport {
     pub hosts: Vec<String>,
     pub schedule: Schedule,
-    pub via: TransportKind,
+    /// The paths net and lat ran over.
+    pub vias: Vec<TransportKind>,
     pub secs: f64,
     /// Every test that was asked for, in the order they ran.
     pub tests: Vec<PairTest>,
@@ -137,11 +141,11 @@ impl MeshReport {
         })
     }
 
-    /// Every figure of `kind` as `(from, to, bytes per second)`, hosts as indices.
-    pub fn rates(&self, kind: TestKind) -> Vec<(usize, usize, f64)> {
+    /// Every figure of `kind` over `via` as `(from, to, bytes per second)`, hosts as indices.
+    pub fn rates(&self, kind: TestKind, via: TransportKind) -> Vec<(usize, usize, f64)> {
         self.tests
             .iter()
-            .filter(|test| test.test == kind)
+            .filter(|test| test.test == kind && test.via == via)
             .filter_map(|test| {
                 let Outcome::Measured(measured) = &test.outcome else {
                     return None;
@@ -153,6 +157,20 @@ impl MeshReport {
                 ))
             })
             .collect()
+    }
+
+    /// The (test, path) of every matrix, in the order the report shows them: net, lat, copy,
+    /// each over tcp then udp.
+    pub fn matrices(&self) -> Vec<(TestKind, TransportKind)> {
+        let mut matrices = Vec::new();
+        for kind in [TestKind::Net, TestKind::Lat, TestKind::Copy] {
+            for via in [TransportKind::Tcp, TransportKind::Udp] {
+                if self.tests.iter().any(|t| t.test == kind && t.via == via) {
+                    matrices.push((kind, via));
+                }
+            }
+        }
+        matrices
     }
 
     fn index(&self, host: &str) -> Option<usize> {
@@ -179,27 +197,33 @@ pub fn run(options: &MeshOptions) -> MeshReport {
     let rounds = schedule::rounds(&pairs, options.schedule);
     let mut tests = Vec::new();
     'tests: for kind in &options.tests {
-        for (number, round) in rounds.iter().enumerate() {
-            if interrupt::requested() {
-                break 'tests;
+        for via in vias_of(options, *kind) {
+            for (number, round) in rounds.iter().enumerate() {
+                if interrupt::requested() {
+                    break 'tests;
+                }
+                tests.extend(run_round(options, (*kind, via), number, round));
             }
-            tests.extend(run_round(options, *kind, number, round));
         }
     }
     let mut report = MeshReport {
         hosts: options.hosts.iter().map(|h| h.host.clone()).collect(),
         schedule: options.schedule,
-        via: options.via,
+        vias: options.vias.clone(),
         secs: options.secs,
         tests,
         slow_hosts: Vec::new(),
         interrupted: interrupt::requested(),
     };
-    for kind in [TestKind::Net, TestKind::Copy] {
-        let rates = report.rates(kind);
+    for (kind, via) in report.matrices() {
+        if kind == TestKind::Lat {
+            continue;
+        }
+        let rates = report.rates(kind, via);
         for slow in verdict::slow_hosts(report.hosts.len(), &rates) {
             report.slow_hosts.push(SlowHost {
                 test: kind,
+                via,
                 host: report.hosts[slow.host].clone(),
                 side: slow.side,
                 best_bytes_per_sec: slow.best_bytes_per_sec,
@@ -210,10 +234,18 @@ pub fn run(options: &MeshOptions) -> MeshReport {
     report
 }
 
+/// The paths `kind` runs over: a copy over tcp alone.
+fn vias_of(options: &MeshOptions, kind: TestKind) -> Vec<TransportKind> {
+    match kind {
+        TestKind::Copy => vec![TransportKind::Tcp],
+        TestKind::Net | TestKind::Lat => options.vias.clone(),
+    }
+}
+
 /// The tests of one round, each on a thread of its own, started together.
 fn run_round(
     options: &MeshOptions,
-    kind: TestKind,
+    test: (TestKind, TransportKind),
     number: usize,
     round: &[Pair],
 ) -> Vec<PairTest> {
@@ -223,7 +255,7 @@ fn run_round(
             .iter()
             .map(|pair| {
                 let barrier = &barrier;
-                scope.spawn(move || run_pair(options, kind, number, *pair, barrier))
+                scope.spawn(move || run_pair(options, test, number, *pair, barrier))
             })
             .collect();
         running
@@ -237,7 +269,7 @@ fn run_round(
 /// for together.
 fn run_pair(
     options: &MeshOptions,
-    kind: TestKind,
+    (kind, via): (TestKind, TransportKind),
     round: usize,
     pair: Pair,
     barrier: &Barrier,
@@ -250,7 +282,7 @@ fn run_pair(
         client.measure_to(MeasureToRequest {
             peer: to.host.clone(),
             token: to.token.clone(),
-            test: peer_test(options, kind),
+            test: peer_test(options, kind, via),
         })
     });
     let end = unix_now();
@@ -265,6 +297,7 @@ fn run_pair(
         from: from.host.clone(),
         to: to.host.clone(),
         test: kind,
+        via,
         round,
         start,
         end,
@@ -272,18 +305,22 @@ fn run_pair(
     }
 }
 
-/// The request's test for `kind` under `options`: net uploads from the asked serve.
-fn peer_test(options: &MeshOptions, kind: TestKind) -> PeerTest {
+/// The request's test for `kind` over `via` under `options`: net uploads from the asked serve,
+/// on one flow over udp.
+fn peer_test(options: &MeshOptions, kind: TestKind, via: TransportKind) -> PeerTest {
     match kind {
         TestKind::Net => PeerTest::Net {
-            via: options.via,
-            streams: options.streams,
+            via,
+            streams: match via {
+                TransportKind::Udp => 1,
+                _ => options.streams,
+            },
             secs: options.secs,
             len: None,
             direction: Direction::Upload,
         },
         TestKind::Lat => PeerTest::Lat {
-            via: options.via,
+            via,
             size: options.lat_size,
             secs: options.secs,
         },

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::export::Exporter;
 use crate::measure::{Latency, Measurement, Workload};
-use crate::mesh::{MeshReport, Outcome, TestKind};
+use crate::mesh::{MeshReport, Outcome};
 use crate::plan::{RunReport, Summary};
 
 pub struct CsvExporter;
@@ -126,16 +126,12 @@ pub fn mesh(report: &MeshReport) -> Result<Vec<u8>> {
                 .find(|m| matches!(m.workload, Workload::NetReceive | Workload::Copy))
         });
         let latency = measured.and_then(|m| m.latency.as_ref());
-        let path = measured.map_or(report.via, |m| m.path);
         writer
             .serialize(MeshRow {
                 from: &test.from,
                 to: &test.to,
                 test: test.test.to_string(),
-                path: match test.test {
-                    TestKind::Copy => "tcp".to_string(),
-                    _ => path.to_string(),
-                },
+                path: test.via.to_string(),
                 round: test.round,
                 start: test.start,
                 end: test.end,
@@ -441,7 +437,7 @@ mod tests {
         let report = crate::mesh::MeshReport {
             hosts: vec!["a".into(), "b".into()],
             schedule: crate::mesh::schedule::Schedule::Rounds,
-            via: crate::measure::TransportKind::Tcp,
+            vias: vec![crate::measure::TransportKind::Tcp],
             secs: 1.0,
             tests: Vec::new(),
             slow_hosts: Vec::new(),

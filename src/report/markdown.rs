@@ -24,14 +24,15 @@ impl Exporter for MarkdownExporter {
 pub fn mesh(report: &MeshReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# xferbench mesh of {} hosts\n", report.hosts.len());
-    for kind in [TestKind::Net, TestKind::Lat, TestKind::Copy] {
-        let tests: Vec<&PairTest> = report.tests.iter().filter(|t| t.test == kind).collect();
-        if tests.is_empty() {
-            continue;
-        }
+    for (kind, via) in report.matrices() {
+        let tests: Vec<&PairTest> = report
+            .tests
+            .iter()
+            .filter(|t| t.test == kind && t.via == via)
+            .collect();
         let what = match kind {
-            TestKind::Net => format!("net over {}: the receiver's MB/s (Gb/s)", report.via),
-            TestKind::Lat => format!("lat over {}: one way, median µs", report.via),
+            TestKind::Net => format!("net over {via}: the receiver's MB/s (Gb/s)"),
+            TestKind::Lat => format!("lat over {via}: one way, median µs"),
             TestKind::Copy => "copy over tcp: MB/s (Gb/s), fsync included".to_string(),
         };
         let _ = writeln!(out, "## {what}\n");
@@ -58,14 +59,18 @@ pub fn mesh(report: &MeshReport) -> String {
     if !failures.is_empty() {
         let _ = writeln!(out, "## Failed\n");
         for (test, why) in failures {
-            let _ = writeln!(out, "- {} → {} ({}): {why}", test.from, test.to, test.test);
+            let _ = writeln!(
+                out,
+                "- {} → {} ({} over {}): {why}",
+                test.from, test.to, test.test, test.via
+            );
         }
         out.push('\n');
     }
     for slow in &report.slow_hosts {
         let _ = writeln!(
             out,
-            "**{}** {} at most {} ({}; the others' median {})\n",
+            "**{}** {} at most {} ({} over {}; the others' median {})\n",
             slow.host,
             match slow.side {
                 Side::Receives => "receives",
@@ -76,6 +81,7 @@ pub fn mesh(report: &MeshReport) -> String {
             }
             .bits_text(),
             slow.test,
+            slow.via,
             Rate {
                 bytes_per_sec: slow.others_median_bytes_per_sec
             }

@@ -426,6 +426,33 @@ fn mesh_all_at_once_starts_every_pair_together() {
 }
 
 #[test]
+fn mesh_over_tcp_and_udp_measures_each_pair_on_both_paths() {
+    let serves = serves(3);
+    let (_dir, file) = hosts_file(&serves);
+    let report = json_report(&mesh(
+        &file,
+        &["-t", "0.5", "--ring", "--via", "tcp,udp", "-J"],
+    ));
+    assert_eq!(report["vias"], serde_json::json!(["tcp", "udp"]));
+    let tests = report["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 6, "{report:#}");
+    for via in ["tcp", "udp"] {
+        let over: Vec<_> = tests.iter().filter(|t| t["via"] == via).collect();
+        assert_eq!(over.len(), 3, "{report:#}");
+        for test in over {
+            assert_eq!(test["measured"]["path"], via, "{test:#}");
+            assert!(received_bytes(test) > 0, "{test:#}");
+        }
+    }
+    assert!(
+        tests
+            .iter()
+            .filter(|t| t["via"] == "udp")
+            .all(|t| t["measured"]["datagrams"]["sent"].as_u64() > Some(0))
+    );
+}
+
+#[test]
 fn mesh_keeps_measuring_past_a_host_that_is_down_and_one_with_a_wrong_token() {
     let serves = serves(3);
     let dir = temp_dir();

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::measure::TransportKind;
 use crate::mesh::schedule::Schedule;
 use crate::mesh::verdict::Side;
 use crate::mesh::{MeshReport, Outcome, PairTest, TestKind, rate};
@@ -22,19 +23,20 @@ pub fn mesh(report: &MeshReport) -> String {
             Schedule::AllAtOnce => "all at once",
         }
     );
-    for kind in [TestKind::Net, TestKind::Lat, TestKind::Copy] {
-        let tests: Vec<&PairTest> = report.tests.iter().filter(|t| t.test == kind).collect();
-        if tests.is_empty() {
-            continue;
-        }
+    for (kind, via) in report.matrices() {
+        let tests: Vec<&PairTest> = report
+            .tests
+            .iter()
+            .filter(|t| t.test == kind && t.via == via)
+            .collect();
         let caption = match kind {
             TestKind::Net => format!(
-                "net over {}, {} s each, the receiver's figure in MB/s (Gb/s)",
-                report.via, report.secs
+                "net over {via}, {} s each, the receiver's figure in MB/s (Gb/s)",
+                report.secs
             ),
             TestKind::Lat => format!(
-                "lat over {}, {} s each, one way (half the round trip), median in µs",
-                report.via, report.secs
+                "lat over {via}, {} s each, one way (half the round trip), median in µs",
+                report.secs
             ),
             TestKind::Copy => {
                 "copy over tcp, fsync on the receiver included, in MB/s (Gb/s)".into()
@@ -46,7 +48,14 @@ pub fn mesh(report: &MeshReport) -> String {
     let mut failures: Vec<_> = report.failures().collect();
     // By test, then as the matrix reads: sender, then receiver.
     let place = |host: &str| report.hosts.iter().position(|h| h == host);
-    failures.sort_by_key(|(test, _)| (test.test as u8, place(&test.from), place(&test.to)));
+    failures.sort_by_key(|(test, _)| {
+        (
+            test.test as u8,
+            test.via != TransportKind::Tcp,
+            place(&test.from),
+            place(&test.to),
+        )
+    });
     if !failures.is_empty() {
         let _ = writeln!(
             out,
@@ -55,7 +64,11 @@ pub fn mesh(report: &MeshReport) -> String {
             report.tests.len()
         );
         for (test, why) in failures {
-            let _ = writeln!(out, "  {} -> {} ({}): {why}", test.from, test.to, test.test);
+            let _ = writeln!(
+                out,
+                "  {} -> {} ({} over {}): {why}",
+                test.from, test.to, test.test, test.via
+            );
         }
     }
     for slow in &report.slow_hosts {
@@ -67,8 +80,9 @@ pub fn mesh(report: &MeshReport) -> String {
         };
         let _ = writeln!(
             out,
-            "\nverdict ({}): {} {} at most {} {} every {}, against a median of {} between the others: its link or NIC, not theirs",
+            "\nverdict ({} over {}): {} {} at most {} {} every {}, against a median of {} between the others: its link or NIC, not theirs",
             slow.test,
+            slow.via,
             slow.host,
             match slow.side {
                 Side::Receives => "receives",
@@ -162,7 +176,7 @@ fn matrix(
 mod tests {
     use super::*;
     use crate::control::MeasuredTo;
-    use crate::measure::{Conditions, CpuUse, Measurement, TransportKind, Workload};
+    use crate::measure::{Conditions, CpuUse, Measurement, Workload};
     use crate::mesh::SlowHost;
     use std::time::Duration;
 
@@ -201,6 +215,7 @@ mod tests {
                     from: from.clone(),
                     to: to.clone(),
                     test: TestKind::Net,
+                    via: TransportKind::Tcp,
                     round: 0,
                     start: 0.0,
                     end: 1.0,
@@ -211,11 +226,12 @@ mod tests {
         MeshReport {
             hosts,
             schedule: Schedule::Rounds,
-            via: TransportKind::Tcp,
+            vias: vec![TransportKind::Tcp],
             secs: 1.0,
             tests,
             slow_hosts: vec![SlowHost {
                 test: TestKind::Net,
+                via: TransportKind::Tcp,
                 host: "b".into(),
                 side: Side::Receives,
                 best_bytes_per_sec: 117e6,
@@ -245,7 +261,7 @@ mod tests {
     fn failures_say_why_and_the_verdict_names_the_slow_host() {
         let text = mesh(&report());
         assert!(
-            text.contains("failed (1 of 6):\n  a -> c (net): cannot connect to c"),
+            text.contains("failed (1 of 6):\n  a -> c (net over tcp): cannot connect to c"),
             "{text}"
         );
         assert!(
