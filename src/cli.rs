@@ -23,7 +23,8 @@ use crate::units::parse_size;
 ///
 /// Exit status: 0 success, 1 failure (one line on stderr says what and where), 2 bad usage,
 /// 130 interrupted by Ctrl-C or SIGTERM, within about a second (partial files removed; net and
-/// lat print the figures so far).
+/// lat print the figures so far; mesh first waits for the tests under way, a second Ctrl-C ends
+/// it at once).
 #[derive(Debug, Parser)]
 #[command(name = "xferbench", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
