@@ -1573,6 +1573,55 @@ impl RunArgs {
 mod tests {
     use super::*;
 
+    fn mesh_args(args: &[&str]) -> MeshArgs {
+        let cli = Cli::try_parse_from(["xferbench", "mesh"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Mesh(args) => args,
+            _ => unreachable!("parsed as mesh"),
+        }
+    }
+
+    #[test]
+    fn a_hosts_files_token_wins_over_token_which_is_for_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "a own-token\nb\n").unwrap();
+        let args = mesh_args(&["--hosts-file", file.to_str().unwrap(), "--token", "shared"]);
+        let hosts = args.options().unwrap().hosts;
+        assert_eq!(hosts[0].token.as_deref(), Some("own-token"));
+        assert_eq!(hosts[1].token.as_deref(), Some("shared"));
+    }
+
+    #[test]
+    fn mesh_from_and_to_take_ranges_and_either_alone_means_every_host_on_the_other_side() {
+        use crate::mesh::schedule::Selection;
+        let args = mesh_args(&["n[1-4]", "--from", "n[1,2]"]);
+        assert_eq!(
+            args.options().unwrap().selection,
+            Selection::Between {
+                from: vec![0, 1],
+                to: vec![0, 1, 2, 3]
+            }
+        );
+        let args = mesh_args(&["n[1-3]", "--to", "n3:5301"]);
+        assert_eq!(
+            args.options().unwrap().selection,
+            Selection::Between {
+                from: vec![0, 1, 2],
+                to: vec![2]
+            }
+        );
+    }
+
+    #[test]
+    fn mesh_runs_each_test_and_path_once_in_the_order_given() {
+        let args = mesh_args(&["a", "b", "--what", "lat,net,lat", "--via", "udp,tcp,udp"]);
+        let options = args.options().unwrap();
+        use crate::mesh::TestKind;
+        assert_eq!(options.tests, [TestKind::Lat, TestKind::Net]);
+        assert_eq!(options.vias, [TransportKind::Udp, TransportKind::Tcp]);
+    }
+
     #[test]
     fn serve_listens_on_an_address_alone_at_its_own_port() {
         assert_eq!(
