@@ -23,7 +23,8 @@ use crate::units::parse_size;
 ///
 /// Exit status: 0 success, 1 failure (one line on stderr says what and where), 2 bad usage,
 /// 130 interrupted by Ctrl-C or SIGTERM, within about a second (partial files removed; net and
-/// lat print the figures so far).
+/// lat print the figures so far; mesh first waits for the tests under way, a second Ctrl-C ends
+/// it at once).
 #[derive(Debug, Parser)]
 #[command(name = "xferbench", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -93,6 +94,18 @@ pub enum Command {
     /// speaks the SCP protocol (scp -t/-f), -P N sends one range per connection through dd; host
     /// keys are checked against known_hosts like OpenSSH.
     Copy(CopyArgs),
+    /// Measure between many serves, each pair from one toward the other, and find the slow host.
+    ///
+    /// HOST[:PORT] each run `xferbench serve`; this machine only coordinates: it asks each
+    /// sender (with its token) to measure toward each receiver (with that one's token), so no
+    /// test byte passes through here. By default every ordered pair is measured, in rounds of a
+    /// round-robin tournament: the pairs of a round have no host in common and start together,
+    /// so no test shares a host's link with another (n hosts: 2(n-1) rounds, 2n when n is odd).
+    /// Prints a matrix per test (rows send, columns receive), the pairs that failed and why, and
+    /// names a host whose every figure in (or out) is below 0.7x the others' median. A pair that
+    /// fails keeps its error and the rest are measured; exit status 1 then. Ctrl-C: the tests
+    /// under way are waited for (each within its bound), no more start, exit 130.
+    Mesh(MeshArgs),
 }
 
 /// How a client proves itself to a server that requires a token.
@@ -683,6 +696,17 @@ fn parse_streams(text: &str) -> Result<usize, String> {
     }
 }
 
+/// `mesh --via`: the paths one serve measures toward another over.
+fn parse_mesh_via(text: &str) -> Result<TransportKind, String> {
+    match text {
+        "tcp" => Ok(TransportKind::Tcp),
+        "udp" => Ok(TransportKind::Udp),
+        _ => Err(format!(
+            "'{text}': serves measure toward each other over tcp or udp"
+        )),
+    }
+}
+
 fn parse_max_clients(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=1024).contains(&n) => Ok(n),
@@ -807,6 +831,98 @@ fn parse_repeat(text: &str) -> Result<usize, String> {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// The serves: HOST or HOST:PORT each (port 5301 by default), [v6]:PORT for IPv6; ranges as
+    /// pdsh writes them: node[01-08] (zero padding kept), 10.0.0.[1-4], node[1,3,5-7].
+    #[arg(
+        value_name = "HOST[:PORT]",
+        required_unless_present = "hosts_file",
+        conflicts_with = "hosts_file"
+    )]
+    pub hosts: Vec<String>,
+
+    /// Read the hosts from FILE: one `HOST [TOKEN]` a line (HOST may be a range; TOKEN is that
+    /// serve's, else --token's), `#` starts a comment, blank lines are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+
+    /// Go on with more than 1000 hosts (ranges make many quickly).
+    #[arg(long)]
+    pub yes: bool,
+
+    /// What each pair measures, comma-separated, run in this order: net (memory to memory),
+    /// lat (round trips), copy (a random test file made in the sender's --root, removed after).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "net")]
+    pub what: Vec<crate::mesh::TestKind>,
+
+    /// Path of net and lat: tcp, udp, or tcp,udp for each over both in turn (a copy goes over
+    /// tcp).
+    #[arg(long, value_name = "tcp|udp|tcp,udp", default_value = "tcp", value_delimiter = ',',
+          value_parser = parse_mesh_via)]
+    pub via: Vec<TransportKind>,
+
+    /// Seconds of each net and lat test.
+    #[arg(short = 't', long = "time", value_name = "SECS", default_value_t = 3.0,
+          value_parser = parse_secs)]
+    pub secs: f64,
+
+    /// Parallel streams of each net test over tcp and each copy (over udp, net sends one flow).
+    #[arg(short = 'P', long, value_name = "N", default_value_t = 1,
+          value_parser = parse_streams)]
+    pub parallel: usize,
+
+    /// Size of each copy's test file.
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size_arg)]
+    pub size: u64,
+
+    /// Only these hosts send (comma-separated, ranges allowed); without it, every host sends.
+    #[arg(long, value_name = "HOSTS", conflicts_with = "ring")]
+    pub from: Option<String>,
+
+    /// Only these hosts receive (comma-separated, ranges allowed); without it, every host
+    /// receives.
+    #[arg(long, value_name = "HOSTS", conflicts_with = "ring")]
+    pub to: Option<String>,
+
+    /// Each host toward the next in the list, the last toward the first.
+    #[arg(long)]
+    pub ring: bool,
+
+    /// One test at a time.
+    #[arg(long, conflicts_with = "all_at_once")]
+    pub serial: bool,
+
+    /// Every selected pair at once (hosts then carry several tests together).
+    #[arg(long)]
+    pub all_at_once: bool,
+
+    /// Print every pair's figures as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+
+    /// Also write one row per test as CSV to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+
+    /// Also write the matrices, failures and verdict as Markdown to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+impl MeshArgs {
+    /// The report files asked for, with their formats.
+    pub fn exports(&self) -> Vec<(Format, &std::path::Path)> {
+        [(Format::Csv, &self.csv), (Format::Markdown, &self.markdown)]
+            .into_iter()
+            .filter_map(|(format, path)| Some((format, path.as_deref()?)))
+            .collect()
+    }
+}
+
 /// A command line clap accepted but the command cannot run with (flags that depend on each
 /// other or on --via, sizes a disk cannot do): exit 2, like clap's own refusals.
 #[derive(Debug, thiserror::Error)]
@@ -829,6 +945,7 @@ impl Cli {
             Command::Lat(args) => args.check(),
             Command::Copy(args) => args.check(),
             Command::Run(args) => args.check(),
+            Command::Mesh(args) => args.check(),
         }
     }
 }
@@ -1046,6 +1163,172 @@ impl RunArgs {
         }
         Ok(())
     }
+}
+
+impl MeshArgs {
+    fn check(&self) -> Result<(), Usage> {
+        use crate::mesh::TestKind;
+        if self.via.contains(&TransportKind::Udp) {
+            if self.what.contains(&TestKind::Copy) && !self.via.contains(&TransportKind::Tcp) {
+                return Err(usage(
+                    "--what copy with --via udp: UDP carries no files; a mesh's copy goes over tcp, so give --via tcp or tcp,udp",
+                ));
+            }
+            if self.parallel != 1
+                && self.what.contains(&TestKind::Net)
+                && !self.via.contains(&TransportKind::Tcp)
+            {
+                return Err(usage("--via udp sends one flow: leave -P out"));
+            }
+        }
+        if self.secs > crate::control::MAX_PEER_SECS {
+            return Err(usage(format!(
+                "-t {}: a serve measures toward another for at most {} s",
+                self.secs,
+                crate::control::MAX_PEER_SECS
+            )));
+        }
+        if self.size == 0 && self.what.contains(&TestKind::Copy) {
+            return Err(usage("--size 0: a copy needs at least one byte"));
+        }
+        Ok(())
+    }
+
+    /// The mesh to measure: hosts (given or from --hosts-file, ranges expanded), their tokens,
+    /// pairs and schedule. Errors: [`Usage`] for a host list that cannot be used (a malformed
+    /// range or hosts file, a duplicate host, one host only, more than 1000 without --yes,
+    /// --from or --to naming a host not in the list); a token file that cannot be read.
+    pub fn options(&self) -> anyhow::Result<crate::mesh::MeshOptions> {
+        use crate::mesh::hosts::{self, HostEntry, MANY_HOSTS};
+        use crate::mesh::schedule::{Schedule, Selection};
+        use crate::mesh::{MeshHost, MeshOptions};
+        let limit = if self.yes { usize::MAX } else { MANY_HOSTS };
+        let entries = match &self.hosts_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| {
+                    Usage(format!(
+                        "cannot read the hosts file: {}",
+                        crate::file::describe_path_error(path, err)
+                    ))
+                })?;
+                hosts::parse_hosts_file(&text, &path.display().to_string(), limit).map_err(usage)?
+            }
+            None => {
+                let mut entries = Vec::new();
+                for pattern in &self.hosts {
+                    for host in hosts::expand(pattern, limit).map_err(usage)? {
+                        entries.push(HostEntry { host, token: None });
+                    }
+                }
+                if entries.len() > limit {
+                    return Err(usage(format!(
+                        "{} hosts, more than {limit}; give --yes if you mean it",
+                        entries.len()
+                    ))
+                    .into());
+                }
+                entries
+            }
+        };
+        let mut authorities: Vec<String> = Vec::new();
+        for entry in &entries {
+            let authority = serve_authority(&entry.host)?;
+            if let Some(at) = authorities.iter().position(|a| *a == authority) {
+                return Err(usage(format!(
+                    "{} is given twice (as {} and {}): list each serve once",
+                    authority, entries[at].host, entry.host
+                ))
+                .into());
+            }
+            authorities.push(authority);
+        }
+        if entries.len() < 2 {
+            return Err(usage(format!(
+                "a mesh needs two serves or more, {} was given: add another HOST",
+                entries.first().map_or("none", |e| e.host.as_str())
+            ))
+            .into());
+        }
+        let members = |flag: &str, list: &Option<String>| -> anyhow::Result<Vec<usize>> {
+            let mut members = Vec::new();
+            for pattern in list.as_deref().map(hosts::split_list).unwrap_or_default() {
+                for host in hosts::expand(&pattern, limit).map_err(usage)? {
+                    let authority = serve_authority(&host)?;
+                    let Some(at) = authorities.iter().position(|a| *a == authority) else {
+                        return Err(usage(format!(
+                            "{flag} {host}: not one of the mesh's hosts; name hosts from its list"
+                        ))
+                        .into());
+                    };
+                    members.push(at);
+                }
+            }
+            Ok(members)
+        };
+        let everyone: Vec<usize> = (0..entries.len()).collect();
+        let selection = if self.ring {
+            Selection::Ring
+        } else if self.from.is_none() && self.to.is_none() {
+            Selection::All
+        } else {
+            let from = members("--from", &self.from)?;
+            let to = members("--to", &self.to)?;
+            Selection::Between {
+                from: if from.is_empty() {
+                    everyone.clone()
+                } else {
+                    from
+                },
+                to: if to.is_empty() { everyone } else { to },
+            }
+        };
+        if crate::mesh::schedule::select(entries.len(), &selection).is_empty() {
+            return Err(usage(
+                "--from and --to leave no pair: a host does not measure toward itself",
+            )
+            .into());
+        }
+        let token = self.token.token()?;
+        Ok(MeshOptions {
+            hosts: entries
+                .into_iter()
+                .map(|entry| MeshHost {
+                    host: entry.host,
+                    token: entry.token.or_else(|| token.clone()),
+                })
+                .collect(),
+            selection,
+            schedule: match (self.serial, self.all_at_once) {
+                (true, _) => Schedule::Serial,
+                (_, true) => Schedule::AllAtOnce,
+                _ => Schedule::Rounds,
+            },
+            tests: self.what.iter().fold(Vec::new(), |mut tests, kind| {
+                if !tests.contains(kind) {
+                    tests.push(*kind);
+                }
+                tests
+            }),
+            vias: self.via.iter().fold(Vec::new(), |mut vias, via| {
+                if !vias.contains(via) {
+                    vias.push(*via);
+                }
+                vias
+            }),
+            secs: self.secs,
+            streams: self.parallel as u32,
+            copy_size: self.size,
+            // lat's own default: the round trip of a message that fits any packet.
+            lat_size: 8,
+        })
+    }
+}
+
+/// `HOST:PORT` of the serve a mesh's host names, to tell two spellings of one serve apart.
+/// Errors: [`Usage`] for a host that does not parse or names a user.
+fn serve_authority(host: &str) -> anyhow::Result<String> {
+    let peer = peer_arg(host, TransportKind::Tcp)?;
+    Ok(peer.authority())
 }
 
 /// An error in what the user typed, as a [`Usage`] error (exit 2).
@@ -1289,6 +1572,55 @@ impl RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mesh_args(args: &[&str]) -> MeshArgs {
+        let cli = Cli::try_parse_from(["xferbench", "mesh"].iter().chain(args)).unwrap();
+        match cli.command {
+            Command::Mesh(args) => args,
+            _ => unreachable!("parsed as mesh"),
+        }
+    }
+
+    #[test]
+    fn a_hosts_files_token_wins_over_token_which_is_for_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "a own-token\nb\n").unwrap();
+        let args = mesh_args(&["--hosts-file", file.to_str().unwrap(), "--token", "shared"]);
+        let hosts = args.options().unwrap().hosts;
+        assert_eq!(hosts[0].token.as_deref(), Some("own-token"));
+        assert_eq!(hosts[1].token.as_deref(), Some("shared"));
+    }
+
+    #[test]
+    fn mesh_from_and_to_take_ranges_and_either_alone_means_every_host_on_the_other_side() {
+        use crate::mesh::schedule::Selection;
+        let args = mesh_args(&["n[1-4]", "--from", "n[1,2]"]);
+        assert_eq!(
+            args.options().unwrap().selection,
+            Selection::Between {
+                from: vec![0, 1],
+                to: vec![0, 1, 2, 3]
+            }
+        );
+        let args = mesh_args(&["n[1-3]", "--to", "n3:5301"]);
+        assert_eq!(
+            args.options().unwrap().selection,
+            Selection::Between {
+                from: vec![0, 1, 2],
+                to: vec![2]
+            }
+        );
+    }
+
+    #[test]
+    fn mesh_runs_each_test_and_path_once_in_the_order_given() {
+        let args = mesh_args(&["a", "b", "--what", "lat,net,lat", "--via", "udp,tcp,udp"]);
+        let options = args.options().unwrap();
+        use crate::mesh::TestKind;
+        assert_eq!(options.tests, [TestKind::Lat, TestKind::Net]);
+        assert_eq!(options.vias, [TransportKind::Udp, TransportKind::Tcp]);
+    }
 
     #[test]
     fn serve_listens_on_an_address_alone_at_its_own_port() {

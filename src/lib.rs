@@ -14,6 +14,7 @@
 //! - [`transport`]: the paths (tcp, ssh, rdma, udp) behind one trait, and the copy pipeline
 //! - [`serve`]: the peer daemon
 //! - [`plan`]: what `run` measures, and the verdict
+//! - [`mesh`]: the coordinator of `mesh`: pairs of serves measured toward each other, in rounds
 //! - [`report`], [`progress`]: exporters and progress bars
 //! - [`cli`]: flags and their checks
 
@@ -25,6 +26,7 @@ pub mod disk;
 pub mod file;
 pub mod interrupt;
 pub mod measure;
+pub mod mesh;
 pub mod mounts;
 pub mod payload;
 pub mod plan;

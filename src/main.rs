@@ -6,7 +6,8 @@ use clap::Parser;
 use serde::Serialize;
 
 use xferbench::cli::{
-    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, NetArgs, RunArgs, ServeArgs, Usage,
+    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, MeshArgs, NetArgs, RunArgs, ServeArgs,
+    Usage,
 };
 use xferbench::disk;
 use xferbench::interrupt::{self, Interrupted};
@@ -36,13 +37,16 @@ fn main() -> ExitCode {
         Command::Lat(args) => lat(args),
         Command::Copy(args) => copy(args, &progress),
         Command::Run(args) => run(args, &progress),
+        Command::Mesh(args) => mesh(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.chain().any(|cause| cause.is::<Interrupted>()) => {
             match &cli.command {
                 // Nothing of theirs lands on a disk.
-                Command::Net(_) | Command::Lat(_) => eprintln!("xferbench: interrupted"),
+                Command::Net(_) | Command::Lat(_) | Command::Mesh(_) => {
+                    eprintln!("xferbench: interrupted")
+                }
                 Command::Copy(args) if args.resume && !args.recursive => eprintln!(
                     "xferbench: interrupted; the temporary file is kept: the same copy with --resume goes on from it"
                 ),
@@ -262,6 +266,58 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
             failed.len(),
             result.paths.len(),
             failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn mesh(args: &MeshArgs) -> Result<()> {
+    use xferbench::report::export::Format;
+    let options = args.options()?;
+    // Files are created now, so a bad path fails before the mesh runs, not after it.
+    let mut exports = ExportManager::new();
+    for (format, path) in args.exports() {
+        exports.add(format, path)?;
+    }
+    let result = xferbench::mesh::run(&options);
+    // Every file is written even when a pair failed or Ctrl-C stopped the mesh.
+    let written = exports.write_each(|format| match format {
+        Format::Csv => report::csv::mesh(&result),
+        Format::Markdown => Ok(report::markdown::mesh(&result).into_bytes()),
+        Format::Json | Format::Svg => anyhow::bail!("mesh writes no {format:?} file"),
+    });
+    // Each warning once, however many pairs gave it.
+    let mut warnings: Vec<Warning> = Vec::new();
+    for test in &result.tests {
+        if let xferbench::mesh::Outcome::Measured(measured) = &test.outcome {
+            for warning in &measured.warnings {
+                if !warnings
+                    .iter()
+                    .any(|w| w.to_string() == warning.to_string())
+                {
+                    warnings.push(warning.clone());
+                }
+            }
+        }
+    }
+    print_report("mesh", args.json, &result, report::text::mesh, &warnings);
+    written?;
+    if result.interrupted {
+        return Err(interrupt::Interrupted.into());
+    }
+    let failed = result.failures().count();
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} tests failed; {} says why{}",
+            result.tests.len(),
+            match args.json {
+                true => "each one's error in the JSON",
+                false => "the list above",
+            },
+            match failed == result.tests.len() {
+                true => "",
+                false => ", the other pairs were measured",
+            }
         );
     }
     Ok(())

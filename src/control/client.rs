@@ -194,11 +194,16 @@ impl Client {
     /// error becomes ours, with the server named.
     /// Errors: the server's refusal, a closed connection, or silence, each as a sentence.
     pub async fn reply(&self, control: &mut Connection, timeout: Duration) -> Result<Reply> {
-        let name = self.name();
         let read = tokio::select! {
             read = control.read::<Reply>(timeout) => read,
             _ = crate::interrupt::wait() => return Err(Interrupted.into()),
         };
+        self.answer(read, timeout)
+    }
+
+    /// A reply read as [`Client::reply`] reads it, or the sentence saying why none came.
+    fn answer(&self, read: Result<Reply, FrameError>, timeout: Duration) -> Result<Reply> {
+        let name = self.name();
         match read {
             Ok(Reply::Error { message }) => bail!("{name}: {message}"),
             Ok(reply) => Ok(reply),
@@ -315,12 +320,20 @@ impl Client {
     }
 
     /// Asks the server to measure toward another serve ([`Request::MeasureTo`]), waiting
-    /// [`super::PeerTest::bound`] plus a handshake for its figures.
+    /// [`super::PeerTest::bound`] plus a handshake for its figures. Once asked, Ctrl-C does not
+    /// end the wait: the test runs to its end there anyway, and its figures are what a
+    /// coordinator stops for (a second Ctrl-C ends the process).
     /// Errors: this server's refusal (token, busy), or why the test failed there (the peer
     /// unreachable, refusing its token), with both servers named.
     pub fn measure_to(&self, request: MeasureToRequest) -> Result<MeasuredTo> {
         let wait = request.test.bound().saturating_add(HANDSHAKE_TIMEOUT);
-        match self.ask_within(&Request::MeasureTo(request), wait)? {
+        let reply = self.block_on(async {
+            let mut control = self.handshake().await?;
+            control.write(&Request::MeasureTo(request)).await?;
+            let read = control.read::<Reply>(wait).await;
+            self.answer(read, wait)
+        })?;
+        match reply {
             Reply::MeasuredTo(measured) => Ok(measured),
             other => Err(self.unexpected(other)),
         }

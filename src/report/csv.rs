@@ -5,7 +5,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::export::Exporter;
-use crate::measure::{Latency, Measurement};
+use crate::measure::{Latency, Measurement, Workload};
+use crate::mesh::{MeshReport, Outcome};
 use crate::plan::{RunReport, Summary};
 
 pub struct CsvExporter;
@@ -56,6 +57,98 @@ struct Row {
     error: Option<String>,
     /// Why this figure is not what it claims (above its ceiling, a cache); empty if it holds.
     suspect: Option<String>,
+}
+
+/// One test of a mesh; the header is the field names. Empty fields do not apply: the rates of
+/// a lat row or a failed one, the latency of a rate row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct MeshRow<'a> {
+    from: &'a str,
+    to: &'a str,
+    /// net, lat or copy.
+    test: String,
+    /// tcp or udp.
+    path: String,
+    round: usize,
+    /// Wall clock in Unix seconds.
+    start: f64,
+    end: f64,
+    /// The receiver's figure (net) or the copy's.
+    bytes: Option<u64>,
+    secs: Option<f64>,
+    bytes_per_sec: Option<f64>,
+    mb_per_sec: Option<f64>,
+    gbit_per_sec: Option<f64>,
+    retransmits: Option<u64>,
+    loss_percent: Option<f64>,
+    /// One way, half the round trip, in microseconds.
+    median_us: Option<f64>,
+    p99_us: Option<f64>,
+    /// Why the test failed; its figures are then empty.
+    error: Option<&'a str>,
+}
+
+const MESH_HEADER: [&str; 17] = [
+    "from",
+    "to",
+    "test",
+    "path",
+    "round",
+    "start",
+    "end",
+    "bytes",
+    "secs",
+    "bytes_per_sec",
+    "mb_per_sec",
+    "gbit_per_sec",
+    "retransmits",
+    "loss_percent",
+    "median_us",
+    "p99_us",
+    "error",
+];
+
+/// `mesh --csv FILE`: one row per test, in the order they ran.
+pub fn mesh(report: &MeshReport) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if report.tests.is_empty() {
+        // serde writes the header with the first row; a mesh stopped before any test gets one.
+        writer.write_record(MESH_HEADER)?;
+    }
+    for test in &report.tests {
+        let (measured, error) = match &test.outcome {
+            Outcome::Measured(measured) => (Some(measured.as_ref()), None),
+            Outcome::Error(why) => (None, Some(why.as_str())),
+        };
+        let figure = measured.and_then(|m| {
+            m.measurements
+                .iter()
+                .find(|m| matches!(m.workload, Workload::NetReceive | Workload::Copy))
+        });
+        let latency = measured.and_then(|m| m.latency.as_ref());
+        writer
+            .serialize(MeshRow {
+                from: &test.from,
+                to: &test.to,
+                test: test.test.to_string(),
+                path: test.via.to_string(),
+                round: test.round,
+                start: test.start,
+                end: test.end,
+                bytes: figure.map(|m| m.bytes),
+                secs: figure.map(|m| m.secs),
+                bytes_per_sec: figure.map(|m| m.bytes_per_sec),
+                mb_per_sec: figure.map(|m| m.rate().mb_per_sec()),
+                gbit_per_sec: figure.map(|m| m.rate().gbit_per_sec()),
+                retransmits: measured.and_then(|m| m.retransmits),
+                loss_percent: measured.and_then(|m| m.datagrams.as_ref().map(|d| d.loss_percent)),
+                median_us: latency.map(|l| l.median_us),
+                p99_us: latency.map(|l| l.p99_us),
+                error,
+            })
+            .context("a CSV row")?;
+    }
+    writer.into_inner().context("the CSV report")
 }
 
 fn rows(report: &RunReport) -> Vec<Row> {
@@ -337,5 +430,20 @@ mod tests {
     fn a_run_that_measured_nothing_still_has_the_header() {
         let bytes = write(&[]).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), HEADER.join(",") + "\n");
+    }
+
+    #[test]
+    fn a_mesh_stopped_before_any_test_still_gets_its_header() {
+        let report = crate::mesh::MeshReport {
+            hosts: vec!["a".into(), "b".into()],
+            schedule: crate::mesh::schedule::Schedule::Rounds,
+            vias: vec![crate::measure::TransportKind::Tcp],
+            secs: 1.0,
+            tests: Vec::new(),
+            slow_hosts: Vec::new(),
+            interrupted: true,
+        };
+        let csv = String::from_utf8(mesh(&report).unwrap()).unwrap();
+        assert_eq!(csv, format!("{}\n", MESH_HEADER.join(",")));
     }
 }

@@ -56,7 +56,7 @@ pub struct ExportManager {
 }
 
 struct Export {
-    exporter: Box<dyn Exporter>,
+    format: Format,
     path: PathBuf,
     /// Made empty by [`ExportManager::add`], so [`ExportManager::discard`] may remove it; a file
     /// that was there before is never removed or emptied by a failed run.
@@ -91,7 +91,7 @@ impl ExportManager {
             Err(err) => return Err(cannot_write(&path, err)),
         };
         self.exporters.push(Export {
-            exporter: format.exporter(),
+            format,
             path,
             created,
         });
@@ -112,10 +112,15 @@ impl ExportManager {
 
     /// Writes every file; one that fails does not stop the others, and the error names each failure.
     pub fn write_all(&self, report: &RunReport) -> Result<()> {
+        self.write_each(|format| format.exporter().render(report))
+    }
+
+    /// Writes every file with the bytes `render` gives for its format (a report other than a
+    /// run's: `mesh`); as [`ExportManager::write_all`].
+    pub fn write_each(&self, render: impl Fn(Format) -> Result<Vec<u8>>) -> Result<()> {
         let mut failures = Vec::new();
-        for Export { exporter, path, .. } in &self.exporters {
-            let written = exporter
-                .render(report)
+        for Export { format, path, .. } in &self.exporters {
+            let written = render(*format)
                 .map_err(|err| anyhow!("cannot write {}: {err:#}", path.display()))
                 .and_then(|bytes| write_file(path, &bytes));
             if let Err(err) = written {

@@ -6,8 +6,10 @@ use anyhow::Result;
 
 use super::export::Exporter;
 use crate::classes::{self, Access};
+use crate::mesh::verdict::Side;
+use crate::mesh::{MeshReport, PairTest, TestKind};
 use crate::plan::{PathResult, RunReport, Summary};
-use crate::units::{format_block, format_bytes};
+use crate::units::{Rate, format_block, format_bytes};
 
 pub struct MarkdownExporter;
 
@@ -15,6 +17,84 @@ impl Exporter for MarkdownExporter {
     fn render(&self, report: &RunReport) -> Result<Vec<u8>> {
         Ok(render(report).into_bytes())
     }
+}
+
+/// `mesh --markdown FILE`: a table per test (rows send, columns receive), the failures, and
+/// the verdict on a host that stands out.
+pub fn mesh(report: &MeshReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# xferbench mesh of {} hosts\n", report.hosts.len());
+    for (kind, via) in report.matrices() {
+        let tests: Vec<&PairTest> = report
+            .tests
+            .iter()
+            .filter(|t| t.test == kind && t.via == via)
+            .collect();
+        let what = match kind {
+            TestKind::Net => format!("net over {via}: the receiver's MB/s (Gb/s)"),
+            TestKind::Lat => format!("lat over {via}: one way, median µs"),
+            TestKind::Copy => "copy over tcp: MB/s (Gb/s), fsync included".to_string(),
+        };
+        let _ = writeln!(out, "## {what}\n");
+        let _ = write!(out, "| from \\ to |");
+        for host in &report.hosts {
+            let _ = write!(out, " {host} |");
+        }
+        let _ = writeln!(out, "\n|---|{}", "---:|".repeat(report.hosts.len()));
+        for from in &report.hosts {
+            let _ = write!(out, "| **{from}** |");
+            for to in &report.hosts {
+                let cell = match tests.iter().find(|t| &t.from == from && &t.to == to) {
+                    Some(test) => super::text::mesh_cell(kind, test),
+                    None if from == to => "-".to_string(),
+                    None => String::new(),
+                };
+                let _ = write!(out, " {cell} |");
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    let failures: Vec<_> = report.failures().collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "## Failed\n");
+        for (test, why) in failures {
+            let _ = writeln!(
+                out,
+                "- {} → {} ({} over {}): {why}",
+                test.from, test.to, test.test, test.via
+            );
+        }
+        out.push('\n');
+    }
+    for slow in &report.slow_hosts {
+        let _ = writeln!(
+            out,
+            "**{}** {} at most {} ({} over {}; the others' median {})\n",
+            slow.host,
+            match slow.side {
+                Side::Receives => "receives",
+                Side::Sends => "sends",
+            },
+            Rate {
+                bytes_per_sec: slow.best_bytes_per_sec
+            }
+            .bits_text(),
+            slow.test,
+            slow.via,
+            Rate {
+                bytes_per_sec: slow.others_median_bytes_per_sec
+            }
+            .bits_text(),
+        );
+    }
+    if report.interrupted {
+        let _ = writeln!(
+            out,
+            "Interrupted by Ctrl-C: the pairs left blank did not run."
+        );
+    }
+    out
 }
 
 /// What a table row's figure is placed against: a disk against devices, a transfer against links.

@@ -22,10 +22,12 @@ const FLOORS: &[&str] = &[
     "disk",
     // Every byte format both ends agree on.
     "control",
-    // The paths, the peer, the plan of a run and its verdict, the renderings, the CLI.
+    // The paths, the peer, the plan of a run and its verdict, the mesh's coordinator, the
+    // renderings, the CLI.
     "transport",
     "serve",
     "plan",
+    "mesh",
     "report",
     "progress",
     "cli",

@@ -1313,3 +1313,7 @@ mod tests {
         assert!(text.contains("held to 1.00 Gb/s by -b"), "{text}");
     }
 }
+
+mod mesh;
+pub(crate) use mesh::cell as mesh_cell;
+pub use mesh::mesh;
