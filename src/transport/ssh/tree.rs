@@ -169,27 +169,25 @@ pub(super) fn upload(
         .worker
         .runtime()
         .spawn(script(side, side_rx, ready_tx));
-    // Every directory (and its staging directory) is made first. SCP's sinks wait for them:
-    // two making one directory at once would fail with "File exists". tar makes a missing
-    // directory itself and takes one made meanwhile, so its sinks start at once.
+    // Every directory (and its staging directory) is made before any sink writes into it:
+    // two sinks making one directory at once fail ("File exists" from scp; GNU tar 1.34 gives up
+    // a file with "Cannot open: No such file or directory" when another made its directory).
     make_directories(source, &remote, &side_tx)?;
-    if !sinks.tar {
-        ssh.runtime
-            .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
-            .map_err(|_| {
-                anyhow!(
-                    "{}: making the tree's directories took past {} s",
-                    ssh.label(),
-                    FINISH_TIMEOUT.as_secs()
-                )
-            })?
-            .map_err(|_| {
-                anyhow!(
-                    "{}: the far shell ended while making the tree's directories",
-                    ssh.label()
-                )
-            })?;
-    }
+    ssh.runtime
+        .block_on(async { tokio::time::timeout(FINISH_TIMEOUT, ready_rx).await })
+        .map_err(|_| {
+            anyhow!(
+                "{}: making the tree's directories took past {} s",
+                ssh.label(),
+                FINISH_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|_| {
+            anyhow!(
+                "{}: the far shell ended while making the tree's directories",
+                ssh.label()
+            )
+        })?;
     let copying = Copying {
         plan,
         broken: &broken_stream,
@@ -877,7 +875,6 @@ impl Copying<'_> {
         queue: &Mutex<mpsc::Receiver<Job>>,
         removals: &Mutex<Vec<Vec<u8>>>,
     ) {
-        let mut buf = Vec::new();
         loop {
             let job = match queue.lock().expect("queue").recv() {
                 Ok(job) => job,
@@ -890,7 +887,7 @@ impl Copying<'_> {
             let Job { relative, meta } = job;
             let sent = {
                 {
-                    match self.send_file(&mut stream, &relative, &meta, &mut buf) {
+                    match self.send_file(&mut stream, &relative, &meta) {
                         Ok(Sent::Whole { changed }) => {
                             self.files.add(1);
                             let mut state = self.state();
@@ -951,13 +948,7 @@ impl Copying<'_> {
     }
 
     /// One file's records and bytes. Errors: the stream is gone (nothing more can go on it).
-    fn send_file(
-        &self,
-        stream: &mut Stream,
-        relative: &Path,
-        meta: &Metadata,
-        buf: &mut Vec<u8>,
-    ) -> Result<Sent> {
+    fn send_file(&self, stream: &mut Stream, relative: &Path, meta: &Metadata) -> Result<Sent> {
         let path = self.source.join(relative);
         // O_NOFOLLOW: a file swapped for a link after the walk is not followed out of the tree.
         let mut file = match OpenOptions::new()
@@ -978,22 +969,18 @@ impl Copying<'_> {
         }
         let mut left = size;
         let mut torn = None;
-        buf.resize(self.plan.block.min(1 << 20), 0);
         while left > 0 {
-            let want = (left as usize).min(buf.len());
-            match file.read(&mut buf[..want]) {
-                Ok(0) => {
+            let (n, read) = stream.read_from(&mut file, left)?;
+            left -= n as u64;
+            self.bytes.add(n as u64);
+            match read {
+                Ok(()) if n == 0 => {
                     torn = Some(
                         "it shrank while it was read: it was not landed; copy it again".to_string(),
                     );
                     break;
                 }
-                Ok(n) => {
-                    stream.data(&buf[..n])?;
-                    left -= n as u64;
-                    self.bytes.add(n as u64);
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Ok(()) => {}
                 Err(err) => {
                     torn = Some(crate::transport::tree::read_error(&path, err));
                     break;
@@ -1005,12 +992,7 @@ impl Copying<'_> {
         }
         // Both sinks need the announced size: a torn file is padded, and removed before the
         // renames.
-        while left > 0 {
-            let n = (left as usize).min(buf.len());
-            buf[..n].fill(0);
-            stream.data(&buf[..n])?;
-            left -= n as u64;
-        }
+        stream.zeros(left)?;
         match stream.tar {
             true => stream.data(&[0; TAR_BLOCK][..tar_padding(size)])?,
             false => stream.record(&[0])?,
@@ -1270,6 +1252,41 @@ impl Stream {
 
     fn record(&mut self, bytes: &[u8]) -> Result<()> {
         self.data(bytes)
+    }
+
+    /// Reads up to `left` bytes of `file` straight into the message under way (never past
+    /// `--bs`, so the message is not reallocated): how many, and how the read ended (Ok with 0
+    /// bytes: the file ended). Errors: the stream is gone.
+    fn read_from(
+        &mut self,
+        file: &mut std::fs::File,
+        left: u64,
+    ) -> Result<(usize, io::Result<()>)> {
+        let before = self.pending.len();
+        let room = (self.block - before) as u64;
+        // read_to_end of a Take: no zero-filled buffer, and Interrupted is retried.
+        let read = file
+            .by_ref()
+            .take(left.min(room))
+            .read_to_end(&mut self.pending);
+        let n = self.pending.len() - before;
+        if self.pending.len() >= self.block {
+            self.flush()?;
+        }
+        Ok((n, read.map(drop)))
+    }
+
+    /// `count` zeros (a torn file's padding), a message at a time.
+    fn zeros(&mut self, mut count: u64) -> Result<()> {
+        while count > 0 {
+            let n = count.min((self.block - self.pending.len()) as u64);
+            self.pending.resize(self.pending.len() + n as usize, 0);
+            count -= n;
+            if self.pending.len() >= self.block {
+                self.flush()?;
+            }
+        }
+        Ok(())
     }
 
     fn data(&mut self, bytes: &[u8]) -> Result<()> {
