@@ -190,6 +190,12 @@ impl Client {
         }
     }
 
+    /// `--verify` of an upload, after its last byte: the digest of what was read (`hex`), which
+    /// serve holds what arrived to before its rename.
+    pub async fn source_digest(&self, control: &mut Connection, hex: String) -> Result<()> {
+        control.write(&Request::SourceDigest { digest: hex }).await
+    }
+
     /// Reads the next reply, for at most `timeout`; Ctrl-C ends the wait at once; a server
     /// error becomes ours, with the server named.
     /// Errors: the server's refusal, a closed connection, or silence, each as a sentence.

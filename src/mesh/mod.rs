@@ -141,11 +141,20 @@ impl MeshReport {
         })
     }
 
-    /// Every figure of `kind` over `via` as `(from, to, bytes per second)`, hosts as indices.
-    pub fn rates(&self, kind: TestKind, via: TransportKind) -> Vec<(usize, usize, f64)> {
+    /// The tests of `kind` over `via`, in the order they ran: one matrix's cells.
+    pub fn tests_of(
+        &self,
+        kind: TestKind,
+        via: TransportKind,
+    ) -> impl Iterator<Item = &PairTest> + '_ {
         self.tests
             .iter()
-            .filter(|test| test.test == kind && test.via == via)
+            .filter(move |test| test.test == kind && test.via == via)
+    }
+
+    /// Every figure of `kind` over `via` as `(from, to, bytes per second)`, hosts as indices.
+    pub fn rates(&self, kind: TestKind, via: TransportKind) -> Vec<(usize, usize, f64)> {
+        self.tests_of(kind, via)
             .filter_map(|test| {
                 let Outcome::Measured(measured) = &test.outcome else {
                     return None;
@@ -165,7 +174,7 @@ impl MeshReport {
         let mut matrices = Vec::new();
         for kind in [TestKind::Net, TestKind::Lat, TestKind::Copy] {
             for via in [TransportKind::Tcp, TransportKind::Udp] {
-                if self.tests.iter().any(|t| t.test == kind && t.via == via) {
+                if self.tests_of(kind, via).next().is_some() {
                     matrices.push((kind, via));
                 }
             }

@@ -25,11 +25,7 @@ pub fn mesh(report: &MeshReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# xferbench mesh of {} hosts\n", report.hosts.len());
     for (kind, via) in report.matrices() {
-        let tests: Vec<&PairTest> = report
-            .tests
-            .iter()
-            .filter(|t| t.test == kind && t.via == via)
-            .collect();
+        let tests: Vec<&PairTest> = report.tests_of(kind, via).collect();
         let what = match kind {
             TestKind::Net => format!("net over {via}: the receiver's MB/s (Gb/s)"),
             TestKind::Lat => format!("lat over {via}: one way, median µs"),

@@ -504,10 +504,8 @@ impl Tcp {
                 .await?;
             // serve holds what arrived to this before its rename (`--verify`).
             if let Some(digest) = &sent.digest {
-                let digest = Request::SourceDigest {
-                    digest: digest.hex(),
-                };
-                session.control.write(&digest).await?;
+                let control = &mut session.control;
+                self.client.source_digest(control, digest.hex()).await?;
             }
             let done = self.client.copy_done(&mut session.control).await?;
             Ok::<_, anyhow::Error>((sent, intervals, done))

@@ -24,11 +24,7 @@ pub fn mesh(report: &MeshReport) -> String {
         }
     );
     for (kind, via) in report.matrices() {
-        let tests: Vec<&PairTest> = report
-            .tests
-            .iter()
-            .filter(|t| t.test == kind && t.via == via)
-            .collect();
+        let tests: Vec<&PairTest> = report.tests_of(kind, via).collect();
         let caption = match kind {
             TestKind::Net => format!(
                 "net over {via}, {} s each, the receiver's figure in MB/s (Gb/s)",

@@ -341,10 +341,8 @@ impl Rdma {
         })?;
         // serve holds what arrived to this before its rename (`--verify`).
         if let Some(digest) = &sent.digest {
-            let digest = Request::SourceDigest {
-                digest: digest.hex(),
-            };
-            self.client.block_on(control.write(&digest))?;
+            let sending = self.client.source_digest(&mut control, digest.hex());
+            self.client.block_on(sending)?;
         }
         // Our queue pair stays up until the server is done: its last credits are still coming.
         let done = self.copy_done(&mut control)?;
