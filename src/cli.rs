@@ -104,8 +104,13 @@ pub enum Command {
     /// Prints a matrix per test (rows send, columns receive), the pairs that failed and why, and
     /// names a host whose every figure in (or out) is below 0.7x the others' median. A pair that
     /// fails keeps its error and the rest are measured; exit status 1 then. Ctrl-C: the tests
-    /// under way are waited for (each within its bound), no more start, exit 130.
+    /// under way are waited for (each within its bound), no more start, exit 130; a second
+    /// Ctrl-C ends it at once, and each serve stops its test when the coordinator goes away.
     Mesh(MeshArgs),
+    /// Internal: one test a serve was asked to run toward another serve, as a child process of
+    /// that serve (its job as JSON on stdin, its figures as JSON on stdout).
+    #[command(hide = true, name = "peer-test")]
+    PeerTest,
 }
 
 /// How a client proves itself to a server that requires a token.
@@ -940,7 +945,7 @@ impl Cli {
         match &self.command {
             Command::Gen(args) => args.engine.pattern().validate(true).map_err(usage),
             Command::Disk(args) => args.check(),
-            Command::Serve(_) => Ok(()),
+            Command::Serve(_) | Command::PeerTest => Ok(()),
             Command::Net(args) => args.check(),
             Command::Lat(args) => args.check(),
             Command::Copy(args) => args.check(),

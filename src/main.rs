@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => copy(args, &progress),
         Command::Run(args) => run(args, &progress),
         Command::Mesh(args) => mesh(args),
+        Command::PeerTest => return peer_test(),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +62,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// A serve's peer test in a process of its own: the job on stdin, the outcome on stdout;
+/// SIGINT from the serve stops it as Ctrl-C stops a command (exit 130).
+fn peer_test() -> ExitCode {
+    let (outcome, interrupted) = serve::run_peer_job(std::io::stdin().lock());
+    match serde_json::to_string(&outcome) {
+        Ok(line) => println!("{line}"),
+        Err(err) => eprintln!("xferbench peer-test: {err}"),
+    }
+    if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

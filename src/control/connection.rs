@@ -32,6 +32,14 @@ impl Connection {
         Connection { stream, limit }
     }
 
+    /// Resolves when the peer closes the connection, breaks it (keepalive gives up on a
+    /// vanished host), or sends anything: for a side that expects nothing until it answers.
+    pub async fn closed(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        let _ = self.stream.read(&mut byte).await;
+    }
+
     /// Reads one frame, failing if none arrives within `timeout`.
     pub async fn read<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, FrameError> {
         match tokio::time::timeout(timeout, frame::read(&mut self.stream, self.limit)).await {

@@ -8,6 +8,7 @@
 //! files (but for uploads with `--resume`: kept for the next one).
 
 mod peer;
+pub use peer::{PeerOutcome, run_job as run_peer_job};
 #[cfg(feature = "rdma")]
 mod rdma;
 #[cfg(not(feature = "rdma"))]

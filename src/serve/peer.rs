@@ -5,15 +5,22 @@
 //! [`Request::MeasureTo`]: crate::control::Request::MeasureTo
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::session::{MAX_LEN, hide_root};
-use super::{MAX_STREAMS, Shared};
-use crate::control::{DatagramLoss, MAX_PEER_SECS, MeasureToRequest, MeasuredTo, PeerTest, Reply};
+use super::{MAX_STREAMS, Root, Shared};
+use crate::control::{
+    Connection, DatagramLoss, MAX_PEER_SECS, MeasureToRequest, MeasuredTo, PeerTest, Reply,
+};
 use crate::disk::{self, EngineChoice, FillMode, GenOptions, Pattern};
+use crate::interrupt::Interrupted;
 use crate::measure::{Direction, Rounds, TransportKind, Unwatched};
 use crate::transport::tcp::Tcp;
 use crate::transport::udp::Udp;
@@ -54,41 +61,185 @@ pub(super) fn what(request: &MeasureToRequest) -> String {
     format!("measure {test} to {}", request.peer)
 }
 
-/// Runs `request`'s test toward its peer and answers with the figures. `slot` is this
-/// session's client slot: the test's thread holds it until the test ends, even one given up
-/// after [`PeerTest::bound`].
-/// Errors: a request out of range, the test's failure in its words (paths relative to the root).
+/// How long a peer test's process gets to stop after SIGINT before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The one peer test a serve hands its child process (`xferbench peer-test`), as JSON on its
+/// stdin: the process is a client of the peer as `net`, `lat` and `copy` are, and it stops as
+/// they stop on Ctrl-C when its serve sends SIGINT.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerJob {
+    /// The serve's root (canonical): the copy's test file is made there.
+    root: PathBuf,
+    /// The copy's test file, named by the serve so that it removes it whatever becomes of the
+    /// process.
+    file: String,
+    peer: String,
+    token: Option<String>,
+    test: PeerTest,
+}
+
+/// What the process says on stdout, as one JSON object.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerOutcome {
+    Measured(Box<MeasuredTo>),
+    /// The test's failure in its words (the serve hides its root in them).
+    Error(String),
+}
+
+/// The body of `xferbench peer-test`: reads a [`PeerJob`] from `input`, runs it and returns
+/// what to print, and whether SIGINT stopped it (exit 130).
+pub fn run_job(input: impl std::io::Read) -> (PeerOutcome, bool) {
+    let job: PeerJob = match serde_json::from_reader(input) {
+        Ok(job) => job,
+        Err(err) => {
+            return (
+                PeerOutcome::Error(format!(
+                    "a peer test process takes its job from its serve: {err}"
+                )),
+                false,
+            );
+        }
+    };
+    let outcome = Root::new(&job.root).and_then(|root| {
+        let peer = Peer::parse(&job.peer)?;
+        run(&root, &job.file, peer, job.token, job.test)
+    });
+    let interrupted = outcome
+        .as_ref()
+        .err()
+        .is_some_and(|err| err.chain().any(|cause| cause.is::<Interrupted>()));
+    let outcome = match outcome {
+        Ok(measured) => PeerOutcome::Measured(Box::new(measured)),
+        Err(err) => PeerOutcome::Error(format!("{err:#}")),
+    };
+    (outcome, interrupted)
+}
+
+/// Runs `request`'s test toward its peer in a process of its own and answers with the
+/// figures. The test stops (SIGINT, then SIGKILL after [`STOP_GRACE`]) when its coordinator
+/// goes away (`control` closes) or after [`PeerTest::bound`]; its test file is removed in every
+/// case. `slot` is this session's client slot, held until the process has ended.
+/// Errors: a request out of range, the test's failure in its words (paths relative to the
+/// root), the coordinator gone, the bound passed.
 pub(super) async fn measure_to(
     shared: &Arc<Shared>,
+    control: &mut Connection,
     request: MeasureToRequest,
-    slot: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
 ) -> Result<Reply> {
     check(&request.test, shared.max_bytes)?;
-    let peer = Peer::parse(&request.peer)?;
-    peer.without_user("tcp")?;
+    Peer::parse(&request.peer)?.without_user("tcp")?;
     let bound = request.test.bound();
-    let job = {
-        let shared = shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            run(&shared, peer, request.token, request.test)
-        })
+    let file = format!("xferbench-peer-{:016x}.data", rand::random::<u64>());
+    // Whatever ends the test, its file does not outlive it (the process may be killed).
+    let _made = Removed(shared.root.dir().join(&file));
+    let job = PeerJob {
+        root: shared.root.dir().to_path_buf(),
+        file,
+        peer: request.peer,
+        token: request.token,
+        test: request.test,
     };
-    let measured = match tokio::time::timeout(bound, job).await {
-        Ok(Ok(measured)) => measured,
-        Ok(Err(failed)) => bail!("the test's thread failed: {failed}"),
-        Err(_) => bail!(
-            "the test did not end within {} s: the peer or the path stopped; given up",
-            bound.as_secs()
+    let mut child = tokio::process::Command::new(SELF_EXE)
+        .arg(PEER_TEST_COMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start this serve's peer test process")?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .context("the peer test process has no stdin")?;
+    let (stdout, stderr) = (
+        drain(
+            child
+                .stdout
+                .take()
+                .context("the peer test process has no stdout")?,
         ),
+        drain(
+            child
+                .stderr
+                .take()
+                .context("the peer test process has no stderr")?,
+        ),
+    );
+    stdin.write_all(&serde_json::to_vec(&job)?).await?;
+    drop(stdin);
+    let ended = tokio::select! {
+        status = child.wait() => Some(status?),
+        () = control.closed() => None,
+        () = tokio::time::sleep(bound) => {
+            stop(&mut child).await;
+            bail!(
+                "the test did not end within {} s: the peer or the path stopped; given up",
+                bound.as_secs()
+            )
+        }
     };
-    let mut measured = measured.map_err(|err| anyhow!(hide_root(&format!("{err:#}"), shared)))?;
+    let Some(status) = ended else {
+        stop(&mut child).await;
+        bail!("the coordinator went away: the test was stopped");
+    };
+    let said = stdout.await.unwrap_or_default();
+    let outcome = match serde_json::from_slice::<PeerOutcome>(&said) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let stderr = stderr.await.unwrap_or_default();
+            let last = String::from_utf8_lossy(&stderr);
+            bail!(
+                "the peer test process ended ({status}) without an answer{}",
+                last.lines()
+                    .last()
+                    .map(|line| format!(": {line}"))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    let mut measured = match outcome {
+        PeerOutcome::Measured(measured) => *measured,
+        PeerOutcome::Error(why) => bail!(hide_root(&why, shared)),
+    };
     for warning in &mut measured.warnings {
         if let Some(path) = warning.path_mut() {
             *path = relative_to(shared.root.dir(), path);
         }
     }
     Ok(Reply::MeasuredTo(measured))
+}
+
+/// This serve's own executable, as the kernel holds it (still there if the file was replaced).
+const SELF_EXE: &str = "/proc/self/exe";
+/// The hidden command that runs one [`PeerJob`] (`Command::PeerTest` in `cli`).
+const PEER_TEST_COMMAND: &str = "peer-test";
+
+/// Reads all of `pipe` on a task of its own, so a large answer never blocks the process.
+fn drain(
+    mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes).await;
+        bytes
+    })
+}
+
+/// Stops the test process as Ctrl-C stops a command (its sockets close, its partial files
+/// go), killing it if it has not ended within [`STOP_GRACE`].
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = crate::sys::host::interrupt_process(pid);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
 }
 
 /// Refuses what serve would refuse from a client of its own, before connecting anywhere.
@@ -123,7 +274,13 @@ fn check(test: &PeerTest, max_bytes: Option<u64>) -> Result<()> {
 
 /// The test itself, on a blocking thread: the path's client toward `peer`, as `net`, `lat`
 /// and `copy` run it.
-fn run(shared: &Shared, peer: Peer, token: Option<String>, test: PeerTest) -> Result<MeasuredTo> {
+fn run(
+    root: &Root,
+    file: &str,
+    peer: Peer,
+    token: Option<String>,
+    test: PeerTest,
+) -> Result<MeasuredTo> {
     let name = peer.to_string();
     match test {
         PeerTest::Net {
@@ -165,7 +322,7 @@ fn run(shared: &Shared, peer: Peer, token: Option<String>, test: PeerTest) -> Re
             let report = open(via, peer, token)?.latency(&plan)?;
             Ok(lat_figures(name, report))
         }
-        PeerTest::Copy { size, streams } => copy(shared, name, peer, token, size, streams),
+        PeerTest::Copy { size, streams } => copy(root, file, name, peer, token, size, streams),
     }
 }
 
@@ -179,16 +336,17 @@ fn open(via: TransportKind, peer: Peer, token: Option<String>) -> Result<Box<dyn
 /// A random test file of `size` bytes made in the root, copied to the same new name in the
 /// peer's root; both removed afterwards, whatever happened.
 fn copy(
-    shared: &Shared,
+    root: &Root,
+    file: &str,
     name: String,
     peer: Peer,
     token: Option<String>,
     size: u64,
     streams: u32,
 ) -> Result<MeasuredTo> {
-    let file = format!("xferbench-peer-{:016x}.data", rand::random::<u64>());
-    let path = shared.root.new_file(&file)?;
-    // Made (and left, on a failure) under the root only; gone when this returns.
+    let path = root.new_file(file)?;
+    let file = file.to_string();
+    // Made under the root only; gone when this returns (and removed by the serve after).
     let _made = Removed(path.clone());
     disk::generate(
         &GenOptions {

@@ -191,7 +191,9 @@ async fn session(
         Request::Remove(remove) => remove_file(shared, remove),
         Request::TreeReceive(tree) => super::tree::receive(shared, control, tree).await,
         Request::TreeSend(tree) => super::tree::send(shared, control, tree).await,
-        Request::MeasureTo(measure) => super::peer::measure_to(shared, measure, slot).await,
+        Request::MeasureTo(measure) => {
+            super::peer::measure_to(shared, control, measure, slot).await
+        }
         Request::Begin
         | Request::Finished
         | Request::PrefixDigest { .. }

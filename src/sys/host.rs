@@ -105,6 +105,17 @@ pub fn memlock_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Sends SIGINT to process `pid`: a child of ours stops as it would on Ctrl-C.
+/// Errors: the process is gone (ESRCH) or not ours (EPERM).
+pub fn interrupt_process(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: kill takes plain integers; a pid above 0 names one process, never a group.
+    if pid <= 0 || unsafe { libc::kill(pid, libc::SIGINT) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

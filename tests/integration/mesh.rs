@@ -546,6 +546,44 @@ fn mesh_interrupted_waits_for_the_test_under_way_and_starts_no_other() {
 }
 
 #[test]
+fn a_coordinator_killed_mid_copy_leaves_both_serves_free_and_both_roots_empty() {
+    let mut serves: Vec<Served> = (0..2)
+        .map(|i| {
+            let token = format!("mesh-token-{i}");
+            Hosts::loopback().served(&["--token", &token, "--max-clients", "1"])
+        })
+        .collect();
+    let (_dir, file) = hosts_file(&serves);
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("mesh"),
+        OsStr::new("--hosts-file"),
+        file.as_os_str(),
+        OsStr::new("--what"),
+        OsStr::new("copy"),
+        OsStr::new("--size"),
+        OsStr::new("1G"),
+    ];
+    let mesh = spawn_here(&args);
+    // The copy is under way once the receiver's landing file is there.
+    let receiving = wait_until(Duration::from_secs(60), || {
+        !crate::common::entries(&serves[1].root).is_empty()
+    });
+    assert!(receiving, "the first copy never began landing");
+    send_signal(mesh.pid(), libc::SIGKILL);
+    let _ = mesh.finish(Duration::from_secs(5));
+    let stopped = serves[0].wait_for_line("the coordinator went away", Duration::from_secs(15));
+    assert!(stopped.is_some(), "log: {:?}", serves[0].log());
+    for served in &serves {
+        let emptied = wait_until(Duration::from_secs(10), || {
+            crate::common::entries(&served.root).is_empty()
+        });
+        assert!(emptied, "left: {:?}", crate::common::entries(&served.root));
+        // --max-clients 1: served only if the dropped test gave its slot back.
+        served.assert_serves();
+    }
+}
+
+#[test]
 fn mesh_refuses_a_host_list_it_cannot_use_in_one_line_with_exit_2() {
     let dir = temp_dir();
     let empty = dir.path().join("empty");
