@@ -116,6 +116,34 @@ pub struct SlowHost {
     pub others_median_bytes_per_sec: f64,
 }
 
+/// Several senders into one receiver in one round, at once (`--to NAS --from A,B,C
+/// --all-at-once`): what it took in all, each sender's share, and how evenly it was shared.
+#[derive(Debug, Clone, Serialize)]
+pub struct FanIn {
+    pub test: TestKind,
+    pub via: TransportKind,
+    pub round: usize,
+    pub to: String,
+    /// Bytes per second: every sender's bytes into `to`, over the longest of their times (the
+    /// tests start together at the round's barrier).
+    pub aggregate_bytes_per_sec: f64,
+    /// Each sender's figure and its fraction of the senders' summed figures, in host order.
+    pub shares: Vec<FanInShare>,
+    /// Jain's fairness index of the senders' figures, (Σx)² / (n·Σx²): 1 when they are equal,
+    /// 1/n when one sender takes it all (Jain, Chiu and Hawe, DEC-TR-301, 1984).
+    pub fairness: f64,
+}
+
+/// One sender's part of a [`FanIn`].
+#[derive(Debug, Clone, Serialize)]
+pub struct FanInShare {
+    pub from: String,
+    /// Bytes per second: its test's figure (the receiver's, for net).
+    pub bytes_per_sec: f64,
+    /// Its fraction of the senders' summed figures, 0 to 1.
+    pub share: f64,
+}
+
 /// What a mesh measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct MeshReport {
@@ -128,6 +156,9 @@ pub struct MeshReport {
     pub tests: Vec<PairTest>,
     /// Hosts that stand out ([`verdict::SLOW_HOST_RATIO`]); empty when none does.
     pub slow_hosts: Vec<SlowHost>,
+    /// Receivers that took several tests at once (`--all-at-once`): their aggregate and each
+    /// sender's share of it; empty when no round sent to a host from two senders.
+    pub fan_in: Vec<FanIn>,
     /// Ctrl-C stopped the mesh: the tests under way were waited for, no more were started.
     pub interrupted: bool,
 }
@@ -190,11 +221,15 @@ impl MeshReport {
 /// The figure a pair's matrix shows, in bytes per second: the receiver's for net (the one
 /// that counts what arrived), the copy's for copy; None for lat.
 pub fn rate(measured: &MeasuredTo) -> Option<f64> {
+    figure(measured).map(|m| m.bytes_per_sec)
+}
+
+/// The measurement behind [`rate`].
+fn figure(measured: &MeasuredTo) -> Option<&crate::measure::Measurement> {
     measured
         .measurements
         .iter()
         .find(|m| matches!(m.workload, Workload::NetReceive | Workload::Copy))
-        .map(|m| m.bytes_per_sec)
 }
 
 /// Runs every test of `options` over its pairs, round by round; a round's tests start together
@@ -222,8 +257,10 @@ pub fn run(options: &MeshOptions) -> MeshReport {
         secs: options.secs,
         tests,
         slow_hosts: Vec::new(),
+        fan_in: Vec::new(),
         interrupted: interrupt::requested(),
     };
+    report.fan_in = fan_in(&report);
     for (kind, via) in report.matrices() {
         if kind == TestKind::Lat {
             continue;
@@ -241,6 +278,69 @@ pub fn run(options: &MeshOptions) -> MeshReport {
         }
     }
     report
+}
+
+/// Every receiver that took measured net or copy tests from two or more senders in one round,
+/// by test, path, round and host order.
+pub fn fan_in(report: &MeshReport) -> Vec<FanIn> {
+    let mut fans = Vec::new();
+    for (kind, via) in report.matrices() {
+        if kind == TestKind::Lat {
+            continue;
+        }
+        let rounds = report.tests_of(kind, via).map(|test| test.round).max();
+        for round in 0..=rounds.unwrap_or(0) {
+            for to in &report.hosts {
+                let received: Vec<(&str, &crate::measure::Measurement)> = report
+                    .tests_of(kind, via)
+                    .filter(|test| test.round == round && &test.to == to)
+                    .filter_map(|test| match &test.outcome {
+                        Outcome::Measured(measured) => {
+                            Some((test.from.as_str(), figure(measured)?))
+                        }
+                        Outcome::Error(_) => None,
+                    })
+                    .collect();
+                if received.len() < 2 {
+                    continue;
+                }
+                let bytes: u64 = received.iter().map(|(_, m)| m.bytes).sum();
+                let longest = received.iter().map(|(_, m)| m.secs).fold(0.0, f64::max);
+                let rates: Vec<f64> = received.iter().map(|(_, m)| m.bytes_per_sec).collect();
+                let sum: f64 = rates.iter().sum();
+                let squares: f64 = rates.iter().map(|rate| rate * rate).sum();
+                fans.push(FanIn {
+                    test: kind,
+                    via,
+                    round,
+                    to: to.clone(),
+                    aggregate_bytes_per_sec: if longest > 0.0 {
+                        bytes as f64 / longest
+                    } else {
+                        0.0
+                    },
+                    shares: received
+                        .iter()
+                        .map(|(from, m)| FanInShare {
+                            from: from.to_string(),
+                            bytes_per_sec: m.bytes_per_sec,
+                            share: if sum > 0.0 {
+                                m.bytes_per_sec / sum
+                            } else {
+                                0.0
+                            },
+                        })
+                        .collect(),
+                    fairness: if squares > 0.0 {
+                        sum * sum / (rates.len() as f64 * squares)
+                    } else {
+                        0.0
+                    },
+                });
+            }
+        }
+    }
+    fans
 }
 
 /// The paths `kind` runs over: a copy over tcp alone.
@@ -345,4 +445,98 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::{Conditions, CpuUse, Measurement};
+    use std::time::Duration;
+
+    fn received(from: &str, to: &str, round: usize, mb_per_sec: u64) -> PairTest {
+        let receive = Measurement::new(
+            Workload::NetReceive,
+            mb_per_sec * 3_000_000,
+            Duration::from_secs(3),
+            Conditions::default(),
+            Vec::new(),
+        );
+        PairTest {
+            from: from.into(),
+            to: to.into(),
+            test: TestKind::Net,
+            via: TransportKind::Tcp,
+            round,
+            start: 0.0,
+            end: 3.0,
+            outcome: Outcome::Measured(Box::new(MeasuredTo {
+                peer: to.into(),
+                path: TransportKind::Tcp,
+                measurements: vec![receive],
+                latency: None,
+                retransmits: None,
+                datagrams: None,
+                cpu: CpuUse::default(),
+                peer_cpu: None,
+                warnings: Vec::new(),
+            })),
+        }
+    }
+
+    fn report(tests: Vec<PairTest>) -> MeshReport {
+        MeshReport {
+            hosts: ["a", "b", "c", "nas"].map(String::from).to_vec(),
+            schedule: Schedule::AllAtOnce,
+            vias: vec![TransportKind::Tcp],
+            secs: 3.0,
+            tests,
+            slow_hosts: Vec::new(),
+            fan_in: Vec::new(),
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn three_equal_senders_into_one_host_share_it_in_thirds_with_a_fairness_of_one() {
+        let fans = fan_in(&report(vec![
+            received("a", "nas", 0, 40),
+            received("b", "nas", 0, 40),
+            received("c", "nas", 0, 40),
+        ]));
+        assert_eq!(fans.len(), 1);
+        let fan = &fans[0];
+        assert_eq!(fan.to, "nas");
+        assert!((fan.aggregate_bytes_per_sec - 120e6).abs() < 1.0, "{fan:?}");
+        for share in &fan.shares {
+            assert!((share.share - 1.0 / 3.0).abs() < 1e-9, "{fan:?}");
+        }
+        assert!((fan.fairness - 1.0).abs() < 1e-9, "{fan:?}");
+    }
+
+    #[test]
+    fn one_sender_taking_most_lowers_the_fairness_to_jains_index() {
+        let fans = fan_in(&report(vec![
+            received("a", "nas", 0, 80),
+            received("b", "nas", 0, 20),
+            received("c", "nas", 0, 20),
+        ]));
+        let fan = &fans[0];
+        // (80+20+20)² / (3 (80²+20²+20²)) = 14400 / 21600.
+        assert!((fan.fairness - 2.0 / 3.0).abs() < 1e-9, "{fan:?}");
+        let shares: Vec<f64> = fan.shares.iter().map(|s| s.share).collect();
+        assert!((shares[0] - 80.0 / 120.0).abs() < 1e-9, "{shares:?}");
+    }
+
+    #[test]
+    fn a_host_with_one_sender_a_round_or_only_failed_ones_has_no_fan_in() {
+        let mut failed = received("c", "nas", 0, 40);
+        failed.outcome = Outcome::Error("cannot connect".into());
+        let fans = fan_in(&report(vec![
+            received("a", "nas", 0, 40),
+            failed,
+            received("b", "nas", 1, 40),
+            received("a", "b", 2, 40),
+        ]));
+        assert!(fans.is_empty(), "{fans:?}");
+    }
 }

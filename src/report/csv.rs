@@ -441,6 +441,7 @@ mod tests {
             secs: 1.0,
             tests: Vec::new(),
             slow_hosts: Vec::new(),
+            fan_in: Vec::new(),
             interrupted: true,
         };
         let csv = String::from_utf8(mesh(&report).unwrap()).unwrap();

@@ -51,6 +51,32 @@ pub fn mesh(report: &MeshReport) -> String {
         }
         out.push('\n');
     }
+    for fan in &report.fan_in {
+        let _ = writeln!(
+            out,
+            "**Fan-in into {}** ({} over {}): {} from {} senders at once, fairness (Jain's index) {:.2}\n",
+            fan.to,
+            fan.test,
+            fan.via,
+            Rate {
+                bytes_per_sec: fan.aggregate_bytes_per_sec
+            }
+            .bits_text(),
+            fan.shares.len(),
+            fan.fairness
+        );
+        let _ = writeln!(out, "| from | MB/s | share |\n|---|---:|---:|");
+        for share in &fan.shares {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1}% |",
+                share.from,
+                share.bytes_per_sec / 1e6,
+                share.share * 100.0
+            );
+        }
+        out.push('\n');
+    }
     let failures: Vec<_> = report.failures().collect();
     if !failures.is_empty() {
         let _ = writeln!(out, "## Failed\n");

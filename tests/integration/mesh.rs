@@ -303,8 +303,21 @@ fn overlap(a: &(String, String, f64, f64), b: &(String, String, f64, f64)) -> bo
     a.2 < b.3 && b.2 < a.3
 }
 
+/// Fails when two tests with a host in common ran at the same time (by their JSON start and end).
+pub(crate) fn assert_no_host_in_two_tests_at_once(report: &serde_json::Value) {
+    let intervals = intervals(report);
+    for (i, a) in intervals.iter().enumerate() {
+        for b in &intervals[i + 1..] {
+            let shared = [&a.0, &a.1]
+                .iter()
+                .any(|host| *host == &b.0 || *host == &b.1);
+            assert!(!(shared && overlap(a, b)), "{a:?} and {b:?} ran together");
+        }
+    }
+}
+
 /// The receiver's bytes of a measured net test.
-fn received_bytes(test: &serde_json::Value) -> u64 {
+pub(crate) fn received_bytes(test: &serde_json::Value) -> u64 {
     let measurements = test["measured"]["measurements"]
         .as_array()
         .unwrap_or_else(|| panic!("no figures: {test:#}"));
@@ -333,15 +346,7 @@ fn mesh_measures_every_ordered_pair_and_never_puts_a_host_in_two_tests_at_once()
             assert!(received_bytes(test) > 0, "{test:#}");
         }
     }
-    let intervals = intervals(&report);
-    for (i, a) in intervals.iter().enumerate() {
-        for b in &intervals[i + 1..] {
-            let shared = [&a.0, &a.1]
-                .iter()
-                .any(|host| *host == &b.0 || *host == &b.1);
-            assert!(!(shared && overlap(a, b)), "{a:?} and {b:?} ran together");
-        }
-    }
+    assert_no_host_in_two_tests_at_once(&report);
     let rounds: std::collections::HashSet<u64> =
         tests.iter().map(|t| t["round"].as_u64().unwrap()).collect();
     assert_eq!(rounds.len(), 6, "4 hosts: 2(n-1) rounds");

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use crate::measure::TransportKind;
 use crate::mesh::schedule::Schedule;
 use crate::mesh::verdict::Side;
-use crate::mesh::{MeshReport, Outcome, PairTest, TestKind, rate};
+use crate::mesh::{FanIn, MeshReport, Outcome, PairTest, TestKind, rate};
 use crate::units::Rate;
 
 /// The whole mesh: one matrix per test that ran, then failures, then the verdict.
@@ -40,6 +40,9 @@ pub fn mesh(report: &MeshReport) -> String {
         };
         let _ = writeln!(out, "\n{caption}; rows send, columns receive");
         matrix(&mut out, &report.hosts, &tests, |test| cell(kind, test));
+    }
+    for fan in &report.fan_in {
+        fan_in(&mut out, report, fan);
     }
     let mut failures: Vec<_> = report.failures().collect();
     // By test, then as the matrix reads: sender, then receiver.
@@ -103,6 +106,41 @@ pub fn mesh(report: &MeshReport) -> String {
         );
     }
     out
+}
+
+/// A receiver that took several senders at once: the aggregate, then each sender's share.
+fn fan_in(out: &mut String, report: &MeshReport, fan: &FanIn) {
+    let aggregate = Rate {
+        bytes_per_sec: fan.aggregate_bytes_per_sec,
+    };
+    let _ = writeln!(
+        out,
+        "\nfan-in ({} over {}{}): {} took {} ({}) from {} senders at once; fairness (Jain's index) {:.2}",
+        fan.test,
+        fan.via,
+        match report.schedule {
+            Schedule::AllAtOnce => String::new(),
+            _ => format!(", round {}", fan.round + 1),
+        },
+        fan.to,
+        aggregate.bytes_text(),
+        aggregate.bits_text(),
+        fan.shares.len(),
+        fan.fairness,
+    );
+    let width = fan.shares.iter().map(|s| s.from.len()).max().unwrap_or(0);
+    for share in &fan.shares {
+        let rate = Rate {
+            bytes_per_sec: share.bytes_per_sec,
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>12}  {:>5.1}%",
+            share.from,
+            rate.bytes_text(),
+            share.share * 100.0
+        );
+    }
 }
 
 /// A matrix cell of a test that ran: MB/s (Gb/s) or the one-way median in µs, or `failed`.
@@ -233,6 +271,7 @@ mod tests {
                 best_bytes_per_sec: 117e6,
                 others_median_bytes_per_sec: 1170e6,
             }],
+            fan_in: Vec::new(),
             interrupted: false,
         }
     }
@@ -273,5 +312,20 @@ mod tests {
         let mut quiet = report();
         quiet.slow_hosts.clear();
         assert!(!mesh(&quiet).contains("verdict"));
+    }
+
+    #[test]
+    fn a_fan_in_gives_the_aggregate_each_senders_share_and_the_fairness() {
+        let mut fanned = report();
+        fanned.schedule = Schedule::AllAtOnce;
+        fanned.fan_in = crate::mesh::fan_in(&fanned);
+        let text = mesh(&fanned);
+        // Into b: a and c at 117 MB/s each; into a: b and c at 1170 each; c: b alone (a failed).
+        assert!(
+            text.contains("fan-in (net over tcp): b took 234 MB/s (1.87 Gb/s) from 2 senders at once; fairness (Jain's index) 1.00"),
+            "{text}"
+        );
+        assert!(text.contains("\n  a      117 MB/s   50.0%\n"), "{text}");
+        assert_eq!(fanned.fan_in.len(), 2, "{text}");
     }
 }

@@ -529,17 +529,7 @@ impl Lab {
     /// As root with iproute2, a lab that fails to come up fails the test.
     pub fn up(lab_args: &[&str]) -> Option<Lab> {
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        // SAFETY: geteuid takes nothing and cannot fail.
-        if std::env::var_os(NO_NETNS_VAR).is_some() || unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let has_ip = Command::new("ip")
-            .args(["netns", "list"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !has_ip {
+        if !namespaces_allowed() {
             return None;
         }
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -587,6 +577,120 @@ impl Lab {
 }
 
 impl Drop for Lab {
+    fn drop(&mut self) {
+        let mut down = self.script(&["down"], &[]);
+        down.stdout(Stdio::null()).stderr(Stdio::null());
+        let _ = down.status();
+    }
+}
+
+/// True when the tests may make network namespaces here: root, iproute2, and
+/// XFERBENCH_TEST_NO_NETNS unset.
+fn namespaces_allowed() -> bool {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    if std::env::var_os(NO_NETNS_VAR).is_some() || unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    Command::new("ip")
+        .args(["netns", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Hosts on one bridge, each a network namespace with its own link (optionally shaped), made by
+/// `scripts/mesh-lab.sh` and torn down on drop; the coordinator runs in the bridge's namespace.
+pub struct MeshLab {
+    prefix: String,
+    subnet: String,
+    hosts: usize,
+}
+
+impl MeshLab {
+    /// `hosts` hosts (1-based), shaped by `lab_args` (e.g. `["--shape", "3=200mbit"]`), or None
+    /// when the tests cannot make namespaces here. As root, a lab that fails to come up fails
+    /// the test.
+    pub fn up(hosts: usize, lab_args: &[&str]) -> Option<MeshLab> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        if !namespaces_allowed() {
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 100, "more than 100 mesh labs in one test run");
+        let pid = std::process::id();
+        // At most 9 characters: "m" + 5 digits of pid + "-" + 2 digits.
+        let lab = MeshLab {
+            prefix: format!("m{}-{n}", pid % 100_000),
+            subnet: format!("10.{}.{n}", 200 + pid % 50),
+            hosts,
+        };
+        let out = run_command(lab.script(&["up", "--hosts", &hosts.to_string()], lab_args));
+        assert_eq!(
+            out.code, 0,
+            "scripts/mesh-lab.sh up failed (set {NO_NETNS_VAR}=1 to skip):\n{}{}",
+            out.stdout, out.stderr
+        );
+        Some(lab)
+    }
+
+    fn script(&self, command: &[&str], args: &[&str]) -> Command {
+        take_share();
+        let mut cmd =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mesh-lab.sh"));
+        cmd.args(command)
+            .args(args)
+            .env("LAB_PREFIX", &self.prefix)
+            .env("LAB_SUBNET", &self.subnet);
+        cmd
+    }
+
+    /// Host `k`'s address (1-based).
+    pub fn ip(&self, k: usize) -> String {
+        assert!((1..=self.hosts).contains(&k), "host {k} of {}", self.hosts);
+        format!("{}.{k}", self.subnet)
+    }
+
+    /// `xferbench serve --listen IP:0 --root ROOT --token TOKEN EXTRA...` in host `k`'s
+    /// namespace, on a scratch root of its own; its clients run in the bridge's namespace.
+    pub fn serve(&self, k: usize, token: &str, extra: &[&str]) -> Served {
+        let root = temp_dir();
+        let ip = self.ip(k);
+        let listen = format!("{ip}:0");
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("serve"),
+            OsStr::new("--listen"),
+            OsStr::new(&listen),
+            OsStr::new("--root"),
+            root.path().as_os_str(),
+            OsStr::new("--token"),
+            OsStr::new(token),
+        ];
+        args.extend(extra.iter().map(OsStr::new));
+        let ns = format!("{}-h{k}", self.prefix);
+        let cmd = in_namespace(Some(&ns), &args);
+        let server = Server::start(cmd, ip, root.path(), Some(self.coordinator_ns()));
+        Served {
+            server,
+            _root: root,
+            hosts: Hosts::loopback(),
+        }
+    }
+
+    /// The namespace of the bridge, where a coordinator reaches every host.
+    pub fn coordinator_ns(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// `xferbench -q ARGS...` in the bridge's namespace.
+    pub fn command(&self, args: &[&OsStr]) -> Command {
+        let mut all = vec![OsStr::new("-q")];
+        all.extend_from_slice(args);
+        in_namespace(Some(&self.coordinator_ns()), &all)
+    }
+}
+
+impl Drop for MeshLab {
     fn drop(&mut self) {
         let mut down = self.script(&["down"], &[]);
         down.stdout(Stdio::null()).stderr(Stdio::null());
