@@ -914,6 +914,10 @@ pub struct MeshArgs {
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
 
+    /// Also draw each matrix as an SVG heat map to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+
     #[command(flatten)]
     pub token: TokenArgs,
 }
@@ -921,10 +925,14 @@ pub struct MeshArgs {
 impl MeshArgs {
     /// The report files asked for, with their formats.
     pub fn exports(&self) -> Vec<(Format, &std::path::Path)> {
-        [(Format::Csv, &self.csv), (Format::Markdown, &self.markdown)]
-            .into_iter()
-            .filter_map(|(format, path)| Some((format, path.as_deref()?)))
-            .collect()
+        [
+            (Format::Csv, &self.csv),
+            (Format::Markdown, &self.markdown),
+            (Format::Svg, &self.svg),
+        ]
+        .into_iter()
+        .filter_map(|(format, path)| Some((format, path.as_deref()?)))
+        .collect()
     }
 }
 

@@ -300,7 +300,8 @@ fn mesh(args: &MeshArgs) -> Result<()> {
     let written = exports.write_each(|format| match format {
         Format::Csv => report::csv::mesh(&result),
         Format::Markdown => Ok(report::markdown::mesh(&result).into_bytes()),
-        Format::Json | Format::Svg => anyhow::bail!("mesh writes no {format:?} file"),
+        Format::Svg => report::svg::mesh(&result).map(String::into_bytes),
+        Format::Json => anyhow::bail!("mesh writes no {format:?} file"),
     });
     // Each warning once, however many pairs gave it.
     let mut warnings: Vec<Warning> = Vec::new();

@@ -4,6 +4,12 @@
 //! Each stage is drawn from its last run, as a step line (one step per reporting interval), on a
 //! time axis that starts at zero for every stage. Text is written as SVG `<text>` elements, so no
 //! font library is linked; label widths are plotters' estimate, hence the generous margins.
+//!
+//! [`mesh`] draws `mesh --svg FILE`: each matrix of a mesh as a heat map.
+
+mod mesh;
+
+pub use mesh::mesh;
 
 use anyhow::{Context, Result};
 use plotters::coord::Shift;

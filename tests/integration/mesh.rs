@@ -328,6 +328,15 @@ pub(crate) fn received_bytes(test: &serde_json::Value) -> u64 {
         .unwrap_or_else(|| panic!("no receiver's figure: {test:#}"))
 }
 
+/// The receiver's bytes per second of a measured net test.
+fn received_bytes_per_sec(test: &serde_json::Value) -> f64 {
+    test["measured"]["measurements"]
+        .as_array()
+        .and_then(|all| all.iter().find(|m| m["stage"] == "net_receive"))
+        .and_then(|m| m["bytes_per_sec"].as_f64())
+        .unwrap_or_else(|| panic!("no receiver's figure: {test:#}"))
+}
+
 #[test]
 fn mesh_measures_every_ordered_pair_and_never_puts_a_host_in_two_tests_at_once() {
     let serves = serves(4);
@@ -426,6 +435,84 @@ fn mesh_serial_runs_one_test_at_a_time_and_writes_its_csv_and_markdown_files() {
             "{markdown}"
         );
     }
+}
+
+#[test]
+fn mesh_svg_draws_a_heat_map_per_matrix_with_every_host_and_figure_and_marks_the_failed_pairs() {
+    let serves = serves(3);
+    let dir = temp_dir();
+    let file = dir.path().join("hosts");
+    // Port 1 on loopback: nothing listens there, so its pairs fail.
+    let mut text: String = serves
+        .iter()
+        .enumerate()
+        .map(|(i, served)| format!("{} mesh-token-{i}\n", served.addr))
+        .collect();
+    text.push_str("127.0.0.1:1 whatever\n");
+    std::fs::write(&file, text).unwrap();
+    let svg = dir.path().join("mesh.svg");
+    let out = mesh(
+        &file,
+        &[
+            "-t",
+            "0.5",
+            "--what",
+            "net,lat",
+            "-J",
+            "--svg",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.code, 1,
+        "the pairs of the host that is down failed: {out:?}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let document = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = document
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or("").trim())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t.starts_with("net over tcp"))
+            && texts.iter().any(|t| t.starts_with("lat over tcp")),
+        "{texts:?}"
+    );
+    for host in serves
+        .iter()
+        .map(|s| s.addr.as_str())
+        .chain(["127.0.0.1:1"])
+    {
+        // A row and a column in each of the two matrices.
+        assert_eq!(texts.iter().filter(|t| **t == host).count(), 4, "{texts:?}");
+    }
+    // Every pair between two serves that are up shows the figure the JSON holds.
+    for test in report["tests"].as_array().unwrap() {
+        if test["error"].is_string() {
+            continue;
+        }
+        let figure = match test["test"].as_str().unwrap() {
+            "net" => format!("{:.2}", received_bytes_per_sec(test) * 8.0 / 1e9),
+            _ => format!(
+                "{:.1}",
+                test["measured"]["latency"]["median_us"].as_f64().unwrap()
+            ),
+        };
+        assert!(
+            texts.contains(&figure.as_str()),
+            "{figure} of {test:#} in {texts:?}"
+        );
+    }
+    // 6 of each test's 12 pairs have the host that is down at one end.
+    let failed = texts.iter().filter(|t| **t == "failed").count();
+    assert_eq!(
+        failed,
+        2 * 6 + 2,
+        "a cell each and a legend's swatch each: {texts:?}"
+    );
 }
 
 #[test]

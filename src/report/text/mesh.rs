@@ -6,23 +6,13 @@ use std::fmt::Write;
 use crate::measure::TransportKind;
 use crate::mesh::schedule::Schedule;
 use crate::mesh::verdict::Side;
-use crate::mesh::{FanIn, MeshReport, Outcome, PairTest, TestKind, rate};
+use crate::mesh::{FanIn, MeshReport, Outcome, PairTest, SlowHost, TestKind, rate};
 use crate::units::Rate;
 
 /// The whole mesh: one matrix per test that ran, then failures, then the verdict.
 pub fn mesh(report: &MeshReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "mesh of {} hosts, {} tests, {}",
-        report.hosts.len(),
-        report.tests.len(),
-        match report.schedule {
-            Schedule::Rounds => "in rounds, no host in two tests at once",
-            Schedule::Serial => "one at a time",
-            Schedule::AllAtOnce => "all at once",
-        }
-    );
+    let _ = writeln!(out, "{}", summary(report));
     for (kind, via) in report.matrices() {
         let tests: Vec<&PairTest> = report.tests_of(kind, via).collect();
         let caption = match kind {
@@ -71,32 +61,12 @@ pub fn mesh(report: &MeshReport) -> String {
         }
     }
     for slow in &report.slow_hosts {
-        let best = Rate {
-            bytes_per_sec: slow.best_bytes_per_sec,
-        };
-        let others = Rate {
-            bytes_per_sec: slow.others_median_bytes_per_sec,
-        };
         let _ = writeln!(
             out,
-            "\nverdict ({} over {}): {} {} at most {} {} every {}, against a median of {} between the others: its link or NIC, not theirs",
+            "\nverdict ({} over {}): {}",
             slow.test,
             slow.via,
-            slow.host,
-            match slow.side {
-                Side::Receives => "receives",
-                Side::Sends => "sends",
-            },
-            best.bits_text(),
-            match slow.side {
-                Side::Receives => "from",
-                Side::Sends => "to",
-            },
-            match slow.side {
-                Side::Receives => "sender",
-                Side::Sends => "receiver",
-            },
-            others.bits_text(),
+            verdict(slow)
         );
     }
     if report.interrupted {
@@ -141,6 +111,41 @@ fn fan_in(out: &mut String, report: &MeshReport, fan: &FanIn) {
             share.share * 100.0
         );
     }
+}
+
+/// The first line: how many hosts and tests, and how they were scheduled.
+pub(crate) fn summary(report: &MeshReport) -> String {
+    format!(
+        "mesh of {} hosts, {} tests, {}",
+        report.hosts.len(),
+        report.tests.len(),
+        match report.schedule {
+            Schedule::Rounds => "in rounds, no host in two tests at once",
+            Schedule::Serial => "one at a time",
+            Schedule::AllAtOnce => "all at once",
+        }
+    )
+}
+
+/// What the verdict says of a slow host, after its test's name: which side, how slow, against
+/// what.
+pub(crate) fn verdict(slow: &SlowHost) -> String {
+    let best = Rate {
+        bytes_per_sec: slow.best_bytes_per_sec,
+    };
+    let others = Rate {
+        bytes_per_sec: slow.others_median_bytes_per_sec,
+    };
+    let (verb, toward, other_side) = match slow.side {
+        Side::Receives => ("receives", "from", "sender"),
+        Side::Sends => ("sends", "to", "receiver"),
+    };
+    format!(
+        "{} {verb} at most {} {toward} every {other_side}, against a median of {} between the others: its link or NIC, not theirs",
+        slow.host,
+        best.bits_text(),
+        others.bits_text(),
+    )
 }
 
 /// A matrix cell of a test that ran: MB/s (Gb/s) or the one-way median in µs, or `failed`.
@@ -211,7 +216,6 @@ mod tests {
     use super::*;
     use crate::control::MeasuredTo;
     use crate::measure::{Conditions, CpuUse, Measurement, Workload};
-    use crate::mesh::SlowHost;
     use std::time::Duration;
 
     fn measured(bytes_per_sec: f64) -> Outcome {

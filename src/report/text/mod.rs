@@ -1317,3 +1317,5 @@ mod tests {
 mod mesh;
 pub(crate) use mesh::cell as mesh_cell;
 pub use mesh::mesh;
+pub(crate) use mesh::summary as mesh_summary;
+pub(crate) use mesh::verdict as mesh_verdict;
