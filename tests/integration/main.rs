@@ -12,6 +12,7 @@ mod knee;
 mod lat;
 mod layers;
 mod mesh;
+mod mesh_launch;
 mod net;
 #[cfg(feature = "rdma")]
 mod rdma;
