@@ -844,7 +844,8 @@ pub struct MeshArgs {
     pub hosts: Vec<String>,
 
     /// Read the hosts from FILE: one `HOST [TOKEN]` a line (HOST may be a range; TOKEN is that
-    /// serve's, else --token's), `#` starts a comment, blank lines are skipped.
+    /// serve's, else --token's; none with --ssh-launch), `#` starts a comment, blank lines are
+    /// skipped.
     #[arg(long, value_name = "FILE")]
     pub hosts_file: Option<PathBuf>,
 
