@@ -32,9 +32,14 @@ struct Far {
 const DEAD: &str = "deadnode";
 
 fn start() -> Option<Far> {
+    start_with("")
+}
+
+/// [`start`] with more lines for sshd_config.
+fn start_with(extra_config: &str) -> Option<Far> {
     let far_tmp = temp_dir();
-    let Some(sshd) = Sshd::start_with(&format!("SetEnv TMPDIR={}\n", far_tmp.path().display()))
-    else {
+    let config = format!("SetEnv TMPDIR={}\n{extra_config}", far_tmp.path().display());
+    let Some(sshd) = Sshd::start_with(&config) else {
         eprintln!("skipped: OpenSSH is not installed");
         return None;
     };
@@ -200,6 +205,32 @@ fn ssh_launch_with_a_wrong_remote_binary_says_so_in_one_line_and_leaves_no_serve
 }
 
 #[test]
+fn ssh_launch_without_xferbench_on_the_far_path_says_to_install_it_or_give_remote_binary() {
+    // The far PATH holds the wrapper's tools only.
+    let tools = temp_dir();
+    for tool in ["sh", "mktemp", "rm", "grep", "sleep", "mkdir", "cat"] {
+        for dir in ["/usr/bin", "/bin"] {
+            let found = Path::new(dir).join(tool);
+            if found.exists() && !tools.path().join(tool).exists() {
+                std::os::unix::fs::symlink(&found, tools.path().join(tool)).unwrap();
+            }
+        }
+    }
+    let Some(far) = start_with(&format!("SetEnv PATH={}\n", tools.path().display())) else {
+        return;
+    };
+    let ports = serve_ports(2);
+    let out = run_command(far.mesh(&hosts(&ports), &["-t", "0.5"]));
+    assert_eq!(out.code, 1, "{out:?}");
+    let line = only_line(&out);
+    assert!(
+        line.contains("no xferbench on the far side's PATH") && line.contains("--remote-binary"),
+        "{line}"
+    );
+    far.assert_all_stopped(&ports);
+}
+
+#[test]
 fn ssh_launch_to_an_unreachable_host_names_it_and_stops_the_serves_it_started() {
     let Some(far) = start() else { return };
     let ports = serve_ports(3);
@@ -257,5 +288,34 @@ fn a_coordinator_killed_outright_leaves_no_serve_running_once_its_channels_close
             && std::fs::read_dir(far.far_tmp.path()).is_ok_and(|mut d| d.next().is_none())
     });
     assert!(stopped, "{:?}", processes_mentioning(far.far_tmp.path()));
+    far.assert_all_stopped(&ports);
+}
+
+#[test]
+fn each_token_is_in_a_private_file_of_its_own_and_on_no_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(far) = start() else { return };
+    let ports = serve_ports(2);
+    let mesh = running_mesh(&far, &ports, "5");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(far.far_tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert_eq!(dirs.len(), 2, "one directory a serve: {dirs:?}");
+    let mut tokens = Vec::new();
+    for dir in &dirs {
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir), 0o700, "{}", dir.display());
+        assert_eq!(mode(&dir.join("token")), 0o600, "{}", dir.display());
+        let token = std::fs::read_to_string(dir.join("token")).unwrap();
+        let token = token.trim().to_string();
+        assert_eq!(token.len(), 32, "128 bits in hex: {token:?}");
+        assert!(processes_mentioning(Path::new(&token)).is_empty());
+        tokens.push(token);
+    }
+    assert_ne!(tokens[0], tokens[1]);
+    send_signal(mesh.pid(), libc::SIGINT);
+    assert_eq!(mesh.finish(Duration::from_secs(30)).code, 130);
     far.assert_all_stopped(&ports);
 }
