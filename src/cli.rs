@@ -377,12 +377,12 @@ impl RdmaArgs {
 /// How `--via ssh` logs in, like OpenSSH's client.
 #[derive(Debug, Args)]
 pub struct SshArgs {
-    /// SSH cipher to use (--via ssh): aes128-gcm@openssh.com (offered first by default),
+    /// SSH cipher to use (--via ssh, mesh --ssh-launch): aes128-gcm@openssh.com (offered first by default),
     /// aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes192-ctr, aes256-ctr.
     #[arg(long, value_name = "NAME", value_parser = parse_cipher)]
     pub cipher: Option<String>,
 
-    /// SSH private key to log in with (--via ssh), tried before ~/.ssh/config's IdentityFile,
+    /// SSH private key to log in with (--via ssh, mesh --ssh-launch), tried before ~/.ssh/config's IdentityFile,
     /// the default keys and ssh-agent.
     #[arg(long = "identity", value_name = "KEY")]
     pub identity: Vec<PathBuf>,
@@ -839,7 +839,8 @@ fn parse_repeat(text: &str) -> Result<usize, String> {
 #[derive(Debug, Args)]
 pub struct MeshArgs {
     /// The serves: HOST or HOST:PORT each (port 5301 by default), [v6]:PORT for IPv6; ranges as
-    /// pdsh writes them: node[01-08] (zero padding kept), 10.0.0.[1-4], node[1,3,5-7].
+    /// pdsh writes them: node[01-08] (zero padding kept), 10.0.0.[1-4], node[1,3,5-7]. With
+    /// --ssh-launch, USER@HOST[:PORT] logs in as USER (reports name the host without it).
     #[arg(
         value_name = "HOST[:PORT]",
         required_unless_present = "hosts_file",
@@ -848,7 +849,8 @@ pub struct MeshArgs {
     pub hosts: Vec<String>,
 
     /// Read the hosts from FILE: one `HOST [TOKEN]` a line (HOST may be a range; TOKEN is that
-    /// serve's, else --token's), `#` starts a comment, blank lines are skipped.
+    /// serve's, else --token's; none with --ssh-launch), `#` starts a comment, blank lines are
+    /// skipped.
     #[arg(long, value_name = "FILE")]
     pub hosts_file: Option<PathBuf>,
 
@@ -918,11 +920,35 @@ pub struct MeshArgs {
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
 
+    /// Start `xferbench serve` on every host over SSH first, each with a fresh random token
+    /// (sent over the SSH channel, never on a command line), and stop them all at the end.
+    /// HOST is then also the SSH destination ([USER@]HOST, ~/.ssh/config's Host, HostName,
+    /// User, Port, IdentityFile apply), PORT the port serve listens on there. Tokens are
+    /// the launch's own: --token and a hosts file's tokens are refused.
+    #[arg(long, conflicts_with_all = ["token", "token_file"])]
+    pub ssh_launch: bool,
+
+    /// With --ssh-launch: the xferbench binary on the far hosts (~/ is the login's home)
+    /// [default: xferbench on the PATH of a command run there over SSH].
+    #[arg(long, value_name = "PATH", requires = "ssh_launch")]
+    pub remote_binary: Option<String>,
+
     #[command(flatten)]
     pub token: TokenArgs,
+
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 impl MeshArgs {
+    /// How `--ssh-launch` starts the serves; None without it.
+    pub fn launch(&self) -> Option<crate::mesh::launch::LaunchOptions> {
+        self.ssh_launch.then(|| crate::mesh::launch::LaunchOptions {
+            login: self.ssh.login(&[]),
+            remote_binary: self.remote_binary.clone(),
+        })
+    }
+
     /// The report files asked for, with their formats.
     pub fn exports(&self) -> Vec<(Format, &std::path::Path)> {
         [
@@ -1204,13 +1230,26 @@ impl MeshArgs {
         if self.size == 0 && self.what.contains(&TestKind::Copy) {
             return Err(usage("--size 0: a copy needs at least one byte"));
         }
+        let ssh = &self.ssh;
+        if !self.ssh_launch
+            && (ssh.cipher.is_some()
+                || !ssh.identity.is_empty()
+                || ssh.config.is_some()
+                || ssh.known_hosts.is_some()
+                || ssh.accept_new_host_key)
+        {
+            return Err(usage(
+                "--identity, -F, --known-hosts, --cipher and --accept-new-host-key are for the SSH logins of --ssh-launch: give it, or leave them out",
+            ));
+        }
         Ok(())
     }
 
     /// The mesh to measure: hosts (given or from --hosts-file, ranges expanded), their tokens,
     /// pairs and schedule. Errors: [`Usage`] for a host list that cannot be used (a malformed
     /// range or hosts file, a duplicate host, one host only, more than 1000 without --yes,
-    /// --from or --to naming a host not in the list); a token file that cannot be read.
+    /// --from or --to naming a host not in the list, a user@ without --ssh-launch, a hosts
+    /// file's token with it); a token file that cannot be read.
     pub fn options(&self) -> anyhow::Result<crate::mesh::MeshOptions> {
         use crate::mesh::hosts::{self, HostEntry, MANY_HOSTS};
         use crate::mesh::schedule::{Schedule, Selection};
@@ -1243,6 +1282,27 @@ impl MeshArgs {
                 entries
             }
         };
+        let mut entries = entries;
+        let mut logins = Vec::with_capacity(entries.len());
+        for entry in &mut entries {
+            if !self.ssh_launch {
+                logins.push(None);
+                continue;
+            }
+            if entry.token.is_some() {
+                return Err(usage(format!(
+                    "--ssh-launch gives each serve a fresh token: leave the TOKEN column out of the hosts file ({} has one)",
+                    entry.host
+                ))
+                .into());
+            }
+            // The user logs in over SSH; the serve is named, and reached, without it.
+            let login = Peer::parse(&entry.host).map_err(as_usage)?.user;
+            if let Some(user) = &login {
+                entry.host = entry.host[user.len() + 1..].to_string();
+            }
+            logins.push(login);
+        }
         let mut authorities: Vec<String> = Vec::new();
         for entry in &entries {
             let authority = serve_authority(&entry.host)?;
@@ -1305,9 +1365,11 @@ impl MeshArgs {
         Ok(MeshOptions {
             hosts: entries
                 .into_iter()
-                .map(|entry| MeshHost {
+                .zip(logins)
+                .map(|(entry, login)| MeshHost {
                     host: entry.host,
                     token: entry.token.or_else(|| token.clone()),
+                    login,
                 })
                 .collect(),
             selection,
@@ -1633,6 +1695,52 @@ mod tests {
         use crate::mesh::TestKind;
         assert_eq!(options.tests, [TestKind::Lat, TestKind::Net]);
         assert_eq!(options.vias, [TransportKind::Udp, TransportKind::Tcp]);
+    }
+
+    #[test]
+    fn ssh_launch_logs_in_as_a_hosts_user_but_names_the_serve_without_it() {
+        let args = mesh_args(&["ann@node1:5302", "node2", "--ssh-launch"]);
+        let hosts = args.options().unwrap().hosts;
+        assert_eq!(
+            (hosts[0].host.as_str(), hosts[0].login.as_deref()),
+            ("node1:5302", Some("ann"))
+        );
+        assert_eq!(
+            (hosts[1].host.as_str(), hosts[1].login.as_deref()),
+            ("node2", None)
+        );
+        assert!(args.launch().is_some());
+        assert!(mesh_args(&["ann@node1", "node2"]).options().is_err());
+    }
+
+    #[test]
+    fn ssh_launch_makes_the_tokens_so_none_may_be_given() {
+        let given = Cli::try_parse_from([
+            "xferbench",
+            "mesh",
+            "a",
+            "b",
+            "--ssh-launch",
+            "--token",
+            "t",
+        ]);
+        assert!(given.is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "a own-token\nb\n").unwrap();
+        let args = mesh_args(&["--hosts-file", file.to_str().unwrap(), "--ssh-launch"]);
+        let err = format!("{:#}", args.options().unwrap_err());
+        assert!(err.contains("leave the TOKEN column out"), "{err}");
+    }
+
+    #[test]
+    fn mesh_takes_ssh_login_flags_and_a_remote_binary_only_with_ssh_launch() {
+        let cli = Cli::try_parse_from(["xferbench", "mesh", "a", "b", "-F", "cfg"]).unwrap();
+        assert!(cli.check().unwrap_err().0.contains("--ssh-launch"));
+        let cli = Cli::try_parse_from(["xferbench", "mesh", "a", "b", "--ssh-launch", "-F", "cfg"]);
+        assert!(cli.unwrap().check().is_ok());
+        let bare = ["xferbench", "mesh", "a", "b", "--remote-binary", "/x"];
+        assert!(Cli::try_parse_from(bare).is_err());
     }
 
     #[test]

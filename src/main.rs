@@ -289,13 +289,31 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
 
 fn mesh(args: &MeshArgs) -> Result<()> {
     use xferbench::report::export::Format;
-    let options = args.options()?;
+    let mut options = args.options()?;
     // Files are created now, so a bad path fails before the mesh runs, not after it.
     let mut exports = ExportManager::new();
     for (format, path) in args.exports() {
         exports.add(format, path)?;
     }
+    // --ssh-launch: the serves are started now, each with a token of the launch's own, and
+    // stopped as soon as the mesh is over, whatever it gave.
+    let launched = match args.launch() {
+        Some(launch) => Some(
+            xferbench::mesh::launch::launch(&options.hosts, &launch)
+                .inspect_err(|_| exports.discard())?,
+        ),
+        None => None,
+    };
+    if let Some(launched) = &launched {
+        for (host, token) in options.hosts.iter_mut().zip(launched.tokens()) {
+            host.token = Some(token);
+        }
+    }
     let result = xferbench::mesh::run(&options);
+    let stopped = launched.map_or(Ok(()), |launched| launched.stop());
+    if let Err(err) = &stopped {
+        eprintln!("xferbench: {err:#}");
+    }
     // Every file is written even when a pair failed or Ctrl-C stopped the mesh.
     let written = exports.write_each(|format| match format {
         Format::Csv => report::csv::mesh(&result),
@@ -322,6 +340,7 @@ fn mesh(args: &MeshArgs) -> Result<()> {
     if result.interrupted {
         return Err(interrupt::Interrupted.into());
     }
+    stopped.map_err(|_| anyhow::anyhow!("a serve started over SSH may still run: see above"))?;
     let failed = result.failures().count();
     if failed > 0 {
         anyhow::bail!(

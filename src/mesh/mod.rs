@@ -4,9 +4,11 @@
 //!
 //! [`hosts`] reads the host list (ranges, hosts file), [`schedule`] picks the pairs and their
 //! rounds, [`verdict`] names a host that stands out; [`run`] drives the rounds and returns a
-//! [`MeshReport`] of every pair's figures or error. Nothing here prints.
+//! [`MeshReport`] of every pair's figures or error; with `--ssh-launch`, [`launch`] starts the
+//! serves over SSH first and stops them after. Nothing here prints.
 
 pub mod hosts;
+pub mod launch;
 pub mod schedule;
 pub mod verdict;
 
@@ -48,10 +50,13 @@ impl std::fmt::Display for TestKind {
 /// One serve of the mesh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeshHost {
-    /// `HOST[:PORT]` as given (port 5301 when left out); also how the other serves reach it.
+    /// `HOST[:PORT]` as given, less `--ssh-launch`'s `user@` (port 5301 when left out); also
+    /// how the other serves reach it.
     pub host: String,
     /// The token its serve wants, if any.
     pub token: Option<String>,
+    /// `--ssh-launch`: the user to log in as (a `user@` before the host), else ssh_config's.
+    pub login: Option<String>,
 }
 
 /// Everything a mesh measures, checked by the command line.

@@ -13,6 +13,7 @@ mod lat;
 mod layers;
 mod mesh;
 mod mesh_lab;
+mod mesh_launch;
 mod net;
 #[cfg(feature = "rdma")]
 mod rdma;

@@ -151,6 +151,7 @@ fn describe(command: &RemoteCommand) -> String {
         RemoteCommand::HomeOf { user } => format!("home of '{user}'"),
         RemoteCommand::ScpTreeSink { dir } => format!("scp tree upload into '{}'", shown(dir)),
         RemoteCommand::Shell => "a shell".to_string(),
+        RemoteCommand::Script { name, .. } => format!("the script {name}"),
         RemoteCommand::IsDir { path } => format!("checking that '{}' is a directory", shown(path)),
         RemoteCommand::HashTool => "finding sha256sum".to_string(),
         RemoteCommand::TreeProbe { destination, .. } => {
@@ -220,6 +221,8 @@ async fn execute(
                 "copy -r over ssh needs a stock OpenSSH server (GNU tar or scp, and a shell); to xferbench serve, copy the tree over --via tcp"
             )
         }
+        // `parse` never gives it: a script needs a shell, and serve runs none.
+        RemoteCommand::Script { .. } => bail!("xferbench serve's SSH server runs no shell"),
         // serve verifies a copy itself over its TCP control protocol.
         RemoteCommand::HashTool
         | RemoteCommand::Digest { .. }

@@ -35,6 +35,14 @@ pub enum RemoteCommand {
     /// `sh -s`: a shell reading its script from standard input (a tree's links, renames and
     /// directory metadata, which SCP cannot carry).
     Shell,
+    /// `sh -c SCRIPT NAME ARGS…`: a script given on the command line, its standard input left
+    /// to it (`mesh --ssh-launch`'s far wrapper of serve reads its token there). Shown in
+    /// messages as `sh -c … NAME ARGS…`.
+    Script {
+        name: String,
+        script: String,
+        args: Vec<String>,
+    },
     /// Succeeds only when `path` is a directory (following a link).
     IsDir { path: String },
     /// Prints `dir` when `destination` is a directory, `exists` when what a tree named `name`
@@ -120,6 +128,14 @@ impl RemoteCommand {
                 "tar -x -f - -P -p --no-same-owner --warning=no-timestamp".to_string()
             }
             RemoteCommand::Shell => "sh -s".to_string(),
+            RemoteCommand::Script { name, script, args } => {
+                let mut line = format!("sh -c {} {}", quote(script), quote(name));
+                for arg in args {
+                    line.push(' ');
+                    line.push_str(&quote(arg));
+                }
+                line
+            }
             RemoteCommand::IsDir { path } => format!("test -d {}", quote(path)),
             RemoteCommand::TreeProbe { destination, name } => format!(
                 "if test -d {d}; then echo dir; test -e {inside} && echo exists; else test -e {d} && echo exists; fi; tar --version 2>/dev/null | grep -q '^tar (GNU tar)' && echo gnutar; true",
@@ -192,7 +208,7 @@ impl RemoteCommand {
             | RemoteCommand::ScpSinkThenFinish { .. }
             | RemoteCommand::ScpSource { .. }
             | RemoteCommand::ScpTreeSink { .. } => "scp",
-            RemoteCommand::Shell => "sh",
+            RemoteCommand::Shell | RemoteCommand::Script { .. } => "sh",
             RemoteCommand::IsDir { .. } | RemoteCommand::TreeProbe { .. } => "test",
             RemoteCommand::TarSource { .. } | RemoteCommand::TarTreeSink => "tar (GNU tar)",
             RemoteCommand::TreeTotals { .. } | RemoteCommand::DirTimes { .. } => {
@@ -258,7 +274,17 @@ impl RemoteCommand {
 
 impl fmt::Display for RemoteCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.render())
+        match self {
+            // The script itself would fill the message.
+            RemoteCommand::Script { name, args, .. } => {
+                write!(f, "sh -c … {name}")?;
+                for arg in args {
+                    write!(f, " {}", quote(arg))?;
+                }
+                Ok(())
+            }
+            command => f.write_str(&command.render()),
+        }
     }
 }
 
@@ -491,6 +517,21 @@ mod tests {
             assert_eq!(login_name(bad), None, "{bad}");
         }
         assert_eq!(RemoteCommand::parse("printf '%s\\n' ~a;b"), None);
+    }
+
+    #[test]
+    fn a_script_reaches_sh_as_one_word_with_its_arguments_and_is_shown_short() {
+        let command = RemoteCommand::Script {
+            name: "wrapper".into(),
+            script: "echo \"$1\"; read -r x".into(),
+            args: vec!["it's".into(), "".into()],
+        };
+        assert_eq!(
+            shlex::split(&command.render()).unwrap(),
+            ["sh", "-c", "echo \"$1\"; read -r x", "wrapper", "it's", ""]
+        );
+        assert_eq!(command.to_string(), r"sh -c … wrapper 'it'\''s' ''");
+        assert_eq!(RemoteCommand::parse(&command.render()), None);
     }
 
     #[test]
