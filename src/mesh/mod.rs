@@ -12,6 +12,9 @@ pub mod launch;
 pub mod schedule;
 pub mod verdict;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 use std::sync::Barrier;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -455,49 +458,19 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::measure::{Conditions, CpuUse, Measurement};
-    use std::time::Duration;
 
     fn received(from: &str, to: &str, round: usize, mb_per_sec: u64) -> PairTest {
-        let receive = Measurement::new(
-            Workload::NetReceive,
-            mb_per_sec * 3_000_000,
-            Duration::from_secs(3),
-            Conditions::default(),
-            Vec::new(),
-        );
+        let outcome = fixtures::measured(Some(mb_per_sec as f64 * 1e6), None);
         PairTest {
-            from: from.into(),
-            to: to.into(),
-            test: TestKind::Net,
-            via: TransportKind::Tcp,
             round,
-            start: 0.0,
-            end: 3.0,
-            outcome: Outcome::Measured(Box::new(MeasuredTo {
-                peer: to.into(),
-                path: TransportKind::Tcp,
-                measurements: vec![receive],
-                latency: None,
-                retransmits: None,
-                datagrams: None,
-                cpu: CpuUse::default(),
-                peer_cpu: None,
-                warnings: Vec::new(),
-            })),
+            ..fixtures::test(from, to, TestKind::Net, outcome)
         }
     }
 
     fn report(tests: Vec<PairTest>) -> MeshReport {
         MeshReport {
-            hosts: ["a", "b", "c", "nas"].map(String::from).to_vec(),
             schedule: Schedule::AllAtOnce,
-            vias: vec![TransportKind::Tcp],
-            secs: 3.0,
-            tests,
-            slow_hosts: Vec::new(),
-            fan_in: Vec::new(),
-            interrupted: false,
+            ..fixtures::report(&["a", "b", "c", "nas"], tests)
         }
     }
 

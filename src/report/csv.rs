@@ -435,14 +435,8 @@ mod tests {
     #[test]
     fn a_mesh_stopped_before_any_test_still_gets_its_header() {
         let report = crate::mesh::MeshReport {
-            hosts: vec!["a".into(), "b".into()],
-            schedule: crate::mesh::schedule::Schedule::Rounds,
-            vias: vec![crate::measure::TransportKind::Tcp],
-            secs: 1.0,
-            tests: Vec::new(),
-            slow_hosts: Vec::new(),
-            fan_in: Vec::new(),
             interrupted: true,
+            ..crate::mesh::fixtures::report(&["a", "b"], Vec::new())
         };
         let csv = String::from_utf8(mesh(&report).unwrap()).unwrap();
         assert_eq!(csv, format!("{}\n", MESH_HEADER.join(",")));

@@ -590,62 +590,9 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::MeasuredTo;
-    use crate::measure::{Conditions, CpuUse, Latency, Measurement, Workload};
     use crate::mesh::SlowHost;
-    use crate::mesh::schedule::Schedule;
+    use crate::mesh::fixtures::{measured, report as mesh_of, test};
     use crate::mesh::verdict::Side;
-    use std::time::Duration;
-
-    fn measured(bytes_per_sec: Option<f64>, median_us: Option<f64>) -> Outcome {
-        let measurements = bytes_per_sec
-            .map(|bytes_per_sec| {
-                Measurement::new(
-                    Workload::NetReceive,
-                    bytes_per_sec as u64,
-                    Duration::from_secs(1),
-                    Conditions::default(),
-                    Vec::new(),
-                )
-            })
-            .into_iter()
-            .collect();
-        let latency = median_us.map(|median_us| Latency {
-            what: "8-byte message, one way = half the round trip".into(),
-            samples: 1000,
-            min_us: median_us / 2.0,
-            median_us,
-            p99_us: median_us * 2.0,
-            p999_us: median_us * 3.0,
-            max_us: median_us * 4.0,
-            mean_us: median_us,
-            quantile_precision_percent: 0.1,
-        });
-        Outcome::Measured(Box::new(MeasuredTo {
-            peer: String::new(),
-            path: TransportKind::Tcp,
-            measurements,
-            latency,
-            retransmits: None,
-            datagrams: None,
-            cpu: CpuUse::default(),
-            peer_cpu: None,
-            warnings: Vec::new(),
-        }))
-    }
-
-    fn test(from: &str, to: &str, kind: TestKind, outcome: Outcome) -> PairTest {
-        PairTest {
-            from: from.into(),
-            to: to.into(),
-            test: kind,
-            via: TransportKind::Tcp,
-            round: 0,
-            start: 0.0,
-            end: 1.0,
-            outcome,
-        }
-    }
 
     /// Three hosts: net over tcp between every pair (a → c failed, b receives slowly, the
     /// verdict says so), then lat over tcp around a ring (a → b, b → c, c → a) only.
@@ -671,11 +618,6 @@ mod tests {
             tests.push(test(from, to, TestKind::Lat, outcome));
         }
         MeshReport {
-            hosts,
-            schedule: Schedule::Rounds,
-            vias: vec![TransportKind::Tcp],
-            secs: 1.0,
-            tests,
             slow_hosts: vec![SlowHost {
                 test: TestKind::Net,
                 via: TransportKind::Tcp,
@@ -684,8 +626,7 @@ mod tests {
                 best_bytes_per_sec: 117e6,
                 others_median_bytes_per_sec: 1170e6,
             }],
-            fan_in: Vec::new(),
-            interrupted: false,
+            ..mesh_of(&["host-a", "host-b", "host-c"], tests)
         }
     }
 
@@ -823,15 +764,10 @@ mod tests {
                 tests.push(test(from, to, TestKind::Net, outcome));
             }
         }
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
         let report = MeshReport {
-            hosts,
-            schedule: Schedule::Rounds,
-            vias: vec![TransportKind::Tcp],
             secs: 3.0,
-            tests,
-            slow_hosts: Vec::new(),
-            fan_in: Vec::new(),
-            interrupted: false,
+            ..mesh_of(&names, tests)
         };
         let svg = mesh(&report).unwrap();
         let (width, height) = size(&svg);

@@ -214,59 +214,22 @@ fn matrix(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::MeasuredTo;
-    use crate::measure::{Conditions, CpuUse, Measurement, Workload};
-    use std::time::Duration;
-
-    fn measured(bytes_per_sec: f64) -> Outcome {
-        let receive = Measurement::new(
-            Workload::NetReceive,
-            bytes_per_sec as u64,
-            Duration::from_secs(1),
-            Conditions::default(),
-            Vec::new(),
-        );
-        Outcome::Measured(Box::new(MeasuredTo {
-            peer: String::new(),
-            path: TransportKind::Tcp,
-            measurements: vec![receive],
-            latency: None,
-            retransmits: None,
-            datagrams: None,
-            cpu: CpuUse::default(),
-            peer_cpu: None,
-            warnings: Vec::new(),
-        }))
-    }
+    use crate::mesh::fixtures;
 
     fn report() -> MeshReport {
-        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let hosts = ["a", "b", "c"];
         let mut tests = Vec::new();
-        for from in &hosts {
-            for to in hosts.iter().filter(|to| *to != from) {
-                let outcome = match (from.as_str(), to.as_str()) {
+        for from in hosts {
+            for to in hosts.into_iter().filter(|to| *to != from) {
+                let outcome = match (from, to) {
                     ("a", "c") => Outcome::Error("cannot connect to c".into()),
-                    (_, "b") => measured(117e6),
-                    _ => measured(1170e6),
+                    (_, "b") => fixtures::measured(Some(117e6), None),
+                    _ => fixtures::measured(Some(1170e6), None),
                 };
-                tests.push(PairTest {
-                    from: from.clone(),
-                    to: to.clone(),
-                    test: TestKind::Net,
-                    via: TransportKind::Tcp,
-                    round: 0,
-                    start: 0.0,
-                    end: 1.0,
-                    outcome,
-                });
+                tests.push(fixtures::test(from, to, TestKind::Net, outcome));
             }
         }
         MeshReport {
-            hosts,
-            schedule: Schedule::Rounds,
-            vias: vec![TransportKind::Tcp],
-            secs: 1.0,
-            tests,
             slow_hosts: vec![SlowHost {
                 test: TestKind::Net,
                 via: TransportKind::Tcp,
@@ -275,8 +238,7 @@ mod tests {
                 best_bytes_per_sec: 117e6,
                 others_median_bytes_per_sec: 1170e6,
             }],
-            fan_in: Vec::new(),
-            interrupted: false,
+            ..fixtures::report(&hosts, tests)
         }
     }
 
