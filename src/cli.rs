@@ -107,6 +107,17 @@ pub enum Command {
     /// under way are waited for (each within its bound), no more start, exit 130; a second
     /// Ctrl-C ends it at once, and each serve stops its test when the coordinator goes away.
     Mesh(MeshArgs),
+    /// Two -J reports of one command compared, figure by figure: old, new, the change.
+    ///
+    /// Each throughput and latency figure of the reports (run, net, lat, disk, copy or mesh;
+    /// a --json-stream file's last line counts as its report) is marked better, worse or within
+    /// noise: by Welch's t-test (two-sided, p < 0.05) where both reports have 3 or more runs of
+    /// it (run --repeat 3), else by --threshold. Conditions that differ (O_DIRECT, fsync,
+    /// streams, MTU, cipher, block size, mount) are said under the figures they touch, and the
+    /// host's (kernel, xferbench) and the command's parameters above. Reports of other
+    /// commands or schemas are refused (exit 2). --fail-on-regression: exit 1 when a figure got
+    /// worse beyond noise, for CI and cron.
+    Diff(DiffArgs),
     /// Internal: one test a serve was asked to run toward another serve, as a child process of
     /// that serve (its job as JSON on stdin, its figures as JSON on stdout).
     #[command(hide = true, name = "peer-test")]
@@ -297,6 +308,11 @@ pub struct NetArgs {
     #[arg(short = 'J', long)]
     pub json: bool,
 
+    /// Print one JSON object a line as things happen (start, each interval, each phase's end,
+    /// the end with the whole -J report), each flushed, like iperf3's --json-stream.
+    #[arg(long, conflicts_with = "json")]
+    pub json_stream: bool,
+
     #[command(flatten)]
     pub token: TokenArgs,
 
@@ -334,6 +350,11 @@ pub struct LatArgs {
     /// Print the result as one JSON object on stdout instead of text.
     #[arg(short = 'J', long)]
     pub json: bool,
+
+    /// Print one JSON object a line as things happen (start, each interval, each phase's end,
+    /// the end with the whole -J report), each flushed, like iperf3's --json-stream.
+    #[arg(long, conflicts_with = "json")]
+    pub json_stream: bool,
 
     #[command(flatten)]
     pub token: TokenArgs,
@@ -513,6 +534,11 @@ pub struct CopyArgs {
     #[arg(short = 'J', long)]
     pub json: bool,
 
+    /// Print one JSON object a line as things happen (start, each interval, each phase's end,
+    /// the end with the whole -J report), each flushed, like iperf3's --json-stream.
+    #[arg(long, conflicts_with = "json")]
+    pub json_stream: bool,
+
     #[command(flatten)]
     pub token: TokenArgs,
 
@@ -614,6 +640,11 @@ pub struct DiskArgs {
     /// Print the result as one JSON object on stdout instead of text.
     #[arg(short = 'J', long)]
     pub json: bool,
+
+    /// Print one JSON object a line as things happen (start, each interval, each phase's end,
+    /// the end with the whole -J report), each flushed, like iperf3's --json-stream.
+    #[arg(long, conflicts_with = "json")]
+    pub json_stream: bool,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -783,6 +814,11 @@ pub struct RunArgs {
     #[arg(short = 'J', long)]
     pub json_stdout: bool,
 
+    /// Print one JSON object a line as things happen (start, each interval, each phase's end,
+    /// the end with the whole -J report), each flushed, like iperf3's --json-stream.
+    #[arg(long, conflicts_with = "json_stdout")]
+    pub json_stream: bool,
+
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -833,6 +869,43 @@ fn parse_repeat(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if (1..=100).contains(&n) => Ok(n),
         _ => Err(format!("'{text}': give 1 to 100 repeats")),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The earlier report (-J output, or a --json-stream file).
+    #[arg(value_name = "OLD.json")]
+    pub old: PathBuf,
+
+    /// The later report, of the same command.
+    #[arg(value_name = "NEW.json")]
+    pub new: PathBuf,
+
+    /// Change in percent within which a figure is noise, where either report has fewer than 3
+    /// runs of it.
+    #[arg(long, value_name = "PCT", default_value_t = crate::diff::DEFAULT_THRESHOLD_PERCENT,
+          value_parser = parse_threshold)]
+    pub threshold: f64,
+
+    /// Exit 1 when any figure got worse beyond noise.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+
+    /// Print the comparison as one JSON object on stdout instead of text.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+
+    /// Also write the comparison as a Markdown table to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+/// A percentage from 0 to 1000.
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(percent) if (0.0..=1000.0).contains(&percent) => Ok(percent),
+        _ => Err(format!("'{text}' is not a percentage from 0 to 1000")),
     }
 }
 
@@ -979,7 +1052,7 @@ impl Cli {
         match &self.command {
             Command::Gen(args) => args.engine.pattern().validate(true).map_err(usage),
             Command::Disk(args) => args.check(),
-            Command::Serve(_) | Command::PeerTest => Ok(()),
+            Command::Serve(_) | Command::PeerTest | Command::Diff(_) => Ok(()),
             Command::Net(args) => args.check(),
             Command::Lat(args) => args.check(),
             Command::Copy(args) => args.check(),

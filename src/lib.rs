@@ -15,6 +15,7 @@
 //! - [`serve`]: the peer daemon
 //! - [`plan`]: what `run` measures, and the verdict
 //! - [`mesh`]: the coordinator of `mesh`: pairs of serves measured toward each other, in rounds
+//! - [`diff`]: two reports of one command compared, figure by figure
 //! - [`report`], [`progress`]: exporters and progress bars
 //! - [`cli`]: flags and their checks
 
@@ -22,6 +23,7 @@ pub mod ceiling;
 pub mod classes;
 pub mod cli;
 pub mod control;
+pub mod diff;
 pub mod disk;
 pub mod file;
 pub mod interrupt;

@@ -6,11 +6,12 @@ use clap::Parser;
 use serde::Serialize;
 
 use xferbench::cli::{
-    Cli, Command, CopyArgs, DiskArgs, GenArgs, LatArgs, MeshArgs, NetArgs, RunArgs, ServeArgs,
-    Usage,
+    Cli, Command, CopyArgs, DiffArgs, DiskArgs, GenArgs, LatArgs, MeshArgs, NetArgs, RunArgs,
+    ServeArgs, Usage,
 };
 use xferbench::disk;
 use xferbench::interrupt::{self, Interrupted};
+use xferbench::measure::Watcher;
 use xferbench::plan;
 use xferbench::progress::{IntervalLines, Progress, Style};
 use xferbench::report;
@@ -39,6 +40,10 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, &progress),
         Command::Mesh(args) => mesh(args),
         Command::PeerTest => return peer_test(),
+        Command::Diff(args) => match diff(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,22 +85,54 @@ fn peer_test() -> ExitCode {
     }
 }
 
-/// A report as JSON (`-J`) or text on stdout, then its warnings on stderr; in text, a stop by
-/// Ctrl-C also on stdout, under the summary it qualifies.
+/// Where a command's report goes on stdout: text, one JSON object (`-J`), or a stream of JSON
+/// lines as things happen (`--json-stream`), its last line the report.
+enum Out {
+    Text,
+    Json,
+    Stream(report::stream::JsonStream),
+}
+
+impl Out {
+    /// Starts the stream (its `start` line) when asked for.
+    fn new(command: &str, json: bool, json_stream: bool) -> Out {
+        match (json, json_stream) {
+            (_, true) => Out::Stream(report::stream::JsonStream::start(command)),
+            (true, false) => Out::Json,
+            (false, false) => Out::Text,
+        }
+    }
+
+    /// `progress` and, when streaming, the stream beside it.
+    fn watcher<'a>(&'a self, progress: &'a dyn Watcher) -> report::stream::Beside<'a> {
+        report::stream::Beside {
+            stream: match self {
+                Out::Stream(stream) => Some(stream),
+                _ => None,
+            },
+            watcher: progress,
+        }
+    }
+}
+
+/// A report as JSON (`-J`), as a stream's last line, or as text on stdout, then its warnings on
+/// stderr; in text, a stop by Ctrl-C also on stdout, under the summary it qualifies.
 fn print_report<T: Serialize>(
     command: &str,
-    json: bool,
+    out: &Out,
     report: &T,
     text: impl FnOnce(&T) -> String,
     warnings: &[Warning],
 ) {
-    if json {
-        println!("{}", report::json::render(command, report));
-    } else {
-        print!("{}", text(report));
-        for warning in warnings {
-            if matches!(warning, Warning::Interrupted { .. }) {
-                println!("{warning}");
+    match out {
+        Out::Json => println!("{}", report::json::render(command, report)),
+        Out::Stream(stream) => stream.end(report),
+        Out::Text => {
+            print!("{}", text(report));
+            for warning in warnings {
+                if matches!(warning, Warning::Interrupted { .. }) {
+                    println!("{warning}");
+                }
             }
         }
     }
@@ -116,15 +153,17 @@ fn generate(args: &GenArgs, progress: &Progress) -> Result<()> {
 }
 
 fn disk(args: &DiskArgs, progress: &Progress) -> Result<()> {
-    let mut result = disk::baseline(&args.options(), progress)?;
+    let out = Out::new("disk", args.json, args.json_stream);
+    let watcher = out.watcher(progress);
+    let mut result = disk::baseline(&args.options(), &watcher)?;
     if let Some(options) = args.durability() {
-        let probe = disk::durability::probe(&options, progress)?;
+        let probe = disk::durability::probe(&options, &watcher)?;
         result.warnings.extend(probe.warnings.iter().cloned());
         result.durability = Some(probe);
     }
     print_report(
         "disk",
-        args.json,
+        &out,
         &result,
         report::text::baseline,
         &result.warnings,
@@ -175,11 +214,16 @@ fn serve(args: &ServeArgs) -> Result<()> {
 
 fn net(args: &NetArgs) -> Result<()> {
     let transport = args.transport()?;
-    let lines = IntervalLines::new(args.bidir, !args.json);
-    let result = transport.mem_to_mem(&args.plan(), &lines)?;
+    let out = Out::new("net", args.json, args.json_stream);
+    let lines = IntervalLines::new(args.bidir, matches!(out, Out::Text));
+    let watcher: &dyn Watcher = match &out {
+        Out::Stream(stream) => stream,
+        _ => &lines,
+    };
+    let result = transport.mem_to_mem(&args.plan(), watcher)?;
     print_report(
         "net",
-        args.json,
+        &out,
         &result,
         report::text::net_summary,
         &result.warnings,
@@ -190,48 +234,33 @@ fn net(args: &NetArgs) -> Result<()> {
 }
 
 fn lat(args: &LatArgs) -> Result<()> {
+    let out = Out::new("lat", args.json, args.json_stream);
     let result = args.transport()?.latency(&args.plan())?;
-    print_report(
-        "lat",
-        args.json,
-        &result,
-        report::text::lat,
-        &result.warnings,
-    );
+    print_report("lat", &out, &result, report::text::lat, &result.warnings);
     interrupt::check()?;
     Ok(())
 }
 
 fn copy(args: &CopyArgs, progress: &Progress) -> Result<()> {
+    let out = Out::new("copy", args.json, args.json_stream);
+    let watcher = out.watcher(progress);
     if args.recursive {
-        return copy_tree(args, progress);
+        return copy_tree(args, &out, &watcher);
     }
     let result = match args.plan()? {
-        (Some(transport), plan) => transport.copy(&plan, progress)?,
-        (None, plan) => xferbench::transport::local::copy(&plan, args.stall(), progress)?,
+        (Some(transport), plan) => transport.copy(&plan, &watcher)?,
+        (None, plan) => xferbench::transport::local::copy(&plan, args.stall(), &watcher)?,
     };
-    print_report(
-        "copy",
-        args.json,
-        &result,
-        report::text::copy,
-        &result.warnings,
-    );
+    print_report("copy", &out, &result, report::text::copy, &result.warnings);
     Ok(())
 }
 
-fn copy_tree(args: &CopyArgs, progress: &Progress) -> Result<()> {
+fn copy_tree(args: &CopyArgs, out: &Out, watcher: &dyn Watcher) -> Result<()> {
     let result = match args.tree_plan()? {
-        (Some(transport), plan) => transport.copy_tree(&plan, progress)?,
-        (None, plan) => xferbench::transport::tree::copy(&plan, progress)?,
+        (Some(transport), plan) => transport.copy_tree(&plan, watcher)?,
+        (None, plan) => xferbench::transport::tree::copy(&plan, watcher)?,
     };
-    print_report(
-        "copy",
-        args.json,
-        &result,
-        report::text::tree,
-        &result.warnings,
-    );
+    print_report("copy", out, &result, report::text::tree, &result.warnings);
     if result.failed.total > 0 {
         anyhow::bail!(
             "{} of the tree's entries failed ({}); the rest landed",
@@ -252,22 +281,27 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
     for (format, path) in args.exports() {
         exports.add(format, path)?;
     }
-    let result = plan::run(&options, progress).inspect_err(|_| exports.discard())?;
+    let out = Out::new("run", args.json_stdout, args.json_stream);
+    let watcher = out.watcher(progress);
+    let result = plan::run(&options, &watcher).inspect_err(|_| exports.discard())?;
+    if let Out::Stream(stream) = &out {
+        for path in &result.paths {
+            stream.verdict(&serde_json::json!({
+                "path": path.path,
+                "verdict": path.verdict,
+                "sentence": path.sentence,
+            }));
+        }
+    }
     // The report and every file are written even when a path failed or Ctrl-C stopped the run:
     // what was measured stands.
     let written = exports.write_all(&result);
     // The text report says its warnings itself.
-    let warnings: &[Warning] = match args.json_stdout {
-        true => &result.warnings,
-        false => &[],
+    let warnings: &[Warning] = match out {
+        Out::Text => &[],
+        _ => &result.warnings,
     };
-    print_report(
-        "run",
-        args.json_stdout,
-        &result,
-        report::text::run,
-        warnings,
-    );
+    print_report("run", &out, &result, report::text::run, warnings);
     written?;
     if result.interrupted {
         return Err(Interrupted.into());
@@ -285,6 +319,43 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Compares two reports; exit 1 with --fail-on-regression when a figure got worse. Two
+/// reports that cannot be compared (other commands, other schemas, not reports) are a usage
+/// error.
+fn diff(args: &DiffArgs) -> Result<ExitCode> {
+    use xferbench::diff::{self as compare, Mismatch};
+    let as_usage = |err: anyhow::Error| match err.downcast::<Mismatch>() {
+        Ok(mismatch) => anyhow::Error::new(Usage(mismatch.0)),
+        Err(err) => err,
+    };
+    let old = compare::read_report(&args.old).map_err(as_usage)?;
+    let new = compare::read_report(&args.new).map_err(as_usage)?;
+    let files = (
+        args.old.display().to_string(),
+        args.new.display().to_string(),
+    );
+    let result =
+        compare::diff((&old, &new), (&files.0, &files.1), args.threshold).map_err(as_usage)?;
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report::markdown::diff(&result))
+            .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", report::json::render("diff", &result));
+    } else {
+        print!("{}", report::text::diff(&result));
+    }
+    if args.fail_on_regression && result.regressions > 0 {
+        eprintln!(
+            "xferbench: {} figure{} got worse beyond noise (--fail-on-regression)",
+            result.regressions,
+            if result.regressions == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn mesh(args: &MeshArgs) -> Result<()> {
@@ -335,7 +406,8 @@ fn mesh(args: &MeshArgs) -> Result<()> {
             }
         }
     }
-    print_report("mesh", args.json, &result, report::text::mesh, &warnings);
+    let out = if args.json { Out::Json } else { Out::Text };
+    print_report("mesh", &out, &result, report::text::mesh, &warnings);
     written?;
     if result.interrupted {
         return Err(interrupt::Interrupted.into());

@@ -19,6 +19,45 @@ impl Exporter for MarkdownExporter {
     }
 }
 
+/// `diff --markdown FILE`: the figures as a table (old, new, change, verdict, the conditions
+/// that differ), with the noise rule and the differences of host and parameters above it.
+pub fn diff(report: &crate::diff::DiffReport) -> String {
+    use super::text::{diff_change, diff_changes, diff_noise_rule, diff_value, diff_verdict};
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# xferbench diff of two `{}` reports\n\n{} → {}\n\n{}\n",
+        report.of,
+        report.old.file,
+        report.new.file,
+        diff_noise_rule(report)
+    );
+    if !report.changes.is_empty() {
+        let _ = writeln!(out, "Differs: {}\n", diff_changes(&report.changes));
+    }
+    let _ = writeln!(
+        out,
+        "| figure | old | new | change | verdict | conditions that differ |\n|---|---:|---:|---:|---|---|"
+    );
+    for figure in &report.figures {
+        let verdict = match figure.verdict {
+            crate::diff::Verdict::Worse => format!("**{}**", diff_verdict(figure)),
+            _ => diff_verdict(figure),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {verdict} | {} |",
+            figure.figure.replace('|', "\\|"),
+            diff_value(figure, figure.old),
+            diff_value(figure, figure.new),
+            diff_change(figure),
+            diff_changes(&figure.conditions)
+        );
+    }
+    let _ = writeln!(out, "\n{} worse beyond noise.", report.regressions);
+    out
+}
+
 /// `mesh --markdown FILE`: a table per test (rows send, columns receive), the failures, and
 /// the verdict on a host that stands out.
 pub fn mesh(report: &MeshReport) -> String {

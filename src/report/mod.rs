@@ -5,6 +5,7 @@ pub mod csv;
 pub mod export;
 pub mod json;
 pub mod markdown;
+pub mod stream;
 pub mod svg;
 pub mod text;
 

@@ -28,6 +28,7 @@ const FLOORS: &[&str] = &[
     "serve",
     "plan",
     "mesh",
+    "diff",
     "report",
     "progress",
     "cli",

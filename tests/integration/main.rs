@@ -5,6 +5,7 @@ mod common;
 
 mod bad_input;
 mod copy;
+mod diff;
 mod disk;
 mod r#gen;
 mod interrupt;
