@@ -107,7 +107,8 @@ pub enum Command {
     /// under way are waited for (each within its bound), no more start, exit 130; a second
     /// Ctrl-C ends it at once, and each serve stops its test when the coordinator goes away.
     Mesh(MeshArgs),
-    /// Two -J reports of one command compared, figure by figure: old, new, the change.
+    /// Two -J reports of one command compared, figure by figure: old, new, the change (three or
+    /// more: a trend).
     ///
     /// Each throughput and latency figure of the reports (run, net, lat, disk, copy or mesh;
     /// a --json-stream file's last line counts as its report) is marked better, worse or within
@@ -116,7 +117,9 @@ pub enum Command {
     /// streams, MTU, cipher, block size, mount) are said under the figures they touch, and the
     /// host's (kernel, xferbench) and the command's parameters above. Reports of other
     /// commands or schemas are refused (exit 2). --fail-on-regression: exit 1 when a figure got
-    /// worse beyond noise, for CI and cron.
+    /// worse beyond noise, for CI and cron. Three reports or more: each figure in every report,
+    /// the change from the first to the last, and the last report judged against the one before
+    /// (--fail-on-regression looks at that last step); --svg draws each figure over them.
     Diff(DiffArgs),
     /// Internal: one test a serve was asked to run toward another serve, as a child process of
     /// that serve (its job as JSON on stdin, its figures as JSON on stdout).
@@ -874,13 +877,10 @@ fn parse_repeat(text: &str) -> Result<usize, String> {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The earlier report (-J output, or a --json-stream file).
-    #[arg(value_name = "OLD.json")]
-    pub old: PathBuf,
-
-    /// The later report, of the same command.
-    #[arg(value_name = "NEW.json")]
-    pub new: PathBuf,
+    /// The reports (-J output, or --json-stream files), oldest first: OLD NEW compares two; three
+    /// or more give a trend (each figure in every report, and the last against the one before).
+    #[arg(value_name = "REPORT.json", num_args = 2.., required = true)]
+    pub reports: Vec<PathBuf>,
 
     /// Change in percent within which a figure is noise, where either report has fewer than 3
     /// runs of it.
@@ -899,6 +899,10 @@ pub struct DiffArgs {
     /// Also write the comparison as a Markdown table to FILE.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+
+    /// Also draw each figure over the reports as a small line chart, to FILE.svg.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
 }
 
 /// A percentage from 0 to 1000.

@@ -217,6 +217,105 @@ pub fn diff(
     })
 }
 
+/// Several reports of one command, in the order given (oldest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendReport {
+    /// The command every report is of.
+    pub of: String,
+    pub reports: Vec<Source>,
+    pub threshold_percent: f64,
+    /// What differs between the first report and the last (host, parameters, server).
+    pub changes: Vec<Change>,
+    pub figures: Vec<TrendFigure>,
+    /// Figures worse beyond noise in the last step (the last report against the one before).
+    pub regressions: usize,
+}
+
+/// One figure across the reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendFigure {
+    pub figure: String,
+    pub unit: Unit,
+    pub better: Better,
+    /// Its value in each report, in order; None where a report has none.
+    pub values: Vec<Option<f64>>,
+    /// From its first value to its last, in percent.
+    pub change_percent: Option<f64>,
+    /// The last report against the one before, as [`diff`] judges two reports.
+    pub last_step: FigureDiff,
+}
+
+/// Every figure of `reports` (two or more, oldest first, each with its file name) across
+/// them, and the last step judged.
+/// Errors: a [`Mismatch`] when a report's schema or command is not the first one's.
+pub fn trend(reports: &[(&str, &Value)], threshold_percent: f64) -> Result<TrendReport> {
+    let (first, last) = match reports {
+        [first, .., last] => (first, last),
+        _ => return Err(Mismatch("a trend takes two reports or more".into()).into()),
+    };
+    for report in &reports[1..] {
+        // Checked pairwise, for the same words as a diff of two.
+        diff((first.1, report.1), (first.0, report.0), threshold_percent)?;
+    }
+    let walked: Vec<IndexMap<String, Figure>> =
+        reports.iter().map(|(_, report)| figures(report)).collect();
+    // Every name once, in the order the reports first give it.
+    let mut names: IndexMap<&String, ()> = IndexMap::new();
+    for figures in &walked {
+        for name in figures.keys() {
+            names.entry(name).or_default();
+        }
+    }
+    let names: Vec<&String> = names.into_keys().collect();
+    let previous = &walked[walked.len() - 2];
+    let latest = &walked[walked.len() - 1];
+    let figures: Vec<TrendFigure> = names
+        .into_iter()
+        .map(|name| {
+            let values: Vec<Option<f64>> = walked
+                .iter()
+                .map(|figures| figures.get(name).map(|figure| figure.value))
+                .collect();
+            let present: Vec<f64> = values.iter().flatten().copied().collect();
+            let last_step = compare(
+                name,
+                previous.get(name),
+                latest.get(name),
+                threshold_percent,
+            );
+            let any = walked
+                .iter()
+                .find_map(|figures| figures.get(name))
+                .expect("a name comes from a report");
+            TrendFigure {
+                figure: name.clone(),
+                unit: any.unit,
+                better: any.better,
+                change_percent: match present.as_slice() {
+                    [from, .., to] if *from != 0.0 => Some((to - from) / from * 100.0),
+                    _ => None,
+                },
+                values,
+                last_step,
+            }
+        })
+        .collect();
+    Ok(TrendReport {
+        of: first.1["command"].as_str().unwrap_or("").to_string(),
+        reports: reports
+            .iter()
+            .map(|(file, report)| source(file, report))
+            .collect(),
+        threshold_percent,
+        changes: report_changes(first.1, last.1),
+        regressions: figures
+            .iter()
+            .filter(|figure| figure.last_step.verdict == Verdict::Worse)
+            .count(),
+        figures,
+    })
+}
+
 fn source(file: &str, report: &Value) -> Source {
     let host = |key: &str| report["host"][key].as_str().unwrap_or("").to_string();
     Source {
@@ -227,14 +326,33 @@ fn source(file: &str, report: &Value) -> Source {
     }
 }
 
-/// The host's and the parameters' differences (`host.kernel`, `parameters.streams`, ...).
+/// The host's and the command's differences: `host.kernel`, `parameters.streams` (`run`), and
+/// the report's own plain fields (`server`, `streams`, `secs` of `net`, ...).
 fn report_changes(old: &Value, new: &Value) -> Vec<Change> {
     let mut changes = Vec::new();
     for key in ["host", "parameters"] {
         differences(key, &old[key], &new[key], &mut changes);
     }
+    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
+        return changes;
+    };
+    let plain = |value: &Value| !value.is_object() && !value.is_array();
+    for (key, x) in a {
+        let y = b.get(key).unwrap_or(&Value::Null);
+        if plain(x) && plain(y) && x != y && !PER_RUN_FIELDS.contains(&key.as_str()) {
+            changes.push(Change {
+                field: key.clone(),
+                old: shown(x),
+                new: shown(y),
+            });
+        }
+    }
     changes
 }
+
+/// A report's plain fields that differ from run to run by nature (a test file named after the
+/// process).
+const PER_RUN_FIELDS: [&str; 2] = ["test_file", "test_tree"];
 
 /// Every leaf under `old` and `new` that differs, named from `prefix`.
 fn differences(prefix: &str, old: &Value, new: &Value, out: &mut Vec<Change>) {
@@ -684,6 +802,47 @@ mod tests {
         );
         let fields: Vec<&str> = report.changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(fields, ["host.kernel", "parameters.streams"]);
+    }
+
+    #[test]
+    fn another_server_is_said_above_the_figures() {
+        let mut old = net(1e8, json!({}));
+        let mut new = net(1e8, json!({}));
+        old["server"] = json!("10.0.0.2:5301");
+        new["server"] = json!("10.0.0.3:5301");
+        new["test_file"] = json!("/tmp/.xferbench-disk-42.tmp");
+        let report = compared(&old, &new);
+        assert_eq!(
+            report.changes,
+            vec![Change {
+                field: "server".into(),
+                old: "10.0.0.2:5301".into(),
+                new: "10.0.0.3:5301".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_trend_gives_each_figure_in_every_report_and_judges_the_last_step() {
+        let conditions = json!({"streams": 1});
+        let (a, b, c) = (
+            net(100e6, conditions.clone()),
+            net(110e6, conditions.clone()),
+            net(50e6, conditions),
+        );
+        let trend = trend(&[("a", &a), ("b", &b), ("c", &c)], 5.0).unwrap();
+        let receiver = trend
+            .figures
+            .iter()
+            .find(|figure| figure.figure == "directions[upload] · receiver")
+            .unwrap();
+        assert_eq!(receiver.values, vec![Some(100e6), Some(110e6), Some(50e6)]);
+        assert!((receiver.change_percent.unwrap() + 50.0).abs() < 1e-9);
+        assert_eq!(receiver.last_step.verdict, Verdict::Worse);
+        assert_eq!(trend.regressions, 2);
+        let other = json!({"schema": 1, "command": "copy", "host": {}});
+        let err = super::trend(&[("a", &a), ("b", &b), ("x", &other)], 5.0).unwrap_err();
+        assert!(err.to_string().contains("x a `copy` report"), "{err}");
     }
 
     #[test]

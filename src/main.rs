@@ -321,37 +321,59 @@ fn run(args: &RunArgs, progress: &Progress) -> Result<()> {
     Ok(())
 }
 
-/// Compares two reports; exit 1 with --fail-on-regression when a figure got worse. Two
-/// reports that cannot be compared (other commands, other schemas, not reports) are a usage
-/// error.
+/// Compares two reports, or follows three or more; exit 1 with --fail-on-regression when a
+/// figure got worse (in the last step of a trend). Reports that cannot be compared (other
+/// commands, other schemas, not reports) are a usage error.
 fn diff(args: &DiffArgs) -> Result<ExitCode> {
     use xferbench::diff::{self as compare, Mismatch};
     let as_usage = |err: anyhow::Error| match err.downcast::<Mismatch>() {
         Ok(mismatch) => anyhow::Error::new(Usage(mismatch.0)),
         Err(err) => err,
     };
-    let old = compare::read_report(&args.old).map_err(as_usage)?;
-    let new = compare::read_report(&args.new).map_err(as_usage)?;
-    let files = (
-        args.old.display().to_string(),
-        args.new.display().to_string(),
-    );
-    let result =
-        compare::diff((&old, &new), (&files.0, &files.1), args.threshold).map_err(as_usage)?;
-    if let Some(path) = &args.markdown {
-        std::fs::write(path, report::markdown::diff(&result))
-            .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        let report = compare::read_report(path).map_err(as_usage)?;
+        reports.push((path.display().to_string(), report));
     }
-    if args.json {
-        println!("{}", report::json::render("diff", &result));
+    let named: Vec<(&str, &serde_json::Value)> = reports
+        .iter()
+        .map(|(file, report)| (file.as_str(), report))
+        .collect();
+    let trend = compare::trend(&named, args.threshold).map_err(as_usage)?;
+    let write = |path: &std::path::PathBuf, bytes: Vec<u8>| {
+        std::fs::write(path, bytes)
+            .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))
+    };
+    if let Some(path) = &args.svg {
+        write(path, report::svg::trend(&trend)?.into_bytes())?;
+    }
+    let regressions = if let [(old_file, old), (new_file, new)] = named.as_slice() {
+        let result =
+            compare::diff((old, new), (old_file, new_file), args.threshold).map_err(as_usage)?;
+        if let Some(path) = &args.markdown {
+            write(path, report::markdown::diff(&result).into_bytes())?;
+        }
+        if args.json {
+            println!("{}", report::json::render("diff", &result));
+        } else {
+            print!("{}", report::text::diff(&result));
+        }
+        result.regressions
     } else {
-        print!("{}", report::text::diff(&result));
-    }
-    if args.fail_on_regression && result.regressions > 0 {
+        if let Some(path) = &args.markdown {
+            write(path, report::markdown::trend(&trend).into_bytes())?;
+        }
+        if args.json {
+            println!("{}", report::json::render("diff", &trend));
+        } else {
+            print!("{}", report::text::trend(&trend));
+        }
+        trend.regressions
+    };
+    if args.fail_on_regression && regressions > 0 {
         eprintln!(
-            "xferbench: {} figure{} got worse beyond noise (--fail-on-regression)",
-            result.regressions,
-            if result.regressions == 1 { "" } else { "s" }
+            "xferbench: {regressions} figure{} got worse beyond noise (--fail-on-regression)",
+            if regressions == 1 { "" } else { "s" }
         );
         return Ok(ExitCode::FAILURE);
     }

@@ -30,7 +30,7 @@ pub fn diff(report: &crate::diff::DiffReport) -> String {
         report.of,
         report.old.file,
         report.new.file,
-        diff_noise_rule(report)
+        diff_noise_rule(report.threshold_percent)
     );
     if !report.changes.is_empty() {
         let _ = writeln!(out, "Differs: {}\n", diff_changes(&report.changes));
@@ -55,6 +55,51 @@ pub fn diff(report: &crate::diff::DiffReport) -> String {
         );
     }
     let _ = writeln!(out, "\n{} worse beyond noise.", report.regressions);
+    out
+}
+
+/// `diff --markdown FILE` of three reports or more: a column per report, the change from the
+/// first value to the last, the last step's verdict.
+pub fn trend(report: &crate::diff::TrendReport) -> String {
+    use super::text::{diff_noise_rule, diff_value, diff_verdict};
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# xferbench trend of {} `{}` reports\n",
+        report.reports.len(),
+        report.of
+    );
+    for (n, source) in report.reports.iter().enumerate() {
+        let _ = writeln!(out, "{}. {}", n + 1, source.file);
+    }
+    let _ = writeln!(
+        out,
+        "\nLast step: {}\n",
+        diff_noise_rule(report.threshold_percent)
+    );
+    let _ = write!(out, "| figure |");
+    for n in 1..=report.reports.len() {
+        let _ = write!(out, " #{n} |");
+    }
+    let _ = writeln!(
+        out,
+        " first→last | last step |\n|---|{}---:|---|",
+        "---:|".repeat(report.reports.len())
+    );
+    for figure in &report.figures {
+        let _ = write!(out, "| {} |", figure.figure.replace('|', "\\|"));
+        for value in &figure.values {
+            let _ = write!(out, " {} |", diff_value(&figure.last_step, *value));
+        }
+        let _ = writeln!(
+            out,
+            " {} | {} |",
+            figure
+                .change_percent
+                .map_or("-".to_string(), |percent| format!("{percent:+.1}%")),
+            diff_verdict(&figure.last_step)
+        );
+    }
     out
 }
 

@@ -8,8 +8,10 @@
 //! [`mesh`] draws `mesh --svg FILE`: each matrix of a mesh as a heat map.
 
 mod mesh;
+mod trend;
 
 pub use mesh::mesh;
+pub use trend::trend;
 
 use anyhow::{Context, Result};
 use plotters::coord::Shift;

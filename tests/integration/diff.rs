@@ -254,3 +254,53 @@ fn a_copy_streams_its_phases_and_ends_with_the_report_it_would_print_with_j() {
     assert_eq!(report["command"], "copy");
     assert_eq!(report["measurement"]["bytes"], 8 << 20);
 }
+
+#[test]
+fn three_reports_give_a_trend_table_and_a_chart_and_fail_on_the_last_steps_regression() {
+    let dir = temp_dir();
+    let report = |name: &str, rate: f64| {
+        let path = dir.path().join(name);
+        let text = serde_json::json!({
+            "schema": 1,
+            "command": "copy",
+            "host": {"hostname": "lab", "kernel": "6.18", "xferbench": "0.1.0"},
+            "measurement": {"stage": "copy", "bytes": 1, "secs": 1.0, "bytes_per_sec": rate,
+                            "conditions": {"direct": true}, "intervals": []}
+        });
+        std::fs::write(&path, text.to_string()).unwrap();
+        path
+    };
+    let (mon, tue, wed) = (
+        report("mon.json", 100e6),
+        report("tue.json", 120e6),
+        report("wed.json", 60e6),
+    );
+    let svg = dir.path().join("trend.svg");
+    let out = diff(&[
+        mon.as_os_str(),
+        tue.as_os_str(),
+        wed.as_os_str(),
+        OsStr::new("--svg"),
+        svg.as_os_str(),
+        OsStr::new("--fail-on-regression"),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("trend of 3 `copy` reports"),
+        "{}",
+        out.stdout
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("copy "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    for figure in ["100 MB/s", "120 MB/s", "60.0 MB/s", "-40.0%", "worse"] {
+        assert!(line.contains(figure), "{figure}: {line}");
+    }
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.contains("copy (MB/s)") && drawn.contains("#3"),
+        "{drawn}"
+    );
+}

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::diff::{Basis, DiffReport, FigureDiff, MIN_RUNS_FOR_TEST, SIGNIFICANCE, Unit, Verdict};
+use crate::diff::{
+    Basis, DiffReport, FigureDiff, MIN_RUNS_FOR_TEST, SIGNIFICANCE, TrendReport, Unit, Verdict,
+};
 use crate::units::Rate;
 
 /// The whole comparison.
@@ -22,7 +24,7 @@ pub fn diff(report: &DiffReport) -> String {
         side(&report.old),
         side(&report.new)
     );
-    let _ = writeln!(out, "{}", noise_rule(report));
+    let _ = writeln!(out, "{}", noise_rule(report.threshold_percent));
     if !report.changes.is_empty() {
         let _ = writeln!(out, "differs: {}", changes(&report.changes));
     }
@@ -73,11 +75,76 @@ pub fn diff(report: &DiffReport) -> String {
     out
 }
 
+/// Several reports: a column per report (`#1` the first), the change from the first value to
+/// the last, and the last step's verdict.
+pub fn trend(report: &TrendReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trend of {} `{}` reports, oldest first:",
+        report.reports.len(),
+        report.of
+    );
+    for (n, source) in report.reports.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  #{} {} ({}, kernel {}, xferbench {})",
+            n + 1,
+            source.file,
+            source.hostname,
+            source.kernel,
+            source.xferbench
+        );
+    }
+    let _ = writeln!(
+        out,
+        "last step (#{} against #{}): {}",
+        report.reports.len(),
+        report.reports.len() - 1,
+        noise_rule(report.threshold_percent)
+    );
+    if !report.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "differs (#1 -> #{}): {}",
+            report.reports.len(),
+            changes(&report.changes)
+        );
+    }
+    let width = report
+        .figures
+        .iter()
+        .map(|figure| figure.figure.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("figure".len());
+    let _ = write!(out, "\n{:<width$}", "figure");
+    for n in 1..=report.reports.len() {
+        let _ = write!(out, "  {:>12}", format!("#{n}"));
+    }
+    let _ = writeln!(out, "  {:>10}  last step", "first→last");
+    for figure in &report.figures {
+        let _ = write!(out, "{:<width$}", figure.figure);
+        for value in &figure.values {
+            let _ = write!(out, "  {:>12}", self::value(&figure.last_step, *value));
+        }
+        let change = figure
+            .change_percent
+            .map_or("-".to_string(), |percent| format!("{percent:+.1}%"));
+        let _ = writeln!(out, "  {change:>10}  {}", verdict(&figure.last_step));
+    }
+    let _ = writeln!(
+        out,
+        "\n{} worse beyond noise in the last step",
+        report.regressions
+    );
+    out
+}
+
 /// How noise was told from change.
-pub(crate) fn noise_rule(report: &DiffReport) -> String {
+pub(crate) fn noise_rule(threshold_percent: f64) -> String {
     format!(
-        "noise: Welch's t-test (two-sided, p < {SIGNIFICANCE}) where both reports have {MIN_RUNS_FOR_TEST} or more runs of a figure (run --repeat), else a change beyond ±{}% (--threshold)",
-        report.threshold_percent
+        "noise: Welch's t-test (two-sided, p < {SIGNIFICANCE}) where both reports have {MIN_RUNS_FOR_TEST} or more runs of a figure (run --repeat), else a change beyond ±{threshold_percent}% (--threshold)"
     )
 }
 

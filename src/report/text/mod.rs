@@ -1316,11 +1316,11 @@ mod tests {
 
 mod diff;
 mod mesh;
-pub use diff::diff;
 pub(crate) use diff::{
     change as diff_change, changes as diff_changes, noise_rule as diff_noise_rule,
     value as diff_value, verdict as diff_verdict,
 };
+pub use diff::{diff, trend};
 pub(crate) use mesh::cell as mesh_cell;
 pub use mesh::mesh;
 pub(crate) use mesh::summary as mesh_summary;
