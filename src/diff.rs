@@ -846,6 +846,34 @@ mod tests {
     }
 
     #[test]
+    fn a_mesh_figure_is_named_by_its_pair_test_and_path() {
+        let mesh = |rate: f64| {
+            json!({
+                "schema": 1,
+                "command": "mesh",
+                "host": {},
+                "tests": [{
+                    "from": "node1", "to": "node2", "test": "net", "via": "tcp",
+                    "measured": {"measurements": [
+                        {"stage": "net_send", "bytes_per_sec": rate, "conditions": {}},
+                        {"stage": "net_receive", "bytes_per_sec": rate, "conditions": {}}
+                    ]}
+                }]
+            })
+        };
+        let report = compared(&mesh(117e6), &mesh(11.7e6));
+        let names: Vec<&str> = report.figures.iter().map(|f| f.figure.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tests[node1 → node2 net tcp][net_send]",
+                "tests[node1 → node2 net tcp][net_receive]"
+            ]
+        );
+        assert_eq!(report.regressions, 2);
+    }
+
+    #[test]
     fn a_figure_in_one_report_only_is_said_so_and_not_a_regression() {
         let old = run(&[100e6]);
         let mut new = run(&[100e6]);
