@@ -28,13 +28,7 @@ pub fn diff(report: &DiffReport) -> String {
     if !report.changes.is_empty() {
         let _ = writeln!(out, "differs: {}", changes(&report.changes));
     }
-    let width = report
-        .figures
-        .iter()
-        .map(|figure| figure.figure.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("figure".len());
+    let width = name_width(report.figures.iter().map(|figure| figure.figure.as_str()));
     let _ = writeln!(
         out,
         "\n{:<width$}  {:>14}  {:>14}  {:>8}  verdict",
@@ -111,13 +105,7 @@ pub fn trend(report: &TrendReport) -> String {
             changes(&report.changes)
         );
     }
-    let width = report
-        .figures
-        .iter()
-        .map(|figure| figure.figure.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("figure".len());
+    let width = name_width(report.figures.iter().map(|figure| figure.figure.as_str()));
     let _ = write!(out, "\n{:<width$}", "figure");
     for n in 1..=report.reports.len() {
         let _ = write!(out, "  {:>12}", format!("#{n}"));
@@ -139,6 +127,15 @@ pub fn trend(report: &TrendReport) -> String {
         report.regressions
     );
     out
+}
+
+/// The width of the figure column: its longest name, or its heading.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("figure".len())
 }
 
 /// How noise was told from change.
