@@ -370,38 +370,55 @@ impl Ssh {
             .iter()
             .map(|c| c.worker.runtime().clone())
             .collect();
+        // Each far command is watched on its connection's thread while the data goes.
+        let mut watched: Vec<_> = execs
+            .drain(..)
+            .zip(&runtimes)
+            .map(|(exec, runtime)| {
+                let Exec {
+                    command,
+                    output,
+                    input,
+                } = exec;
+                (command, input, output.watch_on(runtime))
+            })
+            .collect();
         let data = async {
-            let outcome = {
-                let mut outputs: Vec<_> = execs.iter_mut().map(|exec| &mut exec.output).collect();
-                let early = select_all(
-                    outputs
-                        .iter_mut()
-                        .map(|output| Box::pin(output.ended_early())),
-                );
-                tokio::select! {
-                    sent = pipeline::send_ranges(engine, streams, &runtimes, chunks, &counter) => Ok(sent),
-                    (exit, index, _) = early => Err((exit, index)),
-                }
-            };
-            match outcome {
-                Ok(sent) => sent,
-                Err((exit, index)) => {
-                    let exec = &execs[index];
-                    Err(exec
-                        .output
-                        .check(&exec.command, exit)
-                        .err()
-                        .unwrap_or_else(|| {
-                            anyhow!(
-                                "`{}` ended before its part of the file was sent",
-                                exec.command
-                            )
-                        }))
-                }
+            let early = select_all(
+                watched
+                    .iter_mut()
+                    .map(|(_, _, watch)| Box::pin(watch.ended())),
+            );
+            // Ok: the sending's outcome; Err: which far command ended first, and how.
+            Ok(tokio::select! {
+                sent = pipeline::send_ranges(engine, streams, &runtimes, chunks, &counter) => Ok(sent),
+                (exit, index, _) = early => Err((exit, index)),
+            })
+        };
+        let (outcome, intervals) = pipeline::watched(watcher, moving, &counter, data).await;
+        for (command, input, watch) in watched {
+            execs.push(Exec {
+                command,
+                output: watch.give_back().await?,
+                input,
+            });
+        }
+        let (sent, mut streams) = match outcome? {
+            Ok(sent) => sent?,
+            Err((exit, index)) => {
+                let exec = &execs[index];
+                return Err(exec
+                    .output
+                    .check(&exec.command, exit?)
+                    .err()
+                    .unwrap_or_else(|| {
+                        anyhow!(
+                            "`{}` ended before its part of the file was sent",
+                            exec.command
+                        )
+                    }));
             }
         };
-        let (sent, intervals) = pipeline::watched(watcher, moving, &counter, data).await;
-        let (sent, mut streams) = sent?;
         let digests: Vec<String> = streams.iter_mut().filter_map(|s| s.take()).collect();
         if scp {
             let exec = &mut execs[0];
