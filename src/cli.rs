@@ -90,9 +90,9 @@ pub enum Command {
     /// file-system client carries the bytes (no --via, no -P). The file is read with O_DIRECT
     /// (where the file system takes it) into a fixed pool of buffers, spread over -P streams,
     /// written at its offsets, fsynced and renamed into place: an interrupted copy never leaves a
-    /// file under the final name. With --via ssh, [USER@]HOST[:PORT]:PATH is any SSH server: -P 1
-    /// speaks the SCP protocol (scp -t/-f), -P N sends one range per connection through dd; host
-    /// keys are checked against known_hosts like OpenSSH.
+    /// file under the final name. With --via ssh, [USER@]HOST[:PORT]:PATH is any SSH server: an upload
+    /// goes through a far dd (-P N: one range per connection), a -P 1 download through scp -f;
+    /// host keys are checked against known_hosts like OpenSSH.
     Copy(CopyArgs),
     /// Measure between many serves, each pair from one toward the other, and find the slow host.
     ///

@@ -646,7 +646,7 @@ fn run_over_ssh_keeps_its_rates_and_verdict_when_the_far_cat_cannot_echo() {
 }
 
 #[test]
-fn a_remote_without_scp_is_named_in_the_error() {
+fn a_remote_without_scp_takes_uploads_by_dd_and_names_scp_for_a_download() {
     // A PATH with every tool the SSH path uses but scp.
     let tools = temp_dir();
     for tool in [
@@ -667,35 +667,38 @@ fn a_remote_without_scp_is_named_in_the_error() {
     let source = local.path().join("a.img");
     make_file(&source, "1M");
     let landed = far.path().join("a.img");
+    for streams in ["1", "2"] {
+        let out = copy(
+            &sshd,
+            home.path(),
+            source.to_str().unwrap(),
+            &remote(&sshd, &landed),
+            &["-P", streams, "--force"],
+        );
+        assert_ok("upload with dd", &out, &sshd);
+        assert_same_content(&source, &landed);
+    }
+    // One stream down speaks SCP's source.
+    let back = local.path().join("back.img");
     let out = copy(
         &sshd,
         home.path(),
-        source.to_str().unwrap(),
         &remote(&sshd, &landed),
+        back.to_str().unwrap(),
         &["-P", "1"],
     );
     assert_failed_cleanly(&out);
     assert!(out.stderr.contains("`scp`"), "{}", out.stderr);
-    assert!(!landed.exists());
+    assert!(!back.exists());
     assert!(
-        no_partial_files(far.path()),
+        no_partial_files(local.path()),
         "{:?}",
-        crate::common::entries(far.path())
+        crate::common::entries(local.path())
     );
-    // Without scp, parallel connections (dd) still work.
-    let out = copy(
-        &sshd,
-        home.path(),
-        source.to_str().unwrap(),
-        &remote(&sshd, &landed),
-        &["-P", "2"],
-    );
-    assert_ok("upload with dd", &out, &sshd);
-    assert_same_content(&source, &landed);
 }
 
 #[test]
-fn a_read_only_remote_directory_fails_before_sending() {
+fn a_read_only_remote_directory_fails_at_once_naming_the_file_it_could_not_open() {
     let Some(sshd) = start() else { return };
     let (home, local, far) = (temp_dir(), temp_dir(), temp_dir());
     let locked = crate::common::ReadOnlyDir::new(far.path().join("locked"));
@@ -714,7 +717,13 @@ fn a_read_only_remote_directory_fails_before_sending() {
             &["-P", streams],
         );
         assert_failed_cleanly(&out);
-        assert!(out.stderr.contains("cannot create"), "{}", out.stderr);
+        // The far dd that would create the temporary file says why it could not.
+        assert!(out.stderr.contains("failed to open"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&*locked.path.to_string_lossy()),
+            "{}",
+            out.stderr
+        );
         assert_empty_dir(&locked.path);
     }
 }
@@ -1224,7 +1233,7 @@ fn login_home() -> PathBuf {
 }
 
 #[test]
-fn a_noisy_remote_shell_start_up_is_named_as_the_cause() {
+fn a_noisy_remote_shell_start_up_is_named_for_downloads_and_harmless_to_uploads() {
     // A HOME whose .bashrc prints: bash run by sshd reads ~/.bashrc (Debian's and most builds).
     let rc = temp_dir();
     std::fs::write(rc.path().join(".bashrc"), "echo hello from bashrc\n").unwrap();
@@ -1247,12 +1256,19 @@ fn a_noisy_remote_shell_start_up_is_named_as_the_cause() {
     let on_far = far.path().join("b.img");
     make_file(&on_far, "1M");
     let back = local.path().join("back.img");
+    // An upload's far side answers on stdout with nothing the client reads: the noise is
+    // harmless there.
+    let landed = far.path().join("a.img");
+    let out = copy(
+        &sshd,
+        home.path(),
+        source.to_str().unwrap(),
+        &remote(&sshd, &landed),
+        &["-P", "1"],
+    );
+    assert_ok("upload under a noisy start-up", &out, &sshd);
+    assert_same_content(&source, &landed);
     for (from, to, streams) in [
-        (
-            source.to_str().unwrap().to_string(),
-            remote(&sshd, &far.path().join("a.img")),
-            "1",
-        ),
         (
             remote(&sshd, &on_far),
             back.to_str().unwrap().to_string(),

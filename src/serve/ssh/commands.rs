@@ -119,11 +119,9 @@ pub(super) async fn run_command(
 fn describe(command: &RemoteCommand) -> String {
     match command {
         RemoteCommand::ScpSink { path } => format!("scp upload to '{}'", shown(path)),
-        RemoteCommand::ScpSinkThenFinish { temp, path, .. } => format!(
-            "scp upload to '{}', landed as '{}'",
-            shown(temp),
-            shown(path)
-        ),
+        RemoteCommand::WriteThenFinish { temp, path, .. } => {
+            format!("writing '{}', landed as '{}'", shown(temp), shown(path))
+        }
         RemoteCommand::ScpSource { path } => format!("scp download of '{}'", shown(path)),
         RemoteCommand::WriteRange { path, offset } => {
             format!("writing '{}' from offset {offset}", shown(path))
@@ -181,9 +179,20 @@ async fn execute(
 ) -> Result<Done> {
     match command {
         RemoteCommand::ScpSink { path } => scp_sink(shared, &path, read, write).await,
-        RemoteCommand::ScpSinkThenFinish { temp, size, path } => {
-            // As the shell's `&&`: the landing runs only after a successful scp.
-            let done = scp_sink(shared, &temp, read, write).await?;
+        RemoteCommand::WriteThenFinish {
+            temp,
+            size,
+            path,
+            fresh,
+        } => {
+            if fresh && absent(&shared.root, &path)?.status != 0 {
+                return Ok(Done {
+                    status: crate::transport::ssh::command::EXISTS,
+                    bytes: None,
+                });
+            }
+            // As the shell's `&&`: the landing runs only after a successful write.
+            let done = write_range(shared, &temp, 0, read).await?;
             if done.status != 0 {
                 return Ok(done);
             }

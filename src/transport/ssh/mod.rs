@@ -28,7 +28,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use self::command::RemoteCommand;
-use self::exec::{Exec, Output, input_writer};
+use self::exec::{Exec, Exit, Output, input_writer};
 use self::login::{LoginOptions, SshConnection, Target};
 use super::memory::{self, Role, Sampler, Tracked};
 use super::pipeline::{self, ChunkPlan};
@@ -39,6 +39,18 @@ use super::{
 use crate::disk;
 use crate::measure::{Conditions, Counter, CpuClock, Latency, Measurement, Watcher, Workload};
 use crate::warning::Warning;
+
+/// A `fresh` upload found its file already there (the far command's [`command::EXISTS`]).
+#[derive(Debug)]
+struct Exists;
+
+impl std::fmt::Display for Exists {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the file is already there")
+    }
+}
+
+impl std::error::Error for Exists {}
 
 /// An SSH server reached by login.
 pub struct Ssh {
@@ -154,11 +166,19 @@ impl Ssh {
         let remote_path = self.expand_home(first, remote_path).await?;
         let path = super::address::with_file_name(&remote_path, source);
         let temp = temp_name(&path)?;
-        if !plan.force && !Exec::holds(first, RemoteCommand::Absent { path: path.clone() }).await? {
-            bail!(
+        // One stream that lands the file checks that nothing is there in its own command.
+        let guarded = !plan.force && !plan.resume && tool.is_none() && planned.len() == 1;
+        let exists = || {
+            anyhow!(
                 "{}:{path} already exists: give --force to replace it",
                 self.label()
-            );
+            )
+        };
+        if !plan.force
+            && !guarded
+            && !Exec::holds(first, RemoteCommand::Absent { path: path.clone() }).await?
+        {
+            return Err(exists());
         }
         let resumed = match plan.resume {
             true => self
@@ -177,16 +197,6 @@ impl Ssh {
                 .collect(),
         };
         let sent_ranges = ranges.clone();
-        // Creating the temporary file first fails at once on a missing or read-only directory.
-        Exec::run(
-            first,
-            RemoteCommand::WriteRange {
-                path: temp.clone(),
-                offset: 0,
-            },
-        )
-        .await
-        .with_context(|| format!("{}: cannot create {temp}", self.label()))?;
         let cpu = CpuClock::start();
         let start = Instant::now();
         let sent = self
@@ -195,7 +205,7 @@ impl Ssh {
                 (&temp, &path),
                 size,
                 ranges,
-                plan.streams,
+                guarded,
                 engine,
                 chunks,
                 tool,
@@ -254,6 +264,8 @@ impl Ssh {
         };
         let (sent, fsync) = match finished {
             Ok(done) => done,
+            // Refused before anything was written: nothing to remove.
+            Err(err) if err.is::<Exists>() => return Err(exists()),
             Err(err) if plan.resume => {
                 return Err(err.context(format!(
                     "{}: copy to {path} failed; {temp} is kept: the same copy with --resume goes on from it",
@@ -293,7 +305,9 @@ impl Ssh {
         })
     }
 
-    /// Sends the ranges: the SCP protocol for one stream, `dd` per connection for several.
+    /// Sends the ranges (`fresh`: the one command refuses when the file is there, as [`Exists`]),
+    /// `dd` on the far side per connection, the landing in the same exec
+    /// when one stream carries the whole file unverified.
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
@@ -301,7 +315,7 @@ impl Ssh {
         (temp, path): (&str, &str),
         size: u64,
         ranges: Vec<Range<u64>>,
-        streams: usize,
+        fresh: bool,
         engine: disk::Engine,
         chunks: ChunkPlan,
         tool: Option<verify::Tool>,
@@ -312,51 +326,27 @@ impl Ssh {
         Option<Duration>,
         Vec<String>,
     )> {
-        // -P 1 speaks SCP, so the far side needs nothing but scp; more use dd per range, as does
-        // a resumed copy (SCP writes a file from its start).
-        let scp = streams == 1 && ranges.first().is_some_and(|range| range.start == 0);
+        // One stream from the file's start lands the file in the same exec; a resumed copy and
+        // several streams write ranges and land it afterwards.
+        let whole = ranges.len() == 1 && ranges[0].start == 0;
         let moving: u64 = ranges.iter().map(|range| range.end - range.start).sum();
         let mut execs = Vec::with_capacity(ranges.len());
         for (connection, range) in connections.iter().zip(&ranges) {
-            let command = if scp && tool.is_some() {
-                // Verified: landed by separate commands once its digest matched.
-                RemoteCommand::ScpSink {
-                    path: temp.to_string(),
-                }
-            } else if scp {
-                RemoteCommand::ScpSinkThenFinish {
+            let command = if whole && tool.is_none() {
+                RemoteCommand::WriteThenFinish {
                     temp: temp.to_string(),
                     size,
                     path: path.to_string(),
+                    fresh,
                 }
             } else {
+                // Verified: landed by separate commands once its digest matched.
                 RemoteCommand::WriteRange {
                     path: temp.to_string(),
                     offset: range.start,
                 }
             };
             execs.push(Exec::start(&connection.handle, command).await?);
-        }
-        if scp {
-            let exec = &mut execs[0];
-            let name = Path::new(temp)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let header = scp::FileHeader {
-                mode: 0o644,
-                size,
-                name,
-            }
-            .line()?;
-            scp::expect_ok(&mut exec.output)
-                .await
-                .map_err(|err| scp_refused(exec, err))?;
-            let mut input = input_writer(&exec.input);
-            input.write_all(header.as_bytes()).await?;
-            scp::expect_ok(&mut exec.output)
-                .await
-                .map_err(|err| scp_refused(exec, err))?;
         }
         let streams: Vec<_> = execs
             .iter()
@@ -406,7 +396,12 @@ impl Ssh {
         let (sent, mut streams) = match outcome? {
             Ok(sent) => sent?,
             Err((exit, index)) => {
-                let exec = &execs[index];
+                let exec = &mut execs[index];
+                // sshd may send the exit status before the last of stderr: read to the close.
+                exec.output.finish().await;
+                if fresh && matches!(exit, Ok(Exit::Status(command::EXISTS))) {
+                    return Err(Exists.into());
+                }
                 return Err(exec
                     .output
                     .check(&exec.command, exit?)
@@ -420,23 +415,21 @@ impl Ssh {
             }
         };
         let digests: Vec<String> = streams.iter_mut().filter_map(|s| s.take()).collect();
-        if scp {
-            let exec = &mut execs[0];
-            streams[0].write_all(&[0]).await?;
-            scp::expect_ok(&mut exec.output)
-                .await
-                .map_err(|err| scp_refused(exec, err))?;
-        }
         drop(streams);
         // With one stream the command lands the file itself once scp has exited.
         let landing = Instant::now();
-        for exec in execs {
-            exec.finish().await?;
+        for mut exec in execs {
+            let _ = exec.input.eof().await;
+            let exit = exec.output.finish().await;
+            if fresh && matches!(exit, Exit::Status(command::EXISTS)) {
+                return Err(Exists.into());
+            }
+            exec.output.check(&exec.command, exit)?;
         }
         Ok((
             sent,
             intervals,
-            (scp && tool.is_none()).then(|| landing.elapsed()),
+            (whole && tool.is_none()).then(|| landing.elapsed()),
             digests,
         ))
     }
