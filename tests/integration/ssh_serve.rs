@@ -687,6 +687,37 @@ fn xferbench_copies_to_and_from_its_own_ssh_server_byte_for_byte() {
 }
 
 #[test]
+fn an_existing_file_on_its_own_ssh_server_is_kept_unless_forced_at_every_stream_count() {
+    let Some(setup) = start(&[]) else { return };
+    let (_local, source) = scratch_path("a.img");
+    let bytes = write_random(&source, (3 << 20) + 5);
+    let target = format!("127.0.0.1:{}:kept.img", setup.client.port);
+    for streams in ["1", "2"] {
+        std::fs::write(setup.root.join("kept.img"), b"keep me").unwrap();
+        let args = ["copy", source.to_str().unwrap(), &target, "-P", streams];
+        let out = xferbench_to_own(&setup, &args);
+        assert_eq!(out.code, 1, "-P {streams}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("--force"),
+            "-P {streams}: {}",
+            out.stderr
+        );
+        assert_file(&setup.root.join("kept.img"), b"keep me");
+        assert!(
+            crate::common::leftovers(&setup.root).is_empty(),
+            "{:?}",
+            crate::common::entries(&setup.root)
+        );
+        let out = xferbench_to_own(&setup, &[&args[..], &["--force"]].concat());
+        assert_ran(
+            &out,
+            &format!("xferbench copy -P {streams} --force to serve"),
+        );
+        assert_file(&setup.root.join("kept.img"), &bytes);
+    }
+}
+
+#[test]
 fn xferbench_lat_round_trips_through_its_own_ssh_server() {
     let Some(setup) = start(&[]) else { return };
     let host = format!("127.0.0.1:{}", setup.client.port);
