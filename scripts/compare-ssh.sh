@@ -18,21 +18,45 @@
 # Both files live on tmpfs by default (SRC_DIR, DEST_DIR): the figure is the SSH path itself
 # (cipher, channel windows, processes), not the disks.
 #
+# PIN=1 (root, 2 cores or more): the two ends on cores of their own instead of sharing them all:
+# every client (ssh, scp, xferbench) in namespace A of scripts/lab.sh on CPU 0, sshd and serve in
+# namespace B on the last CPU, over the lab's veth pair (unshaped); taskset's affinity passes to
+# every child (sshd's sessions, scp -t, dd). Each end then has one core: what one end costs shows
+# as time, and what parallel connections could gain from a core is visible.
+#
 # usage: scripts/compare-ssh.sh [SIZE] [ROUNDS] [CIPHER]
 #        defaults: 1G, 5 rounds, aes128-gcm@openssh.com
 # environment: XFERBENCH  the binary to test (default: target/release/xferbench, built here)
 #              SRC_DIR, DEST_DIR  where the file is read and written (default: /dev/shm)
 #              STREAMS    xferbench's parallel connections for the -P rows (default 4)
-# Only 127.0.0.1 is ever used.
+#              PIN        1: the ends pinned to cores of their own in two namespaces (above)
+# Only 127.0.0.1 is ever used, or with PIN=1 the lab's own addresses.
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh" || exit 1
 size=${1:-1G}
 rounds=${2:-5}
 cipher=${3:-aes128-gcm@openssh.com}
 streams=${STREAMS:-4}
+pin=${PIN:-}
 
 need_posint ROUNDS "$rounds"
 need_sshd
+
+host=127.0.0.1 client_pre=() server_pre=()
+if [ -n "$pin" ]; then
+  [ "$(id -u)" -eq 0 ] || usage_error "PIN=1 needs root (it makes network namespaces)"
+  cores=$(nproc)
+  [ "$cores" -ge 2 ] || usage_error "PIN=1 needs 2 cores or more (this machine has $cores)"
+  need taskset util-linux
+  # shellcheck disable=SC2119 # an unshaped lab: no options
+  lab_up
+  host=$lab_addr
+  client_pre=(ip netns exec "$ns_a" taskset -c 0)
+  server_pre=(ip netns exec "$ns_b" taskset -c $((cores - 1)))
+fi
+# The client's prefix as shell words ("" when none).
+client_words=
+if [ ${#client_pre[@]} -gt 0 ]; then client_words=$(printf '%q ' "${client_pre[@]}"); fi
 
 src_dir=$(mktemp -d "${SRC_DIR:-/dev/shm}/xferbench-compare-ssh-src.XXXXXX")
 dest_dir=$(mktemp -d "${DEST_DIR:-/dev/shm}/xferbench-compare-ssh-dest.XXXXXX")
@@ -41,19 +65,20 @@ remove_on_exit "$work" "$src_dir" "$dest_dir"
 
 use_xferbench
 
-start_sshd "$work"
+sshd_wrap=("${server_pre[@]}") ssh_wrap=("${client_pre[@]}")
+start_sshd "$work" "$host"
 sshd_pid=$(cat "$work/sshd.pid")
 
 # xferbench's own SSH server, on another free port.
 own_port=$(free_port)
 "$xferbench" serve --help | grep -q -- --ssh-listen || die "this xferbench has no serve --ssh-listen"
-"$xferbench" serve --listen 127.0.0.1:0 --root "$dest_dir" --ssh-listen "127.0.0.1:$own_port" \
+"${server_pre[@]}" "$xferbench" serve --listen 127.0.0.1:0 --root "$dest_dir" --ssh-listen "$host:$own_port" \
   --authorized-keys "$work/authorized_keys" --host-key "$work/host_key" >"$work/serve.log" 2>&1 &
 serve_pid=$!
 track_pid "$serve_pid"
 wait_for_line "$work/serve.log" "ssh listening" 5 ||
   { echo "compare-ssh: serve's SSH server did not come up:" >&2; cat "$work/serve.log" >&2; exit 1; }
-echo "[127.0.0.1]:$own_port $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$work/known_hosts"
+echo "[$host]:$own_port $(cut -d' ' -f1,2 "$work/host_key.pub")" >>"$work/known_hosts"
 
 source_file=$src_dir/random.img
 "$xferbench" gen "$source_file" --size "$size" -q >/dev/null
@@ -118,14 +143,15 @@ measure() {
 }
 
 q() { printf '%q ' "$@"; }
-scp_to() { q scp -O -q -c "$cipher" -P "$port" "${ssh_opts[@]}" "$source_file" "$user@127.0.0.1:$1"; }
+scp_to() { printf '%s' "$client_words"; q scp -O -q -c "$cipher" -P "$port" "${ssh_opts[@]}" "$source_file" "$user@$host:$1"; }
 x_copy() { # x_copy PORT DEST STREAMS [--force]
-  q "$xferbench" -q copy "$source_file" "$user@127.0.0.1:$1:$2" --via ssh -P "$3" --cipher "$cipher" \
+  printf '%s' "$client_words"
+  q "$xferbench" -q copy "$source_file" "$user@$host:$1:$2" --via ssh -P "$3" --cipher "$cipher" \
     --identity "$work/id" --known-hosts "$work/known_hosts" -F /dev/null -J "${@:4}"
   # Its loopback warning is known: kept out of the script's output.
   printf '2>>%q' "$work/xferbench.err"
 }
-ceiling_cmd="$(q ssh -c "$cipher" -p "$port" "${ssh_opts[@]}" "$user@127.0.0.1" 'cat > /dev/null') < $(q "$source_file")"
+ceiling_cmd="$client_words$(q ssh -c "$cipher" -p "$port" "${ssh_opts[@]}" "$user@$host" 'cat > /dev/null') < $(q "$source_file")"
 
 # Each row: one run of its command.
 row_ceiling() { clean_dest; measure ceiling far_ticks "" "$ceiling_cmd"; }
@@ -140,6 +166,9 @@ row_x1_over() { old_dest x.img; measure x1_over far_ticks "$dest_dir/x.img" "$(x
 rows=(ceiling scp x1 xn own1 ownn scp_over x1_over)
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating; every figure a whole process, start to exit"
 machine_line "$src_dir" "$dest_dir"
+if [ -n "$pin" ]; then
+  echo "pinned: clients on CPU 0 in namespace $ns_a, sshd and serve on CPU $((cores - 1)) in namespace $ns_b, over a veth pair ($host)"
+fi
 echo "$(ssh -V 2>&1), $("$xferbench" --version)"
 # One untimed run of each first (like hyperfine's --warmup): sshd, the page cache and the CPU
 # frequency settle before anything counts.

@@ -194,11 +194,15 @@ need_sshd() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_sshd WORK: an sshd on a free port of 127.0.0.1 with its own host key, client key (WORK/id)
-# and known_hosts (WORK/known_hosts); no system sshd is used or touched. Sets port, user and
-# ssh_opts (the options ssh, scp and rsync -e need to reach it); stopped on exit.
+# start_sshd WORK [ADDR]: an sshd on a free port of ADDR (default 127.0.0.1) with its own host
+# key, client key (WORK/id) and known_hosts (WORK/known_hosts); no system sshd is used or touched.
+# Sets port, user and ssh_opts (the options ssh, scp and rsync -e need to reach it); stopped on
+# exit. The arrays sshd_wrap and ssh_wrap, when set, go before sshd and before the readiness
+# probe's ssh (e.g. `ip netns exec NS taskset -c 1`).
+sshd_wrap=()
+ssh_wrap=()
 start_sshd() {
-  local work=$1 sshd_bin
+  local work=$1 addr=${2:-127.0.0.1} sshd_bin
   sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
   ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
   ssh-keygen -q -t ed25519 -N '' -f "$work/id"
@@ -206,7 +210,7 @@ start_sshd() {
   [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
   port=$(free_port)
   cat >"$work/sshd_config" <<EOF
-ListenAddress 127.0.0.1
+ListenAddress $addr
 Port $port
 HostKey $work/host_key
 AuthorizedKeysFile $work/authorized_keys
@@ -220,19 +224,18 @@ StrictModes no
 LogLevel ERROR
 Subsystem sftp internal-sftp
 EOF
-  "$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
+  "${sshd_wrap[@]}" "$sshd_bin" -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
   track_pid $!
-  echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
+  echo "[$addr]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" >"$work/known_hosts"
   user=$(id -un)
   ssh_opts=(-F /dev/null -i "$work/id" -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes)
   for _ in $(seq 1 50); do
-    ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true 2>/dev/null && break
+    "${ssh_wrap[@]}" ssh "${ssh_opts[@]}" -p "$port" "$user@$addr" true 2>/dev/null && break
     sleep 0.2
   done
-  ssh "${ssh_opts[@]}" -p "$port" "$user@127.0.0.1" true ||
+  "${ssh_wrap[@]}" ssh "${ssh_opts[@]}" -p "$port" "$user@$addr" true ||
     { echo "$prog: sshd did not come up:" >&2; cat "$work/sshd.log" >&2; exit 1; }
 }
-
 
 # cleanup_add COMMAND [ARG...]: run COMMAND ARG... on exit.
 cleanup_add() {
