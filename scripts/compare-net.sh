@@ -2,7 +2,11 @@
 # xferbench net against iperf3, both memory to memory TCP, at -P 1 and -P 4 with the same duration,
 # on loopback and (as root) between the two network namespaces of scripts/lab.sh.
 # Each round runs every scenario once with both tools, alternating which tool goes first, so
-# drift hits both alike. Prints each round, then a table of medians and the ratio xferbench / iperf3.
+# drift hits both alike. Prints each round, then a table of medians and the ratio xferbench / iperf3,
+# with each tool's CPU seconds per GB on both ends (client here, server there): xferbench's from
+# its -J report (each end's user + system time over the bytes received), iperf3's from -J's
+# cpu_utilization_percent (host_total, remote_total) times the test's seconds over its bytes.
+# The -Z rows send with each tool's zero-copy (sendfile from memory; iperf3 -Z the same way).
 #
 # usage: scripts/compare-net.sh [ROUNDS] [SECS]
 #        defaults: 5 rounds, 5 s per run
@@ -47,33 +51,47 @@ start_servers() {
   wait_for "$work/$name.iperf3" 'Server listening' $! "iperf3 -s on $addr:$iport"
 }
 
-# run_tool TOOL ADDR P [NETNS] -> bits per second on stdout
+# run_tool TOOL ADDR P ZEROCOPY [NETNS] -> "bits_per_second client_cpu_s_per_gb server_cpu_s_per_gb"
+# (ZEROCOPY: -Z or "")
 run_tool() {
-  local tool=$1 addr=$2 p=$3 pre=() out=$work/client.json
-  if [ $# -ge 4 ]; then pre=(ip netns exec "$4"); fi
+  local tool=$1 addr=$2 p=$3 z=$4 pre=() out=$work/client.json
+  if [ $# -ge 5 ]; then pre=(ip netns exec "$5"); fi
   if [ "$tool" = xferbench ]; then
-    if ! timeout $((secs + 60)) "${pre[@]}" "$xferbench" net "$addr:$xport" -P "$p" -t "$secs" --token "$token" -J \
+    if ! timeout $((secs + 60)) "${pre[@]}" "$xferbench" net "$addr:$xport" -P "$p" -t "$secs" ${z:+"$z"} --token "$token" -J \
         >"$out" 2>"$work/client.err"; then
-      echo "compare-net: xferbench net $addr:$xport -P $p failed:" >&2; cat "$work/client.err" >&2; exit 1
+      echo "compare-net: xferbench net $addr:$xport -P $p $z failed:" >&2; cat "$work/client.err" >&2; exit 1
     fi
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["directions"][0]["receiver"]["bytes_per_sec"] * 8)' "$out"
+    python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+received = r["directions"][0]["receiver"]
+gb = received["bytes"] / 1e9
+cpu = lambda end: (r["cpu"][end]["user_secs"] + r["cpu"][end]["system_secs"]) / gb
+print(received["bytes_per_sec"] * 8, cpu("local"), cpu("remote"))' "$out"
   else
-    if ! timeout $((secs + 60)) "${pre[@]}" iperf3 -c "$addr" -p "$iport" -P "$p" -t "$secs" -J \
+    if ! timeout $((secs + 60)) "${pre[@]}" iperf3 -c "$addr" -p "$iport" -P "$p" -t "$secs" ${z:+"$z"} -J \
         >"$out" 2>"$work/client.err"; then
-      echo "compare-net: iperf3 -c $addr -p $iport -P $p failed:" >&2; cat "$work/client.err" "$out" >&2; exit 1
+      echo "compare-net: iperf3 -c $addr -p $iport -P $p $z failed:" >&2; cat "$work/client.err" "$out" >&2; exit 1
     fi
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"])' "$out"
+    python3 -c '
+import json, sys
+end = json.load(open(sys.argv[1]))["end"]
+received = end["sum_received"]
+gb = received["bytes"] / 1e9
+cpu = lambda pct: pct / 100 * received["seconds"] / gb
+print(received["bits_per_second"], cpu(end["cpu_utilization_percent"]["host_total"]),
+      cpu(end["cpu_utilization_percent"]["remote_total"]))' "$out"
   fi
 }
 
-# scenarios: "label|addr|client netns"
-scenarios=("loopback -P 1|127.0.0.1|" "loopback -P 4|127.0.0.1|")
+# scenarios: "label|addr|client netns"; the label ends in -P N, or -P N -Z
+scenarios=("loopback -P 1|127.0.0.1|" "loopback -P 4|127.0.0.1|" "loopback -P 1 -Z|127.0.0.1|")
 start_servers loopback 127.0.0.1
 if [ "$(id -u)" -eq 0 ]; then
   # shellcheck disable=SC2086 # LAB_ARGS is a list of options
   lab_up $lab_args
   start_servers lab "$lab_addr" "$ns_b"
-  scenarios+=("lab -P 1|$lab_addr|$ns_a" "lab -P 4|$lab_addr|$ns_a")
+  scenarios+=("lab -P 1|$lab_addr|$ns_a" "lab -P 4|$lab_addr|$ns_a" "lab -P 1 -Z|$lab_addr|$ns_a")
 else
   echo "note: not root, so loopback only (the namespace lab needs root: sudo scripts/compare-net.sh)"
 fi
@@ -86,8 +104,10 @@ results=$work/results
 for round in $(seq 1 "$rounds"); do
   for sc in "${scenarios[@]}"; do
     IFS='|' read -r label addr ns <<<"$sc"
-    p=${label##* }
-    args=("$addr" "$p")
+    z=
+    case $label in *-Z) z=-Z ;; esac
+    p=${label#*-P }; p=${p%% *}
+    args=("$addr" "$p" "$z")
     if [ -n "$ns" ]; then args+=("$ns"); fi
     if [ $((round % 2)) -eq 1 ]; then
       x=$(run_tool xferbench "${args[@]}"); i=$(run_tool iperf3 "${args[@]}")
@@ -95,7 +115,7 @@ for round in $(seq 1 "$rounds"); do
       i=$(run_tool iperf3 "${args[@]}"); x=$(run_tool xferbench "${args[@]}")
     fi
     echo "$label|$i|$x" >>"$results"
-    printf 'round %d  %-14s iperf3 %6s  xferbench %6s Gb/s\n' "$round" "$label" "$(giga "$i")" "$(giga "$x")"
+    printf 'round %d  %-18s iperf3 %6s  xferbench %6s Gb/s\n' "$round" "$label" "$(giga "${i%% *}")" "$(giga "${x%% *}")"
   done
 done
 
@@ -104,14 +124,15 @@ import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     label, i, x = line.rstrip("\n").split("|")
-    rows.setdefault(label, []).append((float(i), float(x)))
+    rows.setdefault(label, []).append((list(map(float, i.split())), list(map(float, x.split()))))
 print()
-print(f"{'scenario':<16} {'iperf3 Gb/s':>12} {'xferbench Gb/s':>15} {'ratio':>7}")
+print(f"{'':18} {'Gb/s':>25} {'CPU s/GB, iperf3':>18} {'CPU s/GB, xferbench':>21}")
+print(f"{'scenario':<18} {'iperf3':>8} {'xferbench':>9} {'ratio':>6} {'client':>9} {'server':>8} {'client':>10} {'server':>10}")
 for label, runs in rows.items():
-    i = statistics.median(r[0] for r in runs)
-    x = statistics.median(r[1] for r in runs)
+    med = lambda tool, k: statistics.median(r[tool][k] for r in runs)
+    i, x = med(0, 0), med(1, 0)
     ratio = x / i if i else float("nan")
-    print(f"{label:<16} {i/1e9:>12.2f} {x/1e9:>15.2f} {ratio:>7.3f}   "
-          f"(iperf3 {i/8e6:,.0f} MB/s, xferbench {x/8e6:,.0f} MB/s)")
-print("medians; ratio = xferbench / iperf3")
+    print(f"{label:<18} {i/1e9:>8.2f} {x/1e9:>9.2f} {ratio:>6.3f} {med(0, 1):>9.3f} {med(0, 2):>8.3f} "
+          f"{med(1, 1):>10.3f} {med(1, 2):>10.3f}")
+print("medians; ratio = xferbench / iperf3; CPU: each end's user + system seconds per GB received")
 EOF

@@ -303,6 +303,12 @@ pub struct NetArgs {
     #[arg(short = 'w', long, value_name = "SIZE", value_parser = parse_len)]
     pub window: Option<usize>,
 
+    /// --via tcp: the sending end (the server's with -R, both with --bidir) sends with
+    /// sendfile(2) from an in-memory file of the payload, like iperf3 -Z: the socket takes its
+    /// pages without a copy from the sender's memory.
+    #[arg(short = 'Z', long)]
+    pub zerocopy: bool,
+
     /// Transfer path: tcp, ssh, rdma or udp.
     #[arg(long, value_enum, default_value_t = crate::transport::TransportKind::Tcp)]
     pub via: crate::transport::TransportKind,
@@ -1092,6 +1098,12 @@ impl NetArgs {
                 "-b and --max pace UDP datagrams: give them with --via udp",
             ));
         }
+        if self.zerocopy && self.via != TransportKind::Tcp {
+            return Err(usage(format!(
+                "-Z sends TCP streams with sendfile(2): give it with --via tcp (--via {} has no zero-copy send)",
+                self.via
+            )));
+        }
         match self.via {
             // Not a value of --via: clap never gives it.
             TransportKind::Tcp | TransportKind::Local => Ok(()),
@@ -1586,6 +1598,7 @@ impl NetArgs {
             directions: self.directions(),
             queue_depth: self.queue_depth,
             rate: self.bitrate,
+            zerocopy: self.zerocopy,
         }
     }
 }

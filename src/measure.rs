@@ -220,6 +220,9 @@ pub struct Conditions {
     /// options and interface, or a disk's block device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<MountFacts>,
+    /// Sent with sendfile(2) from a file in memory (`net -Z`): no copy from the sender's memory.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub zerocopy: bool,
 }
 
 /// Bytes moved during one reporting interval, from the start of the measurement.

@@ -253,6 +253,9 @@ pub struct NetRequest {
     pub window: Option<u32>,
     /// Seconds between the server's interval samples, like iperf3's -i.
     pub interval_secs: f64,
+    /// The sending end sends with sendfile(2) (`-Z`); absent from older clients: false.
+    #[serde(default)]
+    pub zerocopy: bool,
 }
 
 /// The server's side of a UDP memory-to-memory test.

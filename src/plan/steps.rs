@@ -886,6 +886,7 @@ impl Run<'_> {
             directions: Directions::Upload,
             queue_depth: 128,
             rate: None,
+            zerocopy: false,
         };
         let mut nets = Vec::new();
         let net_runs = if failed.is_none() { options.repeat } else { 0 };

@@ -310,6 +310,7 @@ fn run(
                 },
                 queue_depth: 1,
                 rate: None,
+                zerocopy: false,
             };
             let report = open(via, peer, token)?.mem_to_mem(&plan, &Unwatched)?;
             Ok(net_figures(name, report))

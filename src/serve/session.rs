@@ -365,6 +365,7 @@ async fn serve_net(shared: &Shared, control: &mut Connection, net: NetRequest) -
         every: Duration::from_secs_f64(net.interval_secs),
         len: net.len as usize,
         stall: shared.idle_timeout.min(memory::STALL_TIMEOUT),
+        zerocopy: net.zerocopy,
     };
     let cpu = CpuClock::start();
     let streams = streams

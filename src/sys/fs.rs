@@ -8,6 +8,37 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
+/// An anonymous file in memory (memfd_create, close-on-exec): its pages live in the page cache,
+/// so sendfile(2) can hand them to a socket.
+pub fn memfd(name: &str) -> io::Result<File> {
+    let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// sendfile(2): up to `count` bytes of `file` from `*offset` to `socket`, without passing
+/// through this process; `*offset` moves past what was sent. Returns the bytes sent.
+pub fn sendfile(
+    socket: std::os::fd::BorrowedFd<'_>,
+    file: &File,
+    offset: &mut u64,
+    count: usize,
+) -> io::Result<usize> {
+    let mut at = *offset as libc::off_t;
+    // SAFETY: both descriptors are borrowed for the call; `at` is a valid off_t it updates.
+    let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut at, count) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = at as u64;
+    Ok(sent as usize)
+}
+
 /// Reserves the first `len` bytes of the file (fallocate, mode 0).
 pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
     // SAFETY: fallocate takes no pointers; the descriptor is borrowed from `file` for the call.

@@ -171,6 +171,48 @@ pub fn source<W: Write + ?Sized>(
     stream.flush()
 }
 
+/// [`source`] by sendfile(2) from `file`, which holds the payload (`len` bytes, in a memfd):
+/// the socket takes the file's pages without a copy from this process's memory, as iperf3's
+/// -Z does. Same stop, stall and error rules as [`source`].
+pub fn source_sendfile(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    len: usize,
+    ending: &Ending,
+    counter: &Counter,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let mut at = 0u64;
+    let mut stall = Stall::new();
+    while !ending.senders_done() {
+        let left = len - at as usize;
+        match crate::sys::fs::sendfile(stream.as_fd(), file, &mut at, left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                counter.add(n as u64);
+                if at as usize == len {
+                    at = 0;
+                }
+                stall.moved = true;
+            }
+            Err(err) if woke(&err) => {
+                if stall.over(ending.stall) {
+                    return Err(ending.stalled(true));
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// The payload in a memfd, for [`source_sendfile`].
+fn payload_file(payload: &[u8]) -> io::Result<std::fs::File> {
+    let mut file = crate::sys::fs::memfd("xferbench-payload")?;
+    file.write_all(payload)?;
+    Ok(file)
+}
+
 /// Least bytes a sink asks for per read: large enough to keep syscalls few, small enough that the
 /// buffer stays in the CPU cache (1 MiB reads measured ~10 % slower on loopback than 128 KiB).
 const SINK_READ: usize = 128 << 10;
@@ -413,6 +455,35 @@ mod tests {
         assert_eq!(sent.get(), received.get());
     }
 
+    #[test]
+    fn a_sendfile_source_sends_its_payload_over_and_over_byte_for_byte() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        // An odd length: every round ends mid-page and the next starts at the file's start.
+        let data = payload(10_007);
+        let file = payload_file(&data).unwrap();
+        let sent = Counter::new();
+        let until = std::time::Instant::now() + Duration::from_millis(50);
+        let ending = Ending::new(until, STALL_TIMEOUT, "the test's peer");
+        let receiver = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).map(|_| got)
+        });
+        source_sendfile(&client, &file, data.len(), &ending, &sent).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let got = receiver.join().unwrap().unwrap();
+        assert_eq!(got.len() as u64, sent.get());
+        assert!(
+            got.len() > 3 * data.len(),
+            "only {} bytes in 50 ms",
+            got.len()
+        );
+        for (i, chunk) in got.chunks(data.len()).enumerate() {
+            assert_eq!(chunk, &data[..chunk.len()], "round {i} differs");
+        }
+    }
+
     /// A socket pair whose blocked calls wake every 50 ms, like the data streams' do.
     fn waking_pair() -> (
         std::os::unix::net::UnixStream,
@@ -532,6 +603,8 @@ pub struct Timing {
     pub len: usize,
     /// How long a stream may move nothing before its peer counts as gone.
     pub stall: Duration,
+    /// Send with sendfile(2) from a memfd holding the payload ([`source_sendfile`], iperf3's -Z).
+    pub zerocopy: bool,
 }
 
 /// What one end of a memory-to-memory test saw.
@@ -577,6 +650,13 @@ pub async fn exchange(
     let ending = std::sync::Arc::new(Ending::new(test_end.into_std(), timing.stall, peer));
     let _stop_on_drop = StopOnDrop(ending.clone());
     let payload: std::sync::Arc<[u8]> = payload(timing.len).into();
+    let sends = streams.iter().any(|(_, role)| *role == Role::Send);
+    let file = match timing.zerocopy && sends {
+        true => Some(std::sync::Arc::new(
+            payload_file(&payload).context("making the in-memory file for -Z (memfd_create)")?,
+        )),
+        false => None,
+    };
     let mut tracked = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (mut stream, role) in streams {
@@ -593,11 +673,14 @@ pub async fn exchange(
             fd: Some(stream.as_raw_fd()),
         });
         let (payload, len, ending) = (payload.clone(), timing.len, ending.clone());
+        let file = file.clone();
         tasks.spawn_blocking(move || {
-            let moved = match role {
-                Role::Send => source(&mut stream, &payload, &ending, &counter)
+            let moved = match (role, file) {
+                (Role::Send, Some(file)) => source_sendfile(&stream, &file, len, &ending, &counter)
                     .and_then(|()| stream.shutdown(Shutdown::Write)),
-                Role::Receive => sink(&mut stream, len, &ending, &counter),
+                (Role::Send, None) => source(&mut stream, &payload, &ending, &counter)
+                    .and_then(|()| stream.shutdown(Shutdown::Write)),
+                (Role::Receive, _) => sink(&mut stream, len, &ending, &counter),
             };
             // The stream is handed back, not dropped, so its socket stays open for TCP_INFO.
             (role, Instant::now(), moved.map(|()| stream))

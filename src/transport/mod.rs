@@ -156,6 +156,8 @@ pub struct NetPlan {
     pub queue_depth: usize,
     /// Bytes per second the UDP sender holds to (`-b`); None: as fast as it can (`--max`).
     pub rate: Option<f64>,
+    /// TCP: send with sendfile(2) from an in-memory file (`-Z`, iperf3's zero-copy).
+    pub zerocopy: bool,
 }
 
 /// The figures of one stream in one direction.

@@ -296,6 +296,7 @@ impl Tcp {
             len: plan.len as u32,
             window: plan.window.map(|w| w as u32),
             interval_secs: plan.interval_secs,
+            zerocopy: plan.zerocopy,
         };
         let mut session = self
             .open(Request::Net(request), uploads + downloads, plan.window)
@@ -314,6 +315,7 @@ impl Tcp {
             every: Duration::from_secs_f64(plan.interval_secs),
             len: plan.len,
             stall: memory::STALL_TIMEOUT,
+            zerocopy: plan.zerocopy,
         };
         let window = session
             .streams
@@ -400,6 +402,7 @@ impl Tcp {
             streams: Some(plan.streams),
             mtu,
             window,
+            zerocopy: plan.zerocopy,
             ..Conditions::default()
         };
         let mut directions = Vec::new();

@@ -143,6 +143,30 @@ fn net_bidir_reports_an_upload_and_a_download() {
 }
 
 #[test]
+fn net_zerocopy_sends_both_ways_by_sendfile_and_says_so() {
+    let report = net_json(&Hosts::two(), &["-t", "1", "--bidir", "-P", "2", "-Z"]);
+    for name in ["upload", "download"] {
+        let dir = direction(&report, name);
+        assert_plausible(dir, 2);
+        for end in ["sender", "receiver"] {
+            assert_eq!(dir[end]["conditions"]["zerocopy"], true, "{dir:#}");
+        }
+    }
+    let plain = net_json(&Hosts::two(), &["-t", "1"]);
+    let conditions = &direction(&plain, "upload")["sender"]["conditions"];
+    assert_eq!(conditions.get("zerocopy"), None, "{plain:#}");
+}
+
+#[test]
+fn net_zerocopy_over_another_path_is_a_usage_error() {
+    for via in ["udp", "ssh", "rdma"] {
+        let (code, _, stderr) = crate::common::run(["net", "127.0.0.1", "-Z", "--via", via]);
+        assert_eq!(code, 2, "--via {via}: {stderr}");
+        assert!(stderr.contains("--via tcp"), "--via {via}: {stderr}");
+    }
+}
+
+#[test]
 fn net_reports_an_interval_every_half_second_per_stream() {
     let report = net_json(&Hosts::two(), &["-t", "2", "-i", "0.5", "-P", "2"]);
     let upload = direction(&report, "upload");

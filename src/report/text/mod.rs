@@ -410,7 +410,9 @@ pub fn net_summary(report: &NetReport) -> String {
     if let Some(latency) = &report.latency {
         let _ = writeln!(out, "{}", latency_line(latency));
     }
-    let _ = writeln!(out, "{}", cpu_both(&report.cpu));
+    // Every direction's bytes: CPU per GB of what the test moved, both ways with --bidir.
+    let moved = report.directions.iter().map(|d| d.receiver.bytes).sum();
+    let _ = writeln!(out, "{}", cpu_both_per(&report.cpu, Some(moved)));
     out
 }
 
@@ -533,6 +535,9 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
     if let Some(mtu) = c.mtu {
         parts.push(format!("MTU {mtu}"));
     }
+    if c.zerocopy {
+        parts.push("zero-copy send (sendfile)".to_string());
+    }
     if let Some(cipher) = &c.cipher {
         parts.push(format!("cipher {cipher}"));
     }
@@ -559,16 +564,36 @@ fn net_conditions(report: &NetReport, direction: &DirectionReport) -> String {
 }
 
 fn cpu_both(both: &CpuBoth) -> String {
-    let remote = both
-        .remote
-        .as_ref()
-        .map_or_else(|| "not reported by the server".to_string(), cpu);
-    format!("CPU: local {}, remote {remote}", cpu(&both.local))
+    cpu_both_per(both, None)
+}
+
+/// [`cpu_both`] with each end's CPU seconds per GB (10^9 bytes) of `bytes` moved, the figure
+/// iperf3's CPU percentages and compare-*.sh are set against.
+fn cpu_both_per(both: &CpuBoth, bytes: Option<u64>) -> String {
+    let remote = both.remote.as_ref().map_or_else(
+        || "not reported by the server".to_string(),
+        |remote| cpu_per(remote, bytes),
+    );
+    format!(
+        "CPU: local {}, remote {remote}",
+        cpu_per(&both.local, bytes)
+    )
 }
 
 fn cpu(cpu: &CpuUse) -> String {
+    cpu_per(cpu, None)
+}
+
+fn cpu_per(cpu: &CpuUse, bytes: Option<u64>) -> String {
+    let per_gb = match bytes {
+        Some(bytes) if bytes > 0 => format!(
+            "; {:.2} s/GB",
+            (cpu.user_secs + cpu.system_secs) / (bytes as f64 / 1e9)
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{:.0}% of a core (user {:.1} s, system {:.1} s)",
+        "{:.0}% of a core (user {:.1} s, system {:.1} s{per_gb})",
         cpu.percent, cpu.user_secs, cpu.system_secs
     )
 }
@@ -715,10 +740,10 @@ pub fn copy(report: &CopyReport) -> String {
     }
     match local {
         true => {
-            let _ = writeln!(out, "  CPU: {}", cpu(&report.cpu.local));
+            let _ = writeln!(out, "  CPU: {}", cpu_per(&report.cpu.local, Some(m.bytes)));
         }
         false => {
-            let _ = writeln!(out, "  {}", cpu_both(&report.cpu));
+            let _ = writeln!(out, "  {}", cpu_both_per(&report.cpu, Some(m.bytes)));
         }
     }
     out
