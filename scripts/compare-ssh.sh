@@ -5,7 +5,8 @@
 # with the same cipher; and xferbench to its own embedded SSH server (serve --ssh-listen).
 #
 # Rows: the channel's own ceiling (`ssh HOST 'cat > /dev/null' < FILE`: one OpenSSH channel and
-# nothing else), scp -O, xferbench -P 1 and -P N to sshd and to serve's server, and the overwrite
+# nothing else), the channel writing the file (`ssh HOST 'cat > DEST' < FILE`: the least a
+# one-channel copy to sshd must do, with no landing or check), scp -O, xferbench -P 1 and -P N to sshd and to serve's server, and the overwrite
 # case (the destination exists: scp -O writes over it in place, xferbench --force lands a new
 # file and renames it over the old one). For each: the median whole-process rate, xferbench's own
 # figure beside it (its -J measurement: the copy alone, fsync included), the ratio to scp, the
@@ -155,6 +156,7 @@ ceiling_cmd="$client_words$(q ssh -c "$cipher" -p "$port" "${ssh_opts[@]}" "$use
 
 # Each row: one run of its command.
 row_ceiling() { clean_dest; measure ceiling far_ticks "" "$ceiling_cmd"; }
+row_cat() { clean_dest; measure cat far_ticks "$dest_dir/cat.img" "$client_words$(q ssh -c "$cipher" -p "$port" "${ssh_opts[@]}" "$user@$host" "cat > $(q "$dest_dir/cat.img")") < $(q "$source_file")"; }
 row_scp() { clean_dest; measure scp far_ticks "$dest_dir/scp.img" "$(scp_to "$dest_dir/scp.img")"; }
 row_x1() { clean_dest; measure x1 far_ticks "$dest_dir/x.img" "$(x_copy "$port" "$dest_dir/x.img" 1)"; }
 row_xn() { clean_dest; measure xn far_ticks "$dest_dir/x.img" "$(x_copy "$port" "$dest_dir/x.img" "$streams")"; }
@@ -163,7 +165,7 @@ row_ownn() { clean_dest; measure ownn own_ticks "$dest_dir/own.img" "$(x_copy "$
 row_scp_over() { old_dest scp.img; measure scp_over far_ticks "$dest_dir/scp.img" "$(scp_to "$dest_dir/scp.img")"; }
 row_x1_over() { old_dest x.img; measure x1_over far_ticks "$dest_dir/x.img" "$(x_copy "$port" "$dest_dir/x.img" 1 --force)"; }
 
-rows=(ceiling scp x1 xn own1 ownn scp_over x1_over)
+rows=(ceiling cat scp x1 xn own1 ownn scp_over x1_over)
 echo "file: $size of random bytes on $(df --output=fstype "$src_dir" | tail -1) → $(df --output=fstype "$dest_dir" | tail -1); cipher $cipher; $rounds rounds, alternating; every figure a whole process, start to exit"
 machine_line "$src_dir" "$dest_dir"
 if [ -n "$pin" ]; then
@@ -189,6 +191,7 @@ import statistics, sys
 work, size, streams = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 names = {
     "ceiling": "ssh 'cat > /dev/null' (ceiling)",
+    "cat": "ssh 'cat > FILE'",
     "scp": "scp -O",
     "x1": "xferbench -P 1 → sshd",
     "xn": f"xferbench -P {streams} → sshd",
