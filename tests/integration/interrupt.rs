@@ -177,7 +177,10 @@ fn copy_ctrl_c_mid_upload_exits_130_within_a_second() {
 fn disk_ctrl_c_exits_130_within_a_second_and_removes_its_test_file() {
     let dir = temp_dir();
     // Long enough to be under way at 300 ms, within what the disk has free (half of it).
-    let size = format!("{}M", (crate::common::free_space() / 2 >> 20).min(16 << 10));
+    let size = format!(
+        "{}M",
+        (crate::common::free_space() / 2 / (1 << 20)).min(16 << 10)
+    );
     let mut client = spawn_here(&[
         "disk".as_ref(),
         dir.path().as_os_str(),

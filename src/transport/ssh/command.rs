@@ -20,8 +20,8 @@ pub enum RemoteCommand {
     /// `scp -t -- PATH`: the SCP sink; it writes what the client sends (OpenSSH's `scp -O` sends
     /// this too, with extra flags such as `-v`, `-p` or `-d`).
     ScpSink { path: String },
-    /// [`RemoteCommand::WriteRange`] from 0` && ` [`RemoteCommand::Finish`]: one stream's
-    /// upload and its landing in one exec, so the landing costs no second round of shell
+    /// [`RemoteCommand::WriteRange`] from 0, then (`&&`) [`RemoteCommand::Finish`]: one
+    /// stream's upload and its landing in one exec, so the landing costs no second round of shell
     /// start-up. `dd`, not `scp -t`: scp's sink reads and writes 16 KiB at a time, which cost
     /// the far side ~20 % more CPU per GB than dd's large writes (compare-ssh.sh). `fresh`:
     /// first `test ! -e PATH || exit 17` ([`EXISTS`]), so the check that nothing is there
@@ -263,61 +263,62 @@ impl RemoteCommand {
     }
 }
 
+/// [`RemoteCommand::parse`] of a line already split into shell words.
 fn parse_words(words: &[&str]) -> Option<RemoteCommand> {
-    {
-        match words {
-            ["test", "!", "-e", guarded, "||", "exit", "17;", rest @ ..] => {
-                match parse_words(rest)? {
-                    RemoteCommand::WriteThenFinish {
-                        temp,
-                        size,
-                        path,
-                        fresh: false,
-                    } if path == *guarded => Some(RemoteCommand::WriteThenFinish {
-                        temp,
-                        size,
-                        path,
-                        fresh: true,
-                    }),
-                    _ => None,
-                }
+    match words {
+        ["test", "!", "-e", guarded, "||", "exit", code, rest @ ..]
+            if *code == format!("{EXISTS};") =>
+        {
+            match parse_words(rest)? {
+                RemoteCommand::WriteThenFinish {
+                    temp,
+                    size,
+                    path,
+                    fresh: false,
+                } if path == *guarded => Some(RemoteCommand::WriteThenFinish {
+                    temp,
+                    size,
+                    path,
+                    fresh: true,
+                }),
+                _ => None,
             }
-            // dd's words are all `key=value`: the first lone `&&` ends them.
-            ["dd", rest @ ..] if rest.contains(&"&&") => {
-                let and = rest.iter().position(|word| *word == "&&")?;
-                match (parse_dd(&rest[..and])?, parse_finish(&rest[and + 1..])?) {
-                    (
-                        RemoteCommand::WriteRange { path: w, offset: 0 },
-                        RemoteCommand::Finish { temp, size, path },
-                    ) if w == temp => Some(RemoteCommand::WriteThenFinish {
-                        temp,
-                        size,
-                        path,
-                        fresh: false,
-                    }),
-                    _ => None,
-                }
-            }
-            ["scp", rest @ ..] => parse_scp(rest),
-            ["dd", rest @ ..] => parse_dd(rest),
-            ["stat", "-L", "-c", "%s %F" | "%s", "--", path] => Some(RemoteCommand::Size {
-                path: path.to_string(),
-            }),
-            ["printf", "%s\\n", home] => Some(RemoteCommand::HomeOf {
-                user: login_name(home.strip_prefix('~')?)?.to_string(),
-            }),
-            ["test", "!", "-e", path] => Some(RemoteCommand::Absent {
-                path: path.to_string(),
-            }),
-            ["truncate", ..] => parse_finish(words),
-            ["rm", "-f", "--", path] => Some(RemoteCommand::Discard {
-                path: path.to_string(),
-            }),
-            ["cat", ">", "/dev/null"] => Some(RemoteCommand::Sink),
-            ["cat", "/dev/zero"] => Some(RemoteCommand::Source),
-            ["cat"] => Some(RemoteCommand::Echo),
-            _ => None,
         }
+        // dd's words are all `key=value`: the first lone `&&` ends them.
+        ["dd", rest @ ..] if rest.contains(&"&&") => {
+            let and = rest.iter().position(|word| *word == "&&")?;
+            match (parse_dd(&rest[..and])?, parse_finish(&rest[and + 1..])?) {
+                (
+                    RemoteCommand::WriteRange { path: w, offset: 0 },
+                    RemoteCommand::Finish { temp, size, path },
+                ) if w == temp => Some(RemoteCommand::WriteThenFinish {
+                    temp,
+                    size,
+                    path,
+                    fresh: false,
+                }),
+                _ => None,
+            }
+        }
+        ["scp", rest @ ..] => parse_scp(rest),
+        ["dd", rest @ ..] => parse_dd(rest),
+        ["stat", "-L", "-c", "%s %F" | "%s", "--", path] => Some(RemoteCommand::Size {
+            path: path.to_string(),
+        }),
+        ["printf", "%s\\n", home] => Some(RemoteCommand::HomeOf {
+            user: login_name(home.strip_prefix('~')?)?.to_string(),
+        }),
+        ["test", "!", "-e", path] => Some(RemoteCommand::Absent {
+            path: path.to_string(),
+        }),
+        ["truncate", ..] => parse_finish(words),
+        ["rm", "-f", "--", path] => Some(RemoteCommand::Discard {
+            path: path.to_string(),
+        }),
+        ["cat", ">", "/dev/null"] => Some(RemoteCommand::Sink),
+        ["cat", "/dev/zero"] => Some(RemoteCommand::Source),
+        ["cat"] => Some(RemoteCommand::Echo),
+        _ => None,
     }
 }
 

@@ -340,7 +340,8 @@ impl Ssh {
                     fresh,
                 }
             } else {
-                // Verified: landed by separate commands once its digest matched.
+                // Several ranges, a resumed or a verified copy: landed by separate commands
+                // afterwards (a verified one once its digest matched).
                 RemoteCommand::WriteRange {
                     path: temp.to_string(),
                     offset: range.start,
@@ -416,7 +417,7 @@ impl Ssh {
         };
         let digests: Vec<String> = streams.iter_mut().filter_map(|s| s.take()).collect();
         drop(streams);
-        // With one stream the command lands the file itself once scp has exited.
+        // With one stream the command lands the file itself once dd has exited.
         let landing = Instant::now();
         for mut exec in execs {
             let _ = exec.input.eof().await;
