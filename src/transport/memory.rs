@@ -150,24 +150,12 @@ pub fn source<W: Write + ?Sized>(
     counter: &Counter,
 ) -> io::Result<()> {
     let mut at = 0;
-    let mut stall = Stall::new();
-    while !ending.senders_done() {
-        match stream.write(&payload[at..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                counter.add(n as u64);
-                // A write cut short by the timeout goes on where it stopped.
-                at = (at + n) % payload.len();
-                stall.moved = true;
-            }
-            Err(err) if woke(&err) => {
-                if stall.over(ending.stall) {
-                    return Err(ending.stalled(true));
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    sending(ending, counter, || {
+        let n = stream.write(&payload[at..])?;
+        // A write cut short by the timeout goes on where it stopped.
+        at = (at + n) % payload.len();
+        Ok(n)
+    })?;
     stream.flush()
 }
 
@@ -183,16 +171,29 @@ pub fn source_sendfile(
 ) -> io::Result<()> {
     use std::os::fd::AsFd;
     let mut at = 0u64;
+    sending(ending, counter, || {
+        let left = len - at as usize;
+        let n = crate::sys::fs::sendfile(stream.as_fd(), file, &mut at, left)?;
+        if at as usize == len {
+            at = 0;
+        }
+        Ok(n)
+    })
+}
+
+/// The loop of both sources: `send` once, count what went, until the test's time is up or it
+/// is stopped. Errors: nothing went for the stall time, a send of 0 bytes, or `send`'s own.
+fn sending(
+    ending: &Ending,
+    counter: &Counter,
+    mut send: impl FnMut() -> io::Result<usize>,
+) -> io::Result<()> {
     let mut stall = Stall::new();
     while !ending.senders_done() {
-        let left = len - at as usize;
-        match crate::sys::fs::sendfile(stream.as_fd(), file, &mut at, left) {
+        match send() {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 counter.add(n as u64);
-                if at as usize == len {
-                    at = 0;
-                }
                 stall.moved = true;
             }
             Err(err) if woke(&err) => {

@@ -11,6 +11,19 @@ use std::fmt;
 /// number, so that it reads as what it is).
 pub const EXISTS: u32 = 17;
 
+/// What [`crate::transport::ssh::exec::Output::check`] gives for [`EXISTS`] from a `fresh`
+/// [`RemoteCommand::WriteThenFinish`]: the target was there, nothing was written.
+#[derive(Debug)]
+pub struct Exists;
+
+impl fmt::Display for Exists {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the file is already there")
+    }
+}
+
+impl std::error::Error for Exists {}
+
 /// Bytes per `dd` block: big blocks, few system calls on the far side.
 pub const DD_BLOCK: &str = "1M";
 

@@ -14,7 +14,7 @@ use russh::client::{Handle, Msg};
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use super::command::RemoteCommand;
+use super::command::{self, RemoteCommand};
 use super::login::Client;
 
 /// Most of a command's standard error kept for a message.
@@ -23,6 +23,10 @@ const MAX_STDERR: usize = 4096;
 const MAX_OUTPUT: usize = 64 * 1024;
 /// Longest a short command may take.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long an early-ended command's channel is read on after its exit status, for the rest of
+/// its standard error (sshd may send the status first).
+const AFTER_EXIT: Duration = Duration::from_secs(2);
 /// Exit status a shell gives a command it cannot find.
 const NOT_FOUND: u32 = 127;
 
@@ -215,13 +219,22 @@ impl Output {
 
     /// Waits until the command ends on its own while its input is still being sent: a command
     /// that stops early (disk full, no such directory) must stop the sender, not leave it
-    /// waiting for window space forever. Standard output is kept for the reader.
+    /// waiting for window space forever. Standard output is kept for the reader; standard error
+    /// is read to the channel's close (at most [`AFTER_EXIT`] past the exit status, which sshd
+    /// may send before the last of it), so the error can quote all of it.
     pub async fn ended_early(&mut self) -> Exit {
-        while self.exit.is_none() && !self.closed {
+        while !self.closed {
             if self.pending.len() > MAX_OUTPUT {
                 break;
             }
-            let Some(message) = self.rx.wait().await else {
+            let message = match self.exit {
+                None => self.rx.wait().await,
+                Some(_) => match tokio::time::timeout(AFTER_EXIT, self.rx.wait()).await {
+                    Ok(message) => message,
+                    Err(_) => break,
+                },
+            };
+            let Some(message) = message else {
                 self.closed = true;
                 break;
             };
@@ -250,6 +263,11 @@ impl Output {
         };
         match exit {
             Exit::Status(0) => Ok(()),
+            Exit::Status(command::EXISTS)
+                if matches!(command, RemoteCommand::WriteThenFinish { fresh: true, .. }) =>
+            {
+                Err(command::Exists.into())
+            }
             Exit::Status(NOT_FOUND) => bail!(
                 "the remote cannot run `{}`{said}: the SSH path needs {} in the PATH of the remote login shell",
                 command.program(),

@@ -28,7 +28,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use self::command::RemoteCommand;
-use self::exec::{Exec, Exit, Output, input_writer};
+use self::exec::{Exec, Output, input_writer};
 use self::login::{LoginOptions, SshConnection, Target};
 use super::memory::{self, Role, Sampler, Tracked};
 use super::pipeline::{self, ChunkPlan};
@@ -39,18 +39,6 @@ use super::{
 use crate::disk;
 use crate::measure::{Conditions, Counter, CpuClock, Latency, Measurement, Watcher, Workload};
 use crate::warning::Warning;
-
-/// A `fresh` upload found its file already there (the far command's [`command::EXISTS`]).
-#[derive(Debug)]
-struct Exists;
-
-impl std::fmt::Display for Exists {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the file is already there")
-    }
-}
-
-impl std::error::Error for Exists {}
 
 /// An SSH server reached by login.
 pub struct Ssh {
@@ -265,7 +253,7 @@ impl Ssh {
         let (sent, fsync) = match finished {
             Ok(done) => done,
             // Refused before anything was written: nothing to remove.
-            Err(err) if err.is::<Exists>() => return Err(exists()),
+            Err(err) if err.is::<command::Exists>() => return Err(exists()),
             Err(err) if plan.resume => {
                 return Err(err.context(format!(
                     "{}: copy to {path} failed; {temp} is kept: the same copy with --resume goes on from it",
@@ -305,7 +293,8 @@ impl Ssh {
         })
     }
 
-    /// Sends the ranges (`fresh`: the one command refuses when the file is there, as [`Exists`]),
+    /// Sends the ranges (`fresh`: the one command refuses when the file is there, as
+    /// [`command::Exists`]),
     /// `dd` on the far side per connection, the landing in the same exec
     /// when one stream carries the whole file unverified.
     #[allow(clippy::too_many_arguments)]
@@ -397,12 +386,7 @@ impl Ssh {
         let (sent, mut streams) = match outcome? {
             Ok(sent) => sent?,
             Err((exit, index)) => {
-                let exec = &mut execs[index];
-                // sshd may send the exit status before the last of stderr: read to the close.
-                exec.output.finish().await;
-                if fresh && matches!(exit, Ok(Exit::Status(command::EXISTS))) {
-                    return Err(Exists.into());
-                }
+                let exec = &execs[index];
                 return Err(exec
                     .output
                     .check(&exec.command, exit?)
@@ -419,13 +403,8 @@ impl Ssh {
         drop(streams);
         // With one stream the command lands the file itself once dd has exited.
         let landing = Instant::now();
-        for mut exec in execs {
-            let _ = exec.input.eof().await;
-            let exit = exec.output.finish().await;
-            if fresh && matches!(exit, Exit::Status(command::EXISTS)) {
-                return Err(Exists.into());
-            }
-            exec.output.check(&exec.command, exit)?;
+        for exec in execs {
+            exec.finish().await?;
         }
         Ok((
             sent,
